@@ -1,0 +1,4 @@
+fn main() {
+    println!("bios: {}", env!("BIOS_PATH"));
+    println!("uefi: {}", env!("UEFI_PATH"));
+}
