@@ -1,0 +1,36 @@
+//! `hal`: the bottom layer of Busmaster.
+//!
+//! Everything above this crate is generic over the traits defined here, so it can run
+//! on the real machine (the kernel implements the traits with its direct map, volatile
+//! MMIO and port I/O) and on the host (tests use [`Arena`] as fake physical memory).
+//!
+//! * [`DmaAddr`] — bus/device addresses, kept apart from [`PhysAddr`] (DESIGN.md §1).
+//! * [`PhysMemory`] — byte access to physical memory.
+//! * [`RegisterAccess`] — 8/16/32/64-bit register access at an offset (MMIO or port I/O).
+//! * [`barrier`] — `wmb`/`rmb`/`mb` and `clflush_range`.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod addr;
+#[cfg(any(test, feature = "arena"))]
+pub mod arena;
+pub mod barrier;
+pub mod phys;
+pub mod regs;
+
+pub use addr::DmaAddr;
+#[cfg(any(test, feature = "arena"))]
+pub use arena::Arena;
+pub use barrier::{clflush_range, dma_rmb, dma_wmb, mb, rmb, wmb};
+pub use phys::PhysMemory;
+pub use regs::{Mmio, PortIo, RegisterAccess};
+pub use x86_64::{PhysAddr, VirtAddr};
+
+/// Size of a base page (4 KiB) in bytes.
+pub const PAGE_SIZE: u64 = 4096;
+/// log2 of [`PAGE_SIZE`].
+pub const PAGE_SHIFT: u32 = 12;

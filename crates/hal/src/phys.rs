@@ -1,0 +1,98 @@
+//! Physical memory access.
+
+use crate::{PhysAddr, VirtAddr};
+
+/// Byte access to physical memory, used by `mm`, `iommu-vtd` and `dma`.
+///
+/// The kernel implements it through its direct map (phys + offset); host tests use
+/// [`Arena`](crate::Arena), a byte buffer with fake physical addresses, so page tables,
+/// descriptors and bounce buffers are real bytes a test can inspect.
+///
+/// Methods take `&self`: physical memory is hardware-like and shared (a device may write
+/// it too), so implementations use interior mutability. Accesses outside the memory the
+/// implementation knows about are a bug in the caller; implementations may panic.
+pub trait PhysMemory {
+    /// Copies `buf.len()` bytes starting at `pa` into `buf`.
+    fn read(&self, pa: PhysAddr, buf: &mut [u8]);
+
+    /// Copies `data` to physical memory starting at `pa`.
+    fn write(&self, pa: PhysAddr, data: &[u8]);
+
+    /// Sets `len` bytes starting at `pa` to `byte` (e.g. zeroing a fresh page table).
+    fn fill(&self, pa: PhysAddr, byte: u8, len: usize) {
+        let chunk = [byte; 64];
+        let mut done = 0usize;
+        while done < len {
+            let n = core::cmp::min(64, len - done);
+            self.write(pa + done as u64, &chunk[..n]);
+            done += n;
+        }
+    }
+
+    /// Reads a little-endian `u32` at `pa`.
+    fn read_u32(&self, pa: PhysAddr) -> u32 {
+        let mut b = [0u8; 4];
+        self.read(pa, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    /// Writes a little-endian `u32` at `pa`.
+    fn write_u32(&self, pa: PhysAddr, v: u32) {
+        self.write(pa, &v.to_le_bytes());
+    }
+
+    /// Reads a little-endian `u64` at `pa` (page-table entries, descriptors).
+    ///
+    /// Implementations should make an 8-byte-aligned access a single load, since the
+    /// hardware walks tables with 64-bit accesses.
+    fn read_u64(&self, pa: PhysAddr) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(pa, &mut b);
+        u64::from_le_bytes(b)
+    }
+
+    /// Writes a little-endian `u64` at `pa`; a single store when 8-byte aligned.
+    fn write_u64(&self, pa: PhysAddr, v: u64) {
+        self.write(pa, &v.to_le_bytes());
+    }
+
+    /// The CPU virtual address at which `pa` can be accessed directly, if there is one
+    /// (the kernel's direct map; the arena's host buffer). For fast paths in code that
+    /// is allowed to use raw pointers; `None` if `pa` is not backed.
+    fn phys_to_virt(&self, pa: PhysAddr) -> Option<VirtAddr>;
+}
+
+impl<T: PhysMemory + ?Sized> PhysMemory for &T {
+    #[inline]
+    fn read(&self, pa: PhysAddr, buf: &mut [u8]) {
+        (**self).read(pa, buf)
+    }
+    #[inline]
+    fn write(&self, pa: PhysAddr, data: &[u8]) {
+        (**self).write(pa, data)
+    }
+    #[inline]
+    fn fill(&self, pa: PhysAddr, byte: u8, len: usize) {
+        (**self).fill(pa, byte, len)
+    }
+    #[inline]
+    fn read_u32(&self, pa: PhysAddr) -> u32 {
+        (**self).read_u32(pa)
+    }
+    #[inline]
+    fn write_u32(&self, pa: PhysAddr, v: u32) {
+        (**self).write_u32(pa, v)
+    }
+    #[inline]
+    fn read_u64(&self, pa: PhysAddr) -> u64 {
+        (**self).read_u64(pa)
+    }
+    #[inline]
+    fn write_u64(&self, pa: PhysAddr, v: u64) {
+        (**self).write_u64(pa, v)
+    }
+    #[inline]
+    fn phys_to_virt(&self, pa: PhysAddr) -> Option<VirtAddr> {
+        (**self).phys_to_virt(pa)
+    }
+}
