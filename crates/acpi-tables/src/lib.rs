@@ -1,0 +1,44 @@
+//! ACPI table decoders for Busmaster.
+//!
+//! * [`dmar`]: our own parser for the DMA Remapping table (Intel VT-d spec,
+//!   chapter 8), the input of the IOMMU layer. Every length is checked; a
+//!   malformed table is an [`Error`] value, quirks seen in real firmware are
+//!   [`Warning`]s next to the parse result.
+//! * [`madt`], [`mcfg`], [`hpet`], [`fadt`]: small decoders over byte slices.
+//!   The kernel reads these tables through the `acpi` crate; these serve the
+//!   host tool (`acpi-decode`) and the tests, so they stay simple.
+//! * [`walk`]: RSDP → RSDT/XSDT → table list over a [`walk::PhysRead`] trait,
+//!   so it runs against a byte image on the host and the direct map in the
+//!   kernel.
+//!
+//! No function here panics or reads out of bounds on any input: all reads go
+//! through the checked helpers in `bytes`, and every loop over variable-length
+//! records advances by a validated, non-zero length.
+
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+// Tests may index and unwrap: a panic there is a test failure, not a parser bug.
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+extern crate alloc;
+
+pub mod any;
+mod bytes;
+pub mod dmar;
+mod error;
+pub mod fadt;
+mod gas;
+pub mod hpet;
+pub mod madt;
+pub mod mcfg;
+pub mod sdt;
+pub mod walk;
+
+pub use bytes::Lossy;
+pub use error::{Error, ErrorKind, Location, Signature, Warning, WarningKind};
+pub use gas::GenericAddress;
+pub use sdt::{fix_checksum, SdtHeader, Table, HEADER_LEN};
