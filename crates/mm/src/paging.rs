@@ -1,0 +1,570 @@
+//! 4-level x86-64 page-table mapper over [`PhysMemory`].
+//!
+//! The tables are real tables in physical memory (the kernel's, or bytes in the host
+//! arena), read and written as raw 64-bit entries through `PhysMemory`, with flag bits
+//! named by the `x86_64` crate's [`PageTableFlags`]. Entry formats: Intel SDM Vol. 3A
+//! §4.5 "4-Level Paging and 5-Level Paging", Tables 4-14 to 4-20.
+//!
+//! Raw entries rather than `x86_64::PageTableEntry`: in a 2 MiB/1 GiB leaf, bit 12 is
+//! the PAT bit (see [`crate::pat`]), which `PageTableEntry::addr` would read as an
+//! address bit.
+//!
+//! TLB rules (SDM §4.10.4): changing or removing a present leaf needs an invalidation
+//! of that page ([`TlbInvalidate`]); creating a leaf where none was present does not
+//! (a stale "not present" is never cached), so `map` does not invalidate.
+
+use core::fmt;
+
+use hal::{PhysAddr, PhysMemory, VirtAddr};
+pub use x86_64::structures::paging::PageTableFlags;
+
+use crate::buddy::{FrameAllocator, ZoneLimit};
+use crate::pat::{self, CacheType};
+
+/// Entries per table.
+const ENTRIES: u64 = 512;
+/// Physical address bits 12..51 of an entry pointing to a table or a 4 KiB page.
+const ADDR_4K: u64 = 0x000f_ffff_ffff_f000;
+/// Physical address bits 21..51 of a 2 MiB leaf.
+const ADDR_2M: u64 = 0x000f_ffff_ffe0_0000;
+/// Physical address bits 30..51 of a 1 GiB leaf.
+const ADDR_1G: u64 = 0x000f_ffff_c000_0000;
+
+const P: u64 = PageTableFlags::PRESENT.bits();
+const PS: u64 = PageTableFlags::HUGE_PAGE.bits();
+
+/// Page sizes a leaf can map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PageSize {
+    /// 4 KiB, a PTE in a level-1 table.
+    Size4K,
+    /// 2 MiB, a PDE with PS=1.
+    Size2M,
+    /// 1 GiB, a PDPTE with PS=1 (recognised by `translate`/`unmap`; not created).
+    Size1G,
+}
+
+impl PageSize {
+    /// Size in bytes.
+    pub const fn bytes(self) -> u64 {
+        match self {
+            PageSize::Size4K => 1 << 12,
+            PageSize::Size2M => 1 << 21,
+            PageSize::Size1G => 1 << 30,
+        }
+    }
+
+    /// Level of the table holding a leaf of this size (1 = PT, 2 = PD, 3 = PDPT).
+    const fn level(self) -> u8 {
+        match self {
+            PageSize::Size4K => 1,
+            PageSize::Size2M => 2,
+            PageSize::Size1G => 3,
+        }
+    }
+
+    const fn addr_mask(self) -> u64 {
+        match self {
+            PageSize::Size4K => ADDR_4K,
+            PageSize::Size2M => ADDR_2M,
+            PageSize::Size1G => ADDR_1G,
+        }
+    }
+}
+
+/// Supplies zeroable frames for new page tables.
+pub trait FrameSource {
+    /// A free 4 KiB frame, or `None` when out of memory. The mapper zeroes it.
+    fn alloc_table_frame(&mut self) -> Option<PhysAddr>;
+}
+
+impl FrameSource for FrameAllocator<'_> {
+    fn alloc_table_frame(&mut self) -> Option<PhysAddr> {
+        self.alloc(0, ZoneLimit::Any).ok()
+    }
+}
+
+impl<F: FnMut() -> Option<PhysAddr>> FrameSource for F {
+    fn alloc_table_frame(&mut self) -> Option<PhysAddr> {
+        self()
+    }
+}
+
+/// TLB invalidation, done by the kernel with `invlpg` (and a CR3 reload for
+/// `invalidate_all`); host tests record the calls.
+pub trait TlbInvalidate {
+    /// Invalidates the translation for the page containing `va`.
+    fn invalidate_page(&mut self, va: VirtAddr);
+}
+
+/// A [`TlbInvalidate`] that remembers every invalidated address (for host tests).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecordingTlb {
+    /// Addresses in call order.
+    pub invalidated: alloc::vec::Vec<VirtAddr>,
+}
+
+impl TlbInvalidate for RecordingTlb {
+    fn invalidate_page(&mut self, va: VirtAddr) {
+        self.invalidated.push(va);
+    }
+}
+
+/// A [`TlbInvalidate`] that does nothing: for tables not loaded in CR3 (being built, or
+/// another address space), where no TLB can hold their entries.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoTlb;
+
+impl TlbInvalidate for NoTlb {
+    fn invalidate_page(&mut self, _va: VirtAddr) {}
+}
+
+/// Mapping errors. On error nothing was changed (a failed `map_range` undoes its part).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// The virtual or physical address (or length) is not aligned to the page size.
+    Misaligned,
+    /// A leaf already maps this page (`existing` is the frame it maps).
+    AlreadyMapped {
+        /// The virtual address in the way.
+        va: VirtAddr,
+        /// What it maps.
+        existing: PhysAddr,
+    },
+    /// A 4 KiB mapping inside a region already mapped by a 2 MiB/1 GiB page.
+    HugePageOverlap {
+        /// Start of the huge page in the way.
+        huge_va: VirtAddr,
+    },
+    /// A 2 MiB mapping where a page table already exists (it may hold 4 KiB mappings).
+    TableInTheWay {
+        /// Start of the 2 MiB region.
+        va: VirtAddr,
+    },
+    /// The frame source ran out of frames for an intermediate table.
+    OutOfFrames,
+    /// 1 GiB leaves are not created by this mapper.
+    UnsupportedSize,
+    /// The virtual range wraps around the end of the address space.
+    RangeOverflow,
+}
+
+impl fmt::Display for MapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MapError::Misaligned => f.write_str("address not aligned to the page size"),
+            MapError::AlreadyMapped { va, existing } => write!(
+                f,
+                "{:#x} is already mapped to {:#x}",
+                va.as_u64(),
+                existing.as_u64()
+            ),
+            MapError::HugePageOverlap { huge_va } => {
+                write!(f, "overlaps the huge page at {:#x}", huge_va.as_u64())
+            }
+            MapError::TableInTheWay { va } => write!(
+                f,
+                "a page table already covers the 2 MiB region at {:#x}",
+                va.as_u64()
+            ),
+            MapError::OutOfFrames => f.write_str("out of frames for page tables"),
+            MapError::UnsupportedSize => f.write_str("page size not supported for mapping"),
+            MapError::RangeOverflow => f.write_str("virtual range wraps around"),
+        }
+    }
+}
+
+/// Errors of `unmap` and `set_flags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnmapError {
+    /// Nothing is mapped at this address.
+    NotMapped(VirtAddr),
+    /// The address is inside a mapped page but not at its start.
+    NotPageStart {
+        /// Address given.
+        va: VirtAddr,
+        /// Size of the page containing it.
+        size: PageSize,
+    },
+}
+
+impl fmt::Display for UnmapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnmapError::NotMapped(va) => write!(f, "{:#x} is not mapped", va.as_u64()),
+            UnmapError::NotPageStart { va, size } => write!(
+                f,
+                "{:#x} is inside a {size:?} page, not at its start",
+                va.as_u64()
+            ),
+        }
+    }
+}
+
+/// A resolved translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Translation {
+    /// Physical address of the exact virtual address asked for.
+    pub phys: PhysAddr,
+    /// Start of the mapped frame.
+    pub frame: PhysAddr,
+    /// Size of the page.
+    pub size: PageSize,
+    /// Leaf flags, without the cache-selecting bits (PWT/PCD/PAT) and without PS.
+    pub flags: PageTableFlags,
+    /// Cache type selected by the leaf (assuming our PAT layout is loaded).
+    pub cache: CacheType,
+    /// The raw leaf entry.
+    pub raw: u64,
+}
+
+/// Where a walk stopped.
+enum Walk {
+    /// A leaf of `size` at entry address `entry_pa` with value `entry`.
+    Leaf {
+        entry_pa: PhysAddr,
+        entry: u64,
+        size: PageSize,
+    },
+    /// Not present at some level.
+    NotMapped,
+}
+
+/// Flags a caller may set on a leaf (everything else is ours to compute).
+fn leaf_flags_allowed(flags: PageTableFlags) -> u64 {
+    let forbidden = PageTableFlags::WRITE_THROUGH
+        | PageTableFlags::NO_CACHE
+        | PageTableFlags::HUGE_PAGE
+        | PageTableFlags::ACCESSED
+        | PageTableFlags::DIRTY;
+    (flags - forbidden).bits() | P
+}
+
+/// Flags of a new intermediate entry. Permissions are the AND over all levels (SDM
+/// §4.6), so intermediates are permissive and the leaf decides; USER only when a user
+/// leaf needs it.
+fn table_flags_for(leaf: u64) -> u64 {
+    P | PageTableFlags::WRITABLE.bits() | (leaf & PageTableFlags::USER_ACCESSIBLE.bits())
+}
+
+/// The 4-level page-table mapper.
+pub struct Mapper<M: PhysMemory, T: TlbInvalidate> {
+    mem: M,
+    pml4: PhysAddr,
+    tlb: T,
+}
+
+impl<M: PhysMemory, T: TlbInvalidate> fmt::Debug for Mapper<M, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mapper")
+            .field("pml4", &format_args!("{:#x}", self.pml4.as_u64()))
+            .finish()
+    }
+}
+
+#[inline]
+fn index(va: u64, level: u8) -> u64 {
+    (va >> (12 + 9 * (u32::from(level) - 1))) & (ENTRIES - 1)
+}
+
+impl<M: PhysMemory, T: TlbInvalidate> Mapper<M, T> {
+    /// A mapper over the existing top-level table at `pml4` (e.g. the frame in CR3).
+    pub fn new(mem: M, pml4: PhysAddr, tlb: T) -> Self {
+        Mapper { mem, pml4, tlb }
+    }
+
+    /// A mapper over a fresh, empty top-level table taken from `frames`.
+    pub fn create(mem: M, tlb: T, frames: &mut impl FrameSource) -> Result<Self, MapError> {
+        let pml4 = frames.alloc_table_frame().ok_or(MapError::OutOfFrames)?;
+        mem.fill(pml4, 0, 4096);
+        Ok(Mapper { mem, pml4, tlb })
+    }
+
+    /// Physical address of the top-level table (what goes into CR3).
+    pub fn pml4(&self) -> PhysAddr {
+        self.pml4
+    }
+
+    /// The physical memory the tables live in.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// The TLB invalidator (tests read the recorded addresses from it).
+    pub fn tlb(&self) -> &T {
+        &self.tlb
+    }
+
+    /// Mutable access to the TLB invalidator (e.g. to clear a recording).
+    pub fn tlb_mut(&mut self) -> &mut T {
+        &mut self.tlb
+    }
+
+    #[inline]
+    fn entry_pa(table: PhysAddr, va: u64, level: u8) -> PhysAddr {
+        table + index(va, level) * 8
+    }
+
+    /// Walks down to the leaf for `va`.
+    fn walk(&self, va: u64) -> Walk {
+        let mut table = self.pml4;
+        for level in (1..=4u8).rev() {
+            let entry_pa = Self::entry_pa(table, va, level);
+            let entry = self.mem.read_u64(entry_pa);
+            if entry & P == 0 {
+                return Walk::NotMapped;
+            }
+            let size = match level {
+                1 => Some(PageSize::Size4K),
+                2 if entry & PS != 0 => Some(PageSize::Size2M),
+                3 if entry & PS != 0 => Some(PageSize::Size1G),
+                _ => None,
+            };
+            if let Some(size) = size {
+                return Walk::Leaf {
+                    entry_pa,
+                    entry,
+                    size,
+                };
+            }
+            table = PhysAddr::new(entry & ADDR_4K);
+        }
+        Walk::NotMapped
+    }
+
+    /// Returns the table at `level` covering `va`, creating missing tables above it.
+    /// `leaf` is the leaf entry to be installed (for intermediate USER propagation).
+    fn table_for(
+        &mut self,
+        va: u64,
+        level: u8,
+        leaf: u64,
+        frames: &mut impl FrameSource,
+    ) -> Result<PhysAddr, MapError> {
+        let mut table = self.pml4;
+        let want = table_flags_for(leaf);
+        for l in ((level + 1)..=4u8).rev() {
+            let entry_pa = Self::entry_pa(table, va, l);
+            let entry = self.mem.read_u64(entry_pa);
+            if entry & P == 0 {
+                let frame = frames.alloc_table_frame().ok_or(MapError::OutOfFrames)?;
+                self.mem.fill(frame, 0, 4096);
+                self.mem.write_u64(entry_pa, frame.as_u64() | want);
+                table = frame;
+                continue;
+            }
+            if l <= 3 && entry & PS != 0 {
+                let span = if l == 3 { 1u64 << 30 } else { 1u64 << 21 };
+                return Err(MapError::HugePageOverlap {
+                    huge_va: VirtAddr::new_truncate(va & !(span - 1)),
+                });
+            }
+            if entry & want != want {
+                // Widen an existing intermediate (e.g. first USER leaf below it).
+                // Adding permissions to a present entry needs no TLB flush: the worst a
+                // stale entry causes is a spurious fault (SDM §4.10.4.3).
+                self.mem.write_u64(entry_pa, entry | want);
+            }
+            table = PhysAddr::new(entry & ADDR_4K);
+        }
+        Ok(table)
+    }
+
+    /// Maps the page at `va` to the frame at `pa`.
+    ///
+    /// `flags` are leaf permissions (`WRITABLE`, `USER_ACCESSIBLE`, `GLOBAL`,
+    /// `NO_EXECUTE`, available bits); `PRESENT` is implied and the cache bits come from
+    /// `cache`. Missing intermediate tables are taken from `frames`.
+    pub fn map(
+        &mut self,
+        va: VirtAddr,
+        pa: PhysAddr,
+        size: PageSize,
+        flags: PageTableFlags,
+        cache: CacheType,
+        frames: &mut impl FrameSource,
+    ) -> Result<(), MapError> {
+        if size == PageSize::Size1G {
+            return Err(MapError::UnsupportedSize);
+        }
+        let (v, p) = (va.as_u64(), pa.as_u64());
+        if v % size.bytes() != 0 || p % size.bytes() != 0 {
+            return Err(MapError::Misaligned);
+        }
+        let leaf = self.leaf_entry(p, size, flags, cache);
+        let table = self.table_for(v, size.level(), leaf, frames)?;
+        self.install(table, v, size, leaf)
+    }
+
+    fn leaf_entry(&self, p: u64, size: PageSize, flags: PageTableFlags, cache: CacheType) -> u64 {
+        let ps = if size == PageSize::Size4K { 0 } else { PS };
+        p | leaf_flags_allowed(flags) | ps | pat::encode(cache, size)
+    }
+
+    /// Writes `leaf` in `table` for `v` after checking the slot is free.
+    #[inline]
+    fn install(
+        &mut self,
+        table: PhysAddr,
+        v: u64,
+        size: PageSize,
+        leaf: u64,
+    ) -> Result<(), MapError> {
+        let entry_pa = Self::entry_pa(table, v, size.level());
+        let old = self.mem.read_u64(entry_pa);
+        if old & P != 0 {
+            return Err(Self::occupied(v, size, old));
+        }
+        self.mem.write_u64(entry_pa, leaf);
+        Ok(())
+    }
+
+    /// Maps `len` bytes at `va` to `pa` with pages of `size`, walking the upper levels
+    /// once per table rather than once per page. All-or-nothing: on error, the pages this
+    /// call mapped are unmapped again (tables it created stay, empty).
+    #[allow(clippy::too_many_arguments)]
+    pub fn map_range(
+        &mut self,
+        va: VirtAddr,
+        pa: PhysAddr,
+        len: u64,
+        size: PageSize,
+        flags: PageTableFlags,
+        cache: CacheType,
+        frames: &mut impl FrameSource,
+    ) -> Result<(), MapError> {
+        if size == PageSize::Size1G {
+            return Err(MapError::UnsupportedSize);
+        }
+        let page = size.bytes();
+        let (v0, p0) = (va.as_u64(), pa.as_u64());
+        if v0 % page != 0 || p0 % page != 0 || !len.is_multiple_of(page) {
+            return Err(MapError::Misaligned);
+        }
+        let v_end = v0.checked_add(len).ok_or(MapError::RangeOverflow)?;
+        // The end must be canonical too (or exactly the end of the lower half).
+        if len > 0 && VirtAddr::try_new(v_end - 1).is_err() {
+            return Err(MapError::RangeOverflow);
+        }
+        if p0.checked_add(len).is_none_or(|e| e > 1 << 52) {
+            return Err(MapError::RangeOverflow);
+        }
+        let leaf0 = self.leaf_entry(p0, size, flags, cache);
+        // Bytes mapped so far, so a failure can undo exactly what this call did.
+        let mut done = 0u64;
+        let table_span = page * ENTRIES;
+        let result = (|| {
+            while done < len {
+                let v = v0 + done;
+                let table = self.table_for(v, size.level(), leaf0, frames)?;
+                // Pages left in this table.
+                let in_table = ((table_span - (v % table_span)) / page).min((len - done) / page);
+                let first = Self::entry_pa(table, v, size.level());
+                for i in 0..in_table {
+                    let entry_pa = first + i * 8;
+                    let old = self.mem.read_u64(entry_pa);
+                    if old & P != 0 {
+                        return Err(Self::occupied(v0 + done, size, old));
+                    }
+                    // Offsets are page multiples below 2^52: the sum never carries
+                    // into the flag bits.
+                    self.mem.write_u64(entry_pa, leaf0 + done);
+                    done += page;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let mut off = 0;
+            while off < done {
+                if let Walk::Leaf { entry_pa, .. } = self.walk(v0 + off) {
+                    self.mem.write_u64(entry_pa, 0);
+                    self.tlb.invalidate_page(VirtAddr::new_truncate(v0 + off));
+                }
+                off += page;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The error for a slot of `size` at `v` that already holds `old`.
+    fn occupied(v: u64, size: PageSize, old: u64) -> MapError {
+        let va = VirtAddr::new_truncate(v);
+        match size {
+            PageSize::Size2M if old & PS == 0 => MapError::TableInTheWay { va },
+            // In a PD, a present PS=1 entry is a 2 MiB leaf; in a PT bit 7 is PAT.
+            PageSize::Size2M => MapError::AlreadyMapped {
+                va,
+                existing: PhysAddr::new(old & ADDR_2M),
+            },
+            _ => MapError::AlreadyMapped {
+                va,
+                existing: PhysAddr::new(old & ADDR_4K),
+            },
+        }
+    }
+
+    /// Removes the mapping of the page starting at `va` (any size) and invalidates its
+    /// TLB entry. Returns the frame it mapped and the page size. Tables are not freed.
+    pub fn unmap(&mut self, va: VirtAddr) -> Result<(PhysAddr, PageSize), UnmapError> {
+        let v = va.as_u64();
+        match self.walk(v) {
+            Walk::NotMapped => Err(UnmapError::NotMapped(va)),
+            Walk::Leaf {
+                entry_pa,
+                entry,
+                size,
+            } => {
+                if !v.is_multiple_of(size.bytes()) {
+                    return Err(UnmapError::NotPageStart { va, size });
+                }
+                self.mem.write_u64(entry_pa, 0);
+                self.tlb.invalidate_page(va);
+                Ok((PhysAddr::new(entry & size.addr_mask()), size))
+            }
+        }
+    }
+
+    /// The translation of `va`, or `None` if it is not mapped.
+    pub fn translate(&self, va: VirtAddr) -> Option<Translation> {
+        let v = va.as_u64();
+        match self.walk(v) {
+            Walk::NotMapped => None,
+            Walk::Leaf { entry, size, .. } => {
+                let frame = entry & size.addr_mask();
+                let strip = pat::cache_mask(size) | PS;
+                Some(Translation {
+                    phys: PhysAddr::new(frame | (v & (size.bytes() - 1))),
+                    frame: PhysAddr::new(frame),
+                    size,
+                    flags: PageTableFlags::from_bits_truncate(entry & !strip & !ADDR_4K),
+                    cache: pat::decode(entry, size),
+                    raw: entry,
+                })
+            }
+        }
+    }
+
+    /// Replaces the permissions and cache type of the page starting at `va` (any size),
+    /// keeping the frame, and invalidates its TLB entry. Returns the old translation.
+    pub fn set_flags(
+        &mut self,
+        va: VirtAddr,
+        flags: PageTableFlags,
+        cache: CacheType,
+    ) -> Result<Translation, UnmapError> {
+        let old = self.translate(va).ok_or(UnmapError::NotMapped(va))?;
+        let v = va.as_u64();
+        if !v.is_multiple_of(old.size.bytes()) {
+            return Err(UnmapError::NotPageStart { va, size: old.size });
+        }
+        let Walk::Leaf { entry_pa, .. } = self.walk(v) else {
+            return Err(UnmapError::NotMapped(va));
+        };
+        let new = self.leaf_entry(old.frame.as_u64(), old.size, flags, cache);
+        self.mem.write_u64(entry_pa, new);
+        self.tlb.invalidate_page(va);
+        Ok(old)
+    }
+}
