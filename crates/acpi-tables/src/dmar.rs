@@ -856,3 +856,7 @@ fn check_include_pci_all(structures: &[RemappingStructure], warnings: &mut Vec<W
         }
     }
 }
+
+#[cfg(test)]
+#[path = "dmar_tests.rs"]
+mod tests;

@@ -36,6 +36,8 @@ pub mod hpet;
 pub mod madt;
 pub mod mcfg;
 pub mod sdt;
+#[cfg(test)]
+mod testutil;
 pub mod walk;
 
 pub use bytes::Lossy;
