@@ -28,6 +28,8 @@ extern crate alloc;
 
 pub mod any;
 mod bytes;
+#[cfg(test)]
+mod decoder_tests;
 pub mod dmar;
 mod error;
 pub mod fadt;
@@ -39,6 +41,8 @@ pub mod sdt;
 #[cfg(test)]
 mod testutil;
 pub mod walk;
+#[cfg(test)]
+mod walk_tests;
 
 pub use bytes::Lossy;
 pub use error::{Error, ErrorKind, Location, Signature, Warning, WarningKind};
