@@ -1,4 +1,463 @@
+//! The Busmaster runner: builds nothing itself (the build script made the disk
+//! images), boots them in QEMU with named profiles, and runs the test tiers.
+//!
+//! ```text
+//! boot [run] [--profile NAME] [--uefi] [--cmdline "k=v ..."] [-- QEMU ARGS]
+//! boot test [--host-log FILE --host-status N] [--only SUBSTRING]
+//! boot image [--out DIR]
+//! boot boot-time [--runs N]
+//! boot profiles
+//! ```
+
+mod ktest;
+mod profile;
+mod qemu;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use profile::{Firmware, Images, Launch, SerialMode};
+use qemu::{Limits, Session};
+
+fn images() -> Images {
+    Images {
+        bios: PathBuf::from(env!("BIOS_PATH")),
+        uefi: PathBuf::from(env!("UEFI_PATH")),
+    }
+}
+
+const USAGE: &str = "usage:
+  run.sh [run] [--profile NAME] [--uefi] [--cmdline \"k=v ...\"] [-- QEMU ARGS...]
+  run.sh test [--only SUBSTRING]
+  run.sh image [--out DIR]
+  run.sh boot-time [--runs N]
+  run.sh profiles";
+
+fn fail(msg: &str) -> ! {
+    eprintln!("boot: {msg}");
+    eprintln!("{USAGE}");
+    std::process::exit(2)
+}
+
+struct Args {
+    command: String,
+    profile: String,
+    uefi: bool,
+    cmdline: String,
+    qemu_extra: Vec<String>,
+    host_log: Option<PathBuf>,
+    host_status: i32,
+    only: Option<String>,
+    out: PathBuf,
+    runs: usize,
+}
+
+fn parse_args(argv: Vec<String>) -> Result<Args, String> {
+    let mut a = Args {
+        command: "run".into(),
+        profile: "default".into(),
+        uefi: false,
+        cmdline: String::new(),
+        qemu_extra: vec![],
+        host_log: None,
+        host_status: 0,
+        only: None,
+        out: PathBuf::from("target/images"),
+        runs: 5,
+    };
+    let mut it = argv.into_iter();
+    let mut first = true;
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "run" | "test" | "image" | "boot-time" | "profiles" if first => a.command = arg.clone(),
+            "--profile" => a.profile = value("--profile")?,
+            "--uefi" => a.uefi = true,
+            "--cmdline" => a.cmdline = value("--cmdline")?,
+            "--host-log" => a.host_log = Some(value("--host-log")?.into()),
+            "--host-status" => {
+                a.host_status = value("--host-status")?
+                    .parse()
+                    .map_err(|_| "--host-status takes a number")?
+            }
+            "--only" => a.only = Some(value("--only")?),
+            "--out" => a.out = value("--out")?.into(),
+            "--runs" => {
+                a.runs = value("--runs")?
+                    .parse()
+                    .map_err(|_| "--runs takes a number")?
+            }
+            "--" => {
+                a.qemu_extra = it.by_ref().collect();
+            }
+            "-h" | "--help" | "help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+        first = false;
+    }
+    Ok(a)
+}
+
 fn main() {
-    println!("bios: {}", env!("BIOS_PATH"));
-    println!("uefi: {}", env!("UEFI_PATH"));
+    let args = parse_args(std::env::args().skip(1).collect()).unwrap_or_else(|e| fail(&e));
+    let code = match args.command.as_str() {
+        "run" => run(&args),
+        "test" => test(&args),
+        "image" => image(&args),
+        "boot-time" => boot_time(&args),
+        "profiles" => {
+            for p in profile::PROFILES {
+                println!("{:<10} {}", p.name, p.summary);
+            }
+            0
+        }
+        _ => unreachable!("parse_args only accepts known commands"),
+    };
+    std::process::exit(code);
+}
+
+fn launch_for(args: &Args, serial: SerialMode) -> Launch {
+    let profile = profile::find(&args.profile)
+        .unwrap_or_else(|| {
+            let names: Vec<&str> = profile::PROFILES.iter().map(|p| p.name).collect();
+            fail(&format!(
+                "unknown profile '{}' (profiles: {})",
+                args.profile,
+                names.join(", ")
+            ))
+        })
+        .clone();
+    Launch {
+        firmware: if args.uefi {
+            Firmware::Uefi
+        } else {
+            profile.firmware
+        },
+        profile,
+        cmdline: args.cmdline.clone(),
+        serial,
+        no_reboot: false,
+        extra: args.qemu_extra.clone(),
+    }
+}
+
+/// Boots the shell. On a terminal QEMU owns it; otherwise the serial port is
+/// piped and our stdin is fed to the shell once it is ready.
+fn run(args: &Args) -> i32 {
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if interactive {
+        let launch = launch_for(args, SerialMode::Terminal);
+        let vars;
+        let ovmf = if launch.firmware == Firmware::Uefi {
+            let fw = profile::Ovmf::locate().unwrap_or_else(|e| fail(&e));
+            let path =
+                std::env::temp_dir().join(format!("busmaster-vars-{}.fd", std::process::id()));
+            if let Err(e) = std::fs::copy(&fw.vars_template, &path) {
+                fail(&format!("copying OVMF variables: {e}"));
+            }
+            vars = Some(path);
+            Some(fw)
+        } else {
+            vars = None;
+            None
+        };
+        let qargs = profile::qemu_args(&launch, &images(), ovmf.as_ref(), vars.as_deref());
+        eprintln!(
+            "boot: profile '{}'; Ctrl-A X quits QEMU, Ctrl-A C opens its monitor",
+            launch.profile.name
+        );
+        let status = std::process::Command::new(qemu::qemu_binary())
+            .args(&qargs)
+            .status();
+        if let Some(v) = vars {
+            let _ = std::fs::remove_file(v);
+        }
+        return match status {
+            Ok(s) => profile::exit_meaning(s.code().unwrap_or(-1)).0,
+            Err(e) => {
+                eprintln!("boot: cannot start {}: {e}", qemu::qemu_binary());
+                1
+            }
+        };
+    }
+    let launch = launch_for(args, SerialMode::Piped);
+    let session = match Session::spawn(&launch, &images()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("boot: {e}");
+            return 1;
+        }
+    };
+    qemu::forward_stdin(&session);
+    let limits = Limits {
+        idle: Duration::from_secs(120),
+        overall: Duration::from_secs(24 * 3600),
+    };
+    let t = qemu::drive(session, &limits, true);
+    match t.end {
+        qemu::End::Exited(s) => {
+            let (code, meaning) = profile::exit_meaning(s);
+            if code != 0 {
+                eprintln!("boot: {meaning} (QEMU status {s})");
+            }
+            code
+        }
+        qemu::End::InputDone => {
+            eprintln!("\nboot: {}", t.end.describe());
+            0
+        }
+        other => {
+            eprintln!("\nboot: {}", other.describe());
+            1
+        }
+    }
+}
+
+/// Sums `cargo test` result lines: `test result: ok. 12 passed; 0 failed; ...`.
+fn parse_host_log(text: &str) -> (usize, usize) {
+    let mut passed = 0;
+    let mut failed = 0;
+    for line in text.lines() {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            continue;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(kind), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<usize>() else { continue };
+            match kind {
+                "passed" => passed += n,
+                "failed" => failed += n,
+                _ => {}
+            }
+        }
+    }
+    (passed, failed)
+}
+
+fn test(args: &Args) -> i32 {
+    let mut tally = ktest::Tally::default();
+    let (mut host_passed, mut host_failed) = (0, 0);
+    if let Some(path) = &args.host_log {
+        match std::fs::read_to_string(path) {
+            Ok(text) => (host_passed, host_failed) = parse_host_log(&text),
+            Err(e) => {
+                eprintln!("boot: reading host test log {}: {e}", path.display());
+                host_failed = 1;
+            }
+        }
+        if args.host_status != 0 && host_failed == 0 {
+            // cargo failed without a failing test: a build error.
+            println!(
+                "host tests: cargo test exited with status {} (build failure?)",
+                args.host_status
+            );
+            host_failed = 1;
+        }
+    }
+    let images = images();
+    let wanted = |name: &str| args.only.as_ref().is_none_or(|o| name.contains(o.as_str()));
+
+    println!("\nrunning in-QEMU tests");
+    let limits = Limits {
+        idle: Duration::from_secs(60),
+        overall: Duration::from_secs(600),
+    };
+    for (name, firmware) in ktest::SUITE_PROFILES {
+        let mut launch = launch_for(
+            &Args {
+                profile: name.to_string(),
+                ..clone_args(args)
+            },
+            SerialMode::Piped,
+        );
+        launch.firmware = *firmware;
+        let run = ktest::run_suite(&images, &launch, None, &limits);
+        for r in &run.records {
+            let full = format!("qemu::{name}::{}", r.name);
+            if !wanted(&full) {
+                continue;
+            }
+            let detail = if r.context.is_empty() {
+                r.reason.clone()
+            } else {
+                format!("{}\n{}", r.reason, r.context)
+            };
+            tally.record(&full, r.ok, &detail);
+        }
+        println!(
+            "profile {name}: {} boot(s), {:.1} s in QEMU",
+            run.boots,
+            run.elapsed.as_secs_f64()
+        );
+    }
+    let base = launch_for(&clone_args(args), SerialMode::Piped);
+    for meta in ktest::META_TESTS {
+        let full = format!("qemu::default::{} (caught)", meta.test);
+        if !wanted(&full) {
+            continue;
+        }
+        match ktest::check_meta(meta, &images, &base) {
+            Ok(()) => tally.record(&full, true, ""),
+            Err(e) => tally.record(&full, false, &e),
+        }
+    }
+    for case in ktest::SHELL_CASES {
+        let full = format!("qemu::{}::shell::{}", case.profile, case.name);
+        if !wanted(&full) {
+            continue;
+        }
+        match ktest::check_shell_case(case, &images) {
+            Ok(_) => tally.record(&full, true, ""),
+            Err(e) => tally.record(&full, false, &e),
+        }
+    }
+    println!();
+    println!(
+        "host: {host_passed} passed, {host_failed} failed; qemu: {} passed, {} failed",
+        tally.passed, tally.failed
+    );
+    for f in &tally.failures {
+        println!("failed: {f}");
+    }
+    let passed = host_passed + tally.passed;
+    let failed = host_failed + tally.failed;
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        0
+    } else {
+        1
+    }
+}
+
+fn clone_args(a: &Args) -> Args {
+    Args {
+        command: a.command.clone(),
+        profile: a.profile.clone(),
+        uefi: a.uefi,
+        cmdline: a.cmdline.clone(),
+        qemu_extra: a.qemu_extra.clone(),
+        host_log: a.host_log.clone(),
+        host_status: a.host_status,
+        only: a.only.clone(),
+        out: a.out.clone(),
+        runs: a.runs,
+    }
+}
+
+/// Copies the disk images somewhere stable and says how to use them.
+fn image(args: &Args) -> i32 {
+    let images = images();
+    if let Err(e) = std::fs::create_dir_all(&args.out) {
+        eprintln!("boot: creating {}: {e}", args.out.display());
+        return 1;
+    }
+    for (src, name) in [
+        (&images.bios, "busmaster-bios.img"),
+        (&images.uefi, "busmaster-uefi.img"),
+    ] {
+        let dst = args.out.join(name);
+        if let Err(e) = std::fs::copy(src, &dst) {
+            eprintln!("boot: copying {} to {}: {e}", src.display(), dst.display());
+            return 1;
+        }
+        let size = std::fs::metadata(&dst).map(|m| m.len()).unwrap_or(0);
+        println!("{} ({} KiB)", dst.display(), size / 1024);
+    }
+    println!(
+        "\nTo boot a PC from a USB stick, write one image to the whole stick (not a partition):\n  \
+         sudo dd if={}/busmaster-uefi.img of=/dev/sdX bs=4M conv=fsync   # UEFI machines\n  \
+         sudo dd if={}/busmaster-bios.img of=/dev/sdX bs=4M conv=fsync   # legacy BIOS / CSM\n\
+         Check /dev/sdX with 'lsblk' first: everything on it is overwritten.",
+        args.out.display(),
+        args.out.display()
+    );
+    0
+}
+
+/// Measures QEMU start to the first shell prompt, BIOS and UEFI.
+fn boot_time(args: &Args) -> i32 {
+    let images = images();
+    for (label, profile_name) in [("bios", "default"), ("uefi", "uefi")] {
+        let mut times = Vec::new();
+        for _ in 0..args.runs.max(1) {
+            let launch = launch_for(
+                &Args {
+                    profile: profile_name.into(),
+                    ..clone_args(args)
+                },
+                SerialMode::Piped,
+            );
+            let session = match Session::spawn(&launch, &images) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("boot: {e}");
+                    return 1;
+                }
+            };
+            qemu::feed_input(&session, b"poweroff\n");
+            let limits = Limits {
+                idle: Duration::from_secs(30),
+                overall: Duration::from_secs(60),
+            };
+            let t = qemu::drive(session, &limits, false);
+            match t.first_prompt {
+                Some(d) => times.push(d.as_secs_f64()),
+                None => {
+                    eprintln!("boot: {label}: no prompt ({})", t.end.describe());
+                    return 1;
+                }
+            }
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        let median = times[times.len() / 2];
+        let list: Vec<String> = times.iter().map(|t| format!("{t:.2}")).collect();
+        println!(
+            "boot-time {label}: QEMU start -> prompt median {median:.2} s over {} runs [{}]",
+            times.len(),
+            list.join(", ")
+        );
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_log_sums_every_result_line() {
+        let log = "running 3 tests\ntest a ... ok\n\
+                   test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s\n\
+                   test result: FAILED. 5 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out\n";
+        assert_eq!(parse_host_log(log), (8, 2));
+        assert_eq!(parse_host_log("error[E0425]: cannot find value"), (0, 0));
+    }
+
+    #[test]
+    fn args_parse_profiles_and_qemu_passthrough() {
+        let a = parse_args(
+            ["--profile", "bigmem", "--uefi", "--", "-s", "-S"]
+                .map(String::from)
+                .to_vec(),
+        )
+        .unwrap();
+        assert_eq!(a.command, "run");
+        assert_eq!(a.profile, "bigmem");
+        assert!(a.uefi);
+        assert_eq!(a.qemu_extra, ["-s", "-S"]);
+        let t = parse_args(["test", "--only", "shell"].map(String::from).to_vec()).unwrap();
+        assert_eq!(t.command, "test");
+        assert_eq!(t.only.as_deref(), Some("shell"));
+        assert!(parse_args(vec!["--bogus".into()]).is_err());
+        assert!(parse_args(vec!["--profile".into()]).is_err());
+        // a command word is only a command in first position
+        assert!(parse_args(["--uefi", "test"].map(String::from).to_vec()).is_err());
+    }
 }

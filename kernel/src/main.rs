@@ -1,19 +1,75 @@
+//! Busmaster: a small x86_64 kernel about DMA.
+//!
+//! Boot order: TSC mark, serial, log, GDT/IDT, heap, TSC calibration, memory
+//! map, command line; then either the shell or, with `mode=test`, the in-kernel
+//! test suite.
+
 #![no_std]
 #![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
 
+extern crate alloc;
+
+mod arch;
+mod cmdline;
+mod fatal;
+mod fwcfg;
+mod heap;
+mod klog;
+mod ktest;
+mod memmap;
+mod power;
+mod serial;
+mod shell;
+mod time;
+
+use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{entry_point, BootInfo};
+use spin::Once;
 
-entry_point!(kernel_main);
+use cmdline::Cmdline;
 
-fn kernel_main(_boot_info: &'static mut BootInfo) -> ! {
-    loop {
-        x86_64::instructions::hlt();
-    }
+pub static BOOTLOADER_CONFIG: BootloaderConfig = {
+    let mut config = BootloaderConfig::new_default();
+    // All of physical memory mapped at an offset the bootloader picks: page
+    // tables, ACPI tables and DMA buffers are reached through it.
+    config.mappings.physical_memory = Some(Mapping::Dynamic);
+    config.kernel_stack_size = 512 * 1024;
+    config
+};
+
+entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
+
+static CMDLINE: Once<Cmdline> = Once::new();
+
+/// The boot options (empty until read from fw_cfg).
+pub fn boot_cmdline() -> &'static Cmdline {
+    CMDLINE.call_once(|| Cmdline::parse(""))
 }
 
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {
-        x86_64::instructions::hlt();
+fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    time::mark_boot();
+    serial::init();
+    klog::init();
+    arch::gdt::init();
+    arch::idt::init();
+    heap::init();
+    let hz = time::calibrate();
+    log::info!(
+        "Busmaster {} booting; TSC {}.{:03} MHz",
+        env!("CARGO_PKG_VERSION"),
+        hz / 1_000_000,
+        (hz / 1000) % 1000
+    );
+    if let Some(offset) = boot_info.physical_memory_offset.into_option() {
+        log::info!("physical memory mapped at {offset:#x}");
+    }
+    memmap::init(&boot_info.memory_regions);
+    memmap::log_summary();
+    let cmdline = CMDLINE.call_once(|| Cmdline::parse(&fwcfg::cmdline()));
+    log::info!("command line: '{}'", cmdline.raw());
+    match cmdline.get("mode") {
+        Some("test") => ktest::run(cmdline),
+        _ => shell::run(),
     }
 }

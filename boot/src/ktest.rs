@@ -1,0 +1,506 @@
+//! The in-QEMU test tier: boots test kernels per profile, reads the serial
+//! protocol (kernel/src/ktest/mod.rs), recovers from crashes and hangs by
+//! booting again past the test that died, checks the harness's own deliberate
+//! failures, and runs scripted shell sessions.
+
+use std::time::Duration;
+
+use crate::profile::{self, Firmware, Images, Launch, SerialMode};
+use crate::qemu::{self, End, Limits, Session, Transcript};
+
+/// One line of the kernel's test protocol.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Proto<'a> {
+    Begin { total: usize },
+    Start(&'a str),
+    Ok(&'a str),
+    Fail(&'a str, &'a str),
+    End,
+}
+
+pub fn parse_proto(line: &str) -> Option<Proto<'_>> {
+    let rest = line
+        .trim_end_matches('\r')
+        .strip_prefix("BUSMASTER-TEST ")?;
+    let (word, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    match word {
+        "begin" => {
+            let total = rest
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("total="))
+                .and_then(|v| v.parse().ok())?;
+            Some(Proto::Begin { total })
+        }
+        "start" => Some(Proto::Start(rest.trim())),
+        "ok" => Some(Proto::Ok(rest.split_whitespace().next()?)),
+        "fail" => {
+            let (name, reason) = rest.split_once(": ").unwrap_or((rest, "no reason given"));
+            Some(Proto::Fail(name.trim(), reason.trim()))
+        }
+        "end" => Some(Proto::End),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub name: String,
+    pub ok: bool,
+    pub reason: String,
+    /// The crash report or last lines of output, for failures.
+    pub context: String,
+}
+
+/// Counts and prints results as they come.
+#[derive(Default)]
+pub struct Tally {
+    pub passed: usize,
+    pub failed: usize,
+    pub failures: Vec<String>,
+}
+
+impl Tally {
+    pub fn record(&mut self, name: &str, ok: bool, detail: &str) {
+        if ok {
+            self.passed += 1;
+            println!("test {name} ... ok");
+        } else {
+            self.failed += 1;
+            println!("test {name} ... FAILED");
+            for line in detail.lines() {
+                println!("    {line}");
+            }
+            self.failures.push(name.to_string());
+        }
+    }
+}
+
+/// Lines of the kernel's panic and exception reports (kernel/src/arch/idt.rs).
+const REPORT_PREFIXES: [&str; 6] = ["!!!", "RIP=", "RAX=", "RSI=", "R9 =", "R13="];
+
+fn crash_context(text: &str) -> String {
+    let report: Vec<&str> = text
+        .lines()
+        .filter(|l| REPORT_PREFIXES.iter().any(|p| l.starts_with(p)))
+        .collect();
+    if !report.is_empty() {
+        return report.join("\n");
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(12)..].join("\n")
+}
+
+pub struct SuiteRun {
+    pub records: Vec<Record>,
+    pub boots: usize,
+    /// Total time spent in QEMU.
+    pub elapsed: Duration,
+}
+
+/// Runs the kernel's tests for `launch.profile`, booting again past any test
+/// that crashed or hung. `only` names one (manual) test.
+pub fn run_suite(images: &Images, base: &Launch, only: Option<&str>, limits: &Limits) -> SuiteRun {
+    let mut records = Vec::new();
+    let mut skip = 0usize;
+    let mut boots = 0usize;
+    let mut elapsed = Duration::ZERO;
+    loop {
+        let mut launch = base.clone();
+        launch.cmdline = format!("mode=test profile={} skip={skip}", base.profile.name);
+        if let Some(name) = only {
+            launch.cmdline.push_str(&format!(" only={name}"));
+        }
+        launch.no_reboot = true;
+        boots += 1;
+        let t = match Session::spawn(&launch, images) {
+            Ok(s) => qemu::drive(s, limits, false),
+            Err(e) => {
+                records.push(Record {
+                    name: "boot".into(),
+                    ok: false,
+                    reason: e,
+                    context: String::new(),
+                });
+                break;
+            }
+        };
+        elapsed += t.elapsed;
+        let (mut total, mut begun, mut ended) = (0usize, false, false);
+        let mut started = 0usize;
+        let mut current: Option<String> = None;
+        for line in t.text.lines() {
+            match parse_proto(line) {
+                Some(Proto::Begin { total: n }) => {
+                    begun = true;
+                    total = n;
+                }
+                Some(Proto::Start(name)) => {
+                    started += 1;
+                    current = Some(name.to_string());
+                }
+                Some(Proto::Ok(name)) => {
+                    current = None;
+                    records.push(Record {
+                        name: name.into(),
+                        ok: true,
+                        reason: String::new(),
+                        context: String::new(),
+                    });
+                }
+                Some(Proto::Fail(name, reason)) => {
+                    current = None;
+                    let crashed = matches!(t.end, End::Exited(37));
+                    records.push(Record {
+                        name: name.into(),
+                        ok: false,
+                        reason: reason.into(),
+                        context: if crashed {
+                            crash_context(&t.text)
+                        } else {
+                            String::new()
+                        },
+                    });
+                }
+                Some(Proto::End) => ended = true,
+                None => {}
+            }
+        }
+        if !begun {
+            records.push(Record {
+                name: "boot".into(),
+                ok: false,
+                reason: format!(
+                    "the test kernel never started its tests: {}",
+                    t.end.describe()
+                ),
+                context: crash_context(&t.text),
+            });
+            break;
+        }
+        if ended {
+            break;
+        }
+        // The boot died inside a test: blame it, then boot again past it.
+        if let Some(name) = current {
+            records.push(Record {
+                name,
+                ok: false,
+                reason: format!("no verdict: {}", t.end.describe()),
+                context: crash_context(&t.text),
+            });
+        }
+        if started == 0 {
+            records.push(Record {
+                name: "boot".into(),
+                ok: false,
+                reason: format!("no progress: {}", t.end.describe()),
+                context: crash_context(&t.text),
+            });
+            break;
+        }
+        skip += started;
+        if skip >= total {
+            break;
+        }
+    }
+    SuiteRun {
+        records,
+        boots,
+        elapsed,
+    }
+}
+
+/// What a harness self-test must observe.
+pub enum Expect {
+    /// The kernel reported the test failed with all of these in the reason,
+    /// and the whole output holds all of `output`.
+    Reported {
+        reason: &'static [&'static str],
+        output: &'static [&'static str],
+    },
+    /// The runner had to time the test out.
+    TimedOut,
+    /// QEMU ended with no verdict and no report: a reset (triple fault).
+    Reset,
+}
+
+pub struct Meta {
+    pub test: &'static str,
+    pub expect: Expect,
+}
+
+/// The harness's deliberate failures (kernel/src/ktest/harness.rs).
+pub const META_TESTS: &[Meta] = &[
+    Meta {
+        test: "harness::deliberate_page_fault",
+        expect: Expect::Reported {
+            reason: &["CPU exception vector 14"],
+            output: &[
+                "CPU EXCEPTION #PF (page fault)",
+                "CR2=0x00000deadbeef000: page not present, read, kernel mode",
+                "RAX=",
+                "R15=",
+            ],
+        },
+    },
+    Meta {
+        test: "harness::deliberate_panic",
+        expect: Expect::Reported {
+            reason: &[
+                "panicked at kernel/src/ktest/harness.rs:",
+                "deliberate panic for the harness self-test",
+            ],
+            output: &["KERNEL PANIC at kernel/src/ktest/harness.rs:"],
+        },
+    },
+    Meta {
+        test: "harness::deliberate_hang",
+        expect: Expect::TimedOut,
+    },
+    Meta {
+        test: "harness::deliberate_triple_fault",
+        expect: Expect::Reset,
+    },
+    Meta {
+        test: "harness::deliberate_stack_overflow",
+        expect: Expect::Reported {
+            // The #PF on the guard page cannot push its frame, so the CPU
+            // raises #DF, which runs on its own IST stack and reports.
+            reason: &["CPU exception vector 8"],
+            output: &["CPU EXCEPTION #DF (double fault)"],
+        },
+    },
+];
+
+/// Checks one harness self-test; returns the failure detail, if any.
+pub fn check_meta(meta: &Meta, images: &Images, base: &Launch) -> Result<(), String> {
+    let limits = Limits {
+        idle: Duration::from_secs(if matches!(meta.expect, Expect::TimedOut) {
+            4
+        } else {
+            30
+        }),
+        overall: Duration::from_secs(60),
+    };
+    let run = run_suite(images, base, Some(meta.test), &limits);
+    let rec = run
+        .records
+        .iter()
+        .find(|r| r.name == meta.test)
+        .ok_or_else(|| format!("no record for {}: {:?}", meta.test, run.records))?;
+    if rec.ok {
+        return Err("the deliberate failure passed: the harness did not see it".into());
+    }
+    match &meta.expect {
+        Expect::Reported { reason, output } => {
+            for want in reason.iter() {
+                if !rec.reason.contains(want) {
+                    return Err(format!("reason {:?} lacks {want:?}", rec.reason));
+                }
+            }
+            for want in output.iter() {
+                if !rec.context.contains(want) {
+                    return Err(format!("crash report lacks {want:?}:\n{}", rec.context));
+                }
+            }
+            Ok(())
+        }
+        Expect::TimedOut => {
+            if rec.reason.contains("timed out") {
+                Ok(())
+            } else {
+                Err(format!("expected a timeout, got: {}", rec.reason))
+            }
+        }
+        Expect::Reset => {
+            if rec.reason.contains("no verdict: QEMU exited with status 0") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "expected a reset with no verdict, got: {}",
+                    rec.reason
+                ))
+            }
+        }
+    }
+}
+
+/// A scripted shell session and what its transcript must show.
+pub struct ShellCase {
+    pub name: &'static str,
+    pub profile: &'static str,
+    pub input: &'static [u8],
+    /// The session must end this way.
+    pub end: End,
+    pub contains: &'static [&'static str],
+    /// (line prefix, exact number of lines starting with it)
+    pub line_counts: &'static [(&'static str, usize)],
+}
+
+pub const SHELL_CASES: &[ShellCase] = &[
+    ShellCase {
+        name: "help_meminfo_bogus_poweroff",
+        profile: "default",
+        input: b"help\nmeminfo\nbogus\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "Commands:",
+            "  meminfo",
+            "  poweroff",
+            "MemTotal:",
+            "KernelHeap:",
+            "unknown command 'bogus'",
+        ],
+        line_counts: &[("error:", 1)],
+    },
+    ShellCase {
+        name: "bad_arguments_get_usage_errors",
+        profile: "default",
+        input: b"uptime now\nhelp nosuchcmd\nhelp uptime\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "error: usage: uptime (takes no arguments)",
+            "error: help: no command 'nosuchcmd'",
+            "time since boot",
+        ],
+        line_counts: &[("error:", 2)],
+    },
+    ShellCase {
+        name: "backspace_and_crlf_editing",
+        profile: "default",
+        input: b"upx\x7ftime\r\nmeminfp\x08o\r\npoweroff\r\n",
+        end: End::Exited(0),
+        contains: &[" s (TSC ", "MemTotal:"],
+        line_counts: &[("error:", 0)],
+    },
+    ShellCase {
+        name: "dmesg_replays_the_boot_log",
+        profile: "default",
+        input: b"dmesg\npoweroff\n",
+        end: End::Exited(0),
+        contains: &["memory map:", "command line:"],
+        // once while booting, once from the ring buffer
+        line_counts: &[],
+    },
+    ShellCase {
+        name: "input_closed_without_poweroff_ends_qemu",
+        profile: "default",
+        input: b"uptime\n",
+        end: End::InputDone,
+        contains: &[" s (TSC "],
+        line_counts: &[],
+    },
+    ShellCase {
+        name: "reboot_resets_the_machine",
+        profile: "default",
+        input: b"reboot\n",
+        // with -no-reboot a reset ends QEMU with status 0
+        end: End::Exited(0),
+        contains: &["power: reset"],
+        line_counts: &[],
+    },
+    ShellCase {
+        name: "uefi_boot_and_poweroff",
+        profile: "uefi",
+        input: b"meminfo\npoweroff\n",
+        end: End::Exited(0),
+        contains: &["MemTotal:", "requesting ACPI S5"],
+        line_counts: &[],
+    },
+];
+
+pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript, String> {
+    let profile = profile::find(case.profile)
+        .ok_or("unknown profile")?
+        .clone();
+    let launch = Launch {
+        firmware: profile.firmware,
+        profile,
+        cmdline: String::new(),
+        serial: SerialMode::Piped,
+        no_reboot: true,
+        extra: vec![],
+    };
+    let session = Session::spawn(&launch, images)?;
+    qemu::feed_input(&session, case.input);
+    let limits = Limits {
+        idle: Duration::from_secs(30),
+        overall: Duration::from_secs(90),
+    };
+    let t = qemu::drive(session, &limits, false);
+    let tail = || crash_context(&t.text);
+    if t.end != case.end {
+        return Err(format!(
+            "ended with '{}', expected '{}'\n{}",
+            t.end.describe(),
+            case.end.describe(),
+            tail()
+        ));
+    }
+    for want in case.contains {
+        if !t.text.contains(want) {
+            return Err(format!("output lacks {want:?}\n{}", tail()));
+        }
+    }
+    for (prefix, n) in case.line_counts {
+        let got = t.text.lines().filter(|l| l.starts_with(prefix)).count();
+        if got != *n {
+            return Err(format!("{got} lines start with {prefix:?}, expected {n}"));
+        }
+    }
+    if case.name == "dmesg_replays_the_boot_log" && t.text.matches("memory map:").count() < 2 {
+        return Err("dmesg did not print the boot log again".into());
+    }
+    Ok(t)
+}
+
+/// The profiles (and firmware) the kernel test suite runs under.
+pub const SUITE_PROFILES: &[(&str, Firmware)] = &[
+    ("default", Firmware::Bios),
+    ("noiommu", Firmware::Bios),
+    ("bigmem", Firmware::Bios),
+    ("uefi", Firmware::Uefi),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_lines_parse() {
+        assert_eq!(
+            parse_proto("BUSMASTER-TEST begin profile=default total=8 skip=0\r"),
+            Some(Proto::Begin { total: 8 })
+        );
+        assert_eq!(
+            parse_proto("BUSMASTER-TEST start a::b"),
+            Some(Proto::Start("a::b"))
+        );
+        assert_eq!(
+            parse_proto("BUSMASTER-TEST ok a::b 123us"),
+            Some(Proto::Ok("a::b"))
+        );
+        assert_eq!(
+            parse_proto("BUSMASTER-TEST fail a::b: x: y (f.rs:3)"),
+            Some(Proto::Fail("a::b", "x: y (f.rs:3)"))
+        );
+        assert_eq!(
+            parse_proto("BUSMASTER-TEST end passed=1 failed=0"),
+            Some(Proto::End)
+        );
+        assert_eq!(parse_proto("BUSMASTER-TEST begin total=x"), None);
+        assert_eq!(parse_proto("[    0.1] BUSMASTER-TEST ok a"), None);
+        assert_eq!(parse_proto("BUSMASTER-TEST bogus"), None);
+    }
+
+    #[test]
+    fn crash_context_prefers_the_report() {
+        let text = "a\nb\n!!! CPU EXCEPTION #PF\nRIP=0x1\nRAX=0x2\nz\n";
+        assert_eq!(
+            crash_context(text),
+            "!!! CPU EXCEPTION #PF\nRIP=0x1\nRAX=0x2"
+        );
+        let plain: String = (0..20).map(|i| format!("l{i}\n")).collect();
+        assert!(crash_context(&plain).starts_with("l8\n"));
+    }
+}

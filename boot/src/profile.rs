@@ -1,0 +1,261 @@
+//! Named QEMU configurations ("profiles") and the QEMU command line they make.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    Bios,
+    Uefi,
+}
+
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub firmware: Firmware,
+    pub memory: &'static str,
+    /// Device arguments. `intel-iommu` must come before other PCI devices.
+    pub devices: &'static [&'static str],
+}
+
+const IOMMU_EDU: &[&str] = &["-device", "intel-iommu", "-device", "edu"];
+const EDU_ONLY: &[&str] = &["-device", "edu"];
+
+pub const PROFILES: &[Profile] = &[
+    Profile {
+        name: "default",
+        summary: "q35, 2 GiB, Intel VT-d (intel-iommu), edu PCI DMA device, BIOS boot",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_EDU,
+    },
+    Profile {
+        name: "noiommu",
+        summary: "as default, without the IOMMU",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: EDU_ONLY,
+    },
+    Profile {
+        name: "uefi",
+        summary: "as default, booted by OVMF (UEFI)",
+        firmware: Firmware::Uefi,
+        memory: "2G",
+        devices: IOMMU_EDU,
+    },
+    Profile {
+        name: "bigmem",
+        summary: "as default with 6 GiB, so RAM exists above 4 GiB",
+        firmware: Firmware::Bios,
+        memory: "6G",
+        devices: IOMMU_EDU,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Profile> {
+    PROFILES.iter().find(|p| p.name == name)
+}
+
+/// How the serial port is wired to this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SerialMode {
+    /// QEMU owns the terminal (raw mode, Ctrl-A X quits, Ctrl-A C monitor).
+    Terminal,
+    /// Serial on QEMU's stdin/stdout pipes, driven by the runner.
+    Piped,
+}
+
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub profile: Profile,
+    pub firmware: Firmware,
+    pub cmdline: String,
+    pub serial: SerialMode,
+    /// `-no-reboot`: a reset (or triple fault) ends QEMU instead of rebooting.
+    pub no_reboot: bool,
+    pub extra: Vec<String>,
+}
+
+pub struct Images {
+    pub bios: PathBuf,
+    pub uefi: PathBuf,
+}
+
+/// OVMF firmware files (Debian's `ovmf` package).
+pub struct Ovmf {
+    pub code: PathBuf,
+    pub vars_template: PathBuf,
+}
+
+impl Ovmf {
+    pub fn locate() -> Result<Ovmf, String> {
+        let env = |k: &str| std::env::var_os(k).map(PathBuf::from);
+        if let (Some(code), Some(vars)) = (env("BUSMASTER_OVMF_CODE"), env("BUSMASTER_OVMF_VARS")) {
+            return Ok(Ovmf {
+                code,
+                vars_template: vars,
+            });
+        }
+        for dir in ["/usr/share/OVMF", "/usr/share/ovmf", "/usr/share/edk2/ovmf"] {
+            let code = Path::new(dir).join("OVMF_CODE_4M.fd");
+            let vars = Path::new(dir).join("OVMF_VARS_4M.fd");
+            if code.exists() && vars.exists() {
+                return Ok(Ovmf {
+                    code,
+                    vars_template: vars,
+                });
+            }
+        }
+        Err("OVMF not found (install Debian's 'ovmf' package, or set BUSMASTER_OVMF_CODE and BUSMASTER_OVMF_VARS)".into())
+    }
+}
+
+/// fw_cfg string values are comma-separated options: a literal comma is doubled.
+pub fn fw_cfg_escape(s: &str) -> String {
+    s.replace(',', ",,")
+}
+
+/// The QEMU arguments for a launch. `vars` is the per-run copy of the UEFI
+/// variable store (UEFI only).
+pub fn qemu_args(
+    launch: &Launch,
+    images: &Images,
+    ovmf: Option<&Ovmf>,
+    vars: Option<&Path>,
+) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+    push(&[
+        "-machine",
+        "q35",
+        "-cpu",
+        "max",
+        "-m",
+        launch.profile.memory,
+    ]);
+    push(&["-display", "none"]);
+    match launch.serial {
+        SerialMode::Terminal => push(&["-serial", "mon:stdio"]),
+        SerialMode::Piped => push(&["-serial", "stdio", "-monitor", "none"]),
+    }
+    // isa-debug-exit lets the kernel end QEMU with a status the runner reads.
+    push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    if launch.no_reboot {
+        push(&["-no-reboot"]);
+    }
+    let image = match launch.firmware {
+        Firmware::Bios => &images.bios,
+        Firmware::Uefi => &images.uefi,
+    };
+    if let (Firmware::Uefi, Some(ovmf), Some(vars)) = (launch.firmware, ovmf, vars) {
+        a.push("-drive".into());
+        a.push(format!(
+            "if=pflash,format=raw,readonly=on,file={}",
+            ovmf.code.display()
+        ));
+        a.push("-drive".into());
+        a.push(format!("if=pflash,format=raw,file={}", vars.display()));
+    }
+    // snapshot=on: the image is never written, so runs can share it.
+    a.push("-drive".into());
+    a.push(format!("format=raw,file={},snapshot=on", image.display()));
+    if !launch.cmdline.is_empty() {
+        a.push("-fw_cfg".into());
+        a.push(format!(
+            "name=opt/busmaster/cmdline,string={}",
+            fw_cfg_escape(&launch.cmdline)
+        ));
+    }
+    a.extend(launch.profile.devices.iter().map(|s| s.to_string()));
+    a.extend(launch.extra.iter().cloned());
+    a
+}
+
+/// Maps QEMU's exit status to ours: isa-debug-exit writes `v` and QEMU exits
+/// with `(v << 1) | 1` (kernel/src/power.rs names the values).
+pub fn exit_meaning(status: i32) -> (i32, &'static str) {
+    match status {
+        0 => (0, "powered off"),
+        33 => (0, "kernel reported success"),
+        35 => (1, "kernel reported test failures"),
+        37 => (2, "kernel crashed (panic or CPU exception)"),
+        _ => (1, "QEMU failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch(profile: &str, firmware: Firmware) -> Launch {
+        Launch {
+            profile: find(profile).unwrap().clone(),
+            firmware,
+            cmdline: "mode=test a=b,c".into(),
+            serial: SerialMode::Piped,
+            no_reboot: true,
+            extra: vec!["-s".into(), "-S".into()],
+        }
+    }
+
+    fn images() -> Images {
+        Images {
+            bios: "/img/bios.img".into(),
+            uefi: "/img/uefi.img".into(),
+        }
+    }
+
+    #[test]
+    fn default_profile_has_iommu_before_edu_and_escapes_fw_cfg() {
+        let args = qemu_args(&launch("default", Firmware::Bios), &images(), None, None);
+        let iommu = args.iter().position(|a| a == "intel-iommu").unwrap();
+        let edu = args.iter().position(|a| a == "edu").unwrap();
+        assert!(iommu < edu);
+        assert!(args.contains(&"name=opt/busmaster/cmdline,string=mode=test a=b,,c".to_string()));
+        assert!(args.contains(&"format=raw,file=/img/bios.img,snapshot=on".to_string()));
+        assert!(args.contains(&"-no-reboot".to_string()));
+        // user arguments come last, unchanged
+        assert_eq!(&args[args.len() - 2..], ["-s", "-S"]);
+        assert!(!args.iter().any(|a| a.contains("pflash")));
+    }
+
+    #[test]
+    fn uefi_launch_uses_pflash_and_uefi_image() {
+        let ovmf = Ovmf {
+            code: "/fw/CODE.fd".into(),
+            vars_template: "/fw/VARS.fd".into(),
+        };
+        let args = qemu_args(
+            &launch("uefi", Firmware::Uefi),
+            &images(),
+            Some(&ovmf),
+            Some(Path::new("/tmp/v.fd")),
+        );
+        assert!(args.contains(&"if=pflash,format=raw,readonly=on,file=/fw/CODE.fd".to_string()));
+        assert!(args.contains(&"if=pflash,format=raw,file=/tmp/v.fd".to_string()));
+        assert!(args.contains(&"format=raw,file=/img/uefi.img,snapshot=on".to_string()));
+    }
+
+    #[test]
+    fn profiles_have_unique_names_and_bigmem_has_6g() {
+        for (i, p) in PROFILES.iter().enumerate() {
+            assert!(
+                PROFILES[i + 1..].iter().all(|q| q.name != p.name),
+                "{}",
+                p.name
+            );
+        }
+        assert_eq!(find("bigmem").unwrap().memory, "6G");
+        assert!(!find("noiommu").unwrap().devices.contains(&"intel-iommu"));
+        assert!(find("nope").is_none());
+    }
+
+    #[test]
+    fn exit_codes_map_back() {
+        assert_eq!(exit_meaning(0).0, 0);
+        assert_eq!(exit_meaning(33).0, 0);
+        assert_eq!(exit_meaning(35).0, 1);
+        assert_eq!(exit_meaning(37).0, 2);
+        assert_eq!(exit_meaning(1).0, 1);
+    }
+}

@@ -1,0 +1,370 @@
+//! Running QEMU with the serial port on pipes: feeding input once the shell is
+//! ready, watching output, and ending QEMU when it is done, idle or hung.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use crate::profile::{qemu_args, Firmware, Images, Launch, Ovmf};
+
+pub const PROMPT: &[u8] = b"busmaster> ";
+
+pub fn qemu_binary() -> String {
+    std::env::var("BUSMASTER_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+}
+
+pub enum Event {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Input(Vec<u8>),
+    InputEof,
+}
+
+/// A per-run copy of the UEFI variable store, removed on drop.
+struct VarsCopy(PathBuf);
+
+impl Drop for VarsCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+pub struct Session {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    rx: Receiver<Event>,
+    tx: Sender<Event>,
+    _vars: Option<VarsCopy>,
+}
+
+fn pump(mut from: impl Read + Send + 'static, tx: Sender<Event>, wrap: fn(Vec<u8>) -> Event) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(wrap(buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+impl Session {
+    pub fn spawn(launch: &Launch, images: &Images) -> Result<Session, String> {
+        let mut ovmf = None;
+        let mut vars = None;
+        if launch.firmware == Firmware::Uefi {
+            let fw = Ovmf::locate()?;
+            static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("busmaster-vars-{}-{n}.fd", std::process::id()));
+            std::fs::copy(&fw.vars_template, &path).map_err(|e| {
+                format!(
+                    "copying {} to {}: {e}",
+                    fw.vars_template.display(),
+                    path.display()
+                )
+            })?;
+            vars = Some(VarsCopy(path));
+            ovmf = Some(fw);
+        }
+        let args = qemu_args(
+            launch,
+            images,
+            ovmf.as_ref(),
+            vars.as_ref().map(|v| v.0.as_path()),
+        );
+        let mut child = Command::new(qemu_binary())
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start {}: {e} (is QEMU installed? ./run.sh installs it)",
+                    qemu_binary()
+                )
+            })?;
+        let (tx, rx) = channel();
+        if let Some(out) = child.stdout.take() {
+            pump(out, tx.clone(), Event::Stdout);
+        }
+        if let Some(err) = child.stderr.take() {
+            pump(err, tx.clone(), Event::Stderr);
+        }
+        let stdin = child.stdin.take();
+        Ok(Session {
+            child,
+            stdin,
+            rx,
+            tx,
+            _vars: vars,
+        })
+    }
+
+    /// A sender for input events (a thread reading our stdin, or a test).
+    pub fn input_sender(&self) -> Sender<Event> {
+        self.tx.clone()
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            if stdin.write_all(bytes).and_then(|_| stdin.flush()).is_err() {
+                self.stdin = None;
+            }
+        }
+    }
+
+    fn try_wait(&mut self) -> Option<i32> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.code().unwrap_or(-1)),
+            _ => None,
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.try_wait().is_none() {
+            self.kill();
+        }
+    }
+}
+
+/// Counts prompts in a byte stream that arrives in arbitrary chunks.
+#[derive(Default)]
+pub struct PromptCounter {
+    tail: Vec<u8>,
+    pub count: usize,
+}
+
+impl PromptCounter {
+    pub fn feed(&mut self, bytes: &[u8]) -> usize {
+        let mut found = 0;
+        for &b in bytes {
+            self.tail.push(b);
+            if self.tail.len() > PROMPT.len() {
+                self.tail.remove(0);
+            }
+            if self.tail == PROMPT {
+                found += 1;
+            }
+        }
+        self.count += found;
+        found
+    }
+}
+
+/// Lines of input in `bytes` as the kernel's line editor counts them: LF, CR,
+/// and CR LF each end one line.
+pub fn count_lines(bytes: &[u8], last_was_cr: &mut bool) -> usize {
+    let mut n = 0;
+    for &b in bytes {
+        match b {
+            b'\n' if *last_was_cr => {}
+            b'\n' | b'\r' => n += 1,
+            _ => {}
+        }
+        *last_was_cr = b == b'\r';
+    }
+    n
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// QEMU exited by itself with this status.
+    Exited(i32),
+    /// All input was consumed and the shell waited at its prompt: we ended QEMU.
+    InputDone,
+    /// No output for this long: we ended QEMU.
+    Idle(Duration),
+    /// The overall limit passed: we ended QEMU.
+    Overall(Duration),
+}
+
+impl End {
+    pub fn describe(&self) -> String {
+        match self {
+            End::Exited(s) => format!(
+                "QEMU exited with status {s} ({})",
+                crate::profile::exit_meaning(*s).1
+            ),
+            End::InputDone => "input ended without 'poweroff'; the runner stopped QEMU".into(),
+            End::Idle(d) => format!("timed out: no output for {} s", d.as_secs()),
+            End::Overall(d) => format!("timed out: still running after {} s", d.as_secs()),
+        }
+    }
+}
+
+pub struct Limits {
+    /// Longest stretch without output before QEMU is ended.
+    pub idle: Duration,
+    /// Longest run in all.
+    pub overall: Duration,
+}
+
+pub struct Transcript {
+    /// Everything QEMU printed (stdout and stderr), lossily decoded.
+    pub text: String,
+    pub end: End,
+    pub elapsed: Duration,
+    /// From QEMU start to the first shell prompt.
+    pub first_prompt: Option<Duration>,
+}
+
+/// Drives a session until QEMU exits or a limit is hit. Input is held back
+/// until the shell prints its first prompt: bytes sent earlier would be eaten
+/// by the firmware or dropped when the kernel resets the UART FIFO.
+pub fn drive(mut s: Session, limits: &Limits, echo: bool) -> Transcript {
+    let start = Instant::now();
+    let mut text = Vec::new();
+    let mut prompts = PromptCounter::default();
+    let mut first_prompt = None;
+    let mut pending: Vec<u8> = Vec::new();
+    let (mut lines_sent, mut last_was_cr) = (0usize, false);
+    let mut eof = false;
+    let mut last_output = Instant::now();
+    let end = loop {
+        match s.rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Event::Stdout(b)) => {
+                if echo {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&b);
+                    let _ = out.flush();
+                }
+                if prompts.feed(&b) > 0 && first_prompt.is_none() {
+                    first_prompt = Some(start.elapsed());
+                }
+                text.extend_from_slice(&b);
+                last_output = Instant::now();
+            }
+            Ok(Event::Stderr(b)) => {
+                if echo {
+                    let _ = std::io::stderr().write_all(&b);
+                }
+                text.extend_from_slice(&b);
+                last_output = Instant::now();
+            }
+            Ok(Event::Input(b)) => pending.extend_from_slice(&b),
+            Ok(Event::InputEof) => eof = true,
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+        }
+        if prompts.count > 0 && !pending.is_empty() {
+            lines_sent += count_lines(&pending, &mut last_was_cr);
+            let bytes = std::mem::take(&mut pending);
+            s.send(&bytes);
+        }
+        if let Some(status) = s.try_wait() {
+            // Collect what the pipes still hold.
+            while let Ok(ev) = s.rx.recv_timeout(Duration::from_millis(100)) {
+                if let Event::Stdout(b) | Event::Stderr(b) = ev {
+                    if echo {
+                        let _ = std::io::stdout().write_all(&b);
+                    }
+                    text.extend_from_slice(&b);
+                }
+            }
+            break End::Exited(status);
+        }
+        let quiet = last_output.elapsed();
+        // Every line sent has been answered with a fresh prompt and no input
+        // is left: the shell waits for input that will never come.
+        if eof
+            && pending.is_empty()
+            && prompts.count > lines_sent
+            && quiet > Duration::from_millis(300)
+        {
+            s.kill();
+            break End::InputDone;
+        }
+        if quiet > limits.idle {
+            s.kill();
+            break End::Idle(limits.idle);
+        }
+        if start.elapsed() > limits.overall {
+            s.kill();
+            break End::Overall(limits.overall);
+        }
+    };
+    if echo {
+        let _ = std::io::stdout().flush();
+    }
+    Transcript {
+        text: String::from_utf8_lossy(&text).into_owned(),
+        end,
+        elapsed: start.elapsed(),
+        first_prompt,
+    }
+}
+
+/// Feeds `input` to the session as if typed after the first prompt.
+pub fn feed_input(s: &Session, input: &[u8]) {
+    let tx = s.input_sender();
+    let _ = tx.send(Event::Input(input.to_vec()));
+    let _ = tx.send(Event::InputEof);
+}
+
+/// Forwards our own stdin to the session from a thread.
+pub fn forward_stdin(s: &Session) {
+    let tx = s.input_sender();
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = [0u8; 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(Event::Input(buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Event::InputEof);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_found_across_chunk_boundaries() {
+        let mut p = PromptCounter::default();
+        assert_eq!(p.feed(b"boot...\nbusma"), 0);
+        assert_eq!(p.feed(b"ster> help\nCommands\nbusmaster> "), 2);
+        assert_eq!(p.count, 2);
+        assert_eq!(p.feed(b"busmaster>"), 0);
+    }
+
+    #[test]
+    fn lines_counted_like_the_kernel_editor() {
+        let mut cr = false;
+        assert_eq!(count_lines(b"a\nb\r\nc\rd", &mut cr), 3);
+        // CR at the end of one chunk, LF at the start of the next: one line.
+        assert_eq!(count_lines(b"x\r", &mut cr), 1);
+        assert_eq!(count_lines(b"\ny\n", &mut cr), 1);
+    }
+
+    #[test]
+    fn end_descriptions_name_the_cause() {
+        assert!(End::Idle(Duration::from_secs(5))
+            .describe()
+            .contains("no output for 5 s"));
+        assert!(End::Exited(37).describe().contains("crashed"));
+        assert!(End::InputDone.describe().contains("without 'poweroff'"));
+    }
+}

@@ -1,0 +1,297 @@
+//! Tests of the foundation: memory map, time, heap, log, interrupts, shell.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{KTest, TestResult};
+use crate::arch::idt::{self, IrqError, TrapFrame};
+use crate::memmap::{self, Kind};
+use crate::{heap, kassert, klog, shell, time};
+
+pub static TESTS: &[KTest] = &[
+    KTest {
+        name: "boot::memory_map_is_sorted_and_plausible",
+        run: memory_map,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
+        name: "time::tsc_agrees_with_pit",
+        run: tsc_agrees_with_pit,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
+        name: "heap::alloc_free_and_alignment",
+        run: heap_alloc,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
+        name: "klog::dmesg_ring_keeps_newest_lines",
+        run: dmesg_ring,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
+        name: "idt::software_interrupt_reaches_registered_handler",
+        run: software_interrupt,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
+        name: "fwcfg::reads_command_line",
+        run: fwcfg_cmdline,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
+        name: "shell::errors_for_unknown_command_and_bad_arguments",
+        run: shell_errors,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
+        name: "shell::line_editor_handles_backspace_and_crlf",
+        run: line_editor,
+        profiles: &[],
+        manual: false,
+    },
+];
+
+fn memory_map() -> TestResult {
+    let map = memmap::regions();
+    kassert!(!map.is_empty(), "empty memory map");
+    for pair in map.windows(2) {
+        kassert!(
+            pair[0].end <= pair[1].start,
+            "regions overlap or are unsorted: {} / {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    let usable = memmap::total(Kind::Usable);
+    let profile = crate::boot_cmdline().get("profile").unwrap_or("default");
+    // The runner gives 2 GiB by default and 6 GiB to `bigmem`; firmware keeps
+    // some, so ask for 3/4 of it.
+    let expect = if profile == "bigmem" {
+        6u64 << 30
+    } else {
+        2u64 << 30
+    };
+    kassert!(
+        usable >= expect / 4 * 3 && usable <= expect,
+        "usable memory {} MiB implausible for profile {profile} ({} MiB given)",
+        usable >> 20,
+        expect >> 20
+    );
+    let above_4g = map
+        .iter()
+        .filter(|r| r.kind == Kind::Usable && r.end > 1 << 32)
+        .count();
+    if profile == "bigmem" {
+        kassert!(above_4g > 0, "bigmem: no usable memory above 4 GiB");
+    }
+    kassert!(
+        memmap::total(Kind::Bootloader) > 0,
+        "the kernel image and boot page tables are not marked as in use"
+    );
+    Ok(())
+}
+
+fn tsc_agrees_with_pit() -> TestResult {
+    let hz = time::tsc_hz();
+    kassert!(
+        (50_000_000..=20_000_000_000).contains(&hz),
+        "TSC frequency {hz} Hz implausible"
+    );
+    // An independent 50 ms measurement with the PIT must agree with the
+    // calibration within 25% (TCG timing is noisy, a wrong calibration is not).
+    let before = time::uptime_ns();
+    let t0 = time::rdtsc();
+    time::delay_us(50_000);
+    let elapsed = time::ticks_to_ns(time::rdtsc() - t0);
+    kassert!(time::uptime_ns() > before, "uptime did not advance");
+    kassert!(
+        (45_000_000..=60_000_000).contains(&elapsed),
+        "delay_us(50 ms) took {elapsed} ns by the TSC"
+    );
+    Ok(())
+}
+
+fn heap_alloc() -> TestResult {
+    let (used_before, _) = heap::usage();
+    {
+        let big: Vec<u8> = alloc::vec![0xA5; 1 << 20];
+        kassert!(
+            big.iter().all(|&b| b == 0xA5),
+            "1 MiB vector lost its contents"
+        );
+        #[repr(align(4096))]
+        struct Page([u8; 4096]);
+        let page = Box::new(Page([1; 4096]));
+        let addr = &*page as *const Page as usize;
+        kassert!(page.0[4095] == 1, "page contents lost");
+        kassert!(addr % 4096 == 0, "4096-aligned box at {addr:#x}");
+        let (used_during, _) = heap::usage();
+        kassert!(
+            used_during >= used_before + (1 << 20) + 4096,
+            "heap usage did not grow: {used_before} -> {used_during}"
+        );
+    }
+    let (used_after, _) = heap::usage();
+    kassert!(
+        used_after == used_before,
+        "heap usage not restored after free: {used_before} -> {used_after}"
+    );
+    Ok(())
+}
+
+fn ring_text() -> String {
+    let mut text = String::new();
+    klog::with_ring(|chunk| text.push_str(&String::from_utf8_lossy(chunk)));
+    text
+}
+
+fn dmesg_ring() -> TestResult {
+    log::info!("ktest: marker-one");
+    kassert!(
+        ring_text().contains("ktest: marker-one"),
+        "marker missing from dmesg"
+    );
+    // Overflow the 64 KiB ring: the oldest lines go, the newest stay whole.
+    for i in 0..1200 {
+        log::info!("ktest: filler line {i:04} ........................................");
+    }
+    log::info!("ktest: marker-two");
+    let text = ring_text();
+    kassert!(text.len() <= 64 * 1024, "ring holds {} bytes", text.len());
+    kassert!(
+        !text.contains("ktest: marker-one"),
+        "oldest line survived overflow"
+    );
+    kassert!(text.contains("ktest: marker-two"), "newest line missing");
+    kassert!(text.contains("filler line 1199"), "recent filler missing");
+    kassert!(
+        text.ends_with("ktest: marker-two\n"),
+        "ring does not end with the newest line"
+    );
+    Ok(())
+}
+
+static SOFT_IRQ_HITS: AtomicUsize = AtomicUsize::new(0);
+
+fn soft_irq_handler(frame: &mut TrapFrame) {
+    // The frame must describe this very vector.
+    if frame.vector == 0xF0 {
+        SOFT_IRQ_HITS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn software_interrupt() -> TestResult {
+    kassert!(
+        idt::register_handler(14, soft_irq_handler) == Err(IrqError::ReservedVector(14)),
+        "an exception vector was accepted for a device handler"
+    );
+    // Tolerate a re-run in the same boot: the handler may already be ours.
+    let _ = idt::register_handler(0xF0, soft_irq_handler);
+    kassert!(
+        idt::register_handler(0xF0, soft_irq_handler) == Err(IrqError::Busy(0xF0)),
+        "a second handler for one vector was accepted"
+    );
+    let before = idt::irq_count(0xF0);
+    let marker: u64 = 0x1234_5678_9abc_def0;
+    let out: u64;
+    // SAFETY: vector 0xF0 has a handler installed above; the stub saves and
+    // restores every general-purpose register, which `rax` checks.
+    unsafe {
+        core::arch::asm!("int 0xF0", inout("rax") marker => out);
+    }
+    kassert!(
+        out == marker,
+        "rax not preserved across the interrupt: {out:#x}"
+    );
+    kassert!(
+        SOFT_IRQ_HITS.load(Ordering::SeqCst) >= 1,
+        "handler did not run"
+    );
+    kassert!(
+        idt::irq_count(0xF0) == before + 1,
+        "vector count did not increase by one"
+    );
+    Ok(())
+}
+
+fn fwcfg_cmdline() -> TestResult {
+    kassert!(crate::fwcfg::present(), "fw_cfg signature not found");
+    let cmdline = crate::fwcfg::cmdline();
+    kassert!(
+        cmdline.split_whitespace().any(|w| w == "mode=test"),
+        "command line {cmdline:?} lacks mode=test"
+    );
+    kassert!(
+        crate::fwcfg::read_file("opt/busmaster/no-such-file").is_none(),
+        "a missing fw_cfg file was found"
+    );
+    Ok(())
+}
+
+fn shell_errors() -> TestResult {
+    match shell::execute("bogus") {
+        Err(e) => {
+            let msg = alloc::format!("{e}");
+            kassert!(msg.contains("unknown command 'bogus'"), "message: {msg}");
+        }
+        Ok(()) => return Err("'bogus' ran".into()),
+    }
+    kassert!(
+        shell::execute("uptime now").is_err(),
+        "'uptime now' accepted an argument"
+    );
+    kassert!(
+        shell::execute("help nosuchcmd").is_err(),
+        "'help nosuchcmd' succeeded"
+    );
+    kassert!(shell::execute("").is_ok(), "an empty line is an error");
+    kassert!(
+        shell::execute("   uptime   ").is_ok(),
+        "'uptime' with spaces failed"
+    );
+    Ok(())
+}
+
+fn line_editor() -> TestResult {
+    let feed = |bytes: &[u8]| -> Vec<String> {
+        let mut ed = shell::LineEditor::new();
+        let mut lines = Vec::new();
+        for &b in bytes {
+            if let shell::Edit::Line(l) = ed.feed(b, &mut |_| {}) {
+                lines.push(l);
+            }
+        }
+        lines
+    };
+    kassert!(feed(b"helq\x7fp\n") == ["help"], "DEL did not erase");
+    kassert!(
+        feed(b"ab\x08\x08\x08cd\r\n") == ["cd"],
+        "BS past the start misbehaved"
+    );
+    kassert!(
+        feed(b"one\r\ntwo\n") == ["one", "two"],
+        "CRLF gave an extra line"
+    );
+    kassert!(
+        feed(b"x\x03y\n") == ["", "y"],
+        "Ctrl-C did not drop the line"
+    );
+    let long: Vec<u8> = core::iter::repeat_n(b'a', 1000).chain([b'\n']).collect();
+    let lines = feed(&long);
+    kassert!(
+        lines.len() == 1 && lines[0].len() == shell::MAX_LINE,
+        "overlong line not capped at {}",
+        shell::MAX_LINE
+    );
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! In-kernel tests: a registry of named test functions run in a "test" boot.
+//!
+//! Protocol on the serial port, read by the host runner (boot/src/ktest.rs):
+//!
+//! ```text
+//! BUSMASTER-TEST begin profile=<name> total=<n> skip=<k>
+//! BUSMASTER-TEST start <test>
+//! BUSMASTER-TEST ok <test> <microseconds>us
+//! BUSMASTER-TEST fail <test>: <reason>
+//! BUSMASTER-TEST end passed=<p> failed=<f>
+//! ```
+//!
+//! A test that panics or faults ends the boot; the panic handler and the
+//! exception handler print the `fail` line for the current test, and the runner
+//! boots again with `skip=` past it. Tests marked `manual` run only when named
+//! with `only=<test>` (the harness's own deliberate-crash tests).
+
+mod basic;
+mod harness;
+
+use alloc::string::String;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+use crate::cmdline::Cmdline;
+use crate::power::{exit_qemu, QemuExit};
+use crate::{kprintln, time};
+
+pub type TestResult = Result<(), String>;
+
+pub struct KTest {
+    pub name: &'static str,
+    pub run: fn() -> TestResult,
+    /// Profiles this test runs in; empty = every profile.
+    pub profiles: &'static [&'static str],
+    /// Only run when named explicitly (deliberate crashes, hangs).
+    pub manual: bool,
+}
+
+/// Every test, in run order.
+fn all() -> impl Iterator<Item = &'static KTest> {
+    basic::TESTS.iter().chain(harness::TESTS.iter())
+}
+
+/// Fails the current test with a message naming the source line.
+#[macro_export]
+macro_rules! kassert {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return Err(alloc::format!("{} ({}:{})", format_args!($($arg)+), file!(), line!()));
+        }
+    };
+}
+
+// The name of the running test, for the panic and exception reports.
+static CURRENT: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+static CURRENT_LEN: AtomicUsize = AtomicUsize::new(0);
+
+fn set_current(name: Option<&'static str>) {
+    let (ptr, len) = name.map_or((core::ptr::null_mut(), 0), |n| {
+        (n.as_ptr() as *mut u8, n.len())
+    });
+    CURRENT_LEN.store(len, Ordering::SeqCst);
+    CURRENT.store(ptr, Ordering::SeqCst);
+}
+
+/// The test running now, if any.
+pub fn current() -> Option<&'static str> {
+    let ptr = CURRENT.load(Ordering::SeqCst);
+    if ptr.is_null() {
+        return None;
+    }
+    let len = CURRENT_LEN.load(Ordering::SeqCst);
+    // SAFETY: `ptr`/`len` always come from one `&'static str` in `set_current`.
+    let bytes = unsafe { core::slice::from_raw_parts(ptr, len) };
+    core::str::from_utf8(bytes).ok()
+}
+
+pub fn run(cmdline: &Cmdline) -> ! {
+    let profile = cmdline.get("profile").unwrap_or("default");
+    let skip: usize = cmdline
+        .get("skip")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let only = cmdline.get("only");
+    let selected = || {
+        all().filter(move |t| match only {
+            Some(name) => t.name == name,
+            None => !t.manual && (t.profiles.is_empty() || t.profiles.contains(&profile)),
+        })
+    };
+    let total = selected().count();
+    kprintln!("BUSMASTER-TEST begin profile={profile} total={total} skip={skip}");
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for test in selected().skip(skip) {
+        kprintln!("BUSMASTER-TEST start {}", test.name);
+        set_current(Some(test.name));
+        let t0 = time::rdtsc();
+        let result = (test.run)();
+        let us = time::ticks_to_ns(time::rdtsc() - t0) / 1000;
+        set_current(None);
+        match result {
+            Ok(()) => {
+                passed += 1;
+                kprintln!("BUSMASTER-TEST ok {} {us}us", test.name);
+            }
+            Err(msg) => {
+                failed += 1;
+                kprintln!("BUSMASTER-TEST fail {}: {msg}", test.name);
+            }
+        }
+    }
+    kprintln!("BUSMASTER-TEST end passed={passed} failed={failed}");
+    exit_qemu(if failed == 0 {
+        QemuExit::Success
+    } else {
+        QemuExit::TestsFailed
+    })
+}

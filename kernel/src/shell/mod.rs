@@ -1,0 +1,197 @@
+//! The serial shell: a prompt, a small line editor and one command table
+//! (`commands::COMMANDS`) that every layer adds its commands to.
+
+mod commands;
+
+use alloc::string::String;
+use core::fmt;
+
+use crate::{kprint, kprintln, serial};
+
+pub const PROMPT: &str = "busmaster> ";
+/// Longest line the editor keeps; further characters are dropped.
+pub const MAX_LINE: usize = 256;
+
+/// What went wrong with a command line.
+#[derive(Debug)]
+pub enum CmdError {
+    Unknown(String),
+    Usage {
+        cmd: &'static str,
+        usage: &'static str,
+    },
+    Failed(String),
+}
+
+impl fmt::Display for CmdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CmdError::Unknown(name) => {
+                write!(f, "unknown command '{name}' (type 'help' for the list)")
+            }
+            CmdError::Usage { cmd, usage } => write!(f, "usage: {cmd} {usage}"),
+            CmdError::Failed(msg) => f.write_str(msg),
+        }
+    }
+}
+
+pub type CmdResult = Result<(), CmdError>;
+
+/// One entry of the command table.
+pub struct Command {
+    pub name: &'static str,
+    /// Argument synopsis, e.g. `"[cmd]"`; empty when the command takes none.
+    pub usage: &'static str,
+    pub summary: &'static str,
+    pub run: fn(&Command, &[&str]) -> CmdResult,
+}
+
+impl Command {
+    pub fn usage_error(&self) -> CmdError {
+        CmdError::Usage {
+            cmd: self.name,
+            usage: if self.usage.is_empty() {
+                "(takes no arguments)"
+            } else {
+                self.usage
+            },
+        }
+    }
+
+    /// For commands without arguments.
+    pub fn no_args(&self, args: &[&str]) -> CmdResult {
+        if args.is_empty() {
+            Ok(())
+        } else {
+            Err(self.usage_error())
+        }
+    }
+}
+
+pub fn find(name: &str) -> Option<&'static Command> {
+    commands::COMMANDS.iter().find(|c| c.name == name)
+}
+
+/// Runs one command line.
+pub fn execute(line: &str) -> CmdResult {
+    let mut words = line.split_ascii_whitespace();
+    let Some(name) = words.next() else {
+        return Ok(());
+    };
+    let args: alloc::vec::Vec<&str> = words.collect();
+    match find(name) {
+        Some(cmd) => (cmd.run)(cmd, &args),
+        None => Err(CmdError::Unknown(name.into())),
+    }
+}
+
+/// Result of feeding one input byte to the editor.
+pub enum Edit {
+    Pending,
+    Line(String),
+}
+
+/// Line editing for a serial terminal: printable ASCII, backspace (BS or DEL),
+/// Ctrl-C to drop the line, CR, LF or CR LF to end it. Escape sequences (arrow
+/// keys) are swallowed.
+pub struct LineEditor {
+    line: String,
+    last_was_cr: bool,
+    escape: Escape,
+}
+
+#[derive(PartialEq)]
+enum Escape {
+    None,
+    Esc,
+    Csi,
+}
+
+impl Default for LineEditor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LineEditor {
+    pub fn new() -> Self {
+        LineEditor {
+            line: String::new(),
+            last_was_cr: false,
+            escape: Escape::None,
+        }
+    }
+
+    /// Feeds one byte; `echo` receives what the terminal should show.
+    pub fn feed(&mut self, byte: u8, echo: &mut dyn FnMut(&str)) -> Edit {
+        let after_cr = core::mem::replace(&mut self.last_was_cr, byte == b'\r');
+        match self.escape {
+            Escape::Esc => {
+                self.escape = if byte == b'[' {
+                    Escape::Csi
+                } else {
+                    Escape::None
+                };
+                return Edit::Pending;
+            }
+            Escape::Csi => {
+                // Parameters and intermediates are 0x20..=0x3F; a final byte ends it.
+                if (0x40..=0x7E).contains(&byte) {
+                    self.escape = Escape::None;
+                }
+                return Edit::Pending;
+            }
+            Escape::None => {}
+        }
+        match byte {
+            b'\n' if after_cr => Edit::Pending,
+            b'\r' | b'\n' => {
+                echo("\n");
+                Edit::Line(core::mem::take(&mut self.line))
+            }
+            0x08 | 0x7F => {
+                if self.line.pop().is_some() {
+                    echo("\x08 \x08");
+                }
+                Edit::Pending
+            }
+            0x03 => {
+                self.line.clear();
+                echo("^C\n");
+                Edit::Line(String::new())
+            }
+            0x1B => {
+                self.escape = Escape::Esc;
+                Edit::Pending
+            }
+            0x20..=0x7E => {
+                if self.line.len() < MAX_LINE {
+                    self.line.push(byte as char);
+                    let mut buf = [0u8; 4];
+                    echo((byte as char).encode_utf8(&mut buf));
+                }
+                Edit::Pending
+            }
+            _ => Edit::Pending,
+        }
+    }
+}
+
+/// The interactive loop; never returns (poweroff and reboot end it).
+pub fn run() -> ! {
+    kprintln!("Busmaster shell. Type 'help' for the commands.");
+    let mut editor = LineEditor::new();
+    kprint!("{PROMPT}");
+    loop {
+        let Some(byte) = serial::try_read_byte() else {
+            core::hint::spin_loop();
+            continue;
+        };
+        if let Edit::Line(line) = editor.feed(byte, &mut |s| kprint!("{s}")) {
+            if let Err(e) = execute(&line) {
+                kprintln!("error: {e}");
+            }
+            kprint!("{PROMPT}");
+        }
+    }
+}

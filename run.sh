@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Busmaster's one entry point: installs what is missing, then boots or tests.
+#
+#   ./run.sh                      boot the kernel in QEMU (default profile), shell on this terminal
+#   ./run.sh --profile NAME       boot another profile (./run.sh profiles lists them)
+#   ./run.sh --uefi               boot through OVMF instead of BIOS
+#   ./run.sh -- QEMU ARGS         extra QEMU arguments, unchanged (e.g. -s -S for GDB)
+#   ./run.sh test                 host tests of every crate + the in-QEMU tests
+#   ./run.sh image                write BIOS and UEFI disk images to target/images/
+#   ./run.sh boot-time            measure QEMU start -> shell prompt (BIOS and UEFI)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+say() { printf 'run.sh: %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else say "need root for: $*"; return 1
+    fi
+}
+
+ensure_toolchain() {
+    if ! command -v rustup >/dev/null 2>&1; then
+        say "rustup is not installed. Install it (https://rustup.rs), then run this again."
+        exit 1
+    fi
+    # RUSTUP_AUTO_INSTALL=0 may be set, so cargo will not fetch the toolchain
+    # itself: install what rust-toolchain.toml pins (channel, components, targets).
+    if ! rustup toolchain install >/tmp/busmaster-rustup.log 2>&1; then
+        cat /tmp/busmaster-rustup.log >&2
+        say "could not install the pinned toolchain (see above)"
+        exit 1
+    fi
+}
+
+ensure_qemu() {
+    local ovmf=""
+    for d in /usr/share/OVMF /usr/share/ovmf; do
+        [ -f "$d/OVMF_CODE_4M.fd" ] && ovmf="$d"
+    done
+    if command -v qemu-system-x86_64 >/dev/null 2>&1 && [ -n "$ovmf" ]; then
+        return
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        say "QEMU (qemu-system-x86_64) and OVMF are needed; install them with your package manager."
+        exit 1
+    fi
+    say "installing QEMU and OVMF (apt-get install qemu-system-x86 ovmf)"
+    if ! { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq qemu-system-x86 ovmf; } >/tmp/busmaster-apt.log 2>&1; then
+        tail -n 20 /tmp/busmaster-apt.log >&2
+        say "could not install QEMU/OVMF (see above); install qemu-system-x86 and ovmf by hand"
+        exit 1
+    fi
+}
+
+ensure_toolchain
+ensure_qemu
+
+cmd="${1:-run}"
+case "$cmd" in
+test)
+    shift
+    mkdir -p target
+    say "host tests (cargo test --workspace --exclude kernel)"
+    set +e
+    cargo test --workspace --exclude kernel 2>&1 | tee target/host-tests.log
+    status=${PIPESTATUS[0]}
+    set -e
+    exec cargo run -q -p boot -- test --host-log target/host-tests.log --host-status "$status" "$@"
+    ;;
+run | image | boot-time | profiles)
+    shift
+    exec cargo run -q -p boot -- "$cmd" "$@"
+    ;;
+*)
+    # Options only (./run.sh --profile bigmem): boot.
+    exec cargo run -q -p boot -- run "$@"
+    ;;
+esac
