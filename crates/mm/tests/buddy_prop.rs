@@ -66,12 +66,12 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     let pick = any::<usize>();
     prop_oneof![
         40 => (order_strategy(), limit_strategy()).prop_map(|(order, limit)| Op::Alloc { order, limit }),
-        36 => pick.clone().prop_map(|pick| Op::Free { pick }),
-        3 => (pick.clone(), 1u8..=MAX_ORDER).prop_map(|(pick, delta)| Op::WrongOrder { pick, delta }),
-        3 => (pick.clone(), any::<u16>(), 0u8..=3).prop_map(|(pick, page, order)| Op::Interior { pick, page, order }),
-        3 => pick.clone().prop_map(|pick| Op::DoubleFree { pick }),
-        2 => (pick.clone(), 1u16..4096).prop_map(|(pick, off)| Op::Misaligned { pick, off }),
-        3 => (any::<u8>(), pick.clone()).prop_map(|(sel, pick)| Op::Foreign { sel, pick }),
+        36 => pick.prop_map(|pick| Op::Free { pick }),
+        3 => (pick, 1u8..=MAX_ORDER).prop_map(|(pick, delta)| Op::WrongOrder { pick, delta }),
+        3 => (pick, any::<u16>(), 0u8..=3).prop_map(|(pick, page, order)| Op::Interior { pick, page, order }),
+        3 => pick.prop_map(|pick| Op::DoubleFree { pick }),
+        2 => (pick, 1u16..4096).prop_map(|(pick, off)| Op::Misaligned { pick, off }),
+        3 => (any::<u8>(), pick).prop_map(|(sel, pick)| Op::Foreign { sel, pick }),
         1 => pick.prop_map(|pick| Op::BadOrder { pick }),
     ]
 }
@@ -88,7 +88,9 @@ fn layout_strategy() -> impl Strategy<Value = Layout> {
         0u64..600, // DMA reserve
     )
         .prop_map(|(ds, dp, straddle, d32, nrm, jitter, res, dma_reserve)| {
-            let mut usable = vec![0..0xa_0000]; // low memory: must never be handed out
+            // Low memory: must never be handed out.
+            let mut usable = Vec::new();
+            usable.push(0..0xa_0000);
             let dma_start = MIB + ds * PAGE + jitter;
             let dma_end = (dma_start + dp * PAGE).min(16 * MIB);
             if straddle {
@@ -206,7 +208,7 @@ impl Model {
         if o > MAX_ORDER {
             return Err(FreeError::InvalidOrder(o));
         }
-        if a % (PAGE << o) != 0 {
+        if !a.is_multiple_of(PAGE << o) {
             return Err(FreeError::Misaligned { addr, order: o });
         }
         if let Some(&lo) = self.live_at.get(&a) {
@@ -418,7 +420,7 @@ fn run_case(l: &Layout, ops: &[Op]) -> Result<(), TestCaseError> {
             _ => n -= 1,
         }
         prop_assert_eq!(fa.free_pages(), m.free_total());
-        if n % 128 == 0 {
+        if n.is_multiple_of(128) {
             check_stats(&fa, &m)?;
         }
     }
