@@ -36,6 +36,13 @@ fn truncated(table: Signature, needed: usize, available: usize) -> Error {
     )
 }
 
+/// Text fields are padded with spaces or NULs; drop trailing NULs for
+/// display (they are padding, not content).
+fn trim_nul(b: &[u8]) -> &[u8] {
+    let end = b.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
+    b.get(..end).unwrap_or(b)
+}
+
 impl SdtHeader {
     /// Decodes the first 36 bytes without checking length or checksum
     /// (use [`Table::new`] for that).
@@ -55,17 +62,19 @@ impl SdtHeader {
         })
     }
 
+    /// Text fields for display, trailing NUL padding dropped, other
+    /// non-printable bytes escaped.
     pub fn signature_lossy(&self) -> Lossy<'_> {
-        Lossy(&self.signature)
+        Lossy(trim_nul(&self.signature))
     }
     pub fn oem_id_lossy(&self) -> Lossy<'_> {
-        Lossy(&self.oem_id)
+        Lossy(trim_nul(&self.oem_id))
     }
     pub fn oem_table_id_lossy(&self) -> Lossy<'_> {
-        Lossy(&self.oem_table_id)
+        Lossy(trim_nul(&self.oem_table_id))
     }
     pub fn creator_id_lossy(&self) -> Lossy<'_> {
-        Lossy(&self.creator_id)
+        Lossy(trim_nul(&self.creator_id))
     }
 
     /// Warnings for text fields holding non-printable bytes (corpus quirk:

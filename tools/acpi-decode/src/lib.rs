@@ -1,0 +1,711 @@
+//! Text decode of ACPI tables for `acpi-decode`, in the spirit of `iasl -d`:
+//! one `Name : value` line per field that matters, addresses in hex, one
+//! block per structure, device scopes as `bus:dev.fn` paths.
+
+use std::fmt::{self, Write as _};
+
+use acpi_tables::any::{decode, AnyTable};
+use acpi_tables::dmar::{Dmar, RemappingStructure};
+use acpi_tables::fadt::Fadt;
+use acpi_tables::hpet::Hpet;
+use acpi_tables::madt::{Madt, MadtEntry};
+use acpi_tables::mcfg::Mcfg;
+use acpi_tables::walk::{RootTable, Rsdp};
+use acpi_tables::{Error, GenericAddress, Lossy, SdtHeader, Warning};
+
+/// A decoded file: the text and the warnings (already formatted, without
+/// the `warning: ` prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub text: String,
+    pub warnings: Vec<String>,
+}
+
+/// Decodes one table image. A malformed table is an `Err`.
+pub fn decode_bytes(bytes: &[u8]) -> Result<Decoded, Error> {
+    let t = decode(bytes)?;
+    let mut out = String::new();
+    let warnings: &[Warning] = match &t {
+        AnyTable::Dmar(d) => {
+            dmar(&mut out, d);
+            &d.warnings
+        }
+        AnyTable::Madt(m) => {
+            madt(&mut out, m);
+            &m.warnings
+        }
+        AnyTable::Mcfg(m) => {
+            mcfg(&mut out, m);
+            &m.warnings
+        }
+        AnyTable::Hpet(h) => {
+            hpet(&mut out, h);
+            &h.warnings
+        }
+        AnyTable::Fadt(f) => {
+            fadt(&mut out, f);
+            &f.warnings
+        }
+        AnyTable::Root(r) => {
+            root(&mut out, r);
+            &r.warnings
+        }
+        AnyTable::Rsdp(r) => {
+            rsdp(&mut out, r);
+            &[]
+        }
+        AnyTable::Other(h) => {
+            header(&mut out, h);
+            line(
+                &mut out,
+                0,
+                "Decoder",
+                "none for this signature (header checked only)",
+            );
+            &[]
+        }
+    };
+    Ok(Decoded {
+        text: out,
+        warnings: warnings.iter().map(|w| w.to_string()).collect(),
+    })
+}
+
+/// `Name : value` with the name right-aligned like iasl does.
+fn line(out: &mut String, indent: usize, name: &str, value: impl fmt::Display) {
+    let _ = writeln!(out, "{:indent$}{name:>28} : {value}", "");
+}
+
+/// `(A | B | 0x80)` for the set flags; unknown bits in hex.
+fn flag_names<F: bitflags::Flags>(f: &F) -> String
+where
+    F::Bits: fmt::LowerHex + PartialEq + Default + Copy,
+{
+    let mut names: Vec<String> = f.iter_names().map(|(n, _)| n.to_string()).collect();
+    let known = F::from_bits_truncate(f.bits());
+    let unknown = F::from_bits_retain(f.bits()).difference(known);
+    if unknown.bits() != F::Bits::default() {
+        names.push(format!("{:#x}", unknown.bits()));
+    }
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", names.join(" | "))
+    }
+}
+
+fn header(out: &mut String, h: &SdtHeader) {
+    line(
+        out,
+        0,
+        "Signature",
+        format_args!("\"{}\"", h.signature_lossy()),
+    );
+    line(
+        out,
+        0,
+        "Table Length",
+        format_args!("{:#010x} ({})", h.length, h.length),
+    );
+    line(out, 0, "Revision", format_args!("{:#04x}", h.revision));
+    line(out, 0, "Checksum", format_args!("{:#04x}", h.checksum));
+    line(out, 0, "Oem ID", format_args!("\"{}\"", h.oem_id_lossy()));
+    line(
+        out,
+        0,
+        "Oem Table ID",
+        format_args!("\"{}\"", h.oem_table_id_lossy()),
+    );
+    line(
+        out,
+        0,
+        "Oem Revision",
+        format_args!("{:#010x}", h.oem_revision),
+    );
+    line(
+        out,
+        0,
+        "Asl Compiler ID",
+        format_args!("\"{}\"", h.creator_id_lossy()),
+    );
+    line(
+        out,
+        0,
+        "Asl Compiler Revision",
+        format_args!("{:#010x}", h.creator_revision),
+    );
+    out.push('\n');
+}
+
+fn dmar(out: &mut String, d: &Dmar) {
+    header(out, &d.header);
+    line(
+        out,
+        0,
+        "Host Address Width",
+        format_args!(
+            "{:#04x} ({}-bit DMA addresses)",
+            d.host_address_width,
+            d.address_width_bits()
+        ),
+    );
+    line(
+        out,
+        0,
+        "Flags",
+        format_args!("{:#04x}{}", d.flags.bits(), flag_names(&d.flags)),
+    );
+    for (i, s) in d.structures.iter().enumerate() {
+        out.push('\n');
+        let name = acpi_tables::dmar::structure_name(s.kind());
+        let long = match s.kind() {
+            0 => "Hardware Unit Definition",
+            1 => "Reserved Memory Region",
+            2 => "Root Port ATS Capability",
+            3 => "Remapping Hardware Static Affinity",
+            4 => "ACPI Namespace Device Declaration",
+            5 => "SoC Integrated Address Translation Cache",
+            6 => "SoC Integrated Device Property (not decoded)",
+            _ => "Unknown (skipped)",
+        };
+        let _ = writeln!(out, "[{:03X}h] {name} #{i}: {long}", s.offset());
+        match s {
+            RemappingStructure::Drhd(u) => {
+                line(
+                    out,
+                    4,
+                    "Flags",
+                    format_args!("{:#04x}{}", u.flags.bits(), flag_names(&u.flags)),
+                );
+                line(
+                    out,
+                    4,
+                    "Size",
+                    format_args!(
+                        "{:#04x} ({} page(s), {:#x} bytes)",
+                        u.size,
+                        u.register_pages(),
+                        u.register_size()
+                    ),
+                );
+                line(
+                    out,
+                    4,
+                    "PCI Segment Number",
+                    format_args!("{:04x}", u.segment),
+                );
+                line(
+                    out,
+                    4,
+                    "Register Base Address",
+                    format_args!("{:#018x}", u.register_base),
+                );
+            }
+            RemappingStructure::Rmrr(r) => {
+                line(
+                    out,
+                    4,
+                    "PCI Segment Number",
+                    format_args!("{:04x}", r.segment),
+                );
+                line(out, 4, "Base Address", format_args!("{:#018x}", r.base));
+                line(
+                    out,
+                    4,
+                    "End Address (limit)",
+                    format_args!("{:#018x}", r.limit),
+                );
+                match r.size() {
+                    Some(sz) => line(out, 4, "Size", format_args!("{sz:#x}")),
+                    None => line(out, 4, "Size", "(empty or inverted range)"),
+                }
+            }
+            RemappingStructure::Atsr(a) => {
+                line(
+                    out,
+                    4,
+                    "Flags",
+                    format_args!("{:#04x}{}", a.flags.bits(), flag_names(&a.flags)),
+                );
+                line(
+                    out,
+                    4,
+                    "PCI Segment Number",
+                    format_args!("{:04x}", a.segment),
+                );
+            }
+            RemappingStructure::Rhsa(h) => {
+                line(
+                    out,
+                    4,
+                    "Base Address",
+                    format_args!("{:#018x}", h.register_base),
+                );
+                line(
+                    out,
+                    4,
+                    "Proximity Domain",
+                    format_args!("{:#010x}", h.proximity_domain),
+                );
+            }
+            RemappingStructure::Andd(a) => {
+                line(
+                    out,
+                    4,
+                    "Device Number",
+                    format_args!("{:#04x}", a.device_number),
+                );
+                line(
+                    out,
+                    4,
+                    "Device Name",
+                    format_args!("\"{}\"", a.name_lossy()),
+                );
+            }
+            RemappingStructure::Satc(a) => {
+                line(
+                    out,
+                    4,
+                    "Flags",
+                    format_args!("{:#04x}{}", a.flags.bits(), flag_names(&a.flags)),
+                );
+                line(
+                    out,
+                    4,
+                    "PCI Segment Number",
+                    format_args!("{:04x}", a.segment),
+                );
+            }
+            RemappingStructure::Unknown(u) => {
+                line(out, 4, "Type", format_args!("{:#06x}", u.kind));
+                line(out, 4, "Length", format_args!("{:#06x}", u.length));
+            }
+        }
+        for sc in s.scopes() {
+            let flags = if sc.flags != 0 {
+                format!(", flags {:#04x}", sc.flags)
+            } else {
+                String::new()
+            };
+            line(
+                out,
+                4,
+                &format!("Device Scope [{:03X}h]", sc.offset),
+                format_args!(
+                    "{} {} (enumeration id {:#04x}{flags})",
+                    sc.scope_type.name(),
+                    sc.path_display(),
+                    sc.enumeration_id
+                ),
+            );
+        }
+    }
+}
+
+fn madt(out: &mut String, m: &Madt) {
+    header(out, &m.header);
+    line(
+        out,
+        0,
+        "Local Apic Address",
+        format_args!("{:#010x}", m.local_apic_address),
+    );
+    line(
+        out,
+        0,
+        "Flags",
+        format_args!("{:#010x}{}", m.flags.bits(), flag_names(&m.flags)),
+    );
+    for (i, r) in m.entries.iter().enumerate() {
+        out.push('\n');
+        let _ = writeln!(out, "[{:03X}h] #{i} {}", r.offset, r.entry.name());
+        match r.entry {
+            MadtEntry::LocalApic {
+                processor_uid,
+                apic_id,
+                flags,
+            } => {
+                line(out, 4, "Processor ID", format_args!("{processor_uid:#04x}"));
+                line(out, 4, "Local Apic ID", format_args!("{apic_id:#04x}"));
+                line(
+                    out,
+                    4,
+                    "Flags",
+                    format_args!("{flags:#010x}{}", lapic_flags(flags)),
+                );
+            }
+            MadtEntry::IoApic {
+                id,
+                address,
+                gsi_base,
+            } => {
+                line(out, 4, "I/O Apic ID", format_args!("{id:#04x}"));
+                line(out, 4, "Address", format_args!("{address:#010x}"));
+                line(out, 4, "Interrupt", format_args!("{gsi_base}"));
+            }
+            MadtEntry::InterruptSourceOverride {
+                bus,
+                source,
+                gsi,
+                flags,
+            } => {
+                line(out, 4, "Bus", format_args!("{bus}"));
+                line(out, 4, "Source", format_args!("{source}"));
+                line(out, 4, "Interrupt", format_args!("{gsi}"));
+                line(
+                    out,
+                    4,
+                    "Flags",
+                    format_args!("{flags:#06x}{}", inti_flags(flags)),
+                );
+            }
+            MadtEntry::NmiSource { flags, gsi } => {
+                line(
+                    out,
+                    4,
+                    "Flags",
+                    format_args!("{flags:#06x}{}", inti_flags(flags)),
+                );
+                line(out, 4, "Interrupt", format_args!("{gsi}"));
+            }
+            MadtEntry::LocalApicNmi {
+                processor_uid,
+                flags,
+                lint,
+            } => {
+                line(out, 4, "Processor ID", format_args!("{processor_uid:#04x}"));
+                line(
+                    out,
+                    4,
+                    "Flags",
+                    format_args!("{flags:#06x}{}", inti_flags(flags)),
+                );
+                line(out, 4, "Interrupt Input LINT", format_args!("{lint}"));
+            }
+            MadtEntry::LocalApicAddressOverride { address } => {
+                line(out, 4, "Apic Address", format_args!("{address:#018x}"));
+            }
+            MadtEntry::X2Apic {
+                x2apic_id,
+                flags,
+                processor_uid,
+            } => {
+                line(
+                    out,
+                    4,
+                    "Processor x2Apic ID",
+                    format_args!("{x2apic_id:#010x}"),
+                );
+                line(
+                    out,
+                    4,
+                    "Flags",
+                    format_args!("{flags:#010x}{}", lapic_flags(flags)),
+                );
+                line(
+                    out,
+                    4,
+                    "Processor UID",
+                    format_args!("{processor_uid:#010x}"),
+                );
+            }
+            MadtEntry::X2ApicNmi {
+                flags,
+                processor_uid,
+                lint,
+            } => {
+                line(
+                    out,
+                    4,
+                    "Flags",
+                    format_args!("{flags:#06x}{}", inti_flags(flags)),
+                );
+                line(
+                    out,
+                    4,
+                    "Processor UID",
+                    format_args!("{processor_uid:#010x}"),
+                );
+                line(out, 4, "Interrupt Input LINT", format_args!("{lint}"));
+            }
+            MadtEntry::Unknown { kind, length } => {
+                line(out, 4, "Type", format_args!("{kind:#04x}"));
+                line(out, 4, "Length", format_args!("{length:#04x}"));
+            }
+        }
+    }
+}
+
+/// Local APIC flags (ACPI 6.5 Table 5.23).
+fn lapic_flags(f: u32) -> &'static str {
+    match f & 3 {
+        0 => " (disabled)",
+        1 | 3 => " (enabled)",
+        _ => " (online capable)",
+    }
+}
+
+/// MPS INTI flags (ACPI 6.5 Table 5.26): polarity bits 1:0, trigger 3:2.
+fn inti_flags(f: u16) -> String {
+    let pol = ["conforming", "active high", "reserved", "active low"][usize::from(f & 3)];
+    let trig = ["conforming", "edge", "reserved", "level"][usize::from((f >> 2) & 3)];
+    format!(" (polarity {pol}, trigger {trig})")
+}
+
+fn mcfg(out: &mut String, m: &Mcfg) {
+    header(out, &m.header);
+    for (i, e) in m.entries.iter().enumerate() {
+        let _ = writeln!(out, "[{:03X}h] #{i} ECAM allocation", e.offset);
+        line(
+            out,
+            4,
+            "Base Address",
+            format_args!("{:#018x}", e.base_address),
+        );
+        line(
+            out,
+            4,
+            "PCI Segment Group Number",
+            format_args!("{:04x}", e.segment),
+        );
+        line(
+            out,
+            4,
+            "Start Bus Number",
+            format_args!("{:02x}", e.start_bus),
+        );
+        line(out, 4, "End Bus Number", format_args!("{:02x}", e.end_bus));
+    }
+}
+
+fn gas(g: &GenericAddress) -> String {
+    g.to_string()
+}
+
+fn hpet(out: &mut String, h: &Hpet) {
+    header(out, &h.header);
+    line(
+        out,
+        0,
+        "Hardware Block ID",
+        format_args!("{:#010x}", h.event_timer_block_id),
+    );
+    line(
+        out,
+        4,
+        "Hardware Rev ID",
+        format_args!("{:#04x}", h.hardware_rev_id()),
+    );
+    line(out, 4, "Comparators", h.comparator_count());
+    line(out, 4, "64-bit Counter", h.counter_64bit());
+    line(out, 4, "Legacy Replacement", h.legacy_replacement());
+    line(
+        out,
+        4,
+        "PCI Vendor ID",
+        format_args!("{:#06x}", h.pci_vendor_id()),
+    );
+    line(out, 0, "Base Address", gas(&h.base_address));
+    line(out, 0, "Hpet Number", h.hpet_number);
+    line(out, 0, "Minimum Clock Ticks", h.min_tick);
+    line(
+        out,
+        0,
+        "Flags (decoded below)",
+        format_args!("{:#04x}", h.page_protection),
+    );
+    let prot = match h.protection() {
+        0 => "none",
+        1 => "4K",
+        2 => "64K",
+        _ => "reserved",
+    };
+    line(out, 4, "Page Protect", prot);
+}
+
+fn opt_gas(out: &mut String, name: &str, g: &Option<GenericAddress>) {
+    if let Some(g) = g {
+        line(out, 0, name, gas(g));
+    }
+}
+
+fn fadt(out: &mut String, f: &Fadt) {
+    header(out, &f.header);
+    line(
+        out,
+        0,
+        "FACS Address",
+        format_args!("{:#010x}", f.firmware_ctrl),
+    );
+    line(out, 0, "DSDT Address", format_args!("{:#010x}", f.dsdt));
+    line(out, 0, "PM Profile", f.preferred_pm_profile);
+    line(out, 0, "SCI Interrupt", f.sci_int);
+    line(
+        out,
+        0,
+        "SMI Command Port",
+        format_args!("{:#010x}", f.smi_cmd),
+    );
+    line(
+        out,
+        0,
+        "ACPI Enable Value",
+        format_args!("{:#04x}", f.acpi_enable),
+    );
+    line(
+        out,
+        0,
+        "ACPI Disable Value",
+        format_args!("{:#04x}", f.acpi_disable),
+    );
+    line(
+        out,
+        0,
+        "PM1A Event Block Address",
+        format_args!("{:#010x}", f.pm1a_evt_blk),
+    );
+    line(
+        out,
+        0,
+        "PM1B Event Block Address",
+        format_args!("{:#010x}", f.pm1b_evt_blk),
+    );
+    line(
+        out,
+        0,
+        "PM1A Control Block Address",
+        format_args!("{:#010x}", f.pm1a_cnt_blk),
+    );
+    line(
+        out,
+        0,
+        "PM1B Control Block Address",
+        format_args!("{:#010x}", f.pm1b_cnt_blk),
+    );
+    line(
+        out,
+        0,
+        "PM2 Control Block Address",
+        format_args!("{:#010x}", f.pm2_cnt_blk),
+    );
+    line(
+        out,
+        0,
+        "PM Timer Block Address",
+        format_args!("{:#010x}", f.pm_tmr_blk),
+    );
+    line(
+        out,
+        0,
+        "GPE0 Block Address",
+        format_args!("{:#010x}", f.gpe0_blk),
+    );
+    line(
+        out,
+        0,
+        "GPE1 Block Address",
+        format_args!("{:#010x}", f.gpe1_blk),
+    );
+    line(out, 0, "PM1 Event Block Length", f.pm1_evt_len);
+    line(out, 0, "PM1 Control Block Length", f.pm1_cnt_len);
+    line(out, 0, "PM Timer Block Length", f.pm_tmr_len);
+    line(out, 0, "GPE0 Block Length", f.gpe0_blk_len);
+    line(out, 0, "GPE1 Block Length", f.gpe1_blk_len);
+    line(
+        out,
+        0,
+        "RTC Century Index",
+        format_args!("{:#04x}", f.century),
+    );
+    line(
+        out,
+        0,
+        "Boot Flags (IA-PC)",
+        format_args!(
+            "{:#06x}{}",
+            f.iapc_boot_arch.bits(),
+            flag_names(&f.iapc_boot_arch)
+        ),
+    );
+    line(
+        out,
+        0,
+        "Flags",
+        format_args!("{:#010x}{}", f.flags.bits(), flag_names(&f.flags)),
+    );
+    opt_gas(out, "Reset Register", &f.reset_reg);
+    if let Some(v) = f.reset_value {
+        line(out, 0, "Value to cause reset", format_args!("{v:#04x}"));
+    }
+    if let Some(v) = f.minor_version {
+        line(out, 0, "FADT Minor Revision", format_args!("{v:#04x}"));
+    }
+    if let Some(v) = f.x_firmware_ctrl {
+        line(out, 0, "X_FACS Address", format_args!("{v:#018x}"));
+    }
+    if let Some(v) = f.x_dsdt {
+        line(out, 0, "X_DSDT Address", format_args!("{v:#018x}"));
+    }
+    opt_gas(out, "X_PM1A Event Block", &f.x_pm1a_evt_blk);
+    opt_gas(out, "X_PM1B Event Block", &f.x_pm1b_evt_blk);
+    opt_gas(out, "X_PM1A Control Block", &f.x_pm1a_cnt_blk);
+    opt_gas(out, "X_PM1B Control Block", &f.x_pm1b_cnt_blk);
+    opt_gas(out, "X_PM2 Control Block", &f.x_pm2_cnt_blk);
+    opt_gas(out, "X_PM Timer Block", &f.x_pm_tmr_blk);
+    opt_gas(out, "X_GPE0 Block", &f.x_gpe0_blk);
+    opt_gas(out, "X_GPE1 Block", &f.x_gpe1_blk);
+    opt_gas(out, "Sleep Control Register", &f.sleep_control_reg);
+    opt_gas(out, "Sleep Status Register", &f.sleep_status_reg);
+    out.push('\n');
+    line(
+        out,
+        0,
+        "DSDT in use",
+        format_args!("{:#018x}", f.dsdt_address()),
+    );
+    line(
+        out,
+        0,
+        "FACS in use",
+        format_args!("{:#018x}", f.facs_address()),
+    );
+    match f.pm_timer() {
+        Some(g) => line(out, 0, "PM Timer in use", gas(&g)),
+        None => line(out, 0, "PM Timer in use", "none"),
+    }
+}
+
+fn root(out: &mut String, r: &RootTable) {
+    header(out, &r.header);
+    let width = r.kind.entry_size() * 2 + 2;
+    for (i, a) in r.entries.iter().enumerate() {
+        line(
+            out,
+            0,
+            &format!("ACPI Table Address {i:>3}"),
+            format_args!("{a:#0width$x}"),
+        );
+    }
+}
+
+fn rsdp(out: &mut String, r: &Rsdp) {
+    line(out, 0, "Signature", "\"RSD PTR \"");
+    line(out, 0, "Checksum", format_args!("{:#04x}", r.checksum));
+    line(out, 0, "Oem ID", format_args!("\"{}\"", Lossy(&r.oem_id)));
+    line(out, 0, "Revision", format_args!("{:#04x}", r.revision));
+    line(
+        out,
+        0,
+        "RSDT Address",
+        format_args!("{:#010x}", r.rsdt_address),
+    );
+    if let Some(l) = r.length {
+        line(out, 0, "Length", format_args!("{l:#010x}"));
+    }
+    if let Some(x) = r.xsdt_address {
+        line(out, 0, "XSDT Address", format_args!("{x:#018x}"));
+    }
+    if let Some(c) = r.extended_checksum {
+        line(out, 0, "Extended Checksum", format_args!("{c:#04x}"));
+    }
+}
