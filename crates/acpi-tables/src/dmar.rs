@@ -494,11 +494,7 @@ pub fn parse(bytes: &[u8]) -> Result<Dmar, Error> {
             return Err(Error::new(
                 SIGNATURE,
                 off,
-                Location::Structure {
-                    name: "unknown",
-                    kind: 0,
-                    index,
-                },
+                Location::Tail { index },
                 ErrorKind::TrailingBytes { count: remaining },
             ));
         };

@@ -421,6 +421,11 @@ fn error_trailing_bytes() {
     let e = parse_err(&t);
     assert_eq!(e.kind, ErrorKind::TrailingBytes { count: 2 });
     assert_eq!(e.offset, 120);
+    assert_eq!(
+        e.to_string(),
+        "DMAR: structure #1 (incomplete header) at offset 0x78: \
+         2 trailing bytes too short for a structure header"
+    );
 }
 
 #[test]

@@ -28,6 +28,9 @@ pub enum Location {
         /// 0-based position among all records of the table.
         index: usize,
     },
+    /// Bytes at the end of a table too few to hold the next record's header;
+    /// `index` is the position that record would have had.
+    Tail { index: usize },
     /// A DMAR device scope inside a remapping structure (VT-d §8.3.1).
     Scope {
         /// Name of the enclosing structure.
@@ -45,6 +48,7 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Header => f.write_str("header"),
+            Location::Tail { index } => write!(f, "structure #{index} (incomplete header)"),
             Location::Structure { name, kind, index } => {
                 write!(f, "structure #{index} (type {kind}, {name})")
             }

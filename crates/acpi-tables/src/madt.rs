@@ -160,11 +160,7 @@ pub fn parse(bytes: &[u8]) -> Result<Madt, Error> {
             return Err(Error::new(
                 SIGNATURE,
                 off,
-                Location::Structure {
-                    name: "unknown",
-                    kind: 0,
-                    index,
-                },
+                Location::Tail { index },
                 ErrorKind::TrailingBytes { count: remaining },
             ));
         };
