@@ -277,3 +277,18 @@ fn slice_memory_bounds() {
     assert!(m.read(0xff, &mut buf).is_err());
     assert!(m.read(u64::MAX, &mut buf).is_err());
 }
+
+#[test]
+fn same_signature_twice_is_listed_twice() {
+    // Corpus quirk: several machines have two HPET (or MCFG) tables.
+    let mut img = standard(0);
+    img.put(0x1700, &sdt(b"HPET", 1, &[1; 20]));
+    let entries: Vec<u8> = [0x1600u32, 0x1700]
+        .iter()
+        .flat_map(|a| a.to_le_bytes())
+        .collect();
+    img.put(0x1100, &sdt(b"RSDT", 1, &entries));
+    let t = walk(&img.mem(), BASE).unwrap();
+    let hpets: Vec<u64> = t.find(b"HPET").map(|i| i.address).collect();
+    assert_eq!(hpets, [0x1600, 0x1700]);
+}
