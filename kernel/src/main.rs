@@ -18,6 +18,8 @@ mod heap;
 mod klog;
 mod ktest;
 mod memmap;
+mod physmem;
+mod platform;
 mod power;
 mod serial;
 mod shell;
@@ -61,11 +63,14 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         hz / 1_000_000,
         (hz / 1000) % 1000
     );
-    if let Some(offset) = boot_info.physical_memory_offset.into_option() {
-        log::info!("physical memory mapped at {offset:#x}");
-    }
+    let Some(offset) = boot_info.physical_memory_offset.into_option() else {
+        panic!("the bootloader did not map physical memory (BOOTLOADER_CONFIG asks for it)");
+    };
+    physmem::init(offset);
+    log::info!("physical memory mapped at {offset:#x}");
     memmap::init(&boot_info.memory_regions);
     memmap::log_summary();
+    platform::init(boot_info.rsdp_addr.into_option());
     let cmdline = CMDLINE.call_once(|| Cmdline::parse(&fwcfg::cmdline()));
     log::info!("command line: '{}'", cmdline.raw());
     match cmdline.get("mode") {
