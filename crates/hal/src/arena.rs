@@ -1,7 +1,6 @@
 //! Host physical-memory arena (feature `arena`): fake physical memory for tests.
 
 use crate::{PhysAddr, PhysMemory, VirtAddr, PAGE_SIZE};
-use core::cell::Cell;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 
 /// A zeroed, page-aligned host buffer standing in for physical memory
@@ -18,8 +17,6 @@ pub struct Arena {
     base: u64,
     size: usize,
     layout: Layout,
-    /// Number of `read*`/`write*` calls, so tests can check that a fast path was taken.
-    accesses: Cell<u64>,
 }
 
 // SAFETY: the arena exclusively owns its buffer; moving it to another thread moves that
@@ -57,7 +54,6 @@ impl Arena {
             base: b,
             size,
             layout,
-            accesses: Cell::new(0),
         }
     }
 
@@ -92,11 +88,6 @@ impl Arena {
         self.ptr
     }
 
-    /// Number of `read`/`write`/`fill`/`read_u*`/`write_u*` calls so far.
-    pub fn access_count(&self) -> u64 {
-        self.accesses.get()
-    }
-
     /// Copies the bytes at `[pa, pa + len)` into a new vector, for assertions.
     pub fn to_vec(&self, pa: PhysAddr, len: usize) -> std::vec::Vec<u8> {
         let mut v = std::vec![0u8; len];
@@ -108,7 +99,6 @@ impl Arena {
     #[inline]
     #[track_caller]
     fn offset(&self, pa: PhysAddr, len: usize) -> usize {
-        self.accesses.set(self.accesses.get() + 1);
         let a = pa.as_u64();
         let off = a.wrapping_sub(self.base);
         if a < self.base

@@ -252,6 +252,23 @@ pub struct Mapper<M: PhysMemory, T: TlbInvalidate> {
     mem: M,
     pml4: PhysAddr,
     tlb: T,
+    pt_cache: Option<PtCache>,
+}
+
+/// One-entry walk cache: the last page table (level 1) `map` went through.
+///
+/// Mapping consecutive 4 KiB pages otherwise re-reads the PML4, PDPT and PD entries
+/// for every page. A hit is checked by re-reading the cached PD entry, so a PD entry
+/// changed behind the mapper's back is noticed; the upper levels are trusted, which is
+/// safe because nothing (this mapper included) ever removes or replaces a table once it
+/// is linked in.
+#[derive(Debug, Clone, Copy)]
+struct PtCache {
+    /// `va >> 21` of the 2 MiB region the table covers.
+    region: u64,
+    /// Address and value of the PD entry pointing at the table.
+    pde_pa: PhysAddr,
+    pde: u64,
 }
 
 impl<M: PhysMemory, T: TlbInvalidate> fmt::Debug for Mapper<M, T> {
@@ -270,14 +287,19 @@ fn index(va: u64, level: u8) -> u64 {
 impl<M: PhysMemory, T: TlbInvalidate> Mapper<M, T> {
     /// A mapper over the existing top-level table at `pml4` (e.g. the frame in CR3).
     pub fn new(mem: M, pml4: PhysAddr, tlb: T) -> Self {
-        Mapper { mem, pml4, tlb }
+        Mapper {
+            mem,
+            pml4,
+            tlb,
+            pt_cache: None,
+        }
     }
 
     /// A mapper over a fresh, empty top-level table taken from `frames`.
     pub fn create(mem: M, tlb: T, frames: &mut impl FrameSource) -> Result<Self, MapError> {
         let pml4 = frames.alloc_table_frame().ok_or(MapError::OutOfFrames)?;
         mem.fill(pml4, 0, 4096);
-        Ok(Mapper { mem, pml4, tlb })
+        Ok(Self::new(mem, pml4, tlb))
     }
 
     /// Physical address of the top-level table (what goes into CR3).
@@ -334,6 +356,7 @@ impl<M: PhysMemory, T: TlbInvalidate> Mapper<M, T> {
 
     /// Returns the table at `level` covering `va`, creating missing tables above it.
     /// `leaf` is the leaf entry to be installed (for intermediate USER propagation).
+    #[inline]
     fn table_for(
         &mut self,
         va: u64,
@@ -341,29 +364,56 @@ impl<M: PhysMemory, T: TlbInvalidate> Mapper<M, T> {
         leaf: u64,
         frames: &mut impl FrameSource,
     ) -> Result<PhysAddr, MapError> {
-        let mut table = self.pml4;
         let want = table_flags_for(leaf);
+        if level == 1 {
+            if let Some(c) = self.pt_cache {
+                if c.region == va >> 21
+                    && c.pde & want == want
+                    && self.mem.read_u64(c.pde_pa) == c.pde
+                {
+                    return Ok(PhysAddr::new(c.pde & ADDR_4K));
+                }
+            }
+        }
+        self.walk_create(va, level, want, frames)
+    }
+
+    /// The slow path of [`table_for`](Self::table_for): a full walk from the PML4.
+    #[inline(never)]
+    fn walk_create(
+        &mut self,
+        va: u64,
+        level: u8,
+        want: u64,
+        frames: &mut impl FrameSource,
+    ) -> Result<PhysAddr, MapError> {
+        let mut table = self.pml4;
         for l in ((level + 1)..=4u8).rev() {
             let entry_pa = Self::entry_pa(table, va, l);
-            let entry = self.mem.read_u64(entry_pa);
+            let mut entry = self.mem.read_u64(entry_pa);
             if entry & P == 0 {
                 let frame = frames.alloc_table_frame().ok_or(MapError::OutOfFrames)?;
                 self.mem.fill(frame, 0, 4096);
-                self.mem.write_u64(entry_pa, frame.as_u64() | want);
-                table = frame;
-                continue;
-            }
-            if l <= 3 && entry & PS != 0 {
+                entry = frame.as_u64() | want;
+                self.mem.write_u64(entry_pa, entry);
+            } else if l <= 3 && entry & PS != 0 {
                 let span = if l == 3 { 1u64 << 30 } else { 1u64 << 21 };
                 return Err(MapError::HugePageOverlap {
                     huge_va: VirtAddr::new_truncate(va & !(span - 1)),
                 });
-            }
-            if entry & want != want {
+            } else if entry & want != want {
                 // Widen an existing intermediate (e.g. first USER leaf below it).
                 // Adding permissions to a present entry needs no TLB flush: the worst a
                 // stale entry causes is a spurious fault (SDM §4.10.4.3).
-                self.mem.write_u64(entry_pa, entry | want);
+                entry |= want;
+                self.mem.write_u64(entry_pa, entry);
+            }
+            if l == 2 {
+                self.pt_cache = Some(PtCache {
+                    region: va >> 21,
+                    pde_pa: entry_pa,
+                    pde: entry,
+                });
             }
             table = PhysAddr::new(entry & ADDR_4K);
         }

@@ -687,3 +687,49 @@ fn tables_from_the_buddy_allocator() {
     assert_eq!(free0 - fa.free_pages(), 4);
     assert_eq!(oracle(&arena, m.pml4(), 0x1030_0000), Some(0x4030_0000));
 }
+
+#[test]
+fn walk_cache_notices_a_page_table_swapped_behind_its_back() {
+    let arena = Arena::new(pa(BASE), SIZE);
+    let (mut m, mut bump) = setup(&arena);
+    m.map(
+        va(0x1000),
+        pa(BASE),
+        PageSize::Size4K,
+        W,
+        CacheType::WriteBack,
+        &mut bump,
+    )
+    .unwrap();
+    // Someone else points the PD entry at a different (empty) page table.
+    let pde_before = raw_entry(&arena, m.pml4(), 0x1000, 2);
+    let new_pt = BASE + 0x1000;
+    arena.fill(pa(new_pt), 0, 4096);
+    // Locate the PD entry by walking, then overwrite it.
+    let pml4e = arena.read_u64(m.pml4());
+    let pdpte = arena.read_u64(pa(pml4e & 0x000f_ffff_ffff_f000));
+    let pd = pdpte & 0x000f_ffff_ffff_f000;
+    assert_eq!(arena.read_u64(pa(pd)), pde_before);
+    arena.write_u64(pa(pd), new_pt | 0b11);
+    m.map(
+        va(0x2000),
+        pa(BASE + 0x2000),
+        PageSize::Size4K,
+        W,
+        CacheType::WriteBack,
+        &mut bump,
+    )
+    .unwrap();
+    assert_eq!(arena.read_u64(pa(new_pt + 2 * 8)), (BASE + 0x2000) | 0b11);
+    // And a USER leaf still widens the intermediates even when the table is cached.
+    m.map(
+        va(0x3000),
+        pa(BASE),
+        PageSize::Size4K,
+        W | PageTableFlags::USER_ACCESSIBLE,
+        CacheType::WriteBack,
+        &mut bump,
+    )
+    .unwrap();
+    assert_eq!(arena.read_u64(pa(pd)) & 0b111, 0b111);
+}
