@@ -212,11 +212,8 @@ impl IoRemapSpace {
             .map(|(&s, &n)| (VirtAddr::new_truncate(s), n))
     }
 
-    /// The window, `[start, end)`.
-    pub fn window(&self) -> (VirtAddr, VirtAddr) {
-        (
-            VirtAddr::new_truncate(self.start),
-            VirtAddr::new_truncate(self.end),
-        )
+    /// The window: its first address and its size in bytes.
+    pub fn window(&self) -> (VirtAddr, u64) {
+        (VirtAddr::new_truncate(self.start), self.end - self.start)
     }
 }

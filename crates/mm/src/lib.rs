@@ -9,6 +9,59 @@
 //! * [`ioremap`] — the virtual-range allocator for `ioremap` and the page-span helper.
 //!
 //! All raw memory access goes through `hal`, so this crate has no `unsafe`.
+//!
+//! ## What the kernel does at boot
+//!
+//! (Runs on the host with [`hal::Arena`] standing in for RAM; in the kernel, `arena` is
+//! the direct-map `PhysMemory` and `meta` a slice carved from usable memory.)
+//!
+//! ```
+//! use hal::Arena;
+//! use mm::buddy::{metadata_bytes, FrameAllocator, FrameAllocatorConfig, ZoneLimit};
+//! use mm::ioremap::{page_span, IoRemapSpace};
+//! use mm::paging::{Mapper, NoTlb, PageSize, PageTableFlags};
+//! use mm::pat::{CacheType, IA32_PAT_MSR, PAT_MSR_VALUE};
+//! use mm::{PhysAddr, VirtAddr};
+//!
+//! // 1. Usable RAM from the bootloader's memory map; below 1 MiB is ignored.
+//! let usable = [0..0x9_f000u64, 0x10_0000..0x100_0000];
+//! let arena = Arena::new(PhysAddr::new(0), 0x100_0000);
+//! // 2. Metadata: size it, carve it from usable memory, and pass it as reserved
+//! //    together with the kernel image and boot page tables.
+//! let need = metadata_bytes(usable.iter().cloned());
+//! let mut meta = vec![0u8; need]; // kernel: a slice of the direct map at 0x20_0000
+//! let reserved = [0x10_0000..0x20_0000 /* kernel */, 0x20_0000..0x20_0000 + need as u64];
+//! let mut frames = FrameAllocator::new(
+//!     usable.iter().cloned(),
+//!     reserved.iter().cloned(),
+//!     &mut meta,
+//!     FrameAllocatorConfig::default(),
+//! )
+//! .unwrap();
+//! let isa_buf = frames.alloc(4, ZoneLimit::Dma).unwrap(); // 64 KiB below 16 MiB
+//! frames.free(isa_buf, 4).unwrap();
+//! print!("{}", frames.buddyinfo());
+//!
+//! // 3. Page tables (the kernel: `Mapper::new(phys, cr3_frame, Invlpg)`), and the PAT
+//! //    MSR written with `wrmsr(IA32_PAT_MSR, PAT_MSR_VALUE)` before WC/WP mappings.
+//! assert_eq!((IA32_PAT_MSR, PAT_MSR_VALUE), (0x277, 0x0007_0501_0007_0406));
+//! let mut mapper = Mapper::create(&arena, NoTlb, &mut frames).unwrap();
+//!
+//! // 4. ioremap(0xfed9_0008, 8): page span, virtual range, uncached mapping.
+//! let mut io = IoRemapSpace::new(VirtAddr::new(0xffff_c000_0000_0000), 1 << 30).unwrap();
+//! let span = page_span(0xfed9_0008, 8).unwrap();
+//! let va = io.alloc(span.pages).unwrap();
+//! let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+//! mapper
+//!     .map_range(va, span.base, span.pages * 4096, PageSize::Size4K, flags, CacheType::Uncached, &mut frames)
+//!     .unwrap();
+//! let regs = va + span.offset;
+//! let t = mapper.translate(regs).unwrap();
+//! assert_eq!((t.phys.as_u64(), t.cache), (0xfed9_0008, CacheType::Uncached));
+//! // iounmap:
+//! mapper.unmap_range(va, span.pages * 4096).unwrap();
+//! io.free(va).unwrap();
+//! ```
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -576,6 +576,35 @@ impl<M: PhysMemory, T: TlbInvalidate> Mapper<M, T> {
         }
     }
 
+    /// Unmaps every page of `[va, va + len)` (pages of any size, each of which must lie
+    /// wholly inside the range), invalidating each. All-or-nothing: the range is checked
+    /// first, so on error nothing was unmapped. Returns the number of pages removed.
+    /// This is `iounmap`'s page-table half.
+    pub fn unmap_range(&mut self, va: VirtAddr, len: u64) -> Result<u64, UnmapError> {
+        let v0 = va.as_u64();
+        let end = v0.saturating_add(len);
+        let mut v = v0;
+        while v < end {
+            let cur = VirtAddr::new_truncate(v);
+            let t = self.translate(cur).ok_or(UnmapError::NotMapped(cur))?;
+            if !v.is_multiple_of(t.size.bytes()) || end - v < t.size.bytes() {
+                return Err(UnmapError::NotPageStart {
+                    va: cur,
+                    size: t.size,
+                });
+            }
+            v += t.size.bytes();
+        }
+        let mut pages = 0;
+        v = v0;
+        while v < end {
+            let (_, size) = self.unmap(VirtAddr::new_truncate(v))?;
+            v += size.bytes();
+            pages += 1;
+        }
+        Ok(pages)
+    }
+
     /// The translation of `va`, or `None` if it is not mapped.
     pub fn translate(&self, va: VirtAddr) -> Option<Translation> {
         let v = va.as_u64();

@@ -733,3 +733,50 @@ fn walk_cache_notices_a_page_table_swapped_behind_its_back() {
     .unwrap();
     assert_eq!(arena.read_u64(pa(pd)) & 0b111, 0b111);
 }
+
+#[test]
+fn unmap_range_is_all_or_nothing() {
+    let arena = Arena::new(pa(BASE), SIZE);
+    let (mut m, mut bump) = setup(&arena);
+    // 4 KiB pages at 0x1f_e000..0x20_0000, a 2 MiB page at 0x20_0000.
+    m.map_range(
+        va(0x1f_e000),
+        pa(BASE),
+        0x2000,
+        PageSize::Size4K,
+        W,
+        CacheType::Uncached,
+        &mut bump,
+    )
+    .unwrap();
+    m.map(
+        va(0x20_0000),
+        pa(0x40_0000),
+        PageSize::Size2M,
+        W,
+        CacheType::Uncached,
+        &mut bump,
+    )
+    .unwrap();
+    // A range ending inside the 2 MiB page is refused, and nothing is unmapped.
+    assert_eq!(
+        m.unmap_range(va(0x1f_e000), 0x3000),
+        Err(UnmapError::NotPageStart {
+            va: va(0x20_0000),
+            size: PageSize::Size2M
+        })
+    );
+    // A hole is refused.
+    assert_eq!(
+        m.unmap_range(va(0x1f_d000), 0x2000),
+        Err(UnmapError::NotMapped(va(0x1f_d000)))
+    );
+    assert!(m.translate(va(0x1f_e000)).is_some());
+    assert!(m.tlb().invalidated.is_empty());
+    assert_eq!(m.unmap_range(va(0x1f_e000), 0x20_2000), Ok(3));
+    assert_eq!(
+        m.tlb().invalidated,
+        [va(0x1f_e000), va(0x1f_f000), va(0x20_0000)]
+    );
+    assert_eq!(m.translate(va(0x20_0000)), None);
+}
