@@ -292,3 +292,29 @@ fn same_signature_twice_is_listed_twice() {
     let hpets: Vec<u64> = t.find(b"HPET").map(|i| i.address).collect();
     assert_eq!(hpets, [0x1600, 0x1700]);
 }
+
+/// Regression from fuzzing (table_walk, crash-18d0c61c): an RSDP whose
+/// XSDT address is near u64::MAX. The crash was an overflow in the fuzz
+/// harness's own checksum patching, but the walker must fail cleanly on
+/// such an address too, in both roots.
+#[test]
+fn root_addresses_at_the_top_of_memory() {
+    let mut img = vec![0u8; 0x100];
+    img[..36].copy_from_slice(&rsdp(2, u32::MAX, u64::MAX - 10));
+    let mem = SliceMemory {
+        base: 0,
+        bytes: &img,
+    };
+    match walk(&mem, 0) {
+        Err(WalkError::Read { what, error }) => {
+            assert_eq!(what, "root table header");
+            assert_eq!(error.phys, u64::from(u32::MAX), "fell back to the RSDT");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        read_table(&mem, u64::MAX - 3, 4096),
+        Err(WalkError::Read { .. })
+    ));
+    assert_eq!(find_rsdp(&mem, u64::MAX - 40, 40), None);
+}

@@ -56,9 +56,10 @@ fuzz_target!(|data: &[u8]| {
         u64::from(u32::from_le_bytes(v[16..20].try_into().unwrap()))
     };
     if let Ok(root) = usize::try_from(root) {
-        if root >= 36 && root + 36 <= v.len() {
+        let header_fits = root.checked_add(36).is_some_and(|end| end <= v.len());
+        if root >= 36 && header_fits {
             let len = u32::from_le_bytes(v[root + 4..root + 8].try_into().unwrap()) as usize;
-            if len >= 36 && root + len <= v.len() {
+            if len >= 36 && root.checked_add(len).is_some_and(|end| end <= v.len()) {
                 acpi_tables::fix_checksum(&mut v[root..root + len]);
             }
         }
