@@ -16,6 +16,7 @@ mod fatal;
 mod fwcfg;
 mod heap;
 mod klog;
+mod kmem;
 mod ktest;
 mod memmap;
 mod physmem;
@@ -55,7 +56,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     klog::init();
     arch::gdt::init();
     arch::idt::init();
-    heap::init();
+    heap::init_early();
     let hz = time::calibrate();
     log::info!(
         "Busmaster {} booting; TSC {}.{:03} MHz",
@@ -70,6 +71,12 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     log::info!("physical memory mapped at {offset:#x}");
     memmap::init(&boot_info.memory_regions);
     memmap::log_summary();
+    if let Err(e) = kmem::init() {
+        panic!("memory manager: {e}");
+    }
+    if let Err(e) = heap::init_main() {
+        panic!("kernel heap: {e}");
+    }
     platform::init(boot_info.rsdp_addr.into_option());
     let cmdline = CMDLINE.call_once(|| Cmdline::parse(&fwcfg::cmdline()));
     log::info!("command line: '{}'", cmdline.raw());

@@ -125,6 +125,18 @@ fn heap_alloc() -> TestResult {
     let (used_before, _) = heap::usage();
     {
         let big: Vec<u8> = alloc::vec![0xA5; 1 << 20];
+        // Larger than the initial main heap: forces it to grow.
+        let mapped_before = heap::mapped();
+        let huge: Vec<u8> = alloc::vec![0x3C; 12 << 20];
+        kassert!(
+            heap::mapped() > mapped_before,
+            "heap did not grow for a 12 MiB vector"
+        );
+        kassert!(
+            huge[(12 << 20) - 1] == 0x3C && huge[0] == 0x3C,
+            "12 MiB vector contents"
+        );
+        drop(huge);
         kassert!(
             big.iter().all(|&b| b == 0xA5),
             "1 MiB vector lost its contents"

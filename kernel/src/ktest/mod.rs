@@ -17,6 +17,7 @@
 
 mod basic;
 mod harness;
+mod memory;
 
 use alloc::string::String;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -38,7 +39,10 @@ pub struct KTest {
 
 /// Every test, in run order.
 fn all() -> impl Iterator<Item = &'static KTest> {
-    basic::TESTS.iter().chain(harness::TESTS.iter())
+    basic::TESTS
+        .iter()
+        .chain(memory::TESTS.iter())
+        .chain(harness::TESTS.iter())
 }
 
 /// Fails the current test with a message naming the source line.

@@ -1,9 +1,12 @@
 //! The command table. Each layer adds its commands here, in one place, so
 //! `help` and the test suite see them all.
 
-use super::{CmdError, CmdResult, Command};
+use mm::pat::CacheType;
+
+use super::{parse_u64, CmdError, CmdResult, Command};
 use crate::memmap::{self, Kind};
-use crate::{heap, klog, kprint, kprintln, power, time};
+use crate::serial::Serial;
+use crate::{heap, klog, kmem, kprint, kprintln, power, time};
 
 pub static COMMANDS: &[Command] = &[
     Command {
@@ -23,6 +26,25 @@ pub static COMMANDS: &[Command] = &[
         usage: "",
         summary: "physical memory by type, and the kernel heap",
         run: meminfo,
+    },
+    Command {
+        name: "buddyinfo",
+        usage: "",
+        summary: "free blocks per order (4 KiB .. 4 MiB) in each zone, like /proc/buddyinfo",
+        run: buddyinfo,
+    },
+    Command {
+        name: "zoneinfo",
+        usage: "",
+        summary: "range, managed and free pages of the DMA, DMA32 and Normal zones",
+        run: zoneinfo,
+    },
+    Command {
+        name: "ioremap",
+        usage: "<phys> <size> [uc|uc-|wc|wt|wb]",
+        summary:
+            "map device memory (uncached by default), show the mapping and its first dword, unmap",
+        run: ioremap,
     },
     Command {
         name: "dmesg",
@@ -107,6 +129,17 @@ fn meminfo(cmd: &Command, args: &[&str]) -> CmdResult {
         kib(all),
         memmap::regions().len()
     );
+    let mut free_pages = 0;
+    for z in kmem::zone_stats() {
+        free_pages += z.free_pages;
+        kprintln!(
+            "Zone {:<7}     {:>10} kB managed, {:>10} kB free",
+            z.kind.name(),
+            z.managed_pages * 4,
+            z.free_pages * 4
+        );
+    }
+    kprintln!("MemFree:       {:>10} kB", free_pages * 4);
     let (used, free) = heap::usage();
     kprintln!(
         "KernelHeap:    {:>10} kB used, {} kB free",
@@ -130,4 +163,65 @@ fn poweroff(cmd: &Command, args: &[&str]) -> CmdResult {
 fn reboot(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
     power::reboot()
+}
+
+fn buddyinfo(cmd: &Command, args: &[&str]) -> CmdResult {
+    cmd.no_args(args)?;
+    kprintln!("order:                 0      1      2      3      4      5      6      7      8      9     10");
+    let _ = kmem::write_buddyinfo(&mut Serial);
+    Ok(())
+}
+
+fn zoneinfo(cmd: &Command, args: &[&str]) -> CmdResult {
+    cmd.no_args(args)?;
+    let _ = kmem::write_zoneinfo(&mut Serial);
+    Ok(())
+}
+
+fn ioremap(cmd: &Command, args: &[&str]) -> CmdResult {
+    let (phys, size, cache) = match args {
+        [p, s] => (p, s, CacheType::Uncached),
+        [p, s, c] => {
+            let cache = match *c {
+                "uc" => CacheType::Uncached,
+                "uc-" => CacheType::UncachedMinus,
+                "wc" => CacheType::WriteCombining,
+                "wt" => CacheType::WriteThrough,
+                "wb" => CacheType::WriteBack,
+                _ => return Err(cmd.usage_error()),
+            };
+            (p, s, cache)
+        }
+        _ => return Err(cmd.usage_error()),
+    };
+    let phys = parse_u64(phys)
+        .ok_or_else(|| CmdError::Failed(alloc::format!("ioremap: bad address '{phys}'")))?;
+    let size = parse_u64(size)
+        .ok_or_else(|| CmdError::Failed(alloc::format!("ioremap: bad size '{size}'")))?;
+    let region = kmem::ioremap_with(phys, size, cache)
+        .map_err(|e| CmdError::Failed(alloc::format!("ioremap: {e}")))?;
+    let va = region.virt();
+    let page = va.align_down(4096u64);
+    match kmem::translate(page) {
+        Some(t) => kprintln!(
+            "ioremap {phys:#x}+{size:#x} -> {:#x}: {}, PAT index {}, PTE {:#018x}",
+            va.as_u64(),
+            t.cache.name(),
+            mm::pat::pat_index(t.cache),
+            t.raw
+        ),
+        None => kprintln!(
+            "ioremap {phys:#x}+{size:#x} -> {:#x}: no translation?",
+            va.as_u64()
+        ),
+    }
+    if size >= 4 && phys % 4 == 0 {
+        kprintln!("first dword: {:#010x}", region.read32(0));
+    }
+    drop(region);
+    kprintln!(
+        "unmapped; translation now {:?}",
+        kmem::translate(page).map(|t| t.phys)
+    );
+    Ok(())
 }

@@ -68,6 +68,25 @@ impl Command {
     }
 }
 
+/// Parses a number as users type them: `0x` hex or decimal, with an optional
+/// `K`, `M` or `G` suffix (binary multiples).
+pub fn parse_u64(s: &str) -> Option<u64> {
+    let (digits, mult) = match s.as_bytes().last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 1u64 << 10),
+        b'm' | b'M' => (&s[..s.len() - 1], 1 << 20),
+        b'g' | b'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let v = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => digits.parse().ok()?,
+    };
+    v.checked_mul(mult)
+}
+
 pub fn find(name: &str) -> Option<&'static Command> {
     commands::COMMANDS.iter().find(|c| c.name == name)
 }

@@ -1,0 +1,423 @@
+//! Kernel memory management: the zoned buddy frame allocator built from the
+//! boot memory map, our mapper working on the live page tables, the PAT, and
+//! `ioremap` regions that map device registers with an explicit cache type and
+//! unmap themselves on drop.
+
+use core::fmt;
+
+use hal::{PhysAddr, VirtAddr};
+use mm::buddy::{AllocError, FrameAllocatorConfig, FreeError, ZoneKind, ZoneLimit, ZoneStats};
+use mm::paging::{MapError, PageSize, PageTableFlags, TlbInvalidate, Translation, UnmapError};
+use mm::pat::{CacheType, IA32_PAT_MSR, PAT_MSR_VALUE};
+use mm::{page_span, FrameAllocator, IoRemapError, IoRemapSpace, Mapper};
+use spin::Mutex;
+use x86_64::registers::control::Cr3;
+use x86_64::registers::model_specific::Msr;
+
+use crate::memmap::{self, Kind};
+use crate::physmem::{self, DirectMap};
+
+/// Virtual window for `ioremap`: one PML4 slot (512 GiB) in the higher half
+/// that the bootloader leaves empty.
+const IOREMAP_BASE: u64 = 0xFFFF_A000_0000_0000;
+const IOREMAP_SIZE: u64 = 64 << 30;
+
+/// `invlpg` for the live tables.
+pub struct Invlpg;
+
+impl TlbInvalidate for Invlpg {
+    fn invalidate_page(&mut self, va: VirtAddr) {
+        x86_64::instructions::tlb::flush(va);
+    }
+}
+
+struct Mm {
+    frames: FrameAllocator<'static>,
+    mapper: Mapper<DirectMap, Invlpg>,
+    ioremap: IoRemapSpace,
+}
+
+static MM: Mutex<Option<Mm>> = Mutex::new(None);
+
+fn with_mm<R>(f: impl FnOnce(&mut Mm) -> R) -> Option<R> {
+    x86_64::instructions::interrupts::without_interrupts(|| MM.lock().as_mut().map(f))
+}
+
+/// Programs IA32_PAT with our layout (crates/mm/src/pat.rs): entries 0–3 keep
+/// their reset meaning (WB, WT, UC-, UC), so every mapping the bootloader made
+/// keeps its type; 4–7 add WC and WP. SDM Vol. 3A §11.12.4: flush caches and
+/// TLBs around the change.
+fn program_pat() {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        // SAFETY: IA32_PAT exists on every x86_64 CPU; the new value leaves
+        // indices 0–3 (the only ones any existing PTE selects) unchanged, and
+        // caches and TLBs are flushed around the write as the SDM requires.
+        unsafe {
+            core::arch::asm!("wbinvd", options(nostack));
+            Msr::new(IA32_PAT_MSR).write(PAT_MSR_VALUE);
+            core::arch::asm!("wbinvd", options(nostack));
+        }
+        x86_64::instructions::tlb::flush_all();
+    });
+}
+
+pub fn pat_msr() -> u64 {
+    // SAFETY: reading IA32_PAT has no side effects.
+    unsafe { Msr::new(IA32_PAT_MSR).read() }
+}
+
+/// Builds the allocator and adopts the bootloader's page tables.
+pub fn init() -> Result<(), &'static str> {
+    program_pat();
+    let usable = || {
+        memmap::regions()
+            .iter()
+            .filter(|r| r.kind == Kind::Usable)
+            .map(|r| r.start..r.end)
+    };
+    let need = mm::buddy::metadata_bytes(usable()) as u64;
+    // Carve the metadata out of usable RAM above the DMA zone (that memory is
+    // precious to ISA and 24-bit devices), page aligned.
+    let meta_start = usable()
+        .filter_map(|r| {
+            let start = r.start.max(16 << 20).next_multiple_of(4096);
+            (start + need <= r.end).then_some(start)
+        })
+        .next()
+        .ok_or("no usable region large enough for the frame allocator's metadata")?;
+    let meta_end = (meta_start + need).next_multiple_of(4096);
+    let va = physmem::to_virt(meta_start).as_mut_ptr::<u8>();
+    // SAFETY: [meta_start, meta_end) is usable RAM that nothing else has been
+    // given (the heap is static, the bootloader's frames are not "usable"),
+    // and it is passed as reserved so the allocator never hands it out.
+    let meta: &'static mut [u8] = unsafe { core::slice::from_raw_parts_mut(va, need as usize) };
+    let frames = FrameAllocator::new(
+        usable(),
+        core::iter::once(meta_start..meta_end),
+        meta,
+        FrameAllocatorConfig::default(),
+    )
+    .map_err(|_| "frame allocator could not be built from the memory map")?;
+    let (pml4, _) = Cr3::read();
+    let mapper = Mapper::new(DirectMap, pml4.start_address(), Invlpg);
+    let ioremap = IoRemapSpace::new(VirtAddr::new(IOREMAP_BASE), IOREMAP_SIZE)
+        .map_err(|_| "bad ioremap window")?;
+    log::info!(
+        "mm: {} pages managed, {} free; allocator metadata {} KiB at {meta_start:#x}; PAT {:#018x}",
+        frames.managed_pages(),
+        frames.free_pages(),
+        need / 1024,
+        pat_msr()
+    );
+    for s in frames.stats() {
+        log::info!(
+            "mm: zone {:<6} [{:#012x}-{:#012x}) {} pages, {} free",
+            s.kind.name(),
+            s.start.as_u64(),
+            s.end.as_u64(),
+            s.managed_pages,
+            s.free_pages
+        );
+    }
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        *MM.lock() = Some(Mm {
+            frames,
+            mapper,
+            ioremap,
+        })
+    });
+    Ok(())
+}
+
+#[derive(Debug)]
+pub enum MmError {
+    NotReady,
+    Alloc(AllocError),
+    Free(FreeError),
+    Map(MapError),
+    Unmap(UnmapError),
+    Space(IoRemapError),
+    BadRange(&'static str),
+    /// ioremap of RAM would alias cached memory with an uncached mapping.
+    IsRam(u64),
+}
+
+impl fmt::Display for MmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MmError::NotReady => f.write_str("memory manager not initialised"),
+            MmError::Alloc(e) => write!(f, "{e}"),
+            MmError::Free(e) => write!(f, "{e}"),
+            MmError::Map(e) => write!(f, "{e}"),
+            MmError::Unmap(e) => write!(f, "{e}"),
+            MmError::Space(e) => write!(f, "{e}"),
+            MmError::BadRange(e) => f.write_str(e),
+            MmError::IsRam(pa) => write!(f, "{pa:#x} is RAM: ioremap is for device memory"),
+        }
+    }
+}
+
+/// 2^order contiguous frames from the zones `limit` allows.
+pub fn alloc_frames(order: u8, limit: ZoneLimit) -> Result<PhysAddr, MmError> {
+    with_mm(|m| m.frames.alloc(order, limit))
+        .ok_or(MmError::NotReady)?
+        .map_err(MmError::Alloc)
+}
+
+pub fn free_frames(pa: PhysAddr, order: u8) -> Result<(), MmError> {
+    with_mm(|m| m.frames.free(pa, order))
+        .ok_or(MmError::NotReady)?
+        .map_err(MmError::Free)
+}
+
+pub fn zone_stats() -> alloc::vec::Vec<ZoneStats> {
+    with_mm(|m| m.frames.stats().collect()).unwrap_or_default()
+}
+
+pub fn zone_of(pa: PhysAddr) -> ZoneKind {
+    ZoneKind::of(pa.as_u64())
+}
+
+pub fn error_counts() -> Option<mm::buddy::ErrorCounts> {
+    with_mm(|m| m.frames.error_counts())
+}
+
+/// Writes `/proc/buddyinfo` or `/proc/zoneinfo`-shaped text.
+pub fn write_buddyinfo(out: &mut dyn fmt::Write) -> fmt::Result {
+    with_mm(|m| write!(out, "{}", m.frames.buddyinfo())).unwrap_or(Ok(()))
+}
+
+pub fn write_zoneinfo(out: &mut dyn fmt::Write) -> fmt::Result {
+    with_mm(|m| write!(out, "{}", m.frames.zoneinfo())).unwrap_or(Ok(()))
+}
+
+pub fn translate(va: VirtAddr) -> Option<Translation> {
+    with_mm(|m| m.mapper.translate(va)).flatten()
+}
+
+/// Maps one page of the kernel address space (frames for new tables come from
+/// the buddy allocator).
+pub fn map_page(
+    va: VirtAddr,
+    pa: PhysAddr,
+    size: PageSize,
+    writable: bool,
+    cache: CacheType,
+) -> Result<(), MmError> {
+    let mut flags = PageTableFlags::NO_EXECUTE;
+    if writable {
+        flags |= PageTableFlags::WRITABLE;
+    }
+    with_mm(|m| {
+        let Mm { frames, mapper, .. } = m;
+        mapper.map(va, pa, size, flags, cache, frames)
+    })
+    .ok_or(MmError::NotReady)?
+    .map_err(MmError::Map)?;
+    Ok(())
+}
+
+pub fn unmap_page(va: VirtAddr) -> Result<(PhysAddr, PageSize), MmError> {
+    with_mm(|m| m.mapper.unmap(va))
+        .ok_or(MmError::NotReady)?
+        .map_err(MmError::Unmap)
+}
+
+pub fn set_page_flags(
+    va: VirtAddr,
+    writable: bool,
+    cache: CacheType,
+) -> Result<Translation, MmError> {
+    let mut flags = PageTableFlags::NO_EXECUTE;
+    if writable {
+        flags |= PageTableFlags::WRITABLE;
+    }
+    with_mm(|m| m.mapper.set_flags(va, flags, cache))
+        .ok_or(MmError::NotReady)?
+        .map_err(MmError::Unmap)
+}
+
+/// A device-memory mapping from [`ioremap`]: volatile accessors, unmapped and
+/// its virtual range freed on drop.
+pub struct IoMem {
+    base: VirtAddr,
+    /// Start of the page-rounded mapping (what gets unmapped).
+    map_start: VirtAddr,
+    pages: u64,
+    phys: u64,
+    size: u64,
+    cache: CacheType,
+}
+
+impl IoMem {
+    pub fn virt(&self) -> VirtAddr {
+        self.base
+    }
+    pub fn phys(&self) -> u64 {
+        self.phys
+    }
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    pub fn cache(&self) -> CacheType {
+        self.cache
+    }
+
+    /// The address of `offset` if a `width`-byte access there stays inside the
+    /// region and is naturally aligned.
+    fn at(&self, offset: usize, width: usize) -> Option<*mut u8> {
+        let end = offset.checked_add(width)?;
+        (end as u64 <= self.size && (self.base.as_u64() + offset as u64) % width as u64 == 0)
+            .then(|| (self.base.as_u64() + offset as u64) as *mut u8)
+    }
+
+    fn bad(&self, offset: usize, width: usize) {
+        log::warn!(
+            "ioremap {:#x}+{:#x}: {width}-byte access at offset {offset:#x} outside the region or misaligned; ignored",
+            self.phys,
+            self.size
+        );
+    }
+}
+
+macro_rules! io_accessors {
+    ($read:ident, $write:ident, $t:ty) => {
+        impl IoMem {
+            /// Volatile read; out of range or misaligned reads return all ones
+            /// (what a bus master abort gives) and log a warning.
+            pub fn $read(&self, offset: usize) -> $t {
+                match self.at(offset, core::mem::size_of::<$t>()) {
+                    // SAFETY: `at` checked the access lies inside this live,
+                    // mapped region and is naturally aligned.
+                    Some(p) => unsafe { core::ptr::read_volatile(p as *const $t) },
+                    None => {
+                        self.bad(offset, core::mem::size_of::<$t>());
+                        <$t>::MAX
+                    }
+                }
+            }
+
+            /// Volatile write; out of range or misaligned writes are dropped
+            /// with a warning.
+            pub fn $write(&self, offset: usize, value: $t) {
+                match self.at(offset, core::mem::size_of::<$t>()) {
+                    // SAFETY: as for the read.
+                    Some(p) => unsafe { core::ptr::write_volatile(p as *mut $t, value) },
+                    None => self.bad(offset, core::mem::size_of::<$t>()),
+                }
+            }
+        }
+    };
+}
+
+io_accessors!(read8, write8, u8);
+io_accessors!(read16, write16, u16);
+io_accessors!(read32, write32, u32);
+io_accessors!(read64, write64, u64);
+
+impl hal::RegisterAccess for IoMem {
+    fn read8(&self, offset: usize) -> u8 {
+        IoMem::read8(self, offset)
+    }
+    fn read16(&self, offset: usize) -> u16 {
+        IoMem::read16(self, offset)
+    }
+    fn read32(&self, offset: usize) -> u32 {
+        IoMem::read32(self, offset)
+    }
+    fn read64(&self, offset: usize) -> u64 {
+        IoMem::read64(self, offset)
+    }
+    fn write8(&self, offset: usize, value: u8) {
+        IoMem::write8(self, offset, value)
+    }
+    fn write16(&self, offset: usize, value: u16) {
+        IoMem::write16(self, offset, value)
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        IoMem::write32(self, offset, value)
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        IoMem::write64(self, offset, value)
+    }
+}
+
+impl Drop for IoMem {
+    fn drop(&mut self) {
+        let (start, pages) = (self.map_start, self.pages);
+        with_mm(|m| {
+            for i in 0..pages {
+                let _ = m.mapper.unmap(start + i * 4096);
+            }
+            let _ = m.ioremap.free(start);
+        });
+    }
+}
+
+fn overlaps_ram(start: u64, end: u64) -> Option<u64> {
+    memmap::regions()
+        .iter()
+        .filter(|r| matches!(r.kind, Kind::Usable | Kind::Bootloader))
+        .find(|r| r.start < end && start < r.end)
+        .map(|r| r.start.max(start))
+}
+
+/// Maps `size` bytes of device memory at `phys` (any alignment) with `cache`.
+pub fn ioremap_with(phys: u64, size: u64, cache: CacheType) -> Result<IoMem, MmError> {
+    let span = page_span(phys, size)
+        .map_err(|_| MmError::BadRange("empty or overflowing physical range"))?;
+    let span_end = span.base.as_u64() + span.pages * 4096;
+    if let Some(ram) = overlaps_ram(span.base.as_u64(), span_end) {
+        return Err(MmError::IsRam(ram));
+    }
+    with_mm(|m| {
+        let va = m.ioremap.alloc(span.pages).map_err(MmError::Space)?;
+        let Mm {
+            frames,
+            mapper,
+            ioremap,
+        } = m;
+        let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+        if let Err(e) = mapper.map_range(
+            va,
+            span.base,
+            span.pages * 4096,
+            PageSize::Size4K,
+            flags,
+            cache,
+            frames,
+        ) {
+            let _ = ioremap.free(va);
+            return Err(MmError::Map(e));
+        }
+        Ok(IoMem {
+            base: va + span.offset,
+            map_start: va,
+            pages: span.pages,
+            phys,
+            size,
+            cache,
+        })
+    })
+    .ok_or(MmError::NotReady)?
+}
+
+/// Uncached (UC): registers, where every access must reach the device in order.
+pub fn ioremap(phys: u64, size: u64) -> Result<IoMem, MmError> {
+    ioremap_with(phys, size, CacheType::Uncached)
+}
+
+/// Write-combining: framebuffers and other write-mostly device memory.
+pub fn ioremap_wc(phys: u64, size: u64) -> Result<IoMem, MmError> {
+    ioremap_with(phys, size, CacheType::WriteCombining)
+}
+
+/// Write-back cached: device memory that behaves like RAM.
+pub fn ioremap_cache(phys: u64, size: u64) -> Result<IoMem, MmError> {
+    ioremap_with(phys, size, CacheType::WriteBack)
+}
+
+/// Pages currently handed out by the ioremap window.
+pub fn ioremap_pages() -> u64 {
+    with_mm(|m| m.ioremap.allocated_pages()).unwrap_or(0)
+}
