@@ -1,0 +1,180 @@
+//! The record enumeration produces for each function, and its DMA parameters.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::addr::Bdf;
+use crate::bar::Bar;
+use crate::caps::{Capability, ExtCapability};
+
+/// Class code: base class, sub-class, programming interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ClassCode {
+    /// Base class.
+    pub base: u8,
+    /// Sub-class.
+    pub sub: u8,
+    /// Programming interface.
+    pub prog_if: u8,
+}
+
+impl ClassCode {
+    /// The 24-bit value `base << 16 | sub << 8 | prog_if`, as ID tables match it.
+    pub fn as_u32(&self) -> u32 {
+        u32::from(self.base) << 16 | u32::from(self.sub) << 8 | u32::from(self.prog_if)
+    }
+
+    /// From the 24-bit value.
+    pub fn from_u32(v: u32) -> ClassCode {
+        ClassCode {
+            base: (v >> 16) as u8,
+            sub: (v >> 8) as u8,
+            prog_if: v as u8,
+        }
+    }
+
+    /// The `pci_types` classification of base + sub-class.
+    pub fn device_type(&self) -> pci_types::device_type::DeviceType {
+        pci_types::device_type::DeviceType::from((self.base, self.sub))
+    }
+}
+
+/// Bus numbers of a PCI-to-PCI bridge, as firmware programmed them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BridgeBuses {
+    /// Bus the bridge sits on.
+    pub primary: u8,
+    /// Bus directly below it.
+    pub secondary: u8,
+    /// Highest bus below it.
+    pub subordinate: u8,
+}
+
+/// Per-device DMA parameters (DESIGN.md §4; defaults as Linux's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaParams {
+    /// Highest bus address for streaming mappings, as a mask.
+    pub dma_mask: u64,
+    /// Highest bus address for coherent allocations.
+    pub coherent_dma_mask: u64,
+    /// Largest single scatter-gather segment.
+    pub max_segment_size: u32,
+    /// A segment must not cross an address where these bits change.
+    pub segment_boundary_mask: u64,
+}
+
+impl Default for DmaParams {
+    fn default() -> Self {
+        DmaParams {
+            dma_mask: dma_bit_mask(32),
+            coherent_dma_mask: dma_bit_mask(32),
+            max_segment_size: 64 * 1024,
+            segment_boundary_mask: 0xFFFF_FFFF,
+        }
+    }
+}
+
+/// `DMA_BIT_MASK(n)`: the low `n` bits set (n clamped to 64).
+pub const fn dma_bit_mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
+}
+
+/// A DMA mask narrower than the platform can honour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaMaskError {
+    /// Bits asked for.
+    pub bits: u32,
+}
+
+impl fmt::Display for DmaMaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DMA mask of {} bits not supported (need 24..=64)", self.bits)
+    }
+}
+
+impl DmaParams {
+    /// Sets both masks to `bits` (Linux `dma_set_mask_and_coherent`). Below 24 bits
+    /// no zone can satisfy it (the x86 DMA zone is 16 MiB).
+    pub fn set_mask_and_coherent(&mut self, bits: u32) -> Result<(), DmaMaskError> {
+        self.set_mask(bits)?;
+        self.coherent_dma_mask = dma_bit_mask(bits);
+        Ok(())
+    }
+
+    /// Sets the streaming mask.
+    pub fn set_mask(&mut self, bits: u32) -> Result<(), DmaMaskError> {
+        if !(24..=64).contains(&bits) {
+            return Err(DmaMaskError { bits });
+        }
+        self.dma_mask = dma_bit_mask(bits);
+        Ok(())
+    }
+}
+
+/// One PCI function as enumeration found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PciDevice {
+    /// Address.
+    pub bdf: Bdf,
+    /// Vendor ID.
+    pub vendor_id: u16,
+    /// Device ID.
+    pub device_id: u16,
+    /// Revision ID.
+    pub revision: u8,
+    /// Class code.
+    pub class: ClassCode,
+    /// Header layout (bit 7 removed): 0 endpoint, 1 PCI-to-PCI bridge, 2 CardBus.
+    pub header_layout: u8,
+    /// Header type bit 7.
+    pub multifunction: bool,
+    /// Subsystem vendor and subsystem ID (type 0 headers only).
+    pub subsystem: Option<(u16, u16)>,
+    /// Interrupt line (the legacy IRQ firmware routed INTx to; 0xFF = none).
+    pub interrupt_line: u8,
+    /// Interrupt pin (0 none, 1..=4 INTA#..INTD#).
+    pub interrupt_pin: u8,
+    /// The bridge this function sits behind (None on a root bus).
+    pub parent: Option<Bdf>,
+    /// Bus numbers, for PCI-to-PCI bridges.
+    pub bridge: Option<BridgeBuses>,
+    /// Implemented BARs.
+    pub bars: Vec<Bar>,
+    /// Classic capabilities.
+    pub capabilities: Vec<Capability>,
+    /// Extended capabilities (ECAM only).
+    pub ext_capabilities: Vec<ExtCapability>,
+    /// DMA parameters (drivers narrow or widen these in probe).
+    pub dma: DmaParams,
+}
+
+impl PciDevice {
+    /// Header layout as `pci_types` names it.
+    pub fn header_type(&self) -> pci_types::HeaderType {
+        crate::regs::header_type(self.header_layout)
+    }
+
+    /// BAR `index`, if implemented.
+    pub fn bar(&self, index: u8) -> Option<&Bar> {
+        self.bars.iter().find(|b| b.index == index)
+    }
+
+    /// Offset of classic capability `id`.
+    pub fn find_capability(&self, id: u8) -> Option<u8> {
+        crate::caps::find_capability(&self.capabilities, id)
+    }
+
+    /// Offset of extended capability `id`.
+    pub fn find_ext_capability(&self, id: u16) -> Option<u16> {
+        crate::caps::find_ext_capability(&self.ext_capabilities, id)
+    }
+
+    /// True for a PCI-to-PCI bridge.
+    pub fn is_bridge(&self) -> bool {
+        self.header_layout == 1
+    }
+}

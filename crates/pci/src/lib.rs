@@ -1,0 +1,48 @@
+//! `pci`: PCI configuration access, enumeration and driver binding for Busmaster.
+//!
+//! * [`config`] — the [`ConfigAccess`] trait, [`Ecam`] (MCFG) and [`Legacy`]
+//!   (0xCF8/0xCFC) as address computation over `hal::RegisterAccess`.
+//! * [`enumerate()`] — recursive scan through bridges, bounded against odd config space.
+//! * [`bar`] — BAR decoding and sizing with decoding off.
+//! * [`caps`] — capability and extended capability walks.
+//! * [`msi`] — MSI/MSI-X programming and the x86 message format.
+//! * [`command`] — decoding and bus-master control (bus mastering only on request).
+//! * [`driver`] — ID-table drivers, probe/remove, child (platform) devices.
+//! * [`names`] — vendor/device/class names and the `lspci` line.
+//! * `fake` (feature `fake`) — a behavioural config-space model for host tests.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod addr;
+pub mod bar;
+pub mod caps;
+pub mod command;
+pub mod config;
+pub mod device;
+pub mod driver;
+pub mod enumerate;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
+pub mod msi;
+pub mod names;
+pub mod regs;
+pub mod warn;
+
+pub use addr::Bdf;
+pub use bar::{size_bars, Bar, BarKind};
+pub use caps::{capabilities, ext_capabilities, Capability, ExtCapability};
+pub use command::{disable_bus_master, enable_bus_master, read_command, set_decoding};
+pub use config::{ConfigAccess, ConfigError, Ecam, Legacy};
+pub use device::{dma_bit_mask, BridgeBuses, ClassCode, DmaParams, PciDevice};
+pub use driver::{
+    ChildId, ChildSpec, DeviceCtx, DriverRegistry, PciDeviceId, PciDriver, PlatformCtx,
+    PlatformDevice, PlatformDriver, ProbeError, PCI_ANY_ID,
+};
+pub use enumerate::{enumerate, Enumeration, ScanOptions};
+pub use msi::{Msi, MsiError, MsiMessage, MsiX};
+pub use names::lspci_line;
+pub use regs::Command;
+pub use warn::{Warning, WarningKind};
