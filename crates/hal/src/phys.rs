@@ -96,3 +96,44 @@ impl<T: PhysMemory + ?Sized> PhysMemory for &T {
         (**self).phys_to_virt(pa)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::RefCell;
+
+    /// Implements only the required methods, to test the provided ones.
+    struct Tiny(RefCell<[u8; 256]>);
+
+    impl PhysMemory for Tiny {
+        fn read(&self, pa: PhysAddr, buf: &mut [u8]) {
+            let o = pa.as_u64() as usize;
+            buf.copy_from_slice(&self.0.borrow()[o..o + buf.len()]);
+        }
+        fn write(&self, pa: PhysAddr, data: &[u8]) {
+            let o = pa.as_u64() as usize;
+            self.0.borrow_mut()[o..o + data.len()].copy_from_slice(data);
+        }
+        fn phys_to_virt(&self, _pa: PhysAddr) -> Option<VirtAddr> {
+            None
+        }
+    }
+
+    #[test]
+    fn provided_methods_are_little_endian_and_fill_exactly() {
+        let m = Tiny(RefCell::new([0; 256]));
+        m.fill(PhysAddr::new(3), 0xee, 130);
+        let b = *m.0.borrow();
+        assert_eq!(b[2], 0);
+        assert!(b[3..133].iter().all(|&x| x == 0xee));
+        assert_eq!(b[133], 0);
+        m.write_u64(PhysAddr::new(200), 0x0102_0304_0506_0708);
+        assert_eq!(m.0.borrow()[200], 0x08);
+        assert_eq!(m.read_u64(PhysAddr::new(200)), 0x0102_0304_0506_0708);
+        m.write_u32(PhysAddr::new(240), 0xa1b2_c3d4);
+        assert_eq!(m.read_u32(PhysAddr::new(240)), 0xa1b2_c3d4);
+        // Through a reference too (the blanket impl forwards).
+        let r = &m;
+        assert_eq!(r.read_u32(PhysAddr::new(241)), 0x00a1_b2c3);
+    }
+}

@@ -414,18 +414,20 @@ struct Zone<'a> {
 }
 
 impl Zone<'_> {
-    #[inline]
+    #[inline(always)]
     fn test(&self, order: usize, idx: u64) -> bool {
         let w = self.levels[order].off[0] as usize + (idx / 64) as usize;
         self.bits[w] & (1 << (idx % 64)) != 0
     }
 
-    #[inline]
+    /// Sets the bit of block `idx` at `order`, and the summary bits above it that were
+    /// clear (a word that was already non-zero already has its summary bit set).
+    #[inline(always)]
     fn set(&mut self, order: usize, idx: u64) {
-        let lv = self.levels[order];
+        let lv = &self.levels[order];
         let mut i = idx;
-        for l in 0..lv.n as usize {
-            let w = lv.off[l] as usize + (i / 64) as usize;
+        for &off in &lv.off[..lv.n as usize] {
+            let w = off as usize + (i / 64) as usize;
             let old = self.bits[w];
             self.bits[w] = old | (1 << (i % 64));
             if old != 0 {
@@ -435,12 +437,14 @@ impl Zone<'_> {
         }
     }
 
-    #[inline]
+    /// Clears the bit of block `idx` at `order`, and the summary bits above it whose
+    /// word became zero.
+    #[inline(always)]
     fn clear(&mut self, order: usize, idx: u64) {
-        let lv = self.levels[order];
+        let lv = &self.levels[order];
         let mut i = idx;
-        for l in 0..lv.n as usize {
-            let w = lv.off[l] as usize + (i / 64) as usize;
+        for &off in &lv.off[..lv.n as usize] {
+            let w = off as usize + (i / 64) as usize;
             let new = self.bits[w] & !(1 << (i % 64));
             self.bits[w] = new;
             if new != 0 {
@@ -450,9 +454,9 @@ impl Zone<'_> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn find_first(&self, order: usize) -> Option<u64> {
-        let lv = self.levels[order];
+        let lv = &self.levels[order];
         let top = lv.n as usize - 1;
         if self.bits[lv.off[top] as usize] == 0 {
             return None;
@@ -745,32 +749,37 @@ impl<'a> FrameAllocator<'a> {
     #[inline]
     pub fn free(&mut self, addr: PhysAddr, order: u8) -> Result<(), FreeError> {
         match self.check_free(addr, order) {
-            Ok((z, rel)) => {
-                let Some(zone) = self.zones[z].as_mut() else {
-                    // check_free only returns existing zones.
-                    return Err(FreeError::NotAllocated(addr));
-                };
-                zone.state[rel as usize] = ST_FREED_HEAD;
-                zone.release(rel, order as usize);
+            Ok(rel) => {
+                if let Some(zone) = self.zones[ZoneKind::of(addr.as_u64()) as usize].as_mut() {
+                    zone.state[rel as usize] = ST_FREED_HEAD;
+                    zone.release(rel, order as usize);
+                }
                 Ok(())
             }
             Err(e) => {
-                let c = &mut self.errors;
-                match e {
-                    FreeError::InvalidOrder(_) => c.invalid_order += 1,
-                    FreeError::Misaligned { .. } => c.misaligned += 1,
-                    FreeError::WrongOrder { .. } => c.wrong_order += 1,
-                    FreeError::DoubleFree(_) => c.double_free += 1,
-                    FreeError::NotAllocated(_) => c.not_allocated += 1,
-                }
-                log::warn!("mm: {e}");
+                self.count_free_error(&e);
                 Err(e)
             }
         }
     }
 
+    #[cold]
+    fn count_free_error(&mut self, e: &FreeError) {
+        let c = &mut self.errors;
+        match e {
+            FreeError::InvalidOrder(_) => c.invalid_order += 1,
+            FreeError::Misaligned { .. } => c.misaligned += 1,
+            FreeError::WrongOrder { .. } => c.wrong_order += 1,
+            FreeError::DoubleFree(_) => c.double_free += 1,
+            FreeError::NotAllocated(_) => c.not_allocated += 1,
+        }
+        log::warn!("mm: {e}");
+    }
+
+    /// Validates a free; on success returns the zone-relative frame (the zone is the
+    /// one `ZoneKind::of(addr)` names).
     #[inline]
-    fn check_free(&self, addr: PhysAddr, order: u8) -> Result<(usize, u64), FreeError> {
+    fn check_free(&self, addr: PhysAddr, order: u8) -> Result<u64, FreeError> {
         if order > MAX_ORDER {
             return Err(FreeError::InvalidOrder(order));
         }
@@ -791,7 +800,7 @@ impl<'a> FrameAllocator<'a> {
         if st & ST_ALLOC != 0 {
             let allocated = st & !ST_ALLOC;
             if allocated == order {
-                return Ok((z, rel));
+                return Ok(rel);
             }
             return Err(FreeError::WrongOrder {
                 addr,
