@@ -11,7 +11,7 @@
 use core::sync::atomic::{compiler_fence, Ordering};
 
 /// Cache line size assumed by [`clflush_range`]. Every x86-64 CPU to date reports 64 in
-/// CPUID.01H:EBX[15:8]×8; flushing with a smaller stride than the real line would only
+/// CPUID.01H:EBX bits 15:8 (times 8); flushing with a smaller stride than the real line would only
 /// cost time, never correctness, so 64 is the safe choice if that ever changes downward.
 pub const CACHE_LINE: usize = 64;
 

@@ -2,7 +2,7 @@
 //!
 //! Everything above this crate is generic over the traits defined here, so it can run
 //! on the real machine (the kernel implements the traits with its direct map, volatile
-//! MMIO and port I/O) and on the host (tests use [`Arena`] as fake physical memory).
+//! MMIO and port I/O) and on the host (tests use `Arena`, feature `arena`, as fake physical memory).
 //!
 //! * [`DmaAddr`] — bus/device addresses, kept apart from [`PhysAddr`] (DESIGN.md §1).
 //! * [`PhysMemory`] — byte access to physical memory.

@@ -5,7 +5,7 @@ use crate::{PhysAddr, VirtAddr};
 /// Byte access to physical memory, used by `mm`, `iommu-vtd` and `dma`.
 ///
 /// The kernel implements it through its direct map (phys + offset); host tests use
-/// [`Arena`](crate::Arena), a byte buffer with fake physical addresses, so page tables,
+/// `Arena` (feature `arena`), a byte buffer with fake physical addresses, so page tables,
 /// descriptors and bounce buffers are real bytes a test can inspect.
 ///
 /// Methods take `&self`: physical memory is hardware-like and shared (a device may write

@@ -12,7 +12,7 @@
 //!
 //! ## What the kernel does at boot
 //!
-//! (Runs on the host with [`hal::Arena`] standing in for RAM; in the kernel, `arena` is
+//! (Runs on the host with `hal::Arena` standing in for RAM; in the kernel, `arena` is
 //! the direct-map `PhysMemory` and `meta` a slice carved from usable memory.)
 //!
 //! ```
