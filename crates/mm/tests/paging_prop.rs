@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use hal::{Arena, PhysMemory};
+use hal::Arena;
 use mm::paging::*;
 use mm::pat::CacheType;
 use mm::{PhysAddr, VirtAddr};
