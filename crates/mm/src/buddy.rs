@@ -398,6 +398,72 @@ where
     (words * 8 + 8) as usize
 }
 
+/// Calls `f(start, end)` for each maximal frame run of `frames` that no reserved range
+/// (in bytes; partial pages count whole) touches, in ascending order.
+fn for_each_unreserved<R>(frames: Range<u64>, reserved: R, mut f: impl FnMut(u64, u64))
+where
+    R: IntoIterator<Item = Range<u64>> + Clone,
+{
+    let mut cur = frames.start;
+    while cur < frames.end {
+        // The reserved range (in whole frames) overlapping [cur, end) that starts first.
+        let mut next: Option<Range<u64>> = None;
+        for r in reserved.clone() {
+            if r.start >= r.end {
+                continue;
+            }
+            let rs = r.start >> PAGE_SHIFT;
+            let re = r.end.div_ceil(PAGE_SIZE);
+            if re <= cur || rs >= frames.end {
+                continue;
+            }
+            if next.as_ref().is_none_or(|n| rs < n.start) {
+                next = Some(rs..re);
+            }
+        }
+        match next {
+            Some(n) if n.start <= cur => cur = n.end,
+            Some(n) => {
+                f(cur, n.start);
+                cur = n.end;
+            }
+            None => {
+                f(cur, frames.end);
+                cur = frames.end;
+            }
+        }
+    }
+}
+
+/// Picks where the kernel can put `bytes` of allocator metadata: a page-aligned range
+/// of usable memory outside `reserved`, preferring memory above 4 GiB, then above
+/// 16 MiB, so the scarce DMA zones are not spent on bookkeeping. `None` if nothing fits.
+/// Pass the result as an extra reserved range to [`FrameAllocator::new`].
+pub fn place_metadata<U, R>(usable: U, reserved: R, bytes: usize) -> Option<Range<u64>>
+where
+    U: IntoIterator<Item = Range<u64>> + Clone,
+    R: IntoIterator<Item = Range<u64>> + Clone,
+{
+    let pages = (bytes as u64).div_ceil(PAGE_SIZE).max(1);
+    for floor in [DMA32_ZONE_END, DMA_ZONE_END, LOW_MEMORY_END] {
+        let mut found = None;
+        for r in usable.clone() {
+            let Some(f) = clip_frames(&r, floor, PHYS_LIMIT) else {
+                continue;
+            };
+            for_each_unreserved(f, reserved.clone(), |s, e| {
+                if found.is_none() && e - s >= pages {
+                    found = Some(s << PAGE_SHIFT..(s + pages) << PAGE_SHIFT);
+                }
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+    }
+    None
+}
+
 struct Zone<'a> {
     kind: ZoneKind,
     base_pfn: u64,
@@ -655,35 +721,7 @@ impl<'a> FrameAllocator<'a> {
     where
         R: IntoIterator<Item = Range<u64>> + Clone,
     {
-        let mut cur = f.start;
-        while cur < f.end {
-            // The reserved range (in whole frames) that overlaps [cur, end) and starts first.
-            let mut next: Option<Range<u64>> = None;
-            for r in reserved.clone() {
-                if r.start >= r.end {
-                    continue;
-                }
-                let rs = r.start >> PAGE_SHIFT;
-                let re = r.end.div_ceil(PAGE_SIZE);
-                if re <= cur || rs >= f.end {
-                    continue;
-                }
-                if next.as_ref().is_none_or(|n| rs < n.start) {
-                    next = Some(rs..re);
-                }
-            }
-            match next {
-                Some(n) if n.start <= cur => cur = n.end,
-                Some(n) => {
-                    self.add_frames(z, cur, n.start);
-                    cur = n.end;
-                }
-                None => {
-                    self.add_frames(z, cur, f.end);
-                    cur = f.end;
-                }
-            }
-        }
+        for_each_unreserved(f, reserved, |s, e| self.add_frames(z, s, e));
     }
 
     /// Marks frames `[s, e)` managed and free, skipping ones already added.

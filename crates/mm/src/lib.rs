@@ -17,7 +17,7 @@
 //!
 //! ```
 //! use hal::Arena;
-//! use mm::buddy::{metadata_bytes, FrameAllocator, FrameAllocatorConfig, ZoneLimit};
+//! use mm::buddy::{metadata_bytes, place_metadata, FrameAllocator, FrameAllocatorConfig, ZoneLimit};
 //! use mm::ioremap::{page_span, IoRemapSpace};
 //! use mm::paging::{Mapper, NoTlb, PageSize, PageTableFlags};
 //! use mm::pat::{CacheType, IA32_PAT_MSR, PAT_MSR_VALUE};
@@ -28,9 +28,12 @@
 //! let arena = Arena::new(PhysAddr::new(0), 0x100_0000);
 //! // 2. Metadata: size it, carve it from usable memory, and pass it as reserved
 //! //    together with the kernel image and boot page tables.
+//! let kernel_image = 0x10_0000..0x20_0000;
 //! let need = metadata_bytes(usable.iter().cloned());
-//! let mut meta = vec![0u8; need]; // kernel: a slice of the direct map at 0x20_0000
-//! let reserved = [0x10_0000..0x20_0000 /* kernel */, 0x20_0000..0x20_0000 + need as u64];
+//! let place = place_metadata(usable.iter().cloned(), [kernel_image.clone()], need).unwrap();
+//! assert_eq!(place.start, 0x20_0000); // only the DMA zone here: first fit above the kernel
+//! let mut meta = vec![0u8; need]; // kernel: the direct-map slice at `place`
+//! let reserved = [kernel_image, place];
 //! let mut frames = FrameAllocator::new(
 //!     usable.iter().cloned(),
 //!     reserved.iter().cloned(),
@@ -75,8 +78,8 @@ pub mod paging;
 pub mod pat;
 
 pub use buddy::{
-    metadata_bytes, AllocError, BuildError, ErrorCounts, FrameAllocator, FrameAllocatorConfig,
-    FreeError, ZoneKind, ZoneLimit, ZoneStats, MAX_ORDER,
+    metadata_bytes, place_metadata, AllocError, BuildError, ErrorCounts, FrameAllocator,
+    FrameAllocatorConfig, FreeError, ZoneKind, ZoneLimit, ZoneStats, MAX_ORDER,
 };
 pub use hal::{PhysAddr, VirtAddr};
 pub use ioremap::{page_span, IoRemapError, IoRemapSpace, PageSpan};

@@ -372,3 +372,39 @@ fn buddyinfo_and_zoneinfo_have_linux_shape() {
     assert!(zi.contains("reserve  512"), "{zi}");
     assert!(zi.contains("free     1023"), "{zi}");
 }
+
+#[test]
+fn place_metadata_prefers_high_memory_and_avoids_reserved() {
+    let usable = [0..0x9_f000, MIB..3 * GIB, 4 * GIB..4 * GIB + 64 * MIB];
+    let need = metadata_bytes(usable.iter().cloned());
+    // Above 4 GiB first, skipping a reserved range at its start (partial page counts).
+    let r = place_metadata(usable.iter().cloned(), [4 * GIB..4 * GIB + 0x1001], need).unwrap();
+    assert_eq!(r.start, 4 * GIB + 0x2000);
+    assert_eq!(r.end - r.start, (need as u64).div_ceil(4096) * 4096);
+    // No high memory: above 16 MiB, not in the DMA zone.
+    let low = [MIB..64 * MIB];
+    let r = place_metadata(low.iter().cloned(), std::iter::empty(), 0x3000).unwrap();
+    assert_eq!(r, 16 * MIB..16 * MIB + 0x3000);
+    // Only the DMA zone: use it, but never below 1 MiB.
+    let tiny = [0..8 * MIB];
+    let r = place_metadata(tiny.iter().cloned(), [MIB..2 * MIB], 0x1000).unwrap();
+    assert_eq!(r, 2 * MIB..2 * MIB + 0x1000);
+    assert_eq!(
+        place_metadata(tiny.iter().cloned(), std::iter::empty(), 8 << 20),
+        None
+    );
+    // The placed buffer, passed as reserved, is never handed out.
+    let mut meta = vec![0u8; need];
+    let mut fa = FrameAllocator::new(
+        usable.iter().cloned(),
+        std::iter::once(r.clone()),
+        &mut meta,
+        FrameAllocatorConfig::default(),
+    )
+    .unwrap();
+    assert!(!fa.is_free(pa(r.start)));
+    assert_eq!(
+        fa.free(pa(r.start), 0),
+        Err(FreeError::NotAllocated(pa(r.start)))
+    );
+}
