@@ -316,6 +316,9 @@ struct ZoneSpan {
 struct Levels {
     off: [u32; MAX_LEVELS],
     n: u8,
+    /// Lower bound on the first non-zero level-0 word: every word below it is zero.
+    /// Lets `find_first` skip the summary levels in the common case.
+    hint: u32,
 }
 
 fn words_for(bits: u64) -> u64 {
@@ -492,6 +495,11 @@ impl Zone<'_> {
     fn set(&mut self, order: usize, idx: u64) {
         let lv = &self.levels[order];
         let mut i = idx;
+        let word0 = (idx / 64) as u32;
+        if word0 < lv.hint {
+            self.levels[order].hint = word0;
+        }
+        let lv = &self.levels[order];
         for &off in &lv.off[..lv.n as usize] {
             let w = off as usize + (i / 64) as usize;
             let old = self.bits[w];
@@ -521,8 +529,12 @@ impl Zone<'_> {
     }
 
     #[inline(always)]
-    fn find_first(&self, order: usize) -> Option<u64> {
+    fn find_first(&mut self, order: usize) -> Option<u64> {
         let lv = &self.levels[order];
+        let hinted = self.bits[lv.off[0] as usize + lv.hint as usize];
+        if hinted != 0 {
+            return Some(u64::from(lv.hint) * 64 + u64::from(hinted.trailing_zeros()));
+        }
         let top = lv.n as usize - 1;
         if self.bits[lv.off[top] as usize] == 0 {
             return None;
@@ -532,6 +544,7 @@ impl Zone<'_> {
             let w = self.bits[lv.off[l] as usize + i as usize];
             i = i * 64 + u64::from(w.trailing_zeros());
         }
+        self.levels[order].hint = (i / 64) as u32;
         Some(i)
     }
 
