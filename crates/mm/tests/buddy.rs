@@ -408,3 +408,31 @@ fn place_metadata_prefers_high_memory_and_avoids_reserved() {
         Err(FreeError::NotAllocated(pa(r.start)))
     );
 }
+
+#[test]
+fn lowest_free_block_is_handed_out_first() {
+    let mut meta = Vec::new();
+    // 64 MiB so order-0 bitmaps have several words and summary levels.
+    let mut fa = build(&[16 * MIB..80 * MIB], &[], &mut meta, 0);
+    let pages: Vec<PhysAddr> = (0..200)
+        .map(|_| fa.alloc(0, ZoneLimit::Any).unwrap())
+        .collect();
+    for (i, p) in pages.iter().enumerate() {
+        assert_eq!(p.as_u64(), 16 * MIB + i as u64 * 4096, "ascending");
+    }
+    // Leave the search pointing at a high bitmap word that still has free pages...
+    fa.free(pages[150], 0).unwrap();
+    assert_eq!(fa.alloc(0, ZoneLimit::Any).unwrap(), pages[150]);
+    fa.free(pages[150], 0).unwrap();
+    fa.free(pages[130], 0).unwrap();
+    // ...then free pages in lower words: allocation must still come back lowest first.
+    fa.free(pages[70], 0).unwrap();
+    fa.free(pages[5], 0).unwrap();
+    for i in [5, 70, 130, 150] {
+        assert_eq!(fa.alloc(0, ZoneLimit::Any).unwrap(), pages[i]);
+    }
+    assert_eq!(
+        fa.alloc(0, ZoneLimit::Any).unwrap().as_u64(),
+        16 * MIB + 200 * 4096
+    );
+}
