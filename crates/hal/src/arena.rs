@@ -118,6 +118,18 @@ impl Arena {
     }
 }
 
+impl core::fmt::Debug for Arena {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "Arena([{:#x}, {:#x}) at host {:p})",
+            self.base,
+            self.base + self.size as u64,
+            self.ptr
+        )
+    }
+}
+
 impl Drop for Arena {
     fn drop(&mut self) {
         // SAFETY: `ptr` came from `alloc_zeroed` with exactly this layout and is freed once.
