@@ -140,6 +140,9 @@ mod tests {
         assert_eq!("1:2:3:4.0".parse::<Bdf>(), Err(BdfError));
         assert!(Bdf::new(0, 0, 32, 0).is_none());
         let a: pci_types::PciAddress = b.into();
-        assert_eq!((a.segment(), a.bus(), a.device(), a.function()), (1, 0x1f, 0x1d, 7));
+        assert_eq!(
+            (a.segment(), a.bus(), a.device(), a.function()),
+            (1, 0x1f, 0x1d, 7)
+        );
     }
 }

@@ -91,13 +91,17 @@ impl fmt::Display for Bar {
 /// bit (rather than `!mask + 1`) gives a power of two even for a non-contiguous mask
 /// read from odd hardware, and cannot overflow.
 fn lowest_bit(mask: u64) -> u64 {
-    mask & mask.wrapping_neg()
+    mask.isolate_lowest_one()
 }
 
 /// Sizes and decodes the first `count` BARs of `bdf` (6 for a type 0 header, 2 for a
 /// bridge), with decoding disabled meanwhile. Unimplemented BARs (reading back 0) are
 /// skipped; odd ones produce a warning.
-pub fn size_bars<C: ConfigAccess + ?Sized>(cfg: &C, bdf: Bdf, count: u8) -> (Vec<Bar>, Vec<crate::Warning>) {
+pub fn size_bars<C: ConfigAccess + ?Sized>(
+    cfg: &C,
+    bdf: Bdf,
+    count: u8,
+) -> (Vec<Bar>, Vec<crate::Warning>) {
     let mut w = Warnings::default();
     let bars = size_bars_inner(cfg, bdf, count, &mut w);
     (bars, w.0)
@@ -143,7 +147,13 @@ pub(crate) fn size_bars_inner<C: ConfigAccess + ?Sized>(
             }
             let size = lowest_bit(u64::from(mask));
             if back & !0x3 == 0 || size == 0 {
-                warnings.push(bdf, WarningKind::BarNoSizeBits { index: i, readback: back });
+                warnings.push(
+                    bdf,
+                    WarningKind::BarNoSizeBits {
+                        index: i,
+                        readback: back,
+                    },
+                );
             } else {
                 bars.push(Bar {
                     index: i,
@@ -167,7 +177,13 @@ pub(crate) fn size_bars_inner<C: ConfigAccess + ?Sized>(
                 let (orig_hi, back_hi) = probe(off + 4);
                 let mask = u64::from(back_hi) << 32 | u64::from(back & !0xF);
                 if mask == 0 {
-                    warnings.push(bdf, WarningKind::BarNoSizeBits { index: i, readback: back });
+                    warnings.push(
+                        bdf,
+                        WarningKind::BarNoSizeBits {
+                            index: i,
+                            readback: back,
+                        },
+                    );
                 } else {
                     bars.push(Bar {
                         index: i,
@@ -186,7 +202,13 @@ pub(crate) fn size_bars_inner<C: ConfigAccess + ?Sized>(
             ty => {
                 let mask = back & !0xF;
                 if mask == 0 {
-                    warnings.push(bdf, WarningKind::BarNoSizeBits { index: i, readback: back });
+                    warnings.push(
+                        bdf,
+                        WarningKind::BarNoSizeBits {
+                            index: i,
+                            readback: back,
+                        },
+                    );
                 } else {
                     bars.push(Bar {
                         index: i,

@@ -336,7 +336,12 @@ pub(crate) fn walk_ext_caps<C: ConfigAccess + ?Sized>(
             break;
         }
         if caps.len() >= MAX_EXT_CAPS {
-            warnings.push(bdf, WarningKind::ExtCapTooMany { limit: MAX_EXT_CAPS });
+            warnings.push(
+                bdf,
+                WarningKind::ExtCapTooMany {
+                    limit: MAX_EXT_CAPS,
+                },
+            );
             break;
         }
         if let Some(s) = seen.get_mut(slot) {

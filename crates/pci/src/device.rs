@@ -92,7 +92,11 @@ pub struct DmaMaskError {
 
 impl fmt::Display for DmaMaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DMA mask of {} bits not supported (need 24..=64)", self.bits)
+        write!(
+            f,
+            "DMA mask of {} bits not supported (need 24..=64)",
+            self.bits
+        )
     }
 }
 

@@ -439,7 +439,11 @@ impl DriverRegistry {
     }
 
     /// Registers a PCI driver and binds it to every unbound device it matches.
-    pub fn register_driver(&mut self, cfg: &dyn ConfigAccess, driver: Box<dyn PciDriver>) -> DriverId {
+    pub fn register_driver(
+        &mut self,
+        cfg: &dyn ConfigAccess,
+        driver: Box<dyn PciDriver>,
+    ) -> DriverId {
         self.drivers.push(driver);
         let id = self.drivers.len() - 1;
         for i in 0..self.devices.len() {
@@ -451,7 +455,11 @@ impl DriverRegistry {
     }
 
     /// Registers a platform driver and binds it to unbound children of its name.
-    pub fn register_platform_driver(&mut self, cfg: &dyn ConfigAccess, driver: Box<dyn PlatformDriver>) {
+    pub fn register_platform_driver(
+        &mut self,
+        cfg: &dyn ConfigAccess,
+        driver: Box<dyn PlatformDriver>,
+    ) {
         self.platform_drivers.push(driver);
         let d = self.platform_drivers.len() - 1;
         for i in 0..self.children.len() {
@@ -468,7 +476,11 @@ impl DriverRegistry {
 
     /// Binds `bdf` to the first matching driver whose probe succeeds; returns that
     /// driver's name, `None` if none took it.
-    pub fn bind(&mut self, cfg: &dyn ConfigAccess, bdf: Bdf) -> Result<Option<&'static str>, BindError> {
+    pub fn bind(
+        &mut self,
+        cfg: &dyn ConfigAccess,
+        bdf: Bdf,
+    ) -> Result<Option<&'static str>, BindError> {
         let i = self.index(bdf).ok_or(BindError::NoSuchDevice(bdf))?;
         self.try_bind(cfg, i, None);
         Ok(self.driver_name(bdf))
@@ -493,7 +505,12 @@ impl DriverRegistry {
             if only.is_some_and(|o| o != d) {
                 continue;
             }
-            let Some(id) = driver.id_table().iter().find(|e| e.matches(&slot.dev)).copied() else {
+            let Some(id) = driver
+                .id_table()
+                .iter()
+                .find(|e| e.matches(&slot.dev))
+                .copied()
+            else {
                 continue;
             };
             let mut ctx = DeviceCtx {
@@ -564,7 +581,11 @@ impl DriverRegistry {
                         drvdata: &mut ch.drvdata,
                     };
                     pdrv.remove(&mut pctx);
-                    log::info!("pci {bdf}: child {} unbound from {}", ch.dev.name, pdrv.name());
+                    log::info!(
+                        "pci {bdf}: child {} unbound from {}",
+                        ch.dev.name,
+                        pdrv.name()
+                    );
                 }
             }
         }
@@ -591,7 +612,11 @@ impl DriverRegistry {
     }
 
     /// Unbinds (if bound) and forgets `bdf` (hot removal).
-    pub fn remove_device(&mut self, cfg: &dyn ConfigAccess, bdf: Bdf) -> Result<PciDevice, BindError> {
+    pub fn remove_device(
+        &mut self,
+        cfg: &dyn ConfigAccess,
+        bdf: Bdf,
+    ) -> Result<PciDevice, BindError> {
         match self.unbind(cfg, bdf) {
             Ok(()) | Err(BindError::NotBound(_)) => {}
             Err(e) => return Err(e),
@@ -607,7 +632,10 @@ impl DriverRegistry {
 
     /// The device at `bdf`.
     pub fn device(&self, bdf: Bdf) -> Option<&PciDevice> {
-        self.devices.iter().find(|s| s.dev.bdf == bdf).map(|s| &s.dev)
+        self.devices
+            .iter()
+            .find(|s| s.dev.bdf == bdf)
+            .map(|s| &s.dev)
     }
 
     /// Name of the driver bound to `bdf`.
@@ -663,7 +691,11 @@ fn bind_child(
                 return;
             }
             Err(e) => {
-                log::info!("pci {}: child {} probe failed: {e}", ch.dev.parent, ch.dev.name);
+                log::info!(
+                    "pci {}: child {} probe failed: {e}",
+                    ch.dev.parent,
+                    ch.dev.name
+                );
                 ch.drvdata = None;
             }
         }

@@ -46,3 +46,5 @@ pub use msi::{Msi, MsiError, MsiMessage, MsiX};
 pub use names::lspci_line;
 pub use regs::Command;
 pub use warn::{Warning, WarningKind};
+#[cfg(test)]
+mod tests;

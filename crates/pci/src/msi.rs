@@ -79,7 +79,10 @@ impl fmt::Display for MsiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             MsiError::NotMsi { offset, found } => {
-                write!(f, "capability at {offset:#x} has ID {found:#04x}, not MSI/MSI-X")
+                write!(
+                    f,
+                    "capability at {offset:#x} has ID {found:#04x}, not MSI/MSI-X"
+                )
             }
             MsiError::BadVectorCount {
                 requested,
@@ -171,8 +174,11 @@ impl Msi {
     }
     /// Offset of Mask Bits (per-vector masking only).
     pub fn mask_offset(&self) -> Option<u16> {
-        self.per_vector_masking
-            .then_some(if self.is_64bit { self.offset + 0x10 } else { self.offset + 0xC })
+        self.per_vector_masking.then_some(if self.is_64bit {
+            self.offset + 0x10
+        } else {
+            self.offset + 0xC
+        })
     }
     /// Offset of Pending Bits (per-vector masking only).
     pub fn pending_offset(&self) -> Option<u16> {
@@ -228,7 +234,12 @@ impl Msi {
     }
 
     /// Masks or unmasks vector `n` (needs per-vector masking).
-    pub fn set_masked<C: ConfigAccess + ?Sized>(&self, cfg: &C, n: u32, masked: bool) -> Result<(), MsiError> {
+    pub fn set_masked<C: ConfigAccess + ?Sized>(
+        &self,
+        cfg: &C,
+        n: u32,
+        masked: bool,
+    ) -> Result<(), MsiError> {
         let off = self.mask_offset().ok_or(MsiError::NoMasking)?;
         if n >= self.max_vectors() {
             return Err(MsiError::BadVectorCount {
@@ -237,7 +248,11 @@ impl Msi {
             });
         }
         let old = cfg.read32(self.bdf, off);
-        let new = if masked { old | 1 << n } else { old & !(1 << n) };
+        let new = if masked {
+            old | 1 << n
+        } else {
+            old & !(1 << n)
+        };
         cfg.write32(self.bdf, off, new);
         Ok(())
     }
@@ -276,7 +291,11 @@ pub struct MsiX {
 
 impl MsiX {
     /// Reads the MSI-X capability at `offset`.
-    pub fn read<C: ConfigAccess + ?Sized>(cfg: &C, bdf: Bdf, offset: u16) -> Result<MsiX, MsiError> {
+    pub fn read<C: ConfigAccess + ?Sized>(
+        cfg: &C,
+        bdf: Bdf,
+        offset: u16,
+    ) -> Result<MsiX, MsiError> {
         let id = cfg.read8(bdf, offset);
         if id != crate::caps::id::MSIX {
             return Err(MsiError::NotMsi { offset, found: id });
@@ -392,7 +411,11 @@ impl MsiX {
 
     /// Pending bit of entry `n`, read through `pba_bar` (the BAR named by
     /// [`MsiX::pba_bar`]).
-    pub fn is_pending<R: RegisterAccess + ?Sized>(&self, pba_bar: &R, n: u16) -> Result<bool, MsiError> {
+    pub fn is_pending<R: RegisterAccess + ?Sized>(
+        &self,
+        pba_bar: &R,
+        n: u16,
+    ) -> Result<bool, MsiError> {
         self.entry_offset(n)?;
         let qword = self.pba_offset as usize + usize::from(n / 64) * 8;
         let bit = n % 64;

@@ -30,16 +30,52 @@ pub fn vendor_name(vendor: u16) -> Option<&'static str> {
 const DEVICES: &[(u16, u16, &str)] = &[
     (0x8086, 0x29c0, "82G33/G31/P35/P31 Express DRAM Controller"),
     (0x8086, 0x2918, "82801IB (ICH9) LPC Interface Controller"),
-    (0x8086, 0x2922, "82801IR/IO/IH (ICH9R/DO/DH) 6 port SATA Controller [AHCI mode]"),
+    (
+        0x8086,
+        0x2922,
+        "82801IR/IO/IH (ICH9R/DO/DH) 6 port SATA Controller [AHCI mode]",
+    ),
     (0x8086, 0x2930, "82801I (ICH9 Family) SMBus Controller"),
-    (0x8086, 0x2934, "82801I (ICH9 Family) USB UHCI Controller #1"),
-    (0x8086, 0x2935, "82801I (ICH9 Family) USB UHCI Controller #2"),
-    (0x8086, 0x2936, "82801I (ICH9 Family) USB UHCI Controller #3"),
-    (0x8086, 0x2937, "82801I (ICH9 Family) USB UHCI Controller #4"),
-    (0x8086, 0x2938, "82801I (ICH9 Family) USB UHCI Controller #5"),
-    (0x8086, 0x2939, "82801I (ICH9 Family) USB UHCI Controller #6"),
-    (0x8086, 0x293a, "82801I (ICH9 Family) USB2 EHCI Controller #1"),
-    (0x8086, 0x293c, "82801I (ICH9 Family) USB2 EHCI Controller #2"),
+    (
+        0x8086,
+        0x2934,
+        "82801I (ICH9 Family) USB UHCI Controller #1",
+    ),
+    (
+        0x8086,
+        0x2935,
+        "82801I (ICH9 Family) USB UHCI Controller #2",
+    ),
+    (
+        0x8086,
+        0x2936,
+        "82801I (ICH9 Family) USB UHCI Controller #3",
+    ),
+    (
+        0x8086,
+        0x2937,
+        "82801I (ICH9 Family) USB UHCI Controller #4",
+    ),
+    (
+        0x8086,
+        0x2938,
+        "82801I (ICH9 Family) USB UHCI Controller #5",
+    ),
+    (
+        0x8086,
+        0x2939,
+        "82801I (ICH9 Family) USB UHCI Controller #6",
+    ),
+    (
+        0x8086,
+        0x293a,
+        "82801I (ICH9 Family) USB2 EHCI Controller #1",
+    ),
+    (
+        0x8086,
+        0x293c,
+        "82801I (ICH9 Family) USB2 EHCI Controller #2",
+    ),
     (0x8086, 0x293e, "82801I (ICH9 Family) HD Audio Controller"),
     (0x8086, 0x10d3, "82574L Gigabit Network Connection"),
     (0x8086, 0x100e, "82540EM Gigabit Ethernet Controller"),
@@ -328,9 +364,7 @@ const PLATFORMS: &[LpssPlatform] = &[
     LpssPlatform {
         short: "ICL-N",
         name: "Ice Lake-N",
-        ids: &[
-            one(0x38A8, Uart),
-        ],
+        ids: &[one(0x38A8, Uart)],
     },
     LpssPlatform {
         short: "LKF",
@@ -420,10 +454,7 @@ const PLATFORMS: &[LpssPlatform] = &[
     LpssPlatform {
         short: "EBG",
         name: "Emmitsburg",
-        ids: &[
-            one(0x1BAD, Uart),
-            one(0x1BAE, Uart),
-        ],
+        ids: &[one(0x1BAD, Uart), one(0x1BAE, Uart)],
     },
     LpssPlatform {
         short: "ADL-P",
@@ -669,7 +700,7 @@ pub fn lpss_lookup(device: u16) -> Option<LpssId> {
     // Cheap pre-check on the raw ranges before numbering the platform.
     let known = PLATFORMS.iter().any(|p| {
         p.ids.iter().any(|e| {
-            (e.first..=e.last).contains(&device) && (device - e.first) % e.step == 0
+            (e.first..=e.last).contains(&device) && (device - e.first).is_multiple_of(e.step)
         })
     });
     if !known {
@@ -701,7 +732,10 @@ impl fmt::Display for DeviceName {
 
 /// Device name, if known.
 pub fn device_name(vendor: u16, device: u16) -> Option<DeviceName> {
-    if let Some((_, _, n)) = DEVICES.iter().find(|(v, d, _)| *v == vendor && *d == device) {
+    if let Some((_, _, n)) = DEVICES
+        .iter()
+        .find(|(v, d, _)| *v == vendor && *d == device)
+    {
         return Some(DeviceName::Fixed(n));
     }
     if vendor == VENDOR_INTEL {
