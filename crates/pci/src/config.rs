@@ -48,6 +48,13 @@ pub enum ConfigError {
     },
     /// Device or function number out of range in a hand-built [`Bdf`].
     BadAddress,
+    /// An ECAM bus range whose end is below its start.
+    BadBusRange {
+        /// First bus.
+        start: u8,
+        /// Last bus.
+        end: u8,
+    },
     /// The register window given for the mechanism is too small.
     WindowTooSmall {
         /// Bytes needed.
@@ -72,6 +79,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "segment {segment:04x} not served (serves {served:04x})")
             }
             ConfigError::BadAddress => f.write_str("device or function number out of range"),
+            ConfigError::BadBusRange { start, end } => {
+                write!(f, "ECAM bus range {start:02x}-{end:02x} is empty")
+            }
             ConfigError::WindowTooSmall { needed, given } => write!(
                 f,
                 "register window of {given:#x} bytes, mechanism needs {needed:#x}"
@@ -202,8 +212,11 @@ impl<M: RegisterAccess> Ecam<M> {
         buses: RangeInclusive<u8>,
     ) -> Result<Self, ConfigError> {
         let (start, end) = (*buses.start(), *buses.end());
-        let needed = (u64::from(end.saturating_sub(start)) + 1) << 20;
-        if end < start || window_len < needed {
+        if end < start {
+            return Err(ConfigError::BadBusRange { start, end });
+        }
+        let needed = (u64::from(end - start) + 1) << 20;
+        if window_len < needed {
             return Err(ConfigError::WindowTooSmall {
                 needed,
                 given: window_len,
@@ -242,6 +255,27 @@ impl<M: RegisterAccess> Ecam<M> {
         self.mmio.write32(self.address(addr, offset & !3)?, value);
         Ok(())
     }
+}
+
+/// The physical range to map for an MCFG allocation: `(start, len)`.
+///
+/// MCFG's base address is where bus 0 of the segment would be, even when the
+/// allocation starts at a higher bus (PCI Firmware spec 3.2 §4.1.2; Linux computes
+/// `base + (bus << 20)` the same way), so only buses `start..=end` are mapped.
+pub fn mcfg_window(base: u64, buses: RangeInclusive<u8>) -> Result<(u64, u64), ConfigError> {
+    let (start, end) = (*buses.start(), *buses.end());
+    if end < start {
+        return Err(ConfigError::BadBusRange { start, end });
+    }
+    let len = (u64::from(end - start) + 1) << 20;
+    let phys = base
+        .checked_add(u64::from(start) << 20)
+        .filter(|p| p.checked_add(len).is_some())
+        .ok_or(ConfigError::WindowTooSmall {
+            needed: len,
+            given: 0,
+        })?;
+    Ok((phys, len))
 }
 
 /// The ECAM offset computation on its own, for the kernel's own checks and tests.

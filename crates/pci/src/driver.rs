@@ -421,7 +421,7 @@ impl DriverRegistry {
         Self::default()
     }
 
-    /// Adds devices (from [`crate::enumerate`]) without binding them; a device already
+    /// Adds devices (from [`crate::enumerate()`]) without binding them; a device already
     /// present is replaced only if unbound.
     pub fn add_devices(&mut self, devices: impl IntoIterator<Item = PciDevice>) {
         for dev in devices {

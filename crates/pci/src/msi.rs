@@ -318,6 +318,31 @@ impl MsiX {
         self.offset + 2
     }
 
+    /// Length in bytes of the table (16 bytes per entry), for mapping it.
+    pub fn table_len(&self) -> u64 {
+        u64::from(self.table_size) * MSIX_ENTRY_SIZE
+    }
+
+    /// Length in bytes of the pending-bit array (one bit per entry, in qwords).
+    pub fn pba_len(&self) -> u64 {
+        u64::from(self.table_size).div_ceil(64) * 8
+    }
+
+    /// True when table and PBA lie inside BARs of the given sizes (from the BAR list;
+    /// `bar_size(i)` is `None` for an unimplemented BAR). A table outside its BAR is
+    /// a firmware or device bug; programming it would write elsewhere.
+    pub fn fits(&self, bar_size: impl Fn(u8) -> Option<u64>) -> bool {
+        let inside = |bar: u8, off: u32, len: u64| {
+            bar_size(bar).is_some_and(|size| {
+                u64::from(off)
+                    .checked_add(len)
+                    .is_some_and(|end| end <= size)
+            })
+        };
+        inside(self.table_bar, self.table_offset, self.table_len())
+            && inside(self.pba_bar, self.pba_offset, self.pba_len())
+    }
+
     /// Byte offset of entry `n` in the table BAR.
     pub fn entry_offset(&self, n: u16) -> Result<usize, MsiError> {
         if n >= self.table_size {

@@ -53,6 +53,30 @@ fn ecam_offset_encoding_and_errors() {
 }
 
 #[test]
+fn mcfg_window_maps_only_decoded_buses() {
+    use crate::config::mcfg_window;
+    assert_eq!(
+        mcfg_window(0xB000_0000, 0..=255),
+        Ok((0xB000_0000, 256 << 20))
+    );
+    // Base is bus 0's address even when the range starts higher.
+    assert_eq!(
+        mcfg_window(0xE000_0000, 0x10..=0x1F),
+        Ok((0xE100_0000, 16 << 20))
+    );
+    assert_eq!(
+        mcfg_window(0, 3..=2),
+        Err(ConfigError::BadBusRange { start: 3, end: 2 })
+    );
+    assert!(mcfg_window(u64::MAX - 4096, 0..=0).is_err());
+    let cfg = FakeConfig::new();
+    assert!(matches!(
+        Ecam::new(FakeEcamWindow::new(&cfg, 0, 0), 1 << 30, 0, 5..=4),
+        Err(ConfigError::BadBusRange { start: 5, end: 4 })
+    ));
+}
+
+#[test]
 fn legacy_address_encoding_and_errors() {
     assert_eq!(legacy_address(Bdf::b(0, 3, 0), 0x3c), Ok(0x8000_183c));
     assert_eq!(legacy_address(Bdf::b(0x12, 0x1f, 5), 0x0), Ok(0x8012_fd00));
@@ -87,6 +111,7 @@ fn legacy_address_encoding_and_errors() {
             served: 0,
         },
         ConfigError::BadAddress,
+        ConfigError::BadBusRange { start: 2, end: 1 },
         ConfigError::WindowTooSmall {
             needed: 1,
             given: 0,

@@ -130,6 +130,10 @@ fn msix_table_programming() {
         ),
         (5, 3, 0, 3, 0x2000)
     );
+    assert_eq!((x.table_len(), x.pba_len()), (80, 8));
+    assert!(x.fits(|b| (b == 3).then_some(16384)));
+    assert!(!x.fits(|b| (b == 3).then_some(0x2004)));
+    assert!(!x.fits(|_| None));
     let bar = FakeMmio::new(16384);
     // Hardware resets every entry masked.
     for n in 0..5 {
