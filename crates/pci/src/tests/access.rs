@@ -65,13 +65,18 @@ fn mcfg_window_maps_only_decoded_buses() {
         Ok((0xE100_0000, 16 << 20))
     );
     assert_eq!(
-        mcfg_window(0, 3..=2),
+        mcfg_window(0, core::ops::RangeInclusive::new(3, 2)),
         Err(ConfigError::BadBusRange { start: 3, end: 2 })
     );
     assert!(mcfg_window(u64::MAX - 4096, 0..=0).is_err());
     let cfg = FakeConfig::new();
     assert!(matches!(
-        Ecam::new(FakeEcamWindow::new(&cfg, 0, 0), 1 << 30, 0, 5..=4),
+        Ecam::new(
+            FakeEcamWindow::new(&cfg, 0, 0),
+            1 << 30,
+            0,
+            core::ops::RangeInclusive::new(5, 4)
+        ),
         Err(ConfigError::BadBusRange { start: 5, end: 4 })
     ));
 }
