@@ -76,7 +76,7 @@ impl FakeFunction {
     }
 
     /// A function from raw dwords (missing ones 0) and writable masks (missing ones
-    /// all-ones): anything at all, for property tests.
+    /// all-ones): anything at all, for property tests. Status stays RW1C.
     pub fn raw(data: &[u32], wmask: &[u32]) -> Self {
         let mut f = Self::blank();
         for (i, d) in data.iter().take(DWORDS).enumerate() {
@@ -85,7 +85,9 @@ impl FakeFunction {
         for i in 0..DWORDS {
             f.wmask[i] = wmask.get(i).copied().unwrap_or(!0);
         }
-        f.w1c = Box::new([0; DWORDS]);
+        // Status has no plain read-write bits in any header (PCI 3.0 §6.2.3): keep
+        // it read-only / RW1C even in a random function.
+        f.wmask[di(regs::COMMAND)] &= 0x0000_FFFF;
         f
     }
 
