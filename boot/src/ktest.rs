@@ -275,12 +275,15 @@ pub const META_TESTS: &[Meta] = &[
 /// Checks one harness self-test; returns the failure detail, if any.
 pub fn check_meta(meta: &Meta, images: &Images, base: &Launch) -> Result<(), String> {
     let limits = Limits {
+        // A hang is declared 4 s after the test starts; the boot before it may
+        // be slow on a loaded host.
         idle: Duration::from_secs(if matches!(meta.expect, Expect::TimedOut) {
             4
         } else {
             30
         }),
-        overall: Duration::from_secs(60),
+        idle_after: Some("BUSMASTER-TEST start "),
+        overall: Duration::from_secs(120),
     };
     let run = run_suite(images, base, Some(meta.test), &limits);
     let rec = run
@@ -425,6 +428,7 @@ pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript,
     qemu::feed_input(&session, case.input);
     let limits = Limits {
         idle: Duration::from_secs(30),
+        idle_after: None,
         overall: Duration::from_secs(90),
     };
     let t = qemu::drive(session, &limits, false);

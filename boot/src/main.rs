@@ -195,6 +195,7 @@ fn run(args: &Args) -> i32 {
     qemu::forward_stdin(&session);
     let limits = Limits {
         idle: Duration::from_secs(120),
+        idle_after: None,
         overall: Duration::from_secs(24 * 3600),
     };
     let t = qemu::drive(session, &limits, true);
@@ -267,6 +268,7 @@ fn test(args: &Args) -> i32 {
     println!("\nrunning in-QEMU tests");
     let limits = Limits {
         idle: Duration::from_secs(60),
+        idle_after: None,
         overall: Duration::from_secs(600),
     };
     for (name, firmware) in ktest::SUITE_PROFILES {
@@ -404,6 +406,7 @@ fn boot_time(args: &Args) -> i32 {
             qemu::feed_input(&session, b"poweroff\n");
             let limits = Limits {
                 idle: Duration::from_secs(30),
+                idle_after: None,
                 overall: Duration::from_secs(60),
             };
             let t = qemu::drive(session, &limits, false);

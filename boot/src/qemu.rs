@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::profile::{qemu_args, Firmware, Images, Launch, Ovmf};
 
 pub const PROMPT: &[u8] = b"busmaster> ";
+pub const BOOT_IDLE: Duration = Duration::from_secs(60);
 
 pub fn qemu_binary() -> String {
     std::env::var("BUSMASTER_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
@@ -212,6 +213,10 @@ impl End {
 pub struct Limits {
     /// Longest stretch without output before QEMU is ended.
     pub idle: Duration,
+    /// When set, `idle` applies only once this text has appeared (e.g. a
+    /// test's start line); before that the boot may be quiet for up to
+    /// [`BOOT_IDLE`] (firmware is silent for a while, longer on a busy host).
+    pub idle_after: Option<&'static str>,
     /// Longest run in all.
     pub overall: Duration,
 }
@@ -237,6 +242,7 @@ pub fn drive(mut s: Session, limits: &Limits, echo: bool) -> Transcript {
     let (mut lines_sent, mut last_was_cr) = (0usize, false);
     let mut eof = false;
     let mut last_output = Instant::now();
+    let mut armed = false;
     let end = loop {
         match s.rx.recv_timeout(Duration::from_millis(50)) {
             Ok(Event::Stdout(b)) => {
@@ -290,9 +296,16 @@ pub fn drive(mut s: Session, limits: &Limits, echo: bool) -> Transcript {
             s.kill();
             break End::InputDone;
         }
-        if quiet > limits.idle {
+        let idle_limit = match limits.idle_after {
+            Some(marker) if !armed => {
+                armed = String::from_utf8_lossy(&text).contains(marker);
+                BOOT_IDLE
+            }
+            _ => limits.idle,
+        };
+        if quiet > idle_limit {
             s.kill();
-            break End::Idle(limits.idle);
+            break End::Idle(idle_limit);
         }
         if start.elapsed() > limits.overall {
             s.kill();

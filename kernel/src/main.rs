@@ -10,11 +10,13 @@
 
 extern crate alloc;
 
+mod apic;
 mod arch;
 mod cmdline;
 mod fatal;
 mod fwcfg;
 mod heap;
+mod hpet;
 mod klog;
 mod kmem;
 mod ktest;
@@ -78,6 +80,11 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         panic!("kernel heap: {e}");
     }
     platform::init(boot_info.rsdp_addr.into_option());
+    time::calibrate_with_hpet();
+    if let Err(e) = apic::init() {
+        log::warn!("apic: {e}; staying with polled I/O and no timer interrupts");
+    }
+    serial::enable_rx_interrupt();
     let cmdline = CMDLINE.call_once(|| Cmdline::parse(&fwcfg::cmdline()));
     log::info!("command line: '{}'", cmdline.raw());
     match cmdline.get("mode") {

@@ -16,6 +16,44 @@ pub fn init() {
     PORT.lock().init();
 }
 
+static RX_IRQS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+fn rx_irq(_frame: &mut crate::arch::idt::TrapFrame) {
+    // Nothing to do here: the shell reads the byte after `hlt` returns. The
+    // interrupt only wakes it.
+    RX_IRQS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Routes COM1's IRQ 4 through the IO-APIC and enables the UART's "received
+/// data available" interrupt, so an idle shell can sleep in `hlt`.
+pub fn enable_rx_interrupt() -> bool {
+    if !crate::apic::ready() {
+        return false;
+    }
+    match crate::apic::route_isa_irq(4, rx_irq) {
+        Ok(_) => {
+            // IER (base + 1) bit 0: received data available; MCR OUT2 (bit 3)
+            // gates the UART's interrupt onto the ISA line on PCs.
+            crate::arch::port::outb(COM1 + 1, 0x01);
+            let mcr = crate::arch::port::inb(COM1 + 4);
+            crate::arch::port::outb(COM1 + 4, mcr | 0x08);
+            RX_ENABLED.store(true, core::sync::atomic::Ordering::Release);
+            true
+        }
+        Err(e) => {
+            log::warn!("serial: no receive interrupt ({e}); the shell will poll");
+            false
+        }
+    }
+}
+
+static RX_ENABLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether an idle reader may sleep until the next interrupt.
+pub fn rx_interrupt_enabled() -> bool {
+    RX_ENABLED.load(core::sync::atomic::Ordering::Acquire)
+}
+
 /// Serial output that takes the port lock around each call.
 pub struct Serial;
 

@@ -100,3 +100,34 @@ pub fn delay_us(us: u64) {
         core::hint::spin_loop();
     }
 }
+
+/// Recalibrates the TSC against the HPET: the median of three 10 ms windows,
+/// each bounded by paired (TSC, HPET) reads. Descheduling inside a window
+/// stretches both clocks alike, unlike the PIT method, which stops the TSC
+/// measurement only when it notices the PIT's terminal count.
+pub fn calibrate_with_hpet() -> Option<u64> {
+    let hpet = crate::hpet::get()?;
+    let window = 10_000_000_000_000 / hpet.period_fs().max(1); // 10 ms
+    let mut samples = [0u64; 3];
+    for s in samples.iter_mut() {
+        let (t0, h0) = hpet.paired_read();
+        while hpet.counter().wrapping_sub(h0) < window {
+            core::hint::spin_loop();
+        }
+        let (t1, h1) = hpet.paired_read();
+        let ns = hpet.ticks_to_ns(h1.wrapping_sub(h0)).max(1);
+        *s = ((t1 - t0) as u128 * 1_000_000_000 / ns as u128) as u64;
+    }
+    samples.sort_unstable();
+    let hz = samples[1];
+    let old = tsc_hz();
+    TSC_HZ.store(hz.max(1), Ordering::Relaxed);
+    log::info!(
+        "time: TSC {}.{:03} MHz against the HPET (the PIT gave {}.{:03} MHz)",
+        hz / 1_000_000,
+        (hz / 1000) % 1000,
+        old / 1_000_000,
+        (old / 1000) % 1000
+    );
+    Some(hz)
+}

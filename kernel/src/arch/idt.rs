@@ -337,11 +337,15 @@ extern "C" fn busmaster_isr_dispatch(frame: &mut TrapFrame) {
     IRQ_COUNTS[vector].fetch_add(1, Ordering::Relaxed);
     let handler = IRQ_HANDLERS[vector].load(Ordering::Acquire);
     if handler == 0 {
-        log::warn!("spurious interrupt on vector {vector}");
-        return;
+        log::warn!("unexpected interrupt on vector {vector}");
+    } else {
+        // SAFETY: non-zero entries are only ever stored by `register_handler`,
+        // from a value of type `IrqHandler`.
+        let handler: IrqHandler = unsafe { core::mem::transmute::<usize, IrqHandler>(handler) };
+        handler(frame);
     }
-    // SAFETY: non-zero entries are only ever stored by `register_handler`, from
-    // a value of type `IrqHandler`.
-    let handler: IrqHandler = unsafe { core::mem::transmute::<usize, IrqHandler>(handler) };
-    handler(frame);
+    // The spurious vector must not be acknowledged (SDM Vol. 3A §11.9).
+    if vector != 0xFF {
+        crate::apic::eoi();
+    }
 }

@@ -17,6 +17,7 @@
 
 mod basic;
 mod harness;
+mod interrupts;
 mod memory;
 
 use alloc::string::String;
@@ -42,6 +43,7 @@ fn all() -> impl Iterator<Item = &'static KTest> {
     basic::TESTS
         .iter()
         .chain(memory::TESTS.iter())
+        .chain(interrupts::TESTS.iter())
         .chain(harness::TESTS.iter())
 }
 

@@ -6,7 +6,7 @@ use mm::pat::CacheType;
 use super::{parse_u64, CmdError, CmdResult, Command};
 use crate::memmap::{self, Kind};
 use crate::serial::Serial;
-use crate::{heap, klog, kmem, kprint, kprintln, power, time};
+use crate::{apic, heap, klog, kmem, kprint, kprintln, power, time};
 
 pub static COMMANDS: &[Command] = &[
     Command {
@@ -45,6 +45,12 @@ pub static COMMANDS: &[Command] = &[
         summary:
             "map device memory (uncached by default), show the mapping and its first dword, unmap",
         run: ioremap,
+    },
+    Command {
+        name: "irq",
+        usage: "",
+        summary: "interrupt counts per vector, with what each vector is for",
+        run: irq,
     },
     Command {
         name: "dmesg",
@@ -215,6 +221,12 @@ fn ioremap(cmd: &Command, args: &[&str]) -> CmdResult {
             va.as_u64()
         ),
     }
+    kprintln!(
+        "region: phys {:#x}, {} bytes, requested type {}",
+        region.phys(),
+        region.size(),
+        region.cache().name()
+    );
     if size >= 4 && phys % 4 == 0 {
         kprintln!("first dword: {:#010x}", region.read32(0));
     }
@@ -222,6 +234,24 @@ fn ioremap(cmd: &Command, args: &[&str]) -> CmdResult {
     kprintln!(
         "unmapped; translation now {:?}",
         kmem::translate(page).map(|t| t.phys)
+    );
+    Ok(())
+}
+
+fn irq(cmd: &Command, args: &[&str]) -> CmdResult {
+    cmd.no_args(args)?;
+    kprintln!("vector  count       source");
+    for v in 32..=255u8 {
+        let n = crate::arch::idt::irq_count(v);
+        if n > 0 {
+            kprintln!("{v:#04x}    {n:<10}  {}", apic::vector_name(v));
+        }
+    }
+    kprintln!(
+        "LAPIC timer: {} ticks at {} Hz (timer clock {} kHz)",
+        apic::ticks(),
+        apic::TICK_HZ,
+        apic::timer_hz() / 1000
     );
     Ok(())
 }

@@ -203,7 +203,13 @@ pub fn run() -> ! {
     kprint!("{PROMPT}");
     loop {
         let Some(byte) = serial::try_read_byte() else {
-            core::hint::spin_loop();
+            if serial::rx_interrupt_enabled() {
+                // Sleep until the UART (or the tick) interrupts; `sti; hlt`
+                // is atomic, so a byte arriving in between still wakes us.
+                x86_64::instructions::interrupts::enable_and_hlt();
+            } else {
+                core::hint::spin_loop();
+            }
             continue;
         };
         if let Edit::Line(line) = editor.feed(byte, &mut |s| kprint!("{s}")) {
