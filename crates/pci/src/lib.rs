@@ -9,6 +9,7 @@
 //! * [`command`] — decoding and bus-master control (bus mastering only on request).
 //! * [`driver`] — ID-table drivers, probe/remove, child (platform) devices.
 //! * [`names`] — vendor/device/class names and the `lspci` line.
+//! * [`lpss`] — Intel LPSS BAR0 layout and the iDMA64 child (hw-facts §1.1–1.2).
 //! * `fake` (feature `fake`) — a behavioural config-space model for host tests.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -26,6 +27,7 @@ pub mod driver;
 pub mod enumerate;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+pub mod lpss;
 pub mod msi;
 pub mod names;
 pub mod regs;
@@ -43,7 +45,7 @@ pub use driver::{
 };
 pub use enumerate::{enumerate, Enumeration, ScanOptions};
 pub use msi::{Msi, MsiError, MsiMessage, MsiX};
-pub use names::lspci_line;
+pub use names::{lspci_line, lspci_verbose};
 pub use regs::Command;
 pub use warn::{Warning, WarningKind};
 #[cfg(test)]

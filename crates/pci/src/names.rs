@@ -863,3 +863,100 @@ impl fmt::Display for LspciLine<'_> {
         Ok(())
     }
 }
+
+/// `lspci -v`-style block for one device, from [`lspci_verbose`].
+pub struct LspciVerbose<'a> {
+    dev: &'a PciDevice,
+    driver: Option<&'a str>,
+}
+
+/// The [`lspci_line`] followed by tab-indented detail lines: subsystem, interrupt,
+/// bridge buses, BARs, capabilities, and the bound driver if given.
+pub fn lspci_verbose<'a>(dev: &'a PciDevice, driver: Option<&'a str>) -> LspciVerbose<'a> {
+    LspciVerbose { dev, driver }
+}
+
+/// `1M`, `4K`, `32` as lspci prints sizes.
+struct Size(u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+            if s >= 1 << shift && s % (1 << shift) == 0 {
+                return write!(f, "{}{unit}", s >> shift);
+            }
+        }
+        write!(f, "{s}")
+    }
+}
+
+impl fmt::Display for LspciVerbose<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.dev;
+        write!(f, "{}", lspci_line(d))?;
+        if let Some((sv, sd)) = d.subsystem.filter(|s| *s != (0, 0)) {
+            match vendor_name(sv) {
+                Some(v) => write!(f, "\n\tSubsystem: {v} Device {sd:04x}")?,
+                None => write!(f, "\n\tSubsystem: Vendor {sv:04x} Device {sd:04x}")?,
+            }
+        }
+        if (1..=4).contains(&d.interrupt_pin) {
+            let pin = char::from(b'A' + d.interrupt_pin - 1);
+            write!(
+                f,
+                "\n\tInterrupt: pin {pin} routed to IRQ {}",
+                d.interrupt_line
+            )?;
+        }
+        if let Some(b) = d.bridge {
+            write!(
+                f,
+                "\n\tBus: primary={:02x}, secondary={:02x}, subordinate={:02x}",
+                b.primary, b.secondary, b.subordinate
+            )?;
+        }
+        for b in &d.bars {
+            match b.kind {
+                crate::bar::BarKind::Io => write!(
+                    f,
+                    "\n\tI/O ports at {:04x} [size={}]",
+                    b.address,
+                    Size(b.size)
+                )?,
+                k => write!(
+                    f,
+                    "\n\tMemory at {:x} ({}, {}) [size={}]",
+                    b.address,
+                    match k {
+                        crate::bar::BarKind::Memory64 => "64-bit",
+                        crate::bar::BarKind::Memory1M => "low-1M",
+                        _ => "32-bit",
+                    },
+                    if b.prefetchable {
+                        "prefetchable"
+                    } else {
+                        "non-prefetchable"
+                    },
+                    Size(b.size)
+                )?,
+            }
+        }
+        for c in &d.capabilities {
+            write!(f, "\n\tCapabilities: [{:02x}] {}", c.offset, c.name())?;
+        }
+        for c in &d.ext_capabilities {
+            write!(
+                f,
+                "\n\tCapabilities: [{:03x} v{}] {}",
+                c.offset,
+                c.version,
+                c.name()
+            )?;
+        }
+        if let Some(drv) = self.driver {
+            write!(f, "\n\tKernel driver in use: {drv}")?;
+        }
+        Ok(())
+    }
+}

@@ -246,18 +246,8 @@ fn lpss_parent_registers_idma64_child() {
         &log,
     );
     lpss.children = alloc::vec![
-        ChildSpec {
-            name: "idma64",
-            bar: 0,
-            offset: 0x800,
-            len: 0x800
-        },
-        ChildSpec {
-            name: "dw-apb-uart",
-            bar: 0,
-            offset: 0,
-            len: 0x200
-        },
+        crate::lpss::idma64_child(),
+        crate::lpss::host_child(crate::names::LpssFunction::Uart),
     ];
     r.register_driver(&cfg, Box::new(lpss));
     assert_eq!(r.driver_name(uart), Some("intel-lpss"));

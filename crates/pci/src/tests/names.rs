@@ -158,3 +158,39 @@ fn lpss_table_agrees_with_corpus() {
     assert!(checked > 50, "only {checked} corpus IDs matched");
     assert!(disagree.is_empty(), "{disagree:#?}");
 }
+
+#[test]
+fn lspci_verbose_block() {
+    let cfg = super::q35();
+    let e = enumerate(&cfg, &ScanOptions::default());
+    let edu = e.get(Bdf::b(0, 3, 0)).unwrap();
+    assert_eq!(
+        lspci_verbose(edu, Some("edu")).to_string(),
+        "00:03.0 Unclassified device: Technical Corp. QEMU edu educational device [1234:11e8] (rev 10)\n\
+         \tInterrupt: pin A routed to IRQ 11\n\
+         \tMemory at fea00000 (32-bit, non-prefetchable) [size=1M]\n\
+         \tCapabilities: [40] MSI\n\
+         \tKernel driver in use: edu"
+    );
+    let nic = e.get(Bdf::b(0, 2, 0)).unwrap();
+    let text = lspci_verbose(nic, None).to_string();
+    assert!(text.contains("\tI/O ports at c000 [size=32]"), "{text}");
+    assert!(text.contains("[size=128K]"), "{text}");
+    let uart = e.get(Bdf::b(3, 0, 0)).unwrap();
+    let text = lspci_verbose(uart, None).to_string();
+    assert!(
+        text.contains("\tSubsystem: Vendor 17aa Device 2245"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Memory at 123400000 (64-bit, non-prefetchable) [size=4K]"),
+        "{text}"
+    );
+    let rp = e.get(Bdf::b(0, 0x1c, 0)).unwrap();
+    let text = lspci_verbose(rp, None).to_string();
+    assert!(
+        text.contains("\tBus: primary=00, secondary=01, subordinate=03"),
+        "{text}"
+    );
+    assert!(text.contains("\tCapabilities: [40] Express"), "{text}");
+}
