@@ -883,7 +883,7 @@ impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0;
         for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-            if s >= 1 << shift && s % (1 << shift) == 0 {
+            if s >= 1 << shift && s.is_multiple_of(1 << shift) {
                 return write!(f, "{}{unit}", s >> shift);
             }
         }
