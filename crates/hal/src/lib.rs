@@ -5,7 +5,8 @@
 //! MMIO and port I/O) and on the host (tests use `Arena`, feature `arena`, as fake physical memory).
 //!
 //! * [`DmaAddr`] — bus/device addresses, kept apart from [`PhysAddr`] (DESIGN.md §1).
-//! * [`PhysMemory`] — byte access to physical memory.
+//! * [`PhysMemory`] — byte access to physical memory; [`DirectMap`] implements it for the
+//!   kernel through its linear map of all RAM.
 //! * [`RegisterAccess`] — 8/16/32/64-bit register access at an offset (MMIO or port I/O).
 //! * [`barrier`] — `wmb`/`rmb`/`mb` and `clflush_range`.
 #![cfg_attr(not(test), no_std)]
@@ -19,6 +20,7 @@ pub mod addr;
 #[cfg(any(test, feature = "arena"))]
 pub mod arena;
 pub mod barrier;
+pub mod direct;
 pub mod phys;
 pub mod regs;
 
@@ -26,6 +28,7 @@ pub use addr::DmaAddr;
 #[cfg(any(test, feature = "arena"))]
 pub use arena::Arena;
 pub use barrier::{clflush_range, dma_rmb, dma_wmb, mb, rmb, wmb};
+pub use direct::DirectMap;
 pub use phys::PhysMemory;
 pub use regs::{Mmio, PortIo, RegisterAccess};
 pub use x86_64::{PhysAddr, VirtAddr};

@@ -45,7 +45,7 @@
 //! frames.free(isa_buf, 4).unwrap();
 //! print!("{}", frames.buddyinfo());
 //!
-//! // 3. Page tables (the kernel: `Mapper::new(phys, cr3_frame, Invlpg)`), and the PAT
+//! // 3. Page tables (the kernel: `Mapper::new(DirectMap, cr3_frame, Invlpg)`), and the PAT
 //! //    MSR written with `wrmsr(IA32_PAT_MSR, PAT_MSR_VALUE)` before WC/WP mappings.
 //! assert_eq!((IA32_PAT_MSR, PAT_MSR_VALUE), (0x277, 0x0007_0501_0007_0406));
 //! let mut mapper = Mapper::create(&arena, NoTlb, &mut frames).unwrap();

@@ -119,6 +119,20 @@ impl TlbInvalidate for NoTlb {
     fn invalidate_page(&mut self, _va: VirtAddr) {}
 }
 
+/// The kernel's [`TlbInvalidate`]: `invlpg` on the current CPU (SDM Vol. 2A "INVLPG").
+/// Ring 0 only, hence only on the kernel target. With more than one CPU running, a
+/// shootdown of the other CPUs is also needed; this kernel runs on one.
+#[cfg(target_os = "none")]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Invlpg;
+
+#[cfg(target_os = "none")]
+impl TlbInvalidate for Invlpg {
+    fn invalidate_page(&mut self, va: VirtAddr) {
+        x86_64::instructions::tlb::flush(va);
+    }
+}
+
 /// Mapping errors. On error nothing was changed (a failed `map_range` undoes its part).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapError {
