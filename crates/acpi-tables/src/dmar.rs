@@ -733,19 +733,9 @@ impl Cx<'_, '_> {
                 scope_index,
             };
             let err = |kind| Error::new(SIGNATURE, self.base + rel, loc.clone(), kind);
-            if remaining < SCOPE_HEADER_LEN {
-                // Not even the fixed part fits: report what length the
-                // scope claims if we can read it, else the bytes left.
-                let length = u8_at(self.s, rel + 1).map_or(remaining, usize::from);
-                return Err(err(ErrorKind::ScopeOverrun { length, remaining }));
-            }
-            let (Some(ty), Some(len), Some(flags), Some(enumeration_id), Some(start_bus)) = (
-                u8_at(self.s, rel),
-                u8_at(self.s, rel + 1),
-                u8_at(self.s, rel + 2),
-                u8_at(self.s, rel + 4),
-                u8_at(self.s, rel + 5),
-            ) else {
+            // The length byte decides everything else; without it only the
+            // fixed part's size can be reported as not fitting.
+            let Some(len) = u8_at(self.s, rel + 1) else {
                 return Err(err(ErrorKind::ScopeOverrun {
                     length: SCOPE_HEADER_LEN,
                     remaining,
@@ -761,6 +751,18 @@ impl Cx<'_, '_> {
                     remaining,
                 }));
             }
+            // 6 <= len <= remaining: the fixed part is in range.
+            let (Some(ty), Some(flags), Some(enumeration_id), Some(start_bus)) = (
+                u8_at(self.s, rel),
+                u8_at(self.s, rel + 2),
+                u8_at(self.s, rel + 4),
+                u8_at(self.s, rel + 5),
+            ) else {
+                return Err(err(ErrorKind::ScopeOverrun {
+                    length: len,
+                    remaining,
+                }));
+            };
             if !(len - SCOPE_HEADER_LEN).is_multiple_of(2) {
                 return Err(err(ErrorKind::ScopeOddPath { length: len }));
             }

@@ -486,15 +486,12 @@ fn error_scope_longer_than_structure() {
 
 #[test]
 fn error_scope_fixed_part_cut_off() {
-    // 4 bytes after the DRHD's fixed part: not a whole scope header.
+    // 4 bytes after the DRHD's fixed part claiming an 8-byte scope.
+    let base = [0, 0, 0, 0, 0, 0, 0xd9, 0xfe, 0, 0, 0, 0];
     let t = dmar(
         38,
         0,
-        &[structure(
-            0,
-            &[0, 0, 0, 0, 0, 0, 0xd9, 0xfe, 0, 0, 0, 0, 1, 8, 0, 0],
-            &[],
-        )],
+        &[structure(0, &[&base[..], &[1, 8, 0, 0]].concat(), &[])],
     );
     let e = parse_err(&t);
     assert_eq!(
@@ -504,6 +501,24 @@ fn error_scope_fixed_part_cut_off() {
             remaining: 4
         }
     );
+    // 4 bytes claiming a 2-byte scope: too short, not an overrun.
+    let t = dmar(
+        38,
+        0,
+        &[structure(0, &[&base[..], &[1, 2, 0, 0]].concat(), &[])],
+    );
+    assert_eq!(parse_err(&t).kind, ErrorKind::ScopeTooShort { length: 2 });
+    // A single byte left: the length itself is missing.
+    let t = dmar(38, 0, &[structure(0, &[&base[..], &[1]].concat(), &[])]);
+    let e = parse_err(&t);
+    assert_eq!(
+        e.kind,
+        ErrorKind::ScopeOverrun {
+            length: 6,
+            remaining: 1
+        }
+    );
+    assert_eq!(e.offset, 64);
 }
 
 #[test]
