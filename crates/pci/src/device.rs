@@ -50,6 +50,82 @@ pub struct BridgeBuses {
     pub subordinate: u8,
 }
 
+/// An address window a bridge forwards downstream: `[base, limit]`, inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// First address.
+    pub base: u64,
+    /// Last address.
+    pub limit: u64,
+}
+
+impl Window {
+    /// Size in bytes (saturating: a window of the whole 64-bit space reports
+    /// `u64::MAX`).
+    pub fn size(&self) -> u64 {
+        (self.limit - self.base).saturating_add(1)
+    }
+}
+
+/// The windows a PCI-to-PCI bridge forwards (PCI-to-PCI Bridge spec 1.2
+/// §3.2.5.6–3.2.5.10); `None` where base > limit, which is how firmware turns a
+/// window off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct BridgeWindows {
+    /// I/O window (4 KiB granular).
+    pub io: Option<Window>,
+    /// Non-prefetchable memory window (1 MiB granular, below 4 GiB).
+    pub memory: Option<Window>,
+    /// Prefetchable memory window (1 MiB granular, 64-bit when the bridge says so).
+    pub prefetchable: Option<Window>,
+}
+
+impl BridgeWindows {
+    /// Decodes the window registers: `io` = dword 0x1C (I/O base/limit in the low
+    /// half), `io_upper` = dword 0x30, `memory` = dword 0x20, `pref` = dword 0x24,
+    /// `pref_base_upper` = 0x28, `pref_limit_upper` = 0x2C.
+    pub fn decode(
+        io: u32,
+        io_upper: u32,
+        memory: u32,
+        pref: u32,
+        pref_base_upper: u32,
+        pref_limit_upper: u32,
+    ) -> BridgeWindows {
+        let window = |base: u64, limit: u64| (base <= limit).then_some(Window { base, limit });
+        let (io_base, io_limit) = (io & 0xFF, (io >> 8) & 0xFF);
+        // Low nibble 1: 32-bit I/O decode, upper 16 bits in 0x30/0x32.
+        let (iob_hi, iol_hi) = if io_base & 0xF == 1 {
+            (u64::from(io_upper & 0xFFFF), u64::from(io_upper >> 16))
+        } else {
+            (0, 0)
+        };
+        let io = window(
+            iob_hi << 16 | u64::from(io_base & 0xF0) << 8,
+            iol_hi << 16 | u64::from(io_limit & 0xF0) << 8 | 0xFFF,
+        );
+        let memory = window(
+            u64::from(memory & 0xFFF0) << 16,
+            u64::from((memory >> 16) & 0xFFF0) << 16 | 0xF_FFFF,
+        );
+        let (pb, pl) = (pref & 0xFFFF, pref >> 16);
+        let (pb_hi, pl_hi) = if pb & 0xF == 1 {
+            (u64::from(pref_base_upper), u64::from(pref_limit_upper))
+        } else {
+            (0, 0)
+        };
+        let prefetchable = window(
+            pb_hi << 32 | u64::from(pb & 0xFFF0) << 16,
+            pl_hi << 32 | u64::from(pl & 0xFFF0) << 16 | 0xF_FFFF,
+        );
+        BridgeWindows {
+            io,
+            memory,
+            prefetchable,
+        }
+    }
+}
+
 /// Per-device DMA parameters (DESIGN.md §4; defaults as Linux's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DmaParams {
@@ -146,6 +222,8 @@ pub struct PciDevice {
     pub parent: Option<Bdf>,
     /// Bus numbers, for PCI-to-PCI bridges.
     pub bridge: Option<BridgeBuses>,
+    /// Forwarding windows, for PCI-to-PCI bridges.
+    pub bridge_windows: Option<BridgeWindows>,
     /// Implemented BARs.
     pub bars: Vec<Bar>,
     /// Classic capabilities.

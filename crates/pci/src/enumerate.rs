@@ -13,7 +13,7 @@ use crate::addr::{Bdf, MAX_DEVICE, MAX_FUNCTION};
 use crate::bar::size_bars_inner;
 use crate::caps::{id, walk_caps, walk_ext_caps};
 use crate::config::ConfigAccess;
-use crate::device::{BridgeBuses, ClassCode, DmaParams, PciDevice};
+use crate::device::{BridgeBuses, BridgeWindows, ClassCode, DmaParams, PciDevice};
 use crate::regs;
 use crate::warn::{Warning, WarningKind, Warnings};
 
@@ -239,6 +239,7 @@ pub(crate) fn read_function<C: ConfigAccess + ?Sized>(
     let intr = cfg.read16(bdf, regs::INTERRUPT_LINE);
     let mut subsystem = None;
     let mut bridge = None;
+    let mut bridge_windows = None;
     let bar_count = match layout {
         0 => {
             let s = cfg.read32(bdf, regs::SUBSYSTEM_VENDOR_ID);
@@ -252,6 +253,14 @@ pub(crate) fn read_function<C: ConfigAccess + ?Sized>(
                 secondary: (b >> 8) as u8,
                 subordinate: (b >> 16) as u8,
             });
+            bridge_windows = Some(BridgeWindows::decode(
+                cfg.read32(bdf, regs::IO_BASE),
+                cfg.read32(bdf, regs::IO_BASE_UPPER16),
+                cfg.read32(bdf, regs::MEMORY_BASE),
+                cfg.read32(bdf, regs::PREF_MEMORY_BASE),
+                cfg.read32(bdf, regs::PREF_BASE_UPPER32),
+                cfg.read32(bdf, regs::PREF_LIMIT_UPPER32),
+            ));
             regs::TYPE1_BARS
         }
         // CardBus bridges have one BAR (socket registers).
@@ -288,6 +297,7 @@ pub(crate) fn read_function<C: ConfigAccess + ?Sized>(
         interrupt_pin: (intr >> 8) as u8,
         parent,
         bridge,
+        bridge_windows,
         bars,
         capabilities,
         ext_capabilities,

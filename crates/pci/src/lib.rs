@@ -38,7 +38,9 @@ pub use bar::{size_bars, Bar, BarKind};
 pub use caps::{capabilities, ext_capabilities, Capability, ExtCapability};
 pub use command::{disable_bus_master, enable_bus_master, read_command, set_decoding};
 pub use config::{ConfigAccess, ConfigError, Ecam, Legacy};
-pub use device::{dma_bit_mask, BridgeBuses, ClassCode, DmaParams, PciDevice};
+pub use device::{
+    dma_bit_mask, BridgeBuses, BridgeWindows, ClassCode, DmaParams, PciDevice, Window,
+};
 pub use driver::{
     ChildId, ChildSpec, DeviceCtx, DriverRegistry, PciDeviceId, PciDriver, PlatformCtx,
     PlatformDevice, PlatformDriver, ProbeError, PCI_ANY_ID,

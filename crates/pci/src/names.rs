@@ -916,6 +916,23 @@ impl fmt::Display for LspciVerbose<'_> {
                 b.primary, b.secondary, b.subordinate
             )?;
         }
+        if let Some(w) = d.bridge_windows {
+            for (what, win) in [
+                ("I/O", w.io),
+                ("Memory", w.memory),
+                ("Prefetchable memory", w.prefetchable),
+            ] {
+                if let Some(win) = win {
+                    write!(
+                        f,
+                        "\n\t{what} behind bridge: {:x}-{:x} [size={}]",
+                        win.base,
+                        win.limit,
+                        Size(win.size())
+                    )?;
+                }
+            }
+        }
         for b in &d.bars {
             match b.kind {
                 crate::bar::BarKind::Io => write!(

@@ -41,6 +41,19 @@ pub const SECONDARY_BUS: u16 = 0x19;
 /// Type 1: subordinate bus number.
 pub const SUBORDINATE_BUS: u16 = 0x1A;
 
+/// Type 1: I/O base (8 bits), I/O limit (8 bits), secondary status (16 bits).
+pub const IO_BASE: u16 = 0x1C;
+/// Type 1: memory base and limit (16 bits each).
+pub const MEMORY_BASE: u16 = 0x20;
+/// Type 1: prefetchable memory base and limit (16 bits each).
+pub const PREF_MEMORY_BASE: u16 = 0x24;
+/// Type 1: prefetchable base, upper 32 bits.
+pub const PREF_BASE_UPPER32: u16 = 0x28;
+/// Type 1: prefetchable limit, upper 32 bits.
+pub const PREF_LIMIT_UPPER32: u16 = 0x2C;
+/// Type 1: I/O base and limit, upper 16 bits each.
+pub const IO_BASE_UPPER16: u16 = 0x30;
+
 /// Status bit 4: the capability list at 0x34 is valid.
 pub const STATUS_CAP_LIST: u16 = 1 << 4;
 /// Header type bit 7: the device implements functions 1..7.

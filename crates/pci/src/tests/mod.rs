@@ -49,6 +49,10 @@ pub(crate) fn q35() -> FakeConfig {
         Bdf::b(0, 0x1c, 0),
         FakeFunction::bridge(0x1b36, 0x000c, 0, 1, 3)
             .bar32(0, 4096, false, 0xFE80_0000)
+            // I/O 0x1000-0x1fff, memory 0xfe800000-0xfe9fffff, prefetchable off.
+            .set16(0x1c, 0x1010)
+            .set32(0x20, 0xFE90_FE80)
+            .set32(0x24, 0x0001_FFF1)
             .cap_ptr(0x40)
             .pcie(0x40, 0, 4),
     );

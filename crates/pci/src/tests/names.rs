@@ -70,6 +70,7 @@ fn names_and_classes() {
         interrupt_pin: 0,
         parent: None,
         bridge: None,
+        bridge_windows: None,
         bars: Vec::new(),
         capabilities: Vec::new(),
         ext_capabilities: Vec::new(),
@@ -193,4 +194,13 @@ fn lspci_verbose_block() {
         "{text}"
     );
     assert!(text.contains("\tCapabilities: [40] Express"), "{text}");
+    assert!(
+        text.contains("\tMemory behind bridge: fe800000-fe9fffff [size=2M]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\tI/O behind bridge: 1000-1fff [size=4K]"),
+        "{text}"
+    );
+    assert!(!text.contains("Prefetchable"), "{text}");
 }

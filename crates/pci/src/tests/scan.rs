@@ -238,3 +238,53 @@ fn scan_without_bar_sizing_writes_nothing() {
     assert!(cfg.bar_writes().is_empty());
     assert!(e.devices.iter().all(|d| d.bars.is_empty()));
 }
+
+#[test]
+fn bridge_window_decoding() {
+    // 32-bit I/O, 64-bit prefetchable window above 4 GiB.
+    let w = BridgeWindows::decode(0x2121, 0x0001_0001, 0xFE90_FE80, 0x0031_0021, 0x8, 0x8);
+    assert_eq!(
+        w.io,
+        Some(Window {
+            base: 0x1_2000,
+            limit: 0x1_2FFF
+        })
+    );
+    assert_eq!(
+        w.memory,
+        Some(Window {
+            base: 0xFE80_0000,
+            limit: 0xFE9F_FFFF
+        })
+    );
+    assert_eq!(
+        w.prefetchable,
+        Some(Window {
+            base: 0x8_0020_0000,
+            limit: 0x8_003F_FFFF
+        })
+    );
+    assert_eq!(w.prefetchable.map(|w| w.size()), Some(2 << 20));
+    // 16-bit I/O decode ignores the upper registers; 32-bit prefetchable too.
+    let w = BridgeWindows::decode(0x2020, 0xFFFF_FFFF, 0, 0x0030_0020, 0xFF, 0xFF);
+    assert_eq!(
+        w.io,
+        Some(Window {
+            base: 0x2000,
+            limit: 0x2FFF
+        })
+    );
+    assert_eq!(
+        w.prefetchable,
+        Some(Window {
+            base: 0x0020_0000,
+            limit: 0x003F_FFFF
+        })
+    );
+    // Base above limit: window off.
+    let off = BridgeWindows::decode(0x00F0, 0, 0x0000_FFF0, 0x0001_FFF1, 0, 0);
+    assert_eq!((off.io, off.memory, off.prefetchable), (None, None, None));
+    // Whole 64-bit space: size saturates instead of overflowing.
+    let all = BridgeWindows::decode(0, 0, 0, 0xFFF1_0001, 0, 0xFFFF_FFFF);
+    assert_eq!(all.prefetchable.map(|w| w.size()), Some(u64::MAX));
+}
