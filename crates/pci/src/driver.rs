@@ -192,8 +192,8 @@ impl fmt::Display for BindError {
     }
 }
 
-/// A PCI driver.
-pub trait PciDriver {
+/// A PCI driver. `Send + Sync` so the kernel can keep its registry in a lock.
+pub trait PciDriver: Send + Sync {
     /// Driver name (as in `lspci -k`).
     fn name(&self) -> &'static str;
     /// Devices this driver handles.
@@ -254,7 +254,7 @@ pub struct ChildSpec {
 }
 
 /// A driver for child devices, matched by name.
-pub trait PlatformDriver {
+pub trait PlatformDriver: Send + Sync {
     /// The child name it handles.
     fn name(&self) -> &'static str;
     /// Takes the child.
@@ -271,7 +271,7 @@ pub struct DeviceCtx<'a> {
     pub id: PciDeviceId,
     /// Config-space access.
     pub config: &'a dyn ConfigAccess,
-    drvdata: &'a mut Option<Box<dyn Any>>,
+    drvdata: &'a mut Option<Box<dyn Any + Send>>,
     children: &'a mut Vec<ChildSlot>,
     next_child: &'a mut u32,
 }
@@ -294,7 +294,7 @@ impl<'a> DeviceCtx<'a> {
     }
 
     /// Stores the driver's per-device state.
-    pub fn set_drvdata<T: Any>(&mut self, data: T) {
+    pub fn set_drvdata<T: Any + Send>(&mut self, data: T) {
         *self.drvdata = Some(Box::new(data));
     }
 
@@ -373,12 +373,12 @@ pub struct PlatformCtx<'a> {
     pub dma: &'a mut DmaParams,
     /// Config-space access (for the parent).
     pub config: &'a dyn ConfigAccess,
-    drvdata: &'a mut Option<Box<dyn Any>>,
+    drvdata: &'a mut Option<Box<dyn Any + Send>>,
 }
 
 impl<'a> PlatformCtx<'a> {
     /// Stores the driver's per-device state.
-    pub fn set_drvdata<T: Any>(&mut self, data: T) {
+    pub fn set_drvdata<T: Any + Send>(&mut self, data: T) {
         *self.drvdata = Some(Box::new(data));
     }
 
@@ -392,13 +392,13 @@ struct DeviceSlot {
     dev: PciDevice,
     driver: Option<usize>,
     id: Option<PciDeviceId>,
-    drvdata: Option<Box<dyn Any>>,
+    drvdata: Option<Box<dyn Any + Send>>,
 }
 
 struct ChildSlot {
     dev: PlatformDevice,
     driver: Option<usize>,
-    drvdata: Option<Box<dyn Any>>,
+    drvdata: Option<Box<dyn Any + Send>>,
 }
 
 /// Identifies a registered PCI driver.

@@ -1,13 +1,12 @@
 use alloc::boxed::Box;
-use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use std::sync::{Arc, Mutex};
 
 use crate::driver::{BindError, ChildError};
 use crate::*;
 
-type Log = Rc<RefCell<Vec<String>>>;
+type Log = Arc<Mutex<Vec<String>>>;
 
 struct TestDriver {
     name: &'static str,
@@ -39,7 +38,7 @@ impl PciDriver for TestDriver {
         &self.ids
     }
     fn probe(&self, ctx: &mut DeviceCtx<'_>) -> Result<(), ProbeError> {
-        self.log.borrow_mut().push(alloc::format!(
+        self.log.lock().unwrap().push(alloc::format!(
             "{} probe {} data={}",
             self.name,
             ctx.bdf().short(),
@@ -57,7 +56,7 @@ impl PciDriver for TestDriver {
     fn remove(&self, ctx: &mut DeviceCtx<'_>) {
         let data = ctx.drvdata::<u32>().copied();
         let kids = ctx.children().count();
-        self.log.borrow_mut().push(alloc::format!(
+        self.log.lock().unwrap().push(alloc::format!(
             "{} remove {} data={:?} children={kids}",
             self.name,
             ctx.bdf().short(),
@@ -79,7 +78,7 @@ impl PlatformDriver for Idma64 {
         ctx.dma.set_mask_and_coherent(64)?;
         ctx.dma.max_segment_size = 0x1FFFF;
         ctx.set_drvdata(ctx.device.mmio.phys);
-        self.log.borrow_mut().push(alloc::format!(
+        self.log.lock().unwrap().push(alloc::format!(
             "idma64 probe parent={} dma={} at {:#x}",
             ctx.device.parent.short(),
             ctx.device.dma_device.short(),
@@ -90,7 +89,8 @@ impl PlatformDriver for Idma64 {
     fn remove(&self, ctx: &mut PlatformCtx<'_>) {
         let phys = ctx.drvdata::<u64>().copied();
         self.log
-            .borrow_mut()
+            .lock()
+            .unwrap()
             .push(alloc::format!("idma64 remove {:#x}", phys.unwrap_or(0)));
     }
 }
@@ -172,17 +172,17 @@ fn first_matching_driver_whose_probe_succeeds() {
     );
     assert_eq!(r.driver_name(edu), Some("edu"));
     assert_eq!(
-        *log.borrow(),
+        *log.lock().unwrap(),
         ["picky probe 00:03.0 data=1", "edu probe 00:03.0 data=2"]
     );
     // Unbind: remove sees its drvdata; then a rebind tries drivers in registration
     // order again (picky fails, edu takes it).
-    log.borrow_mut().clear();
+    log.lock().unwrap().clear();
     r.unbind(&cfg, edu).unwrap();
     assert_eq!(r.driver_name(edu), None);
     assert_eq!(r.bind(&cfg, edu), Ok(Some("edu")));
     assert_eq!(
-        *log.borrow(),
+        *log.lock().unwrap(),
         [
             "edu remove 00:03.0 data=Some(7) children=0",
             "picky probe 00:03.0 data=1",
@@ -201,7 +201,7 @@ fn first_matching_driver_whose_probe_succeeds() {
     assert_eq!(removed.bdf, edu);
     assert!(r.device(edu).is_none());
     assert_eq!(
-        log.borrow().last().map(String::as_str),
+        log.lock().unwrap().last().map(String::as_str),
         Some("edu remove 00:03.0 data=Some(7) children=0")
     );
 }
@@ -274,7 +274,7 @@ fn lpss_parent_registers_idma64_child() {
     // sees children), and DMA parameters return to defaults.
     r.unbind(&cfg, uart).unwrap();
     assert_eq!(
-        *log.borrow(),
+        *log.lock().unwrap(),
         [
             "intel-lpss probe 03:00.0 data=0",
             "idma64 probe parent=03:00.0 dma=03:00.0 at 0x123400800",
@@ -381,4 +381,16 @@ fn dma_params() {
     );
     assert_eq!(dma_bit_mask(64), u64::MAX);
     assert_eq!(dma_bit_mask(24), 0xFF_FFFF);
+}
+
+#[test]
+fn registry_can_live_in_a_lock() {
+    fn assert_send<T: Send>() {}
+    assert_send::<DriverRegistry>();
+    static REG: spin::Mutex<Option<DriverRegistry>> = spin::Mutex::new(None);
+    *REG.lock() = Some(DriverRegistry::new());
+    assert!(REG
+        .lock()
+        .as_ref()
+        .is_some_and(|r| r.devices().count() == 0));
 }
