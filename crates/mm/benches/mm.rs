@@ -276,6 +276,43 @@ fn bench_map(c: &mut Criterion) {
         })
     });
 
+    // The kernel's configuration: hal::DirectMap (volatile u64 accesses, one limit
+    // check) over the same host buffer.
+    g.bench_function("ours_map_per_page_directmap", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (arena, mut bump) = fresh_arena();
+                let offset = arena.host_ptr() as u64 - ARENA_BASE;
+                // SAFETY: the arena's buffer is "physical" [ARENA_BASE, +ARENA_SIZE) at
+                // `offset`; only table frames from `bump` (inside it) are accessed, and
+                // the arena outlives `dm`.
+                let dm = unsafe {
+                    hal::DirectMap::new(
+                        x86_64::VirtAddr::new(offset),
+                        ARENA_BASE + ARENA_SIZE as u64,
+                    )
+                };
+                let start = Instant::now();
+                let mut m = Mapper::create(dm, NoTlb, &mut bump).unwrap();
+                for off in (0..MAP_LEN).step_by(4096) {
+                    m.map(
+                        x86_64::VirtAddr::new(MAP_VA + off),
+                        PhysAddr::new(MAP_PA + off),
+                        PageSize::Size4K,
+                        flags,
+                        CacheType::WriteBack,
+                        &mut bump,
+                    )
+                    .unwrap();
+                }
+                total += start.elapsed();
+                black_box(arena.read_u64(m.pml4()));
+            }
+            total
+        })
+    });
+
     g.bench_function("ours_map_range", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

@@ -439,6 +439,7 @@ impl<M: PhysMemory, T: TlbInvalidate> Mapper<M, T> {
     /// `flags` are leaf permissions (`WRITABLE`, `USER_ACCESSIBLE`, `GLOBAL`,
     /// `NO_EXECUTE`, available bits); `PRESENT` is implied and the cache bits come from
     /// `cache`. Missing intermediate tables are taken from `frames`.
+    #[inline]
     pub fn map(
         &mut self,
         va: VirtAddr,
@@ -460,6 +461,7 @@ impl<M: PhysMemory, T: TlbInvalidate> Mapper<M, T> {
         self.install(table, v, size, leaf)
     }
 
+    #[inline]
     fn leaf_entry(&self, p: u64, size: PageSize, flags: PageTableFlags, cache: CacheType) -> u64 {
         let ps = if size == PageSize::Size4K { 0 } else { PS };
         p | leaf_flags_allowed(flags) | ps | pat::encode(cache, size)
