@@ -245,3 +245,43 @@ fn command_helpers() {
     command::enable_memory(&cfg, b);
     assert!(read_command(&cfg, b).contains(Command::IO_SPACE));
 }
+
+/// Every MCFG allocation in the real-firmware corpus gives a window our ECAM accepts,
+/// and the last register of the last bus lands on the window's last dword.
+#[test]
+fn mcfg_corpus_windows() {
+    use crate::config::mcfg_window;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus");
+    let Ok(machines) = std::fs::read_dir(dir) else {
+        std::println!("corpus not found at {dir}; skipped");
+        return;
+    };
+    let mut entries = 0;
+    for m in machines.flatten() {
+        let Ok(files) = std::fs::read_dir(m.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("mcfg") || !name.ends_with(".dat") {
+                continue;
+            }
+            let bytes = std::fs::read(f.path()).unwrap();
+            // ACPI header (36) + 8 reserved, then 16-byte allocations (PCI Firmware
+            // spec 3.2 Table 4-3): base u64, segment u16, start bus, end bus.
+            for e in bytes.get(44..).unwrap_or(&[]).chunks_exact(16) {
+                let base = u64::from_le_bytes(e[0..8].try_into().unwrap());
+                let seg = u16::from_le_bytes([e[8], e[9]]);
+                let (start, end) = (e[10], e[11]);
+                let (phys, len) = mcfg_window(base, start..=end).unwrap();
+                assert_eq!(phys, base + (u64::from(start) << 20));
+                let last = Bdf::new(seg, end, 31, 7).unwrap();
+                let off = crate::config::ecam_offset(last, 0xFFC, seg, start..=end).unwrap();
+                assert_eq!(off as u64, len - 4, "{name}");
+                entries += 1;
+            }
+        }
+    }
+    std::println!("MCFG corpus: {entries} allocations");
+    assert!(entries > 100);
+}
