@@ -269,7 +269,7 @@ fn mcfg_corpus_windows() {
             let bytes = std::fs::read(f.path()).unwrap();
             // ACPI header (36) + 8 reserved, then 16-byte allocations (PCI Firmware
             // spec 3.2 Table 4-3): base u64, segment u16, start bus, end bus.
-            for e in bytes.get(44..).unwrap_or(&[]).chunks_exact(16) {
+            for e in bytes.get(44..).unwrap_or(&[]).as_chunks::<16>().0 {
                 let base = u64::from_le_bytes(e[0..8].try_into().unwrap());
                 let seg = u16::from_le_bytes([e[8], e[9]]);
                 let (start, end) = (e[10], e[11]);
