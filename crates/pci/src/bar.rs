@@ -230,6 +230,22 @@ pub(crate) fn size_bars_inner<C: ConfigAccess + ?Sized>(
     if cmd & decode != 0 {
         cfg.write16(bdf, COMMAND, cmd);
     }
+    for b in &bars {
+        // dmesg style: `reg 0x10: [mem 0xfea00000-0xfeafffff]`.
+        let last = b.address.saturating_add(b.size.saturating_sub(1));
+        let (space, flags) = match b.kind {
+            BarKind::Io => ("io ", ""),
+            BarKind::Memory64 if b.prefetchable => ("mem", " 64bit pref"),
+            BarKind::Memory64 => ("mem", " 64bit"),
+            _ if b.prefetchable => ("mem", " pref"),
+            _ => ("mem", ""),
+        };
+        log::info!(
+            "pci {bdf}: reg {:#04x}: [{space} {:#010x}-{last:#010x}{flags}]",
+            b.offset(),
+            b.address
+        );
+    }
     bars
 }
 

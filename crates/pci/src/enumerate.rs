@@ -303,7 +303,7 @@ pub(crate) fn read_function<C: ConfigAccess + ?Sized>(
         ext_capabilities,
         dma: DmaParams::default(),
     };
-    log::debug!(
+    log::info!(
         "pci {bdf}: [{:04x}:{:04x}] type {:02x} class {:#08x}",
         d.vendor_id,
         d.device_id,
