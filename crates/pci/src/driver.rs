@@ -601,6 +601,8 @@ impl DriverRegistry {
             driver.remove(&mut ctx);
             log::info!("pci {bdf}: unbound from {}", driver.name());
         }
+        // A child registered during remove has no one left to own it.
+        self.children.retain(|c| c.dev.parent != bdf);
         if command::disable_bus_master(cfg, bdf) {
             log::warn!("pci {bdf}: driver left bus mastering on; turned off");
         }
