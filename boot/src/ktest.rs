@@ -463,6 +463,7 @@ pub const SUITE_PROFILES: &[(&str, Firmware)] = &[
     ("default", Firmware::Bios),
     ("noiommu", Firmware::Bios),
     ("bigmem", Firmware::Bios),
+    ("pcie", Firmware::Bios),
     ("uefi", Firmware::Uefi),
 ];
 

@@ -20,6 +20,17 @@ pub struct Profile {
 
 const IOMMU_EDU: &[&str] = &["-device", "intel-iommu", "-device", "edu"];
 const EDU_ONLY: &[&str] = &["-device", "edu"];
+/// A PCIe root port with an e1000e behind it, so enumeration must cross a bridge.
+const WITH_ROOT_PORT: &[&str] = &[
+    "-device",
+    "intel-iommu",
+    "-device",
+    "edu",
+    "-device",
+    "pcie-root-port,id=rp1,chassis=1,slot=1",
+    "-device",
+    "e1000e,bus=rp1",
+];
 
 pub const PROFILES: &[Profile] = &[
     Profile {
@@ -42,6 +53,13 @@ pub const PROFILES: &[Profile] = &[
         firmware: Firmware::Uefi,
         memory: "2G",
         devices: IOMMU_EDU,
+    },
+    Profile {
+        name: "pcie",
+        summary: "as default plus a PCIe root port with an e1000e NIC behind it (bus 1)",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: WITH_ROOT_PORT,
     },
     Profile {
         name: "bigmem",

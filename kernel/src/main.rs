@@ -13,6 +13,7 @@ extern crate alloc;
 mod apic;
 mod arch;
 mod cmdline;
+mod drivers;
 mod fatal;
 mod fwcfg;
 mod heap;
@@ -21,6 +22,7 @@ mod klog;
 mod kmem;
 mod ktest;
 mod memmap;
+mod pci;
 mod physmem;
 mod platform;
 mod power;
@@ -71,6 +73,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     };
     physmem::init(offset);
     log::info!("physical memory mapped at {offset:#x}");
+    let cmdline = CMDLINE.call_once(|| Cmdline::parse(&fwcfg::cmdline()));
+    log::info!("command line: '{}'", cmdline.raw());
     memmap::init(&boot_info.memory_regions);
     memmap::log_summary();
     if let Err(e) = kmem::init() {
@@ -85,8 +89,11 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         log::warn!("apic: {e}; staying with polled I/O and no timer interrupts");
     }
     serial::enable_rx_interrupt();
-    let cmdline = CMDLINE.call_once(|| Cmdline::parse(&fwcfg::cmdline()));
-    log::info!("command line: '{}'", cmdline.raw());
+    pci::init(match boot_cmdline().get("pci") {
+        Some("legacy") => pci::Want::Legacy,
+        _ => pci::Want::Auto,
+    });
+    let cmdline = boot_cmdline();
     match cmdline.get("mode") {
         Some("test") => ktest::run(cmdline),
         _ => shell::run(),

@@ -19,6 +19,7 @@ mod basic;
 mod harness;
 mod interrupts;
 mod memory;
+mod platform;
 
 use alloc::string::String;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -44,6 +45,7 @@ fn all() -> impl Iterator<Item = &'static KTest> {
         .iter()
         .chain(memory::TESTS.iter())
         .chain(interrupts::TESTS.iter())
+        .chain(platform::TESTS.iter())
         .chain(harness::TESTS.iter())
 }
 

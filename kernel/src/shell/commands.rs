@@ -47,6 +47,12 @@ pub static COMMANDS: &[Command] = &[
         run: ioremap,
     },
     Command {
+        name: "lspci",
+        usage: "[-v|-t|-m]",
+        summary: "PCI functions; -v BARs, capabilities, BusMaster, MSI, driver; -t tree; -m machine-readable",
+        run: super::pci_cmds::lspci,
+    },
+    Command {
         name: "irq",
         usage: "",
         summary: "interrupt counts per vector, with what each vector is for",

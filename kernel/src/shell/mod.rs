@@ -2,6 +2,7 @@
 //! (`commands::COMMANDS`) that every layer adds its commands to.
 
 mod commands;
+mod pci_cmds;
 
 use alloc::string::String;
 use core::fmt;

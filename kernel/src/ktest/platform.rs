@@ -1,0 +1,293 @@
+//! Platform discovery in the running kernel: ACPI, PCI, the edu driver's MSI.
+
+use alloc::vec::Vec;
+
+use pci::ConfigAccess;
+
+use super::{KTest, TestResult};
+use crate::drivers::edu;
+use crate::{apic, kassert, pci as kpci, platform};
+
+pub static TESTS: &[KTest] = &[
+    KTest {
+        name: "acpi::madt_mcfg_hpet_fadt_found",
+        run: acpi_found,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
+        name: "acpi::s5_found_in_aml_encodings",
+        run: s5_encodings,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
+        name: "pci::ecam_and_legacy_enumerations_agree",
+        run: ecam_vs_legacy,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
+        name: "pci::edu_found_with_1mib_bar0_and_msi",
+        run: edu_found,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
+        name: "pci::edu_raise_interrupt_delivers_one_msi",
+        run: edu_msi,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
+        name: "pci::bus_master_only_by_drivers_and_off_after_unbind",
+        run: bus_master_off,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
+        name: "pci::function_behind_root_port_found",
+        run: behind_root_port,
+        profiles: &["pcie"],
+        manual: false,
+    },
+];
+
+fn acpi_found() -> TestResult {
+    let p = platform::get().ok_or("no platform information")?;
+    kassert!(
+        p.local_apic == 0xfee0_0000,
+        "local APIC at {:#x}",
+        p.local_apic
+    );
+    kassert!(
+        p.io_apics.len() == 1 && p.io_apics[0].address == 0xfec0_0000,
+        "IO-APICs {:?}",
+        p.io_apics
+    );
+    // QEMU q35 routes ISA IRQ 0 (PIT) to GSI 2.
+    kassert!(
+        p.overrides.iter().any(|o| o.isa_irq == 0 && o.gsi == 2),
+        "no IRQ0->GSI2 override: {:?}",
+        p.overrides
+    );
+    let ecam = p.ecam.first().ok_or("no MCFG window")?;
+    kassert!(
+        ecam.base == 0xb000_0000 && ecam.bus_start == 0 && ecam.bus_end == 0xff,
+        "MCFG {ecam:?}"
+    );
+    kassert!(p.hpet == Some(0xfed0_0000), "HPET {:?}", p.hpet);
+    kassert!(
+        p.pm1a_cnt == Some(0x604) && p.s5 == Some((0, 0)),
+        "PM1a {:?} S5 {:?}",
+        p.pm1a_cnt,
+        p.s5
+    );
+    Ok(())
+}
+
+fn s5_encodings() -> TestResult {
+    // NameOp "_S5_" PackageOp PkgLength NumElements BytePrefix 5, ZeroOp, ...
+    let aml = [
+        0x10, 0x08, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0A, 0x05, 0x00, 0x00, 0x00,
+    ];
+    kassert!(
+        platform::find_s5(&aml) == Some((5, 0)),
+        "byte-prefixed SLP_TYPa"
+    );
+    let rooted = [
+        0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x06, 0x02, 0x01, 0x0A, 0x07,
+    ];
+    kassert!(
+        platform::find_s5(&rooted) == Some((1, 7)),
+        "rooted name, OneOp"
+    );
+    kassert!(platform::find_s5(b"_S5_").is_none(), "bare name accepted");
+    kassert!(
+        platform::find_s5(&[0x08, b'_', b'S', b'5', b'_', 0x12]).is_none(),
+        "truncated package accepted"
+    );
+    kassert!(platform::find_s5(&[]).is_none(), "empty AML");
+    Ok(())
+}
+
+/// The identity of a function as both mechanisms must see it.
+fn summary(devs: &[pci::PciDevice]) -> Vec<(pci::Bdf, u16, u16, u32, Vec<(u8, u64, u64)>)> {
+    devs.iter()
+        .map(|d| {
+            let bars = d
+                .bars
+                .iter()
+                .map(|b| (b.index, b.address, b.size))
+                .collect();
+            (d.bdf, d.vendor_id, d.device_id, d.class.as_u32(), bars)
+        })
+        .collect()
+}
+
+fn ecam_vs_legacy() -> TestResult {
+    kassert!(
+        kpci::mechanism_name().starts_with("ECAM"),
+        "boot mechanism is {}",
+        kpci::mechanism_name()
+    );
+    let booted = kpci::devices();
+    let legacy = kpci::legacy();
+    let scan = kpci::scan(&legacy, 0, 0);
+    kassert!(!booted.is_empty(), "nothing enumerated");
+    let (a, b) = (summary(&booted), summary(&scan.devices));
+    kassert!(a == b, "ECAM and legacy disagree:\n{a:?}\n{b:?}");
+    // Extended capabilities are only reachable through ECAM.
+    kassert!(
+        scan.devices.iter().all(|d| d.ext_capabilities.is_empty()),
+        "legacy access found extended capabilities"
+    );
+    Ok(())
+}
+
+fn edu_found() -> TestResult {
+    let devs = kpci::devices();
+    let d = devs
+        .iter()
+        .find(|d| d.vendor_id == edu::VENDOR && d.device_id == edu::DEVICE)
+        .ok_or("edu not enumerated")?;
+    let bar = d.bar(0).ok_or("edu has no BAR0")?;
+    kassert!(
+        bar.size == 1 << 20 && matches!(bar.kind, pci::BarKind::Memory32),
+        "BAR0 {bar:?}"
+    );
+    kassert!(
+        d.class.as_u32() == 0x00ff00,
+        "class {:#x}",
+        d.class.as_u32()
+    );
+    kassert!(
+        kpci::driver_of(d.bdf) == Some("edu"),
+        "edu driver not bound"
+    );
+    kassert!(
+        d.find_capability(pci::caps::id::MSI) == Some(0x40),
+        "MSI capability not at 0x40"
+    );
+    Ok(())
+}
+
+fn edu_msi() -> TestResult {
+    let before = edu::irq_count();
+    let vector = edu::vector();
+    let vec_before = crate::arch::idt::irq_count(vector);
+    edu::with_edu(|e| e.regs.write32(edu::REG_IRQ_RAISE, 0x0002_0000)).ok_or("edu not bound")?;
+    let mut waited = 0;
+    while edu::irq_count() == before && waited < 500 {
+        apic::sleep_ms(10);
+        waited += 10;
+    }
+    kassert!(
+        edu::irq_count() == before + 1,
+        "MSI count {before} -> {} after {waited} ms",
+        edu::irq_count()
+    );
+    kassert!(
+        crate::arch::idt::irq_count(vector) == vec_before + 1,
+        "vector {vector:#x} count"
+    );
+    kassert!(
+        edu::last_status() & 0x0002_0000 != 0,
+        "handler saw status {:#x}",
+        edu::last_status()
+    );
+    let status = edu::with_edu(|e| e.regs.read32(edu::REG_IRQ_STATUS)).ok_or("edu gone")?;
+    kassert!(status == 0, "interrupt status {status:#x} not acknowledged");
+    Ok(())
+}
+
+fn bus_master_off() -> TestResult {
+    // Enumeration (BAR sizing included) must leave every Command register as
+    // it found it: we never give a device bus mastering on our own.
+    let devs = kpci::devices();
+    let before: Vec<u16> = devs
+        .iter()
+        .map(|d| kpci::with(|p| p.cfg.read16(d.bdf, 0x04)).unwrap_or(0))
+        .collect();
+    let rescan = kpci::with(|p| kpci::scan(&p.cfg, 0, 0).devices.len()).ok_or("no PCI")?;
+    kassert!(
+        rescan == devs.len(),
+        "rescan found {rescan} functions, boot {}",
+        devs.len()
+    );
+    for (d, b) in devs.iter().zip(&before) {
+        let now = kpci::with(|p| p.cfg.read16(d.bdf, 0x04)).unwrap_or(0);
+        kassert!(
+            now == *b,
+            "{}: Command {b:#06x} -> {now:#06x} after a rescan",
+            d.bdf
+        );
+    }
+    // A driver asks for it, and unbinding takes it away.
+    let edu = devs
+        .iter()
+        .find(|d| d.vendor_id == edu::VENDOR && d.device_id == edu::DEVICE)
+        .ok_or("edu not enumerated")?;
+    kassert!(
+        kpci::bus_master(edu.bdf) == Some(true),
+        "bound edu driver did not enable BusMaster"
+    );
+    kpci::with(|p| {
+        let kpci::PciState { cfg, registry, .. } = p;
+        registry.unbind(&*cfg, edu.bdf)
+    })
+    .ok_or("no PCI")?
+    .map_err(|e| alloc::format!("unbind: {e}"))?;
+    kassert!(
+        kpci::driver_of(edu.bdf).is_none(),
+        "still bound after unbind"
+    );
+    kassert!(
+        kpci::bus_master(edu.bdf) == Some(false),
+        "BusMaster left on after unbind"
+    );
+    kassert!(
+        edu::with_edu(|_| ()).is_none(),
+        "driver state survived remove"
+    );
+    kpci::with(|p| {
+        let kpci::PciState { cfg, registry, .. } = p;
+        registry.bind(&*cfg, edu.bdf)
+    })
+    .ok_or("no PCI")?
+    .map_err(|e| alloc::format!("rebind: {e}"))?;
+    kassert!(
+        kpci::driver_of(edu.bdf) == Some("edu"),
+        "rebind did not bind edu"
+    );
+    kassert!(
+        kpci::bus_master(edu.bdf) == Some(true),
+        "BusMaster not back after rebind"
+    );
+    Ok(())
+}
+
+fn behind_root_port() -> TestResult {
+    let devs = kpci::devices();
+    let port = devs
+        .iter()
+        .find(|d| d.bridge.is_some() && d.vendor_id == 0x1b36 && d.device_id == 0x000c)
+        .ok_or("no PCIe root port (1b36:000c)")?;
+    let secondary = port.bridge.map(|b| b.secondary).unwrap_or(0);
+    let child = devs
+        .iter()
+        .find(|d| d.parent == Some(port.bdf))
+        .ok_or("nothing found behind the root port")?;
+    kassert!(
+        child.bdf.bus == secondary && secondary != 0,
+        "child {} on bus {secondary}",
+        child.bdf
+    );
+    kassert!(
+        child.vendor_id == 0x8086 && child.device_id == 0x10d3,
+        "child is {:04x}:{:04x}",
+        child.vendor_id,
+        child.device_id
+    );
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! PCI in the kernel: the configuration mechanism (ECAM from the MCFG, mapped
+//! uncached, or the legacy 0xCF8/0xCFC ports), enumeration at boot, and the
+//! driver registry that binds our drivers to what was found.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use pci::{Bdf, ConfigAccess, DriverRegistry, PciDevice, ScanOptions};
+use spin::Mutex;
+
+use crate::kmem::{self, IoMem};
+use crate::platform;
+
+/// The two ways to reach configuration space.
+pub enum Mechanism {
+    Ecam(pci::Ecam<IoMem>),
+    Legacy(pci::Legacy<hal::PortIo>),
+}
+
+impl Mechanism {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mechanism::Ecam(_) => "ECAM (MCFG, uncached MMIO)",
+            Mechanism::Legacy(_) => "legacy I/O ports 0xCF8/0xCFC",
+        }
+    }
+
+    fn inner(&self) -> &dyn ConfigAccess {
+        match self {
+            Mechanism::Ecam(e) => e,
+            Mechanism::Legacy(l) => l,
+        }
+    }
+}
+
+impl ConfigAccess for Mechanism {
+    fn read32(&self, addr: Bdf, offset: u16) -> u32 {
+        self.inner().read32(addr, offset)
+    }
+    fn write32(&self, addr: Bdf, offset: u16, value: u32) {
+        self.inner().write32(addr, offset, value)
+    }
+    fn extended(&self) -> bool {
+        self.inner().extended()
+    }
+    fn reaches(&self, segment: u16, bus: u8) -> bool {
+        self.inner().reaches(segment, bus)
+    }
+    fn read16(&self, addr: Bdf, offset: u16) -> u16 {
+        self.inner().read16(addr, offset)
+    }
+    fn read8(&self, addr: Bdf, offset: u16) -> u8 {
+        self.inner().read8(addr, offset)
+    }
+    fn write16(&self, addr: Bdf, offset: u16, value: u16) {
+        self.inner().write16(addr, offset, value)
+    }
+    fn write8(&self, addr: Bdf, offset: u16, value: u8) {
+        self.inner().write8(addr, offset, value)
+    }
+}
+
+/// Which mechanism to build.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Want {
+    Auto,
+    Legacy,
+}
+
+pub fn legacy() -> Mechanism {
+    // SAFETY: 0xCF8..0xD00 is the PC's configuration mechanism #1; only the
+    // PCI layer drives these ports, always through `pci::Legacy`'s lock.
+    Mechanism::Legacy(pci::Legacy::new(unsafe { hal::PortIo::new(0xCF8, 8) }))
+}
+
+/// Builds the mechanism: ECAM over the first MCFG window when there is one
+/// (and `want` allows), else the legacy ports.
+pub fn mechanism(want: Want) -> Result<(Mechanism, u16, u8), String> {
+    let ecam = platform::get().and_then(|p| p.ecam.first().copied());
+    match (want, ecam) {
+        (Want::Auto, Some(w)) => {
+            let (phys, len) = pci::config::mcfg_window(w.base, w.bus_start..=w.bus_end)
+                .map_err(|e| alloc::format!("MCFG window: {e}"))?;
+            let mmio = kmem::ioremap(phys, len).map_err(|e| alloc::format!("mapping ECAM: {e}"))?;
+            let ecam = pci::Ecam::new(mmio, len, w.segment, w.bus_start..=w.bus_end)
+                .map_err(|e| alloc::format!("ECAM: {e}"))?;
+            Ok((Mechanism::Ecam(ecam), w.segment, w.bus_start))
+        }
+        _ => Ok((legacy(), 0, 0)),
+    }
+}
+
+pub struct PciState {
+    pub cfg: Mechanism,
+    pub registry: DriverRegistry,
+    pub warnings: Vec<String>,
+}
+
+// SAFETY: the kernel runs on one CPU and the state is only reached through the
+// PCI mutex; drivers' boxed state never moves to another CPU. (DriverRegistry
+// holds `Box<dyn Any>` driver data, which is not `Send` by type only.)
+unsafe impl Send for PciState {}
+
+static PCI: Mutex<Option<PciState>> = Mutex::new(None);
+
+/// Runs `f` with the PCI state (interrupts off: drivers' handlers never take
+/// this lock, but a holder must not be interrupted by code that does).
+pub fn with<R>(f: impl FnOnce(&mut PciState) -> R) -> Option<R> {
+    x86_64::instructions::interrupts::without_interrupts(|| PCI.lock().as_mut().map(f))
+}
+
+pub fn scan(cfg: &Mechanism, segment: u16, root_bus: u8) -> pci::Enumeration {
+    pci::enumerate(
+        cfg,
+        &ScanOptions {
+            segment,
+            root_bus,
+            ..Default::default()
+        },
+    )
+}
+
+pub fn init(want: Want) {
+    let (cfg, segment, root) = match mechanism(want) {
+        Ok(m) => m,
+        Err(e) => {
+            log::warn!("pci: {e}; falling back to the legacy ports");
+            (legacy(), 0, 0)
+        }
+    };
+    let found = scan(&cfg, segment, root);
+    log::info!("pci: {} functions via {}", found.devices.len(), cfg.name());
+    for d in &found.devices {
+        log::info!(
+            "pci {}: [{:04x}:{:04x}] class {:#08x}",
+            d.bdf,
+            d.vendor_id,
+            d.device_id,
+            d.class.as_u32()
+        );
+    }
+    let warnings: Vec<String> = found
+        .warnings
+        .iter()
+        .map(|w| alloc::format!("{w}"))
+        .collect();
+    for w in &warnings {
+        log::warn!("pci: {w}");
+    }
+    let mut registry = DriverRegistry::new();
+    registry.add_devices(found.devices);
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        *PCI.lock() = Some(PciState {
+            cfg,
+            registry,
+            warnings,
+        })
+    });
+    with(|p| {
+        let PciState { cfg, registry, .. } = p;
+        registry.register_driver(&*cfg, Box::new(crate::drivers::edu::EduDriver));
+    });
+}
+
+pub fn devices() -> Vec<PciDevice> {
+    with(|p| p.registry.devices().cloned().collect()).unwrap_or_default()
+}
+
+pub fn mechanism_name() -> &'static str {
+    with(|p| p.cfg.name()).unwrap_or("none")
+}
+
+pub fn driver_of(bdf: Bdf) -> Option<&'static str> {
+    with(|p| p.registry.driver_name(bdf)).flatten()
+}
+
+/// Whether a function's Command register has Bus Master Enable set now.
+pub fn bus_master(bdf: Bdf) -> Option<bool> {
+    with(|p| p.cfg.read16(bdf, 0x04) & 0x4 != 0)
+}
