@@ -422,6 +422,7 @@ pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript,
         cmdline: String::new(),
         serial: SerialMode::Piped,
         no_reboot: true,
+        monitor: None,
         extra: vec![],
     };
     let session = Session::spawn(&launch, images)?;

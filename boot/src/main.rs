@@ -10,6 +10,7 @@
 //! ```
 
 mod ktest;
+mod oracle;
 mod profile;
 mod qemu;
 
@@ -141,6 +142,7 @@ fn launch_for(args: &Args, serial: SerialMode) -> Launch {
         cmdline: args.cmdline.clone(),
         serial,
         no_reboot: false,
+        monitor: None,
         extra: args.qemu_extra.clone(),
     }
 }
@@ -307,6 +309,16 @@ fn test(args: &Args) -> i32 {
         }
         match ktest::check_meta(meta, &images, &base) {
             Ok(()) => tally.record(&full, true, ""),
+            Err(e) => tally.record(&full, false, &e),
+        }
+    }
+    for profile_name in ["default", "pcie"] {
+        let full = format!("qemu::{profile_name}::oracle::lspci_matches_qemu_info_pci");
+        if !wanted(&full) {
+            continue;
+        }
+        match oracle::check_pci(&images, profile_name) {
+            Ok(n) => tally.record(&format!("{full} ({n} functions)"), true, ""),
             Err(e) => tally.record(&full, false, &e),
         }
     }

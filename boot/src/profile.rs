@@ -91,6 +91,8 @@ pub struct Launch {
     pub serial: SerialMode,
     /// `-no-reboot`: a reset (or triple fault) ends QEMU instead of rebooting.
     pub no_reboot: bool,
+    /// A QEMU human monitor on this unix socket (piped mode), for oracle tests.
+    pub monitor: Option<PathBuf>,
     pub extra: Vec<String>,
 }
 
@@ -156,6 +158,10 @@ pub fn qemu_args(
         SerialMode::Terminal => push(&["-serial", "mon:stdio"]),
         SerialMode::Piped => push(&["-serial", "stdio", "-monitor", "none"]),
     }
+    if let Some(sock) = &launch.monitor {
+        let spec = format!("unix:{},server=on,wait=off", sock.display());
+        push(&["-monitor", &spec]);
+    }
     // isa-debug-exit lets the kernel end QEMU with a status the runner reads.
     push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     if launch.no_reboot {
@@ -212,6 +218,7 @@ mod tests {
             cmdline: "mode=test a=b,c".into(),
             serial: SerialMode::Piped,
             no_reboot: true,
+            monitor: None,
             extra: vec!["-s".into(), "-S".into()],
         }
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::profile::{qemu_args, Firmware, Images, Launch, Ovmf};
 
 pub const PROMPT: &[u8] = b"busmaster> ";
+pub const PROMPT_STR: &str = "busmaster> ";
 pub const BOOT_IDLE: Duration = Duration::from_secs(60);
 
 pub fn qemu_binary() -> String {
@@ -380,4 +381,116 @@ mod tests {
         assert!(End::Exited(37).describe().contains("crashed"));
         assert!(End::InputDone.describe().contains("without 'poweroff'"));
     }
+}
+
+/// A session driven step by step: wait for text, type, ask the monitor.
+pub struct Console {
+    s: Session,
+    text: String,
+    /// Where the next `wait_for` starts searching.
+    cursor: usize,
+}
+
+impl Console {
+    pub fn new(s: Session) -> Console {
+        Console {
+            s,
+            text: String::new(),
+            cursor: 0,
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Waits until `needle` appears after the cursor; moves the cursor past it
+    /// and returns the text in between.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
+        let start = Instant::now();
+        loop {
+            if let Some(pos) = self.text[self.cursor..].find(needle) {
+                let between = self.text[self.cursor..self.cursor + pos].to_string();
+                self.cursor += pos + needle.len();
+                return Ok(between);
+            }
+            if let Some(status) = self.s.try_wait() {
+                return Err(format!(
+                    "QEMU exited ({status}) while waiting for {needle:?}"
+                ));
+            }
+            if start.elapsed() > timeout {
+                return Err(format!("no {needle:?} within {} s", timeout.as_secs()));
+            }
+            if let Ok(Event::Stdout(b) | Event::Stderr(b)) =
+                self.s.rx.recv_timeout(Duration::from_millis(50))
+            {
+                self.text.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
+    }
+
+    pub fn type_line(&mut self, line: &str) {
+        self.s.send(format!("{line}\n").as_bytes());
+    }
+
+    /// Waits for QEMU to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.s.try_wait() {
+                return Some(status);
+            }
+            if let Ok(Event::Stdout(b) | Event::Stderr(b)) =
+                self.s.rx.recv_timeout(Duration::from_millis(50))
+            {
+                self.text.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
+        None
+    }
+}
+
+/// One command on QEMU's human monitor (HMP) at a unix socket: returns its
+/// output up to the next `(qemu)` prompt.
+pub fn monitor_command(socket: &std::path::Path, command: &str) -> Result<String, String> {
+    use std::os::unix::net::UnixStream;
+    let mut stream = None;
+    for _ in 0..100 {
+        if let Ok(s) = UnixStream::connect(socket) {
+            stream = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut stream =
+        stream.ok_or_else(|| format!("cannot connect to the monitor at {}", socket.display()))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let read_until_prompt = |stream: &mut UnixStream| -> Result<String, String> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream
+                .read(&mut chunk)
+                .map_err(|e| format!("monitor: {e}"))?;
+            if n == 0 {
+                return Err("monitor closed".into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.ends_with(b"(qemu) ") {
+                return Ok(String::from_utf8_lossy(&buf).into_owned());
+            }
+        }
+    };
+    read_until_prompt(&mut stream)?;
+    stream
+        .write_all(format!("{command}\n").as_bytes())
+        .map_err(|e| format!("monitor: {e}"))?;
+    let out = read_until_prompt(&mut stream)?;
+    // The monitor echoes the command with terminal escapes; the answer starts
+    // on the next line.
+    let body = out.split_once('\n').map_or("", |(_, rest)| rest);
+    Ok(body.trim_end_matches("(qemu) ").replace('\r', ""))
 }
