@@ -13,11 +13,15 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-#[cfg(feature = "std")]
+// `cargo test --workspace` unifies features across the workspace, and the
+// kernel (built for x86_64-unknown-none, which has no std) shares this crate
+// with tests that enable `arena`; so the std parts also require a target
+// with an OS.
+#[cfg(all(feature = "std", not(target_os = "none")))]
 extern crate std;
 
 pub mod addr;
-#[cfg(any(test, feature = "arena"))]
+#[cfg(any(test, all(feature = "arena", not(target_os = "none"))))]
 pub mod arena;
 pub mod barrier;
 pub mod direct;
@@ -25,7 +29,7 @@ pub mod phys;
 pub mod regs;
 
 pub use addr::DmaAddr;
-#[cfg(any(test, feature = "arena"))]
+#[cfg(any(test, all(feature = "arena", not(target_os = "none"))))]
 pub use arena::Arena;
 pub use barrier::{clflush_range, dma_rmb, dma_wmb, mb, rmb, wmb};
 pub use direct::DirectMap;
