@@ -332,6 +332,8 @@ pub fn check_meta(meta: &Meta, images: &Images, base: &Launch) -> Result<(), Str
 pub struct ShellCase {
     pub name: &'static str,
     pub profile: &'static str,
+    /// Boot options (fw_cfg command line).
+    pub cmdline: &'static str,
     pub input: &'static [u8],
     /// The session must end this way.
     pub end: End,
@@ -344,6 +346,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
     ShellCase {
         name: "help_meminfo_bogus_poweroff",
         profile: "default",
+        cmdline: "",
         input: b"help\nmeminfo\nbogus\npoweroff\n",
         end: End::Exited(0),
         contains: &[
@@ -359,6 +362,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
     ShellCase {
         name: "bad_arguments_get_usage_errors",
         profile: "default",
+        cmdline: "",
         input: b"uptime now\nhelp nosuchcmd\nhelp uptime\npoweroff\n",
         end: End::Exited(0),
         contains: &[
@@ -371,6 +375,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
     ShellCase {
         name: "backspace_and_crlf_editing",
         profile: "default",
+        cmdline: "",
         input: b"upx\x7ftime\r\nmeminfp\x08o\r\npoweroff\r\n",
         end: End::Exited(0),
         contains: &[" s (TSC ", "MemTotal:"],
@@ -379,6 +384,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
     ShellCase {
         name: "dmesg_replays_the_boot_log",
         profile: "default",
+        cmdline: "",
         input: b"dmesg\npoweroff\n",
         end: End::Exited(0),
         contains: &["memory map:", "command line:"],
@@ -388,6 +394,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
     ShellCase {
         name: "input_closed_without_poweroff_ends_qemu",
         profile: "default",
+        cmdline: "",
         input: b"uptime\n",
         end: End::InputDone,
         contains: &[" s (TSC "],
@@ -396,6 +403,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
     ShellCase {
         name: "reboot_resets_the_machine",
         profile: "default",
+        cmdline: "",
         input: b"reboot\n",
         // with -no-reboot a reset ends QEMU with status 0
         end: End::Exited(0),
@@ -403,8 +411,56 @@ pub const SHELL_CASES: &[ShellCase] = &[
         line_counts: &[],
     },
     ShellCase {
+        name: "platform_views_lspci_dmar_acpi_irq",
+        profile: "default",
+        cmdline: "",
+        input: b"lspci -v\ndmar\nacpi\nirq\nlspci -t\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "00:03.0 Unclassified device: Technical Corp. QEMU edu educational device [1234:11e8]",
+            "Memory at fea00000 (32-bit, non-prefetchable) [size=1M]",
+            "Kernel driver in use: edu",
+            "MSI: Enable+ vector",
+            "DMAR: host address width 39 bits",
+            "[0] DRHD register base 0xfed90000",
+            "scope: PCI endpoint 00:03.0",
+            "DMAR  0x",
+            "(6 tables)",
+            "LAPIC timer",
+            "-[0000:00]",
+            "via ECAM",
+        ],
+        line_counts: &[("error:", 0)],
+    },
+    ShellCase {
+        name: "lspci_through_legacy_ports",
+        profile: "default",
+        cmdline: "pci=legacy",
+        input: b"lspci\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "[1234:11e8]",
+            "(7 functions via legacy I/O ports 0xCF8/0xCFC)",
+        ],
+        line_counts: &[("error:", 0)],
+    },
+    ShellCase {
+        name: "dmar_without_iommu_is_a_clear_error",
+        profile: "noiommu",
+        cmdline: "",
+        input: b"dmar\nlspci -q\nioremap 0x1000 0\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "error: dmar: the firmware has no DMAR table",
+            "error: usage: lspci [-v|-t|-m]",
+            "error: ioremap: empty",
+        ],
+        line_counts: &[("error:", 3)],
+    },
+    ShellCase {
         name: "uefi_boot_and_poweroff",
         profile: "uefi",
+        cmdline: "",
         input: b"meminfo\npoweroff\n",
         end: End::Exited(0),
         contains: &["MemTotal:", "requesting ACPI S5"],
@@ -419,7 +475,7 @@ pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript,
     let launch = Launch {
         firmware: profile.firmware,
         profile,
-        cmdline: String::new(),
+        cmdline: case.cmdline.to_string(),
         serial: SerialMode::Piped,
         no_reboot: true,
         monitor: None,

@@ -71,6 +71,75 @@ pub struct Platform {
     pub pm1a_cnt: Option<u16>,
     pub pm1b_cnt: Option<u16>,
     pub s5: Option<(u8, u8)>,
+    /// Every table the RSDT/XSDT lists (our own walker, for the `acpi` view).
+    pub tables: Vec<acpi_tables::walk::TableInfo>,
+    /// The DMAR, parsed by our parser; `None` when the firmware has none
+    /// (no VT-d), an error text when it is malformed.
+    pub dmar: Option<Result<acpi_tables::dmar::Dmar, alloc::string::String>>,
+}
+
+/// `PhysRead` over the direct map that refuses addresses outside the ranges
+/// the firmware's memory map describes: a corrupt table pointer must give an
+/// error, not a page fault.
+struct MappedPhys;
+
+impl acpi_tables::walk::PhysRead for MappedPhys {
+    fn read(&self, phys: u64, buf: &mut [u8]) -> Result<(), acpi_tables::walk::PhysReadError> {
+        let err = acpi_tables::walk::PhysReadError {
+            phys,
+            len: buf.len(),
+        };
+        let end = phys.checked_add(buf.len() as u64).ok_or(err)?;
+        // Tables may sit in any described range (ACPI data/NVS, reserved);
+        // BIOS tables also live in the legacy area below 1 MiB.
+        let covered = crate::memmap::regions()
+            .iter()
+            .any(|r| r.start <= phys && end <= r.end)
+            || end <= 0x10_0000;
+        if !covered {
+            return Err(err);
+        }
+        hal::PhysMemory::read(&physmem::DirectMap, hal::PhysAddr::new(phys), buf);
+        Ok(())
+    }
+}
+
+/// Our walk of the root tables and our DMAR parse (the acpi crate is used for
+/// the rest).
+fn read_own_tables(p: &mut Platform) {
+    let tables = match acpi_tables::walk::walk(&MappedPhys, p.rsdp) {
+        Ok(t) => t,
+        Err(e) => {
+            log::warn!("acpi: walking the root table: {e}");
+            return;
+        }
+    };
+    for w in &tables.warnings {
+        log::warn!("acpi: {w}");
+    }
+    p.tables = tables.tables.clone();
+    let Some(info) = tables.find(&acpi_tables::dmar::SIGNATURE).next() else {
+        log::info!("acpi: no DMAR table: no VT-d remapping hardware described");
+        return;
+    };
+    let parsed = acpi_tables::walk::read_table(&MappedPhys, info.address, 64 * 1024)
+        .map_err(|e| alloc::format!("{e}"))
+        .and_then(|bytes| acpi_tables::dmar::parse(&bytes).map_err(|e| alloc::format!("{e}")));
+    match &parsed {
+        Ok(d) => {
+            for w in &d.warnings {
+                log::warn!("DMAR: {w}");
+            }
+            log::info!(
+                "DMAR: host address width {}, {} DRHD, {} RMRR",
+                d.address_width_bits(),
+                d.drhds().count(),
+                d.rmrrs().count()
+            );
+        }
+        Err(e) => log::warn!("DMAR: {e}"),
+    }
+    p.dmar = Some(parsed);
 }
 
 static PLATFORM: Once<Platform> = Once::new();
@@ -209,6 +278,7 @@ pub fn init(rsdp: Option<u64>) -> &'static Platform {
             let aml = unsafe { core::slice::from_raw_parts(va, len) };
             p.s5 = find_s5(aml);
         }
+        read_own_tables(&mut p);
         log::info!(
             "acpi: revision {}, local APIC {:#x}, {} IO-APIC(s), {} ECAM window(s), HPET {}, PM1a_CNT {}, \\_S5 {:?}",
             p.acpi_revision,

@@ -16,6 +16,12 @@ pub static TESTS: &[KTest] = &[
         manual: false,
     },
     KTest {
+        name: "acpi::our_walk_lists_the_tables_and_parses_dmar",
+        run: own_tables,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
         name: "acpi::s5_found_in_aml_encodings",
         run: s5_encodings,
         profiles: &[],
@@ -82,6 +88,83 @@ fn acpi_found() -> TestResult {
         "PM1a {:?} S5 {:?}",
         p.pm1a_cnt,
         p.s5
+    );
+    Ok(())
+}
+
+fn own_tables() -> TestResult {
+    let p = platform::get().ok_or("no platform information")?;
+    let sigs: Vec<[u8; 4]> = p.tables.iter().map(|t| t.signature).collect();
+    for want in [b"FACP", b"APIC", b"HPET", b"MCFG"] {
+        kassert!(
+            sigs.contains(want),
+            "table {} missing from {:?}",
+            core::str::from_utf8(want).unwrap_or("?"),
+            p.tables.len()
+        );
+    }
+    let profile = crate::boot_cmdline().get("profile").unwrap_or("default");
+    if profile == "noiommu" {
+        kassert!(p.dmar.is_none(), "a DMAR without intel-iommu");
+        return Ok(());
+    }
+    let dmar = match &p.dmar {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => return Err(alloc::format!("DMAR did not parse: {e}")),
+        None => return Err("no DMAR with intel-iommu".into()),
+    };
+    // hw-facts §4.13: QEMU's DMAR has HAW byte 38 (39-bit) and one DRHD at
+    // 0xfed90000 *without* INCLUDE_PCI_ALL: it lists the IOAPIC (bus 0xff)
+    // and every function on the root bus, bridges as bridge scopes.
+    kassert!(
+        dmar.address_width_bits() == 39,
+        "host address width {}",
+        dmar.address_width_bits()
+    );
+    let units: Vec<_> = dmar.drhds().collect();
+    kassert!(
+        units.len() == 1 && units[0].register_base == 0xfed9_0000 && !units[0].include_pci_all(),
+        "DRHDs {units:?}"
+    );
+    let unit = units[0];
+    kassert!(
+        unit.scopes
+            .iter()
+            .any(|sc| sc.scope_type.name() == "IOAPIC" && sc.start_bus == 0xff),
+        "no IOAPIC scope"
+    );
+    // Cross-check two independent sources: every root-bus function PCI found
+    // has a scope of the right kind, and no scope names a missing function.
+    let devs = kpci::devices();
+    for d in devs.iter().filter(|d| d.parent.is_none()) {
+        let scope = unit
+            .scopes
+            .iter()
+            .find(|sc| sc.single_hop_bdf() == Some((d.bdf.bus, d.bdf.device, d.bdf.function)))
+            .ok_or_else(|| alloc::format!("{} has no DRHD device scope", d.bdf))?;
+        let want = if d.is_bridge() {
+            "PCI sub-hierarchy"
+        } else {
+            "PCI endpoint"
+        };
+        kassert!(
+            scope.scope_type.name() == want,
+            "{}: scope {} for a {}",
+            d.bdf,
+            scope.scope_type.name(),
+            want
+        );
+    }
+    let pci_scopes = unit.scopes.iter().filter(|sc| sc.start_bus != 0xff).count();
+    kassert!(
+        pci_scopes == devs.iter().filter(|d| d.parent.is_none()).count(),
+        "{pci_scopes} PCI scopes"
+    );
+    let mut text = alloc::string::String::new();
+    crate::shell::write_dmar_for_test(&mut text, dmar);
+    kassert!(
+        text.contains("DRHD register base 0xfed90000") && text.contains("host address width 39"),
+        "dmar view: {text}"
     );
     Ok(())
 }

@@ -53,6 +53,18 @@ pub static COMMANDS: &[Command] = &[
         run: super::pci_cmds::lspci,
     },
     Command {
+        name: "acpi",
+        usage: "",
+        summary: "the ACPI tables the firmware lists (signature, address, length, revision, OEM)",
+        run: super::acpi_cmds::acpi,
+    },
+    Command {
+        name: "dmar",
+        usage: "",
+        summary: "the DMAR table as our parser reads it: remapping units, RMRRs, device scopes",
+        run: super::acpi_cmds::dmar,
+    },
+    Command {
         name: "irq",
         usage: "",
         summary: "interrupt counts per vector, with what each vector is for",

@@ -1,6 +1,7 @@
 //! The serial shell: a prompt, a small line editor and one command table
 //! (`commands::COMMANDS`) that every layer adds its commands to.
 
+mod acpi_cmds;
 mod commands;
 mod pci_cmds;
 
@@ -86,6 +87,11 @@ pub fn parse_u64(s: &str) -> Option<u64> {
         None => digits.parse().ok()?,
     };
     v.checked_mul(mult)
+}
+
+/// The `dmar` view into a string (for tests).
+pub fn write_dmar_for_test(out: &mut alloc::string::String, d: &acpi_tables::dmar::Dmar) {
+    let _ = acpi_cmds::write_dmar(out, d);
 }
 
 pub fn find(name: &str) -> Option<&'static Command> {
