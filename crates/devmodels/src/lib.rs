@@ -1,0 +1,18 @@
+//! `devmodels`: behavioural models of hardware for host tests (DESIGN.md §6).
+//!
+//! A model implements the same traits the kernel implements over real hardware
+//! (`hal::RegisterAccess` for registers, and it reaches memory through
+//! `hal::PhysMemory`), and reacts the way the hardware — as QEMU 7.2 emulates it
+//! (hw-facts) — does. Models are written from the specifications, independently of the
+//! drivers they test, so a test can ask the model what a device would see.
+//!
+//! * [`vtd`] — Intel VT-d remapping unit: register file with GCMD/GSTS handshakes,
+//!   register and queued invalidation, fault recording, and a DMA request engine that
+//!   walks the root/context/second-level tables in memory through its own caches.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod vtd;
