@@ -400,10 +400,6 @@ impl Console {
         }
     }
 
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
     /// Waits until `needle` appears after the cursor; moves the cursor past it
     /// and returns the text in between.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {

@@ -7,7 +7,7 @@ use core::fmt;
 
 use hal::{PhysAddr, VirtAddr};
 use mm::buddy::{AllocError, FrameAllocatorConfig, FreeError, ZoneKind, ZoneLimit, ZoneStats};
-use mm::paging::{MapError, PageSize, PageTableFlags, TlbInvalidate, Translation, UnmapError};
+use mm::paging::{Invlpg, MapError, PageSize, PageTableFlags, Translation, UnmapError};
 use mm::pat::{CacheType, IA32_PAT_MSR, PAT_MSR_VALUE};
 use mm::{page_span, FrameAllocator, IoRemapError, IoRemapSpace, Mapper};
 use spin::Mutex;
@@ -15,21 +15,14 @@ use x86_64::registers::control::Cr3;
 use x86_64::registers::model_specific::Msr;
 
 use crate::memmap::{self, Kind};
-use crate::physmem::{self, DirectMap};
+use hal::DirectMap;
+
+use crate::physmem;
 
 /// Virtual window for `ioremap`: one PML4 slot (512 GiB) in the higher half
 /// that the bootloader leaves empty.
 const IOREMAP_BASE: u64 = 0xFFFF_A000_0000_0000;
 const IOREMAP_SIZE: u64 = 64 << 30;
-
-/// `invlpg` for the live tables.
-pub struct Invlpg;
-
-impl TlbInvalidate for Invlpg {
-    fn invalidate_page(&mut self, va: VirtAddr) {
-        x86_64::instructions::tlb::flush(va);
-    }
-}
 
 struct Mm {
     frames: FrameAllocator<'static>,
@@ -76,16 +69,11 @@ pub fn init() -> Result<(), &'static str> {
             .map(|r| r.start..r.end)
     };
     let need = mm::buddy::metadata_bytes(usable()) as u64;
-    // Carve the metadata out of usable RAM above the DMA zone (that memory is
-    // precious to ISA and 24-bit devices), page aligned.
-    let meta_start = usable()
-        .filter_map(|r| {
-            let start = r.start.max(16 << 20).next_multiple_of(4096);
-            (start + need <= r.end).then_some(start)
-        })
-        .next()
+    // Above 4 GiB if there is RAM there, else above the DMA zone: low memory
+    // is precious to devices with small DMA masks.
+    let meta = mm::buddy::place_metadata(usable(), core::iter::empty(), need as usize)
         .ok_or("no usable region large enough for the frame allocator's metadata")?;
-    let meta_end = (meta_start + need).next_multiple_of(4096);
+    let (meta_start, meta_end) = (meta.start, meta.end);
     let va = physmem::to_virt(meta_start).as_mut_ptr::<u8>();
     // SAFETY: [meta_start, meta_end) is usable RAM that nothing else has been
     // given (the heap is static, the bootloader's frames are not "usable"),
@@ -99,7 +87,7 @@ pub fn init() -> Result<(), &'static str> {
     )
     .map_err(|_| "frame allocator could not be built from the memory map")?;
     let (pml4, _) = Cr3::read();
-    let mapper = Mapper::new(DirectMap, pml4.start_address(), Invlpg);
+    let mapper = Mapper::new(physmem::direct(), pml4.start_address(), Invlpg);
     let ioremap = IoRemapSpace::new(VirtAddr::new(IOREMAP_BASE), IOREMAP_SIZE)
         .map_err(|_| "bad ioremap window")?;
     log::info!(

@@ -71,7 +71,13 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let Some(offset) = boot_info.physical_memory_offset.into_option() else {
         panic!("the bootloader did not map physical memory (BOOTLOADER_CONFIG asks for it)");
     };
-    physmem::init(offset);
+    let limit = boot_info
+        .memory_regions
+        .iter()
+        .map(|r| r.end)
+        .max()
+        .unwrap_or(0);
+    physmem::init(offset, limit);
     log::info!("physical memory mapped at {offset:#x}");
     let cmdline = CMDLINE.call_once(|| Cmdline::parse(&fwcfg::cmdline()));
     log::info!("command line: '{}'", cmdline.raw());

@@ -99,7 +99,7 @@ impl acpi_tables::walk::PhysRead for MappedPhys {
         if !covered {
             return Err(err);
         }
-        hal::PhysMemory::read(&physmem::DirectMap, hal::PhysAddr::new(phys), buf);
+        hal::PhysMemory::read(&physmem::direct(), hal::PhysAddr::new(phys), buf);
         Ok(())
     }
 }

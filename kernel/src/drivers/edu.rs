@@ -138,3 +138,43 @@ impl PciDriver for EduDriver {
 pub fn with_edu<R>(f: impl FnOnce(&Edu) -> R) -> Option<R> {
     x86_64::instructions::interrupts::without_interrupts(|| EDU.lock().as_ref().map(f))
 }
+
+/// What `edu info` shows: identification, a liveness round trip, interrupts.
+pub fn info(out: &mut dyn core::fmt::Write) -> Result<(), &'static str> {
+    with_edu(|e| {
+        let ident = e.regs.read32(REG_IDENT);
+        // Liveness: the register returns the bitwise NOT of what was written.
+        e.regs.write32(REG_LIVENESS, 0x1234_5678);
+        let live = e.regs.read32(REG_LIVENESS);
+        let _ = writeln!(
+            out,
+            "edu {} (QEMU educational device): version {}.{}, BAR0 at {:#x}, {} KiB",
+            e.bdf,
+            ident >> 24,
+            (ident >> 16) & 0xFF,
+            e.regs.phys(),
+            e.regs.size() / 1024
+        );
+        let _ = writeln!(
+            out,
+            "liveness: wrote 0x12345678, read {live:#010x} ({})",
+            if live == !0x1234_5678u32 {
+                "alive"
+            } else {
+                "NOT the inverse: device not responding"
+            }
+        );
+        let _ = writeln!(
+            out,
+            "interrupts: MSI vector {:#04x}, {} received, status bits seen {:#x}",
+            e.vector,
+            irq_count(),
+            last_status()
+        );
+        let _ = writeln!(
+            out,
+            "DMA mask: 28 bits (the device ANDs addresses with 0x0fffffff)"
+        );
+    })
+    .ok_or("no edu device bound (the default profiles have one: -device edu)")
+}

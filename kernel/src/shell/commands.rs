@@ -65,6 +65,12 @@ pub static COMMANDS: &[Command] = &[
         run: super::acpi_cmds::dmar,
     },
     Command {
+        name: "edu",
+        usage: "info",
+        summary: "QEMU's edu PCI device: identification, liveness, interrupts",
+        run: edu,
+    },
+    Command {
         name: "irq",
         usage: "",
         summary: "interrupt counts per vector, with what each vector is for",
@@ -272,4 +278,12 @@ fn irq(cmd: &Command, args: &[&str]) -> CmdResult {
         apic::timer_hz() / 1000
     );
     Ok(())
+}
+
+fn edu(cmd: &Command, args: &[&str]) -> CmdResult {
+    match args {
+        ["info"] => crate::drivers::edu::info(&mut Serial)
+            .map_err(|e| CmdError::Failed(alloc::format!("edu: {e}"))),
+        _ => Err(cmd.usage_error()),
+    }
 }

@@ -37,6 +37,9 @@ pub fn lspci(cmd: &Command, args: &[&str]) -> CmdResult {
         devices.len(),
         kpci::mechanism_name()
     );
+    for w in kpci::with(|p| p.warnings.clone()).unwrap_or_default() {
+        kprintln!("warning: {w}");
+    }
     Ok(())
 }
 
