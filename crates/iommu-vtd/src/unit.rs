@@ -875,7 +875,10 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         perm: Perm,
     ) -> Result<(), Error> {
         let pgd = self.pgd(d)?;
-        if iova % PAGE_SIZE != 0 || pa.as_u64() % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || len == 0
+        if !iova.is_multiple_of(PAGE_SIZE)
+            || !pa.as_u64().is_multiple_of(PAGE_SIZE)
+            || !len.is_multiple_of(PAGE_SIZE)
+            || len == 0
         {
             return Err(Error::Misaligned);
         }
@@ -946,7 +949,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             let v = iova + off;
             let (slot, level, _) = self.find_leaf(pgd, v).ok_or(Error::NotMapped(v))?;
             let size = tables::level_size(level);
-            if v % size != 0 || len - off < size {
+            if !v.is_multiple_of(size) || len - off < size {
                 return Err(Error::NotMapped(v));
             }
             leaves.push(slot);
@@ -965,7 +968,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
     /// domain).
     pub fn unmap(&mut self, d: DomainId, iova: u64, len: u64) -> Result<UnmapInfo, Error> {
         let pgd = self.pgd(d)?;
-        if iova % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || len == 0 {
+        if !iova.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) || len == 0 {
             return Err(Error::Misaligned);
         }
         self.clear_range(pgd, iova, len)?;
