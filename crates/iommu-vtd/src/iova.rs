@@ -165,6 +165,31 @@ impl IovaAllocator {
         before - self.ranges.len()
     }
 
+    /// A page-selective flush covering just the pending range at `addr` completed
+    /// (strict mode): only that range becomes free. Returns whether it was pending.
+    pub fn flush_done_range(&mut self, addr: DmaAddr) -> bool {
+        match self.ranges.get(&addr.as_u64()) {
+            Some(&(_, State::Pending(_))) => {
+                self.ranges.remove(&addr.as_u64());
+                self.pending -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Returns an allocated range that was never mapped (so no IOTLB entry can exist):
+    /// it is free at once.
+    pub fn cancel(&mut self, addr: DmaAddr) -> Result<(), IovaError> {
+        match self.ranges.get(&addr.as_u64()) {
+            Some(&(_, State::Allocated)) => {
+                self.ranges.remove(&addr.as_u64());
+                Ok(())
+            }
+            _ => Err(IovaError::NotAllocated(addr)),
+        }
+    }
+
     /// Number of ranges waiting for a flush.
     pub fn pending(&self) -> usize {
         self.pending
@@ -234,7 +259,17 @@ mod tests {
         assert_eq!(a.free(y, 0), Err(IovaError::NotAllocated(y)));
         assert_eq!(a.flush_done(), 1);
         assert_eq!(a.alloc(0x1000, limit).unwrap(), y);
-        let _ = (x, z);
+        // Strict mode: only the flushed range is released.
+        a.free(x, 0).unwrap();
+        a.free(z, 0).unwrap();
+        assert!(a.flush_done_range(z));
+        assert!(!a.flush_done_range(z));
+        assert_eq!(a.pending(), 1);
+        assert_eq!(a.alloc(0x1000, limit).unwrap(), z);
+        assert!(a.alloc(0x1000, limit).is_err());
+        // A never-mapped range is free at once.
+        assert_eq!(a.cancel(z), Ok(()));
+        assert_eq!(a.alloc(0x1000, limit).unwrap(), z);
     }
 
     #[test]

@@ -31,4 +31,4 @@ pub use inval::{ContextInval, InvalMode, IotlbInval};
 pub use iova::{IovaAllocator, IovaError};
 pub use regs::{Cap, Ecap};
 pub use tables::{Bdf, Perm};
-pub use unit::{Config, DomainId, DomainKind, Error, RemappingUnit, Translation, UnmapInfo};
+pub use unit::{Config, DomainId, DomainKind, Error, RemappingUnit, Stats, Translation, UnmapInfo};

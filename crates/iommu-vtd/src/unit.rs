@@ -565,8 +565,8 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         }
     }
 
-    /// Issues the invalidation an unmap asked for and releases pending IOVAs of the
-    /// domain if it was their flush.
+    /// Issues the IOTLB invalidation an [`RemappingUnit::unmap`] asked for. (IOVA
+    /// ranges are released separately: [`RemappingUnit::unmap_dma`] does both.)
     pub fn flush_unmap(&mut self, info: &UnmapInfo) -> Result<(), Error> {
         self.flush_iotlb(info.inval)
     }
@@ -675,6 +675,57 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
     /// has completed.
     pub fn iova_flushed(&mut self, d: DomainId) -> Result<usize, Error> {
         Ok(self.domain_mut(d)?.iova.flush_done())
+    }
+
+    /// The DMA API's map path in one call: allocates an IOVA range below `dma_mask`
+    /// for `[pa, pa + size)` (any alignment) and maps it with `perm`. Returns the IOVA
+    /// of `pa` itself (with its offset in the page).
+    pub fn map_dma(
+        &mut self,
+        d: DomainId,
+        pa: PhysAddr,
+        size: u64,
+        perm: Perm,
+        dma_mask: u64,
+    ) -> Result<u64, Error> {
+        let off = pa.as_u64() & (PAGE_SIZE - 1);
+        let len = (off + size.max(1)).next_multiple_of(PAGE_SIZE);
+        let iova = self.alloc_iova(d, len, dma_mask)?;
+        if let Err(e) = self.map(d, iova, PhysAddr::new(pa.as_u64() - off), len, perm) {
+            // Never mapped, so nothing can be cached: free at once.
+            let _ = self.domain_mut(d)?.iova.cancel(hal::DmaAddr::new(iova));
+            return Err(e);
+        }
+        Ok(iova + off)
+    }
+
+    /// The DMA API's unmap path: unmaps what [`RemappingUnit::map_dma`] mapped for
+    /// `size` bytes at `iova`, and frees the IOVA range. `strict`: invalidate the IOTLB
+    /// for this range now and release just this range; otherwise (lazy) the range
+    /// waits in the domain's flush queue, and a domain-wide flush happens when the
+    /// queue is full or old at `now` (Linux's flush queue, spec §6.5 still obeyed:
+    /// no reuse before invalidation).
+    pub fn unmap_dma(
+        &mut self,
+        d: DomainId,
+        iova: u64,
+        size: u64,
+        now: u64,
+        strict: bool,
+    ) -> Result<(), Error> {
+        let base = iova & !(PAGE_SIZE - 1);
+        let len = (iova - base + size.max(1)).next_multiple_of(PAGE_SIZE);
+        let info = self.unmap(d, base, len)?;
+        self.free_iova(d, base, now)?;
+        if strict {
+            self.flush_unmap(&info)?;
+            self.domain_mut(d)?
+                .iova
+                .flush_done_range(hal::DmaAddr::new(base));
+        } else {
+            self.flush_queue_tick(d, now)?;
+        }
+        Ok(())
     }
 
     /// Destroys a domain without devices: frees its tables and flushes its IOTLB

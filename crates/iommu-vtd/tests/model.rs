@@ -747,3 +747,62 @@ fn map_errors_leave_nothing_behind() {
         assert_eq!(u.destroy_domain(a), Err(Error::DomainBusy(a)));
     });
 }
+
+#[test]
+fn dma_api_path_strict_and_lazy() {
+    with_unit(QEMU_CAP, QEMU_ECAP, cfg(InvalMode::Queued), |m, u| {
+        let a = u.create_domain(DomainKind::Translated).unwrap();
+        u.attach(EDU, a).unwrap();
+        u.enable_translation().unwrap();
+        let edu_mask = (1u64 << 28) - 1;
+        // A buffer not page aligned, crossing a page boundary.
+        let pa = PhysAddr::new(0x12_3f80);
+        let iova = u
+            .map_dma(a, pa, 0x100, Perm::READ | Perm::WRITE, edu_mask)
+            .unwrap();
+        assert_eq!(iova & 0xfff, 0xf80);
+        assert!(iova + 0x100 <= 1 << 28);
+        m.dma_write(0, EDU.devfn, iova, &[0xa5; 0x100]).unwrap();
+        assert_eq!(
+            m.memory().to_vec(PhysAddr::new(0x12_4000), 0x80),
+            [0xa5; 0x80]
+        );
+        // Strict: unmapped and invalidated at once, and the IOVA is reusable.
+        u.unmap_dma(a, iova, 0x100, 0, true).unwrap();
+        assert_eq!(m.dma(0, EDU.devfn, iova, 4, false).unwrap_err().reason, 6);
+        let again = u.map_dma(a, pa, 0x100, Perm::READ, edu_mask).unwrap();
+        assert_eq!(again, iova, "strict mode frees after its own flush");
+        // Lazy: the stale translation may live until the queue flushes, and the IOVA
+        // is not handed out again before that.
+        assert!(m.dma(0, EDU.devfn, again, 4, false).is_ok());
+        u.unmap_dma(a, again, 0x100, 1, false).unwrap();
+        assert!(
+            m.dma(0, EDU.devfn, again, 4, false).is_ok(),
+            "lazy: still cached"
+        );
+        let other = u.map_dma(a, pa, 0x100, Perm::READ, edu_mask).unwrap();
+        assert_ne!(other & !0xfff, again & !0xfff);
+        assert_eq!(u.flush_queue_tick(a, 100), Ok(true));
+        assert_eq!(m.dma(0, EDU.devfn, again, 4, false).unwrap_err().reason, 6);
+        // A failed map gives its IOVA back at once.
+        let probe = u
+            .iova_allocator(a)
+            .unwrap()
+            .clone()
+            .alloc(0x1000, 1 << 28)
+            .unwrap()
+            .as_u64();
+        u.map(a, probe, PhysAddr::new(0x1000), 0x1000, Perm::READ)
+            .unwrap();
+        assert_eq!(
+            u.map_dma(a, pa, 0x10, Perm::READ, edu_mask),
+            Err(Error::AlreadyMapped(probe))
+        );
+        let _ = u.unmap(a, probe, 0x1000).unwrap();
+        assert_eq!(
+            u.map_dma(a, pa, 0x10, Perm::READ, edu_mask).unwrap() & !0xfff,
+            probe,
+            "cancelled IOVA reused"
+        );
+    });
+}
