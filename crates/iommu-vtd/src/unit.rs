@@ -660,6 +660,25 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             .free(hal::DmaAddr::new(iova), now)?)
     }
 
+    /// Frees an IOVA range whose translations the caller has already removed *and*
+    /// invalidated (the `crates/dma` backend order: unmap → flush_iotlb → free_iova):
+    /// it is reusable at once.
+    pub fn free_iova_flushed(&mut self, d: DomainId, iova: u64) -> Result<(), Error> {
+        Ok(self.domain_mut(d)?.iova.cancel(hal::DmaAddr::new(iova))?)
+    }
+
+    /// Invalidates the IOTLB for `[iova, iova + len)` of domain `d` (page-selective
+    /// with the smallest covering mask, or domain-selective) and waits for completion.
+    pub fn flush_iotlb_range(&mut self, d: DomainId, iova: u64, len: u64) -> Result<(), Error> {
+        self.flush_iotlb(IotlbInval::for_range(
+            d.0,
+            iova,
+            len,
+            self.cap.psi,
+            self.cap.mamv,
+        ))
+    }
+
     /// Lazy mode: flushes the domain's IOTLB and releases its pending IOVAs if the
     /// flush queue is full or old at `now`; returns whether it flushed.
     pub fn flush_queue_tick(&mut self, d: DomainId, now: u64) -> Result<bool, Error> {

@@ -806,3 +806,28 @@ fn dma_api_path_strict_and_lazy() {
         );
     });
 }
+
+/// The order the `crates/dma` backend uses: unmap → flush_iotlb(range) → free_iova.
+#[test]
+fn dma_crate_backend_order() {
+    with_unit(QEMU_CAP, QEMU_ECAP, cfg(InvalMode::Register), |m, u| {
+        let a = u.create_domain(DomainKind::Translated).unwrap();
+        u.attach(EDU, a).unwrap();
+        u.enable_translation().unwrap();
+        let iova = u.alloc_iova(a, 0x2000, u32::MAX as u64).unwrap();
+        u.map(a, iova, PhysAddr::new(0x4_0000), 0x2000, Perm::WRITE)
+            .unwrap();
+        assert!(m.dma(0, EDU.devfn, iova + 0x1000, 4, true).is_ok());
+        u.unmap(a, iova, 0x2000).unwrap();
+        assert!(m.dma(0, EDU.devfn, iova + 0x1000, 4, true).is_ok(), "stale");
+        u.flush_iotlb_range(a, iova, 0x2000).unwrap();
+        assert_eq!(
+            m.dma(0, EDU.devfn, iova + 0x1000, 4, true)
+                .unwrap_err()
+                .reason,
+            5
+        );
+        u.free_iova_flushed(a, iova).unwrap();
+        assert_eq!(u.alloc_iova(a, 0x2000, u32::MAX as u64), Ok(iova));
+    });
+}
