@@ -458,6 +458,42 @@ pub const SHELL_CASES: &[ShellCase] = &[
         line_counts: &[("error:", 3)],
     },
     ShellCase {
+        name: "zones_on_bigmem_buddyinfo_zoneinfo",
+        profile: "bigmem",
+        cmdline: "",
+        input: b"buddyinfo\nzoneinfo\nmeminfo\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "Node 0, zone      DMA",
+            "Node 0, zone    DMA32",
+            "Node 0, zone   Normal",
+            // Normal starts above 4 GiB (after the allocator metadata) and ends at 8 GiB.
+            "range    [0x0001",
+            "-0x000200000000)",
+            "Zone Normal",
+            "MemFree:",
+        ],
+        line_counts: &[("error:", 0), ("Node 0, zone", 6)],
+    },
+    ShellCase {
+        name: "ioremap_and_edu_info",
+        profile: "default",
+        cmdline: "",
+        input:
+            b"ioremap 0xfed90000 0x1000\nioremap 0xfed90000 64 wc\nedu info\nedu bogus\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "uncached, PAT index 3",
+            "first dword: 0x00000010",
+            "write-combining, PAT index 4",
+            "unmapped; translation now None",
+            "version 1.0",
+            "(alive)",
+            "error: usage: edu info",
+        ],
+        line_counts: &[("error:", 1)],
+    },
+    ShellCase {
         name: "uefi_boot_and_poweroff",
         profile: "uefi",
         cmdline: "",
