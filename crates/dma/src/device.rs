@@ -1,0 +1,286 @@
+//! A DMA-capable device: its parameters and its backend.
+
+use crate::debug::{DebugKind, DebugSink, DeviceDebug, MappingInfo};
+use crate::iommu::SharedDomain;
+use crate::mapping::MapState;
+use crate::platform::DmaPlatform;
+use crate::swiotlb::Swiotlb;
+use crate::{dma_bit_mask, DmaError, ZONE_DMA_LIMIT};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Per-device DMA parameters (DESIGN.md §4; defaults as Linux's for PCI devices,
+/// hw-facts §3.1 and §3.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaParams {
+    /// Highest bus address for streaming mappings (`dma_mask`). Default 32 bits.
+    pub dma_mask: u64,
+    /// Highest bus address for coherent allocations. Default 32 bits.
+    pub coherent_dma_mask: u64,
+    /// Largest scatter-gather segment. Default 64 KiB.
+    pub max_segment_size: usize,
+    /// A segment must not cross an address where bits above this mask change.
+    /// Default `0xFFFF_FFFF`.
+    pub segment_boundary_mask: u64,
+    /// Low address bits a bounce buffer must keep from the original
+    /// (`dma_set_min_align_mask`). Default 0.
+    pub min_align_mask: u64,
+    /// Whether the device snoops CPU caches (`dev_is_dma_coherent`). True on x86; when
+    /// false the platform's cache hooks run on map, unmap and sync.
+    pub coherent: bool,
+    /// Bounce every streaming mapping through the swiotlb (`swiotlb=force`).
+    pub force_bounce: bool,
+}
+
+impl Default for DmaParams {
+    fn default() -> Self {
+        DmaParams {
+            dma_mask: dma_bit_mask(32),
+            coherent_dma_mask: dma_bit_mask(32),
+            max_segment_size: 64 * 1024,
+            segment_boundary_mask: 0xFFFF_FFFF,
+            min_align_mask: 0,
+            coherent: true,
+            force_bounce: false,
+        }
+    }
+}
+
+/// How a device's streaming mappings reach memory.
+#[derive(Clone)]
+pub enum DmaBackend {
+    /// Bus address = physical address; a buffer above the mask is an error.
+    Direct,
+    /// Direct when the buffer fits the mask, else bounced through this pool.
+    Swiotlb(Arc<Swiotlb>),
+    /// Every mapping gets an IOVA from this domain (VT-d).
+    Iommu(SharedDomain),
+}
+
+impl fmt::Debug for DmaBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DmaBackend::Direct => f.write_str("Direct"),
+            DmaBackend::Swiotlb(s) => write!(f, "Swiotlb({s:?})"),
+            DmaBackend::Iommu(_) => f.write_str("Iommu"),
+        }
+    }
+}
+
+/// A DMA-capable device as the DMA layer knows it. Created once per device (per PCI
+/// function the kernel binds), shared as `Arc` by every handle that maps through it.
+pub struct DmaDevice {
+    pub(crate) name: Arc<str>,
+    pub(crate) platform: &'static dyn DmaPlatform,
+    params: spin::Mutex<DmaParams>,
+    backend: spin::RwLock<DmaBackend>,
+    pub(crate) maps: spin::Mutex<MapState>,
+    pub(crate) debug: DeviceDebug,
+}
+
+impl fmt::Debug for DmaDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DmaDevice")
+            .field("name", &self.name)
+            .field("params", &self.params())
+            .field("backend", &*self.backend.read())
+            .finish()
+    }
+}
+
+impl DmaDevice {
+    /// A device named `name` (e.g. `"0000:00:03.0 edu"`, used in every report) with
+    /// Linux's default parameters.
+    pub fn new(
+        name: &str,
+        platform: &'static dyn DmaPlatform,
+        backend: DmaBackend,
+    ) -> Arc<DmaDevice> {
+        Self::with_params(name, platform, backend, DmaParams::default())
+    }
+
+    /// As [`new`](Self::new), with parameters already known (e.g. copied from the PCI
+    /// layer's `DmaParams`). The masks are taken as given, not checked.
+    pub fn with_params(
+        name: &str,
+        platform: &'static dyn DmaPlatform,
+        backend: DmaBackend,
+        params: DmaParams,
+    ) -> Arc<DmaDevice> {
+        Arc::new(DmaDevice {
+            name: Arc::from(name),
+            platform,
+            params: spin::Mutex::new(params),
+            backend: spin::RwLock::new(backend),
+            maps: spin::Mutex::new(MapState::default()),
+            debug: DeviceDebug::default(),
+        })
+    }
+
+    /// The name given at creation.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The platform.
+    pub fn platform(&self) -> &'static dyn DmaPlatform {
+        self.platform
+    }
+
+    /// A copy of the current parameters.
+    pub fn params(&self) -> DmaParams {
+        *self.params.lock()
+    }
+
+    /// The current backend.
+    pub fn backend(&self) -> DmaBackend {
+        self.backend.read().clone()
+    }
+
+    /// Changes the backend (the kernel attaches an IOMMU domain after boot). Live
+    /// mappings keep the backend they were made with.
+    pub fn set_backend(&self, backend: DmaBackend) {
+        *self.backend.write() = backend;
+    }
+
+    /// Can streaming mappings be served under `mask`? Linux's dma-direct rule (≥ 32 bits,
+    /// or covering min(RAM top, ZONE_DMA)), extended: a bounce pool entirely under the
+    /// mask also serves it, and an IOMMU domain decides for itself.
+    pub fn dma_supported(&self, mask: u64) -> bool {
+        if mask == 0 {
+            return false;
+        }
+        match &*self.backend.read() {
+            DmaBackend::Iommu(d) => d.lock().supports_mask(mask),
+            DmaBackend::Swiotlb(pool) => self.direct_supported(mask) || pool.last() <= mask,
+            DmaBackend::Direct => self.direct_supported(mask),
+        }
+    }
+
+    fn direct_supported(&self, mask: u64) -> bool {
+        mask >= dma_bit_mask(32) || mask >= self.platform.max_phys_addr().min(ZONE_DMA_LIMIT)
+    }
+
+    fn coherent_supported(&self, mask: u64) -> bool {
+        if mask == 0 {
+            return false;
+        }
+        match &*self.backend.read() {
+            DmaBackend::Iommu(d) => d.lock().supports_mask(mask),
+            // Coherent memory never bounces: the zones must reach under the mask.
+            _ => self.direct_supported(mask),
+        }
+    }
+
+    fn mask_error(&self, mask: u64, coherent: bool) -> DmaError {
+        DmaError::MaskUnsupported {
+            device: self.name.clone(),
+            mask,
+            coherent,
+        }
+    }
+
+    /// `dma_set_mask`: the streaming mask, if the platform can serve it.
+    pub fn set_mask(&self, mask: u64) -> Result<(), DmaError> {
+        if !self.dma_supported(mask) {
+            return Err(self.mask_error(mask, false));
+        }
+        self.params.lock().dma_mask = mask;
+        Ok(())
+    }
+
+    /// `dma_set_coherent_mask`: the mask for coherent allocations and pools.
+    pub fn set_coherent_mask(&self, mask: u64) -> Result<(), DmaError> {
+        if !self.coherent_supported(mask) {
+            return Err(self.mask_error(mask, true));
+        }
+        self.params.lock().coherent_dma_mask = mask;
+        Ok(())
+    }
+
+    /// `dma_set_mask_and_coherent`: both masks. Unlike Linux (which sets the streaming
+    /// mask even when the coherent one then fails) this sets neither unless both can be
+    /// served.
+    pub fn set_mask_and_coherent(&self, mask: u64) -> Result<(), DmaError> {
+        if !self.dma_supported(mask) {
+            return Err(self.mask_error(mask, false));
+        }
+        if !self.coherent_supported(mask) {
+            return Err(self.mask_error(mask, true));
+        }
+        let mut p = self.params.lock();
+        p.dma_mask = mask;
+        p.coherent_dma_mask = mask;
+        Ok(())
+    }
+
+    /// `dma_set_max_seg_size`.
+    pub fn set_max_segment_size(&self, size: usize) {
+        self.params.lock().max_segment_size = size.max(1);
+    }
+
+    /// `dma_set_seg_boundary` (`mask` is `boundary − 1`, e.g. `0xFFFF` for 64 KiB).
+    pub fn set_segment_boundary(&self, mask: u64) {
+        self.params.lock().segment_boundary_mask = mask;
+    }
+
+    /// `dma_set_min_align_mask`.
+    pub fn set_min_align_mask(&self, mask: u64) {
+        self.params.lock().min_align_mask = mask;
+    }
+
+    /// Marks the device as (not) snooping caches.
+    pub fn set_cache_coherent(&self, coherent: bool) {
+        self.params.lock().coherent = coherent;
+    }
+
+    /// Bounce everything (`swiotlb=force`), for testing drivers against bouncing.
+    pub fn set_force_bounce(&self, force: bool) {
+        self.params.lock().force_bounce = force;
+    }
+
+    /// Routes this device's dma-debug reports to `sink` (`None`: the global sink).
+    pub fn set_debug_sink(&self, sink: Option<Arc<dyn DebugSink>>) {
+        self.debug.set_sink(sink);
+    }
+
+    /// Reports of `kind` for this device so far.
+    pub fn debug_count(&self, kind: DebugKind) -> u64 {
+        self.debug.count(kind)
+    }
+
+    /// Live mappings and coherent allocations, for a `dma` shell view.
+    pub fn mappings(&self) -> Vec<MappingInfo> {
+        self.maps.lock().live.iter().map(|m| m.info()).collect()
+    }
+
+    /// Number of live mappings and coherent allocations.
+    pub fn mapping_count(&self) -> usize {
+        self.maps.lock().live.len()
+    }
+
+    /// The kernel calls this when the driver unbinds (Linux dma-debug's
+    /// `dma_debug_device_change`): reports a [`DebugKind::Leak`] naming one leaked entry
+    /// if any mapping or allocation is still alive, and returns how many there are.
+    pub fn check_leaks(&self) -> usize {
+        let (count, first) = {
+            let g = self.maps.lock();
+            (g.live.len(), g.live.first().map(|m| m.info()))
+        };
+        if let Some(first) = first {
+            self.debug.report(crate::DebugEvent {
+                kind: DebugKind::Leak,
+                device: self.name.clone(),
+                addr: first.addr,
+                size: first.size,
+                dir: Some(first.dir),
+                map_type: Some(first.map_type),
+                original: Some(first),
+                mask: None,
+                count,
+            });
+        }
+        count
+    }
+}

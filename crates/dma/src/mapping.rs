@@ -1,0 +1,578 @@
+//! The one choke point: every streaming mapping, sg piece and coherent allocation is
+//! recorded here, and every unmap and sync looks its record up here.
+//!
+//! Copy rules follow Linux `swiotlb.c` / `Documentation/core-api/dma-api-howto.rst`
+//! (hw-facts §3.5):
+//!
+//! | dir | map | sync_for_cpu | sync_for_device | unmap |
+//! |---|---|---|---|---|
+//! | ToDevice | orig → bounce | — | orig → bounce | — |
+//! | FromDevice | orig → bounce (pre-fill) | bounce → orig | — | bounce → orig |
+//! | Bidirectional | orig → bounce | bounce → orig | orig → bounce | bounce → orig |
+//!
+//! Cache hooks (`DmaPlatform::cache_sync_*`) run only for non-coherent devices, on the
+//! memory the device touches (the bounce slot when bouncing), in Linux's order: for the
+//! device after the copy in, for the CPU before the copy out.
+
+use crate::debug::{DebugEvent, DebugKind, MapType, MappingInfo, Via, RECENT_UNMAPS};
+use crate::iommu::{IommuPerm, SharedDomain};
+use crate::swiotlb::{AllocFail, Slots, Swiotlb, MAX_MAPPING};
+use crate::{DmaBackend, DmaDevice, DmaDirection, DmaError, DMA_MAPPING_ERROR};
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use hal::{DmaAddr, PhysAddr};
+
+#[derive(Clone)]
+pub(crate) enum MapKind {
+    Direct,
+    Bounce {
+        pool: Arc<Swiotlb>,
+        slots: Slots,
+    },
+    Iommu {
+        domain: SharedDomain,
+        iova: DmaAddr,
+        iova_len: u64,
+    },
+}
+
+/// One live mapping.
+#[derive(Clone)]
+pub(crate) struct Mapping {
+    pub dma: DmaAddr,
+    pub len: usize,
+    pub dir: DmaDirection,
+    pub phys: PhysAddr,
+    pub map_type: MapType,
+    pub kind: MapKind,
+    /// Device snooped caches when mapped.
+    pub coherent: bool,
+}
+
+impl Mapping {
+    pub(crate) fn info(&self) -> MappingInfo {
+        MappingInfo {
+            addr: self.dma,
+            size: self.len,
+            dir: self.dir,
+            map_type: self.map_type,
+            phys: self.phys,
+            via: match self.kind {
+                MapKind::Direct => Via::Direct,
+                MapKind::Bounce { .. } => Via::Bounce,
+                MapKind::Iommu { .. } => Via::Iommu,
+            },
+        }
+    }
+
+    /// The memory the device actually accesses for byte `off` of the mapping.
+    fn device_phys(&self, off: usize) -> PhysAddr {
+        match &self.kind {
+            MapKind::Bounce { slots, .. } => slots.tlb + off as u64,
+            _ => self.phys + off as u64,
+        }
+    }
+}
+
+/// Live records and a short memory of unmapped ones.
+#[derive(Default)]
+pub(crate) struct MapState {
+    pub live: Vec<Mapping>,
+    pub recent: VecDeque<MappingInfo>,
+}
+
+impl DmaDevice {
+    fn event(&self, kind: DebugKind, addr: DmaAddr, size: usize) -> DebugEvent {
+        DebugEvent {
+            kind,
+            device: self.name.clone(),
+            addr,
+            size,
+            dir: None,
+            map_type: None,
+            original: None,
+            mask: None,
+            count: 0,
+        }
+    }
+
+    /// Maps `[phys, phys+len)` for the device: direct, bounce or IOMMU. Records it.
+    pub(crate) fn prepare(
+        &self,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+        map_type: MapType,
+    ) -> Result<DmaAddr, DmaError> {
+        if len == 0 {
+            return Err(DmaError::ZeroLength {
+                device: self.name.clone(),
+            });
+        }
+        let end = phys
+            .as_u64()
+            .checked_add(len as u64 - 1)
+            .ok_or(DmaError::AddressOverflow { phys, len })?;
+        let p = self.params();
+        let m = match self.backend() {
+            DmaBackend::Iommu(domain) => self.map_iommu(domain, phys, len, dir, p.dma_mask)?,
+            backend => {
+                // dma_capable(): the last byte must be under the mask.
+                if end <= p.dma_mask && !p.force_bounce {
+                    Mapping {
+                        dma: DmaAddr::new(phys.as_u64()),
+                        len,
+                        dir,
+                        phys,
+                        map_type,
+                        kind: MapKind::Direct,
+                        coherent: p.coherent,
+                    }
+                } else if let DmaBackend::Swiotlb(pool) = backend {
+                    self.map_bounce(pool, phys, len, dir, &p)?
+                } else {
+                    let mut ev =
+                        self.event(DebugKind::MaskViolation, DmaAddr::new(phys.as_u64()), len);
+                    ev.dir = Some(dir);
+                    ev.map_type = Some(map_type);
+                    ev.mask = Some(p.dma_mask);
+                    self.debug.report(ev);
+                    return Err(DmaError::MaskViolation {
+                        device: self.name.clone(),
+                        phys,
+                        len,
+                        mask: p.dma_mask,
+                    });
+                }
+            }
+        };
+        let m = Mapping { map_type, ..m };
+        if !m.coherent {
+            self.platform
+                .cache_sync_for_device(m.device_phys(0), len, dir);
+        }
+        let dma = m.dma;
+        self.maps.lock().live.push(m);
+        Ok(dma)
+    }
+
+    fn map_bounce(
+        &self,
+        pool: Arc<Swiotlb>,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+        p: &crate::DmaParams,
+    ) -> Result<Mapping, DmaError> {
+        let slots = pool
+            .alloc(phys, len, p.min_align_mask, p.segment_boundary_mask)
+            .map_err(|e| match e {
+                AllocFail::TooLarge { size } => DmaError::MappingTooLarge {
+                    device: self.name.clone(),
+                    size,
+                    max: MAX_MAPPING,
+                },
+                AllocFail::Full { used, total } => {
+                    log::warn!(
+                        "{}: swiotlb buffer is full (sz: {len} bytes), total {total} (slots), used {used} (slots)",
+                        self.name
+                    );
+                    DmaError::SwiotlbFull {
+                        device: self.name.clone(),
+                        size: len,
+                        used,
+                        total,
+                    }
+                }
+            })?;
+        let tlb_end = slots.tlb.as_u64() + len as u64 - 1;
+        if tlb_end > p.dma_mask {
+            pool.release(slots);
+            return Err(DmaError::BounceOutOfMask {
+                device: self.name.clone(),
+                tlb: slots.tlb,
+                len,
+                mask: p.dma_mask,
+            });
+        }
+        // Always pre-fill, FromDevice included: a device that writes only part of the
+        // buffer must not expose stale bounce bytes on the copy back.
+        pool.bounce(phys, slots.tlb, len, DmaDirection::ToDevice);
+        Ok(Mapping {
+            dma: DmaAddr::new(slots.tlb.as_u64()),
+            len,
+            dir,
+            phys,
+            map_type: MapType::Single,
+            kind: MapKind::Bounce { pool, slots },
+            coherent: p.coherent,
+        })
+    }
+
+    pub(crate) fn map_iommu(
+        &self,
+        domain: SharedDomain,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+        mask: u64,
+    ) -> Result<Mapping, DmaError> {
+        let p = self.params();
+        let mut d = domain.lock();
+        let granule = d.granule().max(1);
+        let offset = phys.as_u64() % granule;
+        let iova_len = (offset + len as u64).div_ceil(granule) * granule;
+        let iova = d
+            .alloc_iova(iova_len, mask)
+            .ok_or_else(|| DmaError::IovaExhausted {
+                device: self.name.clone(),
+                len: iova_len,
+                mask,
+            })?;
+        // Trust but check: an IOVA above the mask would be silently truncated by the
+        // device (edu clamps to 28 bits before translation).
+        if iova.as_u64().saturating_add(iova_len - 1) > mask {
+            d.free_iova(iova, iova_len);
+            return Err(DmaError::IovaExhausted {
+                device: self.name.clone(),
+                len: iova_len,
+                mask,
+            });
+        }
+        let page = PhysAddr::new(phys.as_u64() - offset);
+        if let Err(error) = d.map(iova, page, iova_len, IommuPerm::for_direction(dir)) {
+            d.free_iova(iova, iova_len);
+            return Err(DmaError::Iommu {
+                device: self.name.clone(),
+                error,
+            });
+        }
+        drop(d);
+        Ok(Mapping {
+            dma: DmaAddr::new(iova.as_u64() + offset),
+            len,
+            dir,
+            phys,
+            map_type: MapType::Single,
+            kind: MapKind::Iommu {
+                domain,
+                iova,
+                iova_len,
+            },
+            coherent: p.coherent,
+        })
+    }
+
+    /// Records a coherent allocation at `[phys, phys+len)` (already under the coherent
+    /// mask when direct) and returns its bus address; through the IOMMU it gets an IOVA
+    /// under the coherent mask, readable and writable.
+    pub(crate) fn record_coherent(&self, phys: PhysAddr, len: usize) -> Result<DmaAddr, DmaError> {
+        let p = self.params();
+        let m = match self.backend() {
+            DmaBackend::Iommu(domain) => self.map_iommu(
+                domain,
+                phys,
+                len,
+                DmaDirection::Bidirectional,
+                p.coherent_dma_mask,
+            )?,
+            _ => Mapping {
+                dma: DmaAddr::new(phys.as_u64()),
+                len,
+                dir: DmaDirection::Bidirectional,
+                phys,
+                map_type: MapType::Coherent,
+                kind: MapKind::Direct,
+                coherent: true,
+            },
+        };
+        // Coherent memory needs no cache maintenance (x86; hw-facts §3.3).
+        let m = Mapping {
+            map_type: MapType::Coherent,
+            coherent: true,
+            ..m
+        };
+        let dma = m.dma;
+        self.maps.lock().live.push(m);
+        Ok(dma)
+    }
+
+    /// Tears a mapping down: cache hook, copy back, release slots; or IOMMU unmap, IOTLB
+    /// flush, and only then the IOVA back to the allocator.
+    pub(crate) fn unprepare(&self, m: Mapping) {
+        if !m.coherent {
+            self.platform
+                .cache_sync_for_cpu(m.device_phys(0), m.len, m.dir);
+        }
+        match m.kind {
+            MapKind::Direct => {}
+            MapKind::Bounce { pool, slots } => {
+                if m.dir.device_writes() {
+                    pool.bounce(m.phys, slots.tlb, m.len, DmaDirection::FromDevice);
+                }
+                pool.release(slots);
+            }
+            MapKind::Iommu {
+                domain,
+                iova,
+                iova_len,
+            } => {
+                let mut d = domain.lock();
+                if let Err(e) = d.unmap(iova, iova_len) {
+                    // The IOVA may still translate: never hand it out again.
+                    log::error!(
+                        "{}: IOMMU unmap of {iova:#x}+{iova_len:#x} failed ({e}); IOVA leaked",
+                        self.name
+                    );
+                    d.flush_iotlb(iova, iova_len);
+                    return;
+                }
+                d.flush_iotlb(iova, iova_len);
+                d.free_iova(iova, iova_len);
+            }
+        }
+    }
+
+    /// Looks up, checks and removes the record for an unmap; reports misuse.
+    pub(crate) fn take_mapping(
+        &self,
+        addr: DmaAddr,
+        len: usize,
+        dir: DmaDirection,
+        map_type: MapType,
+    ) -> Result<Mapping, DmaError> {
+        let mut events = Vec::new();
+        let result = {
+            let mut g = self.maps.lock();
+            let score = |m: &Mapping| {
+                (m.map_type == map_type) as u8 * 4 + (m.len == len) as u8 * 2 + (m.dir == dir) as u8
+            };
+            let best = g
+                .live
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.dma == addr)
+                .max_by_key(|(_, m)| score(m))
+                .map(|(i, _)| i);
+            match best {
+                None => {
+                    let kind;
+                    let mut original = None;
+                    if addr == DMA_MAPPING_ERROR {
+                        kind = DebugKind::UnmapInvalidAddress;
+                    } else if let Some(o) = g.recent.iter().rev().find(|o| o.addr == addr) {
+                        kind = DebugKind::DoubleUnmap;
+                        original = Some(*o);
+                    } else {
+                        kind = DebugKind::UnmapNotMapped;
+                    }
+                    let mut ev = self.event(kind, addr, len);
+                    ev.dir = Some(dir);
+                    ev.map_type = Some(map_type);
+                    ev.original = original;
+                    events.push(ev);
+                    Err(DmaError::NotMapped {
+                        device: self.name.clone(),
+                        addr,
+                        len,
+                    })
+                }
+                Some(i) if g.live[i].map_type != map_type => {
+                    let o = g.live[i].info();
+                    let mut ev = self.event(DebugKind::UnmapWrongType, addr, len);
+                    ev.dir = Some(dir);
+                    ev.map_type = Some(map_type);
+                    ev.original = Some(o);
+                    events.push(ev);
+                    Err(DmaError::WrongMapType {
+                        device: self.name.clone(),
+                        addr,
+                        mapped: o.map_type,
+                        given: map_type,
+                    })
+                }
+                Some(i) => {
+                    let m = g.live.swap_remove(i);
+                    let o = m.info();
+                    for (bad, kind) in [
+                        (m.len != len, DebugKind::UnmapSizeMismatch),
+                        (m.dir != dir, DebugKind::UnmapDirectionMismatch),
+                    ] {
+                        if bad {
+                            let mut ev = self.event(kind, addr, len);
+                            ev.dir = Some(dir);
+                            ev.map_type = Some(map_type);
+                            ev.original = Some(o);
+                            events.push(ev);
+                        }
+                    }
+                    if g.recent.len() == RECENT_UNMAPS {
+                        g.recent.pop_front();
+                    }
+                    g.recent.push_back(o);
+                    Ok(m)
+                }
+            }
+        };
+        for ev in events {
+            self.debug.report(ev);
+        }
+        result
+    }
+
+    /// Unmaps a mapping made through the choke point. A size or direction different from
+    /// the map's is reported, and the recorded ones are used (what was really mapped).
+    pub(crate) fn release(
+        &self,
+        addr: DmaAddr,
+        len: usize,
+        dir: DmaDirection,
+        map_type: MapType,
+    ) -> Result<(), DmaError> {
+        let m = self.take_mapping(addr, len, dir, map_type)?;
+        self.unprepare(m);
+        Ok(())
+    }
+
+    /// Shared body of both syncs. Follows Linux's `check_sync` for reports; the sync is
+    /// done with the caller's direction as Linux does.
+    pub(crate) fn sync(
+        &self,
+        addr: DmaAddr,
+        len: usize,
+        dir: DmaDirection,
+        for_cpu: bool,
+    ) -> Result<(), DmaError> {
+        let mut events = Vec::new();
+        let found = {
+            let g = self.maps.lock();
+            g.live
+                .iter()
+                .find(|m| {
+                    addr.as_u64() >= m.dma.as_u64() && addr.as_u64() - m.dma.as_u64() < m.len as u64
+                })
+                .cloned()
+        };
+        let Some(m) = found else {
+            let mut ev = self.event(DebugKind::SyncNotMapped, addr, len);
+            ev.dir = Some(dir);
+            self.debug.report(ev);
+            return Err(DmaError::NotMapped {
+                device: self.name.clone(),
+                addr,
+                len,
+            });
+        };
+        let off = (addr.as_u64() - m.dma.as_u64()) as usize;
+        let o = m.info();
+        let mk = |kind| {
+            let mut ev = self.event(kind, addr, len);
+            ev.dir = Some(dir);
+            ev.original = Some(o);
+            ev
+        };
+        if off + len > m.len {
+            self.debug.report(mk(DebugKind::SyncOutOfRange));
+            return Err(DmaError::SyncOutOfRange {
+                device: self.name.clone(),
+                addr,
+                len,
+                map_len: m.len,
+            });
+        }
+        if m.dir != DmaDirection::Bidirectional {
+            if dir != m.dir {
+                events.push(mk(DebugKind::SyncDirectionMismatch));
+            }
+            if for_cpu && m.dir != DmaDirection::FromDevice && dir != DmaDirection::ToDevice {
+                events.push(mk(DebugKind::SyncReadOnlyForCpu));
+            }
+            if !for_cpu && m.dir != DmaDirection::ToDevice && dir != DmaDirection::FromDevice {
+                events.push(mk(DebugKind::SyncWriteOnlyForDevice));
+            }
+        }
+        for ev in events {
+            self.debug.report(ev);
+        }
+        if for_cpu {
+            if !m.coherent {
+                self.platform
+                    .cache_sync_for_cpu(m.device_phys(off), len, dir);
+            }
+            if let MapKind::Bounce { pool, slots } = &m.kind {
+                if dir.device_writes() {
+                    pool.bounce(
+                        m.phys + off as u64,
+                        slots.tlb + off as u64,
+                        len,
+                        DmaDirection::FromDevice,
+                    );
+                }
+            }
+        } else {
+            if let MapKind::Bounce { pool, slots } = &m.kind {
+                if dir.device_reads() {
+                    pool.bounce(
+                        m.phys + off as u64,
+                        slots.tlb + off as u64,
+                        len,
+                        DmaDirection::ToDevice,
+                    );
+                }
+            }
+            if !m.coherent {
+                self.platform
+                    .cache_sync_for_device(m.device_phys(off), len, dir);
+            }
+        }
+        Ok(())
+    }
+
+    // ----- the raw layer (Linux dma_map_single & co.) -----
+
+    /// `dma_map_single`: maps `[phys, phys+len)` for the device and returns the bus
+    /// address to program. Bounces (swiotlb) or translates (IOMMU) as the backend and
+    /// mask require. The caller keeps the memory alive and untouched until unmap.
+    pub fn map_single(
+        &self,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+    ) -> Result<DmaAddr, DmaError> {
+        self.prepare(phys, len, dir, MapType::Single)
+    }
+
+    /// `dma_unmap_single`: must get the address, size and direction of the map; anything
+    /// else is reported (dma-debug) — an unknown address is an error, a wrong size or
+    /// direction is reported and the recorded ones are used.
+    pub fn unmap_single(
+        &self,
+        addr: DmaAddr,
+        len: usize,
+        dir: DmaDirection,
+    ) -> Result<(), DmaError> {
+        self.release(addr, len, dir, MapType::Single)
+    }
+
+    /// `dma_sync_single_for_cpu` (`addr` may point inside a mapping, as with
+    /// `dma_sync_single_range_for_cpu`): after it the CPU may read what the device wrote.
+    pub fn sync_single_for_cpu(
+        &self,
+        addr: DmaAddr,
+        len: usize,
+        dir: DmaDirection,
+    ) -> Result<(), DmaError> {
+        self.sync(addr, len, dir, true)
+    }
+
+    /// `dma_sync_single_for_device`: hands the buffer back to the device after CPU access.
+    pub fn sync_single_for_device(
+        &self,
+        addr: DmaAddr,
+        len: usize,
+        dir: DmaDirection,
+    ) -> Result<(), DmaError> {
+        self.sync(addr, len, dir, false)
+    }
+}

@@ -1,0 +1,245 @@
+//! Scatter-gather (Linux `dma_map_sgtable`, hw-facts §3.6).
+//!
+//! Each table entry is cut into pieces that respect the device's `max_segment_size`
+//! and segment boundary (and the swiotlb's 256 KiB limit, so any piece can bounce), each
+//! piece goes through the choke point (direct, bounce or IOMMU), and the resulting bus
+//! ranges are merged where they are contiguous, again within the segment limits. Unlike
+//! Linux's dma-direct (which never merges) contiguous direct entries merge too; the rules
+//! are the ones dma-iommu applies.
+
+use crate::debug::MapType;
+use crate::swiotlb::MAX_MAPPING;
+use crate::{DmaDevice, DmaDirection, DmaError};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use hal::{DmaAddr, PhysAddr};
+
+/// One entry of a scatter list: a physically contiguous range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SgEntry {
+    /// Start.
+    pub phys: PhysAddr,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+/// A scatter list. The caller keeps the memory alive while it is mapped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SgTable {
+    entries: Vec<SgEntry>,
+}
+
+impl SgTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        SgTable::default()
+    }
+
+    /// Appends an entry.
+    pub fn push(&mut self, phys: PhysAddr, len: usize) {
+        self.entries.push(SgEntry { phys, len });
+    }
+
+    /// The entries (`orig_nents` of them).
+    pub fn entries(&self) -> &[SgEntry] {
+        &self.entries
+    }
+}
+
+impl FromIterator<SgEntry> for SgTable {
+    fn from_iter<I: IntoIterator<Item = SgEntry>>(iter: I) -> Self {
+        SgTable {
+            entries: iter.into_iter().collect(),
+        }
+    }
+}
+
+/// One DMA segment to program into the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaSegment {
+    /// Bus address.
+    pub addr: DmaAddr,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+/// First address after `a`'s boundary window (`None`: no boundary above `a`).
+fn boundary_end(a: u64, boundary_mask: u64) -> Option<u64> {
+    (a | boundary_mask).checked_add(1)
+}
+
+/// Bytes from `a` to the next boundary, capped at `cap`.
+fn room_to_boundary(a: u64, boundary_mask: u64, cap: usize) -> usize {
+    match boundary_end(a, boundary_mask) {
+        Some(e) => ((e - a).min(cap as u64)) as usize,
+        None => cap,
+    }
+}
+
+/// Merges bus ranges into segments: contiguous ranges join, no segment is longer than
+/// `max_seg` or crosses a `boundary_mask + 1` boundary, and a range that breaks a rule is
+/// split. Greedy from the front, so a segment only ends early at a rule.
+pub fn merge_segments(
+    ranges: &[(u64, usize)],
+    max_seg: usize,
+    boundary_mask: u64,
+) -> Vec<DmaSegment> {
+    let max_seg = max_seg.max(1);
+    let mut out: Vec<DmaSegment> = Vec::new();
+    for &(start, len) in ranges {
+        let mut a = start;
+        let mut rem = len;
+        while rem > 0 {
+            if let Some(last) = out.last_mut() {
+                let last_end = last.addr.as_u64().checked_add(last.len as u64);
+                if last_end == Some(a) {
+                    let room = room_to_boundary(last.addr.as_u64(), boundary_mask, max_seg)
+                        .saturating_sub(last.len);
+                    if room > 0 {
+                        let take = room.min(rem);
+                        last.len += take;
+                        a = a.wrapping_add(take as u64);
+                        rem -= take;
+                        continue;
+                    }
+                }
+            }
+            let take = room_to_boundary(a, boundary_mask, max_seg).min(rem);
+            out.push(DmaSegment {
+                addr: DmaAddr::new(a),
+                len: take,
+            });
+            // Wraps only after the last byte of the address space (then `rem` is 0).
+            a = a.wrapping_add(take as u64);
+            rem -= take;
+        }
+    }
+    out
+}
+
+/// Cuts `[phys, phys+len)` at `max_piece` and at boundaries (physical addresses).
+fn split_entry(e: SgEntry, max_piece: usize, boundary_mask: u64) -> impl Iterator<Item = SgEntry> {
+    let mut a = e.phys.as_u64();
+    let mut rem = e.len;
+    core::iter::from_fn(move || {
+        if rem == 0 {
+            return None;
+        }
+        let take = room_to_boundary(a, boundary_mask, max_piece).min(rem);
+        let piece = SgEntry {
+            phys: PhysAddr::new(a),
+            len: take,
+        };
+        a = a.wrapping_add(take as u64);
+        rem -= take;
+        Some(piece)
+    })
+}
+
+/// A mapped scatter list. Drop unmaps every piece (copying back per direction).
+pub struct SgMapping {
+    dev: Arc<DmaDevice>,
+    table: SgTable,
+    dir: DmaDirection,
+    pieces: Vec<(DmaAddr, usize)>,
+    segments: Vec<DmaSegment>,
+}
+
+impl DmaDevice {
+    /// `dma_map_sgtable`: maps every entry and returns the merged DMA segments.
+    /// On failure nothing stays mapped.
+    pub fn map_sg(
+        self: &Arc<Self>,
+        table: SgTable,
+        dir: DmaDirection,
+    ) -> Result<SgMapping, DmaError> {
+        let p = self.params();
+        let max_piece = p.max_segment_size.clamp(1, MAX_MAPPING);
+        let mut m = SgMapping {
+            dev: self.clone(),
+            table: SgTable::new(),
+            dir,
+            pieces: Vec::new(),
+            segments: Vec::new(),
+        };
+        for e in table.entries() {
+            if e.len == 0 {
+                return Err(DmaError::ZeroLength {
+                    device: self.name.clone(),
+                });
+            }
+            for piece in split_entry(*e, max_piece, p.segment_boundary_mask) {
+                // On error `m` drops and unmaps what was mapped so far.
+                let dma = self.prepare(piece.phys, piece.len, dir, MapType::Sg)?;
+                m.pieces.push((dma, piece.len));
+            }
+        }
+        let ranges: Vec<(u64, usize)> = m.pieces.iter().map(|&(a, l)| (a.as_u64(), l)).collect();
+        m.segments = merge_segments(&ranges, p.max_segment_size, p.segment_boundary_mask);
+        m.table = table;
+        Ok(m)
+    }
+}
+
+impl SgMapping {
+    /// The DMA segments (`nents`), in order.
+    pub fn segments(&self) -> &[DmaSegment] {
+        &self.segments
+    }
+
+    /// The original table.
+    pub fn table(&self) -> &SgTable {
+        &self.table
+    }
+
+    /// Direction mapped.
+    pub fn direction(&self) -> DmaDirection {
+        self.dir
+    }
+
+    /// `dma_sync_sgtable_for_cpu`.
+    pub fn sync_for_cpu(&mut self) -> Result<(), DmaError> {
+        for &(a, l) in &self.pieces {
+            self.dev.sync_single_for_cpu(a, l, self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// `dma_sync_sgtable_for_device`.
+    pub fn sync_for_device(&mut self) -> Result<(), DmaError> {
+        for &(a, l) in &self.pieces {
+            self.dev.sync_single_for_device(a, l, self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Unmaps and gives the table back.
+    pub fn unmap(mut self) -> SgTable {
+        self.do_unmap();
+        core::mem::take(&mut self.table)
+    }
+
+    fn do_unmap(&mut self) {
+        for (a, l) in self.pieces.drain(..) {
+            if let Err(e) = self.dev.release(a, l, self.dir, MapType::Sg) {
+                log::error!("dma_unmap_sg: {e}");
+            }
+        }
+        self.segments.clear();
+    }
+}
+
+impl Drop for SgMapping {
+    fn drop(&mut self) {
+        self.do_unmap();
+    }
+}
+
+impl core::fmt::Debug for SgMapping {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SgMapping")
+            .field("dir", &self.dir)
+            .field("segments", &self.segments)
+            .finish()
+    }
+}
