@@ -196,6 +196,11 @@ pub mod iqa {
     pub const QS_MASK: u64 = 0x7;
 }
 
+/// PMEN.EPM: enable protected memory (§11.4.13).
+pub const PMEN_EPM: u32 = 1 << 31;
+/// PMEN.PRS: protected region status.
+pub const PMEN_PRS: u32 = 1;
+
 /// RTADDR.TTM (bits 11:10): 00 legacy mode, 01 scalable mode (§11.4.6).
 pub const RTADDR_TTM_SHIFT: u32 = 10;
 
@@ -214,6 +219,10 @@ pub struct Cap {
     pub afl: bool,
     /// Required write-buffer flushing (§6.8).
     pub rwbf: bool,
+    /// Protected low-memory region supported.
+    pub plmr: bool,
+    /// Protected high-memory region supported.
+    pub phmr: bool,
     /// Caching mode: not-present entries may be cached (§6.1).
     pub cm: bool,
     /// SAGAW bitmap: bit 1 = 39-bit/3-level, bit 2 = 48-bit/4-level, bit 3 = 57-bit/5-level.
@@ -246,6 +255,8 @@ impl Cap {
             nd: bits(raw, 0, 3) as u8,
             afl: bits(raw, 3, 1) != 0,
             rwbf: bits(raw, 4, 1) != 0,
+            plmr: bits(raw, 5, 1) != 0,
+            phmr: bits(raw, 6, 1) != 0,
             cm: bits(raw, 7, 1) != 0,
             sagaw: bits(raw, 8, 5) as u8,
             mgaw: bits(raw, 16, 6) as u8 + 1,

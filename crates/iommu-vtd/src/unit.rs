@@ -277,6 +277,15 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             u.gcmd_persistent(Gcmd::QIE, false, Gsts::QIES, "GSTS.QIES clear")?;
         }
 
+        // §3.16 / §11.4.13: firmware may have left protected memory regions on; they
+        // block DMA to those ranges regardless of our tables.
+        if (u.cap.plmr || u.cap.phmr) && u.regs.read32(regs::PMEN) & regs::PMEN_EPM != 0 {
+            u.regs.write32(regs::PMEN, 0);
+            u.poll("PMEN.PRS clear", |u| {
+                u.regs.read32(regs::PMEN) & regs::PMEN_PRS == 0
+            })?;
+        }
+
         // §10.4.6: RTADDR, then SRTP; hardware latches the pointer and sets RTPS.
         u.regs.write64(regs::RTADDR, root.as_u64()); // TTM = 00, legacy mode
         u.gcmd_oneshot(Gcmd::SRTP, |s| s.contains(Gsts::RTPS), "GSTS.RTPS")?;
@@ -962,7 +971,14 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         while off < len {
             let (v, p) = (iova + off, pa.as_u64() + off);
             let big = tables::level_size(2);
-            let large = self.cap.has_2m() && v % big == 0 && p % big == 0 && len - off >= big;
+            // A level-1 table left behind by earlier 4 KiB mappings stays (replacing it
+            // would need a paging-structure invalidation first), so the range is then
+            // mapped with 4 KiB pages.
+            let large = self.cap.has_2m()
+                && v % big == 0
+                && p % big == 0
+                && len - off >= big
+                && !self.has_table_at_level2(pgd, v);
             let (level, size) = if large { (2, big) } else { (1, PAGE_SIZE) };
             let r = self.walk_alloc(pgd, v, level).and_then(|slot| {
                 if self.mem.read_u64(slot) & (tables::SL_R | tables::SL_W) != 0 {
@@ -991,6 +1007,25 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             ))?;
         }
         Ok(())
+    }
+
+    /// True if the level-2 entry for `iova` points to a level-1 table.
+    fn has_table_at_level2(&self, pgd: PhysAddr, iova: u64) -> bool {
+        let mut table = pgd;
+        let mut level = self.levels;
+        loop {
+            let e = self
+                .mem
+                .read_u64(table + tables::level_index(iova, level) * 8);
+            if e & (tables::SL_R | tables::SL_W) == 0 || e & tables::SL_PS != 0 {
+                return false;
+            }
+            if level == 2 {
+                return true;
+            }
+            table = PhysAddr::new(e & tables::ADDR_MASK);
+            level -= 1;
+        }
     }
 
     /// Leaf slot and its level for `iova`, without allocating.

@@ -831,3 +831,129 @@ fn dma_crate_backend_order() {
         assert_eq!(u.alloc_iova(a, 0x2000, u32::MAX as u64), Ok(iova));
     });
 }
+
+#[test]
+fn caching_mode_invalidates_on_not_present_to_present() {
+    let cm = QEMU_CAP | 1 << 7;
+    both_modes(|mode| {
+        with_unit(cm, QEMU_ECAP, cfg(mode), |m, u| {
+            let a = u.create_domain(DomainKind::Translated).unwrap();
+            let before = m.invalidation_counts();
+            u.attach(EDU, a).unwrap();
+            assert_eq!(m.invalidation_counts(), (before.0 + 1, before.1 + 1));
+            u.map(a, 0x1000, PhysAddr::new(0x5000), 0x1000, Perm::READ)
+                .unwrap();
+            assert_eq!(m.invalidation_counts(), (before.0 + 1, before.1 + 2));
+            u.enable_translation().unwrap();
+            assert_eq!(
+                m.dma(0, EDU.devfn, 0x1000, 4, false).unwrap(),
+                PhysAddr::new(0x5000)
+            );
+        });
+    });
+    // Without caching mode, nothing is invalidated for new entries.
+    with_unit(QEMU_CAP, QEMU_ECAP, cfg(InvalMode::Register), |m, u| {
+        let a = u.create_domain(DomainKind::Translated).unwrap();
+        let before = m.invalidation_counts();
+        u.attach(EDU, a).unwrap();
+        u.map(a, 0x1000, PhysAddr::new(0x5000), 0x1000, Perm::READ)
+            .unwrap();
+        assert_eq!(m.invalidation_counts(), before);
+    });
+}
+
+mod random_ops {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Map `pages` pages (or one 2 MiB page) at slot `slot`.
+        Map {
+            slot: u8,
+            big: bool,
+            ro: bool,
+        },
+        Unmap {
+            slot: u8,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..16, proptest::bool::weighted(0.2), any::<bool>())
+                .prop_map(|(slot, big, ro)| Op::Map { slot, big, ro }),
+            (0u8..16).prop_map(|slot| Op::Unmap { slot }),
+        ]
+    }
+
+    /// IOVA of a slot: spread over the whole address space of the table depth, 2 MiB
+    /// aligned so either page size fits.
+    fn slot_iova(slot: u8, levels: u8) -> u64 {
+        let top = 1u64 << (12 + 9 * levels as u32);
+        (top / 16 * slot as u64 + (slot as u64 % 3) * 0x20_0000) & !(0x1f_ffff)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// After any sequence of map/unmap (each unmap properly invalidated), every
+        /// slot's IOVA lands exactly where a plain reference map says, with the
+        /// reference permissions, according to the model's own walk.
+        #[test]
+        fn model_walk_agrees_with_reference(ops in proptest::collection::vec(op(), 1..24),
+                                            four in any::<bool>(), queued in any::<bool>()) {
+            let cap = if four { QEMU_CAP_AW48 } else { QEMU_CAP };
+            let mode = if queued { InvalMode::Queued } else { InvalMode::Register };
+            with_unit(cap, QEMU_ECAP, cfg(mode), |m, u| {
+                let d = u.create_domain(DomainKind::Translated).unwrap();
+                u.attach(EDU, d).unwrap();
+                u.enable_translation().unwrap();
+                let levels = u.levels();
+                // slot → (pa, len, read-only)
+                let mut reference: BTreeMap<u8, (u64, u64, bool)> = BTreeMap::new();
+                for o in ops {
+                    match o {
+                        Op::Map { slot, big, ro } => {
+                            let iova = slot_iova(slot, levels);
+                            let (pa, len) = if big { (0x40_0000, 0x20_0000) } else { (0x1_0000 + slot as u64 * 0x2000, 0x2000) };
+                            let perm = if ro { Perm::READ } else { Perm::READ | Perm::WRITE };
+                            let r = u.map(d, iova, PhysAddr::new(pa), len, perm);
+                            if reference.contains_key(&slot) {
+                                assert!(matches!(r, Err(Error::AlreadyMapped(_))), "{r:?}");
+                            } else {
+                                r.unwrap();
+                                reference.insert(slot, (pa, len, ro));
+                            }
+                        }
+                        Op::Unmap { slot } => {
+                            let iova = slot_iova(slot, levels);
+                            match reference.remove(&slot) {
+                                Some((_, len, _)) => {
+                                    let info = u.unmap(d, iova, len).unwrap();
+                                    u.flush_unmap(&info).unwrap();
+                                }
+                                None => assert!(u.unmap(d, iova, 0x1000).is_err()),
+                            }
+                        }
+                    }
+                    for slot in 0..16u8 {
+                        let iova = slot_iova(slot, levels);
+                        for off in [0u64, 0x1ffc] {
+                            let got = m.dma(0, EDU.devfn, iova + off, 4, false);
+                            match reference.get(&slot) {
+                                Some(&(pa, _, ro)) => {
+                                    assert_eq!(got.unwrap(), PhysAddr::new(pa + off));
+                                    let w = m.dma(0, EDU.devfn, iova + off, 4, true);
+                                    assert_eq!(w.is_err(), ro, "write permission");
+                                }
+                                None => assert_eq!(got.unwrap_err().reason, 6),
+                            }
+                        }
+                    }
+                    u.take_faults();
+                }
+            });
+        }
+    }
+}
