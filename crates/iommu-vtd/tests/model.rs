@@ -865,7 +865,7 @@ fn caching_mode_invalidates_on_not_present_to_present() {
 mod random_ops {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
+    use std::collections::btree_map::{BTreeMap, Entry};
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -916,14 +916,21 @@ mod random_ops {
                     match o {
                         Op::Map { slot, big, ro } => {
                             let iova = slot_iova(slot, levels);
-                            let (pa, len) = if big { (0x40_0000, 0x20_0000) } else { (0x1_0000 + slot as u64 * 0x2000, 0x2000) };
+                            let (pa, len) = if big {
+                                (0x40_0000, 0x20_0000)
+                            } else {
+                                (0x1_0000 + slot as u64 * 0x2000, 0x2000)
+                            };
                             let perm = if ro { Perm::READ } else { Perm::READ | Perm::WRITE };
                             let r = u.map(d, iova, PhysAddr::new(pa), len, perm);
-                            if reference.contains_key(&slot) {
-                                assert!(matches!(r, Err(Error::AlreadyMapped(_))), "{r:?}");
-                            } else {
-                                r.unwrap();
-                                reference.insert(slot, (pa, len, ro));
+                            match reference.entry(slot) {
+                                Entry::Occupied(_) => {
+                                    assert!(matches!(r, Err(Error::AlreadyMapped(_))), "{r:?}")
+                                }
+                                Entry::Vacant(e) => {
+                                    r.unwrap();
+                                    e.insert((pa, len, ro));
+                                }
                             }
                         }
                         Op::Unmap { slot } => {
