@@ -5,7 +5,7 @@
 //! * [`inval`] — invalidation requests and queued-invalidation descriptors.
 //! * [`fault`] — fault recording registers decoded into [`FaultRecord`]s.
 //! * [`iova`] — the per-domain IOVA allocator with "reuse only after flush".
-//! * [`unit`] — [`RemappingUnit`], which drives one DRHD: bring-up, domains,
+//! * [`unit`](mod@unit) — [`RemappingUnit`], which drives one DRHD: bring-up, domains,
 //!   attach/detach, map/unmap, invalidation, faults, software translate.
 //!
 //! Spec references are to the Intel VT-d Architecture Specification rev 4.x; QEMU
