@@ -46,9 +46,9 @@ pub use pool::{DmaPool, DmaPoolBlock, PoolError, PoolStats};
 pub use sg::{DmaSegment, SgEntry, SgMapping, SgTable};
 pub use stream::{
     Bidirectional, CpuView, CpuWriter, DeviceReads, DeviceWrites, Direction, DmaBuf, DmaStream,
-    FromDevice, ToDevice,
+    FromDevice, MapError, ToDevice,
 };
-pub use swiotlb::{Swiotlb, SwiotlbStats};
+pub use swiotlb::{Swiotlb, SwiotlbInitError, SwiotlbStats};
 
 use core::fmt;
 

@@ -447,11 +447,14 @@ impl DmaDevice {
         let mut events = Vec::new();
         let found = {
             let g = self.maps.lock();
+            // Several live mappings may contain `addr` (the same buffer mapped twice
+            // direct): prefer the one that starts there and has the caller's direction.
             g.live
                 .iter()
-                .find(|m| {
+                .filter(|m| {
                     addr.as_u64() >= m.dma.as_u64() && addr.as_u64() - m.dma.as_u64() < m.len as u64
                 })
+                .max_by_key(|m| (m.dma == addr) as u8 * 2 + (m.dir == dir) as u8)
                 .cloned()
         };
         let Some(m) = found else {

@@ -428,3 +428,21 @@ fn dropping_a_stream_unmaps_and_frees() {
     assert_eq!(p.pages_in_use(), before);
     assert_eq!(dev.check_leaks(), 0);
 }
+
+#[test]
+fn swiotlb_init_checks_the_range() {
+    use crate::SwiotlbInitError;
+    let p = machine();
+    assert_eq!(
+        Swiotlb::new(p, PhysAddr::new(SWIOTLB_BASE + 0x400), 4096).unwrap_err(),
+        SwiotlbInitError::Misaligned(PhysAddr::new(SWIOTLB_BASE + 0x400))
+    );
+    assert_eq!(
+        Swiotlb::new(p, PhysAddr::new(SWIOTLB_BASE), 2047).unwrap_err(),
+        SwiotlbInitError::TooSmall(2047)
+    );
+    let s = Swiotlb::new(p, PhysAddr::new(SWIOTLB_BASE), 5000).unwrap();
+    let st = s.stats();
+    assert_eq!((st.total_slots, st.used_slots, st.size), (2, 0, 4096));
+    assert_eq!(s.last(), SWIOTLB_BASE + 4095);
+}
