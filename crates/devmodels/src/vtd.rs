@@ -146,6 +146,7 @@ struct State {
     iotlb: BTreeMap<(u16, u8, u64), IotlbEntry>,
     stuck_status: u32,
     stuck_invalidation: bool,
+    inject_queue_error: bool,
     ram: Option<(u64, u64)>,
     writes: Vec<RegWrite>,
     msis: Vec<(u32, u32)>,
@@ -206,6 +207,7 @@ impl<M: PhysMemory> VtdModel<M> {
                 iotlb: BTreeMap::new(),
                 stuck_status: 0,
                 stuck_invalidation: false,
+                inject_queue_error: false,
                 ram: None,
                 writes: Vec::new(),
                 msis: Vec::new(),
@@ -227,9 +229,15 @@ impl<M: PhysMemory> VtdModel<M> {
         self.s.borrow_mut().stuck_status = bits;
     }
 
-    /// Register-based invalidations never complete (ICC/IVT stay set).
+    /// Invalidations never complete: register requests keep ICC/IVT set, and the
+    /// invalidation queue is not processed (IQH stays, no status write).
     pub fn set_stuck_invalidation(&self, stuck: bool) {
         self.s.borrow_mut().stuck_invalidation = stuck;
+    }
+
+    /// The next queued descriptor is treated as invalid (FSTS.IQE, IQH stays on it).
+    pub fn inject_queue_error(&self) {
+        self.s.borrow_mut().inject_queue_error = true;
     }
 
     /// Physical range `[start, end)` that table reads may hit; reads outside give the
@@ -611,7 +619,7 @@ impl<M: PhysMemory> VtdModel<M> {
         loop {
             let (head, tail, base, size) = {
                 let s = self.s.borrow();
-                if s.gsts & QIE == 0 || s.fsts & IQE != 0 {
+                if s.gsts & QIE == 0 || s.fsts & IQE != 0 || s.stuck_invalidation {
                     return;
                 }
                 (s.iqh >> 4, s.iqt >> 4, s.iq_base, s.iq_size)
@@ -628,7 +636,8 @@ impl<M: PhysMemory> VtdModel<M> {
             let pa = base + head * 16;
             let lo = self.mem.read_u64(PhysAddr::new(pa));
             let hi = self.mem.read_u64(PhysAddr::new(pa + 8));
-            let ok = self.run_descriptor(lo, hi);
+            let injected = core::mem::take(&mut self.s.borrow_mut().inject_queue_error);
+            let ok = !injected && self.run_descriptor(lo, hi);
             let mut s = self.s.borrow_mut();
             if !ok {
                 s.fsts |= IQE;

@@ -555,6 +555,40 @@ fn stale_context_entry_stays_until_context_invalidation() {
 #[test]
 fn qi_errors_are_reported_and_the_queue_recovers() {
     with_unit(QEMU_CAP, QEMU_ECAP, cfg(InvalMode::Queued), |m, u| {
+        let a = u.create_domain(DomainKind::Translated).unwrap();
+        u.attach(EDU, a).unwrap();
+        u.enable_translation().unwrap();
+        u.map(a, 0x1000, PhysAddr::new(0x5000), 0x1000, Perm::READ)
+            .unwrap();
+        assert!(m.dma(0, EDU.devfn, 0x1000, 4, false).is_ok());
+        let info = u.unmap(a, 0x1000, 0x1000).unwrap();
+        let head = (m.read64(regs::IQH) >> 4) as u32;
+        m.inject_queue_error();
+        assert_eq!(u.flush_unmap(&info), Err(Error::QueueError(head)));
+        assert_eq!(
+            u.fault_status() & regs::Fsts::IQE,
+            regs::Fsts::empty(),
+            "IQE cleared"
+        );
+        assert!(
+            m.dma(0, EDU.devfn, 0x1000, 4, false).is_ok(),
+            "not invalidated"
+        );
+        // The queue works again: retry.
+        u.flush_unmap(&info).unwrap();
+        assert_eq!(m.dma(0, EDU.devfn, 0x1000, 4, false).unwrap_err().reason, 6);
+        // A queue that never runs is a timeout, not a hang.
+        m.set_stuck_invalidation(true);
+        assert_eq!(
+            u.flush_iotlb(IotlbInval::Global),
+            Err(Error::Timeout("invalidation wait descriptor"))
+        );
+    });
+}
+
+#[test]
+fn oversized_page_masks_are_downgraded_before_reaching_the_queue() {
+    with_unit(QEMU_CAP, QEMU_ECAP, cfg(InvalMode::Queued), |m, u| {
         // AM above CAP.MAMV is a reserved-field violation in a descriptor; the unit
         // downgrades such requests to domain-selective, so it never reaches the queue.
         u.flush_iotlb(IotlbInval::Page {
