@@ -215,6 +215,25 @@ impl DmaDevice {
         Ok(())
     }
 
+    /// `dma_max_mapping_size`: the largest single streaming mapping. Bounced mappings
+    /// are limited to 128 slots (256 KiB) when the device may bounce.
+    pub fn max_mapping_size(&self) -> usize {
+        match &*self.backend.read() {
+            DmaBackend::Swiotlb(_) => crate::swiotlb::MAX_MAPPING,
+            _ => usize::MAX,
+        }
+    }
+
+    /// `dma_get_required_mask`: the smallest all-ones mask covering all RAM, so a driver
+    /// can tell whether wider addressing would avoid bouncing.
+    pub fn required_mask(&self) -> u64 {
+        let top = self.platform.max_phys_addr();
+        if top == 0 {
+            return 0;
+        }
+        dma_bit_mask(64 - top.leading_zeros())
+    }
+
     /// `dma_set_max_seg_size`.
     pub fn set_max_segment_size(&self, size: usize) {
         self.params.lock().max_segment_size = size.max(1);

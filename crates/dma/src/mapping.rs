@@ -118,8 +118,10 @@ impl DmaDevice {
         let m = match self.backend() {
             DmaBackend::Iommu(domain) => self.map_iommu(domain, phys, len, dir, p.dma_mask)?,
             backend => {
-                // dma_capable(): the last byte must be under the mask.
-                if end <= p.dma_mask && !p.force_bounce {
+                // dma_capable(): the last byte must be under the mask. Forced bouncing
+                // only means something when there is a pool to bounce through.
+                let bounce_forced = p.force_bounce && matches!(backend, DmaBackend::Swiotlb(_));
+                if end <= p.dma_mask && !bounce_forced {
                     Mapping {
                         dma: DmaAddr::new(phys.as_u64()),
                         len,

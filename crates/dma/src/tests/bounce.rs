@@ -446,3 +446,23 @@ fn swiotlb_init_checks_the_range() {
     assert_eq!((st.total_slots, st.used_slots, st.size), (2, 0, 4096));
     assert_eq!(s.last(), SWIOTLB_BASE + 4095);
 }
+
+#[test]
+fn required_mask_and_max_mapping_size() {
+    let p = machine();
+    let dev = DmaDevice::new("d", p, DmaBackend::Direct);
+    // RAM tops out just above 4 GiB: 33 bits.
+    assert_eq!(dev.required_mask(), dma_bit_mask(33));
+    assert_eq!(dev.max_mapping_size(), usize::MAX);
+    dev.set_backend(DmaBackend::Swiotlb(swiotlb(p)));
+    assert_eq!(dev.max_mapping_size(), MAX_MAPPING);
+    // Force-bounce without a pool does not turn good mappings into errors.
+    dev.set_backend(DmaBackend::Direct);
+    dev.set_force_bounce(true);
+    let buf = DmaBuf::alloc_below(p, 64, dma_bit_mask(24)).unwrap();
+    let a = dev
+        .map_single(buf.phys(), 64, DmaDirection::ToDevice)
+        .unwrap();
+    assert_eq!(a.as_u64(), buf.phys().as_u64());
+    dev.unmap_single(a, 64, DmaDirection::ToDevice).unwrap();
+}
