@@ -47,6 +47,8 @@ pub enum IommuError {
     Misaligned,
     /// Beyond the domain's address width.
     OutOfRange,
+    /// An invalidation did not complete (e.g. a queued-invalidation timeout or error).
+    FlushFailed,
 }
 
 impl fmt::Display for IommuError {
@@ -57,6 +59,7 @@ impl fmt::Display for IommuError {
             IommuError::NotMapped => "IOVA range not mapped",
             IommuError::Misaligned => "address or size not granule-aligned",
             IommuError::OutOfRange => "beyond the domain's address width",
+            IommuError::FlushFailed => "IOTLB invalidation did not complete",
         })
     }
 }
@@ -88,8 +91,9 @@ pub trait IommuDomain: Send {
     fn unmap(&mut self, iova: DmaAddr, len: u64) -> Result<(), IommuError>;
 
     /// Invalidates the IOTLB (and any paging-structure caches) for `[iova, iova+len)`;
-    /// returns when the invalidation has completed. May flush more than asked.
-    fn flush_iotlb(&mut self, iova: DmaAddr, len: u64);
+    /// returns when the invalidation has completed. May flush more than asked. On
+    /// error the DMA layer never frees the IOVA (a stale translation may remain).
+    fn flush_iotlb(&mut self, iova: DmaAddr, len: u64) -> Result<(), IommuError>;
 
     /// Whether IOVAs under `mask` can be handed out at all (for `set_mask`).
     fn supports_mask(&self, mask: u64) -> bool {

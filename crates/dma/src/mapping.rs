@@ -321,16 +321,25 @@ impl DmaDevice {
                 iova_len,
             } => {
                 let mut d = domain.lock();
+                // Order matters (DESIGN.md §4): remove the translation, invalidate the
+                // IOTLB, and only then let the IOVA be handed out again. If either step
+                // fails the device might still reach the old page through this IOVA, so
+                // it is never freed (leaked on purpose).
                 if let Err(e) = d.unmap(iova, iova_len) {
-                    // The IOVA may still translate: never hand it out again.
                     log::error!(
                         "{}: IOMMU unmap of {iova:#x}+{iova_len:#x} failed ({e}); IOVA leaked",
                         self.name
                     );
-                    d.flush_iotlb(iova, iova_len);
+                    let _ = d.flush_iotlb(iova, iova_len);
                     return;
                 }
-                d.flush_iotlb(iova, iova_len);
+                if let Err(e) = d.flush_iotlb(iova, iova_len) {
+                    log::error!(
+                        "{}: IOTLB flush of {iova:#x}+{iova_len:#x} failed ({e}); IOVA leaked",
+                        self.name
+                    );
+                    return;
+                }
                 d.free_iova(iova, iova_len);
             }
         }

@@ -25,6 +25,7 @@ pub struct FakeDomain {
     /// Order violations seen (free before flush, reuse of a live IOVA).
     pub violations: Vec<String>,
     pub fail_map: bool,
+    pub fail_flush: bool,
 }
 
 impl FakeDomain {
@@ -37,6 +38,7 @@ impl FakeDomain {
             stale: Vec::new(),
             violations: Vec::new(),
             fail_map: false,
+            fail_flush: false,
         }
     }
 
@@ -122,10 +124,14 @@ impl IommuDomain for FakeDomain {
         Ok(())
     }
 
-    fn flush_iotlb(&mut self, iova: DmaAddr, len: u64) {
+    fn flush_iotlb(&mut self, iova: DmaAddr, len: u64) -> Result<(), IommuError> {
         self.ops.push(Op::Flush(iova.as_u64(), len));
+        if self.fail_flush {
+            return Err(IommuError::FlushFailed);
+        }
         let a = iova.as_u64();
         self.stale.retain(|&(s, l)| !(s >= a && s + l <= a + len));
+        Ok(())
     }
 }
 
@@ -317,4 +323,28 @@ fn sg_through_the_iommu_merges_consecutive_iovas() {
     drop(m);
     assert!(dom.lock().violations.is_empty());
     assert!(dom.lock().allocated.is_empty());
+}
+
+#[test]
+fn a_failed_iotlb_flush_never_frees_the_iova() {
+    let p = machine();
+    let (dev, dom, _) = iommu_edu(p);
+    let buf = DmaBuf::alloc(p, 4096).unwrap();
+    let a = dev
+        .map_single(buf.phys(), 4096, DmaDirection::ToDevice)
+        .unwrap();
+    dom.lock().fail_flush = true;
+    dev.unmap_single(a, 4096, DmaDirection::ToDevice).unwrap();
+    dom.lock().fail_flush = false;
+    let d = dom.lock();
+    assert!(matches!(d.ops.last(), Some(Op::Flush(..))), "{:?}", d.ops);
+    assert!(
+        d.allocated.contains_key(&a.as_u64()),
+        "IOVA kept out of circulation"
+    );
+    drop(d);
+    let b = dev
+        .map_single(buf.phys(), 4096, DmaDirection::ToDevice)
+        .unwrap();
+    assert_ne!(b, a);
 }
