@@ -265,6 +265,11 @@ pub fn global_count(kind: DebugKind) -> u64 {
     GLOBAL_COUNTS[kind as usize].load(Ordering::Relaxed)
 }
 
+/// Every kind with its count over all devices, for a `dma` shell view.
+pub fn global_counts() -> [(DebugKind, u64); DEBUG_KINDS] {
+    DebugKind::ALL.map(|k| (k, global_count(k)))
+}
+
 /// True when this build reports misuse (feature `debug`, or this crate's tests).
 pub const ENABLED: bool = cfg!(any(test, feature = "debug"));
 

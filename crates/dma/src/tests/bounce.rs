@@ -466,3 +466,100 @@ fn required_mask_and_max_mapping_size() {
     assert_eq!(a.as_u64(), buf.phys().as_u64());
     dev.unmap_single(a, 64, DmaDirection::ToDevice).unwrap();
 }
+
+mod swiotlb_prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random map/unmap sequences: live bounce ranges never overlap, each stays in one
+        /// 128-slot segment, alignment rules hold, and the stats add up.
+        #[test]
+        fn slots_are_never_shared(
+            ops in proptest::collection::vec((any::<bool>(), 1usize..40_000, 0u64..4096, any::<u8>()), 1..60),
+            min_align in prop_oneof![Just(0u64), Just(0xFFFu64)],
+        ) {
+            let p = machine();
+            let pool = swiotlb(p);
+            let (dev, sink) = edu(p, DmaBackend::Swiotlb(pool.clone()));
+            dev.set_min_align_mask(min_align);
+            let buf = DmaBuf::alloc(p, 64 * 1024).unwrap();
+            let mut live: Vec<(DmaAddr, usize)> = Vec::new();
+            for (map, len, off, pick) in ops {
+                if map || live.is_empty() {
+                    let phys = buf.phys() + off;
+                    match dev.map_single(phys, len, DmaDirection::ToDevice) {
+                        Ok(a) => {
+                            let s = a.as_u64() - SWIOTLB_BASE;
+                            let slot = s as usize / IO_TLB_SIZE;
+                            let last = (s as usize + len - 1) / IO_TLB_SIZE;
+                            prop_assert_eq!(slot / 128, last / 128, "crosses a segment");
+                            if min_align != 0 {
+                                prop_assert_eq!(a.as_u64() & min_align, phys.as_u64() & min_align);
+                            } else {
+                                prop_assert_eq!(s % IO_TLB_SIZE as u64, 0);
+                                if len >= 4096 { prop_assert_eq!(a.as_u64() % 4096, 0); }
+                            }
+                            prop_assert_eq!(device_read(p, a, len.min(64)), p.bytes(phys.as_u64(), len.min(64)));
+                            live.push((a, len));
+                        }
+                        Err(DmaError::SwiotlbFull { .. }) => {}
+                        Err(e) => prop_assert!(false, "unexpected {e}"),
+                    }
+                } else {
+                    let (a, len) = live.swap_remove(pick as usize % live.len());
+                    dev.unmap_single(a, len, DmaDirection::ToDevice).unwrap();
+                }
+                // No two live bounce ranges (rounded to slots) overlap.
+                let mut r: Vec<(u64, u64)> = live
+                    .iter()
+                    .map(|&(a, l)| {
+                        let s = (a.as_u64() - SWIOTLB_BASE) / IO_TLB_SIZE as u64;
+                        let e = (a.as_u64() - SWIOTLB_BASE + l as u64 - 1) / IO_TLB_SIZE as u64;
+                        (s, e)
+                    })
+                    .collect();
+                r.sort();
+                for w in r.windows(2) {
+                    prop_assert!(w[0].1 < w[1].0, "slots shared: {:?}", w);
+                }
+                let st = pool.stats();
+                prop_assert_eq!(st.mappings, live.len());
+                prop_assert!(st.used_slots <= st.total_slots && st.high_water >= st.used_slots);
+            }
+            for (a, l) in live {
+                dev.unmap_single(a, l, DmaDirection::ToDevice).unwrap();
+            }
+            prop_assert_eq!(pool.stats().used_slots, 0);
+            prop_assert!(sink.take().is_empty());
+        }
+    }
+}
+
+#[test]
+fn concurrent_mapping_from_several_threads() {
+    let p = machine();
+    let pool = swiotlb(p);
+    let (dev, sink) = edu(p, DmaBackend::Swiotlb(pool.clone()));
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let dev = dev.clone();
+            s.spawn(move || {
+                let mut buf = DmaBuf::alloc(p, 8192).unwrap();
+                for i in 0..50u8 {
+                    let data = pattern(3000, t.wrapping_mul(50).wrapping_add(i));
+                    buf.write(0, &data);
+                    let a = dev
+                        .map_single(buf.phys(), 3000, DmaDirection::ToDevice)
+                        .unwrap();
+                    assert_eq!(device_read(p, a, 3000), data, "own bounce slots");
+                    dev.unmap_single(a, 3000, DmaDirection::ToDevice).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(pool.stats().used_slots, 0);
+    assert!(sink.take().is_empty());
+}
