@@ -340,6 +340,41 @@ pub struct ShellCase {
     pub contains: &'static [&'static str],
     /// (line prefix, exact number of lines starting with it)
     pub line_counts: &'static [(&'static str, usize)],
+    /// A further check of the transcript against an independent source.
+    pub verify: Option<fn(&str) -> Result<(), String>>,
+}
+
+/// The kernel's hexdump of `floppy read 0 2` must equal the image file's first
+/// two sectors byte for byte.
+fn verify_floppy_dump(text: &str) -> Result<(), String> {
+    let mut got = Vec::new();
+    for line in text.lines() {
+        let Some((addr, rest)) = line.split_once(": ") else {
+            continue;
+        };
+        if addr.len() != 8 || u64::from_str_radix(addr, 16).is_err() {
+            continue;
+        }
+        let hex = rest.split('|').next().unwrap_or("");
+        for b in hex.split_whitespace() {
+            got.push(u8::from_str_radix(b, 16).map_err(|_| format!("bad byte {b:?} in {line:?}"))?);
+        }
+    }
+    let want: Vec<u8> = (0..2).flat_map(crate::profile::floppy_sector).collect();
+    if got == want {
+        Ok(())
+    } else {
+        let at = got
+            .iter()
+            .zip(&want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
+        Err(format!(
+            "dump ({} bytes) differs from the image ({} bytes) at byte {at}",
+            got.len(),
+            want.len()
+        ))
+    }
 }
 
 pub const SHELL_CASES: &[ShellCase] = &[
@@ -358,6 +393,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "unknown command 'bogus'",
         ],
         line_counts: &[("error:", 1)],
+        verify: None,
     },
     ShellCase {
         name: "bad_arguments_get_usage_errors",
@@ -371,6 +407,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "time since boot",
         ],
         line_counts: &[("error:", 2)],
+        verify: None,
     },
     ShellCase {
         name: "backspace_and_crlf_editing",
@@ -380,6 +417,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         end: End::Exited(0),
         contains: &[" s (TSC ", "MemTotal:"],
         line_counts: &[("error:", 0)],
+        verify: None,
     },
     ShellCase {
         name: "dmesg_replays_the_boot_log",
@@ -390,6 +428,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         contains: &["memory map:", "command line:"],
         // once while booting, once from the ring buffer
         line_counts: &[],
+        verify: None,
     },
     ShellCase {
         name: "input_closed_without_poweroff_ends_qemu",
@@ -399,6 +438,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         end: End::InputDone,
         contains: &[" s (TSC "],
         line_counts: &[],
+        verify: None,
     },
     ShellCase {
         name: "reboot_resets_the_machine",
@@ -409,6 +449,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         end: End::Exited(0),
         contains: &["power: reset"],
         line_counts: &[],
+        verify: None,
     },
     ShellCase {
         name: "platform_views_lspci_dmar_acpi_irq",
@@ -431,6 +472,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "via ECAM",
         ],
         line_counts: &[("error:", 0)],
+        verify: None,
     },
     ShellCase {
         name: "lspci_through_legacy_ports",
@@ -443,6 +485,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "(7 functions via legacy I/O ports 0xCF8/0xCFC)",
         ],
         line_counts: &[("error:", 0)],
+        verify: None,
     },
     ShellCase {
         name: "dmar_without_iommu_is_a_clear_error",
@@ -456,6 +499,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "error: ioremap: empty",
         ],
         line_counts: &[("error:", 3)],
+        verify: None,
     },
     ShellCase {
         name: "zones_on_bigmem_buddyinfo_zoneinfo",
@@ -474,6 +518,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "MemFree:",
         ],
         line_counts: &[("error:", 0), ("Node 0, zone", 6)],
+        verify: None,
     },
     ShellCase {
         name: "ioremap_and_edu_info",
@@ -492,6 +537,22 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "error: usage: edu info",
         ],
         line_counts: &[("error:", 1)],
+        verify: None,
+    },
+    ShellCase {
+        name: "floppy_read_over_isa_dma_matches_image",
+        profile: "floppy",
+        cmdline: "",
+        input: b"isadma\nfloppy read 0 2\nfloppy read 2880\nfloppy read x\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            " 2: floppy",
+            " 4: cascade",
+            "DMA'd by the 8237 to 0x",
+            "error: floppy: sectors 2880..2881 are beyond the disk",
+        ],
+        line_counts: &[("error:", 2)],
+        verify: Some(verify_floppy_dump),
     },
     ShellCase {
         name: "uefi_boot_and_poweroff",
@@ -501,6 +562,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         end: End::Exited(0),
         contains: &["MemTotal:", "requesting ACPI S5"],
         line_counts: &[],
+        verify: None,
     },
 ];
 
@@ -545,6 +607,9 @@ pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript,
             return Err(format!("{got} lines start with {prefix:?}, expected {n}"));
         }
     }
+    if let Some(verify) = case.verify {
+        verify(&t.text)?;
+    }
     if case.name == "dmesg_replays_the_boot_log" && t.text.matches("memory map:").count() < 2 {
         return Err("dmesg did not print the boot log again".into());
     }
@@ -557,6 +622,7 @@ pub const SUITE_PROFILES: &[(&str, Firmware)] = &[
     ("noiommu", Firmware::Bios),
     ("bigmem", Firmware::Bios),
     ("pcie", Firmware::Bios),
+    ("floppy", Firmware::Bios),
     ("uefi", Firmware::Uefi),
 ];
 

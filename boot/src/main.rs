@@ -25,6 +25,7 @@ fn images() -> Images {
     Images {
         bios: PathBuf::from(env!("BIOS_PATH")),
         uefi: PathBuf::from(env!("UEFI_PATH")),
+        floppy: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/floppy.img")),
     }
 }
 
@@ -167,6 +168,11 @@ fn run(args: &Args) -> i32 {
             vars = None;
             None
         };
+        if launch.profile.floppy {
+            if let Err(e) = profile::ensure_floppy_image(&images().floppy) {
+                fail(&e);
+            }
+        }
         let qargs = profile::qemu_args(&launch, &images(), ovmf.as_ref(), vars.as_deref());
         eprintln!(
             "boot: profile '{}'; Ctrl-A X quits QEMU, Ctrl-A C opens its monitor",

@@ -16,6 +16,8 @@ pub struct Profile {
     pub memory: &'static str,
     /// Device arguments. `intel-iommu` must come before other PCI devices.
     pub devices: &'static [&'static str],
+    /// Attach the generated 1.44 MB floppy image (q35 then creates an isa-fdc).
+    pub floppy: bool,
 }
 
 const IOMMU_EDU: &[&str] = &["-device", "intel-iommu", "-device", "edu"];
@@ -39,6 +41,7 @@ pub const PROFILES: &[Profile] = &[
         firmware: Firmware::Bios,
         memory: "2G",
         devices: IOMMU_EDU,
+        floppy: false,
     },
     Profile {
         name: "noiommu",
@@ -46,6 +49,7 @@ pub const PROFILES: &[Profile] = &[
         firmware: Firmware::Bios,
         memory: "2G",
         devices: EDU_ONLY,
+        floppy: false,
     },
     Profile {
         name: "uefi",
@@ -53,6 +57,7 @@ pub const PROFILES: &[Profile] = &[
         firmware: Firmware::Uefi,
         memory: "2G",
         devices: IOMMU_EDU,
+        floppy: false,
     },
     Profile {
         name: "pcie",
@@ -60,6 +65,15 @@ pub const PROFILES: &[Profile] = &[
         firmware: Firmware::Bios,
         memory: "2G",
         devices: WITH_ROOT_PORT,
+        floppy: false,
+    },
+    Profile {
+        name: "floppy",
+        summary: "as default plus a 1.44 MB floppy drive on the ISA DMA controller (channel 2)",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_EDU,
+        floppy: true,
     },
     Profile {
         name: "bigmem",
@@ -67,6 +81,7 @@ pub const PROFILES: &[Profile] = &[
         firmware: Firmware::Bios,
         memory: "6G",
         devices: IOMMU_EDU,
+        floppy: false,
     },
 ];
 
@@ -99,6 +114,44 @@ pub struct Launch {
 pub struct Images {
     pub bios: PathBuf,
     pub uefi: PathBuf,
+    /// The floppy image for the `floppy` profile (created on demand).
+    pub floppy: PathBuf,
+}
+
+/// Sector size and count of a 1.44 MB floppy.
+pub const FLOPPY_SECTOR: usize = 512;
+pub const FLOPPY_SECTORS: usize = 2880;
+
+/// The content of sector `lba` in the generated image: a text label, then a
+/// pattern that differs per sector and per byte, so a read of the wrong
+/// sector, a shifted buffer or a dropped byte all show. The kernel's floppy
+/// test checks the same formula (kernel/src/ktest/isa.rs).
+pub fn floppy_sector(lba: usize) -> Vec<u8> {
+    let mut s = vec![0u8; FLOPPY_SECTOR];
+    let label = format!("BUSMASTER FLOPPY LBA {lba:05}\n");
+    for (i, b) in s.iter_mut().enumerate() {
+        *b = if i < label.len() {
+            label.as_bytes()[i]
+        } else {
+            ((lba * 7 + i * 13) ^ (i >> 4)) as u8
+        };
+    }
+    s
+}
+
+/// Writes the floppy image if it is missing or has the wrong size.
+pub fn ensure_floppy_image(path: &Path) -> Result<(), String> {
+    if std::fs::metadata(path)
+        .map(|m| m.len() as usize == FLOPPY_SECTOR * FLOPPY_SECTORS)
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    let data: Vec<u8> = (0..FLOPPY_SECTORS).flat_map(floppy_sector).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, data).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// OVMF firmware files (Debian's `ovmf` package).
@@ -191,6 +244,13 @@ pub fn qemu_args(
         ));
     }
     a.extend(launch.profile.devices.iter().map(|s| s.to_string()));
+    if launch.profile.floppy {
+        a.push("-drive".into());
+        a.push(format!(
+            "if=floppy,index=0,format=raw,file={},snapshot=on",
+            images.floppy.display()
+        ));
+    }
     a.extend(launch.extra.iter().cloned());
     a
 }
@@ -227,6 +287,7 @@ mod tests {
         Images {
             bios: "/img/bios.img".into(),
             uefi: "/img/uefi.img".into(),
+            floppy: "/img/floppy.img".into(),
         }
     }
 
@@ -282,5 +343,21 @@ mod tests {
         assert_eq!(exit_meaning(35).0, 1);
         assert_eq!(exit_meaning(37).0, 2);
         assert_eq!(exit_meaning(1).0, 1);
+    }
+}
+
+#[cfg(test)]
+mod floppy_tests {
+    use super::*;
+
+    #[test]
+    fn sectors_are_labelled_and_distinct() {
+        let a = floppy_sector(0);
+        let b = floppy_sector(1);
+        assert_eq!(a.len(), 512);
+        assert!(a.starts_with(b"BUSMASTER FLOPPY LBA 00000\n"));
+        assert!(b.starts_with(b"BUSMASTER FLOPPY LBA 00001\n"));
+        assert_ne!(a[100..], b[100..]);
+        assert_eq!(floppy_sector(2879)[27], ((2879 * 7 + 27 * 13) ^ 1) as u8);
     }
 }

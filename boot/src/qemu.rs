@@ -59,6 +59,9 @@ fn pump(mut from: impl Read + Send + 'static, tx: Sender<Event>, wrap: fn(Vec<u8
 
 impl Session {
     pub fn spawn(launch: &Launch, images: &Images) -> Result<Session, String> {
+        if launch.profile.floppy {
+            crate::profile::ensure_floppy_image(&images.floppy)?;
+        }
         let mut ovmf = None;
         let mut vars = None;
         if launch.firmware == Firmware::Uefi {

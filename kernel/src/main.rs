@@ -18,6 +18,7 @@ mod fatal;
 mod fwcfg;
 mod heap;
 mod hpet;
+mod isadma;
 mod klog;
 mod kmem;
 mod ktest;
@@ -99,6 +100,11 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         Some("legacy") => pci::Want::Legacy,
         _ => pci::Want::Auto,
     });
+    match drivers::floppy::init() {
+        Ok(()) => {}
+        Err(drivers::floppy::FloppyError::NoDrive) => log::info!("floppy: no drive"),
+        Err(e) => log::warn!("floppy: {e}"),
+    }
     let cmdline = boot_cmdline();
     match cmdline.get("mode") {
         Some("test") => ktest::run(cmdline),

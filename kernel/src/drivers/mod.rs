@@ -1,3 +1,4 @@
 //! Device drivers.
 
 pub mod edu;
+pub mod floppy;

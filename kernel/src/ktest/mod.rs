@@ -18,6 +18,7 @@
 mod basic;
 mod harness;
 mod interrupts;
+mod isa;
 mod memory;
 mod platform;
 
@@ -46,6 +47,7 @@ fn all() -> impl Iterator<Item = &'static KTest> {
         .chain(memory::TESTS.iter())
         .chain(interrupts::TESTS.iter())
         .chain(platform::TESTS.iter())
+        .chain(isa::TESTS.iter())
         .chain(harness::TESTS.iter())
 }
 

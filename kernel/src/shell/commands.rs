@@ -71,6 +71,18 @@ pub static COMMANDS: &[Command] = &[
         run: edu,
     },
     Command {
+        name: "floppy",
+        usage: "read <lba> [count]",
+        summary: "read sectors from the floppy through ISA DMA channel 2 (third-party DMA) and dump them",
+        run: floppy,
+    },
+    Command {
+        name: "isadma",
+        usage: "",
+        summary: "ISA DMA channels in use, like /proc/dma",
+        run: isadma,
+    },
+    Command {
         name: "irq",
         usage: "",
         summary: "interrupt counts per vector, with what each vector is for",
@@ -286,4 +298,54 @@ fn edu(cmd: &Command, args: &[&str]) -> CmdResult {
             .map_err(|e| CmdError::Failed(alloc::format!("edu: {e}"))),
         _ => Err(cmd.usage_error()),
     }
+}
+
+fn floppy(cmd: &Command, args: &[&str]) -> CmdResult {
+    let (lba, count) = match args {
+        ["read", lba] => (lba, "1"),
+        ["read", lba, count] => (lba, *count),
+        _ => return Err(cmd.usage_error()),
+    };
+    let bad = |what: &str, v: &str| CmdError::Failed(alloc::format!("floppy: bad {what} '{v}'"));
+    let lba = parse_u64(lba)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| bad("sector number", lba))?;
+    let count = parse_u64(count)
+        .and_then(|v| u32::try_from(v).ok())
+        .filter(|c| (1..=36).contains(c))
+        .ok_or_else(|| bad("count (1..36)", count))?;
+    let mut data = alloc::vec::Vec::new();
+    let phys = crate::drivers::floppy::read(lba, count, &mut data)
+        .map_err(|e| CmdError::Failed(alloc::format!("floppy: {e}")))?;
+    kprintln!("floppy: {count} sector(s) from LBA {lba}, DMA'd by the 8237 to {phys:#x}");
+    hexdump(&data, lba as u64 * 512);
+    Ok(())
+}
+
+/// `offset: 16 hex bytes |ascii|` lines.
+pub fn hexdump(data: &[u8], base: u64) {
+    for (i, chunk) in data.chunks(16).enumerate() {
+        let mut line = alloc::format!("{:08x}: ", base + i as u64 * 16);
+        for b in chunk {
+            let _ = core::fmt::Write::write_fmt(&mut line, format_args!("{b:02x} "));
+        }
+        line.push('|');
+        line.extend(chunk.iter().map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '.'
+            }
+        }));
+        line.push('|');
+        kprintln!("{line}");
+    }
+}
+
+fn isadma(cmd: &Command, args: &[&str]) -> CmdResult {
+    cmd.no_args(args)?;
+    for (ch, owner) in crate::isadma::claimed() {
+        kprintln!("{ch:>2}: {owner}");
+    }
+    Ok(())
 }
