@@ -75,6 +75,16 @@ impl Tally {
     }
 }
 
+/// What QEMU's edu prints when a DMA address does not fit its mask (it then
+/// silently uses the clamped address: hw-facts §5.3).
+pub const CLAMP_TEXT: &str = "EDU: clamping DMA";
+/// The record a boot that showed [`CLAMP_TEXT`] gets.
+pub const CLAMP_GUARD: &str = "dma::edu_clamping_guard";
+
+pub fn clamp_line(text: &str) -> Option<&str> {
+    text.lines().find(|l| l.contains(CLAMP_TEXT))
+}
+
 /// Lines of the kernel's panic and exception reports (kernel/src/arch/idt.rs).
 const REPORT_PREFIXES: [&str; 6] = ["!!!", "RIP=", "RAX=", "RSI=", "R9 =", "R13="];
 
@@ -125,6 +135,14 @@ pub fn run_suite(images: &Images, base: &Launch, only: Option<&str>, limits: &Li
             }
         };
         elapsed += t.elapsed;
+        if let Some(line) = clamp_line(&t.text) {
+            records.push(Record {
+                name: CLAMP_GUARD.into(),
+                ok: false,
+                reason: "QEMU clamped an edu DMA address: a device was given a bus address outside its 28-bit mask".into(),
+                context: line.to_string(),
+            });
+        }
         let (mut total, mut begun, mut ended) = (0usize, false, false);
         let mut started = 0usize;
         let mut current: Option<String> = None;
@@ -222,6 +240,8 @@ pub enum Expect {
     TimedOut,
     /// QEMU ended with no verdict and no report: a reset (triple fault).
     Reset,
+    /// The runner's edu clamping guard fired.
+    ClampGuard,
 }
 
 pub struct Meta {
@@ -262,6 +282,10 @@ pub const META_TESTS: &[Meta] = &[
         expect: Expect::Reset,
     },
     Meta {
+        test: "harness::deliberate_edu_clamp",
+        expect: Expect::ClampGuard,
+    },
+    Meta {
         test: "harness::deliberate_stack_overflow",
         expect: Expect::Reported {
             // The #PF on the guard page cannot push its frame, so the CPU
@@ -286,6 +310,15 @@ pub fn check_meta(meta: &Meta, images: &Images, base: &Launch) -> Result<(), Str
         overall: Duration::from_secs(120),
     };
     let run = run_suite(images, base, Some(meta.test), &limits);
+    if let Expect::ClampGuard = meta.expect {
+        return match run.records.iter().find(|r| r.name == CLAMP_GUARD) {
+            Some(r) if !r.ok && r.context.contains(CLAMP_TEXT) => Ok(()),
+            _ => Err(format!(
+                "the clamping guard did not fire: {:?}",
+                run.records
+            )),
+        };
+    }
     let rec = run
         .records
         .iter()
@@ -315,6 +348,7 @@ pub fn check_meta(meta: &Meta, images: &Images, base: &Launch) -> Result<(), Str
                 Err(format!("expected a timeout, got: {}", rec.reason))
             }
         }
+        Expect::ClampGuard => unreachable!("handled above"),
         Expect::Reset => {
             if rec.reason.contains("no verdict: QEMU exited with status 0") {
                 Ok(())
@@ -555,6 +589,27 @@ pub const SHELL_CASES: &[ShellCase] = &[
         verify: Some(verify_floppy_dump),
     },
     ShellCase {
+        name: "edu_dma_bounced_and_direct_dma_view_dmabench",
+        profile: "default",
+        cmdline: "",
+        input:
+            b"edu dma to 4000 --high\nedu dma from 4000\nedu dma to 4096\ndma\ndmabench\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "(above edu's 28-bit reach)",
+            "via swiotlb bounce buffer",
+            "via direct (bus address = physical address)",
+            "verified: 4000 bytes match",
+            "error: edu: length '4096' must be 1..=4095",
+            "dma_mask 0xfffffff",
+            "swiotlb: [0x",
+            "dma-debug: no errors",
+            "bounce map+unmap (to device)",
+        ],
+        line_counts: &[("error:", 1), ("  verified: 4000 bytes match", 2)],
+        verify: None,
+    },
+    ShellCase {
         name: "uefi_boot_and_poweroff",
         profile: "uefi",
         cmdline: "",
@@ -606,6 +661,9 @@ pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript,
         if got != *n {
             return Err(format!("{got} lines start with {prefix:?}, expected {n}"));
         }
+    }
+    if let Some(line) = clamp_line(&t.text) {
+        return Err(format!("QEMU clamped an edu DMA address: {line}"));
     }
     if let Some(verify) = case.verify {
         verify(&t.text)?;

@@ -19,6 +19,7 @@ mod fwcfg;
 mod heap;
 mod hpet;
 mod isadma;
+mod kdma;
 mod klog;
 mod kmem;
 mod ktest;
@@ -96,6 +97,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         log::warn!("apic: {e}; staying with polled I/O and no timer interrupts");
     }
     serial::enable_rx_interrupt();
+    if let Err(e) = kdma::init() {
+        log::warn!("dma: {e}; devices that cannot reach all of RAM will fail to map");
+    }
     pci::init(match boot_cmdline().get("pci") {
         Some("legacy") => pci::Want::Legacy,
         _ => pci::Want::Auto,

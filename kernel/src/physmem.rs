@@ -25,3 +25,8 @@ pub fn direct() -> DirectMap {
 pub fn to_virt(pa: u64) -> VirtAddr {
     direct().virt(PhysAddr::new(pa))
 }
+
+/// The direct map as a `'static` reference (for `PhysMemory` trait objects).
+pub fn direct_ref() -> &'static DirectMap {
+    DIRECT.get().expect("physmem used before init")
+}

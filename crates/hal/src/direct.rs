@@ -70,6 +70,21 @@ impl PhysMemory for DirectMap {
     }
 
     #[track_caller]
+    fn copy(&self, src: PhysAddr, dst: PhysAddr, len: usize) {
+        let (s, d) = (self.ptr(src, len), self.ptr(dst, len));
+        let disjoint = src.as_u64().abs_diff(dst.as_u64()) >= len as u64;
+        if disjoint {
+            // SAFETY: both ranges are inside the direct map (checked by `ptr`)
+            // and do not overlap. memcpy rather than memmove: on the kernel
+            // target memmove is a much slower byte loop.
+            unsafe { core::ptr::copy_nonoverlapping(s, d, len) }
+        } else {
+            // SAFETY: as above; `ptr::copy` is a memmove, for overlapping ranges.
+            unsafe { core::ptr::copy(s, d, len) }
+        }
+    }
+
+    #[track_caller]
     fn fill(&self, pa: PhysAddr, byte: u8, len: usize) {
         let p = self.ptr(pa, len);
         // SAFETY: as for `read`.

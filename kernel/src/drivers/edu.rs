@@ -17,12 +17,89 @@ pub const REG_LIVENESS: usize = 0x04;
 pub const REG_IRQ_STATUS: usize = 0x24;
 pub const REG_IRQ_RAISE: usize = 0x60;
 pub const REG_IRQ_ACK: usize = 0x64;
+pub const REG_DMA_SRC: usize = 0x80;
+pub const REG_DMA_DST: usize = 0x88;
+pub const REG_DMA_COUNT: usize = 0x90;
+pub const REG_DMA_CMD: usize = 0x98;
+const DMA_RUN: u64 = 1 << 0;
+const DMA_TO_RAM: u64 = 1 << 1;
+const DMA_IRQ: u64 = 1 << 2;
+/// The device-side buffer window (hw-facts §5.3).
+pub const EDU_BUFFER: u64 = 0x40000;
+/// QEMU 7.2 aborts on a full 4096-byte transfer (an off-by-one in its range
+/// check), so 4095 bytes is the largest safe transfer.
+pub const MAX_DMA: usize = 4095;
+/// Interrupt status bit edu raises when a DMA with DMA_IRQ completes.
+const IRQ_DMA_DONE: u32 = 0x100;
 
 /// The probed device: its registers stay mapped while bound.
 pub struct Edu {
     pub regs: IoMem,
     pub vector: u8,
     pub bdf: pci::Bdf,
+    /// The device as the DMA API knows it (28-bit mask, its backend).
+    pub dma: alloc::sync::Arc<dma::DmaDevice>,
+}
+
+/// Which way a transfer goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EduDir {
+    /// RAM → the device's buffer.
+    ToDevice,
+    /// The device's buffer → RAM.
+    FromDevice,
+}
+
+static DMA_DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static DMA_BY_MSI: AtomicU64 = AtomicU64::new(0);
+static DMA_BY_POLL: AtomicU64 = AtomicU64::new(0);
+
+/// (completions seen by MSI, completions found by polling).
+pub fn dma_completions() -> (u64, u64) {
+    (
+        DMA_BY_MSI.load(Ordering::Relaxed),
+        DMA_BY_POLL.load(Ordering::Relaxed),
+    )
+}
+
+impl Edu {
+    /// Runs one transfer between edu's buffer and bus address `bus` (which
+    /// must come from the DMA API) and waits for it: by MSI, with a polling
+    /// fallback on the RUN bit, bounded to 2 s.
+    pub fn transfer(&self, dir: EduDir, bus: hal::DmaAddr, len: usize) -> Result<(), &'static str> {
+        if len == 0 || len > MAX_DMA {
+            return Err("edu transfers are 1..=4095 bytes (QEMU 7.2 aborts on 4096)");
+        }
+        if self.regs.read64(REG_DMA_CMD) & DMA_RUN != 0 {
+            return Err("a transfer is already running");
+        }
+        let (src, dst, cmd) = match dir {
+            EduDir::ToDevice => (bus.as_u64(), EDU_BUFFER, DMA_RUN | DMA_IRQ),
+            EduDir::FromDevice => (EDU_BUFFER, bus.as_u64(), DMA_RUN | DMA_TO_RAM | DMA_IRQ),
+        };
+        DMA_DONE.store(false, Ordering::Release);
+        // 8-byte writes: a 4-byte write zero-extends the 64-bit field.
+        self.regs.write64(REG_DMA_SRC, src);
+        self.regs.write64(REG_DMA_DST, dst);
+        self.regs.write64(REG_DMA_COUNT, len as u64);
+        hal::wmb();
+        self.regs.write64(REG_DMA_CMD, cmd);
+        for _ in 0..400 {
+            crate::apic::sleep_ms(5);
+            if DMA_DONE.swap(false, Ordering::AcqRel) {
+                DMA_BY_MSI.fetch_add(1, Ordering::Relaxed);
+                hal::rmb();
+                return Ok(());
+            }
+            if self.regs.read64(REG_DMA_CMD) & DMA_RUN == 0 {
+                // Done, but the MSI did not arrive (yet): polling fallback.
+                DMA_BY_POLL.fetch_add(1, Ordering::Relaxed);
+                hal::rmb();
+                return Ok(());
+            }
+        }
+        Err("DMA did not complete within 2 s")
+    }
 }
 
 /// The bound device (one edu is enough for the labs; a second one stays unbound).
@@ -60,6 +137,9 @@ fn msi_handler(_f: &mut TrapFrame) {
     // still be acknowledged (hw-facts §5.4).
     unsafe { core::ptr::write_volatile((va + REG_IRQ_ACK as u64) as *mut u32, status) };
     LAST_STATUS.fetch_or(status as u64, Ordering::SeqCst);
+    if status & IRQ_DMA_DONE != 0 {
+        DMA_DONE.store(true, Ordering::Release);
+    }
     IRQS.fetch_add(1, Ordering::SeqCst);
 }
 
@@ -115,17 +195,40 @@ impl PciDriver for EduDriver {
             bar.address,
             bar.size / 1024
         );
+        let name = alloc::format!("{} edu", ctx.bdf());
+        let backend = match crate::kdma::swiotlb() {
+            Some(pool) => dma::DmaBackend::Swiotlb(pool),
+            None => dma::DmaBackend::Direct,
+        };
+        let dev = dma::DmaDevice::new(&name, &crate::kdma::PLATFORM, backend);
+        // edu's engine ANDs addresses with (1 << 28) - 1 (hw-facts §5.3).
+        dev.set_mask_and_coherent(dma::dma_bit_mask(28))
+            .map_err(|_| ProbeError::MissingResource("a 28-bit DMA mask"))?;
+        ctx.device
+            .dma
+            .set_mask_and_coherent(28)
+            .map_err(ProbeError::DmaMask)?;
         *EDU.lock() = Some(Edu {
             regs,
             vector,
             bdf: ctx.bdf(),
+            dma: dev,
         });
         Ok(())
     }
 
     fn remove(&self, ctx: &mut DeviceCtx<'_>) {
         REGS_VA.store(0, Ordering::Release);
-        *EDU.lock() = None;
+        if let Some(edu) = EDU.lock().take() {
+            // dma-debug: mappings the driver forgot are reported by name.
+            let leaked = edu.dma.check_leaks();
+            if leaked > 0 {
+                log::error!(
+                    "edu {}: {leaked} DMA mapping(s) still live at remove",
+                    edu.bdf
+                );
+            }
+        }
         if let Some(off) = ctx.device.find_capability(pci::caps::id::MSI) {
             if let Ok(msi) = pci::Msi::read(ctx.config, ctx.bdf(), off as u16) {
                 msi.disable(ctx.config);

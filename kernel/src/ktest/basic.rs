@@ -145,7 +145,8 @@ fn heap_alloc() -> TestResult {
         );
         #[repr(align(4096))]
         struct Page([u8; 4096]);
-        let page = Box::new(Page([1; 4096]));
+        // black_box: at opt-level 3 LLVM may otherwise put the box on the stack.
+        let page = core::hint::black_box(Box::new(Page([1; 4096])));
         let addr = &*page as *const Page as usize;
         kassert!(page.0[4095] == 1, "page contents lost");
         kassert!(addr % 4096 == 0, "4096-aligned box at {addr:#x}");

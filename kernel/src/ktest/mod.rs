@@ -16,6 +16,7 @@
 //! with `only=<test>` (the harness's own deliberate-crash tests).
 
 mod basic;
+mod dmaapi;
 mod harness;
 mod interrupts;
 mod isa;
@@ -48,6 +49,7 @@ fn all() -> impl Iterator<Item = &'static KTest> {
         .chain(interrupts::TESTS.iter())
         .chain(platform::TESTS.iter())
         .chain(isa::TESTS.iter())
+        .chain(dmaapi::TESTS.iter())
         .chain(harness::TESTS.iter())
 }
 

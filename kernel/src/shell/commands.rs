@@ -66,8 +66,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "edu",
-        usage: "info",
-        summary: "QEMU's edu PCI device: identification, liveness, interrupts",
+        usage: "info | dma <to|from> <len> [--high]",
+        summary: "QEMU's edu PCI device: info; DMA through the mapping API (--high: buffer above 256 MiB, must bounce)",
         run: edu,
     },
     Command {
@@ -81,6 +81,18 @@ pub static COMMANDS: &[Command] = &[
         usage: "",
         summary: "ISA DMA channels in use, like /proc/dma",
         run: isadma,
+    },
+    Command {
+        name: "dma",
+        usage: "",
+        summary: "DMA devices with masks and live mappings, the swiotlb pool, dma-debug counters",
+        run: super::dma_cmds::dma,
+    },
+    Command {
+        name: "dmabench",
+        usage: "",
+        summary: "time map+unmap of 4 KiB per backend against a 4 KiB memcpy",
+        run: super::dma_cmds::dmabench,
     },
     Command {
         name: "irq",
@@ -296,6 +308,7 @@ fn edu(cmd: &Command, args: &[&str]) -> CmdResult {
     match args {
         ["info"] => crate::drivers::edu::info(&mut Serial)
             .map_err(|e| CmdError::Failed(alloc::format!("edu: {e}"))),
+        ["dma", ..] => super::dma_cmds::edu_dma(cmd, args),
         _ => Err(cmd.usage_error()),
     }
 }

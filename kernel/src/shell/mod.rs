@@ -3,6 +3,7 @@
 
 mod acpi_cmds;
 mod commands;
+pub mod dma_cmds;
 mod pci_cmds;
 
 use alloc::string::String;
