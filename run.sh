@@ -70,7 +70,9 @@ test)
     exec cargo run -q -p boot -- test --host-log target/host-tests.log --host-status "$status" "$@"
     ;;
 run | image | boot-time | profiles)
-    shift
+    # `./run.sh` alone means run: there may be nothing to shift (and a failed
+    # shift would end the script under set -e).
+    if [ $# -gt 0 ]; then shift; fi
     exec cargo run -q -p boot -- "$cmd" "$@"
     ;;
 *)
