@@ -680,6 +680,10 @@ pub const SUITE_PROFILES: &[(&str, Firmware)] = &[
     ("noiommu", Firmware::Bios),
     ("bigmem", Firmware::Bios),
     ("pcie", Firmware::Bios),
+    ("iommu", Firmware::Bios),
+    ("iommu-lazy", Firmware::Bios),
+    ("iommu-pt", Firmware::Bios),
+    ("iommu-4level", Firmware::Bios),
     ("floppy", Firmware::Bios),
     ("uefi", Firmware::Uefi),
 ];

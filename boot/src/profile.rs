@@ -18,10 +18,13 @@ pub struct Profile {
     pub devices: &'static [&'static str],
     /// Attach the generated 1.44 MB floppy image (q35 then creates an isa-fdc).
     pub floppy: bool,
+    /// Boot options this profile always passes (before the user's).
+    pub cmdline: &'static str,
 }
 
 const IOMMU_EDU: &[&str] = &["-device", "intel-iommu", "-device", "edu"];
 const EDU_ONLY: &[&str] = &["-device", "edu"];
+const IOMMU48_EDU: &[&str] = &["-device", "intel-iommu,aw-bits=48", "-device", "edu"];
 /// A PCIe root port with an e1000e behind it, so enumeration must cross a bridge.
 const WITH_ROOT_PORT: &[&str] = &[
     "-device",
@@ -42,6 +45,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: IOMMU_EDU,
         floppy: false,
+        cmdline: "",
     },
     Profile {
         name: "noiommu",
@@ -50,6 +54,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: EDU_ONLY,
         floppy: false,
+        cmdline: "",
     },
     Profile {
         name: "uefi",
@@ -58,6 +63,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: IOMMU_EDU,
         floppy: false,
+        cmdline: "",
     },
     Profile {
         name: "pcie",
@@ -66,6 +72,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: WITH_ROOT_PORT,
         floppy: false,
+        cmdline: "",
     },
     Profile {
         name: "floppy",
@@ -74,6 +81,43 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: IOMMU_EDU,
         floppy: true,
+        cmdline: "",
+    },
+    Profile {
+        name: "iommu",
+        summary: "as default with VT-d translation on (iommu=on, strict invalidation)",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_EDU,
+        floppy: false,
+        cmdline: "iommu=on",
+    },
+    Profile {
+        name: "iommu-lazy",
+        summary: "VT-d on with lazy invalidation (iommu=on iommu.strict=0: a flush queue)",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_EDU,
+        floppy: false,
+        cmdline: "iommu=on iommu.strict=0",
+    },
+    Profile {
+        name: "iommu-pt",
+        summary: "VT-d in pass-through mode (iommu=pt: bus address = physical)",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_EDU,
+        floppy: false,
+        cmdline: "iommu=pt",
+    },
+    Profile {
+        name: "iommu-4level",
+        summary: "VT-d on with 48-bit addresses (intel-iommu,aw-bits=48: 4-level tables)",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU48_EDU,
+        floppy: false,
+        cmdline: "iommu=on",
     },
     Profile {
         name: "bigmem",
@@ -82,6 +126,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "6G",
         devices: IOMMU_EDU,
         floppy: false,
+        cmdline: "",
     },
 ];
 
@@ -236,11 +281,19 @@ pub fn qemu_args(
     // snapshot=on: the image is never written, so runs can share it.
     a.push("-drive".into());
     a.push(format!("format=raw,file={},snapshot=on", image.display()));
-    if !launch.cmdline.is_empty() {
+    // The profile's options first, so a user's --cmdline can override them
+    // (the kernel takes the last value of a key).
+    let cmdline = [launch.profile.cmdline, launch.cmdline.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !cmdline.is_empty() {
         a.push("-fw_cfg".into());
         a.push(format!(
             "name=opt/busmaster/cmdline,string={}",
-            fw_cfg_escape(&launch.cmdline)
+            fw_cfg_escape(&cmdline)
         ));
     }
     a.extend(launch.profile.devices.iter().map(|s| s.to_string()));

@@ -194,3 +194,16 @@ pub fn init() -> Result<(), String> {
     SWIOTLB.call_once(|| Arc::new(pool));
     Ok(())
 }
+
+/// The DMA backend for a PCI function: its own IOMMU domain when VT-d
+/// translates it, else the bounce pool (direct when the buffer fits the mask).
+/// Drivers call this and never care which one they got.
+pub fn backend_for(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> dma::DmaBackend {
+    if let Some(domain) = crate::iommu::attach_dma_domain(bdf, parent) {
+        return dma::DmaBackend::Iommu(domain);
+    }
+    match swiotlb() {
+        Some(pool) => dma::DmaBackend::Swiotlb(pool),
+        None => dma::DmaBackend::Direct,
+    }
+}

@@ -18,6 +18,7 @@ mod fatal;
 mod fwcfg;
 mod heap;
 mod hpet;
+mod iommu;
 mod isadma;
 mod kdma;
 mod klog;
@@ -100,10 +101,12 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if let Err(e) = kdma::init() {
         log::warn!("dma: {e}; devices that cannot reach all of RAM will fail to map");
     }
+    iommu::init();
     pci::init(match boot_cmdline().get("pci") {
         Some("legacy") => pci::Want::Legacy,
         _ => pci::Want::Auto,
     });
+    iommu::enable(&pci::devices());
     match drivers::floppy::init() {
         Ok(()) => {}
         Err(drivers::floppy::FloppyError::NoDrive) => log::info!("floppy: no drive"),

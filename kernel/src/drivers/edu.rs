@@ -196,10 +196,7 @@ impl PciDriver for EduDriver {
             bar.size / 1024
         );
         let name = alloc::format!("{} edu", ctx.bdf());
-        let backend = match crate::kdma::swiotlb() {
-            Some(pool) => dma::DmaBackend::Swiotlb(pool),
-            None => dma::DmaBackend::Direct,
-        };
+        let backend = crate::kdma::backend_for(ctx.bdf(), ctx.device.parent);
         let dev = dma::DmaDevice::new(&name, &crate::kdma::PLATFORM, backend);
         // edu's engine ANDs addresses with (1 << 28) - 1 (hw-facts §5.3).
         dev.set_mask_and_coherent(dma::dma_bit_mask(28))

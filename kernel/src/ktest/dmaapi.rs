@@ -61,10 +61,22 @@ fn check(dir: EduDir, high: bool) -> TestResult {
             "{dir:?} {len} bytes: mismatch at {:?}",
             r.verified
         );
-        if high {
+        kassert!(
+            r.bus < 1 << 28,
+            "bus address {:#x} beyond edu's mask",
+            r.bus
+        );
+        if translated() {
+            // Its own VT-d domain: every buffer, high or low, gets an IOVA.
+            kassert!(
+                r.via.starts_with("IOMMU"),
+                "served {} although edu has a domain",
+                r.via
+            );
+        } else if high {
             kassert!(r.cpu_phys >= 1 << 28, "high buffer at {:#x}", r.cpu_phys);
             kassert!(
-                r.bus < 1 << 28 && r.bus != r.cpu_phys,
+                r.bus != r.cpu_phys,
                 "bus address {:#x} for phys {:#x}",
                 r.bus,
                 r.cpu_phys
@@ -83,6 +95,11 @@ fn check(dir: EduDir, high: bool) -> TestResult {
     Ok(())
 }
 
+/// Whether edu sits in its own translated IOMMU domain in this boot.
+fn translated() -> bool {
+    edu::with_edu(|e| crate::iommu::domain_of(e.bdf).is_some()).unwrap_or(false)
+}
+
 fn low_direct() -> TestResult {
     check(EduDir::ToDevice, false)?;
     check(EduDir::FromDevice, false)
@@ -99,11 +116,13 @@ fn high_bounces() -> TestResult {
         before.used_slots,
         after.used_slots
     );
-    kassert!(
-        after.high_water >= 2,
-        "the pool was never used (high water {})",
-        after.high_water
-    );
+    if !translated() {
+        kassert!(
+            after.high_water >= 2,
+            "the pool was never used (high water {})",
+            after.high_water
+        );
+    }
     let live = edu::with_edu(|e| e.dma.mappings().len()).ok_or("edu gone")?;
     kassert!(live == 0, "{live} mappings left live");
     Ok(())
@@ -192,9 +211,7 @@ fn bench_figures() -> TestResult {
     // The benchmark runs and produces sane numbers; the ratio target is
     // checked here as well because the issue states it, with the generous
     // margin TCG timing needs (the figures for the record come from `dmabench`).
-    let rows = edu::with_edu(|e| crate::shell::dma_cmds::bench(&e.dma))
-        .ok_or("edu not bound")?
-        .map_err(|e| alloc::format!("{e}"))?;
+    let rows = crate::shell::dma_cmds::bench().map_err(|e| alloc::format!("{e}"))?;
     let get = |name: &str| rows.iter().find(|r| r.name.starts_with(name)).map(|r| r.ns);
     let memcpy = get("memcpy").ok_or("no memcpy row")?;
     let bounce = get("bounce map+unmap (to device)").ok_or("no bounce row")?;

@@ -19,6 +19,7 @@ mod basic;
 mod dmaapi;
 mod harness;
 mod interrupts;
+mod iommu;
 mod isa;
 mod memory;
 mod platform;
@@ -50,6 +51,7 @@ fn all() -> impl Iterator<Item = &'static KTest> {
         .chain(platform::TESTS.iter())
         .chain(isa::TESTS.iter())
         .chain(dmaapi::TESTS.iter())
+        .chain(iommu::TESTS.iter())
         .chain(harness::TESTS.iter())
 }
 

@@ -66,7 +66,7 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "edu",
-        usage: "info | dma <to|from> <len> [--high]",
+        usage: "info | dma <to|from> <len> [--high | --unmapped]",
         summary: "QEMU's edu PCI device: info; DMA through the mapping API (--high: buffer above 256 MiB, must bounce)",
         run: edu,
     },
@@ -93,6 +93,12 @@ pub static COMMANDS: &[Command] = &[
         usage: "",
         summary: "time map+unmap of 4 KiB per backend against a 4 KiB memcpy",
         run: super::dma_cmds::dmabench,
+    },
+    Command {
+        name: "iommu",
+        usage: "[domains | faults | translate <bb:dd.f> <iova>]",
+        summary: "VT-d units (CAP/ECAP decoded, mode), domains and mappings, fault history, table walks",
+        run: super::iommu_cmds::iommu,
     },
     Command {
         name: "irq",

@@ -114,8 +114,74 @@ pub fn round_trip(
     })
 }
 
-/// `edu dma <to|from> <len> [--high]`.
+/// What pointing edu at an unmapped IOVA did.
+pub struct Blocked {
+    pub iova: u64,
+    pub faults: alloc::vec::Vec<alloc::string::String>,
+    pub memory_unchanged: bool,
+}
+
+/// Maps a buffer for edu, unmaps it (in strict mode the IOTLB entry is gone
+/// before the call returns), then makes edu write to that IOVA anyway: the
+/// IOMMU must block it and record a fault; the buffer must be unchanged.
+pub fn unmapped_write(e: &Edu, len: usize) -> Result<Blocked, CmdError> {
+    if crate::iommu::domain_of(e.bdf).is_none() {
+        return Err(fail(
+            "edu: --unmapped needs edu in its own IOMMU domain (default profile, iommu=on)",
+        ));
+    }
+    let buf = reachable(len)?;
+    let s = DmaStream::<FromDevice>::map(&e.dma, buf).map_err(|e| fail(e.error))?;
+    let iova = s.dma_addr();
+    let mut buf = s.unmap();
+    buf.fill(0x5A);
+    let before = crate::iommu::fault_count();
+    // Deliberately a stale bus address: the one thing drivers must not do.
+    e.transfer(EduDir::FromDevice, iova, len).map_err(fail)?;
+    crate::apic::sleep_ms(20);
+    crate::iommu::collect_faults();
+    let n = (crate::iommu::fault_count() - before) as usize;
+    let hist = crate::iommu::fault_history();
+    let faults = hist[hist.len().saturating_sub(n)..].to_vec();
+    let memory_unchanged = buf.to_vec().iter().all(|&b| b == 0x5A);
+    Ok(Blocked {
+        iova: iova.as_u64(),
+        faults,
+        memory_unchanged,
+    })
+}
+
+/// `edu dma <to|from> <len> [--high | --unmapped]`.
 pub fn edu_dma(cmd: &Command, args: &[&str]) -> CmdResult {
+    if let ["dma", "from", len, "--unmapped"] = args {
+        let len = parse_u64(len)
+            .and_then(|l| usize::try_from(l).ok())
+            .filter(|l| (1..=edu::MAX_DMA).contains(l))
+            .ok_or_else(|| fail(alloc::format!("edu: length '{len}' must be 1..=4095")))?;
+        let b = edu::with_edu(|e| unmapped_write(e, len))
+            .ok_or_else(|| fail("edu: no edu device bound"))??;
+        kprintln!(
+            "edu dma from device to IOVA {:#x}, which was mapped and has been unmapped",
+            b.iova
+        );
+        if b.faults.is_empty() {
+            kprintln!("  NOT blocked: no fault (lazy invalidation: the IOTLB still held the old translation)");
+        } else {
+            kprintln!("  blocked by the IOMMU: {} fault(s)", b.faults.len());
+            for f in &b.faults {
+                kprintln!("  {f}");
+            }
+        }
+        kprintln!(
+            "  memory behind the old mapping: {}",
+            if b.memory_unchanged {
+                "unchanged"
+            } else {
+                "OVERWRITTEN by the device"
+            }
+        );
+        return Ok(());
+    }
     let (dir, len, high) = match args {
         ["dma", d, len] => (d, len, false),
         ["dma", d, len, "--high"] => (d, len, true),
@@ -245,7 +311,16 @@ pub struct BenchRow {
 }
 
 /// map+unmap of one 4 KiB buffer per backend, and a 4 KiB memcpy, in one boot.
-pub fn bench(dev: &Arc<DmaDevice>) -> Result<Vec<BenchRow>, CmdError> {
+/// Each backend gets a device of its own with edu's 28-bit mask.
+pub fn bench() -> Result<Vec<BenchRow>, CmdError> {
+    let mk = |name: &str, backend: dma::DmaBackend| -> Result<Arc<DmaDevice>, CmdError> {
+        let d = DmaDevice::new(name, &kdma::PLATFORM, backend);
+        d.set_mask_and_coherent(dma::dma_bit_mask(28))
+            .map_err(fail)?;
+        Ok(d)
+    };
+    let pool = kdma::swiotlb().ok_or_else(|| fail("dmabench: no bounce pool"))?;
+    let dev = &mk("bench-swiotlb", dma::DmaBackend::Swiotlb(pool))?;
     const LEN: usize = 4096;
     let low = reachable(LEN)?;
     // The high platform hands out 64 KiB chunks of one 4 MiB-aligned block:
@@ -301,23 +376,58 @@ pub fn bench(dev: &Arc<DmaDevice>) -> Result<Vec<BenchRow>, CmdError> {
         name: "bounce (to device), same page colour",
         ns: map_unmap(high_same_colour.phys(), DmaDirection::ToDevice)?,
     });
+    for (name, strict) in [
+        ("iommu-strict map+unmap", true),
+        ("iommu-lazy map+unmap", false),
+    ] {
+        let Some(domain) = crate::iommu::bench_domain(strict) else {
+            continue;
+        };
+        let d = mk(name, dma::DmaBackend::Iommu(domain))?;
+        let mut err = None;
+        let ns = median_ns(rounds, batch, || {
+            match d.map_single(high.phys(), LEN, DmaDirection::ToDevice) {
+                Ok(a) => {
+                    if let Err(e) = d.unmap_single(a, LEN, DmaDirection::ToDevice) {
+                        err = Some(e);
+                    }
+                }
+                Err(e) => err = Some(e),
+            }
+        });
+        if let Some(e) = err {
+            return Err(fail(e));
+        }
+        rows.push(BenchRow { name, ns });
+    }
     Ok(rows)
 }
 
 pub fn dmabench(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
-    let rows =
-        edu::with_edu(|e| bench(&e.dma)).ok_or_else(|| fail("dmabench: no edu device bound"))??;
+    let rows = bench()?;
     let memcpy = rows.first().map_or(1, |r| r.ns.max(1));
+    let direct = rows
+        .iter()
+        .find(|r| r.name.starts_with("direct"))
+        .map_or(1, |r| r.ns.max(1));
     kprintln!("dmabench: 4 KiB, median of 31 rounds x 64 ops, TSC-timed");
-    kprintln!("{:<36} {:>10} {:>10}", "operation", "ns/op", "x memcpy");
+    kprintln!(
+        "{:<38} {:>8} {:>9} {:>9}",
+        "operation",
+        "ns/op",
+        "x memcpy",
+        "x direct"
+    );
     for r in &rows {
         kprintln!(
-            "{:<36} {:>10} {:>7}.{:02}",
+            "{:<38} {:>8} {:>6}.{:02} {:>6}.{:02}",
             r.name,
             r.ns,
             r.ns / memcpy,
-            (r.ns % memcpy) * 100 / memcpy
+            (r.ns % memcpy) * 100 / memcpy,
+            r.ns / direct,
+            (r.ns % direct) * 100 / direct
         );
     }
     Ok(())

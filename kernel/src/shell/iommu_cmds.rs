@@ -1,0 +1,120 @@
+//! `iommu` and its views.
+
+use super::{parse_u64, CmdError, CmdResult, Command};
+use crate::iommu::{self, with_unit};
+use crate::kprintln;
+
+fn fail(msg: impl core::fmt::Display) -> CmdError {
+    CmdError::Failed(alloc::format!("iommu: {msg}"))
+}
+
+pub fn iommu(cmd: &Command, args: &[&str]) -> CmdResult {
+    match args {
+        [] => units(),
+        ["domains"] => domains(),
+        ["faults"] => {
+            iommu::collect_faults();
+            let h = iommu::fault_history();
+            kprintln!("{} fault(s) recorded since boot", iommu::fault_count());
+            for f in h {
+                kprintln!("  {f}");
+            }
+            Ok(())
+        }
+        ["translate", bdf, iova] => {
+            let b: pci::Bdf = bdf
+                .parse()
+                .map_err(|_| fail(alloc::format!("bad device address '{bdf}' (bb:dd.f)")))?;
+            let iova = parse_u64(iova).ok_or_else(|| fail(alloc::format!("bad IOVA '{iova}'")))?;
+            match iommu::translate(b, iova) {
+                Ok(t) => {
+                    kprintln!(
+                        "{b} IOVA {iova:#x} -> phys {:#x} ({:?}, {} KiB page, domain {})",
+                        t.pa.as_u64(),
+                        t.perm,
+                        t.page_size / 1024,
+                        t.did
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(fail(alloc::format!("{b} IOVA {iova:#x}: {e}"))),
+            }
+        }
+        _ => Err(cmd.usage_error()),
+    }
+}
+
+fn units() -> CmdResult {
+    let io = iommu::get()
+        .ok_or_else(|| fail("no IOMMU (no DMAR table; the default profile has intel-iommu)"))?;
+    kprintln!(
+        "mode {:?}, {}",
+        io.mode,
+        if io.strict {
+            "strict invalidation"
+        } else {
+            "lazy invalidation (flush queue)"
+        }
+    );
+    if io.units.is_empty() {
+        kprintln!("no units in use (iommu=off)");
+    }
+    for e in &io.units {
+        with_unit(&e.unit, |u| {
+            let gsts = u.gsts();
+            kprintln!(
+                "unit {:#x} segment {}: {}-level tables, {:?} invalidation",
+                e.base,
+                e.segment,
+                u.levels(),
+                u.inval_mode()
+            );
+            kprintln!(
+                "  translation {}, root table {:#x}",
+                if gsts.bits() & (1 << 31) != 0 {
+                    "ENABLED"
+                } else {
+                    "disabled"
+                },
+                u.root_table().as_u64()
+            );
+            kprintln!("  CAP  {}", u.cap());
+            kprintln!("  ECAP {}", u.ecap());
+            let s = u.stats();
+            kprintln!(
+                "  invalidations: {} context, {} IOTLB, {} queue waits; {} table cache flushes",
+                s.context_invalidations,
+                s.iotlb_invalidations,
+                s.qi_waits,
+                s.cache_flushes
+            );
+        });
+    }
+    Ok(())
+}
+
+fn domains() -> CmdResult {
+    let io = iommu::get().ok_or_else(|| fail("no IOMMU"))?;
+    for (bdf, ui, did) in io.attached.lock().iter() {
+        kprintln!(
+            "{bdf}: {did} (translated) on unit {:#x}",
+            io.units[*ui].base
+        );
+    }
+    for e in &io.units {
+        if let Some(pt) = *e.passthrough.lock() {
+            kprintln!(
+                "other devices on unit {:#x}: {pt} (pass-through: bus address = physical)",
+                e.base
+            );
+        }
+    }
+    crate::drivers::edu::with_edu(|e| {
+        let maps = e.dma.mappings();
+        kprintln!("{}: {} live mapping(s)", e.dma.name(), maps.len());
+        for m in maps {
+            kprintln!("  {m}");
+        }
+    });
+    Ok(())
+}
