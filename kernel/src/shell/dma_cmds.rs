@@ -345,18 +345,20 @@ pub fn bench() -> Result<Vec<BenchRow>, CmdError> {
             unsafe { core::ptr::copy_nonoverlapping(core::hint::black_box(s), d, LEN) }
         }),
     });
-    let map_unmap = |phys: hal::PhysAddr, dir: DmaDirection| -> Result<u64, CmdError> {
-        let mut err = None;
-        let ns = median_ns(rounds, batch, || match dev.map_single(phys, LEN, dir) {
-            Ok(a) => {
-                if let Err(e) = dev.unmap_single(a, LEN, dir) {
-                    err = Some(e);
+    let time_map_unmap =
+        |dev: &DmaDevice, phys: hal::PhysAddr, dir: DmaDirection| -> Result<u64, CmdError> {
+            let mut err = None;
+            let ns = median_ns(rounds, batch, || match dev.map_single(phys, LEN, dir) {
+                Ok(a) => {
+                    if let Err(e) = dev.unmap_single(a, LEN, dir) {
+                        err = Some(e);
+                    }
                 }
-            }
-            Err(e) => err = Some(e),
-        });
-        err.map_or(Ok(ns), |e| Err(fail(e)))
-    };
+                Err(e) => err = Some(e),
+            });
+            err.map_or(Ok(ns), |e| Err(fail(e)))
+        };
+    let map_unmap = |phys, dir| time_map_unmap(dev, phys, dir);
     rows.push(BenchRow {
         name: "direct map+unmap",
         ns: map_unmap(low.phys(), DmaDirection::ToDevice)?,
@@ -384,20 +386,7 @@ pub fn bench() -> Result<Vec<BenchRow>, CmdError> {
             continue;
         };
         let d = mk(name, dma::DmaBackend::Iommu(domain))?;
-        let mut err = None;
-        let ns = median_ns(rounds, batch, || {
-            match d.map_single(high.phys(), LEN, DmaDirection::ToDevice) {
-                Ok(a) => {
-                    if let Err(e) = d.unmap_single(a, LEN, DmaDirection::ToDevice) {
-                        err = Some(e);
-                    }
-                }
-                Err(e) => err = Some(e),
-            }
-        });
-        if let Some(e) = err {
-            return Err(fail(e));
-        }
+        let ns = time_map_unmap(&d, high.phys(), DmaDirection::ToDevice)?;
         rows.push(BenchRow { name, ns });
     }
     Ok(rows)
