@@ -706,6 +706,7 @@ pub const SUITE_PROFILES: &[(&str, Firmware)] = &[
     ("iommu-lazy", Firmware::Bios),
     ("iommu-pt", Firmware::Bios),
     ("iommu-4level", Firmware::Bios),
+    ("iommu-reginval", Firmware::Bios),
     ("floppy", Firmware::Bios),
     ("uefi", Firmware::Uefi),
 ];

@@ -279,7 +279,17 @@ fn test(args: &Args) -> i32 {
         idle_after: None,
         overall: Duration::from_secs(600),
     };
+    // `--only qemu::<profile>::...` names one profile: boot only that one.
+    let only_profile = args
+        .only
+        .as_deref()
+        .and_then(|o| o.strip_prefix("qemu::"))
+        .and_then(|r| r.split("::").next())
+        .filter(|p| !p.is_empty());
     for (name, firmware) in ktest::SUITE_PROFILES {
+        if only_profile.is_some_and(|p| p != *name) {
+            continue;
+        }
         let mut launch = launch_for(
             &Args {
                 profile: name.to_string(),

@@ -120,6 +120,15 @@ pub const PROFILES: &[Profile] = &[
         cmdline: "iommu=on",
     },
     Profile {
+        name: "iommu-reginval",
+        summary: "VT-d on with register-based invalidation (iommu=on iommu.qi=0)",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_EDU,
+        floppy: false,
+        cmdline: "iommu=on iommu.qi=0",
+    },
+    Profile {
         name: "bigmem",
         summary: "as default with 6 GiB, so RAM exists above 4 GiB",
         firmware: Firmware::Bios,

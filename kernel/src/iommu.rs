@@ -7,7 +7,8 @@
 //! show direct and bounced mappings on the default machine; the `iommu*`
 //! profiles turn it on),
 //! `iommu.strict=1|0` (default 1: every unmap invalidates the IOTLB before
-//! the IOVA can be reused; 0: a flush queue batches them).
+//! the IOVA can be reused; 0: a flush queue batches them), `iommu.qi=0`
+//! (register-based invalidation even when the unit offers queued).
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -73,6 +74,12 @@ pub struct Iommu {
 static IOMMU: Once<Iommu> = Once::new();
 static FAULTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static FAULT_COUNT: AtomicU64 = AtomicU64::new(0);
+/// The vector of the units' fault-event MSI (0: none).
+static FAULT_VECTOR: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+pub fn fault_vector() -> u8 {
+    FAULT_VECTOR.load(Ordering::Relaxed)
+}
 
 pub fn get() -> Option<&'static Iommu> {
     IOMMU.get()
@@ -157,6 +164,11 @@ pub fn init() {
         return;
     }
     let vector = apic::alloc_vector(fault_irq).ok();
+    FAULT_VECTOR.store(vector.unwrap_or(0), Ordering::Relaxed);
+    let inval = match cmdline.get("iommu.qi") {
+        Some("0") => Some(iommu_vtd::InvalMode::Register),
+        _ => None, // queued when ECAP.QI says so
+    };
     let mut units = Vec::new();
     for drhd in dmar.drhds() {
         if drhd.register_base == 0 {
@@ -171,6 +183,7 @@ pub fn init() {
             }
         };
         let cfg = Config {
+            inval,
             poll_budget: 1_000_000,
             relax,
             fault_msi: vector.map(|v| {
