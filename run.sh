@@ -62,9 +62,9 @@ case "$cmd" in
 test)
     shift
     mkdir -p target
-    say "host tests (cargo test --workspace --exclude kernel)"
+    say "host tests (cargo test --workspace --exclude kernel --no-fail-fast)"
     set +e
-    cargo test --workspace --exclude kernel 2>&1 | tee target/host-tests.log
+    cargo test --workspace --exclude kernel --no-fail-fast 2>&1 | tee target/host-tests.log
     status=${PIPESTATUS[0]}
     set -e
     exec cargo run -q -p boot -- test --host-log target/host-tests.log --host-status "$status" "$@"
