@@ -151,6 +151,16 @@ fn launch_for(args: &Args, serial: SerialMode) -> Launch {
 /// Boots the shell. On a terminal QEMU owns it; otherwise the serial port is
 /// piped and our stdin is fed to the shell once it is ready.
 fn run(args: &Args) -> i32 {
+    if args
+        .qemu_extra
+        .iter()
+        .any(|a| a == "-s" || a == "-S" || a.starts_with("-gdb"))
+    {
+        eprintln!(
+            "boot: GDB: gdb {} -ex 'target remote :1234' (the images carry a copy without debug info)",
+            env!("KERNEL_ELF")
+        );
+    }
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if interactive {
         let launch = launch_for(args, SerialMode::Terminal);
