@@ -707,6 +707,7 @@ pub const SUITE_PROFILES: &[(&str, Firmware)] = &[
     ("iommu-pt", Firmware::Bios),
     ("iommu-4level", Firmware::Bios),
     ("iommu-reginval", Firmware::Bios),
+    ("two-edu", Firmware::Bios),
     ("floppy", Firmware::Bios),
     ("uefi", Firmware::Uefi),
 ];

@@ -24,6 +24,7 @@ pub struct Profile {
 
 const IOMMU_EDU: &[&str] = &["-device", "intel-iommu", "-device", "edu"];
 const EDU_ONLY: &[&str] = &["-device", "edu"];
+const IOMMU_TWO_EDU: &[&str] = &["-device", "intel-iommu", "-device", "edu", "-device", "edu"];
 const IOMMU48_EDU: &[&str] = &["-device", "intel-iommu,aw-bits=48", "-device", "edu"];
 /// A PCIe root port with an e1000e behind it, so enumeration must cross a bridge.
 const WITH_ROOT_PORT: &[&str] = &[
@@ -127,6 +128,15 @@ pub const PROFILES: &[Profile] = &[
         devices: IOMMU_EDU,
         floppy: false,
         cmdline: "iommu=on iommu.qi=0",
+    },
+    Profile {
+        name: "two-edu",
+        summary: "VT-d on with two edu devices, each in its own domain (isolation)",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_TWO_EDU,
+        floppy: false,
+        cmdline: "iommu=on",
     },
     Profile {
         name: "bigmem",

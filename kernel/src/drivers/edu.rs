@@ -39,6 +39,8 @@ pub struct Edu {
     pub bdf: pci::Bdf,
     /// The device as the DMA API knows it (28-bit mask, its backend).
     pub dma: alloc::sync::Arc<dma::DmaDevice>,
+    /// Index into the interrupt slots.
+    pub slot: usize,
 }
 
 /// Which way a transfer goes.
@@ -50,7 +52,22 @@ pub enum EduDir {
     FromDevice,
 }
 
-static DMA_DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Per-device interrupt state, indexed by `Edu::slot`: the MSI handler finds
+/// its device by vector (it cannot take the driver's lock).
+struct Slot {
+    vector: AtomicU8,
+    regs_va: AtomicU64,
+    dma_done: core::sync::atomic::AtomicBool,
+}
+
+const MAX_EDU: usize = 4;
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY_SLOT: Slot = Slot {
+    vector: AtomicU8::new(0),
+    regs_va: AtomicU64::new(0),
+    dma_done: core::sync::atomic::AtomicBool::new(false),
+};
+static SLOTS: [Slot; MAX_EDU] = [EMPTY_SLOT; MAX_EDU];
 static DMA_BY_MSI: AtomicU64 = AtomicU64::new(0);
 static DMA_BY_POLL: AtomicU64 = AtomicU64::new(0);
 
@@ -77,7 +94,8 @@ impl Edu {
             EduDir::ToDevice => (bus.as_u64(), EDU_BUFFER, DMA_RUN | DMA_IRQ),
             EduDir::FromDevice => (EDU_BUFFER, bus.as_u64(), DMA_RUN | DMA_TO_RAM | DMA_IRQ),
         };
-        DMA_DONE.store(false, Ordering::Release);
+        let done = &SLOTS[self.slot].dma_done;
+        done.store(false, Ordering::Release);
         // 8-byte writes: a 4-byte write zero-extends the 64-bit field.
         self.regs.write64(REG_DMA_SRC, src);
         self.regs.write64(REG_DMA_DST, dst);
@@ -86,7 +104,7 @@ impl Edu {
         self.regs.write64(REG_DMA_CMD, cmd);
         for _ in 0..400 {
             crate::apic::sleep_ms(5);
-            if DMA_DONE.swap(false, Ordering::AcqRel) {
+            if done.swap(false, Ordering::AcqRel) {
                 DMA_BY_MSI.fetch_add(1, Ordering::Relaxed);
                 hal::rmb();
                 return Ok(());
@@ -103,14 +121,12 @@ impl Edu {
 }
 
 /// The bound device (one edu is enough for the labs; a second one stays unbound).
-static EDU: spin::Mutex<Option<Edu>> = spin::Mutex::new(None);
+static EDU: spin::Mutex<alloc::vec::Vec<Edu>> = spin::Mutex::new(alloc::vec::Vec::new());
 
 static IRQS: AtomicU64 = AtomicU64::new(0);
 /// Status bits seen by the handler (ORed), for tests and `edu info`.
 static LAST_STATUS: AtomicU64 = AtomicU64::new(0);
 /// Virtual address of BAR0 for the interrupt handler (0 = not bound).
-static REGS_VA: AtomicU64 = AtomicU64::new(0);
-static VECTOR: AtomicU8 = AtomicU8::new(0);
 
 pub fn irq_count() -> u64 {
     IRQS.load(Ordering::SeqCst)
@@ -120,12 +136,19 @@ pub fn last_status() -> u64 {
     LAST_STATUS.load(Ordering::SeqCst)
 }
 
+/// The first device's MSI vector.
 pub fn vector() -> u8 {
-    VECTOR.load(Ordering::SeqCst)
+    SLOTS[0].vector.load(Ordering::SeqCst)
 }
 
-fn msi_handler(_f: &mut TrapFrame) {
-    let va = REGS_VA.load(Ordering::Acquire);
+fn msi_handler(f: &mut TrapFrame) {
+    let Some(slot) = SLOTS
+        .iter()
+        .find(|s| s.vector.load(Ordering::Acquire) as u64 == f.vector)
+    else {
+        return;
+    };
+    let va = slot.regs_va.load(Ordering::Acquire);
     if va == 0 {
         return;
     }
@@ -138,7 +161,7 @@ fn msi_handler(_f: &mut TrapFrame) {
     unsafe { core::ptr::write_volatile((va + REG_IRQ_ACK as u64) as *mut u32, status) };
     LAST_STATUS.fetch_or(status as u64, Ordering::SeqCst);
     if status & IRQ_DMA_DONE != 0 {
-        DMA_DONE.store(true, Ordering::Release);
+        slot.dma_done.store(true, Ordering::Release);
     }
     IRQS.fetch_add(1, Ordering::SeqCst);
 }
@@ -157,9 +180,12 @@ impl PciDriver for EduDriver {
     }
 
     fn probe(&self, ctx: &mut DeviceCtx<'_>) -> Result<(), ProbeError> {
-        if EDU.lock().is_some() {
-            return Err(ProbeError::NoDevice);
-        }
+        let Some(slot) = (0..MAX_EDU).find(|&i| SLOTS[i].regs_va.load(Ordering::Acquire) == 0)
+        else {
+            return Err(ProbeError::MissingResource(
+                "a free edu slot (at most 4 devices)",
+            ));
+        };
         let bar = *ctx
             .device
             .bar(0)
@@ -179,8 +205,10 @@ impl PciDriver for EduDriver {
         let msi = pci::Msi::read(ctx.config, ctx.bdf(), msi_off as u16).map_err(ProbeError::Msi)?;
         let vector = crate::apic::alloc_vector(msi_handler).map_err(ProbeError::MissingResource)?;
         let msg = MsiMessage::x86(crate::apic::lapic_id(), vector).map_err(ProbeError::Msi)?;
-        REGS_VA.store(regs.virt().as_u64(), Ordering::Release);
-        VECTOR.store(vector, Ordering::SeqCst);
+        SLOTS[slot].vector.store(vector, Ordering::SeqCst);
+        SLOTS[slot]
+            .regs_va
+            .store(regs.virt().as_u64(), Ordering::Release);
         msi.enable(ctx.config, msg, 1).map_err(ProbeError::Msi)?;
         pci::command::set_intx_disabled(ctx.config, ctx.bdf(), true);
         pci::command::enable_memory(ctx.config, ctx.bdf());
@@ -205,18 +233,26 @@ impl PciDriver for EduDriver {
             .dma
             .set_mask_and_coherent(28)
             .map_err(ProbeError::DmaMask)?;
-        *EDU.lock() = Some(Edu {
+        EDU.lock().push(Edu {
             regs,
             vector,
             bdf: ctx.bdf(),
             dma: dev,
+            slot,
         });
         Ok(())
     }
 
     fn remove(&self, ctx: &mut DeviceCtx<'_>) {
-        REGS_VA.store(0, Ordering::Release);
-        if let Some(edu) = EDU.lock().take() {
+        let bdf = ctx.bdf();
+        let taken = {
+            let mut list = EDU.lock();
+            list.iter()
+                .position(|e| e.bdf == bdf)
+                .map(|i| list.remove(i))
+        };
+        if let Some(edu) = taken {
+            SLOTS[edu.slot].regs_va.store(0, Ordering::Release);
             // dma-debug: mappings the driver forgot are reported by name.
             let leaked = edu.dma.check_leaks();
             if leaked > 0 {
@@ -236,7 +272,12 @@ impl PciDriver for EduDriver {
 
 /// Runs `f` with the bound edu device, if any.
 pub fn with_edu<R>(f: impl FnOnce(&Edu) -> R) -> Option<R> {
-    x86_64::instructions::interrupts::without_interrupts(|| EDU.lock().as_ref().map(f))
+    with_edu_at(0, f)
+}
+
+/// Runs `f` with the `i`-th bound edu device (in probe order).
+pub fn with_edu_at<R>(i: usize, f: impl FnOnce(&Edu) -> R) -> Option<R> {
+    x86_64::instructions::interrupts::without_interrupts(|| EDU.lock().get(i).map(f))
 }
 
 /// What `edu info` shows: identification, a liveness round trip, interrupts.
@@ -277,4 +318,9 @@ pub fn info(out: &mut dyn core::fmt::Write) -> Result<(), &'static str> {
         );
     })
     .ok_or("no edu device bound (the default profiles have one: -device edu)")
+}
+
+/// Whether the edu driver holds the device at `bdf`.
+pub fn bound(bdf: pci::Bdf) -> bool {
+    x86_64::instructions::interrupts::without_interrupts(|| EDU.lock().iter().any(|e| e.bdf == bdf))
 }
