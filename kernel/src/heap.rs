@@ -118,6 +118,11 @@ fn grow(heap: &mut Heap, layout: Layout) -> bool {
     true
 }
 
+// SAFETY: both heaps hand out disjoint, live memory (the early region is a
+// static, the main window is mapped before it is given to the heap and never
+// unmapped), each behind its own lock; `dealloc` routes a pointer back to the
+// heap whose address range contains it, so blocks are always freed where
+// they were allocated.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if self.main_ready.load(Ordering::Acquire) {

@@ -21,6 +21,8 @@ use crate::physmem;
 pub struct DirectMapHandler;
 
 impl AcpiHandler for DirectMapHandler {
+    // The trait's contract makes this unsafe for the caller (the address must
+    // hold a `T`); our side only computes a direct-map address.
     unsafe fn map_physical_region<T>(&self, pa: usize, size: usize) -> PhysicalMapping<Self, T> {
         let va = physmem::to_virt(pa as u64).as_mut_ptr::<T>();
         // The direct map never maps at address 0, so the pointer is non-null.
