@@ -375,8 +375,11 @@ pub struct ShellCase {
     /// (line prefix, exact number of lines starting with it)
     pub line_counts: &'static [(&'static str, usize)],
     /// A further check of the transcript against an independent source.
-    pub verify: Option<fn(&str) -> Result<(), String>>,
+    pub verify: Option<Verify>,
 }
+
+/// A check of a transcript against an independent source.
+pub type Verify = fn(&str) -> Result<(), String>;
 
 /// The kernel's hexdump of `floppy read 0 2` must equal the image file's first
 /// two sectors byte for byte.

@@ -255,8 +255,9 @@ impl IoMem {
     /// region and is naturally aligned.
     fn at(&self, offset: usize, width: usize) -> Option<*mut u8> {
         let end = offset.checked_add(width)?;
-        (end as u64 <= self.size && (self.base.as_u64() + offset as u64) % width as u64 == 0)
-            .then(|| (self.base.as_u64() + offset as u64) as *mut u8)
+        (end as u64 <= self.size
+            && (self.base.as_u64() + offset as u64).is_multiple_of(width as u64))
+        .then(|| (self.base.as_u64() + offset as u64) as *mut u8)
     }
 
     fn bad(&self, offset: usize, width: usize) {

@@ -136,6 +136,8 @@ static IDT: Once<Idt> = Once::new();
 /// Handler for a non-exception vector; runs with interrupts disabled.
 pub type IrqHandler = fn(&mut TrapFrame);
 
+// A const only to initialise the arrays below (each element gets its own atomic).
+#[allow(clippy::declare_interior_mutable_const)]
 const NO_HANDLER: AtomicUsize = AtomicUsize::new(0);
 static IRQ_HANDLERS: [AtomicUsize; 256] = [NO_HANDLER; 256];
 static IRQ_COUNTS: [AtomicUsize; 256] = [NO_HANDLER; 256];

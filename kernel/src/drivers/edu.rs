@@ -126,8 +126,6 @@ static EDU: spin::Mutex<alloc::vec::Vec<Edu>> = spin::Mutex::new(alloc::vec::Vec
 static IRQS: AtomicU64 = AtomicU64::new(0);
 /// Status bits seen by the handler (ORed), for tests and `edu info`.
 static LAST_STATUS: AtomicU64 = AtomicU64::new(0);
-/// Virtual address of BAR0 for the interrupt handler (0 = not bound).
-
 pub fn irq_count() -> u64 {
     IRQS.load(Ordering::SeqCst)
 }

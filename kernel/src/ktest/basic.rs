@@ -149,7 +149,7 @@ fn heap_alloc() -> TestResult {
         let page = core::hint::black_box(Box::new(Page([1; 4096])));
         let addr = &*page as *const Page as usize;
         kassert!(page.0[4095] == 1, "page contents lost");
-        kassert!(addr % 4096 == 0, "4096-aligned box at {addr:#x}");
+        kassert!(addr.is_multiple_of(4096), "4096-aligned box at {addr:#x}");
         let (used_during, _) = heap::usage();
         kassert!(
             used_during >= used_before + (1 << 20) + 4096,
@@ -301,7 +301,7 @@ fn line_editor() -> TestResult {
         feed(b"x\x03y\n") == ["", "y"],
         "Ctrl-C did not drop the line"
     );
-    let long: Vec<u8> = core::iter::repeat_n(b'a', 1000).chain([b'\n']).collect();
+    let long: Vec<u8> = core::iter::repeat_n(b'a', 1000).chain(*b"\n").collect();
     let lines = feed(&long);
     kassert!(
         lines.len() == 1 && lines[0].len() == shell::MAX_LINE,

@@ -197,8 +197,11 @@ fn s5_encodings() -> TestResult {
     Ok(())
 }
 
-/// The identity of a function as both mechanisms must see it.
-fn summary(devs: &[pci::PciDevice]) -> Vec<(pci::Bdf, u16, u16, u32, Vec<(u8, u64, u64)>)> {
+/// The identity of a function as both mechanisms must see it: address,
+/// vendor, device, class, and (index, address, size) of each BAR.
+type Identity = (pci::Bdf, u16, u16, u32, Vec<(u8, u64, u64)>);
+
+fn summary(devs: &[pci::PciDevice]) -> Vec<Identity> {
     devs.iter()
         .map(|d| {
             let bars = d

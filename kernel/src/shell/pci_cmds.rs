@@ -101,7 +101,7 @@ pub fn machine_line(d: &PciDevice) -> alloc::string::String {
 }
 
 fn tree(devices: &[PciDevice]) {
-    fn children<'a>(devices: &'a [PciDevice], parent: Option<Bdf>) -> Vec<&'a PciDevice> {
+    fn children(devices: &[PciDevice], parent: Option<Bdf>) -> Vec<&PciDevice> {
         devices.iter().filter(|d| d.parent == parent).collect()
     }
     fn walk(devices: &[PciDevice], parent: Option<Bdf>, prefix: &str) {
