@@ -15,4 +15,5 @@
 
 extern crate alloc;
 
+pub mod idma64;
 pub mod vtd;
