@@ -66,6 +66,15 @@ pub struct IovaAllocator {
     /// ...or when the oldest pending range is this old (in the caller's time unit).
     max_delay: u64,
     pending: usize,
+    /// Where the last allocation went (0: none yet). The next search starts
+    /// just below it: the ranges above it are usually still busy or pending
+    /// a flush, and walking past them one lookup at a time made lazy mode
+    /// slower than strict (Linux keeps a cached node for the same reason).
+    hint: u64,
+    /// When the oldest still-pending range was freed (None: none pending).
+    /// May be older than the true oldest after single-range releases, which
+    /// only makes the flush come earlier, never later.
+    oldest_pending: Option<u64>,
 }
 
 impl IovaAllocator {
@@ -78,6 +87,8 @@ impl IovaAllocator {
             max_pending: max_pending.max(1),
             max_delay,
             pending: 0,
+            hint: 0,
+            oldest_pending: None,
         }
     }
 
@@ -99,25 +110,48 @@ impl IovaAllocator {
         if limit < size {
             return Err(exhausted);
         }
-        let mut cand = (limit - size) & !(size - 1);
+        let top = (limit - size) & !(size - 1);
+        // Below the hint first; from the top when that part is full (which
+        // also finds holes above the hint once the sweep has wrapped).
+        let below_hint = (self.hint >= size)
+            .then(|| ((self.hint - size) & !(size - 1)).min(top))
+            .and_then(|start| self.search(start, size));
+        let cand = match below_hint {
+            Some(c) => c,
+            None => self.search(top, size).ok_or(exhausted)?,
+        };
+        self.hint = cand;
+        self.ranges.insert(cand, (size, State::Allocated));
+        Ok(DmaAddr::new(cand))
+    }
+
+    /// A range ending at `end` became free again: move the search start up
+    /// to it, so it is reused before lower space (Linux updates its cached
+    /// node the same way when a range above it is freed).
+    fn released_up_to(&mut self, end: u64) {
+        if self.hint != 0 && end > self.hint {
+            self.hint = end;
+        }
+    }
+
+    /// The highest free, `size`-aligned start at or below `cand`, or `None`.
+    fn search(&self, mut cand: u64, size: u64) -> Option<u64> {
         loop {
             if cand < self.base {
-                return Err(exhausted);
+                return None;
             }
             // The busy range with the highest start below cand + size: ranges do not
             // overlap, so if it ends at or before cand, no range conflicts.
             match self.ranges.range(..cand + size).next_back() {
                 Some((&s, &(len, _))) if s + len > cand => {
                     if s < size {
-                        return Err(exhausted);
+                        return None;
                     }
                     cand = (s - size) & !(size - 1);
                 }
-                _ => break,
+                _ => return Some(cand),
             }
         }
-        self.ranges.insert(cand, (size, State::Allocated));
-        Ok(DmaAddr::new(cand))
     }
 
     /// Marks `[start, start + len)` as never allocatable (RMRR identity ranges, the
@@ -141,6 +175,7 @@ impl IovaAllocator {
             Some((len, st @ State::Allocated)) => {
                 *st = State::Pending(now);
                 self.pending += 1;
+                self.oldest_pending.get_or_insert(now);
                 Ok(*len)
             }
             _ => Err(IovaError::NotAllocated(addr)),
@@ -159,8 +194,16 @@ impl IovaAllocator {
     /// free. Returns how many ranges were released.
     pub fn flush_done(&mut self) -> usize {
         let before = self.ranges.len();
-        self.ranges
-            .retain(|_, (_, st)| !matches!(st, State::Pending(_)));
+        let mut top_released = 0;
+        self.ranges.retain(|&start, (len, st)| {
+            let pending = matches!(st, State::Pending(_));
+            if pending {
+                top_released = top_released.max(start + *len);
+            }
+            !pending
+        });
+        self.released_up_to(top_released);
+        self.oldest_pending = None;
         self.pending = 0;
         before - self.ranges.len()
     }
@@ -169,9 +212,13 @@ impl IovaAllocator {
     /// (strict mode): only that range becomes free. Returns whether it was pending.
     pub fn flush_done_range(&mut self, addr: DmaAddr) -> bool {
         match self.ranges.get(&addr.as_u64()) {
-            Some(&(_, State::Pending(_))) => {
+            Some(&(len, State::Pending(_))) => {
                 self.ranges.remove(&addr.as_u64());
                 self.pending -= 1;
+                if self.pending == 0 {
+                    self.oldest_pending = None;
+                }
+                self.released_up_to(addr.as_u64() + len);
                 true
             }
             _ => false,
@@ -182,8 +229,9 @@ impl IovaAllocator {
     /// it is free at once.
     pub fn cancel(&mut self, addr: DmaAddr) -> Result<(), IovaError> {
         match self.ranges.get(&addr.as_u64()) {
-            Some(&(_, State::Allocated)) => {
+            Some(&(len, State::Allocated)) => {
                 self.ranges.remove(&addr.as_u64());
+                self.released_up_to(addr.as_u64() + len);
                 Ok(())
             }
             _ => Err(IovaError::NotAllocated(addr)),
@@ -208,10 +256,8 @@ impl IovaAllocator {
         if self.pending >= self.max_pending {
             return true;
         }
-        self.ranges.values().any(|&(_, st)| match st {
-            State::Pending(t) => now.saturating_sub(t) >= self.max_delay,
-            _ => false,
-        })
+        self.oldest_pending
+            .is_some_and(|t| now.saturating_sub(t) >= self.max_delay)
     }
 
     /// Allocated (not pending, not reserved) ranges.
@@ -362,5 +408,30 @@ mod tests {
             live.sort();
             prop_assert_eq!(got, live);
         }
+    }
+
+    /// Lazy mode parks freed ranges above the search position; allocation
+    /// must continue below them (not re-walk from the top) and, once the
+    /// flush releases them, reuse the highest first.
+    #[test]
+    fn search_continues_below_pending_and_reuses_after_flush() {
+        let mut a = IovaAllocator::new(0x1000, 64, 100);
+        let limit = 1u64 << 28;
+        let first = a.alloc(0x1000, limit).unwrap().as_u64();
+        let mut prev = first;
+        for _ in 0..32 {
+            a.free(DmaAddr::new(prev), 0).unwrap();
+            let next = a.alloc(0x1000, limit).unwrap().as_u64();
+            assert_eq!(next, prev - 0x1000, "not directly below the pending range");
+            prev = next;
+        }
+        assert_eq!(a.flush_done(), 32);
+        a.free(DmaAddr::new(prev), 0).unwrap();
+        a.flush_done();
+        assert_eq!(
+            a.alloc(0x1000, limit).unwrap().as_u64(),
+            first,
+            "the top is not reused after the flush"
+        );
     }
 }
