@@ -1,3 +1,559 @@
-//! `idma64`: Intel LPSS iDMA64 controller driver (a dmaengine provider).
+//! `idma64`: Intel LPSS iDMA64 controller driver, a [`dmaengine::DmaProvider`]
+//! (hw-facts §1.3–1.8).
+//!
+//! Generic over the register window ([`RegisterAccess`], LPSS BAR0 + 0x800), the memory
+//! the hardware linked-list items (LLIs) are written into ([`PhysMemory`]) and an
+//! [`LliAllocator`] handing out zeroed, 8-byte aligned LLI blocks (the kernel backs it
+//! with a DMA pool).
+//!
+//! * Descriptors are LLI chains built as Linux does: segments split at 0x1FFFF bytes,
+//!   walked backwards, LLP_SRC_EN|LLP_DST_EN on all but the last, INT_EN only on the
+//!   last, whose llp is 0.
+//! * Memory-side transfer width = `ffs(addr | len | 4)` (≤ 4 bytes); device-side width
+//!   from the slave configuration (1, 2 or 4 bytes); bursts as log2(items).
+//! * Start: channel init (CFG, unmask XFER+ERROR, DMA_EN), SAR/DAR = 0, CTL_HI = all
+//!   ones, CTL_LO = LLP enables, LLP = first LLI, CH_EN with write-enable.
+//! * Interrupt: STATUS_INT 0 (or all ones) → not ours; RAW ERROR → clear, stop, error;
+//!   RAW XFER → clear, done.
+//! * Residue from LLP and CTL_HI.BLOCK_TS (hw-facts §1.8).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use dmaengine::{ChanEvent, Direction, DmaCaps, DmaError, DmaProvider, SlaveConfig};
+use hal::{DmaAddr, PhysAddr, PhysMemory, RegisterAccess};
+
+/// Register map (offsets in the iDMA64 window) and field encodings.
+pub mod regs {
+    /// Number of channels the driver uses.
+    pub const NR_CHAN: usize = 2;
+    /// Per-channel register block stride.
+    pub const CH_LENGTH: usize = 0x58;
+    /// Source address (64-bit).
+    pub const SAR: usize = 0x00;
+    /// Destination address (64-bit).
+    pub const DAR: usize = 0x08;
+    /// Linked-list pointer (64-bit).
+    pub const LLP: usize = 0x10;
+    /// Control, low word.
+    pub const CTL_LO: usize = 0x18;
+    /// Control, high word (BLOCK_TS, DONE).
+    pub const CTL_HI: usize = 0x1c;
+    /// Configuration, low word.
+    pub const CFG_LO: usize = 0x40;
+    /// Configuration, high word.
+    pub const CFG_HI: usize = 0x44;
+
+    /// Interrupt type offsets within the RAW/STATUS/MASK/CLEAR groups.
+    pub const INT_XFER: usize = 0x00;
+    /// Block-complete interrupt type offset.
+    pub const INT_BLOCK: usize = 0x08;
+    /// Source-transaction interrupt type offset.
+    pub const INT_SRC_TRAN: usize = 0x10;
+    /// Destination-transaction interrupt type offset.
+    pub const INT_DST_TRAN: usize = 0x18;
+    /// Error interrupt type offset.
+    pub const INT_ERROR: usize = 0x20;
+    /// All five interrupt types.
+    pub const INT_TYPES: [usize; 5] = [INT_XFER, INT_BLOCK, INT_SRC_TRAN, INT_DST_TRAN, INT_ERROR];
+    /// Raw interrupt status group.
+    pub const RAW: usize = 0x2c0;
+    /// Masked interrupt status group.
+    pub const STATUS: usize = 0x2e8;
+    /// Interrupt mask group (write-enable convention).
+    pub const MASK: usize = 0x310;
+    /// Interrupt clear group (W1C).
+    pub const CLEAR: usize = 0x338;
+    /// Combined interrupt status.
+    pub const STATUS_INT: usize = 0x360;
+    /// Global configuration (bit 0 DMA_EN).
+    pub const DMA_CFG: usize = 0x398;
+    /// Channel enable (write-enable convention).
+    pub const CH_EN: usize = 0x3a0;
+    /// DMA_CFG.DMA_EN.
+    pub const DMA_EN: u32 = 1;
+
+    /// Value to set channel bits `m` in a write-enable register.
+    pub const fn we_set(m: u32) -> u32 {
+        (m << 8) | m
+    }
+    /// Value to clear channel bits `m` in a write-enable register.
+    pub const fn we_clear(m: u32) -> u32 {
+        m << 8
+    }
+
+    bitflags::bitflags! {
+        /// Single-bit fields of CTL_LO (and of an LLI's `ctllo`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct CtlLo: u32 {
+            /// Interrupt when this block completes.
+            const INT_EN = 1 << 0;
+            /// Destination address fixed.
+            const DST_FIX = 1 << 8;
+            /// Source address fixed.
+            const SRC_FIX = 1 << 10;
+            /// Fetch the next LLI for the destination.
+            const LLP_DST_EN = 1 << 27;
+            /// Fetch the next LLI for the source.
+            const LLP_SRC_EN = 1 << 28;
+            const _ = !0;
+        }
+    }
+    /// CTL_LO.DST_TR_WIDTH (log2 bytes).
+    pub const fn ctl_dst_width(log2: u32) -> u32 {
+        (log2 & 7) << 1
+    }
+    /// CTL_LO.SRC_TR_WIDTH (log2 bytes).
+    pub const fn ctl_src_width(log2: u32) -> u32 {
+        (log2 & 7) << 4
+    }
+    /// CTL_LO.DEST_MSIZE (log2 items).
+    pub const fn ctl_dst_msize(code: u32) -> u32 {
+        (code & 7) << 11
+    }
+    /// CTL_LO.SRC_MSIZE (log2 items).
+    pub const fn ctl_src_msize(code: u32) -> u32 {
+        (code & 7) << 14
+    }
+    /// CTL_LO.TT_FC: memory to memory.
+    pub const FC_M2M: u32 = 0 << 20;
+    /// CTL_LO.TT_FC: memory to peripheral.
+    pub const FC_M2P: u32 = 1 << 20;
+    /// CTL_LO.TT_FC: peripheral to memory.
+    pub const FC_P2M: u32 = 2 << 20;
+    /// CTL_HI.BLOCK_TS mask (bytes, 17 bits).
+    pub const BLOCK_TS_MASK: u32 = 0x1_ffff;
+    /// Largest block in bytes.
+    pub const MAX_BLOCK: usize = 0x1_ffff;
+    /// CTL_HI.DONE.
+    pub const CTLHI_DONE: u32 = 1 << 17;
+
+    bitflags::bitflags! {
+        /// CFG_LO bits.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct CfgLo: u32 {
+            /// Destination burst align.
+            const DST_BURST_ALIGN = 1 << 0;
+            /// Source burst align.
+            const SRC_BURST_ALIGN = 1 << 1;
+            /// Suspend the channel.
+            const CH_SUSP = 1 << 8;
+            /// Channel FIFO empty (read-only).
+            const FIFO_EMPTY = 1 << 9;
+            /// Drain the FIFO while suspending.
+            const CH_DRAIN = 1 << 10;
+            /// Optimize destination burst length.
+            const DST_OPT_BL = 1 << 20;
+            /// Optimize source burst length.
+            const SRC_OPT_BL = 1 << 21;
+            const _ = !0;
+        }
+    }
+    /// CFG_HI.SRC_PER.
+    pub const fn cfg_src_per(p: u32) -> u32 {
+        p & 0xf
+    }
+    /// CFG_HI.DST_PER.
+    pub const fn cfg_dst_per(p: u32) -> u32 {
+        (p & 0xf) << 4
+    }
+
+    /// Size of a hardware LLI.
+    pub const LLI_SIZE: usize = 40;
+    /// LLI field offsets.
+    pub const LLI_SAR: usize = 0x00;
+    /// LLI DAR offset.
+    pub const LLI_DAR: usize = 0x08;
+    /// LLI LLP offset.
+    pub const LLI_LLP: usize = 0x10;
+    /// LLI CTL_LO offset.
+    pub const LLI_CTL_LO: usize = 0x18;
+    /// LLI CTL_HI offset.
+    pub const LLI_CTL_HI: usize = 0x1c;
+}
+
+use regs::{CfgLo, CtlLo};
+
+/// Source of LLI memory: zeroed, 8-byte aligned blocks (a DMA pool in the kernel).
+pub trait LliAllocator {
+    /// Allocates `bytes` zeroed bytes, 8-byte aligned; returns CPU-side physical and
+    /// device-side bus address.
+    fn alloc(&mut self, bytes: usize) -> Option<(PhysAddr, DmaAddr)>;
+    /// Frees a block from [`LliAllocator::alloc`].
+    fn free(&mut self, pa: PhysAddr, bytes: usize);
+}
+
+/// A prepared iDMA64 descriptor: an LLI chain.
+#[derive(Debug)]
+pub struct Idma64Desc {
+    lli_pa: PhysAddr,
+    lli_dma: DmaAddr,
+    /// Per segment: bus address of its own LLI, length in bytes.
+    segs: Vec<(u64, usize)>,
+    total: usize,
+}
+
+impl Idma64Desc {
+    /// Bus address of the first LLI.
+    pub fn first_lli(&self) -> DmaAddr {
+        self.lli_dma
+    }
+    /// Number of LLIs.
+    pub fn nr_lli(&self) -> usize {
+        self.segs.len()
+    }
+}
+
+/// Polls of FIFO_EMPTY / DMA_EN before giving up.
+const POLL_LIMIT: usize = 100;
+
+/// One segment before LLI encoding.
+struct Seg {
+    sar: u64,
+    dar: u64,
+    len: usize,
+    ctl: u32,
+}
+
+/// The iDMA64 controller.
+pub struct Idma64<R: RegisterAccess, M: PhysMemory, A: LliAllocator> {
+    regs: R,
+    mem: M,
+    alloc: A,
+    running: u32,
+}
+
+fn ch_off(ch: usize, reg: usize) -> usize {
+    ch * regs::CH_LENGTH + reg
+}
+
+fn mem_width(addr: u64, len: usize) -> u32 {
+    (addr | len as u64 | 4).trailing_zeros()
+}
+
+fn dev_width(bytes: u8) -> Result<u32, DmaError> {
+    match bytes {
+        1 | 2 | 4 => Ok(bytes.trailing_zeros()),
+        w => Err(DmaError::BadBusWidth(w)),
+    }
+}
+
+fn burst_code(b: u32) -> Result<u32, DmaError> {
+    match b {
+        0 => Ok(0),
+        b if b.is_power_of_two() && b <= 128 => Ok(b.trailing_zeros()),
+        b => Err(DmaError::BadBurst(b)),
+    }
+}
+
+impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
+    /// Probes the controller: turns it off (DMA_CFG = 0, every interrupt masked) and
+    /// waits for DMA_EN to read 0.
+    pub fn new(regs: R, mem: M, alloc: A) -> Result<Self, DmaError> {
+        let d = Idma64 {
+            regs,
+            mem,
+            alloc,
+            running: 0,
+        };
+        d.off()?;
+        Ok(d)
+    }
+
+    /// Controller off: DMA_CFG = 0, all interrupt types masked for all channels.
+    pub fn off(&self) -> Result<(), DmaError> {
+        let all = (1u32 << regs::NR_CHAN) - 1;
+        self.regs.write32(regs::DMA_CFG, 0);
+        for t in regs::INT_TYPES {
+            self.regs.write32(regs::MASK + t, regs::we_clear(all));
+        }
+        for _ in 0..POLL_LIMIT {
+            if self.regs.read32(regs::DMA_CFG) & regs::DMA_EN == 0 {
+                return Ok(());
+            }
+        }
+        Err(DmaError::Timeout)
+    }
+
+    /// The register window (tests inspect the model through it).
+    pub fn regs(&self) -> &R {
+        &self.regs
+    }
+
+    /// The LLI allocator.
+    pub fn allocator(&self) -> &A {
+        &self.alloc
+    }
+
+    fn build(&mut self, segs: &[Seg]) -> Result<Idma64Desc, DmaError> {
+        let n = segs.len();
+        let bytes = n * regs::LLI_SIZE;
+        let (pa, dma) = self.alloc.alloc(bytes).ok_or(DmaError::NoMemory)?;
+        let addr = |i: usize| dma.as_u64() + (i * regs::LLI_SIZE) as u64;
+        let mut out = Vec::with_capacity(n);
+        let mut next = 0u64;
+        for (i, s) in segs.iter().enumerate().rev() {
+            let last = i == n - 1;
+            let mut ctl = CtlLo::from_bits_retain(s.ctl);
+            if last {
+                ctl |= CtlLo::INT_EN;
+                ctl.remove(CtlLo::LLP_SRC_EN | CtlLo::LLP_DST_EN);
+            } else {
+                ctl |= CtlLo::LLP_SRC_EN | CtlLo::LLP_DST_EN;
+                ctl.remove(CtlLo::INT_EN);
+            }
+            let mut b = [0u8; regs::LLI_SIZE];
+            b[regs::LLI_SAR..regs::LLI_SAR + 8].copy_from_slice(&s.sar.to_le_bytes());
+            b[regs::LLI_DAR..regs::LLI_DAR + 8].copy_from_slice(&s.dar.to_le_bytes());
+            b[regs::LLI_LLP..regs::LLI_LLP + 8].copy_from_slice(&next.to_le_bytes());
+            b[regs::LLI_CTL_LO..regs::LLI_CTL_LO + 4].copy_from_slice(&ctl.bits().to_le_bytes());
+            b[regs::LLI_CTL_HI..regs::LLI_CTL_HI + 4]
+                .copy_from_slice(&(s.len as u32 & regs::BLOCK_TS_MASK).to_le_bytes());
+            let own_pa = PhysAddr::new(pa.as_u64() + (i * regs::LLI_SIZE) as u64);
+            self.mem.write(own_pa, &b);
+            next = addr(i);
+            out.push((addr(i), s.len));
+        }
+        out.reverse();
+        Ok(Idma64Desc {
+            lli_pa: pa,
+            lli_dma: dma,
+            total: out.iter().map(|s| s.1).sum(),
+            segs: out,
+        })
+    }
+
+    fn chan_init(&self, ch: usize) {
+        let bit = 1u32 << ch;
+        self.regs.write32(
+            ch_off(ch, regs::CFG_LO),
+            (CfgLo::DST_BURST_ALIGN | CfgLo::SRC_BURST_ALIGN).bits(),
+        );
+        self.regs.write32(
+            ch_off(ch, regs::CFG_HI),
+            regs::cfg_src_per(1) | regs::cfg_dst_per(0),
+        );
+        self.regs
+            .write32(regs::MASK + regs::INT_XFER, regs::we_set(bit));
+        self.regs
+            .write32(regs::MASK + regs::INT_ERROR, regs::we_set(bit));
+        self.regs.write32(regs::DMA_CFG, regs::DMA_EN);
+    }
+
+    fn wait_fifo_empty(&self, ch: usize) -> bool {
+        (0..POLL_LIMIT)
+            .any(|_| self.regs.read32(ch_off(ch, regs::CFG_LO)) & CfgLo::FIFO_EMPTY.bits() != 0)
+    }
+
+    fn set_cfg_lo(&self, ch: usize, set: CfgLo, clear: CfgLo) {
+        let off = ch_off(ch, regs::CFG_LO);
+        let v = CfgLo::from_bits_retain(self.regs.read32(off));
+        self.regs.write32(off, ((v - clear) | set).bits());
+    }
+}
+
+impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R, M, A> {
+    type Desc = Idma64Desc;
+
+    fn caps(&self) -> DmaCaps {
+        DmaCaps::MEMCPY | DmaCaps::SLAVE | DmaCaps::PRIVATE
+    }
+
+    fn channel_count(&self) -> usize {
+        regs::NR_CHAN
+    }
+
+    fn check_config(&self, cfg: &SlaveConfig) -> Result<(), DmaError> {
+        match cfg.direction {
+            Direction::MemToDev => dev_width(cfg.dst_addr_width)?,
+            Direction::DevToMem => dev_width(cfg.src_addr_width)?,
+            d => return Err(DmaError::BadDirection(d)),
+        };
+        burst_code(cfg.src_maxburst)?;
+        burst_code(cfg.dst_maxburst)?;
+        Ok(())
+    }
+
+    fn prep_memcpy(
+        &mut self,
+        _chan: usize,
+        dst: DmaAddr,
+        src: DmaAddr,
+        len: usize,
+    ) -> Result<Idma64Desc, DmaError> {
+        if len == 0 {
+            return Err(DmaError::BadLength(0));
+        }
+        let mut segs = Vec::new();
+        let mut off = 0usize;
+        while off < len {
+            let n = (len - off).min(regs::MAX_BLOCK);
+            let (s, d) = (src.as_u64() + off as u64, dst.as_u64() + off as u64);
+            let ctl = regs::FC_M2M
+                | regs::ctl_src_width(mem_width(s, n))
+                | regs::ctl_dst_width(mem_width(d, n));
+            segs.push(Seg {
+                sar: s,
+                dar: d,
+                len: n,
+                ctl,
+            });
+            off += n;
+        }
+        self.build(&segs)
+    }
+
+    fn prep_slave_sg(
+        &mut self,
+        _chan: usize,
+        sg: &[(DmaAddr, usize)],
+        dir: Direction,
+        cfg: &SlaveConfig,
+    ) -> Result<Idma64Desc, DmaError> {
+        let burst = regs::ctl_src_msize(burst_code(cfg.src_maxburst)?)
+            | regs::ctl_dst_msize(burst_code(cfg.dst_maxburst)?);
+        let mut segs = Vec::new();
+        for &(addr, len) in sg {
+            if len == 0 {
+                return Err(DmaError::BadLength(0));
+            }
+            let mut off = 0usize;
+            while off < len {
+                let n = (len - off).min(regs::MAX_BLOCK);
+                let m = addr.as_u64() + off as u64;
+                let seg = match dir {
+                    Direction::MemToDev => Seg {
+                        sar: m,
+                        dar: cfg.dst_addr.as_u64(),
+                        len: n,
+                        ctl: (CtlLo::DST_FIX.bits() | regs::FC_M2P)
+                            | regs::ctl_src_width(mem_width(m, n))
+                            | regs::ctl_dst_width(dev_width(cfg.dst_addr_width)?)
+                            | burst,
+                    },
+                    Direction::DevToMem => Seg {
+                        sar: cfg.src_addr.as_u64(),
+                        dar: m,
+                        len: n,
+                        ctl: (CtlLo::SRC_FIX.bits() | regs::FC_P2M)
+                            | regs::ctl_src_width(dev_width(cfg.src_addr_width)?)
+                            | regs::ctl_dst_width(mem_width(m, n))
+                            | burst,
+                    },
+                    d => return Err(DmaError::BadDirection(d)),
+                };
+                segs.push(seg);
+                off += n;
+            }
+        }
+        if segs.is_empty() {
+            return Err(DmaError::BadLength(0));
+        }
+        self.build(&segs)
+    }
+
+    fn desc_len(&self, desc: &Idma64Desc) -> usize {
+        desc.total
+    }
+
+    fn start(&mut self, ch: usize, desc: &Idma64Desc) {
+        self.chan_init(ch);
+        // The LLIs must be in memory before the engine is told to fetch them.
+        hal::dma_wmb();
+        self.regs.write64(ch_off(ch, regs::SAR), 0);
+        self.regs.write64(ch_off(ch, regs::DAR), 0);
+        self.regs
+            .write32(ch_off(ch, regs::CTL_HI), regs::BLOCK_TS_MASK);
+        self.regs.write32(
+            ch_off(ch, regs::CTL_LO),
+            (CtlLo::LLP_SRC_EN | CtlLo::LLP_DST_EN).bits(),
+        );
+        self.regs
+            .write64(ch_off(ch, regs::LLP), desc.lli_dma.as_u64());
+        self.regs.write32(regs::CH_EN, regs::we_set(1 << ch));
+        self.running |= 1 << ch;
+    }
+
+    fn stop(&mut self, ch: usize) {
+        let bit = 1u32 << ch;
+        if self.regs.read32(regs::CH_EN) & bit != 0 {
+            self.set_cfg_lo(ch, CfgLo::CH_SUSP | CfgLo::CH_DRAIN, CfgLo::empty());
+            if !self.wait_fifo_empty(ch) {
+                log::warn!("idma64: channel {ch}: FIFO did not drain before stop");
+            }
+            self.regs.write32(regs::CH_EN, regs::we_clear(bit));
+            self.set_cfg_lo(ch, CfgLo::empty(), CfgLo::CH_SUSP | CfgLo::CH_DRAIN);
+        } else {
+            self.regs.write32(regs::CH_EN, regs::we_clear(bit));
+        }
+        self.running &= !bit;
+    }
+
+    fn residue(&self, ch: usize, desc: &Idma64Desc) -> usize {
+        let llp = self.regs.read64(ch_off(ch, regs::LLP));
+        let ctlhi = self.regs.read32(ch_off(ch, regs::CTL_HI));
+        let mut bytes = desc.total;
+        let mut i = 0;
+        while i < desc.segs.len() {
+            if desc.segs[i].0 == llp {
+                break;
+            }
+            bytes -= desc.segs[i].1;
+            i += 1;
+        }
+        if i == 0 {
+            return bytes;
+        }
+        bytes += desc.segs[i - 1].1;
+        bytes.saturating_sub((ctlhi & regs::BLOCK_TS_MASK) as usize)
+    }
+
+    fn pause(&mut self, ch: usize) -> Result<(), DmaError> {
+        self.set_cfg_lo(ch, CfgLo::CH_SUSP, CfgLo::CH_DRAIN);
+        if self.wait_fifo_empty(ch) {
+            Ok(())
+        } else {
+            Err(DmaError::Timeout)
+        }
+    }
+
+    fn resume(&mut self, ch: usize) -> Result<(), DmaError> {
+        self.set_cfg_lo(ch, CfgLo::empty(), CfgLo::CH_SUSP);
+        Ok(())
+    }
+
+    fn free_desc(&mut self, desc: Idma64Desc) {
+        self.alloc
+            .free(desc.lli_pa, desc.segs.len() * regs::LLI_SIZE);
+    }
+
+    fn handle_irq(&mut self, events: &mut Vec<ChanEvent>) -> bool {
+        let st = self.regs.read32(regs::STATUS_INT);
+        if st == 0 || st == u32::MAX {
+            return false;
+        }
+        let xfer = self.regs.read32(regs::RAW + regs::INT_XFER);
+        let err = self.regs.read32(regs::RAW + regs::INT_ERROR);
+        for ch in 0..regs::NR_CHAN {
+            let bit = 1u32 << ch;
+            if self.running & bit == 0 {
+                continue;
+            }
+            if err & bit != 0 {
+                self.regs.write32(regs::CLEAR + regs::INT_ERROR, bit);
+                self.stop(ch);
+                events.push(ChanEvent::Error(ch));
+            } else if xfer & bit != 0 {
+                self.regs.write32(regs::CLEAR + regs::INT_XFER, bit);
+                events.push(ChanEvent::Done(ch));
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests;
