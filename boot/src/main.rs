@@ -10,6 +10,7 @@
 //! ```
 
 mod ktest;
+mod labs;
 mod oracle;
 mod profile;
 mod qemu;
@@ -347,6 +348,21 @@ fn test(args: &Args) -> i32 {
             Ok(n) => tally.record(&format!("{full} ({n} functions)"), true, ""),
             Err(e) => tally.record(&full, false, &e),
         }
+    }
+    match labs::load() {
+        Ok(all) => {
+            for lab in all {
+                let full = format!("qemu::{}::lab::{}", lab.profile, lab.name);
+                if !wanted(&full) {
+                    continue;
+                }
+                match labs::run(&lab, &images) {
+                    Ok(()) => tally.record(&full, true, ""),
+                    Err(e) => tally.record(&full, false, &e),
+                }
+            }
+        }
+        Err(e) => tally.record("qemu::labs::load", false, &e),
     }
     for case in ktest::SHELL_CASES {
         let full = format!("qemu::{}::shell::{}", case.profile, case.name);
