@@ -13,11 +13,8 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use hal::{PhysAddr, VirtAddr};
+use hal::VirtAddr;
 use linked_list_allocator::Heap;
-use mm::buddy::ZoneLimit;
-use mm::paging::PageSize;
-use mm::pat::CacheType;
 use spin::Mutex;
 
 const EARLY_SIZE: usize = 256 * 1024;
@@ -70,18 +67,8 @@ fn map_more(bytes: u64) -> bool {
     }
     let mut done = 0;
     while done < bytes {
-        let Ok(block) = crate::kmem::alloc_frames(9, ZoneLimit::Any) else {
+        if crate::kmem::try_map_fresh_2m(VirtAddr::new(MAIN_BASE + mapped + done)).is_none() {
             break;
-        };
-        let va = VirtAddr::new(MAIN_BASE + mapped + done);
-        for i in 0..512u64 {
-            let page = va + i * 4096;
-            let frame = PhysAddr::new(block.as_u64() + i * 4096);
-            if crate::kmem::map_page(page, frame, PageSize::Size4K, true, CacheType::WriteBack)
-                .is_err()
-            {
-                return false;
-            }
         }
         done += GROW_STEP;
     }
@@ -125,13 +112,30 @@ fn grow(heap: &mut Heap, layout: Layout) -> bool {
 // they were allocated.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // Interrupts off while a heap lock is held: a handler that allocates
+        // (the VT-d fault handler formats its records) must never find the
+        // lock held by the code it interrupted.
+        x86_64::instructions::interrupts::without_interrupts(|| self.alloc_inner(layout))
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: GlobalAlloc's contract, passed through unchanged.
+        x86_64::instructions::interrupts::without_interrupts(|| unsafe {
+            self.dealloc_inner(ptr, layout)
+        })
+    }
+}
+
+impl KernelHeap {
+    fn alloc_inner(&self, layout: Layout) -> *mut u8 {
         if self.main_ready.load(Ordering::Acquire) {
             let mut main = self.main.lock();
             if let Ok(p) = main.allocate_first_fit(layout) {
                 return p.as_ptr();
             }
-            // Growing takes the memory manager's lock; if this allocation came
-            // from inside it, give up rather than deadlock.
+            // Growing needs the memory manager; if this allocation came from
+            // code holding its lock, growth fails (try_lock) rather than
+            // deadlocking, and so does the allocation.
             if grow(&mut main, layout) {
                 if let Ok(p) = main.allocate_first_fit(layout) {
                     return p.as_ptr();
@@ -145,7 +149,9 @@ unsafe impl GlobalAlloc for KernelHeap {
             .map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
 
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+    /// # Safety
+    /// As `GlobalAlloc::dealloc`: `ptr` came from `alloc` with `layout`.
+    unsafe fn dealloc_inner(&self, ptr: *mut u8, layout: Layout) {
         let Some(nn) = NonNull::new(ptr) else { return };
         let (start, end) = early_range();
         let heap = if (start..end).contains(&(ptr as usize)) {
@@ -161,8 +167,10 @@ unsafe impl GlobalAlloc for KernelHeap {
 
 /// (used, free) bytes over both heaps.
 pub fn usage() -> (usize, usize) {
-    let (e, m) = (HEAP.early.lock(), HEAP.main.lock());
-    (e.used() + m.used(), e.free() + m.free())
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let (e, m) = (HEAP.early.lock(), HEAP.main.lock());
+        (e.used() + m.used(), e.free() + m.free())
+    })
 }
 
 /// Bytes of the main heap's window currently backed by frames.

@@ -183,6 +183,44 @@ pub fn translate(va: VirtAddr) -> Option<Translation> {
     with_mm(|m| m.mapper.translate(va)).flatten()
 }
 
+/// Takes a 2 MiB block of frames and maps it write-back at `va` (4 KiB
+/// pages), for the heap's growth. Uses `try_lock`: the heap grows from inside
+/// an allocation, and that allocation may come from code holding the memory
+/// manager's lock; then this returns `None` (the allocation fails) instead of
+/// spinning forever. `None` too when out of frames or the range is taken.
+pub fn try_map_fresh_2m(va: VirtAddr) -> Option<()> {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut guard = MM.try_lock()?;
+        let Mm { frames, mapper, .. } = guard.as_mut()?;
+        let block = frames.alloc(9, ZoneLimit::Any).ok()?;
+        let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+        match mapper.map_range(
+            va,
+            block,
+            2 << 20,
+            PageSize::Size4K,
+            flags,
+            CacheType::WriteBack,
+            frames,
+        ) {
+            Ok(()) => Some(()),
+            Err(_) => {
+                let _ = frames.free(block, 9);
+                None
+            }
+        }
+    })
+}
+
+/// Runs `f` while holding the memory manager's lock, as code inside it does
+/// (the kernel test that proves heap growth cannot deadlock uses it).
+pub fn while_locked<R>(f: impl FnOnce() -> R) -> R {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let _guard = MM.lock();
+        f()
+    })
+}
+
 /// Maps one page of the kernel address space (frames for new tables come from
 /// the buddy allocator).
 pub fn map_page(

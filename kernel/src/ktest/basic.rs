@@ -30,6 +30,12 @@ pub static TESTS: &[KTest] = &[
         manual: false,
     },
     KTest {
+        name: "heap::growth_fails_cleanly_inside_the_memory_manager",
+        run: heap_growth_no_deadlock,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
         name: "klog::dmesg_ring_keeps_newest_lines",
         run: dmesg_ring,
         profiles: &[],
@@ -161,6 +167,30 @@ fn heap_alloc() -> TestResult {
         used_after == used_before,
         "heap usage not restored after free: {used_before} -> {used_after}"
     );
+    Ok(())
+}
+
+fn heap_growth_no_deadlock() -> TestResult {
+    // Bigger than what is free, so it needs the heap to grow, which needs the
+    // memory manager. Made while its lock is held (as an allocation inside
+    // ioremap would be), growth must fail and the allocation return null;
+    // before the fix this spun forever and the runner timed the test out.
+    let layout = core::alloc::Layout::from_size_align(24 << 20, 8).map_err(|_| "layout")?;
+    // SAFETY: a non-zero-sized layout; a non-null result is freed below with
+    // the same layout.
+    let inside = crate::kmem::while_locked(|| unsafe { alloc::alloc::alloc(layout) });
+    kassert!(
+        inside.is_null(),
+        "an allocation needing growth succeeded inside the memory manager"
+    );
+    // SAFETY: as above.
+    let outside = unsafe { alloc::alloc::alloc(layout) };
+    kassert!(
+        !outside.is_null(),
+        "the same allocation failed outside the memory manager"
+    );
+    // SAFETY: allocated just above with this layout.
+    unsafe { alloc::alloc::dealloc(outside, layout) };
     Ok(())
 }
 
