@@ -43,6 +43,7 @@ fn fail(msg: &str) -> ! {
     std::process::exit(2)
 }
 
+#[derive(Clone)]
 struct Args {
     command: String,
     profile: String,
@@ -304,7 +305,7 @@ fn test(args: &Args) -> i32 {
         let mut launch = launch_for(
             &Args {
                 profile: name.to_string(),
-                ..clone_args(args)
+                ..args.clone()
             },
             SerialMode::Piped,
         );
@@ -328,7 +329,7 @@ fn test(args: &Args) -> i32 {
             run.elapsed.as_secs_f64()
         );
     }
-    let base = launch_for(&clone_args(args), SerialMode::Piped);
+    let base = launch_for(&args.clone(), SerialMode::Piped);
     for meta in ktest::META_TESTS {
         let full = format!("qemu::default::{} (caught)", meta.test);
         if !wanted(&full) {
@@ -392,21 +393,6 @@ fn test(args: &Args) -> i32 {
     }
 }
 
-fn clone_args(a: &Args) -> Args {
-    Args {
-        command: a.command.clone(),
-        profile: a.profile.clone(),
-        uefi: a.uefi,
-        cmdline: a.cmdline.clone(),
-        qemu_extra: a.qemu_extra.clone(),
-        host_log: a.host_log.clone(),
-        host_status: a.host_status,
-        only: a.only.clone(),
-        out: a.out.clone(),
-        runs: a.runs,
-    }
-}
-
 /// Copies the disk images somewhere stable and says how to use them.
 fn image(args: &Args) -> i32 {
     let images = images();
@@ -446,7 +432,7 @@ fn boot_time(args: &Args) -> i32 {
             let launch = launch_for(
                 &Args {
                     profile: profile_name.into(),
-                    ..clone_args(args)
+                    ..args.clone()
                 },
                 SerialMode::Piped,
             );

@@ -65,7 +65,7 @@ pub fn reboot() -> ! {
     }
     outb(0x64, 0xFE);
     crate::time::delay_us(50_000);
-    crate::arch::idt::load_empty_idt_for_test();
+    crate::arch::idt::load_empty_idt();
     x86_64::instructions::interrupts::int3();
     crate::arch::halt_forever()
 }

@@ -212,9 +212,10 @@ pub fn init() {
     unsafe { lidt(&ptr) };
 }
 
-/// Loads an empty IDT: the next exception escalates to a triple fault. Only the
-/// harness self-test that proves a reset is caught by the runner uses it.
-pub fn load_empty_idt_for_test() {
+/// Loads an empty IDT: the next exception escalates to a triple fault, which
+/// resets the machine (reboot's last resort, and the harness self-test that
+/// proves the runner catches a reset).
+pub fn load_empty_idt() {
     let ptr = DescriptorTablePointer {
         limit: 0,
         base: VirtAddr::new(0),

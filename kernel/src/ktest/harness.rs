@@ -61,7 +61,7 @@ fn hang() -> TestResult {
 }
 
 fn triple_fault() -> TestResult {
-    crate::arch::idt::load_empty_idt_for_test();
+    crate::arch::idt::load_empty_idt();
     x86_64::instructions::interrupts::int3();
     Err("int3 with an empty IDT returned".into())
 }

@@ -258,6 +258,13 @@ fn ioremap(cmd: &Command, args: &[&str]) -> CmdResult {
         .ok_or_else(|| CmdError::Failed(alloc::format!("ioremap: bad address '{phys}'")))?;
     let size = parse_u64(size)
         .ok_or_else(|| CmdError::Failed(alloc::format!("ioremap: bad size '{size}'")))?;
+    // A viewing command: one page-table entry per 4 KiB, so keep it small.
+    const MAX_VIEW: u64 = 16 << 20;
+    if size > MAX_VIEW {
+        return Err(CmdError::Failed(alloc::format!(
+            "ioremap: {size:#x} bytes is more than this command maps (16 MiB)"
+        )));
+    }
     let region = kmem::ioremap_with(phys, size, cache)
         .map_err(|e| CmdError::Failed(alloc::format!("ioremap: {e}")))?;
     let va = region.virt();
