@@ -35,7 +35,8 @@ bitflags::bitflags! {
         const MEMCPY = 1 << 0;
         /// Slave (peripheral) scatter-gather transfers.
         const SLAVE = 1 << 1;
-        /// Cyclic transfers (declared; no prep hook yet).
+        /// Cyclic transfers (`prep_dma_cyclic`): a ring buffer split into periods,
+        /// a callback per period, running until terminated.
         const CYCLIC = 1 << 2;
         /// Channels are handed out only through an explicit request.
         const PRIVATE = 1 << 3;
@@ -209,6 +210,21 @@ impl fmt::Display for ChanId {
     }
 }
 
+/// Statistics of one channel (Linux sysfs `in_use`, `bytes_transferred`, `memcpy_count`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChanInfo {
+    /// Channel.
+    pub id: ChanId,
+    /// Held by a client.
+    pub in_use: bool,
+    /// Descriptors completed without error.
+    pub completed: u64,
+    /// Bytes of those descriptors.
+    pub bytes_transferred: u64,
+    /// Descriptors submitted, issued or running.
+    pub queued: usize,
+}
+
 /// What the provider's interrupt path found for one channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChanEvent {
@@ -216,12 +232,18 @@ pub enum ChanEvent {
     Done(usize),
     /// The active descriptor failed; the provider has stopped the channel.
     Error(usize),
+    /// One period of the active cyclic descriptor completed; the channel goes on.
+    Period(usize),
 }
 
 /// Per-channel hardware operations of a DMA controller driver.
 pub trait DmaProvider {
     /// The provider's prepared hardware descriptor (e.g. an LLI chain).
     type Desc;
+    /// Driver name shown in channel listings (Linux `dev_name` of the DMA device).
+    fn name(&self) -> &str {
+        "dma"
+    }
     /// Capabilities of the device.
     fn caps(&self) -> DmaCaps;
     /// Number of channels.
@@ -244,6 +266,21 @@ pub trait DmaProvider {
         dir: Direction,
         cfg: &SlaveConfig,
     ) -> Result<Self::Desc, DmaError>;
+    /// Prepares a cyclic transfer over the mapped ring `buf` of `buf_len` bytes, one
+    /// interrupt ([`ChanEvent::Period`]) per `period_len` bytes, wrapping forever.
+    /// Providers without [`DmaCaps::CYCLIC`] keep this default.
+    fn prep_cyclic(
+        &mut self,
+        chan: usize,
+        buf: DmaAddr,
+        buf_len: usize,
+        period_len: usize,
+        dir: Direction,
+        cfg: &SlaveConfig,
+    ) -> Result<Self::Desc, DmaError> {
+        let _ = (chan, buf, buf_len, period_len, dir, cfg);
+        Err(DmaError::Unsupported)
+    }
     /// Total length of a descriptor in bytes.
     fn desc_len(&self, desc: &Self::Desc) -> usize;
     /// Starts `desc` on an idle channel.
@@ -270,6 +307,7 @@ pub struct Descriptor<D> {
     len: usize,
     hw: D,
     callback: Option<Callback>,
+    cyclic: bool,
 }
 
 impl<D> Descriptor<D> {
@@ -293,6 +331,10 @@ impl<D> Descriptor<D> {
     pub fn hw(&self) -> &D {
         &self.hw
     }
+    /// True for a cyclic descriptor (never completes; a callback per period).
+    pub fn is_cyclic(&self) -> bool {
+        self.cyclic
+    }
 }
 
 struct Queued<D> {
@@ -300,6 +342,7 @@ struct Queued<D> {
     len: usize,
     hw: D,
     callback: Option<Callback>,
+    cyclic: bool,
 }
 
 /// Number of recent failed cookies remembered per channel for `tx_status`.
@@ -307,6 +350,8 @@ const ERROR_HISTORY: usize = 16;
 
 struct VChan<D> {
     in_use: bool,
+    completed_count: u64,
+    bytes: u64,
     config: Option<SlaveConfig>,
     cookie: i32,
     completed: i32,
@@ -321,6 +366,8 @@ impl<D> VChan<D> {
     fn new() -> Self {
         VChan {
             in_use: false,
+            completed_count: 0,
+            bytes: 0,
             config: None,
             cookie: DMA_MIN_COOKIE - 1,
             completed: DMA_MIN_COOKIE - 1,
@@ -391,6 +438,27 @@ impl<P: DmaProvider> DmaEngine<P> {
             .get_mut(dev)
             .map(|d| &mut d.provider)
             .ok_or(DmaError::NoSuchDevice(dev))
+    }
+
+    /// Per-channel statistics, the view of Linux's `/sys/class/dma/dmaNchanM/`.
+    pub fn chan_info(&self, id: ChanId) -> Result<ChanInfo, DmaError> {
+        let d = self
+            .devices
+            .get(id.dev)
+            .ok_or(DmaError::NoSuchDevice(id.dev))?;
+        let c = d.chans.get(id.chan).ok_or(DmaError::NoSuchChannel(id))?;
+        Ok(ChanInfo {
+            id,
+            in_use: c.in_use,
+            completed: c.completed_count,
+            bytes_transferred: c.bytes,
+            queued: c.submitted.len() + c.issued.len() + c.active.iter().count(),
+        })
+    }
+
+    /// Number of registered devices.
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
     }
 
     /// All channels, with whether a client holds each.
@@ -487,6 +555,7 @@ impl<P: DmaProvider> DmaEngine<P> {
             len,
             hw,
             callback: None,
+            cyclic: false,
         })
     }
 
@@ -515,6 +584,41 @@ impl<P: DmaProvider> DmaEngine<P> {
             len,
             hw,
             callback: None,
+            cyclic: false,
+        })
+    }
+
+    /// Prepares a cyclic transfer (Linux `dmaengine_prep_dma_cyclic`): `buf_len` bytes
+    /// at `buf`, split into periods of `period_len` bytes, with the channel's slave
+    /// configuration. The callback runs after every period; the descriptor never
+    /// completes and stays active until [`DmaEngine::terminate_all`].
+    pub fn prep_dma_cyclic(
+        &mut self,
+        id: ChanId,
+        buf: DmaAddr,
+        buf_len: usize,
+        period_len: usize,
+        dir: Direction,
+    ) -> Result<Descriptor<P::Desc>, DmaError> {
+        let (p, c) = self.held(id)?;
+        if !p.caps().contains(DmaCaps::CYCLIC) {
+            return Err(DmaError::NotCapable(DmaCaps::CYCLIC));
+        }
+        let cfg = c.config.ok_or(DmaError::NotConfigured(id))?;
+        if dir == Direction::MemToMem {
+            return Err(DmaError::BadDirection(dir));
+        }
+        if period_len == 0 || buf_len == 0 || !buf_len.is_multiple_of(period_len) {
+            return Err(DmaError::BadLength(period_len));
+        }
+        let hw = p.prep_cyclic(id.chan, buf, buf_len, period_len, dir, &cfg)?;
+        let len = p.desc_len(&hw);
+        Ok(Descriptor {
+            chan: id,
+            len,
+            hw,
+            callback: None,
+            cyclic: true,
         })
     }
 
@@ -544,6 +648,7 @@ impl<P: DmaProvider> DmaEngine<P> {
             len: desc.len,
             hw: desc.hw,
             callback: desc.callback,
+            cyclic: desc.cyclic,
         });
         Ok(Cookie(next))
     }
@@ -592,6 +697,10 @@ impl<P: DmaProvider> DmaEngine<P> {
         };
         if let Some(a) = c.active.as_ref().filter(|a| a.cookie == cookie) {
             st.residue = p.residue(id.chan, &a.hw);
+            if a.cyclic && st.residue == 0 {
+                // Between periods a ring reads as full, not done.
+                st.residue = a.len;
+            }
         } else if let Some(q) = c
             .issued
             .iter()
@@ -654,6 +763,22 @@ impl<P: DmaProvider> DmaEngine<P> {
             let (chan, res) = match ev {
                 ChanEvent::Done(ch) => (ch, TxResult::NoError),
                 ChanEvent::Error(ch) => (ch, TxResult::Error),
+                ChanEvent::Period(ch) => {
+                    // A period of a cyclic transfer: callback, and the descriptor
+                    // stays active.
+                    match d.chans.get_mut(ch).and_then(|c| c.active.as_mut()) {
+                        Some(q) if q.cyclic => {
+                            let cookie = q.cookie;
+                            if let Some(cb) = q.callback.as_mut() {
+                                cb(cookie, TxResult::NoError);
+                            }
+                        }
+                        _ => log::warn!(
+                            "dmaengine: dma{dev}chan{ch}: period event without a cyclic transfer"
+                        ),
+                    }
+                    continue;
+                }
             };
             let Some(c) = d.chans.get_mut(chan) else {
                 log::warn!("dmaengine: dma{dev}: event for unknown channel {chan}");
@@ -664,6 +789,10 @@ impl<P: DmaProvider> DmaEngine<P> {
                 continue;
             };
             c.completed = q.cookie.0;
+            if res == TxResult::NoError {
+                c.completed_count += 1;
+                c.bytes += q.len as u64;
+            }
             if res == TxResult::Error {
                 if c.errors.len() == ERROR_HISTORY {
                     c.errors.pop_front();
@@ -682,6 +811,9 @@ impl<P: DmaProvider> DmaEngine<P> {
         Ok(true)
     }
 }
+
+pub mod erased;
+pub use erased::{AnyDesc, Boxed, DynProvider};
 
 #[cfg(test)]
 mod tests;

@@ -77,6 +77,17 @@ impl DmaProvider for Fake {
         self.paused[ch] = false;
         Ok(())
     }
+    fn prep_cyclic(
+        &mut self,
+        _: usize,
+        _: DmaAddr,
+        buf_len: usize,
+        _: usize,
+        _: Direction,
+        _: &SlaveConfig,
+    ) -> Result<usize, DmaError> {
+        Ok(buf_len)
+    }
     fn free_desc(&mut self, _: usize) {
         self.freed += 1;
     }
@@ -312,4 +323,187 @@ fn misuse_is_a_typed_error() {
         "channel dma0chan0 is not held by a client"
     );
     // Submitting twice does not compile: `submit` takes the descriptor by value.
+}
+
+fn slave_cfg() -> SlaveConfig {
+    SlaveConfig {
+        direction: Direction::MemToDev,
+        src_addr: DmaAddr::new(0),
+        dst_addr: DmaAddr::new(0xfe00_0000),
+        src_addr_width: 4,
+        dst_addr_width: 4,
+        src_maxburst: 8,
+        dst_maxburst: 8,
+    }
+}
+
+#[test]
+fn cyclic_runs_a_callback_per_period_until_terminated() {
+    let mut e = DmaEngine::new();
+    e.register(Fake {
+        caps: Some(DmaCaps::SLAVE | DmaCaps::CYCLIC),
+        ..Fake::default()
+    });
+    let c = e.request_channel(DmaCaps::CYCLIC, |_| true).unwrap();
+    // Without a slave configuration the prep is refused.
+    assert!(matches!(
+        e.prep_dma_cyclic(c, DmaAddr::new(0x10000), 4096, 1024, Direction::MemToDev),
+        Err(DmaError::NotConfigured(_))
+    ));
+    e.slave_config(c, slave_cfg()).unwrap();
+    // A ring that is not a whole number of periods is refused.
+    assert!(matches!(
+        e.prep_dma_cyclic(c, DmaAddr::new(0x10000), 4000, 1024, Direction::MemToDev),
+        Err(DmaError::BadLength(_))
+    ));
+    let mut d = e
+        .prep_dma_cyclic(c, DmaAddr::new(0x10000), 4096, 1024, Direction::MemToDev)
+        .unwrap();
+    assert!(d.is_cyclic());
+    let periods = Arc::new(Mutex::new(0usize));
+    let p2 = periods.clone();
+    d.set_callback(move |_, r| {
+        assert_eq!(r, TxResult::NoError);
+        *p2.lock().unwrap() += 1;
+    });
+    let cookie = e.submit(d).unwrap();
+    e.issue_pending(c).unwrap();
+    for _ in 0..10 {
+        e.provider_mut(0)
+            .unwrap()
+            .pending
+            .push(ChanEvent::Period(0));
+        e.handle_irq(0).unwrap();
+    }
+    assert_eq!(*periods.lock().unwrap(), 10);
+    // Ten periods later the transfer is still in progress, with the ring's residue.
+    let st = e.tx_status(c, cookie).unwrap();
+    assert_eq!(st.status, DmaStatus::InProgress);
+    assert_eq!(st.residue, 4096);
+    assert_eq!(e.chan_info(c).unwrap().completed, 0);
+    e.terminate_all(c).unwrap();
+    assert_eq!(e.provider(0).unwrap().stops, 1);
+    assert_eq!(e.chan_info(c).unwrap().queued, 0);
+    // A period event with nothing cyclic running is ignored, not a crash.
+    e.provider_mut(0)
+        .unwrap()
+        .pending
+        .push(ChanEvent::Period(0));
+    assert!(e.handle_irq(0).unwrap());
+    assert_eq!(*periods.lock().unwrap(), 10);
+    // Providers without CYCLIC are refused before the driver is asked.
+    let (mut e2, c2) = engine();
+    e2.slave_config(c2, slave_cfg()).unwrap();
+    assert!(matches!(
+        e2.prep_dma_cyclic(c2, DmaAddr::new(0), 4096, 1024, Direction::MemToDev),
+        Err(DmaError::NotCapable(DmaCaps::CYCLIC))
+    ));
+}
+
+/// A second provider type, so one engine holds two different drivers. Its events
+/// come through a shared queue, since the engine only sees it as a trait object.
+struct Other {
+    pending: Arc<Mutex<Vec<ChanEvent>>>,
+    started: Arc<Mutex<Vec<u32>>>,
+}
+
+impl DmaProvider for Other {
+    type Desc = u32;
+    fn name(&self) -> &str {
+        "other"
+    }
+    fn caps(&self) -> DmaCaps {
+        DmaCaps::MEMCPY
+    }
+    fn channel_count(&self) -> usize {
+        1
+    }
+    fn check_config(&self, _: &SlaveConfig) -> Result<(), DmaError> {
+        Err(DmaError::Unsupported)
+    }
+    fn prep_memcpy(
+        &mut self,
+        _: usize,
+        _: DmaAddr,
+        _: DmaAddr,
+        len: usize,
+    ) -> Result<u32, DmaError> {
+        Ok(len as u32 | 0x8000_0000)
+    }
+    fn prep_slave_sg(
+        &mut self,
+        _: usize,
+        _: &[(DmaAddr, usize)],
+        _: Direction,
+        _: &SlaveConfig,
+    ) -> Result<u32, DmaError> {
+        Err(DmaError::Unsupported)
+    }
+    fn desc_len(&self, d: &u32) -> usize {
+        (*d & 0xffff) as usize
+    }
+    fn start(&mut self, _: usize, d: &u32) {
+        self.started.lock().unwrap().push(*d);
+    }
+    fn stop(&mut self, _: usize) {}
+    fn residue(&self, _: usize, _: &u32) -> usize {
+        0
+    }
+    fn pause(&mut self, _: usize) -> Result<(), DmaError> {
+        Err(DmaError::Unsupported)
+    }
+    fn resume(&mut self, _: usize) -> Result<(), DmaError> {
+        Err(DmaError::Unsupported)
+    }
+    fn free_desc(&mut self, _: u32) {}
+    fn handle_irq(&mut self, ev: &mut Vec<ChanEvent>) -> bool {
+        let mut p = self.pending.lock().unwrap();
+        if p.is_empty() {
+            return false;
+        }
+        ev.append(&mut p);
+        true
+    }
+}
+
+#[test]
+fn one_engine_holds_different_drivers() {
+    let pending = Arc::new(Mutex::new(Vec::new()));
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let mut e: DmaEngine<DynProvider> = DmaEngine::new();
+    e.register(Boxed::new_dyn(Fake::default()));
+    e.register(Boxed::new_dyn(Other {
+        pending: pending.clone(),
+        started: started.clone(),
+    }));
+    assert_eq!(e.provider(0).unwrap().name(), "dma");
+    assert_eq!(e.provider(1).unwrap().name(), "other");
+    let c = e.request_channel(DmaCaps::MEMCPY, |c| c.dev == 1).unwrap();
+    assert_eq!(c.name(), "dma1chan0");
+    let mut d = e
+        .prep_memcpy(c, DmaAddr::new(0x1000), DmaAddr::new(0x2000), 300)
+        .unwrap();
+    assert_eq!(d.len(), 300);
+    let done = Arc::new(Mutex::new(None));
+    let d2 = done.clone();
+    d.set_callback(move |ck, r| *d2.lock().unwrap() = Some((ck, r)));
+    let ck = e.submit(d).unwrap();
+    e.issue_pending(c).unwrap();
+    // The erased descriptor reached the driver as its own type.
+    assert_eq!(*started.lock().unwrap(), [300 | 0x8000_0000]);
+    assert_eq!(e.chan_info(c).unwrap().queued, 1);
+    assert_eq!(e.tx_status(c, ck).unwrap().status, DmaStatus::InProgress);
+    // Device 0's interrupt is not device 1's.
+    assert!(!e.handle_irq(0).unwrap());
+    pending.lock().unwrap().push(ChanEvent::Done(0));
+    assert!(e.handle_irq(1).unwrap());
+    assert_eq!(*done.lock().unwrap(), Some((ck, TxResult::NoError)));
+    let info = e.chan_info(c).unwrap();
+    assert_eq!(
+        (info.completed, info.bytes_transferred, info.queued),
+        (1, 300, 0)
+    );
+    assert_eq!(e.tx_status(c, ck).unwrap().status, DmaStatus::Complete);
+    // Slave config is the driver's decision: "other" refuses every config.
+    assert_eq!(e.slave_config(c, slave_cfg()), Err(DmaError::Unsupported));
 }
