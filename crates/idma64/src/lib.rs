@@ -194,6 +194,7 @@ pub struct Idma64Desc {
     /// Per segment: bus address of its own LLI, length in bytes.
     segs: Vec<(u64, usize)>,
     total: usize,
+    cyclic: bool,
 }
 
 impl Idma64Desc {
@@ -204,6 +205,10 @@ impl Idma64Desc {
     /// Number of LLIs.
     pub fn nr_lli(&self) -> usize {
         self.segs.len()
+    }
+    /// True for a ring (cyclic) descriptor.
+    pub fn is_cyclic(&self) -> bool {
+        self.cyclic
     }
 }
 
@@ -224,6 +229,7 @@ pub struct Idma64<R: RegisterAccess, M: PhysMemory, A: LliAllocator> {
     mem: M,
     alloc: A,
     running: u32,
+    cyclic: u32,
 }
 
 fn ch_off(ch: usize, reg: usize) -> usize {
@@ -258,6 +264,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
             mem,
             alloc,
             running: 0,
+            cyclic: 0,
         };
         d.off()?;
         Ok(d)
@@ -289,16 +296,25 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
     }
 
     fn build(&mut self, segs: &[Seg]) -> Result<Idma64Desc, DmaError> {
+        self.build_chain(segs, false)
+    }
+
+    /// Writes the LLIs. A chain ends with llp = 0 and INT_EN on its last block only;
+    /// a ring has INT_EN on every block (one per period) and its last llp points back
+    /// at the first LLI.
+    fn build_chain(&mut self, segs: &[Seg], ring: bool) -> Result<Idma64Desc, DmaError> {
         let n = segs.len();
         let bytes = n * regs::LLI_SIZE;
         let (pa, dma) = self.alloc.alloc(bytes).ok_or(DmaError::NoMemory)?;
         let addr = |i: usize| dma.as_u64() + (i * regs::LLI_SIZE) as u64;
         let mut out = Vec::with_capacity(n);
-        let mut next = 0u64;
+        let mut next = if ring { addr(0) } else { 0u64 };
         for (i, s) in segs.iter().enumerate().rev() {
             let last = i == n - 1;
             let mut ctl = CtlLo::from_bits_retain(s.ctl);
-            if last {
+            if ring {
+                ctl |= CtlLo::INT_EN | CtlLo::LLP_SRC_EN | CtlLo::LLP_DST_EN;
+            } else if last {
                 ctl |= CtlLo::INT_EN;
                 ctl.remove(CtlLo::LLP_SRC_EN | CtlLo::LLP_DST_EN);
             } else {
@@ -323,6 +339,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
             lli_dma: dma,
             total: out.iter().map(|s| s.1).sum(),
             segs: out,
+            cyclic: ring,
         })
     }
 
@@ -358,8 +375,12 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
 impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R, M, A> {
     type Desc = Idma64Desc;
 
+    fn name(&self) -> &str {
+        "idma64"
+    }
+
     fn caps(&self) -> DmaCaps {
-        DmaCaps::MEMCPY | DmaCaps::SLAVE | DmaCaps::PRIVATE
+        DmaCaps::MEMCPY | DmaCaps::SLAVE | DmaCaps::CYCLIC | DmaCaps::PRIVATE
     }
 
     fn channel_count(&self) -> usize {
@@ -413,46 +434,33 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
         dir: Direction,
         cfg: &SlaveConfig,
     ) -> Result<Idma64Desc, DmaError> {
-        let burst = regs::ctl_src_msize(burst_code(cfg.src_maxburst)?)
-            | regs::ctl_dst_msize(burst_code(cfg.dst_maxburst)?);
-        let mut segs = Vec::new();
-        for &(addr, len) in sg {
-            if len == 0 {
-                return Err(DmaError::BadLength(0));
-            }
-            let mut off = 0usize;
-            while off < len {
-                let n = (len - off).min(regs::MAX_BLOCK);
-                let m = addr.as_u64() + off as u64;
-                let seg = match dir {
-                    Direction::MemToDev => Seg {
-                        sar: m,
-                        dar: cfg.dst_addr.as_u64(),
-                        len: n,
-                        ctl: (CtlLo::DST_FIX.bits() | regs::FC_M2P)
-                            | regs::ctl_src_width(mem_width(m, n))
-                            | regs::ctl_dst_width(dev_width(cfg.dst_addr_width)?)
-                            | burst,
-                    },
-                    Direction::DevToMem => Seg {
-                        sar: cfg.src_addr.as_u64(),
-                        dar: m,
-                        len: n,
-                        ctl: (CtlLo::SRC_FIX.bits() | regs::FC_P2M)
-                            | regs::ctl_src_width(dev_width(cfg.src_addr_width)?)
-                            | regs::ctl_dst_width(mem_width(m, n))
-                            | burst,
-                    },
-                    d => return Err(DmaError::BadDirection(d)),
-                };
-                segs.push(seg);
-                off += n;
-            }
-        }
-        if segs.is_empty() {
-            return Err(DmaError::BadLength(0));
-        }
+        let segs = slave_segs(sg, dir, cfg)?;
         self.build(&segs)
+    }
+
+    fn prep_cyclic(
+        &mut self,
+        _chan: usize,
+        buf: DmaAddr,
+        buf_len: usize,
+        period_len: usize,
+        dir: Direction,
+        cfg: &SlaveConfig,
+    ) -> Result<Idma64Desc, DmaError> {
+        // One block per period, so each period ends with a block interrupt.
+        if period_len == 0 || period_len > regs::MAX_BLOCK || !buf_len.is_multiple_of(period_len) {
+            return Err(DmaError::BadLength(period_len));
+        }
+        let periods: Vec<(DmaAddr, usize)> = (0..buf_len / period_len)
+            .map(|i| {
+                (
+                    DmaAddr::new(buf.as_u64() + (i * period_len) as u64),
+                    period_len,
+                )
+            })
+            .collect();
+        let segs = slave_segs(&periods, dir, cfg)?;
+        self.build_chain(&segs, true)
     }
 
     fn desc_len(&self, desc: &Idma64Desc) -> usize {
@@ -473,8 +481,18 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
         );
         self.regs
             .write64(ch_off(ch, regs::LLP), desc.lli_dma.as_u64());
-        self.regs.write32(regs::CH_EN, regs::we_set(1 << ch));
-        self.running |= 1 << ch;
+        let bit = 1u32 << ch;
+        // A ring never raises XFER; each period ends with a BLOCK interrupt.
+        let block = if desc.cyclic {
+            self.cyclic |= bit;
+            regs::we_set(bit)
+        } else {
+            self.cyclic &= !bit;
+            regs::we_clear(bit)
+        };
+        self.regs.write32(regs::MASK + regs::INT_BLOCK, block);
+        self.regs.write32(regs::CH_EN, regs::we_set(bit));
+        self.running |= bit;
     }
 
     fn stop(&mut self, ch: usize) {
@@ -490,6 +508,12 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
             self.regs.write32(regs::CH_EN, regs::we_clear(bit));
         }
         self.running &= !bit;
+        if self.cyclic & bit != 0 {
+            self.cyclic &= !bit;
+            self.regs
+                .write32(regs::MASK + regs::INT_BLOCK, regs::we_clear(bit));
+            self.regs.write32(regs::CLEAR + regs::INT_BLOCK, bit);
+        }
     }
 
     fn residue(&self, ch: usize, desc: &Idma64Desc) -> usize {
@@ -537,6 +561,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
         }
         let xfer = self.regs.read32(regs::RAW + regs::INT_XFER);
         let err = self.regs.read32(regs::RAW + regs::INT_ERROR);
+        let block = self.regs.read32(regs::RAW + regs::INT_BLOCK);
         for ch in 0..regs::NR_CHAN {
             let bit = 1u32 << ch;
             if self.running & bit == 0 {
@@ -546,6 +571,11 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
                 self.regs.write32(regs::CLEAR + regs::INT_ERROR, bit);
                 self.stop(ch);
                 events.push(ChanEvent::Error(ch));
+            } else if self.cyclic & bit != 0 {
+                if block & bit != 0 {
+                    self.regs.write32(regs::CLEAR + regs::INT_BLOCK, bit);
+                    events.push(ChanEvent::Period(ch));
+                }
             } else if xfer & bit != 0 {
                 self.regs.write32(regs::CLEAR + regs::INT_XFER, bit);
                 events.push(ChanEvent::Done(ch));
@@ -553,6 +583,54 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
         }
         true
     }
+}
+
+/// Slave segments over `(addr, len)` pieces, each split at the block maximum.
+fn slave_segs(
+    sg: &[(DmaAddr, usize)],
+    dir: Direction,
+    cfg: &SlaveConfig,
+) -> Result<Vec<Seg>, DmaError> {
+    let burst = regs::ctl_src_msize(burst_code(cfg.src_maxburst)?)
+        | regs::ctl_dst_msize(burst_code(cfg.dst_maxburst)?);
+    let mut segs = Vec::new();
+    for &(addr, len) in sg {
+        if len == 0 {
+            return Err(DmaError::BadLength(0));
+        }
+        let mut off = 0usize;
+        while off < len {
+            let n = (len - off).min(regs::MAX_BLOCK);
+            let m = addr.as_u64() + off as u64;
+            let seg = match dir {
+                Direction::MemToDev => Seg {
+                    sar: m,
+                    dar: cfg.dst_addr.as_u64(),
+                    len: n,
+                    ctl: (CtlLo::DST_FIX.bits() | regs::FC_M2P)
+                        | regs::ctl_src_width(mem_width(m, n))
+                        | regs::ctl_dst_width(dev_width(cfg.dst_addr_width)?)
+                        | burst,
+                },
+                Direction::DevToMem => Seg {
+                    sar: cfg.src_addr.as_u64(),
+                    dar: m,
+                    len: n,
+                    ctl: (CtlLo::SRC_FIX.bits() | regs::FC_P2M)
+                        | regs::ctl_src_width(dev_width(cfg.src_addr_width)?)
+                        | regs::ctl_dst_width(mem_width(m, n))
+                        | burst,
+                },
+                d => return Err(DmaError::BadDirection(d)),
+            };
+            segs.push(seg);
+            off += n;
+        }
+    }
+    if segs.is_empty() {
+        return Err(DmaError::BadLength(0));
+    }
+    Ok(segs)
 }
 
 #[cfg(test)]

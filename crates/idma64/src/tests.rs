@@ -439,3 +439,63 @@ fn configs_the_controller_cannot_do_are_refused() {
         Some(DmaError::ChannelNotHeld(c))
     );
 }
+
+#[test]
+fn cyclic_ring_wraps_with_an_interrupt_per_period_until_terminated() {
+    let a = Arena::new(PhysAddr::new(BASE), SIZE);
+    let m = Model::new(&a, a.base(), a.size());
+    m.add_fifo(TX_FIFO);
+    m.set_step_bytes(256);
+    let mut e = setup(&a, &m);
+    let c = e.request_channel(DmaCaps::CYCLIC, |_| true).unwrap();
+    e.slave_config(c, slave_cfg(Direction::MemToDev, 4, 8))
+        .unwrap();
+    let ring = pattern(&a, SRC, 1024, 3);
+    // A period longer than one hardware block is refused.
+    assert!(matches!(
+        e.prep_dma_cyclic(c, DmaAddr::new(SRC), 0x40000, 0x20000, Direction::MemToDev),
+        Err(DmaError::BadLength(0x20000))
+    ));
+    let mut d = e
+        .prep_dma_cyclic(c, DmaAddr::new(SRC), 1024, 256, Direction::MemToDev)
+        .unwrap();
+    assert_eq!(d.hw().nr_lli(), 4);
+    let periods = Arc::new(Mutex::new(0usize));
+    let p2 = periods.clone();
+    d.set_callback(move |_, r| {
+        assert_eq!(r, TxResult::NoError);
+        *p2.lock().unwrap() += 1;
+    });
+    let ck = e.submit(d).unwrap();
+    e.issue_pending(c).unwrap();
+    // Six periods: one step (256 bytes) each, then the interrupt.
+    for i in 1..=6 {
+        assert!(m.step());
+        assert_eq!(e.handle_irq(0), Ok(true), "period {i}");
+        assert_eq!(*periods.lock().unwrap(), i);
+    }
+    let mut want = ring.clone();
+    want.extend_from_slice(&ring[..512]);
+    assert_eq!(
+        m.take_fifo(TX_FIFO),
+        want,
+        "the ring wrapped after 4 periods"
+    );
+    assert_eq!(e.tx_status(c, ck).unwrap().status, DmaStatus::InProgress);
+    assert!(m.channel_enabled(0));
+    e.terminate_all(c).unwrap();
+    assert!(!m.channel_enabled(0));
+    assert!(!m.step(), "nothing moves after terminate");
+    assert!(m.take_fifo(TX_FIFO).is_empty());
+    assert!(m.errors().is_empty());
+    // The channel is reusable for a plain transfer afterwards.
+    let log: Log = Arc::default();
+    e.release(c).unwrap();
+    let c = e.request_channel(DmaCaps::MEMCPY, |_| true).unwrap();
+    let ck = submit_memcpy(&mut e, c, DST, SRC, 1024, &log);
+    e.issue_pending(c).unwrap();
+    m.run_until_idle();
+    assert_eq!(e.handle_irq(0), Ok(true));
+    assert_eq!(e.tx_status(c, ck).unwrap().status, DmaStatus::Complete);
+    assert_eq!(a.to_vec(PhysAddr::new(DST), 1024), ring);
+}
