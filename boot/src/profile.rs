@@ -85,6 +85,15 @@ pub const PROFILES: &[Profile] = &[
         cmdline: "",
     },
     Profile {
+        name: "idma64-sim",
+        summary: "as default plus a simulated Intel LPSS I2C function with an iDMA64 (idma64=sim; QEMU has no iDMA64)",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_EDU,
+        floppy: false,
+        cmdline: "idma64=sim",
+    },
+    Profile {
         name: "iommu",
         summary: "as default with VT-d translation on (iommu=on, strict invalidation)",
         firmware: Firmware::Bios,

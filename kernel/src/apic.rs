@@ -121,6 +121,29 @@ impl IoApic {
 
 fn timer_handler(_f: &mut TrapFrame) {
     TICKS.fetch_add(1, Ordering::Relaxed);
+    if let Some(hook) = TICK_HOOK.get() {
+        hook();
+    }
+}
+
+/// One function the timer interrupt calls every tick (the simulated iDMA64's clock).
+static TICK_HOOK: Once<fn()> = Once::new();
+
+/// Installs `f` to run in the timer interrupt on every tick (interrupts off, so it
+/// must not block on locks that code with interrupts on may hold: use `try_lock`).
+/// Only the first call installs anything.
+pub fn set_tick_hook(f: fn()) {
+    TICK_HOOK.call_once(|| f);
+}
+
+const LAPIC_ICR_LOW: usize = 0x300;
+
+/// Sends `vector` to this CPU as a fixed interrupt (ICR destination shorthand
+/// "self", SDM Vol. 3A §11.6.1). It is delivered once interrupts are enabled again.
+pub fn send_self_ipi(vector: u8) {
+    if let Some(l) = LAPIC.get() {
+        l.regs.write32(LAPIC_ICR_LOW, (0b01 << 18) | vector as u32);
+    }
 }
 
 fn error_handler(_f: &mut TrapFrame) {

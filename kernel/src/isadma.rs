@@ -170,6 +170,13 @@ pub fn mask(channel: u8) {
 }
 
 /// Bytes the channel still has to move (count register + 1, mod 64 Ki).
+/// Unmasks `channel`: its DREQ is honoured again.
+pub fn unmask(channel: u8) {
+    if channel < 4 {
+        outb(SINGLE_MASK, channel);
+    }
+}
+
 pub fn residue(channel: u8) -> usize {
     let c = channel as usize % 4;
     x86_64::instructions::interrupts::without_interrupts(|| {

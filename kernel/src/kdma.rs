@@ -22,7 +22,7 @@ fn zone_limit(limit: u64) -> ZoneLimit {
     }
 }
 
-fn max_ram() -> u64 {
+pub(crate) fn max_ram() -> u64 {
     memmap::regions()
         .iter()
         .filter(|r| r.kind == memmap::Kind::Usable)

@@ -21,6 +21,7 @@ mod hpet;
 mod iommu;
 mod isadma;
 mod kdma;
+mod kdmaengine;
 mod klog;
 mod kmem;
 mod ktest;
@@ -107,6 +108,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         _ => pci::Want::Auto,
     });
     iommu::enable(&pci::devices());
+    kdmaengine::init();
     match drivers::floppy::init() {
         Ok(()) => {}
         Err(drivers::floppy::FloppyError::NoDrive) => log::info!("floppy: no drive"),

@@ -13,51 +13,90 @@ use crate::kmem::{self, IoMem};
 use crate::platform;
 
 /// The two ways to reach configuration space.
-pub enum Mechanism {
+pub enum Kind {
     Ecam(pci::Ecam<IoMem>),
     Legacy(pci::Legacy<hal::PortIo>),
 }
 
+/// A function that exists only in software (`idma64=sim`): its configuration space
+/// is a model, laid over the real mechanism at one address.
+pub struct SimFunction {
+    pub bdf: Bdf,
+    pub cfg: pci::fake::FakeConfig,
+    /// Called after every configuration write to the function (it watches MSI).
+    pub on_write: fn(&pci::fake::FakeConfig, Bdf),
+}
+
+pub struct Mechanism {
+    kind: Kind,
+    sim: Option<SimFunction>,
+}
+
 impl Mechanism {
+    fn new(kind: Kind) -> Self {
+        Mechanism { kind, sim: None }
+    }
+
     pub fn name(&self) -> &'static str {
-        match self {
-            Mechanism::Ecam(_) => "ECAM (MCFG, uncached MMIO)",
-            Mechanism::Legacy(_) => "legacy I/O ports 0xCF8/0xCFC",
+        match self.kind {
+            Kind::Ecam(_) => "ECAM (MCFG, uncached MMIO)",
+            Kind::Legacy(_) => "legacy I/O ports 0xCF8/0xCFC",
         }
     }
 
-    fn inner(&self) -> &dyn ConfigAccess {
-        match self {
-            Mechanism::Ecam(e) => e,
-            Mechanism::Legacy(l) => l,
+    /// Lays a simulated function over the real configuration space.
+    pub fn add_sim(&mut self, sim: SimFunction) {
+        self.sim = Some(sim);
+    }
+
+    fn inner(&self, bdf: Bdf) -> &dyn ConfigAccess {
+        match (&self.sim, &self.kind) {
+            (Some(s), _) if s.bdf == bdf => &s.cfg,
+            (_, Kind::Ecam(e)) => e,
+            (_, Kind::Legacy(l)) => l,
+        }
+    }
+
+    fn written(&self, bdf: Bdf) {
+        if let Some(s) = self.sim.as_ref().filter(|s| s.bdf == bdf) {
+            (s.on_write)(&s.cfg, bdf);
         }
     }
 }
 
 impl ConfigAccess for Mechanism {
     fn read32(&self, addr: Bdf, offset: u16) -> u32 {
-        self.inner().read32(addr, offset)
+        self.inner(addr).read32(addr, offset)
     }
     fn write32(&self, addr: Bdf, offset: u16, value: u32) {
-        self.inner().write32(addr, offset, value)
+        self.inner(addr).write32(addr, offset, value);
+        self.written(addr);
     }
     fn extended(&self) -> bool {
-        self.inner().extended()
+        match &self.kind {
+            Kind::Ecam(e) => e.extended(),
+            Kind::Legacy(l) => l.extended(),
+        }
     }
     fn reaches(&self, segment: u16, bus: u8) -> bool {
-        self.inner().reaches(segment, bus)
+        match &self.kind {
+            Kind::Ecam(e) => e.reaches(segment, bus),
+            Kind::Legacy(l) => l.reaches(segment, bus),
+        }
     }
     fn read16(&self, addr: Bdf, offset: u16) -> u16 {
-        self.inner().read16(addr, offset)
+        self.inner(addr).read16(addr, offset)
     }
     fn read8(&self, addr: Bdf, offset: u16) -> u8 {
-        self.inner().read8(addr, offset)
+        self.inner(addr).read8(addr, offset)
     }
     fn write16(&self, addr: Bdf, offset: u16, value: u16) {
-        self.inner().write16(addr, offset, value)
+        self.inner(addr).write16(addr, offset, value);
+        self.written(addr);
     }
     fn write8(&self, addr: Bdf, offset: u16, value: u8) {
-        self.inner().write8(addr, offset, value)
+        self.inner(addr).write8(addr, offset, value);
+        self.written(addr);
     }
 }
 
@@ -71,7 +110,9 @@ pub enum Want {
 pub fn legacy() -> Mechanism {
     // SAFETY: 0xCF8..0xD00 is the PC's configuration mechanism #1; only the
     // PCI layer drives these ports, always through `pci::Legacy`'s lock.
-    Mechanism::Legacy(pci::Legacy::new(unsafe { hal::PortIo::new(0xCF8, 8) }))
+    Mechanism::new(Kind::Legacy(pci::Legacy::new(unsafe {
+        hal::PortIo::new(0xCF8, 8)
+    })))
 }
 
 /// Builds the mechanism: ECAM over the first MCFG window when there is one
@@ -85,7 +126,7 @@ pub fn mechanism(want: Want) -> Result<(Mechanism, u16, u8), String> {
             let mmio = kmem::ioremap(phys, len).map_err(|e| alloc::format!("mapping ECAM: {e}"))?;
             let ecam = pci::Ecam::new(mmio, len, w.segment, w.bus_start..=w.bus_end)
                 .map_err(|e| alloc::format!("ECAM: {e}"))?;
-            Ok((Mechanism::Ecam(ecam), w.segment, w.bus_start))
+            Ok((Mechanism::new(Kind::Ecam(ecam)), w.segment, w.bus_start))
         }
         _ => Ok((legacy(), 0, 0)),
     }
@@ -122,13 +163,20 @@ pub fn scan(cfg: &Mechanism, segment: u16, root_bus: u8) -> pci::Enumeration {
 }
 
 pub fn init(want: Want) {
-    let (cfg, segment, root) = match mechanism(want) {
+    let (mut cfg, segment, root) = match mechanism(want) {
         Ok(m) => m,
         Err(e) => {
             log::warn!("pci: {e}; falling back to the legacy ports");
             (legacy(), 0, 0)
         }
     };
+    if let Some(sim) = crate::kdmaengine::sim::pci_function() {
+        log::info!(
+            "pci {}: simulated LPSS function (idma64=sim): config space and registers are a model, no QEMU device",
+            sim.bdf
+        );
+        cfg.add_sim(sim);
+    }
     let found = scan(&cfg, segment, root);
     log::info!("pci: {} functions via {}", found.devices.len(), cfg.name());
     for d in &found.devices {
@@ -160,6 +208,7 @@ pub fn init(want: Want) {
     with(|p| {
         let PciState { cfg, registry, .. } = p;
         registry.register_driver(&*cfg, Box::new(crate::drivers::edu::EduDriver));
+        crate::kdmaengine::lpss::register(registry, &*cfg);
     });
 }
 

@@ -254,8 +254,9 @@ impl Coherent {
         }
     }
 
-    /// Physical address (for the pool, which carves blocks).
-    pub(crate) fn phys(&self) -> PhysAddr {
+    /// Physical address: for the pool, which carves blocks, and for drivers that build
+    /// descriptor rings through a `PhysMemory` (the iDMA64 driver writes its LLIs).
+    pub fn phys(&self) -> PhysAddr {
         self.alloc.pa
     }
 }

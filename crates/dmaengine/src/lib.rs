@@ -165,6 +165,15 @@ pub enum DmaError {
     Timeout,
     /// The cookie was never assigned on this channel.
     BadCookie(Cookie),
+    /// The controller cannot reach this address (ISA: above 16 MiB or across 64 KiB).
+    BadAddress(DmaAddr),
+    /// More scatter-gather segments than the controller takes in one descriptor.
+    TooManySegments {
+        /// What the controller takes.
+        max: usize,
+        /// What was asked.
+        got: usize,
+    },
 }
 
 impl fmt::Display for DmaError {
@@ -184,6 +193,16 @@ impl fmt::Display for DmaError {
             DmaError::Unsupported => write!(f, "operation not supported"),
             DmaError::Timeout => write!(f, "hardware timeout"),
             DmaError::BadCookie(c) => write!(f, "cookie {} was never assigned", c.0),
+            DmaError::BadAddress(a) => {
+                write!(
+                    f,
+                    "the controller cannot reach bus address {:#x}",
+                    a.as_u64()
+                )
+            }
+            DmaError::TooManySegments { max, got } => {
+                write!(f, "{got} segments, the controller takes at most {max}")
+            }
         }
     }
 }
@@ -420,7 +439,7 @@ impl<P: DmaProvider> DmaEngine<P> {
         let chans = (0..n).map(|_| VChan::new()).collect();
         self.devices.push(Device { provider, chans });
         let id = self.devices.len() - 1;
-        log::info!("dmaengine: dma{id} registered with {n} channels");
+        log::debug!("dmaengine: dma{id} registered with {n} channels");
         id
     }
 

@@ -58,6 +58,8 @@ struct Slot {
     vector: AtomicU8,
     regs_va: AtomicU64,
     dma_done: core::sync::atomic::AtomicBool,
+    /// dmaengine device id of this edu's provider (`usize::MAX`: none).
+    engine: core::sync::atomic::AtomicUsize,
 }
 
 const MAX_EDU: usize = 4;
@@ -66,6 +68,7 @@ const EMPTY_SLOT: Slot = Slot {
     vector: AtomicU8::new(0),
     regs_va: AtomicU64::new(0),
     dma_done: core::sync::atomic::AtomicBool::new(false),
+    engine: core::sync::atomic::AtomicUsize::new(usize::MAX),
 };
 static SLOTS: [Slot; MAX_EDU] = [EMPTY_SLOT; MAX_EDU];
 static DMA_BY_MSI: AtomicU64 = AtomicU64::new(0);
@@ -160,6 +163,10 @@ fn msi_handler(f: &mut TrapFrame) {
     LAST_STATUS.fetch_or(status as u64, Ordering::SeqCst);
     if status & IRQ_DMA_DONE != 0 {
         slot.dma_done.store(true, Ordering::Release);
+        let dev = slot.engine.load(Ordering::Acquire);
+        if dev != usize::MAX {
+            crate::kdmaengine::irq(dev);
+        }
     }
     IRQS.fetch_add(1, Ordering::SeqCst);
 }
@@ -269,6 +276,13 @@ impl PciDriver for EduDriver {
 }
 
 /// Runs `f` with the bound edu device, if any.
+/// Routes DMA-done interrupts of the edu in `slot` to dmaengine device `dev`.
+pub fn set_engine_dev(slot: usize, dev: usize) {
+    if let Some(s) = SLOTS.get(slot) {
+        s.engine.store(dev, Ordering::Release);
+    }
+}
+
 pub fn with_edu<R>(f: impl FnOnce(&Edu) -> R) -> Option<R> {
     with_edu_at(0, f)
 }

@@ -11,8 +11,10 @@ use spin::Mutex;
 
 use crate::arch::idt::TrapFrame;
 use crate::arch::port::{inb, outb};
-use crate::isadma::{self, Direction};
-use crate::{apic, kmem, physmem};
+use crate::isadma;
+use crate::{apic, kdmaengine, kmem, physmem};
+use dmaengine::{ChanId, DmaCaps, DmaStatus, SlaveConfig};
+use hal::DmaAddr;
 
 const DOR: u16 = 0x3F2;
 const MSR: u16 = 0x3F4;
@@ -32,6 +34,10 @@ static IRQ: AtomicBool = AtomicBool::new(false);
 
 fn irq6(_f: &mut TrapFrame) {
     IRQ.store(true, Ordering::Release);
+    // Third-party DMA: the peripheral's interrupt is also the DMA controller's news.
+    if let Some(dev) = kdmaengine::isa::dev() {
+        kdmaengine::irq(dev);
+    }
 }
 
 #[derive(Debug)]
@@ -70,6 +76,8 @@ impl core::fmt::Display for FloppyError {
 
 struct Fdc {
     buf: PhysAddr,
+    /// The dmaengine channel on the 8237 (ISA channel 2), held by this driver.
+    chan: ChanId,
 }
 
 static FDC: Mutex<Option<Fdc>> = Mutex::new(None);
@@ -127,6 +135,25 @@ pub fn init() -> Result<(), FloppyError> {
         .map_err(|e| FloppyError::Setup(alloc::format!("{e}")))?;
     let buf = kmem::alloc_frames(BUF_ORDER, ZoneLimit::Dma)
         .map_err(|e| FloppyError::Setup(alloc::format!("DMA buffer: {e}")))?;
+    let isa = kdmaengine::isa::dev()
+        .ok_or_else(|| FloppyError::Setup("no ISA DMA controller registered".into()))?;
+    let chan = kdmaengine::request("floppy", DmaCaps::SLAVE, |c| {
+        c.dev == isa && c.chan == DMA_CHANNEL as usize
+    })
+    .map_err(|e| FloppyError::Setup(alloc::format!("dmaengine channel: {e}")))?;
+    // The device side is the controller's data register; the 8237 moves one byte per
+    // DREQ/DACK cycle.
+    let cfg = SlaveConfig {
+        direction: dmaengine::Direction::DevToMem,
+        src_addr: DmaAddr::new(FIFO as u64),
+        dst_addr: DmaAddr::new(0),
+        src_addr_width: 1,
+        dst_addr_width: 1,
+        src_maxburst: 1,
+        dst_maxburst: 1,
+    };
+    kdmaengine::with(|e| e.slave_config(chan, cfg))
+        .map_err(|e| FloppyError::Setup(alloc::format!("slave config: {e}")))?;
     // Reset: nRESET 0 → 1 raises IRQ 6; then one SENSE INTERRUPT per drive.
     IRQ.store(false, Ordering::Release);
     outb(DOR, 0x00);
@@ -153,11 +180,16 @@ pub fn init() -> Result<(), FloppyError> {
         });
     }
     log::info!(
-        "floppy: drive 0 (1.44 MB), DMA channel {DMA_CHANNEL}, buffer {:#x} (64 KiB below 16 MiB)",
+        "floppy: drive 0 (1.44 MB), ISA DMA channel {DMA_CHANNEL} ({chan}), buffer {:#x} (64 KiB below 16 MiB)",
         buf.as_u64()
     );
-    *FDC.lock() = Some(Fdc { buf });
+    *FDC.lock() = Some(Fdc { buf, chan });
     Ok(())
+}
+
+/// The dmaengine channel the driver holds (for `dma` and dmatest).
+pub fn channel() -> Option<ChanId> {
+    FDC.lock().as_ref().map(|f| f.chan)
 }
 
 pub fn present() -> bool {
@@ -180,8 +212,19 @@ pub fn read(lba: u32, count: u32, out: &mut alloc::vec::Vec<u8>) -> Result<u64, 
         // One side of one track per command: up to the end of the track.
         let n = left.min(SECTORS_PER_TRACK - sector + 1);
         let len = n as usize * SECTOR;
-        isadma::program(DMA_CHANNEL, fdc.buf.as_u64(), len, Direction::ToMemory)
-            .map_err(|e| FloppyError::Setup(alloc::format!("{e}")))?;
+        // dmaengine client steps: prep → submit → issue_pending (programs the 8237).
+        let ch = fdc.chan;
+        let cookie = kdmaengine::with(|e| {
+            let d = e.prep_slave_sg(
+                ch,
+                &[(DmaAddr::new(fdc.buf.as_u64()), len)],
+                dmaengine::Direction::DevToMem,
+            )?;
+            let c = e.submit(d)?;
+            e.issue_pending(ch)?;
+            Ok::<_, dmaengine::DmaError>(c)
+        })
+        .map_err(|e| FloppyError::Setup(alloc::format!("{ch}: {e}")))?;
         IRQ.store(false, Ordering::Release);
         // READ DATA (MFM): drive/head, C, H, R, N=2 (512 B), EOT, GPL, DTL.
         for b in [
@@ -197,12 +240,27 @@ pub fn read(lba: u32, count: u32, out: &mut alloc::vec::Vec<u8>) -> Result<u64, 
         ] {
             send(b)?;
         }
-        wait_irq("reading")?;
+        let waited = wait_irq("reading");
+        let dma = kdmaengine::wait(ch, cookie, 100);
+        if waited.is_err() || !matches!(dma, Ok(st) if st.status == DmaStatus::Complete) {
+            let _ = kdmaengine::with(|e| e.terminate_all(ch));
+        }
+        waited?;
         let mut res = [0u8; 7];
         for r in res.iter_mut() {
             *r = recv()?;
         }
-        isadma::mask(DMA_CHANNEL);
+        match dma {
+            Ok(st) if st.status == DmaStatus::Complete => {}
+            Ok(st) => {
+                return Err(FloppyError::Setup(alloc::format!(
+                    "{ch}: transfer ended {:?} with {} bytes left",
+                    st.status,
+                    st.residue
+                )))
+            }
+            Err(e) => return Err(FloppyError::Setup(alloc::format!("{ch}: {e}"))),
+        }
         if res[0] & 0xC0 != 0 {
             return Err(FloppyError::Controller {
                 st0: res[0],

@@ -85,8 +85,20 @@ pub static COMMANDS: &[Command] = &[
     Command {
         name: "dma",
         usage: "",
-        summary: "DMA devices with masks and live mappings, the swiotlb pool, dma-debug counters",
+        summary: "DMA controllers and channels (dmaengine), devices with masks and live mappings, swiotlb, dma-debug",
         run: super::dma_cmds::dma,
+    },
+    Command {
+        name: "dmatest",
+        usage: "[dmaNchanM|all] [iterations] [size] [--corrupt]",
+        summary: "Linux-style dmatest: patterned copies verified with guard bytes, a summary per channel",
+        run: super::dmaengine_cmds::dmatest,
+    },
+    Command {
+        name: "dmaengine",
+        usage: "demo [cyclic]",
+        summary: "walk the client steps: request, config, prep, submit, issue_pending, callback",
+        run: super::dmaengine_cmds::dmaengine_cmd,
     },
     Command {
         name: "dmabench",

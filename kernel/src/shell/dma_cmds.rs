@@ -237,6 +237,7 @@ pub fn edu_dma(cmd: &Command, args: &[&str]) -> CmdResult {
 /// dma-debug counters.
 pub fn dma(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
+    super::dmaengine_cmds::print_channels();
     edu::with_edu(|e| {
         let p = e.dma.params();
         kprintln!(

@@ -14,13 +14,17 @@ pub fn lspci(cmd: &Command, args: &[&str]) -> CmdResult {
     match args {
         [] => {
             for d in &devices {
-                kprintln!("{}", pci::lspci_line(d));
+                kprintln!("{}{}", pci::lspci_line(d), sim_tag(d.bdf));
             }
         }
         ["-v"] => {
             for d in &devices {
                 kprintln!("{}", pci::lspci_verbose(d, kpci::driver_of(d.bdf)));
+                if crate::kdmaengine::sim::is_sim(d.bdf) {
+                    kprintln!("\tSimulated: config space and BAR0 registers are a software model (idma64=sim), not a QEMU device");
+                }
                 control_lines(d);
+                child_lines(d.bdf);
                 kprintln!();
             }
         }
@@ -41,6 +45,39 @@ pub fn lspci(cmd: &Command, args: &[&str]) -> CmdResult {
         kprintln!("warning: {w}");
     }
     Ok(())
+}
+
+fn sim_tag(bdf: Bdf) -> &'static str {
+    if crate::kdmaengine::sim::is_sim(bdf) {
+        " [simulated]"
+    } else {
+        ""
+    }
+}
+
+/// Child devices a driver registered (an LPSS function's iDMA64 and host controller).
+fn child_lines(bdf: Bdf) {
+    let kids: Vec<(&'static str, u64, u64, Option<&'static str>)> = kpci::with(|p| {
+        p.registry
+            .children()
+            .filter(|c| c.parent == bdf)
+            .map(|c| {
+                (
+                    c.name,
+                    c.mmio.phys,
+                    c.mmio.len,
+                    p.registry.child_driver_name(c.id),
+                )
+            })
+            .collect()
+    })
+    .unwrap_or_default();
+    for (name, phys, len, drv) in kids {
+        kprintln!(
+            "\tChild: {name} at {phys:#x} ({len:#x} bytes), driver {}",
+            drv.unwrap_or("(none)")
+        );
+    }
 }
 
 /// The Command register and MSI state, read live (they change as drivers bind).
@@ -109,10 +146,11 @@ fn tree(devices: &[PciDevice]) {
         for (i, d) in kids.iter().enumerate() {
             let last = i + 1 == kids.len();
             kprintln!(
-                "{prefix}{}{} {}",
+                "{prefix}{}{} {}{}",
                 if last { "\\-" } else { "+-" },
                 d.bdf.short(),
-                pci::lspci_line(d).to_string_after_bdf()
+                pci::lspci_line(d).to_string_after_bdf(),
+                sim_tag(d.bdf)
             );
             if let Some(b) = d.bridge {
                 let child_prefix = alloc::format!("{prefix}{}", if last { "    " } else { "|   " });

@@ -1,0 +1,172 @@
+//! dmaengine in the kernel: one registry (`crates/dmaengine`) holding every DMA
+//! controller driver as a provider, the way Linux keeps `dma_device_list`.
+//!
+//! Providers:
+//! * `idma64`: the Intel LPSS iDMA64 driver (`crates/idma64`), bound through the LPSS
+//!   PCI functions ([`lpss`]); with `idma64=sim` the function is simulated ([`sim`]).
+//! * `edu`: QEMU's edu device as a slave/memcpy engine through its 4 KiB buffer
+//!   ([`edu`]).
+//! * `i8237`: the ISA DMA controller, third-party DMA ([`isa`]).
+//!
+//! The registry lives behind one spin lock taken with interrupts off: completion runs
+//! from interrupt handlers ([`irq`]), which take the same lock. Completion callbacks
+//! therefore run in interrupt context and must not call back into the registry.
+
+pub mod dmatest;
+pub mod edu;
+pub mod isa;
+pub mod lpss;
+pub mod sim;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use dmaengine::{ChanId, Cookie, DmaEngine, DmaError, DmaStatus, DynProvider, TxState};
+use spin::Mutex;
+
+/// What the `dma` view shows of a registered device, and what clients map against.
+pub struct DevInfo {
+    /// Description (`idma64 on 0000:00:15.0 (simulated)`).
+    pub desc: String,
+    /// The device DMA mappings are made for (Linux `chan->device->dev`): for iDMA64 the
+    /// parent LPSS function, for edu the edu function, for the 8237 the ISA DMA zone.
+    pub dma: Option<Arc<dma::DmaDevice>>,
+    /// Interrupts that reached this provider.
+    pub irqs: AtomicU64,
+    /// No interrupt line: [`wait`] polls the provider instead.
+    pub polled: AtomicBool,
+}
+
+struct Registry {
+    engine: DmaEngine<DynProvider>,
+    devs: Vec<Arc<DevInfo>>,
+    /// Client name per channel (the `dma` view's "in use by").
+    clients: Vec<(ChanId, &'static str)>,
+}
+
+static REG: Mutex<Option<Registry>> = Mutex::new(None);
+
+/// Runs `f` on the engine with interrupts off (the interrupt path takes the same lock).
+pub fn with<R>(f: impl FnOnce(&mut DmaEngine<DynProvider>) -> R) -> R {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut g = REG.lock();
+        let r = g.get_or_insert_with(|| Registry {
+            engine: DmaEngine::new(),
+            devs: Vec::new(),
+            clients: Vec::new(),
+        });
+        f(&mut r.engine)
+    })
+}
+
+/// Registers a provider; returns its device id (the N of `dmaNchanM`).
+pub fn register(provider: DynProvider, desc: String, dma: Option<Arc<dma::DmaDevice>>) -> usize {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut g = REG.lock();
+        let r = g.get_or_insert_with(|| Registry {
+            engine: DmaEngine::new(),
+            devs: Vec::new(),
+            clients: Vec::new(),
+        });
+        let id = r.engine.register(provider);
+        log::info!("dmaengine: dma{id}: {desc}");
+        r.devs.push(Arc::new(DevInfo {
+            desc,
+            dma,
+            irqs: AtomicU64::new(0),
+            polled: AtomicBool::new(false),
+        }));
+        id
+    })
+}
+
+/// The registry's record of device `dev`.
+pub fn dev_info(dev: usize) -> Option<Arc<DevInfo>> {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        REG.lock().as_ref().and_then(|r| r.devs.get(dev).cloned())
+    })
+}
+
+/// Marks device `dev` as having no interrupt: waiters poll it.
+pub fn set_polled(dev: usize) {
+    if let Some(d) = dev_info(dev) {
+        d.polled.store(true, Ordering::Release);
+        log::info!("dmaengine: dma{dev}: no interrupt, completions are polled");
+    }
+}
+
+/// Interrupt entry for device `dev`: the provider acknowledges its hardware, finished
+/// descriptors complete and their callbacks run (here, in interrupt context).
+pub fn irq(dev: usize) -> bool {
+    // Interrupt handlers run with interrupts off, and every other holder of the lock
+    // has them off too, so on this one CPU the lock is free here.
+    let mut g = REG.lock();
+    let Some(r) = g.as_mut() else {
+        return false;
+    };
+    if let Some(d) = r.devs.get(dev) {
+        d.irqs.fetch_add(1, Ordering::Relaxed);
+    }
+    r.engine.handle_irq(dev).unwrap_or(false)
+}
+
+/// Requests a channel for `client` (Linux `dma_request_channel` with a filter).
+pub fn request(
+    client: &'static str,
+    mask: dmaengine::DmaCaps,
+    filter: impl FnMut(ChanId) -> bool,
+) -> Result<ChanId, DmaError> {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut g = REG.lock();
+        let r = g.as_mut().ok_or(DmaError::NoChannel)?;
+        let c = r.engine.request_channel(mask, filter)?;
+        r.clients.push((c, client));
+        Ok(c)
+    })
+}
+
+/// Releases a channel (terminates what runs on it).
+pub fn release(c: ChanId) -> Result<(), DmaError> {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut g = REG.lock();
+        let r = g.as_mut().ok_or(DmaError::NoSuchDevice(c.dev))?;
+        r.clients.retain(|(id, _)| *id != c);
+        r.engine.release(c)
+    })
+}
+
+/// Client holding channel `c`, if any.
+pub fn client_of(c: ChanId) -> Option<&'static str> {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        REG.lock()
+            .as_ref()
+            .and_then(|r| r.clients.iter().find(|(id, _)| *id == c).map(|x| x.1))
+    })
+}
+
+/// Waits (sleeping between timer ticks) until `cookie` on `c` is no longer in
+/// progress, or `timeout_ms` passes; returns the final state.
+pub fn wait(c: ChanId, cookie: Cookie, timeout_ms: u64) -> Result<TxState, DmaError> {
+    let until = crate::apic::ticks() + timeout_ms.div_ceil(1000 / crate::apic::TICK_HZ) + 1;
+    loop {
+        let st = with(|e| e.tx_status(c, cookie))?;
+        if !matches!(st.status, DmaStatus::InProgress | DmaStatus::Paused) {
+            return Ok(st);
+        }
+        if crate::apic::ticks() > until {
+            return Err(DmaError::Timeout);
+        }
+        if dev_info(c.dev).is_some_and(|d| d.polled.load(Ordering::Acquire)) {
+            x86_64::instructions::interrupts::without_interrupts(|| irq(c.dev));
+        }
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
+
+/// Brings up the providers that are not PCI drivers (the PCI ones probe with PCI).
+pub fn init() {
+    isa::init();
+    edu::init();
+}
