@@ -261,16 +261,15 @@ fn one_copy(
     Ok((src.unmap().to_vec(), dst.unmap().to_vec(), ns))
 }
 
-/// Arms the failure demo in whichever engine backs `chan`.
-fn corrupt_engine(chan: ChanId) {
-    let name = super::with(|e| e.provider(chan.dev).map(|p| String::from(p.name())));
-    match name.as_deref() {
-        Ok("idma64") => {
-            super::sim::corrupt_next_byte();
-        }
-        Ok("edu") => super::edu::corrupt_next_byte(),
-        _ => {}
-    }
+/// Arms the failure demo: the simulated engine flips the next byte it copies. (Only
+/// the model can be told to misbehave; `run_channel` refuses `--corrupt` elsewhere.)
+fn corrupt_engine(_chan: ChanId) {
+    super::sim::corrupt_next_byte();
+}
+
+/// Whether `chan` belongs to the simulated iDMA64.
+fn is_simulated(chan: ChanId) -> bool {
+    super::dev_info(chan.dev).is_some_and(|i| i.desc.contains("(simulated)"))
 }
 
 /// The image the runner generates for the floppy profile (boot/src/profile.rs,
@@ -360,6 +359,11 @@ pub fn default_channels() -> Vec<ChanId> {
 /// Runs dmatest on one channel: memcpy when it can, through the floppy for ISA
 /// channel 2. Requests and releases the channel itself.
 pub fn run_channel(out: &mut dyn Write, chan: ChanId, p: &Params) -> Result<Summary, String> {
+    if p.corrupt && !is_simulated(chan) {
+        return Err(format!(
+            "{chan}: --corrupt needs the simulated iDMA64 (only the model can be told to flip a byte)"
+        ));
+    }
     if crate::drivers::floppy::channel() == Some(chan) {
         return Ok(floppy_tests(out, chan, p));
     }

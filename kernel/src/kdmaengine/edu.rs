@@ -48,15 +48,6 @@ pub struct EduDma {
     running: bool,
 }
 
-/// The dmatest failure demo: the next data that lands in an edu buffer gets one byte
-/// flipped before it goes out again.
-static CORRUPT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-
-/// Arms [`CORRUPT`].
-pub fn corrupt_next_byte() {
-    CORRUPT.store(true, core::sync::atomic::Ordering::Release);
-}
-
 impl EduDma {
     fn program(&self, h: &Hop) {
         self.regs.write64(edudrv::REG_DMA_SRC, h.src);
@@ -233,13 +224,6 @@ impl DmaProvider for EduDma {
             self.running = false;
             events.push(ChanEvent::Error(0));
             return true;
-        }
-        let done = self.hops[self.next];
-        if !done.to_ram && CORRUPT.swap(false, core::sync::atomic::Ordering::AcqRel) {
-            // The failure demo: the device "corrupts" one byte of its buffer.
-            let at = (done.dst - EDU_BUFFER) as usize + done.len / 2;
-            let b = self.regs.read8(EDU_BUFFER as usize + at);
-            self.regs.write8(EDU_BUFFER as usize + at, !b);
         }
         self.next += 1;
         match self.hops.get(self.next) {

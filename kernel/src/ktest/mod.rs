@@ -17,6 +17,7 @@
 
 mod basic;
 mod dmaapi;
+mod dmaengine;
 mod harness;
 mod interrupts;
 mod iommu;
@@ -50,6 +51,7 @@ fn all() -> impl Iterator<Item = &'static KTest> {
         .chain(interrupts::TESTS.iter())
         .chain(platform::TESTS.iter())
         .chain(isa::TESTS.iter())
+        .chain(dmaengine::TESTS.iter())
         .chain(dmaapi::TESTS.iter())
         .chain(iommu::TESTS.iter())
         .chain(harness::TESTS.iter())

@@ -109,7 +109,7 @@ pub fn dmatest(cmd: &Command, args: &[&str]) -> CmdResult {
             "all" => chans = None,
             a if a.starts_with("dma") => {
                 let c = parse_chan(a).ok_or_else(|| {
-                    CmdError::Failed(format!("'{a}' is not a channel name (dmaNchanM)"))
+                    CmdError::Failed(format!("dmatest: '{a}' is not a channel name (dmaNchanM)"))
                 })?;
                 chans = Some(alloc::vec![c]);
             }
@@ -126,15 +126,19 @@ pub fn dmatest(cmd: &Command, args: &[&str]) -> CmdResult {
         _ => return Err(cmd.usage_error()),
     }
     if p.iterations == 0 || p.iterations > 10_000 {
-        return Err(CmdError::Failed("iterations must be 1..=10000".into()));
+        return Err(CmdError::Failed(
+            "dmatest: iterations must be 1..=10000".into(),
+        ));
     }
     if p.size == 0 || p.size > 1 << 20 {
-        return Err(CmdError::Failed("size must be 1..=1M bytes".into()));
+        return Err(CmdError::Failed(
+            "dmatest: size must be 1..=1M bytes".into(),
+        ));
     }
     let chans = chans.unwrap_or_else(dmatest::default_channels);
     if chans.is_empty() {
         return Err(CmdError::Failed(
-            "no channel to test (no MEMCPY-capable DMA controller, no floppy); try --profile idma64-sim".into(),
+            "dmatest: no channel to test (no MEMCPY-capable DMA controller, no floppy); try --profile idma64-sim".into(),
         ));
     }
     let mut failed = false;
