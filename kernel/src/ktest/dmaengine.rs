@@ -295,6 +295,46 @@ fn misuse() -> TestResult {
         "prep on a released channel: {after:?}"
     );
     kassert!(kde::release(chan).is_err(), "double release accepted");
+    // A transfer to an address no memory answers: the engine raises its error
+    // interrupt, the cookie ends in Error and the callback says so.
+    let chan = sim_chan(DmaCaps::MEMCPY)?;
+    let b = bufs(chan, 4096)?;
+    let errs0 = kde::sim::model_errors();
+    let outcome = Arc::new(AtomicU32::new(0));
+    let o2 = outcome.clone();
+    let cookie = kde::with(|e| {
+        let mut d = e.prep_memcpy(chan, DmaAddr::new(1 << 40), b.src.dma_addr(), 4096)?;
+        d.set_callback(move |_, r| {
+            o2.store(
+                if r == dmaengine::TxResult::Error {
+                    2
+                } else {
+                    1
+                },
+                Ordering::Release,
+            )
+        });
+        let c = e.submit(d)?;
+        e.issue_pending(chan)?;
+        Ok::<_, DmaError>(c)
+    })
+    .map_err(|e| alloc::format!("{e}"))?;
+    let st = kde::wait(chan, cookie, 1000).map_err(|e| alloc::format!("{e}"))?;
+    kassert!(
+        st.status == DmaStatus::Error,
+        "bad address ended {:?}",
+        st.status
+    );
+    kassert!(
+        outcome.load(Ordering::Acquire) == 2,
+        "callback did not report the error"
+    );
+    kassert!(
+        kde::sim::model_errors() == errs0 + 1,
+        "the model raised no error"
+    );
+    kde::release(chan).map_err(|e| alloc::format!("{e}"))?;
+    drop(b);
     let nochan = kde::with(|e| {
         e.tx_status(ChanId { dev: 99, chan: 0 }, dmaengine::Cookie(1))
             .err()
