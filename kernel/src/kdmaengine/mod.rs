@@ -112,7 +112,8 @@ pub fn irq(dev: usize) -> bool {
     r.engine.handle_irq(dev).unwrap_or(false)
 }
 
-/// Requests a channel for `client` (Linux `dma_request_channel` with a filter).
+/// Requests a channel for `client` (Linux `dma_request_channel` with a filter). The
+/// filter runs under the registry's lock: it must not call back into this module.
 pub fn request(
     client: &'static str,
     mask: dmaengine::DmaCaps,

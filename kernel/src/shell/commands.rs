@@ -89,6 +89,12 @@ pub static COMMANDS: &[Command] = &[
         run: super::dma_cmds::dma,
     },
     Command {
+        name: "dmademo",
+        usage: "coherent | streaming [--nosync] | sg [--maxseg N]",
+        summary: "watch coherent vs streaming memory, a missing sync, and a scatter list, with edu",
+        run: super::dmademo_cmds::dmademo,
+    },
+    Command {
         name: "dmatest",
         usage: "[dmaNchanM|all] [iterations] [size] [--corrupt]",
         summary: "Linux-style dmatest: patterned copies verified with guard bytes, a summary per channel",
