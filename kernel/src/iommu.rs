@@ -3,9 +3,9 @@
 //! per-device translated domains behind the DMA API, pass-through for
 //! everything we have no driver for, fault events decoded and logged.
 //!
-//! Boot options: `iommu=on|off|pt` (default off for now: the DMA-API labs
-//! show direct and bounced mappings on the default machine; the `iommu*`
-//! profiles turn it on),
+//! Boot options: `iommu=on|off|pt` (the kernel's default is off, as on a
+//! real machine whose firmware we have not vetted; the runner's default
+//! profile passes `iommu=on`, and `noiommu`/`bigmem` show untranslated DMA),
 //! `iommu.strict=1|0` (default 1: every unmap invalidates the IOTLB before
 //! the IOVA can be reused; 0: a flush queue batches them), `iommu.qi=0`
 //! (register-based invalidation even when the unit offers queued).

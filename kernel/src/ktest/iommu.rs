@@ -1,5 +1,6 @@
-//! VT-d in the running kernel (profiles iommu, iommu-lazy, iommu-pt,
-//! iommu-4level): translation state, where edu's IOVAs land, a blocked DMA.
+//! VT-d in the running kernel (the default profile translates; iommu-lazy,
+//! iommu-pt, iommu-4level, iommu-reginval, two-edu vary it): translation
+//! state, where edu's IOVAs land, a blocked DMA, isolation.
 
 use super::{KTest, TestResult};
 use crate::drivers::edu;
@@ -12,7 +13,9 @@ pub static TESTS: &[KTest] = &[
         name: "iommu::unit_up_in_the_requested_mode",
         run: unit_state,
         profiles: &[
-            "iommu",
+            "default",
+            "uefi",
+            "pcie",
             "iommu-lazy",
             "iommu-pt",
             "iommu-4level",
@@ -23,13 +26,13 @@ pub static TESTS: &[KTest] = &[
     KTest {
         name: "iommu::edu_iova_lands_in_its_buffer",
         run: iova_lands,
-        profiles: &["iommu", "iommu-lazy", "iommu-4level", "iommu-reginval"],
+        profiles: &["default", "iommu-lazy", "iommu-4level", "iommu-reginval"],
         manual: false,
     },
     KTest {
         name: "iommu::unmapped_iova_is_blocked_with_a_decoded_fault",
         run: blocked,
-        profiles: &["iommu", "iommu-4level", "iommu-reginval"],
+        profiles: &["default", "iommu-4level", "iommu-reginval"],
         manual: false,
     },
     KTest {
