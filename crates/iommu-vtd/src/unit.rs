@@ -219,6 +219,12 @@ pub struct RemappingUnit<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> {
     attached: BTreeMap<u16, u16>,
     rmrrs: Vec<Rmrr>,
     stats: Stats,
+    /// The last level-1 table a map or unmap walked to: (domain, IOVA >> 21,
+    /// table). A level-1 table, once linked, is never replaced or freed while
+    /// its domain lives (unmap clears leaves only; a 2 MiB page is never put
+    /// over a table), so consecutive 4 KiB maps and unmaps in the same 2 MiB
+    /// skip the walk from the top. Cleared when a domain is destroyed.
+    leaf_cache: Option<(u16, u64, PhysAddr)>,
 }
 
 /// The interrupt address window, never usable as IOVA (spec §3.14: requests to
@@ -262,6 +268,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             attached: BTreeMap::new(),
             rmrrs: Vec::new(),
             stats: Stats::default(),
+            leaf_cache: None,
         };
         u.zero_page(root);
         log::info!("DMAR: {}", u.cap);
@@ -477,10 +484,10 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         let seq = q.seq;
         let status = q.status;
         self.mem.write_u32(status, 0);
-        let mut all: Vec<[u64; 2]> = descs.to_vec();
-        all.push(wait_descriptor(status.as_u64(), seq));
+        // No heap allocation here: this runs for every strict unmap.
+        let wait = [wait_descriptor(status.as_u64(), seq)];
         // The queue is full when tail + 1 == head (§6.5.2); wait for room.
-        let need = all.len() as u32;
+        let need = descs.len() as u32 + 1;
         self.poll("invalidation queue space", |u| {
             let Some(q) = u.queue.as_ref() else {
                 return true;
@@ -489,7 +496,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             let used = (q.tail + q.entries - head) % q.entries;
             q.entries - 1 - used >= need
         })?;
-        for d in all {
+        for d in descs.iter().chain(wait.iter()) {
             let (pa, next) = {
                 let q = self.queue.as_ref().ok_or(Error::NoQueuedInvalidation)?;
                 (q.base + q.tail as u64 * 16, (q.tail + 1) % q.entries)
@@ -770,6 +777,9 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         if let Some(p) = pgd {
             self.free_tables(p, self.levels);
         }
+        if self.leaf_cache.is_some_and(|(did, _, _)| did == d.0) {
+            self.leaf_cache = None;
+        }
         self.domains.remove(&d.0);
         Ok(())
     }
@@ -940,6 +950,51 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         Ok(table + tables::level_index(iova, target) * 8)
     }
 
+    /// The level-1 slot for `iova` in domain `d`, allocating tables on the way;
+    /// through [`RemappingUnit::leaf_cache`] when the last walk ended in the same
+    /// 2 MiB.
+    fn leaf_slot_alloc(
+        &mut self,
+        d: DomainId,
+        pgd: PhysAddr,
+        iova: u64,
+    ) -> Result<PhysAddr, Error> {
+        let region = iova >> 21;
+        if let Some((did, r, table)) = self.leaf_cache {
+            if did == d.0 && r == region {
+                return Ok(table + tables::level_index(iova, 1) * 8);
+            }
+        }
+        let slot = self.walk_alloc(pgd, iova, 1)?;
+        let table = PhysAddr::new(slot.as_u64() & !(PAGE_SIZE - 1));
+        self.leaf_cache = Some((d.0, region, table));
+        Ok(slot)
+    }
+
+    /// The leaf slot, level and entry for `iova` like [`RemappingUnit::find_leaf`],
+    /// through the leaf cache when it covers `iova` (and filling it otherwise).
+    fn find_leaf_cached(
+        &mut self,
+        d: DomainId,
+        pgd: PhysAddr,
+        iova: u64,
+    ) -> Option<(PhysAddr, u8, u64)> {
+        let region = iova >> 21;
+        if let Some((did, r, table)) = self.leaf_cache {
+            if did == d.0 && r == region {
+                let slot = table + tables::level_index(iova, 1) * 8;
+                let e = self.mem.read_u64(slot);
+                return (e & (tables::SL_R | tables::SL_W) != 0).then_some((slot, 1, e));
+            }
+        }
+        let found = self.find_leaf(pgd, iova);
+        if let Some((slot, 1, _)) = found {
+            let table = PhysAddr::new(slot.as_u64() & !(PAGE_SIZE - 1));
+            self.leaf_cache = Some((d.0, region, table));
+        }
+        found
+    }
+
     /// Maps `[iova, iova + len)` to `[pa, pa + len)` in domain `d` with `perm`, using
     /// 2 MiB pages where both addresses are 2 MiB aligned and CAP.SLLPS allows. On
     /// error nothing stays mapped. A new mapping needs no IOTLB invalidation (only
@@ -979,8 +1034,13 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
                 && p % big == 0
                 && len - off >= big
                 && !self.has_table_at_level2(pgd, v);
-            let (level, size) = if large { (2, big) } else { (1, PAGE_SIZE) };
-            let r = self.walk_alloc(pgd, v, level).and_then(|slot| {
+            let size = if large { big } else { PAGE_SIZE };
+            let slot = if large {
+                self.walk_alloc(pgd, v, 2)
+            } else {
+                self.leaf_slot_alloc(d, pgd, v)
+            };
+            let r = slot.and_then(|slot| {
                 if self.mem.read_u64(slot) & (tables::SL_R | tables::SL_W) != 0 {
                     Err(Error::AlreadyMapped(v))
                 } else {
@@ -990,7 +1050,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             });
             if let Err(e) = r {
                 if off > 0 {
-                    let _ = self.clear_range(pgd, iova, off);
+                    let _ = self.clear_range(d, pgd, iova, off);
                 }
                 return Err(e);
             }
@@ -1046,22 +1106,36 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         }
     }
 
-    fn clear_range(&mut self, pgd: PhysAddr, iova: u64, len: u64) -> Result<(), Error> {
-        // Check first, so a failed unmap changes nothing.
+    fn clear_range(
+        &mut self,
+        d: DomainId,
+        pgd: PhysAddr,
+        iova: u64,
+        len: u64,
+    ) -> Result<(), Error> {
+        // Check first, so a failed unmap changes nothing; then walk again to
+        // clear (no list of slots on the heap: this runs for every unmap, and
+        // the second walk of each 2 MiB hits the leaf cache).
         let mut off = 0;
-        let mut leaves = Vec::new();
         while off < len {
             let v = iova + off;
-            let (slot, level, _) = self.find_leaf(pgd, v).ok_or(Error::NotMapped(v))?;
+            let (_, level, _) = self
+                .find_leaf_cached(d, pgd, v)
+                .ok_or(Error::NotMapped(v))?;
             let size = tables::level_size(level);
             if !v.is_multiple_of(size) || len - off < size {
                 return Err(Error::NotMapped(v));
             }
-            leaves.push(slot);
             off += size;
         }
-        for s in leaves {
-            self.write_entry(s, 0);
+        off = 0;
+        while off < len {
+            let v = iova + off;
+            let (slot, level, _) = self
+                .find_leaf_cached(d, pgd, v)
+                .ok_or(Error::NotMapped(v))?;
+            self.write_entry(slot, 0);
+            off += tables::level_size(level);
         }
         Ok(())
     }
@@ -1076,7 +1150,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         if !iova.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) || len == 0 {
             return Err(Error::Misaligned);
         }
-        self.clear_range(pgd, iova, len)?;
+        self.clear_range(d, pgd, iova, len)?;
         Ok(UnmapInfo {
             did: d,
             iova,

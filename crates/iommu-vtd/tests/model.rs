@@ -998,3 +998,61 @@ mod random_ops {
         }
     }
 }
+
+/// The leaf-table shortcut of consecutive maps must never outlive its domain:
+/// a domain destroyed and a new one given the same id walks its own tables.
+#[test]
+fn consecutive_maps_and_a_reused_domain_id_land_right() {
+    with_unit(QEMU_CAP, QEMU_ECAP, cfg(InvalMode::Queued), |m, u| {
+        let a = u.create_domain(DomainKind::Translated).unwrap();
+        u.attach(EDU, a).unwrap();
+        u.enable_translation().unwrap();
+        // Pages one after another in one 2 MiB, then one in the next 2 MiB, then back.
+        let base = 0x20_0000u64;
+        for (i, iova) in [
+            base,
+            base + 0x1000,
+            base + 0x2000,
+            base + 0x20_0000,
+            base + 0x3000,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let pa = 0x10_0000 + i as u64 * 0x1000;
+            u.map(a, iova, PhysAddr::new(pa), 0x1000, Perm::READ)
+                .unwrap();
+            assert_eq!(
+                m.dma(0, EDU.devfn, iova + 8, 4, false),
+                Ok(PhysAddr::new(pa + 8))
+            );
+        }
+        u.unmap(a, base + 0x1000, 0x1000).unwrap();
+        u.flush_iotlb_range(a, base + 0x1000, 0x1000).unwrap();
+        assert_eq!(
+            m.dma(0, EDU.devfn, base + 0x1000, 4, false)
+                .unwrap_err()
+                .reason,
+            6
+        );
+        assert!(m.dma(0, EDU.devfn, base, 4, false).is_ok());
+        u.detach(EDU).unwrap();
+        u.destroy_domain(a).unwrap();
+        let b = u.create_domain(DomainKind::Translated).unwrap();
+        assert_eq!(b, a, "the id is reused");
+        u.attach(EDU, b).unwrap();
+        u.map(
+            b,
+            base + 0x4000,
+            PhysAddr::new(0x30_0000),
+            0x1000,
+            Perm::READ,
+        )
+        .unwrap();
+        assert_eq!(
+            m.dma(0, EDU.devfn, base + 0x4000, 4, false),
+            Ok(PhysAddr::new(0x30_0000))
+        );
+        assert_eq!(m.dma(0, EDU.devfn, base, 4, false).unwrap_err().reason, 6);
+    });
+}
