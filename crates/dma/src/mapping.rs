@@ -35,6 +35,9 @@ pub(crate) enum MapKind {
         iova: DmaAddr,
         iova_len: u64,
     },
+    /// One piece of a scatter list mapped into a single IOVA range: the
+    /// [`crate::SgMapping`] owns that range and unmaps it as one.
+    IommuSg,
 }
 
 /// One live mapping.
@@ -61,7 +64,7 @@ impl Mapping {
             via: match self.kind {
                 MapKind::Direct => Via::Direct,
                 MapKind::Bounce { .. } => Via::Bounce,
-                MapKind::Iommu { .. } => Via::Iommu,
+                MapKind::Iommu { .. } | MapKind::IommuSg => Via::Iommu,
             },
         }
     }
@@ -308,7 +311,7 @@ impl DmaDevice {
                 .cache_sync_for_cpu(m.device_phys(0), m.len, m.dir);
         }
         match m.kind {
-            MapKind::Direct => {}
+            MapKind::Direct | MapKind::IommuSg => {}
             MapKind::Bounce { pool, slots } => {
                 if m.dir.device_writes() {
                     pool.bounce(m.phys, slots.tlb, m.len, DmaDirection::FromDevice);
