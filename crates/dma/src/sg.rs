@@ -344,21 +344,11 @@ impl SgMapping {
         if let Some((domain, iova, len)) = self.iova.take() {
             // One range: unmap, invalidate, and only then free the IOVA (a
             // failure leaks it, since the device might still reach the pages).
-            let mut d = domain.lock();
-            if let Err(e) = d.unmap(iova, len) {
+            if let Err(e) = domain.lock().unmap_and_free(iova, len) {
                 log::error!(
                     "dma_unmap_sg: IOMMU unmap of {iova:#x}+{len:#x} failed ({e}); IOVA leaked"
                 );
-                let _ = d.flush_iotlb(iova, len);
-                return;
             }
-            if let Err(e) = d.flush_iotlb(iova, len) {
-                log::error!(
-                    "dma_unmap_sg: IOTLB flush of {iova:#x}+{len:#x} failed ({e}); IOVA leaked"
-                );
-                return;
-            }
-            d.free_iova(iova, len);
         }
     }
 }

@@ -70,8 +70,9 @@ enum State {
 /// caches up to 128 KiB, `IOVA_RANGE_CACHE_MAX_SIZE`).
 pub const CACHED_ORDERS: usize = 6;
 /// Ranges kept per size; further flushed ranges go back to the tree.
-pub const CACHE_DEPTH: usize = 64;
+pub const CACHE_DEPTH: usize = 128;
 
+#[inline]
 fn order_of(size: u64) -> Option<usize> {
     let o = (size / hal::PAGE_SIZE).trailing_zeros() as usize;
     (o < CACHED_ORDERS).then_some(o)
@@ -125,6 +126,7 @@ impl IovaAllocator {
 
     /// The size actually allocated for a request of `size` bytes: a power of two of at
     /// least one page (size alignment keeps page-selective invalidation masks tight).
+    #[inline]
     pub fn rounded_size(size: u64) -> Result<u64, IovaError> {
         if size == 0 || size > 1 << 62 {
             return Err(IovaError::BadSize(size));
@@ -135,6 +137,7 @@ impl IovaAllocator {
     /// Allocates a range of at least `size` bytes, aligned to its rounded size, whose
     /// last byte is below `limit` (exclusive; `dma_mask + 1`), preferring high addresses
     /// like Linux so that low space stays for devices with small masks.
+    #[inline]
     pub fn alloc(&mut self, size: u64, limit: u64) -> Result<DmaAddr, IovaError> {
         let size = Self::rounded_size(size)?;
         let exhausted = IovaError::Exhausted { size, limit };
@@ -161,6 +164,7 @@ impl IovaAllocator {
 
     /// Below the hint first; from the top when that part is full (which also
     /// finds holes above the hint once the sweep has wrapped).
+    #[inline]
     fn search_from_hint(&self, top: u64, size: u64) -> Option<u64> {
         let below_hint = (self.hint >= size)
             .then(|| ((self.hint - size) & !(size - 1)).min(top))
@@ -169,6 +173,7 @@ impl IovaAllocator {
     }
 
     /// A cached range of `size` ending at or below `limit`, now allocated.
+    #[inline]
     fn take_cached(&mut self, size: u64, limit: u64) -> Option<u64> {
         let stack = &mut self.cache[order_of(size)?];
         // Newest first (warmest); a range above this caller's limit stays.
@@ -187,6 +192,7 @@ impl IovaAllocator {
 
     /// A freed range needs no (more) flush: park it on its size's stack, or
     /// give it back to the tree when the stack is full or the size is uncached.
+    #[inline]
     fn release(&mut self, start: u64, len: u64) {
         if let Some(o) = order_of(len).filter(|&o| self.cache[o].len() < CACHE_DEPTH) {
             if let Some((_, st)) = self.ranges.get_mut(&start) {
@@ -262,6 +268,7 @@ impl IovaAllocator {
 
     /// Frees the range starting at `addr` at time `now`: it becomes pending until
     /// [`IovaAllocator::flush_done`]. Returns its size (to unmap and invalidate).
+    #[inline]
     pub fn free(&mut self, addr: DmaAddr, now: u64) -> Result<u64, IovaError> {
         match self.ranges.get_mut(&addr.as_u64()) {
             Some((len, st @ State::Allocated)) => {
@@ -289,8 +296,23 @@ impl IovaAllocator {
         let mut list = core::mem::take(&mut self.pending_list);
         let n = list.len();
         for &start in &list {
-            if let Some(&(len, State::Pending(_))) = self.ranges.get(&start) {
-                self.release(start, len);
+            // One tree lookup per range (this is the flush queue's hot loop).
+            let Some((len, st)) = self.ranges.get_mut(&start) else {
+                continue;
+            };
+            if !matches!(*st, State::Pending(_)) {
+                continue;
+            }
+            let len = *len;
+            match order_of(len).filter(|&o| self.cache[o].len() < CACHE_DEPTH) {
+                Some(o) => {
+                    *st = State::Cached;
+                    self.cache[o].push(start);
+                }
+                None => {
+                    self.ranges.remove(&start);
+                    self.released_up_to(start + len);
+                }
             }
         }
         list.clear();
@@ -345,6 +367,7 @@ impl IovaAllocator {
 
     /// Lazy mode: true when the pending queue has reached its bound or its oldest
     /// entry has waited `max_delay` or longer at time `now`.
+    #[inline]
     pub fn flush_needed(&self, now: u64) -> bool {
         if self.pending >= self.max_pending {
             return true;

@@ -1056,3 +1056,46 @@ fn consecutive_maps_and_a_reused_domain_id_land_right() {
         assert_eq!(m.dma(0, EDU.devfn, base, 4, false).unwrap_err().reason, 6);
     });
 }
+
+/// Lazy mode's delay bound holds without a further unmap: the timer's
+/// `flush_queues_due` invalidates an old queue, and only an old or full one.
+#[test]
+fn flush_queues_due_bounds_the_delay_without_another_unmap() {
+    let c = Config {
+        flush_queue_len: 8,
+        flush_queue_delay: 10,
+        ..cfg(InvalMode::Queued)
+    };
+    with_unit(QEMU_CAP, QEMU_ECAP, c, |m, u| {
+        let a = u.create_domain(DomainKind::Translated).unwrap();
+        let idle = u.create_domain(DomainKind::Translated).unwrap();
+        u.attach(EDU, a).unwrap();
+        u.enable_translation().unwrap();
+        let iova = u
+            .map_dma(
+                a,
+                PhysAddr::new(0x12_0000),
+                0x100,
+                Perm::READ,
+                u32::MAX as u64,
+            )
+            .unwrap();
+        assert!(m.dma(0, EDU.devfn, iova, 4, false).is_ok());
+        u.unmap_dma(a, iova, 0x100, 5, false).unwrap();
+        assert!(
+            m.dma(0, EDU.devfn, iova, 4, false).is_ok(),
+            "lazy: still cached"
+        );
+        assert_eq!(u.flush_queues_due(14), Ok(0), "flushed before its delay");
+        assert!(m.dma(0, EDU.devfn, iova, 4, false).is_ok());
+        assert_eq!(
+            u.flush_queues_due(15),
+            Ok(1),
+            "the idle domain was flushed too"
+        );
+        assert_eq!(m.dma(0, EDU.devfn, iova, 4, false).unwrap_err().reason, 6);
+        assert_eq!(u.iova_allocator(a).unwrap().pending(), 0);
+        assert_eq!(u.flush_queues_due(1000), Ok(0));
+        let _ = idle;
+    });
+}
