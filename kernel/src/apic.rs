@@ -120,7 +120,10 @@ impl IoApic {
 }
 
 fn timer_handler(_f: &mut TrapFrame) {
-    TICKS.fetch_add(1, Ordering::Relaxed);
+    let now = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
+    if now.is_multiple_of(10) {
+        crate::iommu::flush_queue_timer(now);
+    }
     if let Some(hook) = TICK_HOOK.get() {
         hook();
     }

@@ -49,6 +49,8 @@ pub enum IommuError {
     OutOfRange,
     /// An invalidation did not complete (e.g. a queued-invalidation timeout or error).
     FlushFailed,
+    /// No free IOVA range of the size under the mask (from [`IommuDomain::alloc_and_map`]).
+    IovaExhausted,
 }
 
 impl fmt::Display for IommuError {
@@ -60,6 +62,7 @@ impl fmt::Display for IommuError {
             IommuError::Misaligned => "address or size not granule-aligned",
             IommuError::OutOfRange => "beyond the domain's address width",
             IommuError::FlushFailed => "IOTLB invalidation did not complete",
+            IommuError::IovaExhausted => "no free IOVA range under the mask",
         })
     }
 }
@@ -94,6 +97,41 @@ pub trait IommuDomain: Send {
     /// returns when the invalidation has completed. May flush more than asked. On
     /// error the DMA layer never frees the IOVA (a stale translation may remain).
     fn flush_iotlb(&mut self, iova: DmaAddr, len: u64) -> Result<(), IommuError>;
+
+    /// `alloc_iova` then `map` as one step (the DMA layer's map path): a domain
+    /// that can do both under one lock and one table lookup overrides it. On a
+    /// map error nothing stays allocated.
+    fn alloc_and_map(
+        &mut self,
+        len: u64,
+        mask: u64,
+        phys: PhysAddr,
+        perm: IommuPerm,
+    ) -> Result<DmaAddr, IommuError> {
+        let iova = self
+            .alloc_iova(len, mask)
+            .ok_or(IommuError::IovaExhausted)?;
+        if let Err(e) = self.map(iova, phys, len, perm) {
+            self.free_iova(iova, len);
+            return Err(e);
+        }
+        Ok(iova)
+    }
+
+    /// `unmap`, `flush_iotlb`, then `free_iova`, in that order, as one step
+    /// (the DMA layer's unmap path). If the unmap or the flush fails the IOVA
+    /// is not freed: the device might still reach the old pages through it.
+    /// An override may defer the flush (a lazy flush queue) as long as the IOVA
+    /// is not handed out again before it.
+    fn unmap_and_free(&mut self, iova: DmaAddr, len: u64) -> Result<(), IommuError> {
+        if let Err(e) = self.unmap(iova, len) {
+            let _ = self.flush_iotlb(iova, len);
+            return Err(e);
+        }
+        self.flush_iotlb(iova, len)?;
+        self.free_iova(iova, len);
+        Ok(())
+    }
 
     /// Whether IOVAs under `mask` can be handed out at all (for `set_mask`).
     fn supports_mask(&self, mask: u64) -> bool {

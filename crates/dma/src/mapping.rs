@@ -15,7 +15,7 @@
 //! device after the copy in, for the CPU before the copy out.
 
 use crate::debug::{DebugEvent, DebugKind, MapType, MappingInfo, Via, RECENT_UNMAPS};
-use crate::iommu::{IommuPerm, SharedDomain};
+use crate::iommu::{IommuError, IommuPerm, SharedDomain};
 use crate::swiotlb::{AllocFail, Slots, Swiotlb, MAX_MAPPING};
 use crate::{DmaBackend, DmaDevice, DmaDirection, DmaError, DMA_MAPPING_ERROR};
 use alloc::collections::VecDeque;
@@ -35,6 +35,9 @@ pub(crate) enum MapKind {
         iova: DmaAddr,
         iova_len: u64,
     },
+    /// One piece of a scatter list mapped into a single IOVA range: the
+    /// [`crate::SgMapping`] owns that range and unmaps it as one.
+    IommuSg,
 }
 
 /// One live mapping.
@@ -61,7 +64,7 @@ impl Mapping {
             via: match self.kind {
                 MapKind::Direct => Via::Direct,
                 MapKind::Bounce { .. } => Via::Bounce,
-                MapKind::Iommu { .. } => Via::Iommu,
+                MapKind::Iommu { .. } | MapKind::IommuSg => Via::Iommu,
             },
         }
     }
@@ -116,7 +119,9 @@ impl DmaDevice {
             .ok_or(DmaError::AddressOverflow { phys, len })?;
         let p = self.params();
         let m = match self.backend() {
-            DmaBackend::Iommu(domain) => self.map_iommu(domain, phys, len, dir, p.dma_mask)?,
+            DmaBackend::Iommu(domain) => {
+                self.map_iommu(domain, phys, len, dir, p.dma_mask, p.coherent)?
+            }
             backend => {
                 // dma_capable(): the last byte must be under the mask. Forced bouncing
                 // only means something when there is a pool to bounce through.
@@ -219,36 +224,38 @@ impl DmaDevice {
         len: usize,
         dir: DmaDirection,
         mask: u64,
+        coherent: bool,
     ) -> Result<Mapping, DmaError> {
-        let p = self.params();
         let mut d = domain.lock();
         let granule = d.granule().max(1);
         let offset = phys.as_u64() % granule;
         let iova_len = (offset + len as u64).div_ceil(granule) * granule;
-        let iova = d
-            .alloc_iova(iova_len, mask)
-            .ok_or_else(|| DmaError::IovaExhausted {
-                device: self.name.clone(),
-                len: iova_len,
-                mask,
-            })?;
+        let exhausted = || DmaError::IovaExhausted {
+            device: self.name.clone(),
+            len: iova_len,
+            mask,
+        };
+        let page = PhysAddr::new(phys.as_u64() - offset);
+        let iova = match d.alloc_and_map(iova_len, mask, page, IommuPerm::for_direction(dir)) {
+            Ok(iova) => iova,
+            Err(IommuError::IovaExhausted) => return Err(exhausted()),
+            Err(error) => {
+                return Err(DmaError::Iommu {
+                    device: self.name.clone(),
+                    error,
+                })
+            }
+        };
         // Trust but check: an IOVA above the mask would be silently truncated by the
         // device (edu clamps to 28 bits before translation).
         if iova.as_u64().saturating_add(iova_len - 1) > mask {
-            d.free_iova(iova, iova_len);
-            return Err(DmaError::IovaExhausted {
-                device: self.name.clone(),
-                len: iova_len,
-                mask,
-            });
-        }
-        let page = PhysAddr::new(phys.as_u64() - offset);
-        if let Err(error) = d.map(iova, page, iova_len, IommuPerm::for_direction(dir)) {
-            d.free_iova(iova, iova_len);
-            return Err(DmaError::Iommu {
-                device: self.name.clone(),
-                error,
-            });
+            if let Err(e) = d.unmap_and_free(iova, iova_len) {
+                log::error!(
+                    "{}: IOVA {iova:#x} above the mask; undoing it failed ({e})",
+                    self.name
+                );
+            }
+            return Err(exhausted());
         }
         drop(d);
         Ok(Mapping {
@@ -262,7 +269,7 @@ impl DmaDevice {
                 iova,
                 iova_len,
             },
-            coherent: p.coherent,
+            coherent,
         })
     }
 
@@ -278,6 +285,7 @@ impl DmaDevice {
                 len,
                 DmaDirection::Bidirectional,
                 p.coherent_dma_mask,
+                true,
             )?,
             _ => Mapping {
                 dma: DmaAddr::new(phys.as_u64()),
@@ -308,7 +316,7 @@ impl DmaDevice {
                 .cache_sync_for_cpu(m.device_phys(0), m.len, m.dir);
         }
         match m.kind {
-            MapKind::Direct => {}
+            MapKind::Direct | MapKind::IommuSg => {}
             MapKind::Bounce { pool, slots } => {
                 if m.dir.device_writes() {
                     pool.bounce(m.phys, slots.tlb, m.len, DmaDirection::FromDevice);
@@ -320,27 +328,17 @@ impl DmaDevice {
                 iova,
                 iova_len,
             } => {
-                let mut d = domain.lock();
                 // Order matters (DESIGN.md §4): remove the translation, invalidate the
                 // IOTLB, and only then let the IOVA be handed out again. If either step
                 // fails the device might still reach the old page through this IOVA, so
-                // it is never freed (leaked on purpose).
-                if let Err(e) = d.unmap(iova, iova_len) {
+                // it is never freed (leaked on purpose). `unmap_and_free` keeps that
+                // order (or a flush queue's equivalent).
+                if let Err(e) = domain.lock().unmap_and_free(iova, iova_len) {
                     log::error!(
                         "{}: IOMMU unmap of {iova:#x}+{iova_len:#x} failed ({e}); IOVA leaked",
                         self.name
                     );
-                    let _ = d.flush_iotlb(iova, iova_len);
-                    return;
                 }
-                if let Err(e) = d.flush_iotlb(iova, iova_len) {
-                    log::error!(
-                        "{}: IOTLB flush of {iova:#x}+{iova_len:#x} failed ({e}); IOVA leaked",
-                        self.name
-                    );
-                    return;
-                }
-                d.free_iova(iova, iova_len);
             }
         }
     }

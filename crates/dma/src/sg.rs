@@ -6,10 +6,24 @@
 //! ranges are merged where they are contiguous, again within the segment limits. Unlike
 //! Linux's dma-direct (which never merges) contiguous direct entries merge too; the rules
 //! are the ones dma-iommu applies.
+//!
+//! Behind an IOMMU the whole list gets **one** IOVA range (Linux's
+//! `iommu_dma_map_sg`): each entry is widened to whole granules (its offset in
+//! the first page kept, its last page filled up), the widened entries are laid
+//! out back to back in a single allocation, mapped, and unmapped, flushed and
+//! freed as one. Where an entry ends on a page boundary and the next starts at
+//! offset 0 (the usual case: page-sized pieces) the device sees one contiguous
+//! run and the segments merge. An *unaligned interior* piece (one ending inside
+//! a page, or a later one starting inside a page) cannot be glued to its
+//! neighbour in bus space without exposing the neighbouring bytes of the page,
+//! so the range stays one allocation but the device gets a new segment at that
+//! break, exactly where Linux breaks it too.
 
 use crate::debug::MapType;
+use crate::iommu::{IommuPerm, SharedDomain};
+use crate::mapping::{MapKind, Mapping};
 use crate::swiotlb::MAX_MAPPING;
-use crate::{DmaDevice, DmaDirection, DmaError};
+use crate::{DmaBackend, DmaDevice, DmaDirection, DmaError};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use hal::{DmaAddr, PhysAddr};
@@ -143,6 +157,9 @@ pub struct SgMapping {
     dir: DmaDirection,
     pieces: Vec<(DmaAddr, usize)>,
     segments: Vec<DmaSegment>,
+    /// Behind an IOMMU: the one IOVA range all pieces live in (domain, start,
+    /// length), unmapped as one after the pieces' records are released.
+    iova: Option<(SharedDomain, DmaAddr, u64)>,
 }
 
 impl DmaDevice {
@@ -161,7 +178,16 @@ impl DmaDevice {
             dir,
             pieces: Vec::new(),
             segments: Vec::new(),
+            iova: None,
         };
+        if let DmaBackend::Iommu(domain) = self.backend() {
+            self.map_sg_iommu(&mut m, domain, &table)?;
+            let ranges: Vec<(u64, usize)> =
+                m.pieces.iter().map(|&(a, l)| (a.as_u64(), l)).collect();
+            m.segments = merge_segments(&ranges, p.max_segment_size, p.segment_boundary_mask);
+            m.table = table;
+            return Ok(m);
+        }
         for e in table.entries() {
             if e.len == 0 {
                 return Err(DmaError::ZeroLength {
@@ -181,7 +207,96 @@ impl DmaDevice {
     }
 }
 
+impl DmaDevice {
+    /// The IOMMU path of [`DmaDevice::map_sg`]: one IOVA range for the whole
+    /// list (see the module notes). On error nothing stays mapped or allocated.
+    fn map_sg_iommu(
+        &self,
+        m: &mut SgMapping,
+        domain: SharedDomain,
+        table: &SgTable,
+    ) -> Result<(), DmaError> {
+        let p = self.params();
+        let dir = m.dir;
+        let mut d = domain.lock();
+        let granule = d.granule().max(1);
+        // Each entry's place in the range: (offset in its first granule, span).
+        let mut total: u64 = 0;
+        for e in table.entries() {
+            if e.len == 0 {
+                return Err(DmaError::ZeroLength {
+                    device: self.name.clone(),
+                });
+            }
+            let off = e.phys.as_u64() % granule;
+            let span = (off + e.len as u64).div_ceil(granule) * granule;
+            total = total.checked_add(span).ok_or(DmaError::AddressOverflow {
+                phys: e.phys,
+                len: e.len,
+            })?;
+        }
+        if total == 0 {
+            return Ok(());
+        }
+        let exhausted = || DmaError::IovaExhausted {
+            device: self.name.clone(),
+            len: total,
+            mask: p.dma_mask,
+        };
+        let iova = d.alloc_iova(total, p.dma_mask).ok_or_else(exhausted)?;
+        if iova.as_u64().saturating_add(total - 1) > p.dma_mask {
+            d.free_iova(iova, total);
+            return Err(exhausted());
+        }
+        let perm = IommuPerm::for_direction(dir);
+        let mut at = 0u64;
+        for e in table.entries() {
+            let off = e.phys.as_u64() % granule;
+            let span = (off + e.len as u64).div_ceil(granule) * granule;
+            let page = PhysAddr::new(e.phys.as_u64() - off);
+            if let Err(error) = d.map(DmaAddr::new(iova.as_u64() + at), page, span, perm) {
+                // Undo what is mapped; a failed undo leaks the range, as unmap does.
+                if at == 0 || (d.unmap(iova, at).is_ok() && d.flush_iotlb(iova, at).is_ok()) {
+                    d.free_iova(iova, total);
+                }
+                return Err(DmaError::Iommu {
+                    device: self.name.clone(),
+                    error,
+                });
+            }
+            m.pieces
+                .push((DmaAddr::new(iova.as_u64() + at + off), e.len));
+            at += span;
+        }
+        drop(d);
+        m.iova = Some((domain, iova, total));
+        // The pieces' records, for dma-debug and the syncs.
+        let mut g = self.maps.lock();
+        for (e, &(dma, len)) in table.entries().iter().zip(&m.pieces) {
+            if !p.coherent {
+                self.platform.cache_sync_for_device(e.phys, len, dir);
+            }
+            g.live.push(Mapping {
+                dma,
+                len,
+                dir,
+                phys: e.phys,
+                map_type: MapType::Sg,
+                kind: MapKind::IommuSg,
+                coherent: p.coherent,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl SgMapping {
+    /// The one IOVA range behind the segments when the device is behind an
+    /// IOMMU: (start, length in bytes, granule-rounded).
+    pub fn iova_range(&self) -> Option<(DmaAddr, u64)> {
+        self.iova.as_ref().map(|(_, a, l)| (*a, *l))
+    }
+
     /// The DMA segments (`nents`), in order.
     pub fn segments(&self) -> &[DmaSegment] {
         &self.segments
@@ -226,6 +341,15 @@ impl SgMapping {
             }
         }
         self.segments.clear();
+        if let Some((domain, iova, len)) = self.iova.take() {
+            // One range: unmap, invalidate, and only then free the IOVA (a
+            // failure leaks it, since the device might still reach the pages).
+            if let Err(e) = domain.lock().unmap_and_free(iova, len) {
+                log::error!(
+                    "dma_unmap_sg: IOMMU unmap of {iova:#x}+{len:#x} failed ({e}); IOVA leaked"
+                );
+            }
+        }
     }
 }
 

@@ -146,6 +146,7 @@ impl PhysMemory for DirectMap {
         }
     }
 
+    #[inline]
     fn phys_to_virt(&self, pa: PhysAddr) -> Option<VirtAddr> {
         (pa.as_u64() < self.limit).then(|| self.virt(pa))
     }

@@ -9,8 +9,18 @@
 //! pending ranges allocatable again. Lazy mode (Linux's flush queue) is the same
 //! pending list with bounds: [`IovaAllocator::flush_needed`] says when the queue is
 //! full or its oldest entry is older than the allowed delay.
+//!
+//! Flushed ranges of up to [`CACHED_ORDERS`] sizes are not given back to the tree at
+//! once: they stay in it marked `Cached` and their starts go on a per-size stack
+//! (Linux's IOVA "rcache", without the per-CPU part). An allocation of that size
+//! pops one (checked against the limit) instead of searching, and a free of it only
+//! changes its state: in steady state no tree node is inserted or removed, so no
+//! heap allocation happens per map. When the tree search finds no room, the caches
+//! are emptied back into the free space and the search runs again, so caching never
+//! makes an allocation fail that would otherwise succeed.
 
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 use core::fmt;
 use hal::DmaAddr;
 
@@ -51,6 +61,21 @@ enum State {
     Reserved,
     /// Freed at time `t`, waiting for an IOTLB flush.
     Pending(u64),
+    /// Freed and flushed, parked on its size's cache stack: free to reuse, but
+    /// kept in the tree so the search does not hand it out a second time.
+    Cached,
+}
+
+/// Range sizes with a cache: 4 KiB << 0 ..= 4 KiB << (CACHED_ORDERS - 1) (Linux
+/// caches up to 128 KiB, `IOVA_RANGE_CACHE_MAX_SIZE`).
+pub const CACHED_ORDERS: usize = 6;
+/// Ranges kept per size; further flushed ranges go back to the tree.
+pub const CACHE_DEPTH: usize = 128;
+
+#[inline]
+fn order_of(size: u64) -> Option<usize> {
+    let o = (size / hal::PAGE_SIZE).trailing_zeros() as usize;
+    (o < CACHED_ORDERS).then_some(o)
 }
 
 /// Size-aligned IOVA allocator with a pending-until-flushed list.
@@ -75,6 +100,11 @@ pub struct IovaAllocator {
     /// May be older than the true oldest after single-range releases, which
     /// only makes the flush come earlier, never later.
     oldest_pending: Option<u64>,
+    /// Starts of the pending ranges, so a flush does not scan the whole tree
+    /// (its capacity grows to `max_pending` once and stays).
+    pending_list: Vec<u64>,
+    /// Per-size stacks of `Cached` range starts.
+    cache: [Vec<u64>; CACHED_ORDERS],
 }
 
 impl IovaAllocator {
@@ -89,11 +119,14 @@ impl IovaAllocator {
             pending: 0,
             hint: 0,
             oldest_pending: None,
+            pending_list: Vec::new(),
+            cache: Default::default(),
         }
     }
 
     /// The size actually allocated for a request of `size` bytes: a power of two of at
     /// least one page (size alignment keeps page-selective invalidation masks tight).
+    #[inline]
     pub fn rounded_size(size: u64) -> Result<u64, IovaError> {
         if size == 0 || size > 1 << 62 {
             return Err(IovaError::BadSize(size));
@@ -104,25 +137,88 @@ impl IovaAllocator {
     /// Allocates a range of at least `size` bytes, aligned to its rounded size, whose
     /// last byte is below `limit` (exclusive; `dma_mask + 1`), preferring high addresses
     /// like Linux so that low space stays for devices with small masks.
+    #[inline]
     pub fn alloc(&mut self, size: u64, limit: u64) -> Result<DmaAddr, IovaError> {
         let size = Self::rounded_size(size)?;
         let exhausted = IovaError::Exhausted { size, limit };
         if limit < size {
             return Err(exhausted);
         }
+        if let Some(start) = self.take_cached(size, limit) {
+            return Ok(DmaAddr::new(start));
+        }
         let top = (limit - size) & !(size - 1);
-        // Below the hint first; from the top when that part is full (which
-        // also finds holes above the hint once the sweep has wrapped).
-        let below_hint = (self.hint >= size)
-            .then(|| ((self.hint - size) & !(size - 1)).min(top))
-            .and_then(|start| self.search(start, size));
-        let cand = match below_hint {
+        let cand = match self.search_from_hint(top, size) {
             Some(c) => c,
-            None => self.search(top, size).ok_or(exhausted)?,
+            None if self.cache.iter().any(|c| !c.is_empty()) => {
+                // Cached ranges hold space the search cannot see: give it back.
+                self.purge_cache();
+                self.search_from_hint(top, size).ok_or(exhausted)?
+            }
+            None => return Err(exhausted),
         };
         self.hint = cand;
         self.ranges.insert(cand, (size, State::Allocated));
         Ok(DmaAddr::new(cand))
+    }
+
+    /// Below the hint first; from the top when that part is full (which also
+    /// finds holes above the hint once the sweep has wrapped).
+    #[inline]
+    fn search_from_hint(&self, top: u64, size: u64) -> Option<u64> {
+        let below_hint = (self.hint >= size)
+            .then(|| ((self.hint - size) & !(size - 1)).min(top))
+            .and_then(|start| self.search(start, size));
+        below_hint.or_else(|| self.search(top, size))
+    }
+
+    /// A cached range of `size` ending at or below `limit`, now allocated.
+    #[inline]
+    fn take_cached(&mut self, size: u64, limit: u64) -> Option<u64> {
+        let stack = &mut self.cache[order_of(size)?];
+        // Newest first (warmest); a range above this caller's limit stays.
+        let i = stack.iter().rposition(|&s| s + size <= limit)?;
+        let start = stack.swap_remove(i);
+        match self.ranges.get_mut(&start) {
+            Some((len, st)) if *len == size && *st == State::Cached => {
+                *st = State::Allocated;
+                Some(start)
+            }
+            // Unreachable while the stacks and the tree agree; never hand out a
+            // range the tree does not hold as cached.
+            _ => None,
+        }
+    }
+
+    /// A freed range needs no (more) flush: park it on its size's stack, or
+    /// give it back to the tree when the stack is full or the size is uncached.
+    #[inline]
+    fn release(&mut self, start: u64, len: u64) {
+        if let Some(o) = order_of(len).filter(|&o| self.cache[o].len() < CACHE_DEPTH) {
+            if let Some((_, st)) = self.ranges.get_mut(&start) {
+                *st = State::Cached;
+                self.cache[o].push(start);
+                return;
+            }
+        }
+        self.ranges.remove(&start);
+        self.released_up_to(start + len);
+    }
+
+    /// Gives every cached range back to the tree's free space.
+    pub fn purge_cache(&mut self) {
+        for o in 0..CACHED_ORDERS {
+            let size = hal::PAGE_SIZE << o;
+            while let Some(start) = self.cache[o].pop() {
+                self.ranges.remove(&start);
+                self.released_up_to(start + size);
+            }
+        }
+    }
+
+    /// Ranges parked in the per-size caches (free, kept for fast reuse).
+    pub fn cached(&self) -> usize {
+        self.cache.iter().map(Vec::len).sum()
     }
 
     /// A range ending at `end` became free again: move the search start up
@@ -157,6 +253,8 @@ impl IovaAllocator {
     /// Marks `[start, start + len)` as never allocatable (RMRR identity ranges, the
     /// interrupt window 0xFEE0_0000..0xFEF0_0000). Page-rounded.
     pub fn reserve(&mut self, start: u64, len: u64) -> Result<(), IovaError> {
+        // Cached ranges are free space; do not let them block a reservation.
+        self.purge_cache();
         let s = start & !(hal::PAGE_SIZE - 1);
         let e = (start + len).next_multiple_of(hal::PAGE_SIZE);
         if let Some((&rs, &(rl, _))) = self.ranges.range(..e).next_back() {
@@ -170,12 +268,14 @@ impl IovaAllocator {
 
     /// Frees the range starting at `addr` at time `now`: it becomes pending until
     /// [`IovaAllocator::flush_done`]. Returns its size (to unmap and invalidate).
+    #[inline]
     pub fn free(&mut self, addr: DmaAddr, now: u64) -> Result<u64, IovaError> {
         match self.ranges.get_mut(&addr.as_u64()) {
             Some((len, st @ State::Allocated)) => {
                 *st = State::Pending(now);
                 self.pending += 1;
                 self.oldest_pending.get_or_insert(now);
+                self.pending_list.push(addr.as_u64());
                 Ok(*len)
             }
             _ => Err(IovaError::NotAllocated(addr)),
@@ -193,19 +293,33 @@ impl IovaAllocator {
     /// The IOTLB invalidation covering every pending range has completed: they become
     /// free. Returns how many ranges were released.
     pub fn flush_done(&mut self) -> usize {
-        let before = self.ranges.len();
-        let mut top_released = 0;
-        self.ranges.retain(|&start, (len, st)| {
-            let pending = matches!(st, State::Pending(_));
-            if pending {
-                top_released = top_released.max(start + *len);
+        let mut list = core::mem::take(&mut self.pending_list);
+        let n = list.len();
+        for &start in &list {
+            // One tree lookup per range (this is the flush queue's hot loop).
+            let Some((len, st)) = self.ranges.get_mut(&start) else {
+                continue;
+            };
+            if !matches!(*st, State::Pending(_)) {
+                continue;
             }
-            !pending
-        });
-        self.released_up_to(top_released);
+            let len = *len;
+            match order_of(len).filter(|&o| self.cache[o].len() < CACHE_DEPTH) {
+                Some(o) => {
+                    *st = State::Cached;
+                    self.cache[o].push(start);
+                }
+                None => {
+                    self.ranges.remove(&start);
+                    self.released_up_to(start + len);
+                }
+            }
+        }
+        list.clear();
+        self.pending_list = list; // keep the capacity
         self.oldest_pending = None;
         self.pending = 0;
-        before - self.ranges.len()
+        n
     }
 
     /// A page-selective flush covering just the pending range at `addr` completed
@@ -213,12 +327,14 @@ impl IovaAllocator {
     pub fn flush_done_range(&mut self, addr: DmaAddr) -> bool {
         match self.ranges.get(&addr.as_u64()) {
             Some(&(len, State::Pending(_))) => {
-                self.ranges.remove(&addr.as_u64());
+                if let Some(i) = self.pending_list.iter().rposition(|&s| s == addr.as_u64()) {
+                    self.pending_list.swap_remove(i);
+                }
                 self.pending -= 1;
                 if self.pending == 0 {
                     self.oldest_pending = None;
                 }
-                self.released_up_to(addr.as_u64() + len);
+                self.release(addr.as_u64(), len);
                 true
             }
             _ => false,
@@ -230,8 +346,7 @@ impl IovaAllocator {
     pub fn cancel(&mut self, addr: DmaAddr) -> Result<(), IovaError> {
         match self.ranges.get(&addr.as_u64()) {
             Some(&(len, State::Allocated)) => {
-                self.ranges.remove(&addr.as_u64());
-                self.released_up_to(addr.as_u64() + len);
+                self.release(addr.as_u64(), len);
                 Ok(())
             }
             _ => Err(IovaError::NotAllocated(addr)),
@@ -245,13 +360,14 @@ impl IovaAllocator {
 
     /// Pending ranges as (start, size), for the caller's invalidation.
     pub fn pending_ranges(&self) -> impl Iterator<Item = (DmaAddr, u64)> + '_ {
-        self.ranges.iter().filter_map(|(&s, &(l, st))| {
-            matches!(st, State::Pending(_)).then_some((DmaAddr::new(s), l))
-        })
+        self.pending_list
+            .iter()
+            .filter_map(|s| self.ranges.get(s).map(|&(l, _)| (DmaAddr::new(*s), l)))
     }
 
     /// Lazy mode: true when the pending queue has reached its bound or its oldest
     /// entry has waited `max_delay` or longer at time `now`.
+    #[inline]
     pub fn flush_needed(&self, now: u64) -> bool {
         if self.pending >= self.max_pending {
             return true;
@@ -348,14 +464,29 @@ mod tests {
         Alloc(u8, u8),
         Free(usize),
         Flush,
+        /// Strict mode: a page-selective flush of one pending range.
+        FlushOne(usize),
+        /// Never mapped: back at once.
+        Cancel(usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0u8..5, 14u8..22).prop_map(|(s, m)| Op::Alloc(s, m)),
+            4 => (0u8..7, 14u8..22).prop_map(|(s, m)| Op::Alloc(s, m)),
             3 => any::<usize>().prop_map(Op::Free),
             1 => Just(Op::Flush),
+            1 => any::<usize>().prop_map(Op::FlushOne),
+            1 => any::<usize>().prop_map(Op::Cancel),
         ]
+    }
+
+    /// Whether a `size`-aligned range of `size` bytes fits in `[0x1000, limit)`
+    /// without touching any busy range (the model's answer to "must alloc succeed?").
+    fn room(busy: &[(u64, u64)], size: u64, limit: u64) -> bool {
+        (1..)
+            .map(|k| k * size)
+            .take_while(|&x| x + size <= limit)
+            .any(|x| busy.iter().all(|&(s, l)| x + size <= s || s + l <= x))
     }
 
     proptest! {
@@ -367,12 +498,21 @@ mod tests {
             let mut a = IovaAllocator::new(0x1000, 4, 10);
             let mut live: std::vec::Vec<(u64, u64)> = std::vec::Vec::new();
             let mut pending: std::vec::Vec<(u64, u64, u64)> = std::vec::Vec::new();
+            let mut oldest: Option<u64> = None;
             for (t, o) in ops.into_iter().enumerate() {
                 match o {
                     Op::Alloc(s, m) => {
                         let req = 0x1000u64 << s;
                         let limit = 1u64 << m;
-                        if let Ok(x) = a.alloc(req - 1, limit) {
+                        let busy: std::vec::Vec<(u64, u64)> = live
+                            .iter()
+                            .copied()
+                            .chain(pending.iter().map(|&(s, l, _)| (s, l)))
+                            .collect();
+                        let r = a.alloc(req - 1, limit);
+                        prop_assert_eq!(r.is_ok(), room(&busy, req, limit),
+                            "alloc of {:#x} below {:#x}: {:?}", req, limit, r);
+                        if let Ok(x) = r {
                             let x = x.as_u64();
                             let size = req;
                             prop_assert_eq!(x % size, 0, "size-aligned");
@@ -390,16 +530,44 @@ mod tests {
                             let r = live.swap_remove(i % live.len());
                             prop_assert_eq!(a.free(DmaAddr::new(r.0), t as u64), Ok(r.1));
                             pending.push((r.0, r.1, t as u64));
+                            oldest.get_or_insert(t as u64);
                             prop_assert_eq!(a.pending(), pending.len());
                             let now = t as u64 + 3;
+                            // The bound itself: a full queue or an entry this old
+                            // must ask for a flush.
+                            if pending.len() >= 4 || pending.iter().any(|&(_, _, ft)| now - ft >= 10) {
+                                prop_assert!(a.flush_needed(now), "lazy bounds exceeded");
+                            }
+                            // And exactly when the documented rule says so (the
+                            // age counts from the first free since the queue
+                            // was last empty).
                             let expect = pending.len() >= 4
-                                || pending.iter().any(|&(_, _, ft)| now - ft >= 10);
+                                || oldest.is_some_and(|o| now - o >= 10);
                             prop_assert_eq!(a.flush_needed(now), expect, "lazy bounds");
                         }
                     }
                     Op::Flush => {
                         prop_assert_eq!(a.flush_done(), pending.len());
                         pending.clear();
+                        oldest = None;
+                    }
+                    Op::FlushOne(i) => {
+                        if !pending.is_empty() {
+                            let r = pending.swap_remove(i % pending.len());
+                            prop_assert!(a.flush_done_range(DmaAddr::new(r.0)));
+                            prop_assert!(!a.flush_done_range(DmaAddr::new(r.0)));
+                            prop_assert_eq!(a.pending(), pending.len());
+                            if pending.is_empty() {
+                                oldest = None;
+                            }
+                        }
+                    }
+                    Op::Cancel(i) => {
+                        if !live.is_empty() {
+                            let r = live.swap_remove(i % live.len());
+                            prop_assert_eq!(a.cancel(DmaAddr::new(r.0)), Ok(()));
+                            prop_assert!(a.cancel(DmaAddr::new(r.0)).is_err());
+                        }
                     }
                 }
             }
@@ -428,10 +596,61 @@ mod tests {
         assert_eq!(a.flush_done(), 32);
         a.free(DmaAddr::new(prev), 0).unwrap();
         a.flush_done();
+        // After the flush the freed ranges come back (from the size cache)
+        // before any fresh space below them is touched.
+        for _ in 0..33 {
+            let x = a.alloc(0x1000, limit).unwrap().as_u64();
+            assert!(
+                (prev..=first).contains(&x),
+                "{x:#x} is fresh space, not a flushed range"
+            );
+        }
+        assert_eq!(a.alloc(0x1000, limit).unwrap().as_u64(), prev - 0x1000);
+    }
+
+    /// The size caches: a flushed range is reused without a tree search, only
+    /// below the caller's limit, never before its flush; and cached ranges
+    /// are given back when the search finds no room, so caching never makes an
+    /// allocation fail.
+    #[test]
+    fn size_cache_reuse_limit_and_purge() {
+        let mut a = IovaAllocator::new(0x1000, 64, 100);
+        let x = a.alloc(0x2000, 1 << 28).unwrap();
+        a.free(x, 0).unwrap();
+        assert_eq!(a.cached(), 0, "cached before the flush");
+        assert_ne!(a.alloc(0x2000, 1 << 28).unwrap(), x, "reused before flush");
+        a.flush_done();
+        assert_eq!(a.cached(), 1);
+        // Too high for a 20-bit device: stays cached, the device gets other space.
+        let low = a.alloc(0x2000, 1 << 20).unwrap();
+        assert!(low.as_u64() + 0x2000 <= 1 << 20);
+        assert_eq!(a.cached(), 1);
+        assert_eq!(a.alloc(0x2000, 1 << 28).unwrap(), x, "cache not used");
+        assert_eq!(a.cached(), 0);
+        // A space of exactly four pages: fill it, free and flush two single
+        // pages (cached), then ask for the two-page hole they leave.
+        let mut b = IovaAllocator::new(0x1000, 64, 100);
+        let lim = 0x5000;
+        let p: std::vec::Vec<u64> = (0..4)
+            .map(|_| b.alloc(0x1000, lim).unwrap().as_u64())
+            .collect();
+        assert!(b.alloc(0x1000, lim).is_err());
+        let (lo2, hi2) = (0x2000, 0x3000); // one size-aligned 8 KiB slot
+        assert!(p.contains(&lo2) && p.contains(&hi2));
+        b.free(DmaAddr::new(lo2), 0).unwrap();
+        b.free(DmaAddr::new(hi2), 0).unwrap();
+        b.flush_done();
+        assert_eq!(b.cached(), 2);
         assert_eq!(
-            a.alloc(0x1000, limit).unwrap().as_u64(),
-            first,
-            "the top is not reused after the flush"
+            b.alloc(0x2000, lim).unwrap().as_u64(),
+            lo2,
+            "cache not purged"
         );
+        assert_eq!(b.cached(), 0);
+        // Uncached sizes (256 KiB) go straight back to the tree.
+        let big = b.alloc(0x40000, 1 << 28).unwrap();
+        b.free(big, 0).unwrap();
+        b.flush_done();
+        assert_eq!(b.cached(), 0);
     }
 }

@@ -87,16 +87,19 @@ pub const fn aw_for_levels(levels: u8) -> u64 {
 }
 
 /// Address width covered by `levels` levels: 12 + 9 * levels (39 for 3, 48 for 4).
+#[inline]
 pub const fn agaw_bits(levels: u8) -> u32 {
     12 + 9 * levels as u32
 }
 
 /// Index into the table at `level` (1 = leaf page table) for `iova`.
+#[inline]
 pub const fn level_index(iova: u64, level: u8) -> u64 {
     (iova >> (12 + 9 * (level as u32 - 1))) & 0x1ff
 }
 
 /// Bytes mapped by one entry at `level` (4 KiB at level 1, 2 MiB at 2, 1 GiB at 3).
+#[inline]
 pub const fn level_size(level: u8) -> u64 {
     1u64 << (12 + 9 * (level as u32 - 1))
 }
@@ -109,6 +112,7 @@ pub fn context_entry(slptptr: u64, tt: u64, levels: u8, did: u16) -> (u64, u64) 
 }
 
 /// Encodes a second-level entry with permissions.
+#[inline]
 pub fn sl_entry(addr: u64, perm: Perm, large: bool) -> u64 {
     let mut e = addr & ADDR_MASK;
     if perm.contains(Perm::READ) {

@@ -188,6 +188,37 @@ struct Domain {
     devices: u32,
 }
 
+/// Domains indexed by id (ids are small and allocated lowest first): the
+/// map and unmap paths look their domain up several times per call, and an
+/// index is cheaper than a tree search, which matters under emulation.
+struct DomainTable(Vec<Option<Domain>>);
+
+impl DomainTable {
+    #[inline]
+    fn get(&self, id: &u16) -> Option<&Domain> {
+        self.0.get(*id as usize).and_then(Option::as_ref)
+    }
+    #[inline]
+    fn get_mut(&mut self, id: &u16) -> Option<&mut Domain> {
+        self.0.get_mut(*id as usize).and_then(Option::as_mut)
+    }
+    fn contains_key(&self, id: &u16) -> bool {
+        self.get(id).is_some()
+    }
+    fn insert(&mut self, id: u16, d: Domain) {
+        let i = id as usize;
+        if self.0.len() <= i {
+            self.0.resize_with(i + 1, || None);
+        }
+        self.0[i] = Some(d);
+    }
+    fn remove(&mut self, id: &u16) {
+        if let Some(slot) = self.0.get_mut(*id as usize) {
+            *slot = None;
+        }
+    }
+}
+
 struct Queue {
     base: PhysAddr,
     entries: u32,
@@ -215,10 +246,16 @@ pub struct RemappingUnit<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> {
     root: PhysAddr,
     context_tables: BTreeMap<u8, PhysAddr>,
     queue: Option<Queue>,
-    domains: BTreeMap<u16, Domain>,
+    domains: DomainTable,
     attached: BTreeMap<u16, u16>,
     rmrrs: Vec<Rmrr>,
     stats: Stats,
+    /// The last level-1 table a map or unmap walked to: (domain, IOVA >> 21,
+    /// table). A level-1 table, once linked, is never replaced or freed while
+    /// its domain lives (unmap clears leaves only; a 2 MiB page is never put
+    /// over a table), so consecutive 4 KiB maps and unmaps in the same 2 MiB
+    /// skip the walk from the top. Cleared when a domain is destroyed.
+    leaf_cache: Option<(u16, u64, PhysAddr)>,
 }
 
 /// The interrupt address window, never usable as IOVA (spec §3.14: requests to
@@ -258,10 +295,11 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             root,
             context_tables: BTreeMap::new(),
             queue: None,
-            domains: BTreeMap::new(),
+            domains: DomainTable(Vec::new()),
             attached: BTreeMap::new(),
             rmrrs: Vec::new(),
             stats: Stats::default(),
+            leaf_cache: None,
         };
         u.zero_page(root);
         log::info!("DMAR: {}", u.cap);
@@ -411,6 +449,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
 
     /// Write-buffer flush (§6.8) if CAP.RWBF says the unit needs it: GCMD.WBF, then
     /// wait for GSTS.WBFS to clear.
+    #[inline]
     pub fn flush_write_buffer(&mut self) -> Result<(), Error> {
         if !self.cap.rwbf {
             return Ok(());
@@ -423,6 +462,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
 
     /// §6.8 (ECAP.C = 0): paging-structure writes must be flushed from CPU caches
     /// before the unit can see them.
+    #[inline]
     fn flush_cache(&mut self, pa: PhysAddr, len: usize) {
         if self.ecap.c {
             return;
@@ -444,6 +484,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         Ok(pa)
     }
 
+    #[inline]
     fn write_entry(&mut self, pa: PhysAddr, v: u64) {
         self.mem.write_u64(pa, v);
         self.flush_cache(pa, 8);
@@ -477,10 +518,10 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         let seq = q.seq;
         let status = q.status;
         self.mem.write_u32(status, 0);
-        let mut all: Vec<[u64; 2]> = descs.to_vec();
-        all.push(wait_descriptor(status.as_u64(), seq));
+        // No heap allocation here: this runs for every strict unmap.
+        let wait = [wait_descriptor(status.as_u64(), seq)];
         // The queue is full when tail + 1 == head (§6.5.2); wait for room.
-        let need = all.len() as u32;
+        let need = descs.len() as u32 + 1;
         self.poll("invalidation queue space", |u| {
             let Some(q) = u.queue.as_ref() else {
                 return true;
@@ -489,7 +530,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             let used = (q.tail + q.entries - head) % q.entries;
             q.entries - 1 - used >= need
         })?;
-        for d in all {
+        for d in descs.iter().chain(wait.iter()) {
             let (pa, next) = {
                 let q = self.queue.as_ref().ok_or(Error::NoQueuedInvalidation)?;
                 (q.base + q.tail as u64 * 16, (q.tail + 1) % q.entries)
@@ -592,6 +633,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
     }
 
     /// IOVA space covered by the tables: 2^min(AGAW, MGAW).
+    #[inline]
     pub fn address_limit(&self) -> u64 {
         1u64 << tables::agaw_bits(self.levels).min(self.cap.mgaw as u32)
     }
@@ -639,6 +681,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         Ok(d)
     }
 
+    #[inline]
     fn domain_mut(&mut self, d: DomainId) -> Result<&mut Domain, Error> {
         self.domains.get_mut(&d.0).ok_or(Error::NoSuchDomain(d))
     }
@@ -655,6 +698,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
 
     /// Allocates an IOVA range of `size` bytes below `dma_mask` (inclusive mask, e.g.
     /// `(1 << 28) - 1`) and below the tables' address width.
+    #[inline]
     pub fn alloc_iova(&mut self, d: DomainId, size: u64, dma_mask: u64) -> Result<u64, Error> {
         let limit = dma_mask.saturating_add(1).min(self.address_limit());
         Ok(self.domain_mut(d)?.iova.alloc(size, limit)?.as_u64())
@@ -662,6 +706,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
 
     /// Frees an IOVA range: it stays unusable until [`RemappingUnit::iova_flushed`]
     /// (after the IOTLB invalidation for it completed). Returns its size.
+    #[inline]
     pub fn free_iova(&mut self, d: DomainId, iova: u64, now: u64) -> Result<u64, Error> {
         Ok(self
             .domain_mut(d)?
@@ -690,6 +735,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
 
     /// Lazy mode: flushes the domain's IOTLB and releases its pending IOVAs if the
     /// flush queue is full or old at `now`; returns whether it flushed.
+    #[inline]
     pub fn flush_queue_tick(&mut self, d: DomainId, now: u64) -> Result<bool, Error> {
         if !self.domain_mut(d)?.iova.flush_needed(now) {
             return Ok(false);
@@ -697,6 +743,23 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         self.flush_iotlb(IotlbInval::Domain(d.0))?;
         self.domain_mut(d)?.iova.flush_done();
         Ok(true)
+    }
+
+    /// Lazy mode's delay bound without waiting for the next unmap (a timer calls
+    /// it): every domain whose flush queue is full or old at `now` gets its
+    /// domain-selective invalidation and its queued IOVAs back. Returns how many
+    /// domains were flushed.
+    pub fn flush_queues_due(&mut self, now: u64) -> Result<usize, Error> {
+        let mut n = 0;
+        for id in 0..self.domains.0.len() {
+            let due = self.domains.0[id]
+                .as_ref()
+                .is_some_and(|dom| dom.iova.pending() > 0 && dom.iova.flush_needed(now));
+            if due && self.flush_queue_tick(DomainId(id as u16), now)? {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Tells the domain's allocator that an IOTLB flush covering its pending ranges
@@ -708,6 +771,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
     /// The DMA API's map path in one call: allocates an IOVA range below `dma_mask`
     /// for `[pa, pa + size)` (any alignment) and maps it with `perm`. Returns the IOVA
     /// of `pa` itself (with its offset in the page).
+    #[inline]
     pub fn map_dma(
         &mut self,
         d: DomainId,
@@ -733,6 +797,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
     /// waits in the domain's flush queue, and a domain-wide flush happens when the
     /// queue is full or old at `now` (Linux's flush queue, spec §6.5 still obeyed:
     /// no reuse before invalidation).
+    #[inline]
     pub fn unmap_dma(
         &mut self,
         d: DomainId,
@@ -743,15 +808,24 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
     ) -> Result<(), Error> {
         let base = iova & !(PAGE_SIZE - 1);
         let len = (iova - base + size.max(1)).next_multiple_of(PAGE_SIZE);
-        let info = self.unmap(d, base, len)?;
-        self.free_iova(d, base, now)?;
         if strict {
+            let info = self.unmap(d, base, len)?;
+            self.free_iova(d, base, now)?;
             self.flush_unmap(&info)?;
             self.domain_mut(d)?
                 .iova
                 .flush_done_range(hal::DmaAddr::new(base));
         } else {
-            self.flush_queue_tick(d, now)?;
+            // Lazy: no invalidation request to build; free and queue check on
+            // one domain lookup.
+            let pgd = self.pgd(d)?;
+            self.clear_range(d, pgd, base, len)?;
+            let dom = self.domain_mut(d)?;
+            dom.iova.free(hal::DmaAddr::new(base), now)?;
+            if dom.iova.flush_needed(now) {
+                self.flush_iotlb(IotlbInval::Domain(d.0))?;
+                self.domain_mut(d)?.iova.flush_done();
+            }
         }
         Ok(())
     }
@@ -769,6 +843,9 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         }
         if let Some(p) = pgd {
             self.free_tables(p, self.levels);
+        }
+        if self.leaf_cache.is_some_and(|(did, _, _)| did == d.0) {
+            self.leaf_cache = None;
         }
         self.domains.remove(&d.0);
         Ok(())
@@ -913,6 +990,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
 
     // ----- mapping -----
 
+    #[inline]
     fn pgd(&self, d: DomainId) -> Result<PhysAddr, Error> {
         let dom = self.domains.get(&d.0).ok_or(Error::NoSuchDomain(d))?;
         dom.pgd.ok_or(Error::NotTranslated(d))
@@ -938,6 +1016,53 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             level -= 1;
         }
         Ok(table + tables::level_index(iova, target) * 8)
+    }
+
+    /// The level-1 slot for `iova` in domain `d`, allocating tables on the way;
+    /// through [`RemappingUnit::leaf_cache`] when the last walk ended in the same
+    /// 2 MiB.
+    #[inline]
+    fn leaf_slot_alloc(
+        &mut self,
+        d: DomainId,
+        pgd: PhysAddr,
+        iova: u64,
+    ) -> Result<PhysAddr, Error> {
+        let region = iova >> 21;
+        if let Some((did, r, table)) = self.leaf_cache {
+            if did == d.0 && r == region {
+                return Ok(table + tables::level_index(iova, 1) * 8);
+            }
+        }
+        let slot = self.walk_alloc(pgd, iova, 1)?;
+        let table = PhysAddr::new(slot.as_u64() & !(PAGE_SIZE - 1));
+        self.leaf_cache = Some((d.0, region, table));
+        Ok(slot)
+    }
+
+    /// The leaf slot, level and entry for `iova` like [`RemappingUnit::find_leaf`],
+    /// through the leaf cache when it covers `iova` (and filling it otherwise).
+    #[inline]
+    fn find_leaf_cached(
+        &mut self,
+        d: DomainId,
+        pgd: PhysAddr,
+        iova: u64,
+    ) -> Option<(PhysAddr, u8, u64)> {
+        let region = iova >> 21;
+        if let Some((did, r, table)) = self.leaf_cache {
+            if did == d.0 && r == region {
+                let slot = table + tables::level_index(iova, 1) * 8;
+                let e = self.mem.read_u64(slot);
+                return (e & (tables::SL_R | tables::SL_W) != 0).then_some((slot, 1, e));
+            }
+        }
+        let found = self.find_leaf(pgd, iova);
+        if let Some((slot, 1, _)) = found {
+            let table = PhysAddr::new(slot.as_u64() & !(PAGE_SIZE - 1));
+            self.leaf_cache = Some((d.0, region, table));
+        }
+        found
     }
 
     /// Maps `[iova, iova + len)` to `[pa, pa + len)` in domain `d` with `perm`, using
@@ -979,8 +1104,13 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
                 && p % big == 0
                 && len - off >= big
                 && !self.has_table_at_level2(pgd, v);
-            let (level, size) = if large { (2, big) } else { (1, PAGE_SIZE) };
-            let r = self.walk_alloc(pgd, v, level).and_then(|slot| {
+            let size = if large { big } else { PAGE_SIZE };
+            let slot = if large {
+                self.walk_alloc(pgd, v, 2)
+            } else {
+                self.leaf_slot_alloc(d, pgd, v)
+            };
+            let r = slot.and_then(|slot| {
                 if self.mem.read_u64(slot) & (tables::SL_R | tables::SL_W) != 0 {
                     Err(Error::AlreadyMapped(v))
                 } else {
@@ -990,7 +1120,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             });
             if let Err(e) = r {
                 if off > 0 {
-                    let _ = self.clear_range(pgd, iova, off);
+                    let _ = self.clear_range(d, pgd, iova, off);
                 }
                 return Err(e);
             }
@@ -1046,22 +1176,47 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         }
     }
 
-    fn clear_range(&mut self, pgd: PhysAddr, iova: u64, len: u64) -> Result<(), Error> {
-        // Check first, so a failed unmap changes nothing.
+    #[inline]
+    fn clear_range(
+        &mut self,
+        d: DomainId,
+        pgd: PhysAddr,
+        iova: u64,
+        len: u64,
+    ) -> Result<(), Error> {
+        // Check first, so a failed unmap changes nothing; then walk again to
+        // clear (no list of slots on the heap: this runs for every unmap, and
+        // the second walk of each 2 MiB hits the leaf cache).
+        if len == PAGE_SIZE {
+            // The common single page: one lookup, nothing to check beyond it.
+            return match self.find_leaf_cached(d, pgd, iova) {
+                Some((slot, 1, _)) => {
+                    self.write_entry(slot, 0);
+                    Ok(())
+                }
+                _ => Err(Error::NotMapped(iova)),
+            };
+        }
         let mut off = 0;
-        let mut leaves = Vec::new();
         while off < len {
             let v = iova + off;
-            let (slot, level, _) = self.find_leaf(pgd, v).ok_or(Error::NotMapped(v))?;
+            let (_, level, _) = self
+                .find_leaf_cached(d, pgd, v)
+                .ok_or(Error::NotMapped(v))?;
             let size = tables::level_size(level);
             if !v.is_multiple_of(size) || len - off < size {
                 return Err(Error::NotMapped(v));
             }
-            leaves.push(slot);
             off += size;
         }
-        for s in leaves {
-            self.write_entry(s, 0);
+        off = 0;
+        while off < len {
+            let v = iova + off;
+            let (slot, level, _) = self
+                .find_leaf_cached(d, pgd, v)
+                .ok_or(Error::NotMapped(v))?;
+            self.write_entry(slot, 0);
+            off += tables::level_size(level);
         }
         Ok(())
     }
@@ -1076,7 +1231,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         if !iova.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) || len == 0 {
             return Err(Error::Misaligned);
         }
-        self.clear_range(pgd, iova, len)?;
+        self.clear_range(d, pgd, iova, len)?;
         Ok(UnmapInfo {
             did: d,
             iova,

@@ -998,3 +998,104 @@ mod random_ops {
         }
     }
 }
+
+/// The leaf-table shortcut of consecutive maps must never outlive its domain:
+/// a domain destroyed and a new one given the same id walks its own tables.
+#[test]
+fn consecutive_maps_and_a_reused_domain_id_land_right() {
+    with_unit(QEMU_CAP, QEMU_ECAP, cfg(InvalMode::Queued), |m, u| {
+        let a = u.create_domain(DomainKind::Translated).unwrap();
+        u.attach(EDU, a).unwrap();
+        u.enable_translation().unwrap();
+        // Pages one after another in one 2 MiB, then one in the next 2 MiB, then back.
+        let base = 0x20_0000u64;
+        for (i, iova) in [
+            base,
+            base + 0x1000,
+            base + 0x2000,
+            base + 0x20_0000,
+            base + 0x3000,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let pa = 0x10_0000 + i as u64 * 0x1000;
+            u.map(a, iova, PhysAddr::new(pa), 0x1000, Perm::READ)
+                .unwrap();
+            assert_eq!(
+                m.dma(0, EDU.devfn, iova + 8, 4, false),
+                Ok(PhysAddr::new(pa + 8))
+            );
+        }
+        u.unmap(a, base + 0x1000, 0x1000).unwrap();
+        u.flush_iotlb_range(a, base + 0x1000, 0x1000).unwrap();
+        assert_eq!(
+            m.dma(0, EDU.devfn, base + 0x1000, 4, false)
+                .unwrap_err()
+                .reason,
+            6
+        );
+        assert!(m.dma(0, EDU.devfn, base, 4, false).is_ok());
+        u.detach(EDU).unwrap();
+        u.destroy_domain(a).unwrap();
+        let b = u.create_domain(DomainKind::Translated).unwrap();
+        assert_eq!(b, a, "the id is reused");
+        u.attach(EDU, b).unwrap();
+        u.map(
+            b,
+            base + 0x4000,
+            PhysAddr::new(0x30_0000),
+            0x1000,
+            Perm::READ,
+        )
+        .unwrap();
+        assert_eq!(
+            m.dma(0, EDU.devfn, base + 0x4000, 4, false),
+            Ok(PhysAddr::new(0x30_0000))
+        );
+        assert_eq!(m.dma(0, EDU.devfn, base, 4, false).unwrap_err().reason, 6);
+    });
+}
+
+/// Lazy mode's delay bound holds without a further unmap: the timer's
+/// `flush_queues_due` invalidates an old queue, and only an old or full one.
+#[test]
+fn flush_queues_due_bounds_the_delay_without_another_unmap() {
+    let c = Config {
+        flush_queue_len: 8,
+        flush_queue_delay: 10,
+        ..cfg(InvalMode::Queued)
+    };
+    with_unit(QEMU_CAP, QEMU_ECAP, c, |m, u| {
+        let a = u.create_domain(DomainKind::Translated).unwrap();
+        let idle = u.create_domain(DomainKind::Translated).unwrap();
+        u.attach(EDU, a).unwrap();
+        u.enable_translation().unwrap();
+        let iova = u
+            .map_dma(
+                a,
+                PhysAddr::new(0x12_0000),
+                0x100,
+                Perm::READ,
+                u32::MAX as u64,
+            )
+            .unwrap();
+        assert!(m.dma(0, EDU.devfn, iova, 4, false).is_ok());
+        u.unmap_dma(a, iova, 0x100, 5, false).unwrap();
+        assert!(
+            m.dma(0, EDU.devfn, iova, 4, false).is_ok(),
+            "lazy: still cached"
+        );
+        assert_eq!(u.flush_queues_due(14), Ok(0), "flushed before its delay");
+        assert!(m.dma(0, EDU.devfn, iova, 4, false).is_ok());
+        assert_eq!(
+            u.flush_queues_due(15),
+            Ok(1),
+            "the idle domain was flushed too"
+        );
+        assert_eq!(m.dma(0, EDU.devfn, iova, 4, false).unwrap_err().reason, 6);
+        assert_eq!(u.iova_allocator(a).unwrap().pending(), 0);
+        assert_eq!(u.flush_queues_due(1000), Ok(0));
+        let _ = idle;
+    });
+}

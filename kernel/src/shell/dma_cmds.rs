@@ -127,7 +127,7 @@ pub struct Blocked {
 pub fn unmapped_write(e: &Edu, len: usize) -> Result<Blocked, CmdError> {
     if crate::iommu::domain_of(e.bdf).is_none() {
         return Err(fail(
-            "edu: --unmapped needs edu in its own IOMMU domain (default profile, iommu=on)",
+            "edu: --unmapped needs edu in its own IOMMU domain (boot with iommu=on, as the default profile does)",
         ));
     }
     let buf = reachable(len)?;

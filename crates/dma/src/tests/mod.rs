@@ -8,6 +8,7 @@ mod debug;
 mod iommu;
 mod pool;
 mod sg;
+mod vtd_sg;
 
 use crate::{
     DebugEvent, DebugSink, DmaBackend, DmaDevice, DmaDirection, DmaPlatform, DmaZone, Swiotlb,
