@@ -126,7 +126,7 @@ impl Editor {
                     if self.cursor == self.buf.len() {
                         o.byte(c);
                     } else {
-                        self.refresh_from(self.cursor - 1, &mut o);
+                        self.refresh_from(self.cursor - 1, Erase::Keep, &mut o);
                     }
                 }
             }
@@ -152,14 +152,14 @@ impl Editor {
                         o.str("\x08 \x08");
                     } else {
                         o.left(1);
-                        self.refresh_from(self.cursor, &mut o);
+                        self.refresh_from(self.cursor, Erase::Rest, &mut o);
                     }
                 }
             }
             Key::Delete => {
                 if self.cursor < self.buf.len() {
                     self.buf.remove(self.cursor);
-                    self.refresh_from(self.cursor, &mut o);
+                    self.refresh_from(self.cursor, Erase::Rest, &mut o);
                 }
             }
             Key::Left => {
@@ -186,7 +186,7 @@ impl Editor {
                 o.left(self.cursor);
                 self.buf.drain(..self.cursor);
                 self.cursor = 0;
-                self.refresh_from(0, &mut o);
+                self.refresh_from(0, Erase::Rest, &mut o);
             }
             Key::KillToEnd => {
                 self.buf.truncate(self.cursor);
@@ -204,7 +204,7 @@ impl Editor {
                     o.left(self.cursor - start);
                     self.buf.drain(start..self.cursor);
                     self.cursor = start;
-                    self.refresh_from(start, &mut o);
+                    self.refresh_from(start, Erase::Rest, &mut o);
                 }
             }
             Key::Up => {
@@ -265,11 +265,14 @@ impl Editor {
     }
 
     /// Redraws from buffer offset `from` (where the terminal cursor is) to
-    /// the end, erases what is left of the old line, and puts the terminal
-    /// cursor back at `self.cursor`.
-    fn refresh_from(&self, from: usize, o: &mut Out) {
+    /// the end, erases what is left of the old line when it may have been
+    /// longer (`Erase::Rest`), and puts the terminal cursor back at
+    /// `self.cursor`.
+    fn refresh_from(&self, from: usize, erase: Erase, o: &mut Out) {
         o.bytes(&self.buf[from..]);
-        o.str("\x1b[K");
+        if erase == Erase::Rest {
+            o.str("\x1b[K");
+        }
         o.left(self.buf.len() - self.cursor);
     }
 
@@ -279,13 +282,13 @@ impl Editor {
         o.left(self.cursor);
         self.buf = new;
         self.cursor = self.buf.len();
-        self.refresh_from(0, o);
+        self.refresh_from(0, Erase::Rest, o);
     }
 
     /// Prompt and line from the start of a fresh terminal line.
     fn redraw_all(&self, o: &mut Out) {
         o.str(&self.prompt);
-        self.refresh_from(0, o);
+        self.refresh_from(0, Erase::Keep, o);
     }
 
     fn complete(&mut self, completer: &dyn Completer, o: &mut Out) {
@@ -341,7 +344,7 @@ impl Editor {
         let at = self.cursor;
         self.buf.splice(at..at, insert.iter().copied());
         self.cursor += insert.len();
-        self.refresh_from(at, o);
+        self.refresh_from(at, Erase::Keep, o);
     }
 
     /// Lists candidates under the line, then draws prompt and line again.
@@ -364,6 +367,15 @@ impl Editor {
         o.str("\n");
         self.redraw_all(o);
     }
+}
+
+/// Whether a redraw must erase beyond the new end of the line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Erase {
+    /// The line only grew (or is drawn on a fresh row): nothing to erase.
+    Keep,
+    /// The old line may have been longer.
+    Rest,
 }
 
 /// Terminal output helpers over the caller's writer.

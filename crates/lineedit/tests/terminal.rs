@@ -200,6 +200,16 @@ fn plain_typing_echoes_exactly_the_input() {
 }
 
 #[test]
+fn completion_at_the_end_echoes_just_the_completed_text() {
+    let mut ed = Editor::new(PROMPT, 40, 4);
+    let mut out = String::new();
+    for &b in b"mem\t\n" {
+        ed.feed(b, &Words(COMMANDS), &mut out);
+    }
+    assert_eq!(out, "meminfo \n");
+}
+
+#[test]
 fn lines_end_on_cr_lf_and_crlf() {
     let s = typed(b"a\rb\nc\r\nd\n");
     assert_eq!(s.lines, ["a", "b", "c", "d"]);
