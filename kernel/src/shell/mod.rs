@@ -1,5 +1,7 @@
-//! The serial shell: a prompt, a small line editor and one command table
-//! (`commands::COMMANDS`) that every layer adds its commands to.
+//! The serial shell: a prompt, the line editor from `crates/lineedit`
+//! (history, Tab completion from the table) and one command table
+//! (`commands::COMMANDS`) that every layer adds its commands to, each entry
+//! with its usage synopsis, summary and examples.
 
 mod acpi_cmds;
 mod commands;
