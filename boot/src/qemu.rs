@@ -292,14 +292,15 @@ pub fn drive(mut s: Session, limits: &Limits, echo: bool) -> Transcript {
         }
         let quiet = last_output.elapsed();
         // Every line sent has been answered with a fresh prompt and no input
-        // is left: the shell waits for input that will never come. (The
-        // prompt must also be the last output: Tab listing completions draws
-        // an extra prompt, which is no answer to a line.)
+        // is left: the shell waits for input that will never come. A Tab
+        // that lists completions draws an extra prompt that answers no line,
+        // so a quick verdict also needs the prompt to be the last output;
+        // output after it (a late log line) only delays the verdict.
         if eof
             && pending.is_empty()
             && prompts.count > lines_sent
-            && text.ends_with(PROMPT)
-            && quiet > Duration::from_millis(300)
+            && ((text.ends_with(PROMPT) && quiet > Duration::from_millis(300))
+                || quiet > Duration::from_secs(3))
         {
             s.kill();
             break End::InputDone;
