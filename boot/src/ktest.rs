@@ -437,7 +437,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "  poweroff",
             "MemTotal:",
             "KernelHeap:",
-            "unknown command 'bogus'",
+            "error: bogus: unknown command ('help' lists the commands)",
         ],
         line_counts: &[("error:", 1)],
         verify: None,
@@ -449,7 +449,8 @@ pub const SHELL_CASES: &[ShellCase] = &[
         input: b"uptime now\nhelp nosuchcmd\nhelp uptime\npoweroff\n",
         end: End::Exited(0),
         contains: &[
-            "error: usage: uptime (takes no arguments)",
+            "error: uptime: takes no arguments",
+            "usage: uptime   (examples: 'help uptime')",
             "error: help: no command 'nosuchcmd'",
             "time since boot",
         ],
@@ -464,6 +465,31 @@ pub const SHELL_CASES: &[ShellCase] = &[
         end: End::Exited(0),
         contains: &[" s (TSC ", "MemTotal:"],
         line_counts: &[("error:", 0)],
+        verify: None,
+    },
+    ShellCase {
+        name: "tab_completion_history_and_help_examples",
+        profile: "default",
+        cmdline: "",
+        // Tab completes a unique command; `i` is ambiguous, so Tab lists
+        // the candidates and draws the line again (more i-commands may come,
+        // but iommu, ioremap, irq, isadma stay neighbours); Up recalls the
+        // previous line; Left moves into a word to insert a missing letter;
+        // Ctrl-C drops a line; a typo gets a suggestion.
+        input: b"mem\t\nhelp ed\t\nupt\t\n\x1b[A\nuptme\x1b[D\x1b[Di\ni\trq\nxyz\x03memnifo\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "busmaster> meminfo \r\nMemTotal:",
+            "edu - QEMU's edu PCI device",
+            "usage: edu info | dma <to|from> <len> [--high | --unmapped]",
+            "examples:\r\n  edu info\r\n  edu dma to 4000",
+            "iommu  ioremap  irq  isadma\r\nbusmaster> irq\r\n",
+            "LAPIC timer:",
+            "xyz^C",
+            "error: memnifo: unknown command; did you mean 'meminfo'?",
+        ],
+        // uptime three times: completed, recalled with Up, edited with Left.
+        line_counts: &[("error:", 1), ("up ", 3), ("MemTotal:", 1)],
         verify: None,
     },
     ShellCase {
@@ -542,7 +568,8 @@ pub const SHELL_CASES: &[ShellCase] = &[
         end: End::Exited(0),
         contains: &[
             "error: dmar: the firmware has no DMAR table",
-            "error: usage: lspci [-v|-t|-m]",
+            "error: lspci: wrong arguments",
+            "usage: lspci [-v|-t|-m]",
             "error: ioremap: empty",
             "more than this command maps (16 MiB)",
             "error: floppy: no floppy drive",
@@ -583,7 +610,8 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "unmapped; translation now None",
             "version 1.0",
             "(alive)",
-            "error: usage: edu info",
+            "error: edu: unknown subcommand 'bogus'",
+            "usage: edu info | dma <to|from> <len>",
         ],
         line_counts: &[("error:", 1)],
         verify: None,

@@ -174,13 +174,14 @@ impl PromptCounter {
 }
 
 /// Lines of input in `bytes` as the kernel's line editor counts them: LF, CR,
-/// and CR LF each end one line.
+/// and CR LF each end one line; Ctrl-C drops one (the shell then prompts
+/// again too).
 pub fn count_lines(bytes: &[u8], last_was_cr: &mut bool) -> usize {
     let mut n = 0;
     for &b in bytes {
         match b {
             b'\n' if *last_was_cr => {}
-            b'\n' | b'\r' => n += 1,
+            b'\n' | b'\r' | 0x03 => n += 1,
             _ => {}
         }
         *last_was_cr = b == b'\r';
@@ -291,11 +292,15 @@ pub fn drive(mut s: Session, limits: &Limits, echo: bool) -> Transcript {
         }
         let quiet = last_output.elapsed();
         // Every line sent has been answered with a fresh prompt and no input
-        // is left: the shell waits for input that will never come.
+        // is left: the shell waits for input that will never come. A Tab
+        // that lists completions draws an extra prompt that answers no line,
+        // so a quick verdict also needs the prompt to be the last output;
+        // output after it (a late log line) only delays the verdict.
         if eof
             && pending.is_empty()
             && prompts.count > lines_sent
-            && quiet > Duration::from_millis(300)
+            && ((text.ends_with(PROMPT) && quiet > Duration::from_millis(300))
+                || quiet > Duration::from_secs(3))
         {
             s.kill();
             break End::InputDone;
@@ -374,6 +379,8 @@ mod tests {
         // CR at the end of one chunk, LF at the start of the next: one line.
         assert_eq!(count_lines(b"x\r", &mut cr), 1);
         assert_eq!(count_lines(b"\ny\n", &mut cr), 1);
+        // Ctrl-C ends a line without CR or LF; escape sequences end none.
+        assert_eq!(count_lines(b"abc\x03\x1b[A\x1b[B\t", &mut cr), 1);
     }
 
     #[test]

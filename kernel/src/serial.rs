@@ -61,11 +61,13 @@ impl Write for Serial {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         x86_64::instructions::interrupts::without_interrupts(|| {
             let mut port = PORT.lock();
+            // Raw bytes: the shell's line editor writes BS and escape
+            // sequences itself (`send` would turn each BS into BS SP BS).
             for b in s.bytes() {
                 if b == b'\n' {
-                    port.send(b'\r');
+                    port.send_raw(b'\r');
                 }
-                port.send(b);
+                port.send_raw(b);
             }
         });
         Ok(())

@@ -65,6 +65,12 @@ pub static TESTS: &[KTest] = &[
         profiles: &[],
         manual: false,
     },
+    KTest {
+        name: "shell::every_command_has_a_summary_and_examples",
+        run: every_command_documented,
+        profiles: &[],
+        manual: false,
+    },
 ];
 
 fn memory_map() -> TestResult {
@@ -284,21 +290,42 @@ fn fwcfg_cmdline() -> TestResult {
 }
 
 fn shell_errors() -> TestResult {
-    match shell::execute("bogus") {
-        Err(e) => {
-            let msg = alloc::format!("{e}");
-            kassert!(msg.contains("unknown command 'bogus'"), "message: {msg}");
-        }
-        Ok(()) => return Err("'bogus' ran".into()),
-    }
+    let msg = |line: &str| match shell::execute(line) {
+        Err(e) => Ok(alloc::format!("{e}")),
+        Ok(()) => Err(alloc::format!("'{line}' succeeded")),
+    };
+    let m = msg("bogus")?;
     kassert!(
-        shell::execute("uptime now").is_err(),
-        "'uptime now' accepted an argument"
+        m == "bogus: unknown command ('help' lists the commands)",
+        "message: {m}"
     );
+    let m = msg("memnifo")?;
     kassert!(
-        shell::execute("help nosuchcmd").is_err(),
-        "'help nosuchcmd' succeeded"
+        m.starts_with("memnifo: unknown command; did you mean 'meminfo'?"),
+        "message: {m}"
     );
+    let m = msg("uptime now")?;
+    kassert!(
+        m.starts_with("uptime: takes no arguments\nusage: uptime"),
+        "message: {m}"
+    );
+    let m = msg("lspci -q")?;
+    kassert!(
+        m.starts_with("lspci: wrong arguments\nusage: lspci [-v|-t|-m]"),
+        "message: {m}"
+    );
+    let m = msg("ioremap zz 1")?;
+    kassert!(
+        m.starts_with("ioremap: bad address 'zz'\nusage: ioremap <phys>"),
+        "message: {m}"
+    );
+    let m = msg("help nosuchcmd")?;
+    kassert!(
+        m.starts_with("help: no command 'nosuchcmd'"),
+        "message: {m}"
+    );
+    let m = msg("help dmsg")?;
+    kassert!(m.contains("did you mean 'dmesg'?"), "message: {m}");
     kassert!(shell::execute("").is_ok(), "an empty line is an error");
     kassert!(
         shell::execute("   uptime   ").is_ok(),
@@ -307,12 +334,35 @@ fn shell_errors() -> TestResult {
     Ok(())
 }
 
+fn every_command_documented() -> TestResult {
+    for name in shell::names() {
+        let c = shell::find(name).ok_or("a listed command is not found")?;
+        kassert!(!c.summary.is_empty(), "{name}: no summary");
+        kassert!(
+            !c.examples.is_empty(),
+            "{name}: no example for 'help {name}'"
+        );
+        for e in c.examples {
+            kassert!(
+                e.split_ascii_whitespace().next() == Some(name),
+                "{name}: example '{e}' does not start with the command"
+            );
+        }
+        kassert!(
+            shell::names().iter().filter(|n| **n == name).count() == 1,
+            "{name} is in the table twice"
+        );
+    }
+    Ok(())
+}
+
 fn line_editor() -> TestResult {
     let feed = |bytes: &[u8]| -> Vec<String> {
-        let mut ed = shell::LineEditor::new();
+        let mut ed = shell::editor();
         let mut lines = Vec::new();
+        let mut out = String::new();
         for &b in bytes {
-            if let shell::Edit::Line(l) = ed.feed(b, &mut |_| {}) {
+            if let lineedit::Outcome::Line(l) = ed.feed(b, &shell::TableCompleter, &mut out) {
                 lines.push(l);
             }
         }
@@ -327,16 +377,28 @@ fn line_editor() -> TestResult {
         feed(b"one\r\ntwo\n") == ["one", "two"],
         "CRLF gave an extra line"
     );
-    kassert!(
-        feed(b"x\x03y\n") == ["", "y"],
-        "Ctrl-C did not drop the line"
-    );
+    kassert!(feed(b"x\x03y\n") == ["y"], "Ctrl-C did not drop the line");
     let long: Vec<u8> = core::iter::repeat_n(b'a', 1000).chain(*b"\n").collect();
     let lines = feed(&long);
     kassert!(
         lines.len() == 1 && lines[0].len() == shell::MAX_LINE,
         "overlong line not capped at {}",
         shell::MAX_LINE
+    );
+    // Completion from the real command table.
+    let got = feed(b"mem\t\nedu i\t\nhelp dme\t\nlspci -\t\n");
+    kassert!(
+        got == ["meminfo ", "edu info ", "help dmesg ", "lspci -"],
+        "completion gave {got:?}"
+    );
+    kassert!(
+        feed(b"iommu tr\t0\n") == ["iommu translate 0"],
+        "subcommand from the synopsis not completed"
+    );
+    // Up arrow brings the previous line back.
+    kassert!(
+        feed(b"uptime\n\x1b[A\n") == ["uptime", "uptime"],
+        "Up did not recall"
     );
     Ok(())
 }

@@ -11,32 +11,37 @@ use crate::{apic, heap, klog, kmem, kprint, kprintln, power, time};
 pub static COMMANDS: &[Command] = &[
     Command {
         name: "help",
-        usage: "[command]",
+        usage: "[<command>]",
         summary: "list the commands, or show how to use one",
+        examples: &["help", "help edu"],
         run: help,
     },
     Command {
         name: "uptime",
         usage: "",
         summary: "time since boot, from the calibrated TSC",
+        examples: &["uptime"],
         run: uptime,
     },
     Command {
         name: "meminfo",
         usage: "",
         summary: "physical memory by type, and the kernel heap",
+        examples: &["meminfo"],
         run: meminfo,
     },
     Command {
         name: "buddyinfo",
         usage: "",
         summary: "free blocks per order (4 KiB .. 4 MiB) in each zone, like /proc/buddyinfo",
+        examples: &["buddyinfo"],
         run: buddyinfo,
     },
     Command {
         name: "zoneinfo",
         usage: "",
         summary: "range, managed and free pages of the DMA, DMA32 and Normal zones",
+        examples: &["zoneinfo"],
         run: zoneinfo,
     },
     Command {
@@ -44,102 +49,132 @@ pub static COMMANDS: &[Command] = &[
         usage: "<phys> <size> [uc|uc-|wc|wt|wb]",
         summary:
             "map device memory (uncached by default), show the mapping and its first dword, unmap",
+        examples: &[
+            "ioremap 0xfed90000 0x1000     # the IOMMU's registers, uncached",
+            "ioremap 0xfed90000 64 wc      # the same page write-combining (PAT index 4)",
+        ],
         run: ioremap,
     },
     Command {
         name: "lspci",
         usage: "[-v|-t|-m]",
         summary: "PCI functions; -v BARs, capabilities, BusMaster, MSI, driver; -t tree; -m machine-readable",
+        examples: &["lspci", "lspci -v", "lspci -t"],
         run: super::pci_cmds::lspci,
     },
     Command {
         name: "acpi",
         usage: "",
         summary: "the ACPI tables the firmware lists (signature, address, length, revision, OEM)",
+        examples: &["acpi"],
         run: super::acpi_cmds::acpi,
     },
     Command {
         name: "dmar",
         usage: "",
         summary: "the DMAR table as our parser reads it: remapping units, RMRRs, device scopes",
+        examples: &["dmar"],
         run: super::acpi_cmds::dmar,
     },
     Command {
         name: "edu",
         usage: "info | dma <to|from> <len> [--high | --unmapped]",
         summary: "QEMU's edu PCI device: info; DMA through the mapping API (--high: buffer above 256 MiB, must bounce)",
+        examples: &[
+            "edu info",
+            "edu dma to 4000               # CPU -> device -> CPU through the mapping API",
+            "edu dma to 4000 --high        # buffer above edu's 28-bit reach: bounces",
+            "edu dma from 64 --unmapped    # device writes after unmap (iommu profile: blocked)",
+        ],
         run: edu,
     },
     Command {
         name: "floppy",
         usage: "read <lba> [count]",
         summary: "read sectors from the floppy through ISA DMA channel 2 (third-party DMA) and dump them",
+        examples: &["floppy read 0", "floppy read 0 2     # two sectors (floppy profile)"],
         run: floppy,
     },
     Command {
         name: "isadma",
         usage: "",
         summary: "ISA DMA channels in use, like /proc/dma",
+        examples: &["isadma"],
         run: isadma,
     },
     Command {
         name: "dma",
         usage: "",
         summary: "DMA controllers and channels (dmaengine), devices with masks and live mappings, swiotlb, dma-debug",
+        examples: &["dma"],
         run: super::dma_cmds::dma,
     },
     Command {
         name: "dmademo",
         usage: "coherent | streaming [--nosync] | sg [--maxseg N]",
         summary: "watch coherent vs streaming memory, a missing sync, and a scatter list, with edu",
+        examples: &["dmademo streaming --nosync", "dmademo sg --maxseg 512"],
         run: super::dmademo_cmds::dmademo,
     },
     Command {
         name: "dmatest",
         usage: "[dmaNchanM|all] [iterations] [size] [--corrupt]",
         summary: "Linux-style dmatest: patterned copies verified with guard bytes, a summary per channel",
+        examples: &["dmatest", "dmatest dma0chan0 20 4096", "dmatest dma0chan1 5 4096 --corrupt"],
         run: super::dmaengine_cmds::dmatest,
     },
     Command {
         name: "dmaengine",
         usage: "demo [cyclic]",
         summary: "walk the client steps: request, config, prep, submit, issue_pending, callback",
+        examples: &["dmaengine demo", "dmaengine demo cyclic"],
         run: super::dmaengine_cmds::dmaengine_cmd,
     },
     Command {
         name: "dmabench",
         usage: "",
         summary: "time map+unmap of 4 KiB per backend against a 4 KiB memcpy",
+        examples: &["dmabench"],
         run: super::dma_cmds::dmabench,
     },
     Command {
         name: "iommu",
         usage: "[domains | faults | translate <bb:dd.f> <iova>]",
         summary: "VT-d units (CAP/ECAP decoded, mode), domains and mappings, fault history, table walks",
+        examples: &[
+            "iommu",
+            "iommu domains",
+            "iommu faults",
+            "iommu translate 00:03.0 0x1000",
+        ],
         run: super::iommu_cmds::iommu,
     },
     Command {
         name: "irq",
         usage: "",
         summary: "interrupt counts per vector, with what each vector is for",
+        examples: &["irq"],
         run: irq,
     },
     Command {
         name: "dmesg",
         usage: "",
         summary: "print the kernel log ring buffer",
+        examples: &["dmesg"],
         run: dmesg,
     },
     Command {
         name: "poweroff",
         usage: "",
         summary: "switch the machine off (ACPI S5; QEMU exits with status 0)",
+        examples: &["poweroff"],
         run: poweroff,
     },
     Command {
         name: "reboot",
         usage: "",
         summary: "reset the machine",
+        examples: &["reboot"],
         run: reboot,
     },
 ];
@@ -148,22 +183,32 @@ fn help(cmd: &Command, args: &[&str]) -> CmdResult {
     match args {
         [] => {
             kprintln!("Commands:");
+            let width = COMMANDS.iter().map(|c| c.name.len()).max().unwrap_or(0);
             for c in COMMANDS {
-                let synopsis = alloc::format!("{} {}", c.name, c.usage);
-                kprintln!("  {synopsis:<24} {}", c.summary);
+                kprintln!("  {:<width$}  {}", c.name, c.summary);
             }
-            kprintln!("'help <command>' shows one command.");
+            kprintln!("'help <command>' shows its usage and examples.");
+            kprintln!("Tab completes commands and subcommands; Up/Down recall earlier lines.");
             Ok(())
         }
         [name] => match super::find(name) {
             Some(c) => {
-                kprintln!("{} {}", c.name, c.usage);
-                kprintln!("  {}", c.summary);
+                kprintln!("{} - {}", c.name, c.summary);
+                if c.usage.is_empty() {
+                    kprintln!("usage: {}   (no arguments)", c.name);
+                } else {
+                    kprintln!("usage: {} {}", c.name, c.usage);
+                }
+                kprintln!("example{}:", if c.examples.len() == 1 { "" } else { "s" });
+                for e in c.examples {
+                    kprintln!("  {e}");
+                }
                 Ok(())
             }
-            None => Err(CmdError::Failed(alloc::format!(
-                "help: no command '{name}' (type 'help' for the list)"
-            ))),
+            None => Err(CmdError::Failed(match super::suggest(name) {
+                Some(s) => alloc::format!("help: no command '{name}'; did you mean '{s}'?"),
+                None => alloc::format!("help: no command '{name}' ('help' lists the commands)"),
+            })),
         },
         _ => Err(cmd.usage_error()),
     }
@@ -266,16 +311,19 @@ fn ioremap(cmd: &Command, args: &[&str]) -> CmdResult {
                 "wc" => CacheType::WriteCombining,
                 "wt" => CacheType::WriteThrough,
                 "wb" => CacheType::WriteBack,
-                _ => return Err(cmd.usage_error()),
+                other => {
+                    return Err(cmd.bad_arg(alloc::format!(
+                        "cache type '{other}' is not uc, uc-, wc, wt or wb"
+                    )))
+                }
             };
             (p, s, cache)
         }
         _ => return Err(cmd.usage_error()),
     };
-    let phys = parse_u64(phys)
-        .ok_or_else(|| CmdError::Failed(alloc::format!("ioremap: bad address '{phys}'")))?;
-    let size = parse_u64(size)
-        .ok_or_else(|| CmdError::Failed(alloc::format!("ioremap: bad size '{size}'")))?;
+    let phys =
+        parse_u64(phys).ok_or_else(|| cmd.bad_arg(alloc::format!("bad address '{phys}'")))?;
+    let size = parse_u64(size).ok_or_else(|| cmd.bad_arg(alloc::format!("bad size '{size}'")))?;
     // A viewing command: one page-table entry per 4 KiB, so keep it small.
     const MAX_VIEW: u64 = 16 << 20;
     if size > MAX_VIEW {
@@ -340,6 +388,9 @@ fn edu(cmd: &Command, args: &[&str]) -> CmdResult {
         ["info"] => crate::drivers::edu::info(&mut Serial)
             .map_err(|e| CmdError::Failed(alloc::format!("edu: {e}"))),
         ["dma", ..] => super::dma_cmds::edu_dma(cmd, args),
+        [sub, ..] if !["info", "dma"].contains(sub) => {
+            Err(cmd.bad_arg(alloc::format!("unknown subcommand '{sub}'")))
+        }
         _ => Err(cmd.usage_error()),
     }
 }
@@ -350,7 +401,7 @@ fn floppy(cmd: &Command, args: &[&str]) -> CmdResult {
         ["read", lba, count] => (lba, *count),
         _ => return Err(cmd.usage_error()),
     };
-    let bad = |what: &str, v: &str| CmdError::Failed(alloc::format!("floppy: bad {what} '{v}'"));
+    let bad = |what: &str, v: &str| cmd.bad_arg(alloc::format!("bad {what} '{v}'"));
     let lba = parse_u64(lba)
         .and_then(|v| u32::try_from(v).ok())
         .ok_or_else(|| bad("sector number", lba))?;

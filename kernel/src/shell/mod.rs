@@ -1,5 +1,7 @@
-//! The serial shell: a prompt, a small line editor and one command table
-//! (`commands::COMMANDS`) that every layer adds its commands to.
+//! The serial shell: a prompt, the line editor from `crates/lineedit`
+//! (history, Tab completion from the table) and one command table
+//! (`commands::COMMANDS`) that every layer adds its commands to, each entry
+//! with its usage synopsis, summary and examples.
 
 mod acpi_cmds;
 mod commands;
@@ -10,32 +12,63 @@ mod iommu_cmds;
 mod pci_cmds;
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
+use lineedit::{Completer, Editor, Outcome};
+
+use crate::serial::Serial;
 use crate::{kprint, kprintln, serial};
 
 pub const PROMPT: &str = "busmaster> ";
 /// Longest line the editor keeps; further characters are dropped.
 pub const MAX_LINE: usize = 256;
+/// Lines the Up arrow can bring back.
+pub const HISTORY: usize = 32;
 
-/// What went wrong with a command line.
+/// What went wrong with a command line. Shown as one `error: <cmd>: <what>`
+/// line; argument errors add a `usage:` line below it.
 #[derive(Debug)]
 pub enum CmdError {
-    Unknown(String),
+    /// No such command; `suggestion` is a close command name.
+    Unknown {
+        name: String,
+        suggestion: Option<&'static str>,
+    },
+    /// The arguments do not fit the command's synopsis.
     Usage {
         cmd: &'static str,
         usage: &'static str,
+        /// What is wrong, when known (else "wrong arguments").
+        what: Option<String>,
     },
+    /// The command ran and failed. The message starts with `<cmd>: `;
+    /// [`execute`] adds it when a command left it out.
     Failed(String),
 }
 
 impl fmt::Display for CmdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CmdError::Unknown(name) => {
-                write!(f, "unknown command '{name}' (type 'help' for the list)")
+            CmdError::Unknown { name, suggestion } => {
+                write!(f, "{name}: unknown command")?;
+                match suggestion {
+                    Some(s) => write!(f, "; did you mean '{s}'? ('help' lists the commands)"),
+                    None => write!(f, " ('help' lists the commands)"),
+                }
             }
-            CmdError::Usage { cmd, usage } => write!(f, "usage: {cmd} {usage}"),
+            CmdError::Usage { cmd, usage, what } => {
+                let what = match what {
+                    Some(w) => w.as_str(),
+                    None if usage.is_empty() => "takes no arguments",
+                    None => "wrong arguments",
+                };
+                write!(f, "{cmd}: {what}\nusage: {cmd}")?;
+                if !usage.is_empty() {
+                    write!(f, " {usage}")?;
+                }
+                write!(f, "   (examples: 'help {cmd}')")
+            }
             CmdError::Failed(msg) => f.write_str(msg),
         }
     }
@@ -46,9 +79,15 @@ pub type CmdResult = Result<(), CmdError>;
 /// One entry of the command table.
 pub struct Command {
     pub name: &'static str,
-    /// Argument synopsis, e.g. `"[cmd]"`; empty when the command takes none.
+    /// Argument synopsis: literal words as themselves, `<placeholders>`,
+    /// `[optional]` parts, `a | b` alternatives; empty when the command takes
+    /// none. Tab completes the literal first words (subcommands, flags).
     pub usage: &'static str,
+    /// One line for the `help` list.
     pub summary: &'static str,
+    /// Complete command lines `help <cmd>` shows, at least one; text after
+    /// `#` explains the line.
+    pub examples: &'static [&'static str],
     pub run: fn(&Command, &[&str]) -> CmdResult,
 }
 
@@ -56,11 +95,17 @@ impl Command {
     pub fn usage_error(&self) -> CmdError {
         CmdError::Usage {
             cmd: self.name,
-            usage: if self.usage.is_empty() {
-                "(takes no arguments)"
-            } else {
-                self.usage
-            },
+            usage: self.usage,
+            what: None,
+        }
+    }
+
+    /// An argument the command cannot use, e.g. `bad address 'zz'`.
+    pub fn bad_arg(&self, what: impl fmt::Display) -> CmdError {
+        CmdError::Usage {
+            cmd: self.name,
+            usage: self.usage,
+            what: Some(alloc::format!("{what}")),
         }
     }
 
@@ -102,115 +147,75 @@ pub fn find(name: &str) -> Option<&'static Command> {
     commands::COMMANDS.iter().find(|c| c.name == name)
 }
 
+/// The command names, in table order.
+pub fn names() -> Vec<&'static str> {
+    commands::COMMANDS.iter().map(|c| c.name).collect()
+}
+
+/// A command name close to `word`, for "did you mean".
+pub fn suggest(word: &str) -> Option<&'static str> {
+    lineedit::suggest::did_you_mean(word, &names())
+}
+
 /// Runs one command line.
 pub fn execute(line: &str) -> CmdResult {
     let mut words = line.split_ascii_whitespace();
     let Some(name) = words.next() else {
         return Ok(());
     };
-    let args: alloc::vec::Vec<&str> = words.collect();
-    match find(name) {
-        Some(cmd) => (cmd.run)(cmd, &args),
-        None => Err(CmdError::Unknown(name.into())),
-    }
+    let args: Vec<&str> = words.collect();
+    let Some(cmd) = find(name) else {
+        return Err(CmdError::Unknown {
+            name: name.into(),
+            suggestion: suggest(name),
+        });
+    };
+    (cmd.run)(cmd, &args).map_err(|e| match e {
+        // One form for every failure: `<cmd>: <what>`.
+        CmdError::Failed(msg)
+            if !msg.starts_with(cmd.name) || !msg[cmd.name.len()..].starts_with(':') =>
+        {
+            CmdError::Failed(alloc::format!("{}: {msg}", cmd.name))
+        }
+        e => e,
+    })
 }
 
-/// Result of feeding one input byte to the editor.
-pub enum Edit {
-    Pending,
-    Line(String),
-}
+/// Tab completion from the command table: command names first; then the
+/// literal first words of the command's synopsis (subcommands, flags), or
+/// command names again after `help`.
+pub struct TableCompleter;
 
-/// Line editing for a serial terminal: printable ASCII, backspace (BS or DEL),
-/// Ctrl-C to drop the line, CR, LF or CR LF to end it. Escape sequences (arrow
-/// keys) are swallowed.
-pub struct LineEditor {
-    line: String,
-    last_was_cr: bool,
-    escape: Escape,
-}
-
-#[derive(PartialEq)]
-enum Escape {
-    None,
-    Esc,
-    Csi,
-}
-
-impl Default for LineEditor {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl LineEditor {
-    pub fn new() -> Self {
-        LineEditor {
-            line: String::new(),
-            last_was_cr: false,
-            escape: Escape::None,
+impl Completer for TableCompleter {
+    fn candidates(&self, before: &[&str], add: &mut dyn FnMut(&str)) {
+        match before {
+            [] | ["help"] => commands::COMMANDS.iter().for_each(|c| add(c.name)),
+            [name] => {
+                if let Some(c) = find(name) {
+                    lineedit::synopsis::first_words(c.usage)
+                        .into_iter()
+                        .for_each(add);
+                }
+            }
+            _ => {}
         }
     }
+}
 
-    /// Feeds one byte; `echo` receives what the terminal should show.
-    pub fn feed(&mut self, byte: u8, echo: &mut dyn FnMut(&str)) -> Edit {
-        let after_cr = core::mem::replace(&mut self.last_was_cr, byte == b'\r');
-        match self.escape {
-            Escape::Esc => {
-                self.escape = if byte == b'[' {
-                    Escape::Csi
-                } else {
-                    Escape::None
-                };
-                return Edit::Pending;
-            }
-            Escape::Csi => {
-                // Parameters and intermediates are 0x20..=0x3F; a final byte ends it.
-                if (0x40..=0x7E).contains(&byte) {
-                    self.escape = Escape::None;
-                }
-                return Edit::Pending;
-            }
-            Escape::None => {}
-        }
-        match byte {
-            b'\n' if after_cr => Edit::Pending,
-            b'\r' | b'\n' => {
-                echo("\n");
-                Edit::Line(core::mem::take(&mut self.line))
-            }
-            0x08 | 0x7F => {
-                if self.line.pop().is_some() {
-                    echo("\x08 \x08");
-                }
-                Edit::Pending
-            }
-            0x03 => {
-                self.line.clear();
-                echo("^C\n");
-                Edit::Line(String::new())
-            }
-            0x1B => {
-                self.escape = Escape::Esc;
-                Edit::Pending
-            }
-            0x20..=0x7E => {
-                if self.line.len() < MAX_LINE {
-                    self.line.push(byte as char);
-                    let mut buf = [0u8; 4];
-                    echo((byte as char).encode_utf8(&mut buf));
-                }
-                Edit::Pending
-            }
-            _ => Edit::Pending,
-        }
-    }
+/// The shell's line editor: VT100 keys, history, completion (crates/lineedit).
+pub fn editor() -> Editor {
+    Editor::new(PROMPT, MAX_LINE, HISTORY)
+}
+
+/// Prints a command's error: `error: <cmd>: <what>`, then any usage line.
+pub fn report(e: &CmdError) {
+    kprintln!("error: {e}");
 }
 
 /// The interactive loop; never returns (poweroff and reboot end it).
 pub fn run() -> ! {
-    kprintln!("Busmaster shell. Type 'help' for the commands.");
-    let mut editor = LineEditor::new();
+    kprintln!("Busmaster shell. Type 'help' for the commands; Tab completes, Up recalls.");
+    let mut editor = editor();
     kprint!("{PROMPT}");
     loop {
         let Some(byte) = serial::try_read_byte() else {
@@ -223,11 +228,15 @@ pub fn run() -> ! {
             }
             continue;
         };
-        if let Edit::Line(line) = editor.feed(byte, &mut |s| kprint!("{s}")) {
-            if let Err(e) = execute(&line) {
-                kprintln!("error: {e}");
+        match editor.feed(byte, &TableCompleter, &mut Serial) {
+            Outcome::Pending => {}
+            Outcome::Line(line) => {
+                if let Err(e) = execute(&line) {
+                    report(&e);
+                }
+                kprint!("{PROMPT}");
             }
-            kprint!("{PROMPT}");
+            Outcome::Cancelled => kprint!("{PROMPT}"),
         }
     }
 }
