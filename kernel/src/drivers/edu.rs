@@ -238,13 +238,15 @@ impl PciDriver for EduDriver {
             .dma
             .set_mask_and_coherent(28)
             .map_err(ProbeError::DmaMask)?;
+        let (phys, size) = (regs.phys(), regs.size());
         EDU.lock().push(Edu {
             regs,
             vector,
             bdf: ctx.bdf(),
-            dma: dev,
+            dma: dev.clone(),
             slot,
         });
+        crate::kdmaengine::edu::bound(slot, ctx.bdf(), phys, size, dev);
         Ok(())
     }
 

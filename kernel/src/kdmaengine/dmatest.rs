@@ -369,8 +369,7 @@ pub fn run_channel(out: &mut dyn Write, chan: ChanId, p: &Params) -> Result<Summ
     }
     let info = super::dev_info(chan.dev).ok_or_else(|| format!("no DMA device for {chan}"))?;
     let dev = info
-        .dma
-        .clone()
+        .dma()
         .ok_or_else(|| format!("{chan}: the provider has no device to map buffers for"))?;
     let got = super::request("dmatest", DmaCaps::MEMCPY, |c| c == chan).map_err(|e| {
         match super::client_of(chan) {

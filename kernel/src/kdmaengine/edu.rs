@@ -240,6 +240,60 @@ impl DmaProvider for EduDma {
     }
 }
 
+/// dmaengine device per edu function, once registered.
+static BY_BDF: spin::Mutex<Vec<(pci::Bdf, usize)>> = spin::Mutex::new(Vec::new());
+static READY: spin::Once<()> = spin::Once::new();
+
+/// The edu driver bound (or re-bound) `bdf`: after boot, point its provider at the
+/// new DMA device (a rebind gets a new IOMMU domain) and route its interrupts again;
+/// a function seen for the first time gets a provider.
+pub fn bound(
+    slot: usize,
+    bdf: pci::Bdf,
+    phys: u64,
+    size: u64,
+    dma: alloc::sync::Arc<dma::DmaDevice>,
+) {
+    if READY.get().is_none() {
+        return; // `init` registers what is bound at boot
+    }
+    let known = x86_64::instructions::interrupts::without_interrupts(|| {
+        BY_BDF.lock().iter().find(|(b, _)| *b == bdf).map(|x| x.1)
+    });
+    match known {
+        Some(id) => {
+            if let Some(info) = super::dev_info(id) {
+                info.set_dma(Some(dma));
+            }
+            edudrv::set_engine_dev(slot, id);
+        }
+        None => add(slot, bdf, phys, size, dma),
+    }
+}
+
+fn add(slot: usize, bdf: pci::Bdf, phys: u64, size: u64, dma: alloc::sync::Arc<dma::DmaDevice>) {
+    let regs = match kmem::ioremap(phys, size) {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn!("dmaengine: edu {bdf}: {e}");
+            return;
+        }
+    };
+    let p = EduDma {
+        regs,
+        hops: Vec::new(),
+        next: 0,
+        running: false,
+    };
+    let id = super::register(
+        dmaengine::Boxed::new_dyn(p),
+        alloc::format!("edu on {bdf}, 1 channel, RAM <-> 4 KiB device buffer (28-bit DMA mask)"),
+        Some(dma),
+    );
+    x86_64::instructions::interrupts::without_interrupts(|| BY_BDF.lock().push((bdf, id)));
+    edudrv::set_engine_dev(slot, id);
+}
+
 /// Registers one provider per bound edu device.
 pub fn init() {
     for i in 0..4 {
@@ -248,26 +302,7 @@ pub fn init() {
         }) else {
             break;
         };
-        let regs = match kmem::ioremap(phys, size) {
-            Ok(r) => r,
-            Err(e) => {
-                log::warn!("dmaengine: edu {bdf}: {e}");
-                continue;
-            }
-        };
-        let p = EduDma {
-            regs,
-            hops: Vec::new(),
-            next: 0,
-            running: false,
-        };
-        let id = super::register(
-            dmaengine::Boxed::new_dyn(p),
-            alloc::format!(
-                "edu on {bdf}, 1 channel, RAM <-> 4 KiB device buffer (28-bit DMA mask)"
-            ),
-            Some(dma),
-        );
-        edudrv::set_engine_dev(slot, id);
+        add(slot, bdf, phys, size, dma);
     }
+    READY.call_once(|| ());
 }

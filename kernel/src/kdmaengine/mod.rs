@@ -31,8 +31,9 @@ pub struct DevInfo {
     /// Description (`idma64 on 0000:00:15.0 (simulated)`).
     pub desc: String,
     /// The device DMA mappings are made for (Linux `chan->device->dev`): for iDMA64 the
-    /// parent LPSS function, for edu the edu function, for the 8237 the ISA DMA zone.
-    pub dma: Option<Arc<dma::DmaDevice>>,
+    /// parent LPSS function, for edu the edu function; none for the 8237. Replaced when
+    /// the PCI function is rebound (its IOMMU domain changes then).
+    dma: Mutex<Option<Arc<dma::DmaDevice>>>,
     /// Interrupts that reached this provider.
     pub irqs: AtomicU64,
     /// No interrupt line: [`wait`] polls the provider instead.
@@ -61,6 +62,18 @@ pub fn with<R>(f: impl FnOnce(&mut DmaEngine<DynProvider>) -> R) -> R {
     })
 }
 
+impl DevInfo {
+    /// The device to map buffers for.
+    pub fn dma(&self) -> Option<Arc<dma::DmaDevice>> {
+        x86_64::instructions::interrupts::without_interrupts(|| self.dma.lock().clone())
+    }
+
+    /// Replaces it (the PCI function was rebound and has a new DMA device).
+    pub fn set_dma(&self, dev: Option<Arc<dma::DmaDevice>>) {
+        x86_64::instructions::interrupts::without_interrupts(|| *self.dma.lock() = dev);
+    }
+}
+
 /// Registers a provider; returns its device id (the N of `dmaNchanM`).
 pub fn register(provider: DynProvider, desc: String, dma: Option<Arc<dma::DmaDevice>>) -> usize {
     x86_64::instructions::interrupts::without_interrupts(|| {
@@ -74,7 +87,7 @@ pub fn register(provider: DynProvider, desc: String, dma: Option<Arc<dma::DmaDev
         log::info!("dmaengine: dma{id}: {desc}");
         r.devs.push(Arc::new(DevInfo {
             desc,
-            dma,
+            dma: Mutex::new(dma),
             irqs: AtomicU64::new(0),
             polled: AtomicBool::new(false),
         }));

@@ -189,8 +189,7 @@ fn demo_steps(chan: ChanId, cyclic: bool) -> CmdResult {
     let fail = |e: dmaengine::DmaError| CmdError::Failed(format!("{chan}: {e}"));
     let info = kde::dev_info(chan.dev).ok_or_else(|| CmdError::Failed("no device".into()))?;
     let dev = info
-        .dma
-        .clone()
+        .dma()
         .ok_or_else(|| CmdError::Failed(format!("{chan} has no device to map for")))?;
     kprintln!("   got {chan} ({})", info.desc);
     let platform = &crate::kdma::PLATFORM;
