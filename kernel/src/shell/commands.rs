@@ -111,9 +111,9 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "dmademo",
-        usage: "coherent | streaming [--nosync] | sg [--maxseg N]",
+        usage: "coherent | streaming [--nosync] | sg [--pages | --maxseg N]",
         summary: "watch coherent vs streaming memory, a missing sync, and a scatter list, with edu",
-        examples: &["dmademo streaming --nosync", "dmademo sg --maxseg 512"],
+        examples: &["dmademo streaming --nosync", "dmademo sg --pages", "dmademo sg --maxseg 512"],
         run: super::dmademo_cmds::dmademo,
     },
     Command {

@@ -3,7 +3,7 @@
 //! * `coherent`: memory CPU and device share at any time, no sync calls.
 //! * `streaming [--nosync]`: a buffer handed to the device and back; reading it
 //!   without `sync_for_cpu` shows what a missing sync costs when the mapping bounced.
-//! * `sg [--maxseg N]`: a scatter list of pieces in different pages, mapped into DMA
+//! * `sg [--pages | --maxseg N]`: a scatter list of pieces in different pages, mapped into DMA
 //!   segments (split at the device's segment limits, merged where contiguous) and
 //!   gathered by edu's dmaengine channel into its buffer.
 
@@ -143,21 +143,23 @@ fn streaming(e: &Edu, nosync: bool) -> CmdResult {
     }
 }
 
-fn sg(e: &Edu, maxseg: Option<usize>) -> CmdResult {
-    // Three pieces in different pages: two low (one at an odd offset), one above
-    // edu's reach.
-    let sizes = [1200usize, 700, 1500];
-    let total: usize = sizes.iter().sum();
+fn sg(e: &Edu, maxseg: Option<usize>, pages: bool) -> CmdResult {
+    // Default: three pieces in different pages, two low (one at an odd offset), one
+    // above edu's reach. `--pages`: two pieces that meet at a page boundary (the
+    // first ends a page, the second starts one), so an IOMMU can join them.
+    let layout: &[(usize, usize, bool)] = if pages {
+        &[(2048, 2048, false), (0, 2000, true)]
+    } else {
+        &[(0, 1200, false), (0x300, 700, false), (0, 1500, true)]
+    };
+    let total: usize = layout.iter().map(|l| l.1).sum();
     let mut bufs = Vec::new();
     let mut table = SgTable::new();
     let mut want = Vec::new();
-    for (i, &n) in sizes.iter().enumerate() {
-        let (platform, off): (&'static dyn dma::DmaPlatform, usize) = match i {
-            0 => (&kdma::PLATFORM, 0),
-            1 => (&kdma::PLATFORM, 0x300),
-            _ => (&kdma::HIGH, 0),
-        };
-        let mut b = if i < 2 {
+    for (i, &(off, n, high)) in layout.iter().enumerate() {
+        let platform: &'static dyn dma::DmaPlatform =
+            if high { &kdma::HIGH } else { &kdma::PLATFORM };
+        let mut b = if !high {
             DmaBuf::alloc_below(platform, off + n, dma::dma_bit_mask(28)).map_err(fail)?
         } else {
             DmaBuf::alloc(platform, off + n).map_err(fail)?
@@ -232,7 +234,7 @@ fn sg(e: &Edu, maxseg: Option<usize>) -> CmdResult {
     }
 }
 
-/// `dmademo coherent | streaming [--nosync] | sg [--maxseg N]`.
+/// `dmademo coherent | streaming [--nosync] | sg [--pages | --maxseg N]`.
 pub fn dmademo(cmd: &Command, args: &[&str]) -> CmdResult {
     let run = |f: &dyn Fn(&Edu) -> CmdResult| {
         edu::with_edu(f)
@@ -242,13 +244,14 @@ pub fn dmademo(cmd: &Command, args: &[&str]) -> CmdResult {
         ["coherent"] => run(&coherent),
         ["streaming"] => run(&|e| streaming(e, false)),
         ["streaming", "--nosync"] => run(&|e| streaming(e, true)),
-        ["sg"] => run(&|e| sg(e, None)),
+        ["sg"] => run(&|e| sg(e, None, false)),
+        ["sg", "--pages"] => run(&|e| sg(e, None, true)),
         ["sg", "--maxseg", n] => {
             let m = parse_u64(n)
                 .and_then(|v| usize::try_from(v).ok())
                 .filter(|v| (64..=65536).contains(v))
                 .ok_or_else(|| fail(format!("--maxseg '{n}' must be 64..=65536")))?;
-            run(&|e| sg(e, Some(m)))
+            run(&|e| sg(e, Some(m), false))
         }
         _ => Err(cmd.usage_error()),
     }
