@@ -20,10 +20,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use profile::{Firmware, Images, Launch, SerialMode};
-use qemu::{Limits, Session};
+use qemu::{End, Limits, Session};
 
 fn images() -> Images {
     Images {
+        usb: false,
         bios: PathBuf::from(env!("BIOS_PATH")),
         uefi: PathBuf::from(env!("UEFI_PATH")),
         floppy: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/floppy.img")),
@@ -365,6 +366,16 @@ fn test(args: &Args) -> i32 {
         }
         Err(e) => tally.record("qemu::labs::load", false, &e),
     }
+    for (fw, label) in [(Firmware::Bios, "bios"), (Firmware::Uefi, "uefi")] {
+        let full = format!("qemu::default::image::written_{label}_image_boots_from_a_usb_stick");
+        if !wanted(&full) {
+            continue;
+        }
+        match usb_boot(&images, fw) {
+            Ok(()) => tally.record(&full, true, ""),
+            Err(e) => tally.record(&full, false, &e),
+        }
+    }
     for case in ktest::SHELL_CASES {
         let full = format!("qemu::{}::shell::{}", case.profile, case.name);
         if !wanted(&full) {
@@ -393,23 +404,72 @@ fn test(args: &Args) -> i32 {
     }
 }
 
-/// Copies the disk images somewhere stable and says how to use them.
-fn image(args: &Args) -> i32 {
-    let images = images();
-    if let Err(e) = std::fs::create_dir_all(&args.out) {
-        eprintln!("boot: creating {}: {e}", args.out.display());
-        return 1;
+/// Writes the images as `./run.sh image` does, then boots the written file as a USB
+/// stick (xHCI + usb-storage, the firmware's own USB boot) and runs a command.
+fn usb_boot(images: &Images, firmware: Firmware) -> Result<(), String> {
+    let out = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/tmp/usb-images"
+    ));
+    let [bios, uefi] = write_images(images, &out)?;
+    let stick = Images {
+        usb: true,
+        bios,
+        uefi,
+        floppy: images.floppy.clone(),
+    };
+    let mut launch = launch_for(&parse_args(Vec::new())?, SerialMode::Piped);
+    launch.firmware = firmware;
+    let session = Session::spawn(&launch, &stick)?;
+    qemu::feed_input(&session, b"uptime\npoweroff\n");
+    let limits = Limits {
+        idle: Duration::from_secs(60),
+        idle_after: None,
+        overall: Duration::from_secs(120),
+    };
+    let t = qemu::drive(session, &limits, false);
+    if t.first_prompt.is_none() {
+        return Err(format!(
+            "no shell prompt from the USB stick ({})",
+            t.end.describe()
+        ));
     }
+    if !t.text.contains(" s (TSC ") {
+        return Err("the shell did not run 'uptime'".into());
+    }
+    match t.end {
+        End::Exited(0) => Ok(()),
+        other => Err(format!("ended with {}", other.describe())),
+    }
+}
+
+/// Copies the BIOS and UEFI disk images into `out`; returns their paths.
+fn write_images(images: &Images, out: &std::path::Path) -> Result<[PathBuf; 2], String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    let mut written = Vec::new();
     for (src, name) in [
         (&images.bios, "busmaster-bios.img"),
         (&images.uefi, "busmaster-uefi.img"),
     ] {
-        let dst = args.out.join(name);
-        if let Err(e) = std::fs::copy(src, &dst) {
-            eprintln!("boot: copying {} to {}: {e}", src.display(), dst.display());
+        let dst = out.join(name);
+        std::fs::copy(src, &dst)
+            .map_err(|e| format!("copying {} to {}: {e}", src.display(), dst.display()))?;
+        written.push(dst);
+    }
+    Ok([written[0].clone(), written[1].clone()])
+}
+
+/// Copies the disk images somewhere stable and says how to use them.
+fn image(args: &Args) -> i32 {
+    let written = match write_images(&images(), &args.out) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("boot: {e}");
             return 1;
         }
-        let size = std::fs::metadata(&dst).map(|m| m.len()).unwrap_or(0);
+    };
+    for dst in &written {
+        let size = std::fs::metadata(dst).map(|m| m.len()).unwrap_or(0);
         println!("{} ({} KiB)", dst.display(), size / 1024);
     }
     println!(

@@ -192,6 +192,9 @@ pub struct Launch {
 pub struct Images {
     pub bios: PathBuf,
     pub uefi: PathBuf,
+    /// Attach the boot image as a USB stick (usb-storage on an xHCI controller)
+    /// instead of the default disk: how `./run.sh image` output is used on a PC.
+    pub usb: bool,
     /// The floppy image for the `floppy` profile (created on demand).
     pub floppy: PathBuf,
 }
@@ -312,8 +315,20 @@ pub fn qemu_args(
         a.push(format!("if=pflash,format=raw,file={}", vars.display()));
     }
     // snapshot=on: the image is never written, so runs can share it.
-    a.push("-drive".into());
-    a.push(format!("format=raw,file={},snapshot=on", image.display()));
+    if images.usb {
+        a.push("-device".into());
+        a.push("qemu-xhci,id=xhci".into());
+        a.push("-drive".into());
+        a.push(format!(
+            "if=none,id=stick,format=raw,file={},snapshot=on",
+            image.display()
+        ));
+        a.push("-device".into());
+        a.push("usb-storage,bus=xhci.0,drive=stick,bootindex=1".into());
+    } else {
+        a.push("-drive".into());
+        a.push(format!("format=raw,file={},snapshot=on", image.display()));
+    }
     // The profile's options first, so a user's --cmdline can override them
     // (the kernel takes the last value of a key).
     let cmdline = [launch.profile.cmdline, launch.cmdline.as_str()]
@@ -371,6 +386,7 @@ mod tests {
 
     fn images() -> Images {
         Images {
+            usb: false,
             bios: "/img/bios.img".into(),
             uefi: "/img/uefi.img".into(),
             floppy: "/img/floppy.img".into(),
