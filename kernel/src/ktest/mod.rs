@@ -16,6 +16,7 @@
 //! with `only=<test>` (the harness's own deliberate-crash tests).
 
 mod basic;
+mod console;
 mod dmaapi;
 mod harness;
 mod interrupts;
@@ -52,6 +53,7 @@ fn all() -> impl Iterator<Item = &'static KTest> {
         .chain(isa::TESTS.iter())
         .chain(dmaapi::TESTS.iter())
         .chain(iommu::TESTS.iter())
+        .chain(console::TESTS.iter())
         .chain(harness::TESTS.iter())
 }
 

@@ -107,6 +107,12 @@ pub static COMMANDS: &[Command] = &[
         run: irq,
     },
     Command {
+        name: "fbinfo",
+        usage: "",
+        summary: "the consoles: framebuffer geometry, pixel format and mapping, text grid, keyboard, serial",
+        run: super::fb_cmds::fbinfo,
+    },
+    Command {
         name: "dmesg",
         usage: "",
         summary: "print the kernel log ring buffer",

@@ -4,6 +4,7 @@
 mod acpi_cmds;
 mod commands;
 pub mod dma_cmds;
+mod fb_cmds;
 mod iommu_cmds;
 mod pci_cmds;
 
