@@ -39,6 +39,8 @@ struct Screen {
     pending: bool,
     cells_drawn: u64,
     flushes: u64,
+    /// Time spent drawing, in TSC ticks.
+    draw_ticks: u64,
 }
 
 static SCREEN: Mutex<Option<Screen>> = Mutex::new(None);
@@ -54,6 +56,7 @@ pub struct Info {
     pub byte_len: usize,
     pub cells_drawn: u64,
     pub flushes: u64,
+    pub draw_ns: u64,
     pub scrolled: u64,
 }
 
@@ -142,6 +145,7 @@ pub fn init(fb: Option<&'static mut FrameBuffer>) {
             pending: false,
             cells_drawn: 0,
             flushes: 0,
+            draw_ticks: 0,
         });
         // The log so far, then draw it all at once.
         crate::klog::with_ring(|bytes| {
@@ -186,7 +190,9 @@ fn flush_inner(force: bool) {
         s.pending = true;
         return;
     }
+    let t0 = crate::time::rdtsc();
     s.cells_drawn += s.con.flush() as u64;
+    s.draw_ticks += crate::time::rdtsc().wrapping_sub(t0);
     s.flushes += 1;
     s.drawn_at_scroll = s.con.terminal().scrolled();
     if scrolled {
@@ -233,6 +239,7 @@ pub fn info() -> Option<Info> {
             byte_len: s.byte_len,
             cells_drawn: s.cells_drawn,
             flushes: s.flushes,
+            draw_ns: crate::time::ticks_to_ns(s.draw_ticks),
             scrolled: s.con.terminal().scrolled(),
         })
     })

@@ -30,14 +30,15 @@ pub fn fbinfo(cmd: &Command, args: &[&str]) -> CmdResult {
                 None => kprintln!("  memory: {} KiB at {:#x}", i.byte_len / 1024, i.virt),
             }
             kprintln!(
-                "console: {}x{} cells of {}x{} pixels (Noto Sans Mono); {} lines scrolled, {} cells drawn in {} flushes",
+                "console: {}x{} cells of {}x{} pixels (Noto Sans Mono); {} lines scrolled, {} cells drawn in {} flushes, {} ms drawing",
                 i.cols,
                 i.rows,
                 fbcon::CELL_WIDTH,
                 fbcon::CELL_HEIGHT,
                 i.scrolled,
                 i.cells_drawn,
-                i.flushes
+                i.flushes,
+                i.draw_ns / 1_000_000
             );
         }
     }
