@@ -9,8 +9,12 @@
 //! turn into uncached (every pixel a bus write). Nothing is ever read back.
 //!
 //! Output is drawn at the end of each write, except that after a scroll the
-//! redraw (most of the screen) is held back for up to [`SCROLL_BATCH_NS`], so
-//! a burst of lines costs one redraw, not one per line. The input path calls
+//! redraw (most of the screen) is held back, so a burst of lines costs one
+//! redraw, not one per line. The hold-back window is ten times what the last
+//! scrolled redraw took, between [`BATCH_MIN_NS`] and [`BATCH_MAX_NS`]: on
+//! real hardware a redraw takes about a millisecond and the screen follows
+//! smoothly; under QEMU's emulation it takes ~15 ms and drawing then costs at
+//! most about a tenth of the time spent printing. The input path calls
 //! [`flush_pending`] when idle, which draws what was held back.
 
 use alloc::string::String;
@@ -22,8 +26,9 @@ use spin::Mutex;
 
 use crate::kmem::{self, IoMem};
 
-/// Longest a scrolled screen waits for more output before it is redrawn.
-const SCROLL_BATCH_NS: u64 = 40_000_000;
+/// Bounds of the window a scrolled screen waits for more output in.
+const BATCH_MIN_NS: u64 = 20_000_000;
+const BATCH_MAX_NS: u64 = 250_000_000;
 
 struct Screen {
     con: Console<&'static mut [u8]>,
@@ -36,6 +41,8 @@ struct Screen {
     /// Terminal scroll count when the screen was last drawn.
     drawn_at_scroll: u64,
     last_draw_ns: u64,
+    /// How long the last scrolled redraw took.
+    last_scroll_draw_ns: u64,
     pending: bool,
     cells_drawn: u64,
     flushes: u64,
@@ -142,6 +149,7 @@ pub fn init(fb: Option<&'static mut FrameBuffer>) {
             byte_len,
             drawn_at_scroll: 0,
             last_draw_ns: 0,
+            last_scroll_draw_ns: 0,
             pending: false,
             cells_drawn: 0,
             flushes: 0,
@@ -186,17 +194,20 @@ fn flush_inner(force: bool) {
     };
     let now = crate::time::uptime_ns();
     let scrolled = s.con.terminal().scrolled() != s.drawn_at_scroll;
-    if scrolled && !force && now.saturating_sub(s.last_draw_ns) < SCROLL_BATCH_NS {
+    let window = (s.last_scroll_draw_ns * 10).clamp(BATCH_MIN_NS, BATCH_MAX_NS);
+    if scrolled && !force && now.saturating_sub(s.last_draw_ns) < window {
         s.pending = true;
         return;
     }
     let t0 = crate::time::rdtsc();
     s.cells_drawn += s.con.flush() as u64;
-    s.draw_ticks += crate::time::rdtsc().wrapping_sub(t0);
+    let took = crate::time::rdtsc().wrapping_sub(t0);
+    s.draw_ticks += took;
     s.flushes += 1;
     s.drawn_at_scroll = s.con.terminal().scrolled();
     if scrolled {
         s.last_draw_ns = now;
+        s.last_scroll_draw_ns = crate::time::ticks_to_ns(took);
     }
     s.pending = false;
 }
