@@ -201,6 +201,9 @@ fn flush_inner(force: bool) {
     }
     let t0 = crate::time::rdtsc();
     s.cells_drawn += s.con.flush() as u64;
+    // Drain the write-combining buffers, so what was drawn is on the screen
+    // now and not whenever the CPU evicts them.
+    hal::barrier::wmb();
     let took = crate::time::rdtsc().wrapping_sub(t0);
     s.draw_ticks += took;
     s.flushes += 1;
@@ -234,6 +237,7 @@ pub fn emergency_write(s: &str) {
         if let Some(scr) = guard.as_mut() {
             scr.con.write(s.as_bytes());
             scr.con.flush();
+            hal::barrier::wmb();
         }
     }
 }
