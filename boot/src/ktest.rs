@@ -761,6 +761,37 @@ pub const SHELL_CASES: &[ShellCase] = &[
         line_counts: &[],
         verify: None,
     },
+    ShellCase {
+        name: "fbinfo_shows_the_vesa_framebuffer_and_keyboard",
+        profile: "default",
+        cmdline: "",
+        input: b"fbinfo\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "framebuffer: 1280x720, stride 1280 pixels, 3 bytes/pixel, format Bgr",
+            "(write-combining)",
+            "console: 142x45 cells of 9x16 pixels",
+            "keyboard: PS/2 through the i8042, IRQ 1 at vector 0x31",
+            "serial: COM1 (0x3f8) present, receive interrupt on",
+        ],
+        line_counts: &[("error:", 0), ("warning:", 0)],
+        verify: None,
+    },
+    ShellCase {
+        name: "no_screen_no_keyboard_serial_still_works",
+        profile: "headless",
+        cmdline: "",
+        input: b"fbinfo\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "screen: no framebuffer from the bootloader; serial console only",
+            "keyboard: no i8042 controller (status port reads 0xff)",
+            "framebuffer: none",
+            "keyboard: none (no i8042)",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: None,
+    },
 ];
 
 pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript, String> {

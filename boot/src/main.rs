@@ -14,6 +14,7 @@ mod labs;
 mod oracle;
 mod profile;
 mod qemu;
+mod screencheck;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -348,6 +349,18 @@ fn test(args: &Args) -> i32 {
         }
         match oracle::check_pci(&images, profile_name) {
             Ok(n) => tally.record(&format!("{full} ({n} functions)"), true, ""),
+            Err(e) => tally.record(&full, false, &e),
+        }
+    }
+    // Keyboard and screen: BIOS gives a VESA mode (3 bytes/pixel), OVMF a
+    // GOP mode (4 bytes/pixel).
+    for profile_name in ["default", "uefi"] {
+        let full = format!("qemu::{profile_name}::console::keyboard_types_and_screen_shows");
+        if !wanted(&full) {
+            continue;
+        }
+        match screencheck::check(&images, profile_name) {
+            Ok(summary) => tally.record(&format!("{full} ({summary})"), true, ""),
             Err(e) => tally.record(&full, false, &e),
         }
     }

@@ -25,6 +25,18 @@ pub struct Profile {
 const IOMMU_EDU: &[&str] = &["-device", "intel-iommu", "-device", "edu"];
 const EDU_ONLY: &[&str] = &["-device", "edu"];
 const IOMMU_TWO_EDU: &[&str] = &["-device", "intel-iommu", "-device", "edu", "-device", "edu"];
+/// No VGA (so no framebuffer; UEFI, since SeaBIOS with no VGA never reaches
+/// the bootloader) and no i8042: only the serial console is left.
+const HEADLESS: &[&str] = &[
+    "-vga",
+    "none",
+    "-machine",
+    "i8042=off",
+    "-device",
+    "intel-iommu",
+    "-device",
+    "edu",
+];
 const IOMMU48_EDU: &[&str] = &["-device", "intel-iommu,aw-bits=48", "-device", "edu"];
 /// A PCIe root port with an e1000e behind it, so enumeration must cross a bridge.
 const WITH_ROOT_PORT: &[&str] = &[
@@ -149,6 +161,15 @@ pub const PROFILES: &[Profile] = &[
         devices: IOMMU_TWO_EDU,
         floppy: false,
         cmdline: "iommu=on",
+    },
+    Profile {
+        name: "headless",
+        summary: "as uefi with no VGA and no i8042: no screen, no PS/2 keyboard, serial only",
+        firmware: Firmware::Uefi,
+        memory: "2G",
+        devices: HEADLESS,
+        floppy: false,
+        cmdline: "",
     },
     Profile {
         name: "bigmem",

@@ -1,5 +1,5 @@
 //! The kernel log: `log` facade records stamped with uptime, dmesg-style
-//! (`[    1.234567] message`), written to the serial console and kept in a ring
+//! (`[    1.234567] message`), written to the console (serial and screen) and kept in a ring
 //! buffer that the `dmesg` command prints.
 
 use core::fmt::{self, Write};
@@ -85,6 +85,7 @@ impl Log for KernelLog {
         x86_64::instructions::interrupts::without_interrupts(|| {
             let _ = write_record(&mut crate::serial::Serial, record);
             let _ = write_record(&mut *RING.lock(), record);
+            crate::screen::flush();
         });
     }
 

@@ -30,6 +30,7 @@ mod pci;
 mod physmem;
 mod platform;
 mod power;
+mod screen;
 mod serial;
 mod shell;
 mod time;
@@ -93,12 +94,16 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if let Err(e) = heap::init_main() {
         panic!("kernel heap: {e}");
     }
+    screen::init(boot_info.framebuffer.as_mut());
     platform::init(boot_info.rsdp_addr.into_option());
     time::calibrate_with_hpet();
     if let Err(e) = apic::init() {
         log::warn!("apic: {e}; staying with polled I/O and no timer interrupts");
     }
     serial::enable_rx_interrupt();
+    if let Err(e) = drivers::i8042::init() {
+        log::info!("keyboard: {e}; input from the serial port only");
+    }
     if let Err(e) = kdma::init() {
         log::warn!("dma: {e}; devices that cannot reach all of RAM will fail to map");
     }

@@ -1,5 +1,8 @@
 //! The COM1 serial console: output for the log and the shell, input for the
 //! shell. Under QEMU it is `-serial stdio`; on real hardware a null-modem cable.
+//! Output is mirrored on the framebuffer console (`screen`) and input merged
+//! with the PS/2 keyboard (`drivers::i8042`), so a machine without COM1 still
+//! has a console.
 
 use core::fmt::{self, Write};
 
@@ -12,8 +15,27 @@ const COM1: u16 = 0x3F8;
 // SAFETY: 0x3F8 is COM1 on every PC; nothing else in the kernel drives it.
 static PORT: Mutex<SerialPort> = Mutex::new(unsafe { SerialPort::new(COM1) });
 
+/// Whether a UART answers at COM1. Laptops often have none there (their
+/// UARTs, if any, are LPSS devices elsewhere); the port then reads 0xFF,
+/// which would look like an endless stream of received 0xFF bytes.
+static PRESENT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 pub fn init() {
-    PORT.lock().init();
+    // The scratch register (base + 7) holds what was written on any 16450 or
+    // later; with nothing decoding the port the read floats to 0xFF.
+    let present = [0x5A, 0xA5].iter().all(|&v| {
+        crate::arch::port::outb(COM1 + 7, v);
+        crate::arch::port::inb(COM1 + 7) == v
+    });
+    PRESENT.store(present, core::sync::atomic::Ordering::Relaxed);
+    if present {
+        PORT.lock().init();
+    }
+}
+
+/// Whether COM1 exists (see `init`).
+pub fn present() -> bool {
+    PRESENT.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 static RX_IRQS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -54,11 +76,27 @@ pub fn rx_interrupt_enabled() -> bool {
     RX_ENABLED.load(core::sync::atomic::Ordering::Acquire)
 }
 
-/// Serial output that takes the port lock around each call.
+/// Console output: the UART (taking the port lock around each call) and the
+/// screen's text grid when there is a framebuffer. The screen is drawn by
+/// `write_fmt` (every `kprint!`) and by the log after each record; output
+/// written through `Serial` directly shows at the next of those.
 pub struct Serial;
 
 impl Write for Serial {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        crate::screen::write(s.as_bytes());
+        Uart.write_str(s)
+    }
+}
+
+/// The UART alone.
+struct Uart;
+
+impl Write for Uart {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if !present() {
+            return Ok(());
+        }
         x86_64::instructions::interrupts::without_interrupts(|| {
             let mut port = PORT.lock();
             // Raw bytes: the shell's line editor writes BS and escape
@@ -76,11 +114,22 @@ impl Write for Serial {
 
 pub fn write_fmt(args: fmt::Arguments) {
     let _ = Serial.write_fmt(args);
+    crate::screen::flush();
 }
 
-/// One byte from the console if one is waiting.
+/// One byte of console input if one is waiting: from the UART, else from the
+/// PS/2 keyboard. Called when the shell is idle, so it also lets the screen
+/// draw output it held back.
 pub fn try_read_byte() -> Option<u8> {
-    x86_64::instructions::interrupts::without_interrupts(|| PORT.lock().try_receive().ok())
+    crate::screen::flush_pending();
+    if present() {
+        let b =
+            x86_64::instructions::interrupts::without_interrupts(|| PORT.lock().try_receive().ok());
+        if b.is_some() {
+            return b;
+        }
+    }
+    crate::drivers::i8042::try_read_byte()
 }
 
 /// Output for the dying kernel (panic, exception): takes the port even if the
@@ -92,7 +141,8 @@ impl Write for EmergencySerial {
         // SAFETY: called only on the fatal path with interrupts off; the holder
         // of the lock (if any) is the code that crashed and will never resume.
         unsafe { PORT.force_unlock() };
-        Serial.write_str(s)
+        crate::screen::emergency_write(s);
+        Uart.write_str(s)
     }
 }
 

@@ -2,3 +2,4 @@
 
 pub mod edu;
 pub mod floppy;
+pub mod i8042;

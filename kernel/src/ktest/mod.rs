@@ -16,6 +16,7 @@
 //! with `only=<test>` (the harness's own deliberate-crash tests).
 
 mod basic;
+mod console;
 mod dmaapi;
 mod dmaengine;
 mod harness;
@@ -54,6 +55,7 @@ fn all() -> impl Iterator<Item = &'static KTest> {
         .chain(dmaengine::TESTS.iter())
         .chain(dmaapi::TESTS.iter())
         .chain(iommu::TESTS.iter())
+        .chain(console::TESTS.iter())
         .chain(harness::TESTS.iter())
 }
 

@@ -157,6 +157,13 @@ pub static COMMANDS: &[Command] = &[
         run: irq,
     },
     Command {
+        name: "fbinfo",
+        usage: "",
+        summary: "the consoles: framebuffer geometry, pixel format and mapping, text grid, keyboard, serial",
+        examples: &["fbinfo"],
+        run: super::fb_cmds::fbinfo,
+    },
+    Command {
         name: "dmesg",
         usage: "",
         summary: "print the kernel log ring buffer",

@@ -8,6 +8,7 @@ mod commands;
 pub mod dma_cmds;
 mod dmademo_cmds;
 mod dmaengine_cmds;
+mod fb_cmds;
 mod iommu_cmds;
 mod pci_cmds;
 
