@@ -118,7 +118,7 @@ fn press(sock: &std::path::Path, keys: &[&str]) -> Result<(), String> {
 }
 
 const TYPED: &str = "busmaster> uptime";
-const ERROR: &str = "error: unknown command 'HI' (type 'help' for the list)";
+const ERROR: &str = "error: HI: unknown command ('help' lists the commands)";
 
 /// Boots `profile_name`, types on the PS/2 keyboard and checks the serial
 /// output and the screen. Returns a one-line summary.
@@ -153,7 +153,7 @@ pub fn check(images: &Images, profile_name: &str) -> Result<String, String> {
         con.wait_for(qemu::PROMPT_STR, Duration::from_secs(10))?;
         // Shift makes capitals: the shell gets "HI".
         press(&sock, &["shift-h", "shift-i", "ret"])?;
-        con.wait_for("unknown command 'HI'", Duration::from_secs(10))
+        con.wait_for("HI: unknown command", Duration::from_secs(10))
             .map_err(|e| format!("shifted keys: {e}"))?;
         con.wait_for(qemu::PROMPT_STR, Duration::from_secs(10))?;
         // The serial prompt comes before the screen is drawn: retry briefly.
