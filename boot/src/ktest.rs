@@ -752,6 +752,25 @@ pub const SHELL_CASES: &[ShellCase] = &[
         verify: None,
     },
     ShellCase {
+        // Real firmware: a laptop's DMAR whose units this machine lacks.
+        name: "laptop_dmar_units_missing_give_up_cleanly",
+        profile: "laptop-dmar",
+        cmdline: "",
+        input: b"dmar\niommu\nedu dma to 4000\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "DMAR: host address width 39, 2 DRHD, 2 RMRR",
+            "iommu 0xfed90000: bring-up failed: no VT-d unit answers at this address (VER reads 0x0)",
+            "[1] DRHD register base 0xfed91000 (4 KiB), segment 0, flags 0x1 INCLUDE_PCI_ALL",
+            "RMRR [0xad000000-0xaf7fffff] segment 0",
+            "no units in use: no DRHD unit came up",
+            "via direct (bus address = physical address)",
+            "verified: 4000 bytes match",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: None,
+    },
+    ShellCase {
         name: "uefi_boot_and_poweroff",
         profile: "uefi",
         cmdline: "",

@@ -50,6 +50,19 @@ const WITH_ROOT_PORT: &[&str] = &[
     "e1000e,bus=rp1",
 ];
 
+/// No VT-d device, but a real laptop's DMAR table (boot/fixtures/README.md): its
+/// units are not in the machine, so bring-up must fail cleanly.
+const LAPTOP_DMAR: &[&str] = &[
+    "-device",
+    "edu",
+    "-acpitable",
+    concat!(
+        "file=",
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/thinkpad-x1-carbon-6-dmar.dat"
+    ),
+];
+
 pub const PROFILES: &[Profile] = &[
     Profile {
         name: "default",
@@ -107,6 +120,15 @@ pub const PROFILES: &[Profile] = &[
         devices: IOMMU_EDU,
         floppy: false,
         cmdline: "iommu=on idma64=sim",
+    },
+    Profile {
+        name: "laptop-dmar",
+        summary: "no VT-d device, but a ThinkPad's DMAR (2 DRHD, 2 RMRR) naming units that are not there; iommu=on",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: LAPTOP_DMAR,
+        floppy: false,
+        cmdline: "iommu=on",
     },
     Profile {
         name: "iommu",

@@ -70,6 +70,9 @@ pub enum Error {
     InvalidationRejected,
     /// IOVA allocator error.
     Iova(IovaError),
+    /// Nothing answers at the register base: VER reads all zeros or all ones (a DMAR
+    /// naming a unit the machine does not have, or one the firmware hid).
+    NoUnit(u32),
 }
 
 impl fmt::Display for Error {
@@ -96,6 +99,9 @@ impl fmt::Display for Error {
             Error::QueueError(i) => write!(f, "invalidation queue error at descriptor {i}"),
             Error::InvalidationRejected => write!(f, "invalidation request rejected"),
             Error::Iova(e) => write!(f, "{e}"),
+            Error::NoUnit(v) => {
+                write!(f, "no VT-d unit answers at this address (VER reads {v:#x})")
+            }
         }
     }
 }
@@ -269,6 +275,10 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
     /// stays off until [`RemappingUnit::enable_translation`], so the caller can attach
     /// devices (and identity domains) first.
     pub fn new(regs: R, mem: M, mut frames: A, cfg: Config) -> Result<Self, Error> {
+        let ver = regs.read32(regs::VER);
+        if ver == 0 || ver == u32::MAX {
+            return Err(Error::NoUnit(ver));
+        }
         let cap = Cap::decode(regs.read64(regs::CAP));
         let ecap = Ecap::decode(regs.read64(regs::ECAP));
         let levels = match cfg.levels {

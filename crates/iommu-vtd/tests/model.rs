@@ -125,6 +125,38 @@ fn bring_up_err(cap: u64, ecap: u64, c: Config, prep: impl FnOnce(&VtdModel<&Are
     }
 }
 
+/// A register window nothing decodes: reads float to `v`.
+struct Floating(u32);
+impl RegisterAccess for Floating {
+    fn read8(&self, _: usize) -> u8 {
+        self.0 as u8
+    }
+    fn read16(&self, _: usize) -> u16 {
+        self.0 as u16
+    }
+    fn read32(&self, _: usize) -> u32 {
+        self.0
+    }
+    fn write8(&self, _: usize, _: u8) {}
+    fn write16(&self, _: usize, _: u16) {}
+    fn write32(&self, _: usize, _: u32) {}
+}
+
+#[test]
+fn a_dmar_unit_that_is_not_there_is_a_clear_error() {
+    for v in [0u32, u32::MAX] {
+        let arena = Arena::new(PhysAddr::new(0), ARENA as usize);
+        let frames = BumpFrames::new(PhysAddr::new(8 * MIB), PhysAddr::new(ARENA));
+        match RemappingUnit::new(Floating(v), &arena, frames, cfg(InvalMode::Register)) {
+            Err(e) => {
+                assert_eq!(e, Error::NoUnit(v));
+                assert!(e.to_string().contains("no VT-d unit answers"));
+            }
+            Ok(_) => panic!("bring-up succeeded with registers reading {v:#x}"),
+        }
+    }
+}
+
 #[test]
 fn handshakes_that_never_complete_become_timeouts() {
     let e = bring_up_err(QEMU_CAP, QEMU_ECAP, cfg(InvalMode::Register), |m| {

@@ -57,7 +57,11 @@ fn units() -> CmdResult {
         }
     );
     if io.units.is_empty() {
-        kprintln!("no units in use (iommu=off)");
+        if io.mode == crate::iommu::Mode::Off {
+            kprintln!("no units in use (iommu=off)");
+        } else {
+            kprintln!("no units in use: no DRHD unit came up (the reasons are in dmesg)");
+        }
     }
     for e in &io.units {
         with_unit(&e.unit, |u| {
