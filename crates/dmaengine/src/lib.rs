@@ -578,6 +578,25 @@ impl<P: DmaProvider> DmaEngine<P> {
         })
     }
 
+    /// The checks every slave prep shares: the channel is held, the device has `cap`,
+    /// a slave configuration was pushed, the direction is a slave one.
+    fn slave_prep(
+        &mut self,
+        id: ChanId,
+        cap: DmaCaps,
+        dir: Direction,
+    ) -> Result<(&mut P, SlaveConfig), DmaError> {
+        let (p, c) = self.held(id)?;
+        if !p.caps().contains(cap) {
+            return Err(DmaError::NotCapable(cap));
+        }
+        let cfg = c.config.ok_or(DmaError::NotConfigured(id))?;
+        if dir == Direction::MemToMem {
+            return Err(DmaError::BadDirection(dir));
+        }
+        Ok((p, cfg))
+    }
+
     /// Prepares a slave scatter-gather transfer using the channel's slave configuration.
     pub fn prep_slave_sg(
         &mut self,
@@ -585,14 +604,7 @@ impl<P: DmaProvider> DmaEngine<P> {
         sg: &[(DmaAddr, usize)],
         dir: Direction,
     ) -> Result<Descriptor<P::Desc>, DmaError> {
-        let (p, c) = self.held(id)?;
-        if !p.caps().contains(DmaCaps::SLAVE) {
-            return Err(DmaError::NotCapable(DmaCaps::SLAVE));
-        }
-        let cfg = c.config.ok_or(DmaError::NotConfigured(id))?;
-        if dir == Direction::MemToMem {
-            return Err(DmaError::BadDirection(dir));
-        }
+        let (p, cfg) = self.slave_prep(id, DmaCaps::SLAVE, dir)?;
         if sg.is_empty() || sg.iter().any(|&(_, l)| l == 0) {
             return Err(DmaError::BadLength(0));
         }
@@ -619,14 +631,7 @@ impl<P: DmaProvider> DmaEngine<P> {
         period_len: usize,
         dir: Direction,
     ) -> Result<Descriptor<P::Desc>, DmaError> {
-        let (p, c) = self.held(id)?;
-        if !p.caps().contains(DmaCaps::CYCLIC) {
-            return Err(DmaError::NotCapable(DmaCaps::CYCLIC));
-        }
-        let cfg = c.config.ok_or(DmaError::NotConfigured(id))?;
-        if dir == Direction::MemToMem {
-            return Err(DmaError::BadDirection(dir));
-        }
+        let (p, cfg) = self.slave_prep(id, DmaCaps::CYCLIC, dir)?;
         if period_len == 0 || buf_len == 0 || !buf_len.is_multiple_of(period_len) {
             return Err(DmaError::BadLength(period_len));
         }

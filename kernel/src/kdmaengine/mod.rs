@@ -49,17 +49,20 @@ struct Registry {
 
 static REG: Mutex<Option<Registry>> = Mutex::new(None);
 
+/// The registry, created on first use; call with interrupts off.
+fn registry(g: &mut Option<Registry>) -> &mut Registry {
+    g.get_or_insert_with(|| Registry {
+        engine: DmaEngine::new(),
+        devs: Vec::new(),
+        clients: Vec::new(),
+    })
+}
+
 /// Runs `f` on the engine with interrupts off (the interrupt path takes the same lock).
 pub fn with<R>(f: impl FnOnce(&mut DmaEngine<DynProvider>) -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let mut g = REG.lock();
-        let r = g.get_or_insert_with(|| Registry {
-            engine: DmaEngine::new(),
-            devs: Vec::new(),
-            clients: Vec::new(),
-        });
-        f(&mut r.engine)
-    })
+    x86_64::instructions::interrupts::without_interrupts(
+        || f(&mut registry(&mut REG.lock()).engine),
+    )
 }
 
 impl DevInfo {
@@ -78,11 +81,7 @@ impl DevInfo {
 pub fn register(provider: DynProvider, desc: String, dma: Option<Arc<dma::DmaDevice>>) -> usize {
     x86_64::instructions::interrupts::without_interrupts(|| {
         let mut g = REG.lock();
-        let r = g.get_or_insert_with(|| Registry {
-            engine: DmaEngine::new(),
-            devs: Vec::new(),
-            clients: Vec::new(),
-        });
+        let r = registry(&mut g);
         let id = r.engine.register(provider);
         log::info!("dmaengine: dma{id}: {desc}");
         r.devs.push(Arc::new(DevInfo {

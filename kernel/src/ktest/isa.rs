@@ -89,16 +89,7 @@ fn rules() -> TestResult {
 
 /// The image the runner generates (boot/src/profile.rs, `floppy_sector`).
 fn expected(lba: u32) -> Vec<u8> {
-    let label = alloc::format!("BUSMASTER FLOPPY LBA {lba:05}\n");
-    (0..512usize)
-        .map(|i| {
-            if i < label.len() {
-                label.as_bytes()[i]
-            } else {
-                ((lba as usize * 7 + i * 13) ^ (i >> 4)) as u8
-            }
-        })
-        .collect()
+    crate::kdmaengine::dmatest::floppy_sector(lba)
 }
 
 fn sectors() -> TestResult {

@@ -21,13 +21,16 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-fn via_of(dev: &DmaDevice, addr: hal::DmaAddr) -> &'static str {
-    match dev
-        .mappings()
+/// How the live mapping at bus address `addr` of `dev` was made.
+pub fn via_kind(dev: &DmaDevice, addr: hal::DmaAddr) -> Option<Via> {
+    dev.mappings()
         .iter()
         .find(|m| m.addr == addr)
         .map(|m| m.via)
-    {
+}
+
+fn via_of(dev: &DmaDevice, addr: hal::DmaAddr) -> &'static str {
+    match via_kind(dev, addr) {
         Some(Via::Direct) => "direct (bus address = physical address)",
         Some(Via::Bounce) => "swiotlb bounce buffer",
         Some(Via::Iommu) => "IOMMU (bus address is an IOVA)",
