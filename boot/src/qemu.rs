@@ -359,40 +359,6 @@ pub fn forward_stdin(s: &Session) {
     });
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prompt_found_across_chunk_boundaries() {
-        let mut p = PromptCounter::default();
-        assert_eq!(p.feed(b"boot...\nbusma"), 0);
-        assert_eq!(p.feed(b"ster> help\nCommands\nbusmaster> "), 2);
-        assert_eq!(p.count, 2);
-        assert_eq!(p.feed(b"busmaster>"), 0);
-    }
-
-    #[test]
-    fn lines_counted_like_the_kernel_editor() {
-        let mut cr = false;
-        assert_eq!(count_lines(b"a\nb\r\nc\rd", &mut cr), 3);
-        // CR at the end of one chunk, LF at the start of the next: one line.
-        assert_eq!(count_lines(b"x\r", &mut cr), 1);
-        assert_eq!(count_lines(b"\ny\n", &mut cr), 1);
-        // Ctrl-C ends a line without CR or LF; escape sequences end none.
-        assert_eq!(count_lines(b"abc\x03\x1b[A\x1b[B\t", &mut cr), 1);
-    }
-
-    #[test]
-    fn end_descriptions_name_the_cause() {
-        assert!(End::Idle(Duration::from_secs(5))
-            .describe()
-            .contains("no output for 5 s"));
-        assert!(End::Exited(37).describe().contains("crashed"));
-        assert!(End::InputDone.describe().contains("without 'poweroff'"));
-    }
-}
-
 /// A session driven step by step: wait for text, type, ask the monitor.
 pub struct Console {
     s: Session,
@@ -499,4 +465,38 @@ pub fn monitor_command(socket: &std::path::Path, command: &str) -> Result<String
     // on the next line.
     let body = out.split_once('\n').map_or("", |(_, rest)| rest);
     Ok(body.trim_end_matches("(qemu) ").replace('\r', ""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_found_across_chunk_boundaries() {
+        let mut p = PromptCounter::default();
+        assert_eq!(p.feed(b"boot...\nbusma"), 0);
+        assert_eq!(p.feed(b"ster> help\nCommands\nbusmaster> "), 2);
+        assert_eq!(p.count, 2);
+        assert_eq!(p.feed(b"busmaster>"), 0);
+    }
+
+    #[test]
+    fn lines_counted_like_the_kernel_editor() {
+        let mut cr = false;
+        assert_eq!(count_lines(b"a\nb\r\nc\rd", &mut cr), 3);
+        // CR at the end of one chunk, LF at the start of the next: one line.
+        assert_eq!(count_lines(b"x\r", &mut cr), 1);
+        assert_eq!(count_lines(b"\ny\n", &mut cr), 1);
+        // Ctrl-C ends a line without CR or LF; escape sequences end none.
+        assert_eq!(count_lines(b"abc\x03\x1b[A\x1b[B\t", &mut cr), 1);
+    }
+
+    #[test]
+    fn end_descriptions_name_the_cause() {
+        assert!(End::Idle(Duration::from_secs(5))
+            .describe()
+            .contains("no output for 5 s"));
+        assert!(End::Exited(37).describe().contains("crashed"));
+        assert!(End::InputDone.describe().contains("without 'poweroff'"));
+    }
 }
