@@ -1360,7 +1360,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
                 let Some(rec) = FaultRecord::decode(idx, lo, hi) else {
                     break;
                 };
-                log::warn!("{rec}");
+                log::debug!("{rec}"); // the caller reports it, with the unit
                 out.push(rec);
                 // F is bit 31 of the top dword; a 32-bit RW1C write leaves the rest alone.
                 self.regs.write32(off + 12, (FRCD_HI_F >> 32) as u32);
