@@ -27,6 +27,12 @@ pub static TESTS: &[KTest] = &[
         manual: false,
     },
     KTest {
+        name: "dmaengine::sim_pause_freezes_the_residue_and_resume_finishes",
+        run: sim_pause_resume,
+        profiles: &["idma64-sim"],
+        manual: false,
+    },
+    KTest {
         name: "dmaengine::sim_cyclic_periods_until_terminated",
         run: sim_cyclic,
         profiles: &["idma64-sim"],
@@ -184,6 +190,50 @@ fn sim_terminate() -> TestResult {
     crate::apic::sleep_ms(50);
     kassert!(dst.to_vec() == snap, "the engine wrote after terminate_all");
     kde::release(chan).map_err(|e| alloc::format!("{e}"))?;
+    Ok(())
+}
+
+fn sim_pause_resume() -> TestResult {
+    let chan = sim_chan(DmaCaps::MEMCPY)?;
+    let len = 2 << 20;
+    let b = bufs(chan, len)?;
+    let err = |e: DmaError| alloc::format!("{e}");
+    let cookie = kde::with(|e| {
+        let d = e.prep_memcpy(chan, b.dst.dma_addr(), b.src.dma_addr(), len)?;
+        let c = e.submit(d)?;
+        e.issue_pending(chan)?;
+        Ok::<_, DmaError>(c)
+    })
+    .map_err(err)?;
+    crate::apic::sleep_ms(20);
+    kde::with(|e| e.pause(chan)).map_err(err)?;
+    let p1 = kde::with(|e| e.tx_status(chan, cookie)).map_err(err)?;
+    kassert!(
+        p1.status == DmaStatus::Paused && p1.residue > 0 && p1.residue < len,
+        "paused: {:?}, residue {}",
+        p1.status,
+        p1.residue
+    );
+    crate::apic::sleep_ms(60);
+    let p2 = kde::with(|e| e.tx_status(chan, cookie)).map_err(err)?;
+    kassert!(
+        p2.residue == p1.residue,
+        "the engine moved while paused: residue {} then {}",
+        p1.residue,
+        p2.residue
+    );
+    kde::with(|e| e.resume(chan)).map_err(err)?;
+    let st = kde::wait(chan, cookie, 3000).map_err(err)?;
+    kassert!(
+        st.status == DmaStatus::Complete,
+        "after resume: {:?}",
+        st.status
+    );
+    kassert!(
+        b.dst.unmap().to_vec() == b.pattern,
+        "data differs after pause/resume"
+    );
+    kde::release(chan).map_err(err)?;
     Ok(())
 }
 
