@@ -7,6 +7,8 @@
 #   ./run.sh -- QEMU ARGS         extra QEMU arguments, unchanged (e.g. -s -S for GDB)
 #   ./run.sh test                 host tests of every crate + the in-QEMU tests
 #   ./run.sh image                write BIOS and UEFI disk images to target/images/
+#   ./run.sh report               boot, then one HTML page of the PCI tree, memory zones, IOMMU domains
+#                                 (target/report/index.html; --log FILE renders an existing serial log)
 #   ./run.sh boot-time            measure QEMU start -> shell prompt (BIOS and UEFI)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -54,6 +56,23 @@ ensure_qemu() {
     fi
 }
 
+# The suite renders the report page in headless Chromium (Debian's package).
+# When it cannot be installed the suite's report check fails and says why.
+ensure_chromium() {
+    if command -v "${BUSMASTER_CHROMIUM:-chromium}" >/dev/null 2>&1; then
+        return
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        say "chromium is not installed and there is no apt-get: the report check will fail"
+        return
+    fi
+    say "installing Chromium for the report check (apt-get install chromium)"
+    if ! { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium; } >/tmp/busmaster-apt-chromium.log 2>&1; then
+        tail -n 20 /tmp/busmaster-apt-chromium.log >&2
+        say "could not install chromium (see above): the report check will fail"
+    fi
+}
+
 ensure_toolchain
 ensure_qemu
 
@@ -61,6 +80,7 @@ cmd="${1:-run}"
 case "$cmd" in
 test)
     shift
+    ensure_chromium
     mkdir -p target
     say "host tests (cargo test --workspace --exclude kernel --no-fail-fast)"
     set +e
@@ -69,7 +89,7 @@ test)
     set -e
     exec cargo run -q -p boot -- test --host-log target/host-tests.log --host-status "$status" "$@"
     ;;
-run | image | boot-time | profiles)
+run | image | report | boot-time | profiles)
     # `./run.sh` alone means run: there may be nothing to shift (and a failed
     # shift would end the script under set -e).
     if [ $# -gt 0 ]; then shift; fi

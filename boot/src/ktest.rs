@@ -88,7 +88,7 @@ pub fn clamp_line(text: &str) -> Option<&str> {
 /// Lines of the kernel's panic and exception reports (kernel/src/arch/idt.rs).
 const REPORT_PREFIXES: [&str; 6] = ["!!!", "RIP=", "RAX=", "RSI=", "R9 =", "R13="];
 
-fn crash_context(text: &str) -> String {
+pub fn crash_context(text: &str) -> String {
     let report: Vec<&str> = text
         .lines()
         .filter(|l| REPORT_PREFIXES.iter().any(|p| l.starts_with(p)))
@@ -768,6 +768,30 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "verified: 4000 bytes match",
         ],
         line_counts: &[("error:", 0)],
+        verify: None,
+    },
+    ShellCase {
+        // Mappings held for `iommu domains`, `dma` and `./run.sh report`; without
+        // an IOMMU the streaming one bounces and holds swiotlb slots until released.
+        name: "dmademo_keep_holds_mappings_until_release",
+        profile: "noiommu",
+        cmdline: "",
+        input: b"dmademo release\ndmademo keep 0\ndmademo keep 8192\ndmademo keep 4096\ndma\ndmademo release\ndma\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "error: dmademo: nothing held ('dmademo keep <len>' first)",
+            "error: dmademo: length '0' must be 1..=1048576",
+            "dmademo: holding 2 mapping(s) for 0000:00:03.0 edu until 'dmademo release':",
+            "(swiotlb bounce)",
+            "error: dmademo: already holding mappings ('dmademo release' first)",
+            "  2 live mapping(s)",
+            "[mapped as coherent]",
+            "4/2048 slots in use",
+            "dmademo: released 2 mapping(s) of 0000:00:03.0 edu",
+            "  0 live mapping(s)",
+            "0/2048 slots in use",
+        ],
+        line_counts: &[("error:", 3)],
         verify: None,
     },
     ShellCase {

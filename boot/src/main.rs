@@ -5,6 +5,7 @@
 //! boot [run] [--profile NAME] [--uefi] [--cmdline "k=v ..."] [-- QEMU ARGS]
 //! boot test [--host-log FILE --host-status N] [--only SUBSTRING]
 //! boot image [--out DIR]
+//! boot report [--profile NAME] [--out FILE] [--log FILE]
 //! boot boot-time [--runs N]
 //! boot profiles
 //! ```
@@ -14,6 +15,7 @@ mod labs;
 mod oracle;
 mod profile;
 mod qemu;
+mod report;
 mod screencheck;
 
 use std::io::IsTerminal;
@@ -36,6 +38,7 @@ const USAGE: &str = "usage:
   run.sh [run] [--profile NAME] [--uefi] [--cmdline \"k=v ...\"] [-- QEMU ARGS...]
   run.sh test [--only SUBSTRING]
   run.sh image [--out DIR]
+  run.sh report [--profile NAME] [--out FILE.html] [--log SERIAL_LOG]
   run.sh boot-time [--runs N]
   run.sh profiles";
 
@@ -55,7 +58,11 @@ struct Args {
     host_log: Option<PathBuf>,
     host_status: i32,
     only: Option<String>,
-    out: PathBuf,
+    /// `image`: a directory (default target/images); `report`: the page
+    /// (default target/report/index.html).
+    out: Option<PathBuf>,
+    /// `report --log`: render this serial log instead of booting.
+    log: Option<PathBuf>,
     runs: usize,
 }
 
@@ -69,7 +76,8 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         host_log: None,
         host_status: 0,
         only: None,
-        out: PathBuf::from("target/images"),
+        out: None,
+        log: None,
         runs: 5,
     };
     let mut it = argv.into_iter();
@@ -77,7 +85,9 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "run" | "test" | "image" | "boot-time" | "profiles" if first => a.command = arg.clone(),
+            "run" | "test" | "image" | "report" | "boot-time" | "profiles" if first => {
+                a.command = arg.clone()
+            }
             "--profile" => a.profile = value("--profile")?,
             "--uefi" => a.uefi = true,
             "--cmdline" => a.cmdline = value("--cmdline")?,
@@ -88,7 +98,8 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
                     .map_err(|_| "--host-status takes a number")?
             }
             "--only" => a.only = Some(value("--only")?),
-            "--out" => a.out = value("--out")?.into(),
+            "--out" => a.out = Some(value("--out")?.into()),
+            "--log" => a.log = Some(value("--log")?.into()),
             "--runs" => {
                 a.runs = value("--runs")?
                     .parse()
@@ -114,6 +125,7 @@ fn main() {
         "run" => run(&args),
         "test" => test(&args),
         "image" => image(&args),
+        "report" => report_cmd(&args),
         "boot-time" => boot_time(&args),
         "profiles" => {
             for p in profile::PROFILES {
@@ -389,6 +401,25 @@ fn test(args: &Args) -> i32 {
             Err(e) => tally.record(&full, false, &e),
         }
     }
+    let full = "qemu::default::report::html_renders_in_chromium";
+    if wanted(full) {
+        let launch = launch_for(
+            &Args {
+                profile: "default".into(),
+                cmdline: String::new(),
+                ..args.clone()
+            },
+            SerialMode::Piped,
+        );
+        let dir = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/report-test"
+        ));
+        match report::check_in_chromium(&images, &launch, &dir) {
+            Ok(shot) => tally.record(&format!("{full} (screenshot {shot})"), true, ""),
+            Err(e) => tally.record(full, false, &e),
+        }
+    }
     for case in ktest::SHELL_CASES {
         let full = format!("qemu::{}::shell::{}", case.profile, case.name);
         if !wanted(&full) {
@@ -456,6 +487,51 @@ fn usb_boot(images: &Images, firmware: Firmware) -> Result<(), String> {
     }
 }
 
+/// `report`: boots the profile with the report's commands (or takes `--log`),
+/// keeps the serial log beside the page, and prints the page's path.
+fn report_cmd(args: &Args) -> i32 {
+    let page = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/report/index.html"));
+    if let Some(log) = &args.log {
+        return match ::report::write_page(log, &page) {
+            Ok(()) => {
+                println!("{}", page.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("boot: report: {e}");
+                1
+            }
+        };
+    }
+    let launch = launch_for(args, SerialMode::Piped);
+    eprintln!(
+        "boot: report: booting profile '{}' and typing: {}",
+        launch.profile.name,
+        ::report::COMMANDS.join("; ")
+    );
+    let dir = page
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let result =
+        report::boot_log(&images(), &launch).and_then(|log| report::save(&log, &dir, &page));
+    match result {
+        Ok(log) => {
+            eprintln!("boot: report: serial log in {}", log.display());
+            println!("{}", page.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("boot: report: {e}");
+            1
+        }
+    }
+}
+
 /// Copies the BIOS and UEFI disk images into `out`; returns their paths.
 fn write_images(images: &Images, out: &std::path::Path) -> Result<[PathBuf; 2], String> {
     std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
@@ -474,7 +550,11 @@ fn write_images(images: &Images, out: &std::path::Path) -> Result<[PathBuf; 2], 
 
 /// Copies the disk images somewhere stable and says how to use them.
 fn image(args: &Args) -> i32 {
-    let written = match write_images(&images(), &args.out) {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/images"));
+    let written = match write_images(&images(), &out) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("boot: {e}");
@@ -490,8 +570,8 @@ fn image(args: &Args) -> i32 {
          sudo dd if={}/busmaster-uefi.img of=/dev/sdX bs=4M conv=fsync   # UEFI machines\n  \
          sudo dd if={}/busmaster-bios.img of=/dev/sdX bs=4M conv=fsync   # legacy BIOS / CSM\n\
          Check /dev/sdX with 'lsblk' first: everything on it is overwritten.",
-        args.out.display(),
-        args.out.display()
+        out.display(),
+        out.display()
     );
     0
 }
@@ -573,6 +653,15 @@ mod tests {
         assert_eq!(t.only.as_deref(), Some("shell"));
         assert!(parse_args(vec!["--bogus".into()]).is_err());
         assert!(parse_args(vec!["--profile".into()]).is_err());
+        let r = parse_args(
+            ["report", "--log", "x.log", "--out", "p.html"]
+                .map(String::from)
+                .to_vec(),
+        )
+        .unwrap();
+        assert_eq!(r.command, "report");
+        assert_eq!(r.log.as_deref(), Some(std::path::Path::new("x.log")));
+        assert_eq!(r.out.as_deref(), Some(std::path::Path::new("p.html")));
         // a command word is only a command in first position
         assert!(parse_args(["--uefi", "test"].map(String::from).to_vec()).is_err());
     }

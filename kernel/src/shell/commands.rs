@@ -111,9 +111,15 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "dmademo",
-        usage: "coherent | streaming [--nosync] | sg [--pages | --maxseg N]",
-        summary: "watch coherent vs streaming memory, a missing sync, and a scatter list, with edu",
-        examples: &["dmademo streaming --nosync", "dmademo sg --pages", "dmademo sg --maxseg 512"],
+        usage: "coherent | streaming [--nosync] | sg [--pages | --maxseg N] | keep <len> | release",
+        summary: "watch coherent vs streaming memory, a missing sync, and a scatter list, with edu; keep mappings alive to look at",
+        examples: &[
+            "dmademo streaming --nosync",
+            "dmademo sg --pages",
+            "dmademo sg --maxseg 512",
+            "dmademo keep 8192        # hold a coherent and a streaming mapping (see 'iommu domains')",
+            "dmademo release",
+        ],
         run: super::dmademo_cmds::dmademo,
     },
     Command {

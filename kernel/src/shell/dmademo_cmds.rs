@@ -6,11 +6,14 @@
 //! * `sg [--pages | --maxseg N]`: a scatter list of pieces in different pages, mapped into DMA
 //!   segments (split at the device's segment limits, merged where contiguous) and
 //!   gathered by edu's dmaengine channel into its buffer.
+//! * `keep <len>` / `release`: a coherent buffer and a streaming mapping for edu
+//!   held until released, so `iommu domains`, `dma` and `./run.sh report` have
+//!   live mappings to show (at an idle prompt there are none).
 
 use alloc::format;
 use alloc::vec::Vec;
 
-use dma::{DmaBuf, DmaDirection, DmaStream, FromDevice, SgTable, ToDevice, Via};
+use dma::{Coherent, DmaBuf, DmaDirection, DmaStream, FromDevice, SgTable, ToDevice, Via};
 use dmaengine::{DmaCaps, SlaveConfig};
 use hal::{DmaAddr, PhysMemory};
 
@@ -234,7 +237,56 @@ fn sg(e: &Edu, maxseg: Option<usize>, pages: bool) -> CmdResult {
     }
 }
 
-/// `dmademo coherent | streaming [--nosync] | sg [--pages | --maxseg N]`.
+/// Mappings `dmademo keep` holds until `dmademo release`.
+struct Kept {
+    coherent: Coherent,
+    stream: DmaStream<ToDevice>,
+}
+
+static KEPT: spin::Mutex<Option<Kept>> = spin::Mutex::new(None);
+
+fn keep(e: &Edu, len: usize) -> CmdResult {
+    let mut kept = KEPT.lock();
+    if kept.is_some() {
+        return Err(fail("already holding mappings ('dmademo release' first)"));
+    }
+    let coherent = e.dma.alloc_coherent(len).map_err(fail)?.into_device();
+    // A buffer above edu's reach: translated by the IOMMU, or bounced without one.
+    let mut buf = DmaBuf::alloc(&kdma::HIGH, len).map_err(fail)?;
+    let pa = buf.phys();
+    buf.write(0, &pattern(len, 0x5a));
+    let stream = DmaStream::<ToDevice>::map(&e.dma, buf).map_err(|x| fail(x.error))?;
+    kprintln!(
+        "dmademo: holding 2 mapping(s) for {} until 'dmademo release':",
+        e.dma.name()
+    );
+    kprintln!(
+        "  coherent  {len} bytes: device address {:#x}",
+        coherent.dma_addr().as_u64()
+    );
+    kprintln!(
+        "  streaming {len} bytes to device: phys {:#x}, device address {:#x} ({})",
+        pa.as_u64(),
+        stream.dma_addr().as_u64(),
+        via(&e.dma, stream.dma_addr())
+    );
+    *kept = Some(Kept { coherent, stream });
+    Ok(())
+}
+
+fn release() -> CmdResult {
+    let k = KEPT
+        .lock()
+        .take()
+        .ok_or_else(|| fail("nothing held ('dmademo keep <len>' first)"))?;
+    let name = alloc::string::String::from(k.coherent.device().name());
+    drop(k.stream);
+    drop(k.coherent);
+    kprintln!("dmademo: released 2 mapping(s) of {name}");
+    Ok(())
+}
+
+/// `dmademo coherent | streaming [--nosync] | sg [--pages | --maxseg N] | keep <len> | release`.
 pub fn dmademo(cmd: &Command, args: &[&str]) -> CmdResult {
     let run = |f: &dyn Fn(&Edu) -> CmdResult| {
         edu::with_edu(f)
@@ -253,6 +305,14 @@ pub fn dmademo(cmd: &Command, args: &[&str]) -> CmdResult {
                 .ok_or_else(|| fail(format!("--maxseg '{n}' must be 64..=65536")))?;
             run(&|e| sg(e, Some(m), false))
         }
+        ["keep", n] => {
+            let len = parse_u64(n)
+                .and_then(|v| usize::try_from(v).ok())
+                .filter(|v| (1..=1 << 20).contains(v))
+                .ok_or_else(|| fail(format!("length '{n}' must be 1..=1048576")))?;
+            run(&|e| keep(e, len))
+        }
+        ["release"] => release(),
         _ => Err(cmd.usage_error()),
     }
 }

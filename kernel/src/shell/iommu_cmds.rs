@@ -113,12 +113,21 @@ fn domains() -> CmdResult {
             );
         }
     }
-    crate::drivers::edu::with_edu(|e| {
-        let maps = e.dma.mappings();
-        kprintln!("{}: {} live mapping(s)", e.dma.name(), maps.len());
-        for m in maps {
-            kprintln!("  {m}");
+    // Live mappings per edu, with the domain whose tables hold them.
+    for i in 0.. {
+        let shown = crate::drivers::edu::with_edu_at(i, |e| {
+            let maps = e.dma.mappings();
+            let dom = iommu::domain_of(e.bdf).map_or(alloc::string::String::new(), |(_, d)| {
+                alloc::format!(" in {d}")
+            });
+            kprintln!("{}: {} live mapping(s){dom}", e.dma.name(), maps.len());
+            for m in maps {
+                kprintln!("  {m}");
+            }
+        });
+        if shown.is_none() {
+            break;
         }
-    });
+    }
     Ok(())
 }

@@ -1,0 +1,285 @@
+//! The parser and the page on real serial logs (tests/data, recorded from
+//! `./run.sh --profile P` with `report::COMMANDS` typed), and on logs that
+//! are cut short, garbled or empty.
+
+use proptest::prelude::*;
+use report::{parse, render, Bdf, DomainKind};
+
+fn data(name: &str) -> String {
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn bdf(s: &str) -> Bdf {
+    Bdf::parse(s).unwrap()
+}
+
+/// The text of the element that starts at `id="..."`, up to its section's end.
+fn section<'a>(page: &'a str, id: &str) -> &'a str {
+    let start = page
+        .find(&format!("<section id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no section {id}"));
+    let end = page[start..].find("</section>").expect("section closed") + start;
+    &page[start..end]
+}
+
+const SECTIONS: [&str; 4] = ["pci", "memory", "iommu", "dma"];
+
+#[test]
+fn default_profile_log_gives_every_part() {
+    let r = parse(&data("default.log"));
+    assert_eq!(r.cmdline.as_deref(), Some("iommu=on"));
+    assert_eq!(r.pci.len(), 7, "{:#?}", r.pci);
+    let edu = r.function_at(bdf("00:03.0")).unwrap();
+    assert_eq!((edu.vendor, edu.device), (Some(0x1234), Some(0x11e8)));
+    assert_eq!(edu.driver.as_deref(), Some("edu"));
+    assert_eq!(edu.bus_master, Some(true));
+    assert_eq!(edu.bars.len(), 1);
+    assert_eq!(
+        (edu.bars[0].index, edu.bars[0].addr, edu.bars[0].size),
+        (Some(0), 0xfea00000, 1 << 20)
+    );
+    assert_eq!(
+        edu.name.as_deref(),
+        Some("Technical Corp. QEMU edu educational device")
+    );
+    assert!(r.pci_tree_known);
+    assert!(r.pci.iter().all(|f| f.parent.is_none()));
+
+    assert_eq!(r.regions.len(), 11);
+    assert_eq!(r.regions[0].kind, "usable");
+    assert_eq!(r.regions[4].kind, "bootloader/kernel");
+    let names: Vec<&str> = r.zones.iter().map(|z| z.name.as_str()).collect();
+    assert_eq!(names, ["DMA", "DMA32"]);
+    let dma32 = &r.zones[1];
+    assert_eq!(dma32.end, Some(0x7ffdf000));
+    assert_eq!(dma32.free_blocks.len(), 11);
+    assert_eq!(dma32.free_blocks[10], 502);
+    assert_eq!(r.swiotlb, Some((0x2000000, 0x23fffff)));
+
+    let io = r.iommu.as_ref().unwrap();
+    assert_eq!(io.units.len(), 1);
+    assert_eq!(io.units[0].base, 0xfed90000);
+    assert_eq!(io.units[0].enabled, Some(true));
+    assert_eq!(r.domains.len(), 2);
+    let d1 = &r.domains[0];
+    assert_eq!((d1.id, &d1.kind), (1, &DomainKind::Translated));
+    assert_eq!(d1.devices, [bdf("00:03.0")]);
+    assert_eq!(d1.unit, Some(0xfed90000));
+    assert_eq!(d1.mappings.len(), 2);
+    let coherent = &d1.mappings[0].1;
+    assert_eq!(coherent.map_type, "coherent");
+    assert_eq!(coherent.size, 8192);
+    assert_eq!(coherent.via, "Iommu");
+    assert!(coherent.device_addr < 1 << 28, "an IOVA below edu's mask");
+    assert_eq!(d1.mappings[1].1.phys, 0x10000000);
+    let d2 = &r.domains[1];
+    assert_eq!(d2.kind, DomainKind::PassThrough);
+    assert!(d2.other_devices);
+    assert_eq!(d2.devices.len(), 6);
+
+    let dma = r.dma.as_ref().unwrap();
+    assert_eq!(dma.controllers.len(), 2);
+    assert_eq!(dma.controllers[0].driver, "i8237");
+    assert_eq!(dma.controllers[0].channels.len(), 4);
+    assert_eq!(dma.controllers[1].channels[0].name, "dma1chan0");
+    assert_eq!(dma.devices.len(), 1);
+    assert_eq!(dma.devices[0].mappings.len(), 2);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+}
+
+#[test]
+fn default_page_has_the_sections_with_content() {
+    let page = render::html(&parse(&data("default.log")), "default.log");
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    let pci = section(&page, "pci");
+    assert!(pci.contains("data-bdf=\"00:03.0\""));
+    assert!(pci.contains("driver edu"));
+    assert!(pci.contains("mem32 0xfea00000 (1 MiB)"));
+    let mem = section(&page, "memory");
+    assert!(mem.contains("<svg id=\"memory-map\""));
+    assert!(mem.contains("data-zone=\"DMA32\""));
+    assert!(mem.contains("edu coherent at phys"));
+    let io = section(&page, "iommu");
+    assert!(io.contains("data-domain=\"1\" data-mappings=\"2\""));
+    assert!(
+        io.contains("0xfffc000-0xfffdfff"),
+        "IOVA range of the streaming mapping"
+    );
+    assert!(io.contains("0x10000000-0x10001fff"));
+    assert!(io.contains("class=\"iova-map\""));
+    let dma = section(&page, "dma");
+    assert!(dma.contains("data-controller=\"dma0\""));
+    assert!(dma.contains("dma1chan0"));
+    assert!(
+        !page.contains("not in this log"),
+        "every part is in this log"
+    );
+}
+
+#[test]
+fn page_is_self_contained() {
+    for log in ["default.log", "pcie.log", "noiommu.log"] {
+        let page = render::html(&parse(&data(log)), log);
+        for bad in ["<script", "src=", "href=\"http", "url(", "@import", "<link"] {
+            assert!(!page.contains(bad), "{log}: page contains {bad:?}");
+        }
+    }
+}
+
+#[test]
+fn pcie_bridge_nests_its_bus() {
+    let r = parse(&data("pcie.log"));
+    let port = r.function_at(bdf("00:04.0")).unwrap();
+    assert_eq!(port.secondary_bus, Some(1));
+    assert_eq!(port.class_name.as_deref(), Some("PCI bridge"));
+    let nic = r.function_at(bdf("01:00.0")).unwrap();
+    assert_eq!(nic.parent, Some(bdf("00:04.0")));
+    let page = render::html(&r, "pcie.log");
+    let pci = section(&page, "pci");
+    // 01:00.0 is inside the root port's list item, before the next root function.
+    let port_at = pci.find("data-bdf=\"00:04.0\"").unwrap();
+    let nic_at = pci.find("data-bdf=\"01:00.0\"").unwrap();
+    let next_at = pci.find("data-bdf=\"00:1f.0\"").unwrap();
+    assert!(port_at < nic_at && nic_at < next_at);
+    assert!(pci[port_at..nic_at].contains("<ul>"));
+    assert!(pci.contains("bridge to bus 01"));
+}
+
+#[test]
+fn noiommu_says_so_and_shows_the_bounce() {
+    let r = parse(&data("noiommu.log"));
+    let io = r.iommu.as_ref().unwrap();
+    assert!(io.error.as_deref().unwrap().contains("no IOMMU"));
+    assert!(r.domains.is_empty());
+    let dev = &r.dma.as_ref().unwrap().devices[0];
+    assert_eq!(dev.mappings.len(), 2);
+    assert_eq!(dev.mappings[1].via, "Bounce");
+    let page = render::html(&r, "noiommu.log");
+    assert!(section(&page, "iommu").contains("no IOMMU in this boot"));
+    assert!(page.contains("<section id=\"problems\">"));
+}
+
+#[test]
+fn bigmem_has_a_normal_zone_above_4g() {
+    let r = parse(&data("bigmem.log"));
+    let normal = r.zones.iter().find(|z| z.name == "Normal").unwrap();
+    assert!(normal.start.unwrap() >= 1 << 32);
+    assert_eq!(normal.end, Some(0x200000000));
+    let page = render::html(&r, "bigmem.log");
+    assert!(section(&page, "memory").contains("data-zone=\"Normal\""));
+}
+
+#[test]
+fn two_edu_domains_each_with_their_own_mappings() {
+    let r = parse(&data("two-edu.log"));
+    let ids: Vec<(u32, &str)> = r.domains.iter().map(|d| (d.id, d.kind.name())).collect();
+    assert_eq!(
+        ids,
+        [(1, "translated"), (2, "translated"), (3, "pass-through")]
+    );
+    assert_eq!(r.domains[0].mappings.len(), 2);
+    assert_eq!(r.domains[1].devices, [bdf("00:04.0")]);
+    assert_eq!(
+        r.domains[1].mapping_counts,
+        [("0000:00:04.0 edu".to_string(), 0)]
+    );
+    assert!(r.domains[1].mappings.is_empty());
+}
+
+#[test]
+fn older_build_log_without_domain_suffix() {
+    // Before 'iommu domains' named the domain on its count line.
+    let r = parse(&data("older-build.log"));
+    assert_eq!(
+        r.domains[0].mapping_counts,
+        [("0000:00:03.0 edu".to_string(), 0)]
+    );
+    assert!(r.dma.is_none());
+    let page = render::html(&r, "older-build.log");
+    assert!(section(&page, "dma").contains("not in this log"));
+    assert!(section(&page, "iommu").contains("no live mappings in this log"));
+}
+
+#[test]
+fn empty_log_says_not_in_this_log_everywhere() {
+    let page = render::html(&parse(""), "empty");
+    for id in SECTIONS {
+        assert!(
+            section(&page, id).contains("class=\"missing\""),
+            "{id}: {}",
+            section(&page, id)
+        );
+    }
+}
+
+#[test]
+fn boot_messages_alone_give_pci_memory_and_domains() {
+    // A boot that never reached the shell: only the kernel's own messages.
+    let log = data("default.log");
+    let cut = &log[..log.find("busmaster> ").unwrap()];
+    let r = parse(cut);
+    let edu = r.function_at(bdf("00:03.0")).unwrap();
+    assert_eq!(edu.driver.as_deref(), Some("edu"));
+    assert_eq!(edu.bars[0].addr, 0xfea00000);
+    assert!(!r.pci_tree_known);
+    assert_eq!(r.zones.len(), 2);
+    assert_eq!(r.zones[1].managed, Some(518287));
+    assert_eq!(r.domains.len(), 2);
+    let page = render::html(&r, "cut");
+    assert!(section(&page, "pci").contains("bridge nesting not in this log"));
+    assert!(section(&page, "iommu").contains("domains below are from the boot messages only"));
+    assert!(section(&page, "dma").contains("not in this log"));
+}
+
+fn assert_page_ok(page: &str) {
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.ends_with("</html>\n"));
+    for id in SECTIONS {
+        let _ = section(page, id);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_text_renders(s in ".{0,2000}") {
+        assert_page_ok(&render::html(&parse(&s), &s));
+    }
+
+    #[test]
+    fn log_cut_anywhere_renders(frac in 0.0f64..1.0) {
+        let log = data("pcie.log");
+        let mut at = (log.len() as f64 * frac) as usize;
+        while !log.is_char_boundary(at) {
+            at -= 1;
+        }
+        assert_page_ok(&render::html(&parse(&log[..at]), "cut"));
+    }
+
+    #[test]
+    fn garbled_lines_render(
+        picks in prop::collection::vec(0usize..400, 0..300),
+        junk in prop::collection::vec("[ -~\t\u{1b}\r]{0,60}", 0..40),
+    ) {
+        // Lines of a real log, dropped, repeated and reordered, with junk
+        // and random byte cuts inside lines.
+        let log = data("two-edu.log");
+        let lines: Vec<&str> = log.lines().collect();
+        let mut text = String::new();
+        for (i, p) in picks.iter().enumerate() {
+            let l = lines[p % lines.len()];
+            let cut = (p * 7) % (l.len() + 1);
+            let l = if l.is_char_boundary(cut) && i % 3 == 0 { &l[..cut] } else { l };
+            text.push_str(l);
+            if let Some(j) = junk.get(i % junk.len().max(1)) {
+                if i % 5 == 0 {
+                    text.push_str(j);
+                }
+            }
+            text.push('\n');
+        }
+        assert_page_ok(&render::html(&parse(&text), "garbled"));
+    }
+}
