@@ -128,8 +128,10 @@ fn main() {
         "report" => report_cmd(&args),
         "boot-time" => boot_time(&args),
         "profiles" => {
+            use std::io::Write;
+            let mut o = std::io::stdout();
             for p in profile::PROFILES {
-                println!("{:<10} {}", p.name, p.summary);
+                let _ = writeln!(o, "{:<10} {}", p.name, p.summary);
             }
             0
         }
@@ -561,11 +563,16 @@ fn image(args: &Args) -> i32 {
             return 1;
         }
     };
+    // writeln! rather than println!: `./run.sh image | head` must not panic on a
+    // closed pipe.
+    use std::io::Write;
+    let mut o = std::io::stdout();
     for dst in &written {
         let size = std::fs::metadata(dst).map(|m| m.len()).unwrap_or(0);
-        println!("{} ({} KiB)", dst.display(), size / 1024);
+        let _ = writeln!(o, "{} ({} KiB)", dst.display(), size / 1024);
     }
-    println!(
+    let _ = writeln!(
+        o,
         "\nTo boot a PC from a USB stick, write one image to the whole stick (not a partition):\n  \
          sudo dd if={}/busmaster-uefi.img of=/dev/sdX bs=4M conv=fsync   # UEFI machines\n  \
          sudo dd if={}/busmaster-bios.img of=/dev/sdX bs=4M conv=fsync   # legacy BIOS / CSM\n\

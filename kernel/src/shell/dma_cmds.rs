@@ -236,27 +236,34 @@ pub fn edu_dma(cmd: &Command, args: &[&str]) -> CmdResult {
     Ok(())
 }
 
+fn show_device(dev: &DmaDevice) {
+    let p = dev.params();
+    kprintln!(
+        "{}: dma_mask {:#x}, coherent_dma_mask {:#x}, max segment {} bytes, boundary {:#x}",
+        dev.name(),
+        p.dma_mask,
+        p.coherent_dma_mask,
+        p.max_segment_size,
+        p.segment_boundary_mask
+    );
+    let maps = dev.mappings();
+    kprintln!("  {} live mapping(s)", maps.len());
+    for m in maps {
+        kprintln!("    {m}");
+    }
+}
+
 /// `dma`: devices with DMA parameters, live mappings, the bounce pool and the
 /// dma-debug counters.
 pub fn dma(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
     super::dmaengine_cmds::print_channels();
-    edu::with_edu(|e| {
-        let p = e.dma.params();
-        kprintln!(
-            "{}: dma_mask {:#x}, coherent_dma_mask {:#x}, max segment {} bytes, boundary {:#x}",
-            e.dma.name(),
-            p.dma_mask,
-            p.coherent_dma_mask,
-            p.max_segment_size,
-            p.segment_boundary_mask
-        );
-        let maps = e.dma.mappings();
-        kprintln!("  {} live mapping(s)", maps.len());
-        for m in maps {
-            kprintln!("    {m}");
+    // Every bound edu (two-edu has two), not only the first.
+    for i in 0.. {
+        if edu::with_edu_at(i, |e| show_device(&e.dma)).is_none() {
+            break;
         }
-    });
+    }
     if let Some(pool) = kdma::swiotlb() {
         let s = pool.stats();
         kprintln!(
