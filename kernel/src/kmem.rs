@@ -87,7 +87,8 @@ pub fn init() -> Result<(), &'static str> {
     )
     .map_err(|_| "frame allocator could not be built from the memory map")?;
     let (pml4, _) = Cr3::read();
-    let mapper = Mapper::new(physmem::direct(), pml4.start_address(), Invlpg);
+    let mut mapper = Mapper::new(physmem::direct(), pml4.start_address(), Invlpg);
+    uncache_direct_map_holes(&mut mapper);
     let ioremap = IoRemapSpace::new(VirtAddr::new(IOREMAP_BASE), IOREMAP_SIZE)
         .map_err(|_| "bad ioremap window")?;
     log::info!(
@@ -115,6 +116,34 @@ pub fn init() -> Result<(), &'static str> {
         })
     });
     Ok(())
+}
+
+/// The bootloader maps all of physical address space write-back, device memory
+/// included, so every `ioremap` (uncached) would have a cached alias: undefined
+/// behaviour on real hardware (SDM Vol. 3A §11.12.4), harmless only in QEMU. Pages
+/// of the direct map that hold no RAM become uncached, so both mappings agree.
+/// Pages holding RAM, ACPI tables included, keep write-back.
+fn uncache_direct_map_holes(mapper: &mut Mapper<DirectMap, Invlpg>) {
+    let ram: alloc::vec::Vec<(u64, u64)> = memmap::regions()
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.kind,
+                Kind::Usable | Kind::Bootloader | Kind::AcpiReclaimable | Kind::AcpiNvs
+            )
+        })
+        .map(|r| (r.start, r.end))
+        .collect();
+    let limit = physmem::direct().limit();
+    let changed = mapper.recache_range(physmem::to_virt(0), limit, |frame, size| {
+        let (s, e) = (frame.as_u64(), frame.as_u64() + size.bytes());
+        (!ram.iter().any(|&(rs, re)| rs < e && s < re)).then_some(CacheType::Uncached)
+    });
+    // One full flush instead of one invlpg per page.
+    x86_64::instructions::tlb::flush_all();
+    log::info!(
+        "mm: direct map: {changed} page(s) without RAM made uncached (no cached alias of device memory)"
+    );
 }
 
 #[derive(Debug)]

@@ -28,6 +28,11 @@ impl DirectMap {
         }
     }
 
+    /// End of the mapped physical range (exclusive).
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// The virtual address of `pa` (no check against `limit`).
     pub fn virt(&self, pa: PhysAddr) -> VirtAddr {
         VirtAddr::new_truncate(self.offset.wrapping_add(pa.as_u64()))

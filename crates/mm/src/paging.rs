@@ -641,6 +641,79 @@ impl<M: PhysMemory, T: TlbInvalidate> Mapper<M, T> {
         }
     }
 
+    /// Changes the cache type of every leaf in `[va, va + len)`: `pick(frame, size)`
+    /// names the new type for a leaf mapping `frame`, or `None` to leave it. Walks the
+    /// tables once (a leaf of any size is one decision), so a terabyte of 2 MiB pages
+    /// is 512 K entry reads, not 512 K walks. Only the leaves' cache bits change.
+    /// Returns how many leaves changed. No TLB entry is invalidated: the caller flushes
+    /// the whole TLB afterwards (a CR3 reload), which is cheaper than one `invlpg` per
+    /// page for large ranges.
+    pub fn recache_range(
+        &mut self,
+        va: VirtAddr,
+        len: u64,
+        mut pick: impl FnMut(PhysAddr, PageSize) -> Option<CacheType>,
+    ) -> usize {
+        let start = va.as_u64();
+        let end = start.saturating_add(len);
+        let mut changed = 0;
+        self.recache_level(self.pml4, 4, 0, start, end, &mut pick, &mut changed);
+        changed
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn recache_level(
+        &mut self,
+        table: PhysAddr,
+        level: u8,
+        base: u64,
+        start: u64,
+        end: u64,
+        pick: &mut impl FnMut(PhysAddr, PageSize) -> Option<CacheType>,
+        changed: &mut usize,
+    ) {
+        let span = 1u64 << (12 + 9 * (u32::from(level) - 1));
+        for i in 0..ENTRIES {
+            // Canonical form: bit 47 extends into 63..48 at the top level.
+            let mut lo = base + i * span;
+            if level == 4 && i >= 256 {
+                lo |= 0xffff_0000_0000_0000;
+            }
+            let hi = lo.wrapping_add(span);
+            if hi <= start && hi != 0 || lo >= end {
+                continue;
+            }
+            let entry_pa = table + i * 8;
+            let entry = self.mem.read_u64(entry_pa);
+            if entry & P == 0 {
+                continue;
+            }
+            let size = match level {
+                1 => Some(PageSize::Size4K),
+                2 if entry & PS != 0 => Some(PageSize::Size2M),
+                3 if entry & PS != 0 => Some(PageSize::Size1G),
+                _ => None,
+            };
+            match size {
+                Some(size) => {
+                    let frame = PhysAddr::new(entry & size.addr_mask());
+                    if let Some(ct) = pick(frame, size) {
+                        let new = (entry & !pat::cache_mask(size)) | pat::encode(ct, size);
+                        if new != entry {
+                            self.mem.write_u64(entry_pa, new);
+                            *changed += 1;
+                        }
+                    }
+                }
+                None if level > 1 => {
+                    let next = PhysAddr::new(entry & ADDR_4K);
+                    self.recache_level(next, level - 1, lo, start, end, pick, changed);
+                }
+                None => {}
+            }
+        }
+    }
+
     /// Replaces the permissions and cache type of the page starting at `va` (any size),
     /// keeping the frame, and invalidates its TLB entry. Returns the old translation.
     pub fn set_flags(

@@ -780,3 +780,95 @@ fn unmap_range_is_all_or_nothing() {
     );
     assert_eq!(m.translate(va(0x20_0000)), None);
 }
+
+#[test]
+fn recache_range_changes_only_picked_leaves_in_range_and_keeps_the_rest() {
+    let arena = Arena::new(pa(BASE), SIZE);
+    let (mut m, mut bump) = setup(&arena);
+    // A "direct map": 4 KiB and 2 MiB leaves in two different 1 GiB slots, plus one
+    // leaf outside the range. (The mapper does not make 1 GiB leaves; the walk treats
+    // them like 2 MiB ones.)
+    let base = 0xffff_8000_0000_0000u64;
+    m.map(
+        va(base),
+        pa(0x1000),
+        PageSize::Size4K,
+        W,
+        CacheType::WriteBack,
+        &mut bump,
+    )
+    .unwrap();
+    m.map(
+        va(base + 0x20_0000),
+        pa(0x20_0000),
+        PageSize::Size2M,
+        W,
+        CacheType::WriteBack,
+        &mut bump,
+    )
+    .unwrap();
+    m.map(
+        va(base + 0x4000_0000),
+        pa(0x4000_0000),
+        PageSize::Size2M,
+        W,
+        CacheType::WriteBack,
+        &mut bump,
+    )
+    .unwrap();
+    m.map(
+        va(0x7000_0000),
+        pa(0x20_0000),
+        PageSize::Size2M,
+        W,
+        CacheType::WriteBack,
+        &mut bump,
+    )
+    .unwrap();
+    let before_other = raw_entry(&arena, m.pml4(), 0x7000_0000, 2);
+    let mut seen = Vec::new();
+    // Everything at or above 2 MiB physical becomes uncached; the 4 KiB page stays.
+    let n = m.recache_range(va(base), 1 << 31, |frame, size| {
+        seen.push((frame.as_u64(), size));
+        (frame.as_u64() >= 0x20_0000).then_some(CacheType::Uncached)
+    });
+    assert_eq!(n, 2);
+    assert_eq!(
+        seen,
+        [
+            (0x1000, PageSize::Size4K),
+            (0x20_0000, PageSize::Size2M),
+            (0x4000_0000, PageSize::Size2M)
+        ]
+    );
+    let t4k = m.translate(va(base)).unwrap();
+    let t2m = m.translate(va(base + 0x20_0000)).unwrap();
+    let t1g = m.translate(va(base + 0x4000_0000)).unwrap();
+    assert_eq!(t4k.cache, CacheType::WriteBack);
+    assert_eq!(
+        (t2m.cache, t2m.frame.as_u64()),
+        (CacheType::Uncached, 0x20_0000)
+    );
+    assert_eq!(
+        (t1g.cache, t1g.frame.as_u64()),
+        (CacheType::Uncached, 0x4000_0000)
+    );
+    assert!(
+        t2m.flags.contains(W) && t1g.flags.contains(W),
+        "permissions kept"
+    );
+    // PCD|PWT (index 3) set, PS kept, frame kept.
+    let e = raw_entry(&arena, m.pml4(), base + 0x20_0000, 2);
+    assert_eq!(e & 0x18, 0x18);
+    assert_eq!(e & (1 << 7), 1 << 7);
+    // The leaf outside the range is untouched; no TLB work was done per page.
+    assert_eq!(raw_entry(&arena, m.pml4(), 0x7000_0000, 2), before_other);
+    // A second pass changes nothing.
+    assert_eq!(
+        m.recache_range(va(base), 1 << 31, |f, _| (f.as_u64() >= 0x20_0000)
+            .then_some(CacheType::Uncached)),
+        0
+    );
+    // The oracle walker still translates every leaf to the same frame.
+    assert_eq!(oracle(&arena, m.pml4(), base + 0x20_0123), Some(0x20_0123));
+}

@@ -11,6 +11,12 @@ use crate::{kassert, kmem as kmm, physmem};
 
 pub static TESTS: &[KTest] = &[
     KTest {
+        name: "mm::direct_map_has_no_cached_alias_of_device_memory",
+        run: direct_map_device_memory_uncached,
+        profiles: &[],
+        manual: false,
+    },
+    KTest {
         name: "mm::pat_msr_has_our_layout",
         run: pat_layout,
         profiles: &[],
@@ -389,6 +395,37 @@ fn ioremap_refuses() -> TestResult {
     kassert!(
         kmm::ioremap(u64::MAX - 10, 100).is_err(),
         "overflowing range accepted"
+    );
+    Ok(())
+}
+
+/// The direct map's view of device memory (the local APIC page, the ECAM window, the
+/// IO-APIC) is uncached, like the `ioremap` of it; RAM stays write-back.
+fn direct_map_device_memory_uncached() -> TestResult {
+    use mm::pat::CacheType;
+    let cache_at = |pa: u64| {
+        crate::kmem::translate(crate::physmem::to_virt(pa))
+            .map(|t| t.cache)
+            .ok_or(alloc::format!("{pa:#x} not in the direct map"))
+    };
+    for (what, pa) in [("local APIC", 0xfee0_0000u64), ("IO-APIC", 0xfec0_0000)] {
+        let c = cache_at(pa)?;
+        kassert!(
+            c == CacheType::Uncached,
+            "{what} at {pa:#x} is {c:?} in the direct map"
+        );
+    }
+    if let Some(w) = crate::platform::get().and_then(|p| p.ecam.first().copied()) {
+        let c = cache_at(w.base)?;
+        kassert!(c == CacheType::Uncached, "ECAM at {:#x} is {c:?}", w.base);
+    }
+    let ram = crate::kmem::alloc_frames(0, mm::buddy::ZoneLimit::Any)
+        .map_err(|e| alloc::format!("{e}"))?;
+    let c = cache_at(ram.as_u64());
+    let _ = crate::kmem::free_frames(ram, 0);
+    kassert!(
+        c? == CacheType::WriteBack,
+        "RAM is not write-back in the direct map"
     );
     Ok(())
 }
