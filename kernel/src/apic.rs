@@ -79,6 +79,18 @@ pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
 
+/// The periodic timer's reload value and its current count, read together:
+/// the programmed period can be checked against another clock from the
+/// counter itself, whether or not every tick interrupt was delivered.
+pub fn timer_counts() -> Option<(u32, u32)> {
+    LAPIC.get().map(|l| {
+        (
+            l.regs.read32(LAPIC_TIMER_INIT),
+            l.regs.read32(LAPIC_TIMER_CURRENT),
+        )
+    })
+}
+
 /// LAPIC timer input frequency (after the divide-by-16), as measured.
 pub fn timer_hz() -> u64 {
     TIMER_HZ.load(Ordering::Relaxed)

@@ -3,7 +3,7 @@
 
 use super::{KTest, TestResult};
 use crate::arch::port::{inb, outb};
-use crate::{apic, arch::idt, drivers::i8042, kassert, kprintln, screen};
+use crate::{arch::idt, drivers::i8042, kassert, kprintln, screen};
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -59,10 +59,7 @@ fn keyboard_irq() -> TestResult {
     for sc in [0x25, 0xA5, 0x2A, 0x25, 0xA5, 0xAA] {
         inject(sc);
         // Let the interrupt take the byte before the next one overwrites it.
-        let fired = (0..50).any(|_| {
-            apic::sleep_ms(1);
-            inb(0x64) & 0x01 == 0
-        });
+        let fired = super::wait_until(super::EVENT_BOUND_MS, || inb(0x64) & 0x01 == 0);
         kassert!(
             fired,
             "scancode {sc:#04x} was not taken from the controller"

@@ -162,11 +162,14 @@ fn sim_terminate() -> TestResult {
         Ok::<_, DmaError>(c)
     })
     .map_err(|e| alloc::format!("{e}"))?;
-    crate::apic::sleep_ms(30);
+    // Wait for the engine to have moved some bytes (the model moves 64 KiB a
+    // tick, so 4 MiB is far from done when the first progress shows).
+    let progress = || kde::with(|e| e.tx_status(chan, cookie)).map_or(false, |st| st.residue < len);
+    super::wait_until(super::EVENT_BOUND_MS, progress);
     let mid = kde::with(|e| e.tx_status(chan, cookie)).map_err(|e| alloc::format!("{e}"))?;
     kassert!(
         mid.status == DmaStatus::InProgress && mid.residue > 0 && mid.residue < len,
-        "after 30 ms: {:?}, residue {}",
+        "mid-transfer: {:?}, residue {}",
         mid.status,
         mid.residue
     );
@@ -205,7 +208,9 @@ fn sim_pause_resume() -> TestResult {
         Ok::<_, DmaError>(c)
     })
     .map_err(err)?;
-    crate::apic::sleep_ms(20);
+    super::wait_until(super::EVENT_BOUND_MS, || {
+        kde::with(|e| e.tx_status(chan, cookie)).map_or(false, |st| st.residue < len)
+    });
     kde::with(|e| e.pause(chan)).map_err(err)?;
     let p1 = kde::with(|e| e.tx_status(chan, cookie)).map_err(err)?;
     kassert!(
@@ -267,10 +272,16 @@ fn sim_cyclic() -> TestResult {
         e.issue_pending(chan)
     })
     .map_err(|e| alloc::format!("{e}"))?;
-    crate::apic::sleep_ms(100);
+    // The ring goes round and round: wait for two full turns of callbacks.
+    super::wait_until(super::EVENT_BOUND_MS, || {
+        periods.load(Ordering::Acquire) >= 8
+    });
     let n = periods.load(Ordering::Acquire);
-    // 16 KiB per step, 4 steps per tick: a 4 KiB period... at least one per tick.
-    kassert!(n >= 8, "only {n} period callbacks in 100 ms");
+    kassert!(
+        n >= 8,
+        "only {n} period callbacks in {} s",
+        super::EVENT_BOUND_MS / 1000
+    );
     kde::with(|e| e.terminate_all(chan)).map_err(|e| alloc::format!("{e}"))?;
     let after = periods.load(Ordering::Acquire);
     crate::apic::sleep_ms(50);

@@ -46,6 +46,44 @@ fn timer_rate() -> TestResult {
         x86_64::instructions::interrupts::are_enabled(),
         "interrupts are off"
     );
+    let h = crate::hpet::get().ok_or("no usable HPET")?;
+    // 1. The period the timer counts, measured from its own counter against
+    //    the HPET: both are device clocks, so a descheduled vCPU stretches
+    //    both alike. A sample is kept only if it spans less than one period
+    //    and the counter did not reload in between.
+    let (init, _) = apic::timer_counts().ok_or("no local APIC")?;
+    kassert!(init > 0, "the LAPIC timer is not running (initial count 0)");
+    let sample = || {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let (t, c) = h.paired_read();
+            let (_, lapic) = apic::timer_counts().unwrap_or((0, 0));
+            (t, c, lapic)
+        })
+    };
+    let period_ns = 1_000_000_000 / apic::TICK_HZ;
+    let mut measured = None;
+    for _ in 0..100 {
+        let (_, c0, l0) = sample();
+        // ~2 ms: well inside one 10 ms period.
+        while h.ticks_to_ns(h.counter().wrapping_sub(c0)) < 2_000_000 {
+            core::hint::spin_loop();
+        }
+        let (_, c1, l1) = sample();
+        let ns = h.ticks_to_ns(c1.wrapping_sub(c0));
+        if l1 < l0 && ns < period_ns * 9 / 10 {
+            // counts per period = counted / ns * period_ns
+            measured = Some(init as u64 * ns / (l0 - l1) as u64);
+            break;
+        }
+    }
+    let measured = measured.ok_or("no clean sample of the LAPIC counter in 100 tries")?;
+    kassert!(
+        measured * 100 >= period_ns * 98 && measured * 100 <= period_ns * 102,
+        "the timer's period is {measured} ns by the HPET (expected {period_ns} ns)"
+    );
+    // 2. The ticks arrive: periodic (more than one), and never more than the
+    //    HPET says could have come. A busy host may merge late ticks (QEMU
+    //    skips periods a descheduled vCPU missed), so fewer is not an error.
     let k0 = apic::ticks();
     let (_, hpet_ns) = measure_against_hpet(|| apic::sleep_ms(300))?;
     let ticks = apic::ticks() - k0;
@@ -53,12 +91,10 @@ fn timer_rate() -> TestResult {
         hpet_ns >= 280_000_000,
         "sleep_ms(300) returned after {hpet_ns} ns by the HPET"
     );
-    // The tick rate must match the HPET's idea of time: TICK_HZ per second,
-    // within 20% (a late tick on a loaded host may be merged, not invented).
-    let expected = hpet_ns * apic::TICK_HZ / 1_000_000_000;
+    let most = hpet_ns * apic::TICK_HZ / 1_000_000_000 + 2;
     kassert!(
-        ticks * 10 >= expected * 8 && ticks * 10 <= expected * 12,
-        "{ticks} ticks in {} ms by the HPET (expected about {expected})",
+        (3..=most).contains(&ticks),
+        "{ticks} ticks in {} ms by the HPET (at most {most})",
         hpet_ns / 1_000_000
     );
     Ok(())
@@ -74,20 +110,31 @@ fn serial_irq() -> TestResult {
     // The runner types nothing during tests, so drive the line ourselves:
     // loopback mode (MCR bit 4) feeds our own transmitted byte back into the
     // receiver, which raises IRQ 4 like a remote keystroke.
+    //
+    // The FIFO is on with a 14-byte trigger level (uart_16550's init), so one
+    // byte raises no "data available" interrupt: a 16550A (QEMU's model too)
+    // raises the character-timeout interrupt about four character times after
+    // the byte arrived, and only if the byte is still there. Reading it first
+    // cancels the interrupt, which is how this test used to fail on one boot in
+    // four (it read after one timer tick, sometimes before the timeout). So:
+    // wait for the interrupt, then read the byte.
     let before = idt::irq_count(vector);
     let mcr = crate::arch::port::inb(0x3F8 + 4);
     crate::arch::port::outb(0x3F8 + 4, mcr | 0x10);
     crate::arch::port::outb(0x3F8, b'Z');
-    let got = (0..100).find_map(|_| {
-        apic::sleep_ms(10);
-        crate::serial::try_read_byte()
+    let fired = super::wait_until(super::EVENT_BOUND_MS, || idt::irq_count(vector) > before);
+    let mut got = None;
+    super::wait_until(super::EVENT_BOUND_MS, || {
+        got = crate::serial::try_read_byte();
+        got.is_some()
     });
     crate::arch::port::outb(0x3F8 + 4, mcr);
-    kassert!(got == Some(b'Z'), "loopback byte not received: {got:?}");
     kassert!(
-        idt::irq_count(vector) > before,
-        "IRQ 4 did not fire (count {before})"
+        fired,
+        "IRQ 4 did not fire within {} s (count {before}; byte read afterwards: {got:?})",
+        super::EVENT_BOUND_MS / 1000
     );
+    kassert!(got == Some(b'Z'), "loopback byte not received: {got:?}");
     Ok(())
 }
 

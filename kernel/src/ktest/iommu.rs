@@ -67,8 +67,10 @@ fn cross(owner: usize, other: usize) -> TestResult {
     with_edu_at(other, |e| e.transfer(EduDir::FromDevice, iova, 256))
         .ok_or("second edu missing")?
         .map_err(alloc::string::String::from)?;
-    crate::apic::sleep_ms(20);
-    iommu::collect_faults();
+    super::wait_until(super::EVENT_BOUND_MS, || {
+        iommu::collect_faults();
+        iommu::fault_count() > before
+    });
     let faults = iommu::fault_count() - before;
     let hist = iommu::fault_history();
     let last = hist.last().cloned().unwrap_or_default();

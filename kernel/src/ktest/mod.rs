@@ -69,6 +69,42 @@ macro_rules! kassert {
     };
 }
 
+/// Waits for `done` to become true, sleeping between interrupts, for at most
+/// `bound_ms` of TSC time; returns whether it did. Tests wait for the event
+/// they are about (an interrupt counted, a transfer finished), never for a
+/// fixed time: a slow or busy host may make the event late, and the bound is
+/// there only to end a test whose event never comes.
+pub fn wait_until(bound_ms: u64, mut done: impl FnMut() -> bool) -> bool {
+    let t0 = time::rdtsc();
+    // Without a calibrated TSC or a ticking timer, count 1 ms steps instead.
+    let clocked = time::tsc_hz() != 0 && crate::apic::ready();
+    let mut steps = 0u64;
+    loop {
+        if done() {
+            return true;
+        }
+        let waited_ms = if clocked {
+            time::ticks_to_ns(time::rdtsc() - t0) / 1_000_000
+        } else {
+            steps
+        };
+        if waited_ms > bound_ms {
+            return done();
+        }
+        if clocked {
+            // Until the next interrupt: the timer tick at the latest.
+            x86_64::instructions::interrupts::enable_and_hlt();
+        } else {
+            time::delay_us(1000);
+            steps += 1;
+        }
+    }
+}
+
+/// The bound every event wait in the tests uses: long enough that only an
+/// event that never comes reaches it, even on a slow, loaded host.
+pub const EVENT_BOUND_MS: u64 = 10_000;
+
 // The name of the running test, for the panic and exception reports.
 static CURRENT: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 static CURRENT_LEN: AtomicUsize = AtomicUsize::new(0);

@@ -6,7 +6,7 @@ use pci::ConfigAccess;
 
 use super::{KTest, TestResult};
 use crate::drivers::edu;
-use crate::{apic, kassert, pci as kpci, platform};
+use crate::{kassert, pci as kpci, platform};
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -279,14 +279,10 @@ fn edu_msi() -> TestResult {
     let vector = edu::vector();
     let vec_before = crate::arch::idt::irq_count(vector);
     edu::with_edu(|e| e.regs.write32(edu::REG_IRQ_RAISE, 0x0002_0000)).ok_or("edu not bound")?;
-    let mut waited = 0;
-    while edu::irq_count() == before && waited < 500 {
-        apic::sleep_ms(10);
-        waited += 10;
-    }
+    super::wait_until(super::EVENT_BOUND_MS, || edu::irq_count() != before);
     kassert!(
         edu::irq_count() == before + 1,
-        "MSI count {before} -> {} after {waited} ms",
+        "MSI count {before} -> {}",
         edu::irq_count()
     );
     kassert!(
