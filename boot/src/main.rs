@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! boot [run] [--profile NAME] [--uefi] [--cmdline "k=v ..."] [-- QEMU ARGS]
-//! boot test [--host-log FILE --host-status N] [--only SUBSTRING]
+//! boot test [--host-log FILE --host-status N] [--only SUBSTRING] [--repeat N] [--jobs N]
 //! boot image [--out DIR]
 //! boot report [--profile NAME] [--out FILE] [--log FILE]
 //! boot boot-time [--runs N]
@@ -17,6 +17,7 @@ mod profile;
 mod qemu;
 mod report;
 mod screencheck;
+mod tier;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ fn images() -> Images {
 
 const USAGE: &str = "usage:
   run.sh [run] [--profile NAME] [--uefi] [--cmdline \"k=v ...\"] [-- QEMU ARGS...]
-  run.sh test [--only SUBSTRING]
+  run.sh test [--only SUBSTRING] [--repeat N] [--jobs N]
   run.sh image [--out DIR]
   run.sh report [--profile NAME] [--out FILE.html] [--log SERIAL_LOG]
   run.sh boot-time [--runs N]
@@ -64,6 +65,10 @@ struct Args {
     /// `report --log`: render this serial log instead of booting.
     log: Option<PathBuf>,
     runs: usize,
+    /// `test --repeat N`: run the QEMU tier N times and count failures per test.
+    repeat: usize,
+    /// `test --jobs N`: QEMU instances at a time (default: one per CPU).
+    jobs: Option<usize>,
 }
 
 fn parse_args(argv: Vec<String>) -> Result<Args, String> {
@@ -79,6 +84,8 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         out: None,
         log: None,
         runs: 5,
+        repeat: 1,
+        jobs: None,
     };
     let mut it = argv.into_iter();
     let mut first = true;
@@ -100,6 +107,22 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
             "--only" => a.only = Some(value("--only")?),
             "--out" => a.out = Some(value("--out")?.into()),
             "--log" => a.log = Some(value("--log")?.into()),
+            "--repeat" => {
+                a.repeat = value("--repeat")?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or("--repeat takes a number of runs (1 or more)")?
+            }
+            "--jobs" => {
+                a.jobs = Some(
+                    value("--jobs")?
+                        .parse()
+                        .ok()
+                        .filter(|&n| n >= 1)
+                        .ok_or("--jobs takes a number of QEMU instances (1 or more)")?,
+                )
+            }
             "--runs" => {
                 a.runs = value("--runs")?
                     .parse()
@@ -300,144 +323,73 @@ fn test(args: &Args) -> i32 {
     }
     let images = images();
     let wanted = |name: &str| args.only.as_ref().is_none_or(|o| name.contains(o.as_str()));
-
-    println!("\nrunning in-QEMU tests");
-    let limits = Limits {
-        idle: Duration::from_secs(60),
-        idle_after: None,
-        overall: Duration::from_secs(600),
-    };
-    // `--only qemu::<profile>::...` names one profile: boot only that one.
-    let only_profile = args
-        .only
-        .as_deref()
-        .and_then(|o| o.strip_prefix("qemu::"))
-        .and_then(|r| r.split("::").next())
-        .filter(|p| !p.is_empty());
-    for (name, firmware) in ktest::SUITE_PROFILES {
-        if only_profile.is_some_and(|p| p != *name) {
-            continue;
-        }
-        let mut launch = launch_for(
+    // Jobs share no files; each QEMU is one busy thread, so one per core.
+    let workers = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let floppy = profile::ensure_floppy_image(&images.floppy);
+    let profile_launch = |name: &str| {
+        launch_for(
             &Args {
                 profile: name.to_string(),
                 ..args.clone()
             },
             SerialMode::Piped,
-        );
-        launch.firmware = *firmware;
-        let run = ktest::run_suite(&images, &launch, None, &limits);
-        for r in &run.records {
-            let full = format!("qemu::{name}::{}", r.name);
-            if !wanted(&full) {
-                continue;
-            }
-            let detail = if r.context.is_empty() {
-                r.reason.clone()
-            } else {
-                format!("{}\n{}", r.reason, r.context)
-            };
-            tally.record(&full, r.ok, &detail);
-        }
-        println!(
-            "profile {name}: {} boot(s), {:.1} s in QEMU",
-            run.boots,
-            run.elapsed.as_secs_f64()
-        );
-    }
+        )
+    };
     let base = launch_for(&args.clone(), SerialMode::Piped);
-    for meta in ktest::META_TESTS {
-        let full = format!("qemu::default::{} (caught)", meta.test);
-        if !wanted(&full) {
-            continue;
+    let mut flakes = tier::Flakes::default();
+    let repeat = args.repeat.max(1);
+    let mut run_summaries = Vec::new();
+    for round in 1..=repeat {
+        if repeat > 1 {
+            println!("\nrunning in-QEMU tests (run {round} of {repeat}, {workers} at a time)");
+        } else {
+            println!("\nrunning in-QEMU tests ({workers} at a time)");
         }
-        match ktest::check_meta(meta, &images, &base) {
-            Ok(()) => tally.record(&full, true, ""),
-            Err(e) => tally.record(&full, false, &e),
-        }
-    }
-    for profile_name in ["default", "pcie"] {
-        let full = format!("qemu::{profile_name}::oracle::lspci_matches_qemu_info_pci");
-        if !wanted(&full) {
-            continue;
-        }
-        match oracle::check_pci(&images, profile_name) {
-            Ok(n) => tally.record(&format!("{full} ({n} functions)"), true, ""),
-            Err(e) => tally.record(&full, false, &e),
-        }
-    }
-    // Keyboard and screen: BIOS gives a VESA mode (3 bytes/pixel), OVMF a
-    // GOP mode (4 bytes/pixel).
-    for profile_name in ["default", "uefi"] {
-        let full = format!("qemu::{profile_name}::console::keyboard_types_and_screen_shows");
-        if !wanted(&full) {
-            continue;
-        }
-        match screencheck::check(&images, profile_name) {
-            Ok(summary) => tally.record(&format!("{full} ({summary})"), true, ""),
-            Err(e) => tally.record(&full, false, &e),
-        }
-    }
-    match labs::load() {
-        Ok(all) => {
-            for lab in all {
-                let full = format!("qemu::{}::lab::{}", lab.profile, lab.name);
-                if !wanted(&full) {
-                    continue;
-                }
-                match labs::run(&lab, &images) {
-                    Ok(()) => tally.record(&full, true, ""),
-                    Err(e) => tally.record(&full, false, &e),
-                }
+        let clock = tier::Clock::start();
+        let jobs = tier::jobs(&images, &base, &profile_launch, args.only.as_deref());
+        let (before_p, before_f) = (tally.passed, tally.failed);
+        let mut outcomes = tier::run(jobs, workers, |o| {
+            if wanted(&o.name) {
+                tally.record(&o.name, o.ok, &o.detail);
             }
+        });
+        if let Err(e) = &floppy {
+            let o = tier::Outcome {
+                name: "qemu::floppy::image".into(),
+                ok: false,
+                detail: e.clone(),
+            };
+            tally.record(&o.name, false, e);
+            outcomes.push(o);
         }
-        Err(e) => tally.record("qemu::labs::load", false, &e),
-    }
-    for (fw, label) in [(Firmware::Bios, "bios"), (Firmware::Uefi, "uefi")] {
-        let full = format!("qemu::default::image::written_{label}_image_boots_from_a_usb_stick");
-        if !wanted(&full) {
-            continue;
-        }
-        match usb_boot(&images, fw) {
-            Ok(()) => tally.record(&full, true, ""),
-            Err(e) => tally.record(&full, false, &e),
-        }
-    }
-    let full = "qemu::default::report::html_renders_in_chromium";
-    if wanted(full) {
-        let launch = launch_for(
-            &Args {
-                profile: "default".into(),
-                cmdline: String::new(),
-                ..args.clone()
-            },
-            SerialMode::Piped,
+        outcomes.retain(|o| wanted(&o.name));
+        flakes.add_run(&outcomes);
+        let line = format!(
+            "run {round}: {} passed, {} failed in {:.0} s",
+            tally.passed - before_p,
+            tally.failed - before_f,
+            clock.secs()
         );
-        let dir = PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../target/report-test"
-        ));
-        match report::check_in_chromium(&images, &launch, &dir) {
-            Ok(shot) => tally.record(&format!("{full} (screenshot {shot})"), true, ""),
-            Err(e) => tally.record(full, false, &e),
-        }
-    }
-    for case in ktest::SHELL_CASES {
-        let full = format!("qemu::{}::shell::{}", case.profile, case.name);
-        if !wanted(&full) {
-            continue;
-        }
-        match ktest::check_shell_case(case, &images) {
-            Ok(_) => tally.record(&full, true, ""),
-            Err(e) => tally.record(&full, false, &e),
-        }
+        println!("{line}");
+        run_summaries.push(line);
     }
     println!();
+    if repeat > 1 {
+        for line in &run_summaries {
+            println!("{line}");
+        }
+        print!("{}", flakes.report());
+    }
     println!(
         "host: {host_passed} passed, {host_failed} failed; qemu: {} passed, {} failed",
         tally.passed, tally.failed
     );
-    for f in &tally.failures {
+    let mut failures = tally.failures.clone();
+    failures.sort();
+    failures.dedup();
+    for f in &failures {
         println!("failed: {f}");
     }
     let passed = host_passed + tally.passed;
@@ -452,11 +404,13 @@ fn test(args: &Args) -> i32 {
 
 /// Writes the images as `./run.sh image` does, then boots the written file as a USB
 /// stick (xHCI + usb-storage, the firmware's own USB boot) and runs a command.
-fn usb_boot(images: &Images, firmware: Firmware) -> Result<(), String> {
+pub(crate) fn usb_boot(images: &Images, firmware: Firmware, label: &str) -> Result<(), String> {
+    // One folder per firmware: the two checks may run side by side.
     let out = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../target/tmp/usb-images"
-    ));
+    ))
+    .join(label);
     let [bios, uefi] = write_images(images, &out)?;
     let stick = Images {
         usb: true,

@@ -232,6 +232,7 @@ pub struct Launch {
     pub extra: Vec<String>,
 }
 
+#[derive(Debug, Clone)]
 pub struct Images {
     pub bios: PathBuf,
     pub uefi: PathBuf,

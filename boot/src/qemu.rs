@@ -215,6 +215,7 @@ impl End {
     }
 }
 
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Longest stretch without output before QEMU is ended.
     pub idle: Duration,
