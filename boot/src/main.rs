@@ -350,11 +350,13 @@ fn test(args: &Args) -> i32 {
         let clock = tier::Clock::start();
         let jobs = tier::jobs(&images, &base, &profile_launch, args.only.as_deref());
         let (before_p, before_f) = (tally.passed, tally.failed);
-        let mut outcomes = tier::run(jobs, workers, |o| {
+        let tier_run = tier::run(jobs, workers, |o| {
             if wanted(&o.name) {
                 tally.record(&o.name, o.ok, &o.detail);
             }
         });
+        println!("{}", tier_run.time_summary(6));
+        let mut outcomes = tier_run.outcomes;
         if let Err(e) = &floppy {
             let o = tier::Outcome {
                 name: "qemu::floppy::image".into(),

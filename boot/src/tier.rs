@@ -220,15 +220,17 @@ fn may_report(label: &str, only: Option<&str>) -> bool {
 
 /// Runs `jobs` on `workers` threads; `each` sees every outcome as it comes.
 /// Returns every outcome, in the order the jobs finished.
-pub fn run(jobs: Vec<Job>, workers: usize, mut each: impl FnMut(&Outcome)) -> Vec<Outcome> {
+pub fn run(jobs: Vec<Job>, workers: usize, mut each: impl FnMut(&Outcome)) -> TierRun {
     let n = jobs.len();
+    let labels: Vec<String> = jobs.iter().map(|j| j.label.clone()).collect();
     let slots: Vec<std::sync::Mutex<Option<JobFn>>> = jobs
         .into_iter()
         .map(|j| std::sync::Mutex::new(Some(j.run)))
         .collect();
     let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::channel::<Vec<Outcome>>();
+    let (tx, rx) = mpsc::channel::<(usize, Duration, Vec<Outcome>)>();
     let mut all = Vec::new();
+    let mut times = Vec::new();
     std::thread::scope(|s| {
         for _ in 0..workers.clamp(1, n.max(1)) {
             let tx = tx.clone();
@@ -238,6 +240,7 @@ pub fn run(jobs: Vec<Job>, workers: usize, mut each: impl FnMut(&Outcome)) -> Ve
                 let Some(slot) = slots.get(i) else { break };
                 let job = slot.lock().ok().and_then(|mut g| g.take());
                 if let Some(job) = job {
+                    let t0 = Instant::now();
                     // A job that panics must still give a verdict.
                     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
                         .unwrap_or_else(|_| {
@@ -247,21 +250,51 @@ pub fn run(jobs: Vec<Job>, workers: usize, mut each: impl FnMut(&Outcome)) -> Ve
                                 detail: "the runner's job panicked".into(),
                             }]
                         });
-                    if tx.send(out).is_err() {
+                    if tx.send((i, t0.elapsed(), out)).is_err() {
                         break;
                     }
                 }
             });
         }
         drop(tx);
-        for batch in rx {
+        for (i, took, batch) in rx {
             for o in &batch {
                 each(o);
             }
             all.extend(batch);
+            times.push((took, labels[i].clone()));
         }
     });
-    all
+    times.sort_by(|a, b| b.0.cmp(&a.0));
+    TierRun {
+        outcomes: all,
+        times,
+    }
+}
+
+/// What one run of the tier gave: every outcome, in the order the jobs
+/// finished, and each job's wall time, longest first.
+pub struct TierRun {
+    pub outcomes: Vec<Outcome>,
+    pub times: Vec<(Duration, String)>,
+}
+
+impl TierRun {
+    /// Where the time went: the total of the jobs' wall times and the
+    /// longest jobs.
+    pub fn time_summary(&self, top: usize) -> String {
+        let total: Duration = self.times.iter().map(|t| t.0).sum();
+        let mut s = format!(
+            "QEMU time: {:.0} s in {} jobs; longest:",
+            total.as_secs_f64(),
+            self.times.len()
+        );
+        for (d, label) in self.times.iter().take(top) {
+            s.push_str(&format!(" {label} {:.1} s;", d.as_secs_f64()));
+        }
+        s.pop();
+        s
+    }
 }
 
 /// Per-test failure counts over repeated runs of the tier.
@@ -413,7 +446,10 @@ mod tests {
             run: Box::new(|| panic!("job panics")),
         });
         let mut seen = 0;
-        let all = run(jobs, 3, |_| seen += 1);
+        let r = run(jobs, 3, |_| seen += 1);
+        assert_eq!(r.times.len(), 21);
+        assert!(r.time_summary(2).starts_with("QEMU time: "));
+        let all = r.outcomes;
         assert_eq!(all.len(), 21);
         assert_eq!(seen, 21);
         let mut names: Vec<&str> = all.iter().map(|o| o.name.as_str()).collect();
