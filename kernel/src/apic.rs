@@ -79,16 +79,9 @@ pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
 
-/// The periodic timer's reload value and its current count, read together:
-/// the programmed period can be checked against another clock from the
-/// counter itself, whether or not every tick interrupt was delivered.
-pub fn timer_counts() -> Option<(u32, u32)> {
-    LAPIC.get().map(|l| {
-        (
-            l.regs.read32(LAPIC_TIMER_INIT),
-            l.regs.read32(LAPIC_TIMER_CURRENT),
-        )
-    })
+/// The periodic timer's reload value (its period in LAPIC counts).
+pub fn timer_initial_count() -> Option<u32> {
+    LAPIC.get().map(|l| l.regs.read32(LAPIC_TIMER_INIT))
 }
 
 /// LAPIC timer input frequency (after the divide-by-16), as measured.
@@ -171,6 +164,36 @@ fn error_handler(_f: &mut TrapFrame) {
 
 fn spurious_handler(_f: &mut TrapFrame) {}
 
+/// The HPET main counter and the LAPIC timer's current count at one moment:
+/// the LAPIC read sits between two HPET reads, and the pair whose HPET reads
+/// are closest is kept (a spread of 10 µs ends the search), so a vCPU
+/// descheduled by a busy host (or an SMI on real hardware) between the two
+/// reads cannot skew a measurement. Call with interrupts off.
+fn paired_count(l: &Lapic, h: &crate::hpet::Hpet) -> (u64, u32) {
+    let mut best = (0, 0, u64::MAX);
+    for _ in 0..1000 {
+        let a = h.counter();
+        let count = l.regs.read32(LAPIC_TIMER_CURRENT);
+        let spread = h.counter().wrapping_sub(a);
+        if spread < best.2 {
+            best = (a + spread / 2, count, spread);
+        }
+        if h.ticks_to_ns(spread) <= 10_000 {
+            break;
+        }
+    }
+    (best.0, best.1)
+}
+
+/// [`paired_count`] on the running timer: (HPET counter, LAPIC current
+/// count), for checking the programmed period against the HPET.
+pub fn timer_sample() -> Option<(u64, u32)> {
+    let (l, h) = (LAPIC.get()?, crate::hpet::get()?);
+    Some(x86_64::instructions::interrupts::without_interrupts(|| {
+        paired_count(l, h)
+    }))
+}
+
 /// Measures the LAPIC timer against the HPET main counter (or the TSC when
 /// there is no HPET) over ~20 ms.
 fn calibrate_timer(l: &Lapic) -> u64 {
@@ -180,13 +203,16 @@ fn calibrate_timer(l: &Lapic) -> u64 {
     let start_count = u32::MAX;
     if let Some(h) = crate::hpet::get() {
         let window = 20_000_000_000_000 / h.period_fs().max(1); // 20 ms
-        let c0 = h.counter();
         l.regs.write32(LAPIC_TIMER_INIT, start_count);
+        // Both ends are read as pairs: an unpaired read once made the tick
+        // 14% short on a busy host (the test caught it).
+        let (c0, l0) = paired_count(l, h);
         while h.counter().wrapping_sub(c0) < window {
             core::hint::spin_loop();
         }
-        let counted = (start_count - l.regs.read32(LAPIC_TIMER_CURRENT)) as u64;
-        let elapsed_ns = h.ticks_to_ns(h.counter().wrapping_sub(c0)).max(1);
+        let (c1, l1) = paired_count(l, h);
+        let counted = l0.wrapping_sub(l1) as u64;
+        let elapsed_ns = h.ticks_to_ns(c1.wrapping_sub(c0)).max(1);
         l.regs.write32(LAPIC_TIMER_INIT, 0);
         log::info!(
             "apic: LAPIC timer calibrated against the HPET ({} fs/tick)",

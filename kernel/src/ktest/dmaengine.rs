@@ -164,7 +164,7 @@ fn sim_terminate() -> TestResult {
     .map_err(|e| alloc::format!("{e}"))?;
     // Wait for the engine to have moved some bytes (the model moves 64 KiB a
     // tick, so 4 MiB is far from done when the first progress shows).
-    let progress = || kde::with(|e| e.tx_status(chan, cookie)).map_or(false, |st| st.residue < len);
+    let progress = || kde::with(|e| e.tx_status(chan, cookie)).is_ok_and(|st| st.residue < len);
     super::wait_until(super::EVENT_BOUND_MS, progress);
     let mid = kde::with(|e| e.tx_status(chan, cookie)).map_err(|e| alloc::format!("{e}"))?;
     kassert!(
@@ -209,7 +209,7 @@ fn sim_pause_resume() -> TestResult {
     })
     .map_err(err)?;
     super::wait_until(super::EVENT_BOUND_MS, || {
-        kde::with(|e| e.tx_status(chan, cookie)).map_or(false, |st| st.residue < len)
+        kde::with(|e| e.tx_status(chan, cookie)).is_ok_and(|st| st.residue < len)
     });
     kde::with(|e| e.pause(chan)).map_err(err)?;
     let p1 = kde::with(|e| e.tx_status(chan, cookie)).map_err(err)?;

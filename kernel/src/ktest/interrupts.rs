@@ -49,36 +49,20 @@ fn timer_rate() -> TestResult {
     let h = crate::hpet::get().ok_or("no usable HPET")?;
     // 1. The period the timer counts, measured from its own counter against
     //    the HPET: both are device clocks, so a descheduled vCPU stretches
-    //    both alike. A sample is kept only if it spans less than one period
-    //    and the counter did not reload in between.
-    let (init, _) = apic::timer_counts().ok_or("no local APIC")?;
+    //    both alike (each sample reads them as a pair). A measurement is kept
+    //    only if it spans less than one period and the counter did not reload
+    //    in between.
+    let init = apic::timer_initial_count().ok_or("no local APIC")?;
     kassert!(init > 0, "the LAPIC timer is not running (initial count 0)");
-    // One reading of the LAPIC counter between two HPET reads; kept only if
-    // the two are close, so a vCPU descheduled mid-read cannot skew it.
-    let sample = || {
-        for _ in 0..10_000 {
-            let r = x86_64::instructions::interrupts::without_interrupts(|| {
-                let a = h.counter();
-                let (_, lapic) = apic::timer_counts().unwrap_or((0, 0));
-                let b = h.counter();
-                (a, b, lapic)
-            });
-            let (a, b, lapic) = r;
-            if h.ticks_to_ns(b.wrapping_sub(a)) <= 20_000 {
-                return Some((a + b.wrapping_sub(a) / 2, lapic));
-            }
-        }
-        None
-    };
     let period_ns = 1_000_000_000 / apic::TICK_HZ;
     let mut measured = None;
     for _ in 0..100 {
-        let Some((c0, l0)) = sample() else { break };
+        let (c0, l0) = apic::timer_sample().ok_or("no HPET")?;
         // ~5 ms: well inside one 10 ms period.
         while h.ticks_to_ns(h.counter().wrapping_sub(c0)) < 5_000_000 {
             core::hint::spin_loop();
         }
-        let Some((c1, l1)) = sample() else { break };
+        let (c1, l1) = apic::timer_sample().ok_or("no HPET")?;
         let ns = h.ticks_to_ns(c1.wrapping_sub(c0));
         if l1 < l0 && ns < period_ns * 9 / 10 {
             // counts per period = counted / ns * period_ns
