@@ -301,13 +301,13 @@ pub fn check_meta(meta: &Meta, images: &Images, base: &Launch) -> Result<(), Str
     let limits = Limits {
         // A hang is declared 4 s after the test starts; the boot before it may
         // be slow on a loaded host.
-        idle: Duration::from_secs(if matches!(meta.expect, Expect::TimedOut) {
-            4
+        idle: if matches!(meta.expect, Expect::TimedOut) {
+            Duration::from_secs(4)
         } else {
-            30
-        }),
+            qemu::EVENT
+        },
         idle_after: Some("BUSMASTER-TEST start "),
-        overall: Duration::from_secs(120),
+        overall: qemu::SESSION,
     };
     let run = run_suite(images, base, Some(meta.test), &limits);
     if let Expect::ClampGuard = meta.expect {
@@ -852,12 +852,7 @@ pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript,
     };
     let session = Session::spawn(&launch, images)?;
     qemu::feed_input(&session, case.input);
-    let limits = Limits {
-        idle: Duration::from_secs(30),
-        idle_after: None,
-        overall: Duration::from_secs(90),
-    };
-    let t = qemu::drive(session, &limits, false);
+    let t = qemu::drive(session, &Limits::generous(), false);
     let tail = || crash_context(&t.text);
     if t.end != case.end {
         return Err(format!(

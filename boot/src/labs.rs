@@ -3,7 +3,6 @@
 //! appear in the output in that order (each contained in some output line).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::profile::{self, Images, Launch, SerialMode};
 use crate::qemu::{self, End, Limits, Session};
@@ -113,15 +112,7 @@ pub fn run(lab: &Lab, images: &Images) -> Result<(), String> {
     let mut input = lab.commands.join("\n");
     input.push_str("\npoweroff\n");
     qemu::feed_input(&session, input.as_bytes());
-    let t = qemu::drive(
-        session,
-        &Limits {
-            idle: Duration::from_secs(30),
-            idle_after: None,
-            overall: Duration::from_secs(120),
-        },
-        false,
-    );
+    let t = qemu::drive(session, &Limits::generous(), false);
     if t.end != End::Exited(0) {
         return Err(format!("the lab's boot ended with '{}'", t.end.describe()));
     }

@@ -424,12 +424,7 @@ pub(crate) fn usb_boot(images: &Images, firmware: Firmware, label: &str) -> Resu
     launch.firmware = firmware;
     let session = Session::spawn(&launch, &stick)?;
     qemu::feed_input(&session, b"uptime\npoweroff\n");
-    let limits = Limits {
-        idle: Duration::from_secs(60),
-        idle_after: None,
-        overall: Duration::from_secs(120),
-    };
-    let t = qemu::drive(session, &limits, false);
+    let t = qemu::drive(session, &Limits::generous(), false);
     if t.first_prompt.is_none() {
         return Err(format!(
             "no shell prompt from the USB stick ({})",
@@ -560,11 +555,7 @@ fn boot_time(args: &Args) -> i32 {
                 }
             };
             qemu::feed_input(&session, b"poweroff\n");
-            let limits = Limits {
-                idle: Duration::from_secs(30),
-                idle_after: None,
-                overall: Duration::from_secs(60),
-            };
+            let limits = Limits::generous();
             let t = qemu::drive(session, &limits, false);
             match t.first_prompt {
                 Some(d) => times.push(d.as_secs_f64()),

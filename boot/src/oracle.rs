@@ -2,7 +2,6 @@
 //! what the kernel found.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use crate::profile::{self, Images, Launch, SerialMode};
 use crate::qemu::{self, Console, Session};
@@ -219,12 +218,12 @@ pub fn check_pci(images: &Images, profile_name: &str) -> Result<usize, String> {
     };
     let mut con = Console::new(Session::spawn(&launch, images)?);
     let result = (|| {
-        con.wait_for(qemu::PROMPT_STR, Duration::from_secs(60))?;
+        con.wait_for(qemu::PROMPT_STR, qemu::EVENT)?;
         con.type_line("lspci -m");
-        let listing = con.wait_for(qemu::PROMPT_STR, Duration::from_secs(30))?;
+        let listing = con.wait_for(qemu::PROMPT_STR, qemu::EVENT)?;
         let info = qemu::monitor_command(&sock, "info pci")?;
         con.type_line("poweroff");
-        if con.wait_exit(Duration::from_secs(30)) != Some(0) {
+        if con.wait_exit(qemu::EVENT) != Some(0) {
             return Err("poweroff did not end QEMU with status 0".to_string());
         }
         let (q, o) = (parse_info_pci(&info)?, parse_lspci_m(&listing)?);

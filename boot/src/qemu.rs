@@ -11,7 +11,25 @@ use crate::profile::{qemu_args, Firmware, Images, Launch, Ovmf};
 
 pub const PROMPT: &[u8] = b"busmaster> ";
 pub const PROMPT_STR: &str = "busmaster> ";
-pub const BOOT_IDLE: Duration = Duration::from_secs(60);
+/// How long the runner waits for something that normally takes seconds (a
+/// prompt, a line of output, a boot's first words): only an event that never
+/// comes reaches it, even on a slow host whose CPUs are busy with other work.
+/// A hang costs this much time; a slow machine never fails a test.
+pub const EVENT: Duration = Duration::from_secs(120);
+/// The longest one QEMU session of the test tiers may run in all.
+pub const SESSION: Duration = Duration::from_secs(600);
+pub const BOOT_IDLE: Duration = EVENT;
+
+impl Limits {
+    /// The test tiers' limits: [`EVENT`] of silence or [`SESSION`] in all.
+    pub fn generous() -> Limits {
+        Limits {
+            idle: EVENT,
+            idle_after: None,
+            overall: SESSION,
+        }
+    }
+}
 
 pub fn qemu_binary() -> String {
     std::env::var("BUSMASTER_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())

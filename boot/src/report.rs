@@ -16,15 +16,7 @@ pub fn boot_log(images: &Images, launch: &Launch) -> Result<String, String> {
     let mut input = report::COMMANDS.join("\n");
     input.push_str("\npoweroff\n");
     qemu::feed_input(&session, input.as_bytes());
-    let t = qemu::drive(
-        session,
-        &Limits {
-            idle: Duration::from_secs(30),
-            idle_after: None,
-            overall: Duration::from_secs(120),
-        },
-        false,
-    );
+    let t = qemu::drive(session, &Limits::generous(), false);
     if t.end != End::Exited(0) {
         return Err(format!(
             "the report's boot ended with '{}'\n{}",
@@ -204,7 +196,7 @@ pub fn check_in_chromium(images: &Images, launch: &Launch, dir: &Path) -> Result
     let page = page
         .canonicalize()
         .map_err(|e| format!("{}: {e}", page.display()))?;
-    let limit = Duration::from_secs(30);
+    let limit = qemu::EVENT;
     let dom = chromium(&page, &["--dump-dom".into()], limit)?;
     check_dom(&dom).map_err(|e| format!("{e} (page: {})", page.display()))?;
     let shot = page.with_extension("png");

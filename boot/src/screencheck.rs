@@ -142,21 +142,22 @@ pub fn check(images: &Images, profile_name: &str) -> Result<String, String> {
     };
     let mut con = SerialConsole::new(Session::spawn(&launch, images)?);
     let result = (|| {
-        con.wait_for(qemu::PROMPT_STR, Duration::from_secs(90))?;
+        con.wait_for(qemu::PROMPT_STR, qemu::EVENT)?;
         // "uptimx", Backspace, "e", Enter: the editor sees DEL and erases.
         press(
             &sock,
             &["u", "p", "t", "i", "m", "x", "backspace", "e", "ret"],
         )?;
-        con.wait_for(" s (TSC ", Duration::from_secs(10))
+        con.wait_for(" s (TSC ", qemu::EVENT)
             .map_err(|e| format!("keyboard 'uptime' did not run: {e}"))?;
-        con.wait_for(qemu::PROMPT_STR, Duration::from_secs(10))?;
+        con.wait_for(qemu::PROMPT_STR, qemu::EVENT)?;
         // Shift makes capitals: the shell gets "HI".
         press(&sock, &["shift-h", "shift-i", "ret"])?;
-        con.wait_for("HI: unknown command", Duration::from_secs(10))
+        con.wait_for("HI: unknown command", qemu::EVENT)
             .map_err(|e| format!("shifted keys: {e}"))?;
-        con.wait_for(qemu::PROMPT_STR, Duration::from_secs(10))?;
-        // The serial prompt comes before the screen is drawn: retry briefly.
+        con.wait_for(qemu::PROMPT_STR, qemu::EVENT)?;
+        // The serial prompt comes before the screen is drawn (a redraw may be
+        // held back for a moment): look again until it shows or the bound passes.
         let start = Instant::now();
         loop {
             let _ = std::fs::remove_file(&dump);
@@ -182,7 +183,7 @@ pub fn check(images: &Images, profile_name: &str) -> Result<String, String> {
                     last(&prompt).unwrap_or(0)
                 ));
             }
-            if start.elapsed() > Duration::from_secs(3) {
+            if start.elapsed() > qemu::EVENT {
                 let keep =
                     std::path::Path::new("target").join(format!("screen-{profile_name}.ppm"));
                 let _ = std::fs::copy(&dump, &keep);
@@ -197,7 +198,7 @@ pub fn check(images: &Images, profile_name: &str) -> Result<String, String> {
         }
     })();
     con.type_line("poweroff");
-    let _ = con.wait_exit(Duration::from_secs(30));
+    let _ = con.wait_exit(qemu::EVENT);
     let _ = std::fs::remove_file(&sock);
     let _ = std::fs::remove_file(&dump);
     result

@@ -65,11 +65,7 @@ pub fn jobs(
 ) -> Vec<Job> {
     let mut jobs: Vec<Job> = Vec::new();
     let mut add = |label: String, run: JobFn| jobs.push(Job { label, run });
-    let limits = qemu::Limits {
-        idle: Duration::from_secs(60),
-        idle_after: None,
-        overall: Duration::from_secs(600),
-    };
+    let limits = qemu::Limits::generous();
     for (name, firmware) in ktest::SUITE_PROFILES {
         let (images, mut launch) = (images.clone(), launch_for(name));
         launch.firmware = *firmware;
@@ -265,7 +261,7 @@ pub fn run(jobs: Vec<Job>, workers: usize, mut each: impl FnMut(&Outcome)) -> Ti
             times.push((took, labels[i].clone()));
         }
     });
-    times.sort_by(|a, b| b.0.cmp(&a.0));
+    times.sort_by_key(|t| std::cmp::Reverse(t.0));
     TierRun {
         outcomes: all,
         times,
