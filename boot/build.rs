@@ -1,10 +1,18 @@
 //! Turns the kernel (an artifact dependency built for x86_64-unknown-none)
 //! into BIOS and UEFI disk images.
 //!
-//! The images get a copy of the kernel without debug info: the BIOS loader
-//! reads the whole ELF through real-mode disk calls, and under emulation an
-//! 11 MiB file took about 5 s of every boot. The unstripped ELF stays where
-//! cargo built it, for GDB (its path is exported as KERNEL_ELF).
+//! The images get a copy of the kernel without debug info or symbols: the
+//! BIOS loader reads the whole ELF through real-mode disk calls and copies it
+//! a byte at a time, and under emulation an 11 MiB file took about 5 s of
+//! every boot (the symbol table alone is a quarter of the stripped file). The
+//! unstripped ELF stays where cargo built it, for GDB (its path is exported as
+//! KERNEL_ELF).
+//!
+//! The loaders log warnings and errors only. At their default (trace) level
+//! they draw every line on the framebuffer, pixel by pixel, which under
+//! emulation was about a third of the time from power-on to the shell (see
+//! docs/boot-time.md); a boot that goes wrong still says why, on the screen
+//! and the serial port.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,7 +43,7 @@ fn stripped(kernel: &Path, out_dir: &Path) -> PathBuf {
         return kernel.to_path_buf();
     };
     match Command::new(&tool)
-        .arg("--strip-debug")
+        .arg("--strip-all")
         .arg(kernel)
         .arg(&dst)
         .status()
@@ -55,12 +63,16 @@ fn main() {
     );
     let image_kernel = stripped(&kernel, &out_dir);
 
+    let mut config = bootloader::BootConfig::default();
+    config.log_level = bootloader_boot_config::LevelFilter::Warn;
     let uefi_path = out_dir.join("busmaster-uefi.img");
     bootloader::UefiBoot::new(&image_kernel)
+        .set_boot_config(&config)
         .create_disk_image(&uefi_path)
         .expect("creating the UEFI disk image");
     let bios_path = out_dir.join("busmaster-bios.img");
     bootloader::BiosBoot::new(&image_kernel)
+        .set_boot_config(&config)
         .create_disk_image(&bios_path)
         .expect("creating the BIOS disk image");
 
