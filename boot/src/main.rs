@@ -6,10 +6,11 @@
 //! boot test [--host-log FILE --host-status N] [--only SUBSTRING] [--repeat N] [--jobs N]
 //! boot image [--out DIR]
 //! boot report [--profile NAME] [--out FILE] [--log FILE]
-//! boot boot-time [--runs N]
+//! boot boot-time [--runs N] [--oracle SCRIPT | --no-oracle]
 //! boot profiles
 //! ```
 
+mod boottime;
 mod ktest;
 mod labs;
 mod oracle;
@@ -40,7 +41,7 @@ const USAGE: &str = "usage:
   run.sh test [--only SUBSTRING] [--repeat N] [--jobs N]
   run.sh image [--out DIR]
   run.sh report [--profile NAME] [--out FILE.html] [--log SERIAL_LOG]
-  run.sh boot-time [--runs N]
+  run.sh boot-time [--runs N] [--oracle SCRIPT | --no-oracle]
   run.sh profiles";
 
 fn fail(msg: &str) -> ! {
@@ -69,6 +70,10 @@ struct Args {
     repeat: usize,
     /// `test --jobs N`: QEMU instances at a time (default: one per CPU).
     jobs: Option<usize>,
+    /// `boot-time --oracle SCRIPT`: the Linux oracle to compare with.
+    oracle: Option<PathBuf>,
+    /// `boot-time --no-oracle`: our boots only.
+    no_oracle: bool,
 }
 
 fn parse_args(argv: Vec<String>) -> Result<Args, String> {
@@ -86,6 +91,8 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
         runs: 5,
         repeat: 1,
         jobs: None,
+        oracle: None,
+        no_oracle: false,
     };
     let mut it = argv.into_iter();
     let mut first = true;
@@ -123,6 +130,8 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
                         .ok_or("--jobs takes a number of QEMU instances (1 or more)")?,
                 )
             }
+            "--oracle" => a.oracle = Some(value("--oracle")?.into()),
+            "--no-oracle" => a.no_oracle = true,
             "--runs" => {
                 a.runs = value("--runs")?
                     .parse()
@@ -537,44 +546,30 @@ fn image(args: &Args) -> i32 {
 /// Measures QEMU start to the first shell prompt, BIOS and UEFI.
 fn boot_time(args: &Args) -> i32 {
     let images = images();
-    for (label, profile_name) in [("bios", "default"), ("uefi", "uefi")] {
-        let mut times = Vec::new();
-        for _ in 0..args.runs.max(1) {
-            let launch = launch_for(
-                &Args {
-                    profile: profile_name.into(),
-                    ..args.clone()
-                },
-                SerialMode::Piped,
-            );
-            let session = match Session::spawn(&launch, &images) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("boot: {e}");
-                    return 1;
-                }
-            };
-            qemu::feed_input(&session, b"poweroff\n");
-            let limits = Limits::generous();
-            let t = qemu::drive(session, &limits, false);
-            match t.first_prompt {
-                Some(d) => times.push(d.as_secs_f64()),
-                None => {
-                    eprintln!("boot: {label}: no prompt ({})", t.end.describe());
-                    return 1;
-                }
-            }
+    let launch = |profile_name: &str| {
+        launch_for(
+            &Args {
+                profile: profile_name.into(),
+                ..args.clone()
+            },
+            SerialMode::Piped,
+        )
+    };
+    let oracle = if args.no_oracle {
+        None
+    } else {
+        Some(args.oracle.clone().unwrap_or_else(boottime::default_oracle))
+    };
+    match boottime::measure(&images, &launch, args.runs.max(1), oracle.as_deref()) {
+        Ok(report) => {
+            print!("{report}");
+            0
         }
-        times.sort_by(|a, b| a.total_cmp(b));
-        let median = times[times.len() / 2];
-        let list: Vec<String> = times.iter().map(|t| format!("{t:.2}")).collect();
-        println!(
-            "boot-time {label}: QEMU start -> prompt median {median:.2} s over {} runs [{}]",
-            times.len(),
-            list.join(", ")
-        );
+        Err(e) => {
+            eprintln!("boot: {e}");
+            1
+        }
     }
-    0
 }
 
 #[cfg(test)]
