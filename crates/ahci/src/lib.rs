@@ -45,6 +45,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use block::{BlockDevice, BlockError, Op, QueueLimits, Request};
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 use dma::{
     dma_bit_mask, Coherent, DmaBuf, DmaDevice, DmaDirection, DmaError, DmaPool, DmaPoolBlock,
     DmaSegment, DmaStream, FromDevice, PoolError, SgTable,
@@ -322,7 +323,8 @@ struct Port {
     area: Coherent,
     tables: DmaPool,
     id: Option<Identify>,
-    failed: bool,
+    /// Out of service after a failed recovery.
+    failed: AtomicBool,
 }
 
 /// Received-FIS area offset inside the port's page.
@@ -481,7 +483,7 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
             area,
             tables,
             id: None,
-            failed: false,
+            failed: AtomicBool::new(false),
         };
         if let Err(e) = self.start_port(p) {
             self.retire(port);
@@ -516,8 +518,9 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
     /// stop (the HBA might still write its FIS area).
     fn retire(&self, port: Port) {
         if let Err(e) = self.stop_port(port.index) {
-            log::error!("ahci: {e}; its command list and FIS area are leaked");
+            log::error!("ahci: {e}; its command list, FIS area and tables are leaked");
             core::mem::forget(port.area);
+            core::mem::forget(port.tables);
         }
     }
 
@@ -586,8 +589,8 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
 
     /// Error recovery: stop, COMRESET, clear, restart. A port that does not come back
     /// is taken out of service.
-    fn recover(&mut self, i: usize) {
-        let p = self.ports[i].index;
+    fn recover(&self, port: &Port) {
+        let p = port.index;
         let r = self
             .stop_port(p)
             .and_then(|_| self.comreset(p))
@@ -600,7 +603,7 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
             Ok(()) => log::warn!("ahci: port {p}: recovered (COMRESET)"),
             Err(e) => {
                 log::error!("ahci: port {p}: recovery failed: {e}; port out of service");
-                self.ports[i].failed = true;
+                port.failed.store(true, Ordering::Relaxed);
             }
         }
     }
@@ -703,7 +706,7 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
         data: Data<'_>,
     ) -> Result<(), AhciError> {
         let p = port.index;
-        if port.failed {
+        if port.failed.load(Ordering::Relaxed) {
             return Err(AhciError::PortFailed(p));
         }
         let expected: usize = match &data {
@@ -755,12 +758,17 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
             }
         };
         self.wpreg(p, regs::PX_IS, is);
+        if let Err(e) = &result {
+            log::warn!("{}: {e}", port.name);
+            // The HBA may still be fetching this command: stop the port (and
+            // recover it) before the table goes back to the pool.
+            self.recover(port);
+        }
         drop(table);
         result
     }
 
-    /// Runs a command on the disk at `i` and recovers the port after an error it
-    /// reported or a timeout.
+    /// Runs a command on the disk at `i`.
     fn exec_recover(
         &mut self,
         i: usize,
@@ -770,18 +778,7 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
         write: bool,
         data: Data<'_>,
     ) -> Result<(), AhciError> {
-        let r = self.exec(&self.ports[i], command, lba, count, write, data);
-        if let Err(
-            AhciError::TaskFile { .. }
-            | AhciError::HostBus { .. }
-            | AhciError::Timeout { .. }
-            | AhciError::ShortTransfer { .. },
-        ) = &r
-        {
-            log::warn!("{}: {}", self.ports[i].name, r.as_ref().unwrap_err());
-            self.recover(i);
-        }
-        r
+        self.exec(&self.ports[i], command, lba, count, write, data)
     }
 
     fn disk_index(&self, disk: usize) -> Result<usize, AhciError> {
@@ -858,27 +855,9 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
     /// Re-reads IDENTIFY DEVICE from disk number `disk`.
     pub fn identify(&mut self, disk: usize) -> Result<Identify, AhciError> {
         let i = self.disk_index(disk)?;
-        if self.ports[i].failed {
-            return Err(AhciError::PortFailed(self.ports[i].index));
-        }
-        match self.identify_port(&self.ports[i]) {
-            Ok(id) => {
-                self.ports[i].id = Some(id.clone());
-                Ok(id)
-            }
-            Err(e) => {
-                if matches!(
-                    e,
-                    AhciError::TaskFile { .. }
-                        | AhciError::HostBus { .. }
-                        | AhciError::Timeout { .. }
-                        | AhciError::ShortTransfer { .. }
-                ) {
-                    self.recover(i);
-                }
-                Err(e)
-            }
-        }
+        let id = self.identify_port(&self.ports[i])?;
+        self.ports[i].id = Some(id.clone());
+        Ok(id)
     }
 
     /// The disks found, in `sd` order.
@@ -890,7 +869,7 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
                     port: p.index,
                     name: p.name.clone(),
                     id: id.clone(),
-                    failed: p.failed,
+                    failed: p.failed.load(Ordering::Relaxed),
                 })
             })
             .collect()
