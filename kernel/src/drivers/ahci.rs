@@ -91,6 +91,12 @@ pub fn start() {
             Err(e) => log::error!("ahci {}: {e}", p.bdf),
         }
     }
+    // Lazy IOMMU mode queued the IOVAs of IDENTIFY's buffers: release them now (one
+    // domain-selective invalidation) rather than leave it to the 100 ms timer, which
+    // would do it in the middle of whatever runs next (the heap tests see it).
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        crate::iommu::flush_queue_timer(u64::MAX)
+    });
 }
 
 /// Runs `f` with the bound controllers (interrupts off: the lock is short-lived
