@@ -391,9 +391,8 @@ fn verify_dmesg_replay(text: &str) -> Result<(), String> {
 /// A check of a transcript against an independent source.
 pub type Verify = fn(&str) -> Result<(), String>;
 
-/// The kernel's hexdump of `floppy read 0 2` must equal the image file's first
-/// two sectors byte for byte.
-fn verify_floppy_dump(text: &str) -> Result<(), String> {
+/// The bytes of the kernel's `offset: hex bytes |ascii|` dump lines in a transcript.
+fn hexdump_bytes(text: &str) -> Result<Vec<u8>, String> {
     let mut got = Vec::new();
     for line in text.lines() {
         let Some((addr, rest)) = line.split_once(": ") else {
@@ -407,13 +406,16 @@ fn verify_floppy_dump(text: &str) -> Result<(), String> {
             got.push(u8::from_str_radix(b, 16).map_err(|_| format!("bad byte {b:?} in {line:?}"))?);
         }
     }
-    let want: Vec<u8> = (0..2).flat_map(crate::profile::floppy_sector).collect();
+    Ok(got)
+}
+
+fn compare_dump(got: &[u8], want: &[u8]) -> Result<(), String> {
     if got == want {
         Ok(())
     } else {
         let at = got
             .iter()
-            .zip(&want)
+            .zip(want)
             .position(|(a, b)| a != b)
             .unwrap_or(got.len().min(want.len()));
         Err(format!(
@@ -422,6 +424,24 @@ fn verify_floppy_dump(text: &str) -> Result<(), String> {
             want.len()
         ))
     }
+}
+
+/// The kernel's hexdump of `floppy read 0 2` must equal the image file's first
+/// two sectors byte for byte.
+fn verify_floppy_dump(text: &str) -> Result<(), String> {
+    let got = hexdump_bytes(text)?;
+    let want: Vec<u8> = (0..2).flat_map(crate::profile::floppy_sector).collect();
+    compare_dump(&got, &want)
+}
+
+/// `blk read sda 0` (the AHCI driver reading the boot disk on port 0 by DMA) must
+/// equal the first sector of the BIOS image file the runner attached.
+fn verify_boot_sector(text: &str) -> Result<(), String> {
+    let got = hexdump_bytes(text)?;
+    let image =
+        std::fs::read(env!("BIOS_PATH")).map_err(|e| format!("{}: {e}", env!("BIOS_PATH")))?;
+    let want = image.get(..512).ok_or("image shorter than a sector")?;
+    compare_dump(&got, want)
 }
 
 pub const SHELL_CASES: &[ShellCase] = &[
@@ -819,6 +839,21 @@ pub const SHELL_CASES: &[ShellCase] = &[
         ],
         line_counts: &[("error:", 0), ("warning:", 0)],
         verify: None,
+    },
+    ShellCase {
+        name: "ahci_reads_the_boot_disk",
+        profile: "default",
+        cmdline: "",
+        input: b"lsblk\nblk read sda 0\nblk read sda 99999999\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "sda   0000:00:1f.2 ahci  0",
+            "QEMU HARDDISK",
+            "sda: 1 sector(s) of 512 bytes from LBA 0, read by 0000:00:1f.2 ahci",
+            "error: blk: sectors 99999999+1 beyond the end of the disk",
+        ],
+        line_counts: &[("error:", 1)],
+        verify: Some(verify_boot_sector),
     },
     ShellCase {
         name: "no_screen_no_keyboard_serial_still_works",

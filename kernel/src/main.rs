@@ -113,6 +113,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         _ => pci::Want::Auto,
     });
     iommu::enable(&pci::devices());
+    drivers::ahci::start();
     kdmaengine::init();
     match drivers::floppy::init() {
         Ok(()) => {}

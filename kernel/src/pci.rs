@@ -208,6 +208,7 @@ pub fn init(want: Want) {
     with(|p| {
         let PciState { cfg, registry, .. } = p;
         registry.register_driver(&*cfg, Box::new(crate::drivers::edu::EduDriver));
+        registry.register_driver(&*cfg, Box::new(crate::drivers::ahci::AhciDriver));
         crate::kdmaengine::lpss::register(registry, &*cfg);
     });
 }

@@ -6,6 +6,8 @@
 //! (hw-facts) — does. Models are written from the specifications, independently of the
 //! drivers they test, so a test can ask the model what a device would see.
 //!
+//! * [`ahci`] — AHCI host bus adapter with SATA disks: command list, FIS and PRDT
+//!   walked in memory through a DMA bus (RAM or an IOMMU), fault injection.
 //! * [`vtd`] — Intel VT-d remapping unit: register file with GCMD/GSTS handshakes,
 //!   register and queued invalidation, fault recording, and a DMA request engine that
 //!   walks the root/context/second-level tables in memory through its own caches.
@@ -15,5 +17,6 @@
 
 extern crate alloc;
 
+pub mod ahci;
 pub mod idma64;
 pub mod vtd;

@@ -1,5 +1,6 @@
 //! Device drivers.
 
+pub mod ahci;
 pub mod edu;
 pub mod floppy;
 pub mod i8042;

@@ -96,6 +96,20 @@ pub static COMMANDS: &[Command] = &[
         run: floppy,
     },
     Command {
+        name: "lsblk",
+        usage: "",
+        summary: "block devices: AHCI disks with their controller, port, size and model",
+        examples: &["lsblk"],
+        run: super::blk_cmds::lsblk,
+    },
+    Command {
+        name: "blk",
+        usage: "read <dev> <lba> [count]",
+        summary: "read sectors from a disk by DMA through the block layer and hex-dump them",
+        examples: &["blk read sda 0          # the boot disk's first sector", "blk read sda 2048 4"],
+        run: super::blk_cmds::blk,
+    },
+    Command {
         name: "isadma",
         usage: "",
         summary: "ISA DMA channels in use, like /proc/dma",

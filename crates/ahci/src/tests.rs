@@ -1,0 +1,687 @@
+//! The driver against the behavioural HBA in `devmodels::ahci`, on a fake machine with
+//! RAM below and above 4 GiB, a swiotlb pool, and optionally the VT-d model between
+//! the HBA and memory.
+#![allow(unsafe_code)] // the test platform implements the unsafe DmaPlatform trait
+
+use super::*;
+use block::BlockDevice;
+use devmodels::ahci::{AhciModel, BusFault, CmdLog, Disk, DmaBus, Options};
+use dma::{DmaBackend, DmaPlatform, DmaZone, SgEntry, Swiotlb};
+use hal::{Arena, PhysAddr, PhysMemory, VirtAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+const SWIOTLB_BASE: u64 = 0x10_0000;
+const SWIOTLB_SIZE: usize = 512 * 1024;
+const LOW: u64 = 0x40_0000;
+const HIGH: u64 = 0x1_0000_0000;
+const REGION: usize = 4 << 20;
+
+struct Region {
+    arena: Mutex<Arena>,
+    base: u64,
+    size: usize,
+    pages: Option<Mutex<Vec<bool>>>,
+}
+
+/// RAM: the swiotlb pool (reserved), 4 MiB below 4 GiB, 4 MiB above.
+struct Machine {
+    regions: Vec<Region>,
+}
+
+impl Machine {
+    fn region(&self, pa: u64, len: usize) -> Option<&Region> {
+        self.regions
+            .iter()
+            .find(|r| pa >= r.base && pa + len as u64 <= r.base + r.size as u64)
+    }
+
+    fn bytes(&self, pa: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        self.read(PhysAddr::new(pa), &mut v);
+        v
+    }
+}
+
+impl PhysMemory for Machine {
+    fn read(&self, pa: PhysAddr, buf: &mut [u8]) {
+        match self.region(pa.as_u64(), buf.len()) {
+            Some(r) => r.arena.lock().unwrap().read(pa, buf),
+            None => panic!("no RAM at {pa:?}+{:#x}", buf.len()),
+        }
+    }
+    fn write(&self, pa: PhysAddr, data: &[u8]) {
+        match self.region(pa.as_u64(), data.len()) {
+            Some(r) => r.arena.lock().unwrap().write(pa, data),
+            None => panic!("no RAM at {pa:?}+{:#x}", data.len()),
+        }
+    }
+    fn phys_to_virt(&self, pa: PhysAddr) -> Option<VirtAddr> {
+        self.region(pa.as_u64(), 1)?
+            .arena
+            .lock()
+            .unwrap()
+            .phys_to_virt(pa)
+    }
+}
+
+// SAFETY: blocks come from per-region page maps (exclusive until freed) inside one
+// arena each, whose host buffer maps them linearly for the machine's (leaked) life.
+unsafe impl DmaPlatform for Machine {
+    fn mem(&self) -> &dyn PhysMemory {
+        self
+    }
+    /// Highest region first, as long as the block is under the zone of `limit`.
+    fn alloc_pages(&self, order: u32, limit: u64) -> Option<PhysAddr> {
+        let top = DmaZone::for_limit(limit).limit();
+        let n = 1usize << order;
+        for r in self.regions.iter().rev() {
+            let Some(pages) = &r.pages else { continue };
+            let mut pages = pages.lock().unwrap();
+            let mut i = 0;
+            while i + n <= pages.len() {
+                let addr = r.base + (i * 4096) as u64;
+                if addr + (n * 4096) as u64 - 1 > top {
+                    break;
+                }
+                if pages[i..i + n].iter().all(|&b| !b) {
+                    pages[i..i + n].iter_mut().for_each(|b| *b = true);
+                    return Some(PhysAddr::new(addr));
+                }
+                i += n;
+            }
+        }
+        None
+    }
+    fn free_pages(&self, pa: PhysAddr, order: u32) {
+        let r = self.region(pa.as_u64(), 4096 << order).unwrap();
+        let first = ((pa.as_u64() - r.base) / 4096) as usize;
+        let mut pages = r.pages.as_ref().unwrap().lock().unwrap();
+        for p in &mut pages[first..first + (1 << order)] {
+            assert!(*p, "double free of {pa:?}");
+            *p = false;
+        }
+    }
+    fn max_phys_addr(&self) -> u64 {
+        HIGH + REGION as u64 - 1
+    }
+}
+
+fn machine() -> &'static Machine {
+    let mk = |base: u64, size: usize, alloc: bool| Region {
+        arena: Mutex::new(Arena::new(PhysAddr::new(base), size)),
+        base,
+        size,
+        pages: alloc.then(|| Mutex::new(vec![false; size / 4096])),
+    };
+    Box::leak(Box::new(Machine {
+        regions: vec![
+            mk(SWIOTLB_BASE, SWIOTLB_SIZE, false),
+            mk(LOW, REGION, true),
+            mk(HIGH, REGION, true),
+        ],
+    }))
+}
+
+/// The HBA's bus without an IOMMU: bus address = physical, outside RAM faults.
+struct Direct(&'static Machine);
+
+impl DmaBus for Direct {
+    fn dma_read(&self, addr: u64, buf: &mut [u8]) -> Result<(), BusFault> {
+        self.0
+            .region(addr, buf.len())
+            .ok_or(BusFault { addr, write: false })?;
+        self.0.read(PhysAddr::new(addr), buf);
+        Ok(())
+    }
+    fn dma_write(&self, addr: u64, data: &[u8]) -> Result<(), BusFault> {
+        self.0
+            .region(addr, data.len())
+            .ok_or(BusFault { addr, write: true })?;
+        self.0.write(PhysAddr::new(addr), data);
+        Ok(())
+    }
+}
+
+/// Counts the time the driver waited.
+#[derive(Clone, Default)]
+struct Clock(std::sync::Arc<AtomicU64>);
+
+impl Delay for Clock {
+    fn delay_us(&self, us: u32) {
+        self.0.fetch_add(us as u64, Ordering::Relaxed);
+    }
+}
+
+impl Clock {
+    fn us(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+const SECTORS: usize = 2048;
+
+fn disk_pattern(seed: u8) -> Vec<u8> {
+    (0..SECTORS * 512)
+        .map(|i| ((i / 512) as u8).wrapping_mul(7) ^ (i as u8).wrapping_add(seed))
+        .collect()
+}
+
+fn model<B: DmaBus>(bus: B, s64a: bool, disks: &[usize]) -> AhciModel<B> {
+    let m = AhciModel::new(bus, Options { ports: 6, s64a });
+    for &p in disks {
+        let mut d = Disk::new(SECTORS, "QEMU HARDDISK", &format!("QM0000{p}"));
+        d.data = disk_pattern(p as u8);
+        m.attach(p, d);
+    }
+    m
+}
+
+fn probe<R: RegisterAccess>(regs: R, dev: Arc<DmaDevice>, clock: &Clock) -> Hba<R, Clock> {
+    Hba::probe(
+        regs,
+        dev,
+        clock.clone(),
+        Config {
+            command_timeout_ms: 50,
+            first_disk_index: 0,
+        },
+    )
+    .unwrap()
+}
+
+fn device(m: &'static Machine, backend: DmaBackend) -> Arc<DmaDevice> {
+    DmaDevice::new("0000:00:1f.2 ahci", m, backend)
+}
+
+/// Pages for buffers: `n` blocks of 2 pages, every other one so none are adjacent.
+fn pages(m: &'static Machine, n: usize, limit: u64) -> Vec<u64> {
+    let all: Vec<u64> = (0..2 * n)
+        .map(|_| m.alloc_pages(1, limit).unwrap().as_u64())
+        .collect();
+    all.into_iter().step_by(2).collect()
+}
+
+fn table(entries: &[(u64, usize)]) -> SgTable {
+    entries
+        .iter()
+        .map(|&(p, l)| SgEntry {
+            phys: PhysAddr::new(p),
+            len: l,
+        })
+        .collect()
+}
+
+fn gather(m: &Machine, entries: &[(u64, usize)]) -> Vec<u8> {
+    entries.iter().flat_map(|&(p, l)| m.bytes(p, l)).collect()
+}
+
+fn scatter(m: &Machine, entries: &[(u64, usize)], data: &[u8]) {
+    let mut off = 0;
+    for &(p, l) in entries {
+        m.write(PhysAddr::new(p), &data[off..off + l]);
+        off += l;
+    }
+}
+
+/// Sub-page, unaligned (but even) pieces in four separate blocks, one crossing a
+/// page boundary: 768 + 512 + 1312 + 480 = 3072 bytes = 6 sectors.
+fn odd_shapes(p: &[u64]) -> Vec<(u64, usize)> {
+    vec![
+        (p[0] + 0x100, 0x300),
+        (p[1] + 0x2, 0x200),
+        (p[2] + 0xff0, 0x520),
+        (p[3] + 0x20, 0x1e0),
+    ]
+}
+
+fn last_rw(m: &AhciModel<impl DmaBus>) -> CmdLog {
+    m.commands()
+        .into_iter()
+        .rev()
+        .find(|c| c.command == regs::ATA_READ_DMA_EXT || c.command == regs::ATA_WRITE_DMA_EXT)
+        .unwrap()
+}
+
+#[test]
+fn probe_resets_enables_and_identifies_the_disks() {
+    let mc = machine();
+    let md = model(Direct(mc), true, &[0, 2]);
+    let clock = Clock::default();
+    let dev = device(mc, DmaBackend::Direct);
+    let h = probe(&md, dev.clone(), &clock);
+    assert!(h.cap().contains(Cap::S64A));
+    assert_eq!((h.cap().ports(), h.cap().slots()), (6, 32));
+    assert_eq!(dev.params().dma_mask, u64::MAX);
+    assert_eq!(dev.params().max_segment_size, 4 << 20);
+    let disks = h.disks();
+    let names: Vec<(usize, &str)> = disks.iter().map(|d| (d.port, d.name.as_str())).collect();
+    assert_eq!(names, [(0, "sda"), (2, "sdb")]);
+    assert_eq!(disks[0].id.model, "QEMU HARDDISK");
+    assert_eq!(disks[1].id.serial, "QM00002");
+    assert_eq!(disks[0].id.sectors, SECTORS as u64);
+    assert!(disks[0].id.lba48);
+    assert_eq!(disks[0].id.sector_size, 512);
+    // One IDENTIFY per disk, a single 512-byte PRD each, into a live mapping.
+    let ids: Vec<CmdLog> = md.commands();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.iter().all(|c| c.command == regs::ATA_IDENTIFY
+        && c.ok
+        && c.prdt.len() == 1
+        && c.prdt[0].1 == 512));
+    // Started: ST/FRE and CR/FR; the command list is the coherent page that stays
+    // mapped, and the received-FIS area is 1 KiB into it.
+    let cmd = md.read32(regs::port(0, regs::PX_CMD));
+    assert_eq!(cmd & 0xc011, 0xc011, "{cmd:#x}");
+    let clb = md.read32(regs::port(0, regs::PX_CLB)) as u64
+        | (md.read32(regs::port(0, regs::PX_CLBU)) as u64) << 32;
+    let fb = md.read32(regs::port(0, regs::PX_FB)) as u64
+        | (md.read32(regs::port(0, regs::PX_FBU)) as u64) << 32;
+    assert_eq!(fb, clb + 1024);
+    assert!(dev
+        .mappings()
+        .iter()
+        .any(|m| m.addr.as_u64() == clb && m.map_type == dma::MapType::Coherent));
+    // Probe leaves nothing mapped but the two ports' pages and pool chunks.
+    drop(h);
+    assert_eq!(dev.mapping_count(), 0);
+    // After the driver let go, both ports are stopped.
+    assert_eq!(md.read32(regs::port(0, regs::PX_CMD)) & 0xc011, 0);
+}
+
+#[test]
+fn scattered_sub_page_unaligned_reads_and_writes_round_trip() {
+    let mc = machine();
+    let md = model(Direct(mc), true, &[0]);
+    let clock = Clock::default();
+    let dev = device(mc, DmaBackend::Direct);
+    let mut h = probe(&md, dev.clone(), &clock);
+    let p = pages(mc, 4, u64::MAX);
+    let e = odd_shapes(&p);
+    h.read(0, 10, &table(&e)).unwrap();
+    assert_eq!(gather(mc, &e), md.disk_bytes(0, 10 * 512, 3072));
+    // The PRDT is the scatter list, entry for entry (direct: bus = physical).
+    let c = last_rw(&md);
+    assert_eq!((c.command, c.lba, c.count, c.write), (0x25, 10, 6, false));
+    let want: Vec<(u64, u32)> = e.iter().map(|&(a, l)| (a, l as u32)).collect();
+    assert_eq!(c.prdt, want);
+    // Write a new pattern from the same pieces to sector 100.
+    let data: Vec<u8> = (0..3072u32).map(|i| (i * 13 + 5) as u8).collect();
+    scatter(mc, &e, &data);
+    h.write(0, 100, &table(&e)).unwrap();
+    assert_eq!(md.disk_bytes(0, 100 * 512, 3072), data);
+    let c = last_rw(&md);
+    assert_eq!((c.command, c.lba, c.count, c.write), (0x35, 100, 6, true));
+    assert_eq!(c.prdt, want);
+    h.flush(0).unwrap();
+    assert_eq!(md.flushes(0), 1);
+    assert!(md.errors().is_empty(), "{:?}", md.errors());
+    assert_eq!(
+        dev.mapping_count(),
+        2,
+        "only the port page and one pool chunk"
+    );
+}
+
+#[test]
+fn segments_a_prd_cannot_carry_are_refused_before_issue() {
+    let mc = machine();
+    let md = model(Direct(mc), true, &[0]);
+    let clock = Clock::default();
+    let dev = device(mc, DmaBackend::Direct);
+    let mut h = probe(&md, dev.clone(), &clock);
+    let p = pages(mc, 2, u64::MAX);
+    let before = md.commands().len();
+    // Odd byte count.
+    let e = h.read(0, 0, &table(&[(p[0], 511), (p[1], 1)])).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AhciError::BadSegment {
+                index: 0,
+                len: 511,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Odd address.
+    let e = h.read(0, 0, &table(&[(p[0] + 1, 512)])).unwrap_err();
+    assert!(matches!(e, AhciError::BadSegment { index: 0, .. }), "{e}");
+    // More segments than the PRDT holds: 249 separate 512-byte pieces.
+    let many: Vec<u64> = (0..249)
+        .map(|_| mc.alloc_pages(0, u64::MAX).unwrap().as_u64())
+        .collect();
+    let t: Vec<(u64, usize)> = many.iter().map(|&a| (a, 512)).collect();
+    let e = h.read(0, 0, &table(&t)).unwrap_err();
+    assert!(matches!(e, AhciError::BadSegment { index: 248, .. }), "{e}");
+    // Not sector-sized, beyond the end.
+    assert!(matches!(
+        h.read(0, 0, &table(&[(p[0], 100)])),
+        Err(AhciError::BadRequest { .. })
+    ));
+    assert!(matches!(
+        h.read(0, SECTORS as u64 - 1, &table(&[(p[0], 1024)])),
+        Err(AhciError::BadRequest { .. })
+    ));
+    assert_eq!(md.commands().len(), before, "nothing reached the HBA");
+    assert_eq!(dev.mapping_count(), 2, "the refused mappings were undone");
+}
+
+#[test]
+fn a_32_bit_hba_gets_high_buffers_through_swiotlb() {
+    let mc = machine();
+    let md = model(Direct(mc), false, &[0]);
+    let clock = Clock::default();
+    let pool = Arc::new(Swiotlb::new(mc, PhysAddr::new(SWIOTLB_BASE), SWIOTLB_SIZE).unwrap());
+    let dev = device(mc, DmaBackend::Swiotlb(pool.clone()));
+    let mut h = probe(&md, dev.clone(), &clock);
+    assert!(!h.cap().contains(Cap::S64A));
+    assert_eq!(dev.params().dma_mask, 0xffff_ffff);
+    let p = pages(mc, 4, u64::MAX);
+    assert!(p.iter().all(|&a| a >= HIGH), "buffers above 4 GiB");
+    let e = odd_shapes(&p);
+    h.read(0, 3, &table(&e)).unwrap();
+    assert_eq!(gather(mc, &e), md.disk_bytes(0, 3 * 512, 3072));
+    let c = last_rw(&md);
+    assert_eq!(c.prdt.len(), 4);
+    for &(a, l) in &c.prdt {
+        assert!(
+            a >= SWIOTLB_BASE && a + l as u64 <= SWIOTLB_BASE + SWIOTLB_SIZE as u64,
+            "PRD {a:#x}+{l:#x} is not a bounce slot"
+        );
+    }
+    let data: Vec<u8> = (0..3072u32).map(|i| (i * 3 + 1) as u8).collect();
+    scatter(mc, &e, &data);
+    h.write(0, 500, &table(&e)).unwrap();
+    assert_eq!(md.disk_bytes(0, 500 * 512, 3072), data);
+    assert_eq!(pool.stats().used_slots, 0, "bounce slots released");
+    assert!(md.errors().is_empty(), "{:?}", md.errors());
+}
+
+#[test]
+fn a_32_bit_hba_without_bouncing_or_iommu_cannot_reach_high_memory() {
+    let mc = machine();
+    let md = model(Direct(mc), false, &[0]);
+    let clock = Clock::default();
+    // Direct only: IDENTIFY's own buffer is high, so the disk never comes up, and
+    // says why (a mask violation), instead of the HBA writing a truncated address.
+    let dev = device(mc, DmaBackend::Direct);
+    let h = probe(&md, dev.clone(), &clock);
+    assert!(h.disks().is_empty());
+    assert!(md.commands().is_empty(), "nothing reached the HBA");
+    assert_eq!(dev.params().dma_mask, 0xffff_ffff);
+}
+
+#[test]
+fn a_media_error_fails_that_request_and_the_port_recovers() {
+    let mc = machine();
+    let md = model(Direct(mc), true, &[0]);
+    let clock = Clock::default();
+    let dev = device(mc, DmaBackend::Direct);
+    let mut h = probe(&md, dev.clone(), &clock);
+    md.set_media_error(0, 52);
+    let p = pages(mc, 1, u64::MAX);
+    let e = h.read(0, 48, &table(&[(p[0], 8 * 512)])).unwrap_err();
+    assert_eq!(
+        e,
+        AhciError::TaskFile {
+            port: 0,
+            command: 0x25,
+            status: 0x41,
+            error: 0x40,
+            lba: 52
+        }
+    );
+    assert!(e.to_string().contains("media error"), "{e}");
+    assert_eq!(md.resets(0), 1, "COMRESET");
+    assert_eq!(dev.mapping_count(), 2, "the failed request was unmapped");
+    // The port works again: before and after the bad sector, reads and writes.
+    h.read(0, 40, &table(&[(p[0], 8 * 512)])).unwrap();
+    assert_eq!(mc.bytes(p[0], 4096), md.disk_bytes(0, 40 * 512, 4096));
+    h.read(0, 53, &table(&[(p[0], 8 * 512)])).unwrap();
+    assert_eq!(mc.bytes(p[0], 4096), md.disk_bytes(0, 53 * 512, 4096));
+    h.write(0, 60, &table(&[(p[0], 512)])).unwrap();
+    assert_eq!(
+        md.disk_bytes(0, 60 * 512, 512),
+        md.disk_bytes(0, 53 * 512, 512)
+    );
+    // Writing the bad sector fails the same way.
+    assert!(matches!(
+        h.write(0, 52, &table(&[(p[0], 512)])),
+        Err(AhciError::TaskFile { lba: 52, .. })
+    ));
+    assert_eq!(md.resets(0), 2);
+    assert!(!h.disks()[0].failed);
+}
+
+#[test]
+fn a_port_that_never_completes_times_out_and_the_others_go_on() {
+    let mc = machine();
+    let md = model(Direct(mc), true, &[0, 1]);
+    let clock = Clock::default();
+    let dev = device(mc, DmaBackend::Direct);
+    let mut h = probe(&md, dev.clone(), &clock);
+    md.set_hung(1, true);
+    let p = pages(mc, 1, u64::MAX);
+    let t0 = clock.us();
+    let e = h.read(1, 0, &table(&[(p[0], 512)])).unwrap_err();
+    assert_eq!(
+        e,
+        AhciError::Timeout {
+            port: 1,
+            command: 0x25,
+            ms: 50
+        }
+    );
+    let waited = clock.us() - t0;
+    assert!((50_000..200_000).contains(&waited), "waited {waited} µs");
+    assert_eq!(md.resets(1), 1);
+    // Port 0 is unaffected.
+    h.read(0, 7, &table(&[(p[0], 512)])).unwrap();
+    assert_eq!(mc.bytes(p[0], 512), md.disk_bytes(0, 7 * 512, 512));
+    // Still hung: times out again rather than hanging; healed: works.
+    assert!(matches!(
+        h.read(1, 0, &table(&[(p[0], 512)])),
+        Err(AhciError::Timeout { .. })
+    ));
+    md.set_hung(1, false);
+    h.read(1, 9, &table(&[(p[0], 512)])).unwrap();
+    assert_eq!(mc.bytes(p[0], 512), md.disk_bytes(1, 9 * 512, 512));
+    assert_eq!(dev.mapping_count(), 4, "two ports' pages and pool chunks");
+}
+
+#[test]
+fn the_block_layer_splits_at_the_prdt_size() {
+    let mc = machine();
+    let md = model(Direct(mc), true, &[0]);
+    let clock = Clock::default();
+    let dev = device(mc, DmaBackend::Direct);
+    let mut h = probe(&md, dev.clone(), &clock);
+    // 300 separate sectors' worth of memory: 248 segments fit one PRDT.
+    let bufs: Vec<u64> = (0..600)
+        .map(|_| mc.alloc_pages(0, u64::MAX).unwrap().as_u64())
+        .step_by(2)
+        .collect();
+    let e: Vec<(u64, usize)> = bufs.iter().map(|&a| (a + 0x200, 512)).collect();
+    let mut d = h.disk(0).unwrap();
+    assert_eq!(d.name(), "sda");
+    assert_eq!(d.capacity(), SECTORS as u64);
+    assert_eq!(d.limits().max_segments, 248);
+    d.read(1000, &table(&e)).unwrap();
+    let rw: Vec<(u64, u32, usize)> = md
+        .commands()
+        .iter()
+        .filter(|c| c.command == 0x25)
+        .map(|c| (c.lba, c.count, c.prdt.len()))
+        .collect();
+    assert_eq!(rw, [(1000, 248, 248), (1248, 52, 52)]);
+    assert_eq!(gather(mc, &e), md.disk_bytes(0, 1000 * 512, 300 * 512));
+    let err = d.read(SECTORS as u64 - 10, &table(&e)).unwrap_err();
+    assert!(matches!(err, BlockError::OutOfRange { .. }));
+    md.set_media_error(0, 1260);
+    let err = d.read(1000, &table(&e)).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("sda: I/O error at sector 1248: ahci port 0: media error"),
+        "{err}"
+    );
+    d.flush().unwrap();
+}
+
+mod vtd {
+    //! The HBA behind the real VT-d driver on the VT-d model: every PRD and list
+    //! address is an IOVA the model's page walk translates.
+    use super::*;
+    use devmodels::vtd::VtdModel;
+    use dma::{IommuDomain, IommuError, IommuPerm};
+    use hal::DmaAddr;
+    use iommu_vtd::{
+        Bdf, Config as VtdConfig, DomainId, DomainKind, FrameAlloc, InvalMode, Perm, RemappingUnit,
+    };
+
+    struct Frames(&'static Machine);
+
+    impl FrameAlloc for Frames {
+        fn alloc_page(&mut self) -> Option<PhysAddr> {
+            self.0.alloc_pages(0, u64::MAX)
+        }
+        fn free_page(&mut self, pa: PhysAddr) {
+            self.0.free_pages(pa, 0)
+        }
+    }
+
+    type Unit = RemappingUnit<VtdModel<&'static Machine>, &'static Machine, Frames>;
+
+    const AHCI: Bdf = Bdf::new(0, 0x1f, 2);
+
+    /// Strict-mode domain, as the kernel's glue does it.
+    struct Domain {
+        unit: Unit,
+        did: DomainId,
+    }
+
+    impl IommuDomain for Domain {
+        fn alloc_iova(&mut self, len: u64, mask: u64) -> Option<DmaAddr> {
+            self.unit
+                .alloc_iova(self.did, len, mask)
+                .ok()
+                .map(DmaAddr::new)
+        }
+        fn free_iova(&mut self, iova: DmaAddr, _len: u64) {
+            self.unit
+                .free_iova_flushed(self.did, iova.as_u64())
+                .unwrap();
+        }
+        fn map(
+            &mut self,
+            iova: DmaAddr,
+            phys: PhysAddr,
+            len: u64,
+            perm: IommuPerm,
+        ) -> Result<(), IommuError> {
+            let mut p = Perm::empty();
+            p.set(Perm::READ, perm.contains(IommuPerm::READ));
+            p.set(Perm::WRITE, perm.contains(IommuPerm::WRITE));
+            self.unit
+                .map(self.did, iova.as_u64(), phys, len, p)
+                .map_err(|_| IommuError::AlreadyMapped)
+        }
+        fn unmap(&mut self, iova: DmaAddr, len: u64) -> Result<(), IommuError> {
+            self.unit
+                .unmap(self.did, iova.as_u64(), len)
+                .map(|_| ())
+                .map_err(|_| IommuError::NotMapped)
+        }
+        fn flush_iotlb(&mut self, iova: DmaAddr, len: u64) -> Result<(), IommuError> {
+            self.unit
+                .flush_iotlb_range(self.did, iova.as_u64(), len)
+                .map_err(|_| IommuError::FlushFailed)
+        }
+    }
+
+    type Shared = Arc<spin::Mutex<Domain>>;
+
+    /// The HBA's requests go through the VT-d model as source-id 00:1f.2.
+    struct Translated(Shared);
+
+    impl DmaBus for Translated {
+        fn dma_read(&self, addr: u64, buf: &mut [u8]) -> Result<(), BusFault> {
+            self.0
+                .lock()
+                .unit
+                .registers()
+                .dma_read(AHCI.bus, AHCI.devfn, addr, buf)
+                .map_err(|_| BusFault { addr, write: false })
+        }
+        fn dma_write(&self, addr: u64, data: &[u8]) -> Result<(), BusFault> {
+            self.0
+                .lock()
+                .unit
+                .registers()
+                .dma_write(AHCI.bus, AHCI.devfn, addr, data)
+                .map_err(|_| BusFault { addr, write: true })
+        }
+    }
+
+    fn setup(mc: &'static Machine) -> Shared {
+        let model = VtdModel::qemu_default(mc);
+        let cfg = VtdConfig {
+            inval: Some(InvalMode::Queued),
+            poll_budget: 16,
+            ..VtdConfig::default()
+        };
+        let mut unit = RemappingUnit::new(model, mc, Frames(mc), cfg).unwrap();
+        let did = unit.create_domain(DomainKind::Translated).unwrap();
+        unit.attach(AHCI, did).unwrap();
+        unit.enable_translation().unwrap();
+        Arc::new(spin::Mutex::new(Domain { unit, did }))
+    }
+
+    fn run(s64a: bool) {
+        let mc = machine();
+        let dom = setup(mc);
+        let md = model(Translated(dom.clone()), s64a, &[0]);
+        let clock = Clock::default();
+        let shared: dma::SharedDomain = dom.clone();
+        let dev = device(mc, DmaBackend::Iommu(shared));
+        let mut h = probe(&md, dev.clone(), &clock);
+        assert_eq!(h.disks().len(), 1);
+        // Four page-aligned, page-sized pieces in separate high blocks: one IOVA run,
+        // one PRD entry.
+        let p = pages(mc, 4, u64::MAX);
+        let whole: Vec<(u64, usize)> = p.iter().map(|&a| (a, 4096)).collect();
+        h.read(0, 64, &table(&whole)).unwrap();
+        assert_eq!(gather(mc, &whole), md.disk_bytes(0, 64 * 512, 4 * 4096));
+        let c = last_rw(&md);
+        assert_eq!(c.prdt.len(), 1, "{:?}", c.prdt);
+        assert_eq!(c.prdt[0].1, 4 * 4096);
+        assert!(c.prdt[0].0 + 4 * 4096 <= 1 << 32 || s64a);
+        // Unaligned sub-page pieces: data lands right, one PRD per break.
+        let e = odd_shapes(&p);
+        let data: Vec<u8> = (0..3072u32).map(|i| (i * 11 + 3) as u8).collect();
+        scatter(mc, &e, &data);
+        h.write(0, 7, &table(&e)).unwrap();
+        assert_eq!(md.disk_bytes(0, 7 * 512, 3072), data);
+        let c = last_rw(&md);
+        assert!(c.prdt.len() >= 3, "{:?}", c.prdt);
+        let sum: u32 = c.prdt.iter().map(|e| e.1).sum();
+        assert_eq!(sum, 3072);
+        h.read(0, 0, &table(&e)).unwrap();
+        assert_eq!(gather(mc, &e), md.disk_bytes(0, 0, 3072));
+        // After the request the IOVAs are gone: the device can no longer reach them.
+        let stale = last_rw(&md).prdt[0].0;
+        assert!(Translated(dom.clone()).dma_write(stale, &[0; 2]).is_err());
+        assert!(md.errors().is_empty(), "{:?}", md.errors());
+    }
+
+    #[test]
+    fn reads_and_writes_through_vtd_with_s64a() {
+        run(true);
+    }
+
+    #[test]
+    fn reads_and_writes_through_vtd_with_a_32_bit_hba() {
+        run(false);
+    }
+}

@@ -1,0 +1,1044 @@
+//! Behavioural model of an AHCI 1.x host bus adapter with SATA disks, as the AHCI
+//! 1.3.1 specification describes it and QEMU 7.2's `hw/ide/ahci.c` emulates the ICH9
+//! (facts only; declared here independently of the driver crate).
+//!
+//! The model implements `hal::RegisterAccess` (ABAR) and reaches memory only through a
+//! [`DmaBus`], so a test can put an IOMMU model (or nothing) between the HBA and RAM.
+//! Commands run synchronously when PxCI is written with PxCMD.ST set (QEMU's
+//! `check_cmd`, non-NCQ), one slot after another.
+//!
+//! Modelled:
+//! * CAP (NP, NCS = 32 slots, SNCQ, SAM, S64A unless [`Options::s64a`] is false), GHC
+//!   (HR resets everything and reads back 0; AE always set, as QEMU), IS computed from
+//!   PxIS & PxIE, PI, VS = 1.0 (QEMU's value).
+//! * Ports: CLB/FB with their alignment bits forced to 0, upper halves read-only 0
+//!   without S64A (and the upper dwords of CTBA and PRD DBA ignored: a device without
+//!   64-bit addressing only drives 32 address bits). PxIS W1C, PxIE (QEMU's mask),
+//!   PxCMD (ST→CR, FRE→FR; clearing ST clears PxCI and un-halts the port), PxTFD, PxSIG,
+//!   PxSSTS (DET 3 with a disk, 0 during COMRESET), PxSCTL (DET 1 → 0 resets the port:
+//!   SIG all ones and TFD 0x7F until FIS receive is on, then the first D2H FIS with
+//!   SIG 0x101 and TFD 0x0130 as QEMU's `ahci_init_d2h`), PxSERR W1C, PxCI.
+//! * A command: the 32-byte header at CLB + 32·slot (CFL, W, PRDTL, CTBA), the H2D
+//!   register FIS at CTBA, and PRDTL PRD entries at CTBA + 0x80 whose byte count is
+//!   DBC + 1; an odd count (DBC bit 0 clear) is rejected (spec §4.2.3.3: bit 0 must be
+//!   1), as a host bus data error. Data moves byte-granularly across the entries;
+//!   PRDBC gets the bytes moved; a D2H FIS goes to FB + 0x40; PxIS.DHRS.
+//! * Commands: IDENTIFY DEVICE (0xEC), READ/WRITE DMA EXT (0x25/0x35), FLUSH CACHE EXT
+//!   (0xEA); anything else is aborted (ABRT). An LBA range past the end is IDNF.
+//! * Errors stop the port (spec §6.1.2): PxCI keeps the failed slot, the port processes
+//!   nothing more until software clears and sets PxCMD.ST. Task-file errors set
+//!   PxTFD.STS.ERR, the error register and PxIS.TFES, and the D2H FIS carries the
+//!   failing LBA; a PRDT too short for the transfer is PxIS.OFS; a DMA the bus refuses
+//!   (outside RAM, an IOMMU fault) is PxIS.HBFS.
+//! * Fault injection: a media error (UNC, 0x40) at a chosen LBA
+//!   ([`AhciModel::set_media_error`]), a port that accepts commands and never
+//!   completes them ([`AhciModel::set_hung`]), an HBA without S64A.
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use hal::{PhysAddr, PhysMemory, RegisterAccess};
+
+/// A DMA the bus refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusFault {
+    /// Bus address.
+    pub addr: u64,
+    /// True for a write to memory.
+    pub write: bool,
+}
+
+/// What stands between the HBA and memory: RAM directly, or an IOMMU.
+pub trait DmaBus {
+    /// Reads `buf.len()` bytes at bus address `addr`.
+    fn dma_read(&self, addr: u64, buf: &mut [u8]) -> Result<(), BusFault>;
+    /// Writes `data` at bus address `addr`.
+    fn dma_write(&self, addr: u64, data: &[u8]) -> Result<(), BusFault>;
+}
+
+impl<T: DmaBus + ?Sized> DmaBus for &T {
+    fn dma_read(&self, addr: u64, buf: &mut [u8]) -> Result<(), BusFault> {
+        (**self).dma_read(addr, buf)
+    }
+    fn dma_write(&self, addr: u64, data: &[u8]) -> Result<(), BusFault> {
+        (**self).dma_write(addr, data)
+    }
+}
+
+/// Bus address = physical address, over RAM `[base, base + size)`; anything else faults.
+pub struct PhysBus<M: PhysMemory> {
+    mem: M,
+    ranges: Vec<(u64, u64)>,
+}
+
+impl<M: PhysMemory> PhysBus<M> {
+    /// RAM is the given `(base, size)` ranges of `mem`.
+    pub fn new(mem: M, ranges: &[(u64, u64)]) -> Self {
+        PhysBus {
+            mem,
+            ranges: ranges.to_vec(),
+        }
+    }
+
+    fn check(&self, addr: u64, len: usize, write: bool) -> Result<(), BusFault> {
+        let ok = self
+            .ranges
+            .iter()
+            .any(|&(b, s)| addr >= b && addr.checked_add(len as u64).is_some_and(|e| e <= b + s));
+        if ok {
+            Ok(())
+        } else {
+            Err(BusFault { addr, write })
+        }
+    }
+}
+
+impl<M: PhysMemory> DmaBus for PhysBus<M> {
+    fn dma_read(&self, addr: u64, buf: &mut [u8]) -> Result<(), BusFault> {
+        self.check(addr, buf.len(), false)?;
+        self.mem.read(PhysAddr::new(addr), buf);
+        Ok(())
+    }
+    fn dma_write(&self, addr: u64, data: &[u8]) -> Result<(), BusFault> {
+        self.check(addr, data.len(), true)?;
+        self.mem.write(PhysAddr::new(addr), data);
+        Ok(())
+    }
+}
+
+/// Model construction options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Ports (1-32; the ICH9 has 6).
+    pub ports: usize,
+    /// CAP.S64A: 64-bit addressing.
+    pub s64a: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ports: 6,
+            s64a: true,
+        }
+    }
+}
+
+/// A SATA disk: 512-byte sectors in a byte vector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// Contents.
+    pub data: Vec<u8>,
+    /// IDENTIFY model string.
+    pub model: String,
+    /// IDENTIFY serial number.
+    pub serial: String,
+}
+
+impl Disk {
+    /// A disk of `sectors` zeroed sectors.
+    pub fn new(sectors: usize, model: &str, serial: &str) -> Disk {
+        Disk {
+            data: vec![0; sectors * SECTOR],
+            model: String::from(model),
+            serial: String::from(serial),
+        }
+    }
+
+    /// Sectors on the disk.
+    pub fn sectors(&self) -> u64 {
+        (self.data.len() / SECTOR) as u64
+    }
+}
+
+/// Sector size of model disks.
+pub const SECTOR: usize = 512;
+
+/// Something the model refused or noticed, for assertions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelError {
+    /// A PRD entry with an odd byte count (DBC bit 0 clear).
+    OddByteCount {
+        /// Port.
+        port: usize,
+        /// PRD index.
+        entry: usize,
+        /// DBC + 1.
+        bytes: u32,
+    },
+    /// The PRDT holds fewer bytes than the command moves.
+    PrdtShort {
+        /// Port.
+        port: usize,
+        /// Bytes in the PRDT.
+        prdt: u64,
+        /// Bytes the command moves.
+        needed: u64,
+    },
+    /// A DMA the bus refused.
+    Bus {
+        /// Port.
+        port: usize,
+        /// The fault.
+        fault: BusFault,
+    },
+    /// A command FIS that is not a register H2D command.
+    BadFis {
+        /// Port.
+        port: usize,
+        /// FIS type byte.
+        fis_type: u8,
+    },
+    /// A register access the model does not support (narrow write, unknown offset).
+    BadAccess {
+        /// Offset.
+        offset: usize,
+    },
+}
+
+/// One command the model fetched, with its PRDT as the HBA read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdLog {
+    /// Port.
+    pub port: usize,
+    /// Slot.
+    pub slot: usize,
+    /// ATA command.
+    pub command: u8,
+    /// 48-bit LBA from the FIS.
+    pub lba: u64,
+    /// Sector count from the FIS (0 = 65536 for DMA EXT commands).
+    pub count: u32,
+    /// Header W bit.
+    pub write: bool,
+    /// Command table address (as the HBA used it).
+    pub ctba: u64,
+    /// PRD entries: (data base address, byte count = DBC + 1).
+    pub prdt: Vec<(u64, u32)>,
+    /// Completed without error.
+    pub ok: bool,
+}
+
+const PORT_BASE: usize = 0x100;
+const PORT_LEN: usize = 0x80;
+const IS_DHRS: u32 = 1 << 0;
+const IS_OFS: u32 = 1 << 24;
+const IS_HBDS: u32 = 1 << 28;
+const IS_HBFS: u32 = 1 << 29;
+const IS_TFES: u32 = 1 << 30;
+const IE_MASK: u32 = 0xfdc0_00ff;
+const CMD_ST: u32 = 1 << 0;
+const CMD_SUD: u32 = 1 << 1;
+const CMD_POD: u32 = 1 << 2;
+const CMD_FRE: u32 = 1 << 4;
+const CMD_FR: u32 = 1 << 14;
+const CMD_CR: u32 = 1 << 15;
+const CMD_CCS_SHIFT: u32 = 8;
+const CMD_RO: u32 = CMD_FR | CMD_CR | (0x1f << CMD_CCS_SHIFT);
+const STS_ERR: u8 = 0x01;
+const STS_DSC: u8 = 0x10;
+const STS_DRDY: u8 = 0x40;
+const STS_BSY: u8 = 0x80;
+const ERR_UNC: u8 = 0x40;
+const ERR_IDNF: u8 = 0x10;
+const ERR_ABRT: u8 = 0x04;
+const RFIS: u64 = 0x40;
+
+#[derive(Default)]
+struct Port {
+    clb: u64,
+    fb: u64,
+    is: u32,
+    ie: u32,
+    cmd: u32,
+    tfd: u32,
+    sig: u32,
+    sctl: u32,
+    serr: u32,
+    sact: u32,
+    ci: u32,
+    disk: Option<Disk>,
+    media_errors: Vec<u64>,
+    hung: bool,
+    halted: bool,
+    init_d2h_sent: bool,
+    flushes: usize,
+    resets: usize,
+}
+
+struct State {
+    cap: u32,
+    ghc: u32,
+    ports: Vec<Port>,
+    log: Vec<CmdLog>,
+    errors: Vec<ModelError>,
+}
+
+/// The HBA model over bus `B`.
+pub struct AhciModel<B: DmaBus> {
+    bus: B,
+    s64a: bool,
+    s: RefCell<State>,
+}
+
+/// Outcome of one command.
+enum Done {
+    Ok(u32),
+    TaskFile { status: u8, error: u8, lba: u64 },
+    Stop(u32),
+}
+
+impl<B: DmaBus> AhciModel<B> {
+    /// An HBA after power-on: `opts.ports` empty ports.
+    pub fn new(bus: B, opts: Options) -> Self {
+        let n = opts.ports.clamp(1, 32);
+        let mut cap = (n as u32 - 1) | (31 << 8) | (1 << 30) | (1 << 18) | (1 << 20);
+        if opts.s64a {
+            cap |= 1 << 31;
+        }
+        let m = AhciModel {
+            bus,
+            s64a: opts.s64a,
+            s: RefCell::new(State {
+                cap,
+                ghc: 1 << 31,
+                ports: (0..n).map(|_| Port::default()).collect(),
+                log: Vec::new(),
+                errors: Vec::new(),
+            }),
+        };
+        m.hba_reset();
+        m
+    }
+
+    /// Attaches `disk` to `port` (before the driver probes).
+    pub fn attach(&self, port: usize, disk: Disk) {
+        let mut s = self.s.borrow_mut();
+        s.ports[port].disk = Some(disk);
+        Self::reset_port(&mut s.ports[port]);
+    }
+
+    /// Makes reads and writes touching `lba` on `port` fail with a media error (UNC).
+    pub fn set_media_error(&self, port: usize, lba: u64) {
+        self.s.borrow_mut().ports[port].media_errors.push(lba);
+    }
+
+    /// Makes `port` accept commands and never complete them (or heals it).
+    pub fn set_hung(&self, port: usize, hung: bool) {
+        self.s.borrow_mut().ports[port].hung = hung;
+    }
+
+    /// A copy of `len` bytes at byte `off` of the disk on `port`.
+    pub fn disk_bytes(&self, port: usize, off: usize, len: usize) -> Vec<u8> {
+        let s = self.s.borrow();
+        match &s.ports[port].disk {
+            Some(d) => d.data[off..off + len].to_vec(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Writes `data` at byte `off` of the disk on `port` (as the host writing an image).
+    pub fn write_disk(&self, port: usize, off: usize, data: &[u8]) {
+        let mut s = self.s.borrow_mut();
+        if let Some(d) = &mut s.ports[port].disk {
+            d.data[off..off + data.len()].copy_from_slice(data);
+        }
+    }
+
+    /// Commands fetched so far.
+    pub fn commands(&self) -> Vec<CmdLog> {
+        self.s.borrow().log.clone()
+    }
+
+    /// Refusals so far.
+    pub fn errors(&self) -> Vec<ModelError> {
+        self.s.borrow().errors.clone()
+    }
+
+    /// FLUSH CACHE EXT commands completed on `port`.
+    pub fn flushes(&self, port: usize) -> usize {
+        self.s.borrow().ports[port].flushes
+    }
+
+    /// COMRESETs seen on `port`.
+    pub fn resets(&self, port: usize) -> usize {
+        self.s.borrow().ports[port].resets
+    }
+
+    /// Whether the interrupt line would be asserted (IS ≠ 0 and GHC.IE).
+    pub fn irq_pending(&self) -> bool {
+        let s = self.s.borrow();
+        s.ghc & 2 != 0 && Self::is(&s) != 0
+    }
+
+    fn is(s: &State) -> u32 {
+        s.ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.is & p.ie != 0)
+            .fold(0, |a, (i, _)| a | 1 << i)
+    }
+
+    fn hba_reset(&self) {
+        let mut s = self.s.borrow_mut();
+        s.ghc = 1 << 31;
+        for p in s.ports.iter_mut() {
+            let keep = (p.disk.take(), core::mem::take(&mut p.media_errors), p.hung);
+            let (flushes, resets) = (p.flushes, p.resets);
+            *p = Port {
+                disk: keep.0,
+                media_errors: keep.1,
+                hung: keep.2,
+                flushes,
+                resets,
+                cmd: CMD_SUD | CMD_POD,
+                ..Port::default()
+            };
+            Self::reset_port(p);
+        }
+    }
+
+    /// QEMU's `ahci_reset_port`.
+    fn reset_port(p: &mut Port) {
+        p.serr = 0;
+        p.sact = 0;
+        p.tfd = 0x7f;
+        p.sig = 0xffff_ffff;
+        p.init_d2h_sent = false;
+        p.halted = false;
+    }
+
+    fn ssts(p: &Port) -> u32 {
+        if p.disk.is_some() && p.sctl & 0xf != 1 {
+            0x113
+        } else {
+            0
+        }
+    }
+
+    fn addr(&self, lo: u32, hi: u32) -> u64 {
+        if self.s64a {
+            lo as u64 | (hi as u64) << 32
+        } else {
+            lo as u64
+        }
+    }
+
+    /// Writes a D2H register FIS into the port's received-FIS area, if receiving.
+    fn d2h(&self, i: usize, p: &mut Port, status: u8, error: u8, lba: u64, count: u16) {
+        if p.cmd & CMD_FR == 0 {
+            return;
+        }
+        let l = lba.to_le_bytes();
+        let c = count.to_le_bytes();
+        let fis = [
+            0x34, 0x40, status, error, l[0], l[1], l[2], 0x40, l[3], l[4], l[5], 0, c[0], c[1], 0,
+            0, 0, 0, 0, 0,
+        ];
+        p.tfd = (error as u32) << 8 | status as u32;
+        if let Err(fault) = self.bus.dma_write(p.fb + RFIS, &fis) {
+            self.s
+                .try_borrow_mut()
+                .map(|mut s| s.errors.push(ModelError::Bus { port: i, fault }))
+                .ok();
+            p.is |= IS_HBFS;
+            return;
+        }
+        if status & STS_ERR != 0 {
+            p.is |= IS_TFES;
+        }
+        p.is |= IS_DHRS;
+    }
+
+    fn port_read(&self, i: usize, reg: usize) -> u32 {
+        let s = self.s.borrow();
+        let p = &s.ports[i];
+        match reg {
+            0x00 => p.clb as u32,
+            0x04 => (p.clb >> 32) as u32,
+            0x08 => p.fb as u32,
+            0x0c => (p.fb >> 32) as u32,
+            0x10 => p.is,
+            0x14 => p.ie,
+            0x18 => p.cmd,
+            0x20 => p.tfd,
+            0x24 => p.sig,
+            0x28 => Self::ssts(p),
+            0x2c => p.sctl,
+            0x30 => p.serr,
+            0x34 => p.sact,
+            0x38 => p.ci,
+            _ => 0,
+        }
+    }
+
+    fn port_write(&self, i: usize, reg: usize, v: u32) {
+        // The port is taken out of the state while it runs commands, so DMA (which may
+        // call back into nothing here) never overlaps a RefCell borrow.
+        let mut p = core::mem::take(&mut self.s.borrow_mut().ports[i]);
+        match reg {
+            0x00 => p.clb = (p.clb & !0xffff_ffff) | (v & !0x3ff) as u64,
+            0x04 if self.s64a => p.clb = (p.clb & 0xffff_ffff) | (v as u64) << 32,
+            0x08 => p.fb = (p.fb & !0xffff_ffff) | (v & !0xff) as u64,
+            0x0c if self.s64a => p.fb = (p.fb & 0xffff_ffff) | (v as u64) << 32,
+            0x04 | 0x0c => {}
+            0x10 => p.is &= !v,
+            0x14 => p.ie = v & IE_MASK,
+            0x18 => {
+                p.cmd = (p.cmd & CMD_RO) | (v & !CMD_RO & !(0xf << 28));
+                if p.cmd & CMD_ST != 0 {
+                    p.cmd |= CMD_CR;
+                } else {
+                    p.cmd &= !(CMD_CR | (0x1f << CMD_CCS_SHIFT));
+                    p.ci = 0;
+                    p.sact = 0;
+                    p.halted = false;
+                }
+                if p.cmd & CMD_FRE != 0 {
+                    p.cmd |= CMD_FR;
+                    if !p.init_d2h_sent && p.disk.is_some() {
+                        p.init_d2h_sent = true;
+                        p.sig = 0x0000_0101;
+                        // QEMU: SEEK_STAT | WRERR_STAT, error 1 (diagnostics passed).
+                        self.d2h(i, &mut p, 0x30, 0x01, 1, 1);
+                    }
+                } else {
+                    p.cmd &= !CMD_FR;
+                }
+                self.run(i, &mut p);
+            }
+            0x2c => {
+                if p.sctl & 0xf == 1 && v & 0xf == 0 {
+                    p.resets += 1;
+                    Self::reset_port(&mut p);
+                }
+                p.sctl = v;
+            }
+            0x30 => p.serr &= !v,
+            0x34 => p.sact |= v,
+            0x38 => {
+                p.ci |= v;
+                self.run(i, &mut p);
+            }
+            _ => self.s.borrow_mut().errors.push(ModelError::BadAccess {
+                offset: PORT_BASE + i * PORT_LEN + reg,
+            }),
+        }
+        self.s.borrow_mut().ports[i] = p;
+    }
+
+    /// QEMU's `check_cmd`: runs issued slots in order while started and not halted.
+    fn run(&self, i: usize, p: &mut Port) {
+        if p.cmd & CMD_ST == 0 || p.halted || p.ci == 0 {
+            return;
+        }
+        if p.hung || p.disk.is_none() {
+            p.tfd |= STS_BSY as u32;
+            return;
+        }
+        for slot in 0..32 {
+            if p.ci & (1 << slot) == 0 {
+                continue;
+            }
+            if self.command(i, p, slot) {
+                p.ci &= !(1 << slot);
+            } else {
+                p.halted = true;
+                p.cmd = (p.cmd & !(0x1f << CMD_CCS_SHIFT)) | (slot as u32) << CMD_CCS_SHIFT;
+                return;
+            }
+        }
+    }
+
+    fn model_error(&self, e: ModelError) {
+        self.s.borrow_mut().errors.push(e);
+    }
+
+    /// Runs the command in `slot`; false if the port must halt.
+    fn command(&self, i: usize, p: &mut Port, slot: usize) -> bool {
+        let bus_fault = |fault| {
+            self.model_error(ModelError::Bus { port: i, fault });
+        };
+        let mut hdr = [0u8; 32];
+        let hdr_addr = p.clb + 32 * slot as u64;
+        if let Err(f) = self.bus.dma_read(hdr_addr, &mut hdr) {
+            bus_fault(f);
+            p.is |= IS_HBFS;
+            return false;
+        }
+        let dw = |b: &[u8], k: usize| {
+            u32::from_le_bytes([b[4 * k], b[4 * k + 1], b[4 * k + 2], b[4 * k + 3]])
+        };
+        let dw0 = dw(&hdr, 0);
+        let write = dw0 & (1 << 6) != 0;
+        let prdtl = (dw0 >> 16) as usize;
+        let ctba = self.addr(dw(&hdr, 2), dw(&hdr, 3)) & !0x7f;
+        let mut cfis = [0u8; 20];
+        if let Err(f) = self.bus.dma_read(ctba, &mut cfis) {
+            bus_fault(f);
+            p.is |= IS_HBFS;
+            return false;
+        }
+        let lba = u64::from_le_bytes([cfis[4], cfis[5], cfis[6], cfis[8], cfis[9], cfis[10], 0, 0]);
+        let count = u16::from_le_bytes([cfis[12], cfis[13]]) as u32;
+        let command = cfis[2];
+        let mut log = CmdLog {
+            port: i,
+            slot,
+            command,
+            lba,
+            count,
+            write,
+            ctba,
+            prdt: Vec::new(),
+            ok: false,
+        };
+        let mut prdt_ok = true;
+        let mut raw = vec![0u8; prdtl * 16];
+        if let Err(f) = self.bus.dma_read(ctba + 0x80, &mut raw) {
+            bus_fault(f);
+            p.is |= IS_HBFS;
+            self.s.borrow_mut().log.push(log);
+            return false;
+        }
+        for (k, e) in raw.as_chunks::<16>().0.iter().enumerate() {
+            let dba = self.addr(dw(e, 0), dw(e, 1)) & !1;
+            let bytes = (dw(e, 3) & 0x3f_ffff) + 1;
+            if bytes % 2 != 0 {
+                self.model_error(ModelError::OddByteCount {
+                    port: i,
+                    entry: k,
+                    bytes,
+                });
+                prdt_ok = false;
+            }
+            log.prdt.push((dba, bytes));
+        }
+        let done = if cfis[0] != 0x27 || cfis[1] & 0x80 == 0 {
+            self.model_error(ModelError::BadFis {
+                port: i,
+                fis_type: cfis[0],
+            });
+            Done::TaskFile {
+                status: STS_DRDY | STS_ERR,
+                error: ERR_ABRT,
+                lba: 0,
+            }
+        } else if !prdt_ok {
+            Done::Stop(IS_HBDS)
+        } else {
+            self.execute(i, p, command, lba, count, &log.prdt)
+        };
+        let ok = match done {
+            Done::Ok(bytes) => {
+                let _ = self.bus.dma_write(hdr_addr + 4, &bytes.to_le_bytes());
+                self.d2h(i, p, STS_DRDY | STS_DSC, 0, lba, count as u16);
+                true
+            }
+            Done::TaskFile { status, error, lba } => {
+                self.d2h(i, p, status, error, lba, 0);
+                false
+            }
+            Done::Stop(bits) => {
+                p.is |= bits;
+                false
+            }
+        };
+        log.ok = ok;
+        self.s.borrow_mut().log.push(log);
+        ok
+    }
+
+    fn execute(
+        &self,
+        i: usize,
+        p: &mut Port,
+        command: u8,
+        lba: u64,
+        count: u32,
+        prdt: &[(u64, u32)],
+    ) -> Done {
+        let sectors = p.disk.as_ref().map_or(0, |d| d.sectors());
+        let count = if count == 0 { 65536 } else { count as u64 };
+        match command {
+            0xec => {
+                let id = match &p.disk {
+                    Some(d) => identify(d),
+                    None => [0; 512],
+                };
+                self.scatter(i, prdt, &id)
+            }
+            0x25 | 0x35 => {
+                if lba.checked_add(count).is_none_or(|e| e > sectors) {
+                    return Done::TaskFile {
+                        status: STS_DRDY | STS_ERR,
+                        error: ERR_IDNF,
+                        lba,
+                    };
+                }
+                if let Some(&bad) = p
+                    .media_errors
+                    .iter()
+                    .filter(|&&b| b >= lba && b < lba + count)
+                    .min()
+                {
+                    return Done::TaskFile {
+                        status: STS_DRDY | STS_ERR,
+                        error: ERR_UNC,
+                        lba: bad,
+                    };
+                }
+                let (off, len) = (lba as usize * SECTOR, count as usize * SECTOR);
+                let Some(d) = p.disk.as_mut() else {
+                    return Done::Stop(IS_HBFS);
+                };
+                if command == 0x25 {
+                    let data = d.data[off..off + len].to_vec();
+                    self.scatter(i, prdt, &data)
+                } else {
+                    match self.gather(i, prdt, len) {
+                        Ok(data) => {
+                            d.data[off..off + len].copy_from_slice(&data);
+                            Done::Ok(len as u32)
+                        }
+                        Err(bits) => Done::Stop(bits),
+                    }
+                }
+            }
+            0xea => {
+                p.flushes += 1;
+                Done::Ok(0)
+            }
+            _ => Done::TaskFile {
+                status: STS_DRDY | STS_ERR,
+                error: ERR_ABRT,
+                lba: 0,
+            },
+        }
+    }
+
+    fn prdt_check(&self, i: usize, prdt: &[(u64, u32)], needed: usize) -> Result<(), u32> {
+        let total: u64 = prdt.iter().map(|e| e.1 as u64).sum();
+        if total < needed as u64 {
+            self.model_error(ModelError::PrdtShort {
+                port: i,
+                prdt: total,
+                needed: needed as u64,
+            });
+            return Err(IS_OFS);
+        }
+        Ok(())
+    }
+
+    /// Device → memory across the PRD entries, byte-granular.
+    fn scatter(&self, i: usize, prdt: &[(u64, u32)], data: &[u8]) -> Done {
+        if let Err(bits) = self.prdt_check(i, prdt, data.len()) {
+            return Done::Stop(bits);
+        }
+        let mut done = 0usize;
+        for &(addr, bytes) in prdt {
+            if done == data.len() {
+                break;
+            }
+            let n = (bytes as usize).min(data.len() - done);
+            if let Err(fault) = self.bus.dma_write(addr, &data[done..done + n]) {
+                self.model_error(ModelError::Bus { port: i, fault });
+                return Done::Stop(IS_HBFS);
+            }
+            done += n;
+        }
+        Done::Ok(done as u32)
+    }
+
+    /// Memory → device.
+    fn gather(&self, i: usize, prdt: &[(u64, u32)], len: usize) -> Result<Vec<u8>, u32> {
+        self.prdt_check(i, prdt, len)?;
+        let mut out = vec![0u8; len];
+        let mut done = 0usize;
+        for &(addr, bytes) in prdt {
+            if done == len {
+                break;
+            }
+            let n = (bytes as usize).min(len - done);
+            if let Err(fault) = self.bus.dma_read(addr, &mut out[done..done + n]) {
+                self.model_error(ModelError::Bus { port: i, fault });
+                return Err(IS_HBFS);
+            }
+            done += n;
+        }
+        Ok(out)
+    }
+}
+
+/// IDENTIFY DEVICE data for a model disk (512-byte sectors, LBA48, FLUSH EXT).
+fn identify(d: &Disk) -> [u8; 512] {
+    let mut w = [0u16; 256];
+    let put_str = |w: &mut [u16; 256], first: usize, words: usize, s: &str| {
+        let mut b: Vec<u8> = s.bytes().take(words * 2).collect();
+        b.resize(words * 2, b' ');
+        for k in 0..words {
+            w[first + k] = (b[2 * k] as u16) << 8 | b[2 * k + 1] as u16;
+        }
+    };
+    w[0] = 0x0040;
+    put_str(&mut w, 10, 10, &d.serial);
+    put_str(&mut w, 23, 4, "2.5+");
+    put_str(&mut w, 27, 20, &d.model);
+    w[49] = 1 << 9 | 1 << 8; // LBA, DMA
+    let n = d.sectors();
+    let n28 = n.min(0x0fff_ffff);
+    w[60] = n28 as u16;
+    w[61] = (n28 >> 16) as u16;
+    w[83] = 1 << 14 | 1 << 13 | 1 << 12 | 1 << 10;
+    w[86] = 1 << 13 | 1 << 12 | 1 << 10;
+    for k in 0..4 {
+        w[100 + k] = (n >> (16 * k)) as u16;
+    }
+    w[106] = 0x4000;
+    let mut out = [0u8; 512];
+    for (k, v) in w.iter().enumerate() {
+        out[2 * k..2 * k + 2].copy_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+impl<B: DmaBus> RegisterAccess for AhciModel<B> {
+    fn read8(&self, offset: usize) -> u8 {
+        (self.read32(offset & !3) >> (8 * (offset & 3))) as u8
+    }
+
+    fn read16(&self, offset: usize) -> u16 {
+        (self.read32(offset & !3) >> (8 * (offset & 2))) as u16
+    }
+
+    fn read32(&self, offset: usize) -> u32 {
+        if offset >= PORT_BASE {
+            let i = (offset - PORT_BASE) / PORT_LEN;
+            if i < self.s.borrow().ports.len() {
+                return self.port_read(i, (offset - PORT_BASE) % PORT_LEN);
+            }
+            return 0;
+        }
+        let s = self.s.borrow();
+        match offset {
+            0x00 => s.cap,
+            0x04 => s.ghc,
+            0x08 => Self::is(&s),
+            0x0c => ((1u64 << s.ports.len()) - 1) as u32,
+            0x10 => 0x0001_0000,
+            _ => 0,
+        }
+    }
+
+    fn write8(&self, offset: usize, _value: u8) {
+        self.model_error(ModelError::BadAccess { offset });
+    }
+
+    fn write16(&self, offset: usize, _value: u16) {
+        self.model_error(ModelError::BadAccess { offset });
+    }
+
+    fn write32(&self, offset: usize, value: u32) {
+        if offset >= PORT_BASE {
+            let i = (offset - PORT_BASE) / PORT_LEN;
+            if i < self.s.borrow().ports.len() {
+                self.port_write(i, (offset - PORT_BASE) % PORT_LEN, value);
+            } else {
+                self.model_error(ModelError::BadAccess { offset });
+            }
+            return;
+        }
+        match offset {
+            0x04 => {
+                if value & 1 != 0 {
+                    self.hba_reset();
+                } else {
+                    self.s.borrow_mut().ghc = (value & 0x3) | 1 << 31;
+                }
+            }
+            // IS is recomputed from PxIS & PxIE (QEMU's `ahci_check_irq`); CAP, PI and
+            // VS are read-only.
+            0x00 | 0x08 | 0x0c | 0x10 => {}
+            _ => self.model_error(ModelError::BadAccess { offset }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The model driven by hand (no driver): commands written into arena memory.
+    use super::*;
+    use hal::Arena;
+
+    const BASE: u64 = 0x10_0000;
+    const CLB: u64 = BASE;
+    const FB: u64 = BASE + 0x400;
+    const CT: u64 = BASE + 0x1000;
+    const DATA: u64 = BASE + 0x4000;
+
+    fn setup(a: &Arena, s64a: bool) -> AhciModel<PhysBus<&Arena>> {
+        let m = AhciModel::new(
+            PhysBus::new(a, &[(BASE, a.size() as u64)]),
+            Options { ports: 2, s64a },
+        );
+        let mut d = Disk::new(16, "MODEL DISK", "S1");
+        for (i, b) in d.data.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        m.attach(0, d);
+        m.write32(0x100, CLB as u32);
+        m.write32(0x108, FB as u32);
+        m.write32(0x114, u32::MAX);
+        m.write32(0x118, CMD_FRE | CMD_ST);
+        m
+    }
+
+    /// Slot 0: `command` at `lba` for `count` sectors with the given PRD entries
+    /// (address, raw DW3).
+    fn issue(
+        a: &Arena,
+        m: &AhciModel<PhysBus<&Arena>>,
+        command: u8,
+        lba: u64,
+        count: u16,
+        prds: &[(u64, u32)],
+    ) {
+        let fis = [
+            0x27u8,
+            0x80,
+            command,
+            0,
+            lba as u8,
+            (lba >> 8) as u8,
+            (lba >> 16) as u8,
+            0x40,
+            (lba >> 24) as u8,
+            0,
+            0,
+            0,
+            count as u8,
+            (count >> 8) as u8,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        a.write(PhysAddr::new(CT), &fis);
+        for (k, &(addr, dw3)) in prds.iter().enumerate() {
+            let e = CT + 0x80 + 16 * k as u64;
+            a.write_u64(PhysAddr::new(e), addr);
+            a.write_u32(PhysAddr::new(e + 8), 0);
+            a.write_u32(PhysAddr::new(e + 12), dw3);
+        }
+        a.write_u32(PhysAddr::new(CLB), 5 | (prds.len() as u32) << 16);
+        a.write_u32(PhysAddr::new(CLB + 4), 0);
+        a.write_u64(PhysAddr::new(CLB + 8), CT);
+        m.write32(0x110, u32::MAX);
+        m.write32(0x138, 1);
+    }
+
+    #[test]
+    fn byte_granular_prdt_moves_dbc_plus_one_bytes_each() {
+        let a = Arena::new(PhysAddr::new(BASE), 0x10000);
+        let m = setup(&a, true);
+        assert_eq!(m.read32(0x124), 0x101, "signature after FIS receive is on");
+        assert_eq!(m.read32(0x120) & 0x88, 0, "not busy");
+        // 3 sectors into pieces of 2, 1000 and 534 bytes at odd-ish offsets.
+        let prds = [(DATA + 2, 1), (DATA + 0x1006, 999), (DATA + 0x2802, 533)];
+        issue(&a, &m, 0x25, 2, 3, &prds);
+        assert_eq!(m.read32(0x138), 0, "completed");
+        assert_eq!(a.read_u32(PhysAddr::new(CLB + 4)), 1536, "PRDBC");
+        let disk = m.disk_bytes(0, 1024, 1536);
+        assert_eq!(a.to_vec(PhysAddr::new(DATA + 2), 2), disk[..2]);
+        assert_eq!(a.to_vec(PhysAddr::new(DATA + 0x1006), 1000), disk[2..1002]);
+        assert_eq!(a.to_vec(PhysAddr::new(DATA + 0x2802), 534), disk[1002..]);
+        assert_eq!(a.to_vec(PhysAddr::new(DATA), 2), [0, 0], "nothing before");
+        assert_eq!(m.read32(0x110) & IS_DHRS, IS_DHRS);
+        assert_eq!(a.to_vec(PhysAddr::new(FB + 0x40), 3), [0x34, 0x40, 0x50]);
+        assert_eq!(m.read32(0x08), 1, "IS: port 0");
+        let log = m.commands();
+        assert_eq!(
+            log[0].prdt,
+            [(DATA + 2, 2), (DATA + 0x1006, 1000), (DATA + 0x2802, 534)]
+        );
+    }
+
+    #[test]
+    fn an_odd_byte_count_is_refused_and_halts_the_port() {
+        let a = Arena::new(PhysAddr::new(BASE), 0x10000);
+        let m = setup(&a, true);
+        // DBC 0x1ff + 1 = 512 is fine; DBC 0x200 → 513 bytes is not.
+        issue(&a, &m, 0x25, 0, 2, &[(DATA, 0x1ff), (DATA + 0x1000, 0x200)]);
+        assert_eq!(m.read32(0x138), 1, "slot still issued");
+        assert_eq!(m.read32(0x110) & IS_HBDS, IS_HBDS);
+        assert_eq!(
+            m.errors(),
+            [ModelError::OddByteCount {
+                port: 0,
+                entry: 1,
+                bytes: 513
+            }]
+        );
+        assert_eq!(a.to_vec(PhysAddr::new(DATA), 2), [0, 0], "no data moved");
+        // Halted: a new issue does nothing until ST is cycled, which clears PxCI.
+        m.write32(0x138, 2);
+        assert_eq!(m.read32(0x138), 3);
+        m.write32(0x118, CMD_FRE);
+        assert_eq!(m.read32(0x138), 0);
+        assert_eq!(m.read32(0x118) & CMD_CR, 0);
+        m.write32(0x118, CMD_FRE | CMD_ST);
+        issue(&a, &m, 0x25, 0, 1, &[(DATA, 0x1ff)]);
+        assert_eq!(m.read32(0x138), 0);
+    }
+
+    #[test]
+    fn short_prdt_media_error_and_range_errors() {
+        let a = Arena::new(PhysAddr::new(BASE), 0x10000);
+        let m = setup(&a, true);
+        issue(&a, &m, 0x25, 0, 2, &[(DATA, 0x1ff)]);
+        assert_eq!(m.read32(0x110) & IS_OFS, IS_OFS);
+        m.write32(0x118, CMD_FRE);
+        m.write32(0x118, CMD_FRE | CMD_ST);
+        m.set_media_error(0, 5);
+        issue(&a, &m, 0x35, 4, 2, &[(DATA, 0x3ff)]);
+        assert_eq!(m.read32(0x120), 0x4041, "TFD: UNC, DRDY|ERR");
+        assert_eq!(m.read32(0x110) & IS_TFES, IS_TFES);
+        assert_eq!(
+            a.read_u32(PhysAddr::new(FB + 0x44)) & 0xff_ffff,
+            5,
+            "failing LBA in the D2H FIS"
+        );
+        m.write32(0x118, CMD_FRE);
+        m.write32(0x118, CMD_FRE | CMD_ST);
+        issue(&a, &m, 0x25, 15, 2, &[(DATA, 0x3ff)]);
+        assert_eq!(m.read32(0x120) >> 8, 0x10, "IDNF past the end");
+    }
+
+    #[test]
+    fn without_s64a_upper_address_halves_are_ignored_and_comreset_resets() {
+        let a = Arena::new(PhysAddr::new(BASE), 0x10000);
+        let m = setup(&a, false);
+        assert_eq!(m.read32(0) >> 31, 0, "CAP.S64A clear");
+        m.write32(0x104, 0x1);
+        assert_eq!(m.read32(0x104), 0);
+        // A PRD whose DBAU is set still lands below 4 GiB.
+        issue(&a, &m, 0x25, 0, 1, &[(DATA | 1 << 32, 0x1ff)]);
+        assert_eq!(m.read32(0x138), 0);
+        assert_eq!(a.to_vec(PhysAddr::new(DATA), 512), m.disk_bytes(0, 0, 512));
+        // COMRESET: DET 1 → link down, DET 0 → reset, signature after FRE again.
+        m.write32(0x118, 0);
+        m.write32(0x12c, 1);
+        assert_eq!(m.read32(0x128) & 0xf, 0);
+        m.write32(0x12c, 0);
+        assert_eq!(m.read32(0x128) & 0xf, 3);
+        assert_eq!((m.read32(0x124), m.read32(0x120)), (0xffff_ffff, 0x7f));
+        m.write32(0x118, CMD_FRE);
+        assert_eq!((m.read32(0x124), m.read32(0x120)), (0x101, 0x130));
+        assert_eq!(m.resets(0), 1);
+        // No disk on port 1.
+        assert_eq!(m.read32(0x1a8), 0);
+    }
+}

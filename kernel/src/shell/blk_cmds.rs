@@ -1,0 +1,82 @@
+//! `lsblk` and `blk read`: the block devices the AHCI driver found, and a hex dump
+//! of sectors read by DMA through the block layer.
+
+use super::{parse_u64, CmdError, CmdResult, Command};
+use crate::drivers::ahci;
+use crate::kprintln;
+
+pub fn lsblk(cmd: &Command, args: &[&str]) -> CmdResult {
+    cmd.no_args(args)?;
+    let disks = ahci::disks();
+    if disks.is_empty() {
+        kprintln!("no block devices (no AHCI disk found)");
+        return Ok(());
+    }
+    kprintln!("NAME  CONTROLLER       PORT  SECTORS     SIZE       MODEL");
+    for (bdf, _, d) in disks {
+        let bytes = d.id.sectors * d.id.sector_size as u64;
+        kprintln!(
+            "{:<5} {} ahci  {:<4}  {:<10}  {:<9}  {}{}",
+            d.name,
+            bdf,
+            d.port,
+            d.id.sectors,
+            human(bytes),
+            d.id.model,
+            if d.failed { "  (failed)" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+fn human(bytes: u64) -> alloc::string::String {
+    if bytes >= 1 << 30 {
+        alloc::format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        alloc::format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
+    let (dev, lba, count) = match args {
+        ["read", dev, lba] => (*dev, *lba, "1"),
+        ["read", dev, lba, count] => (*dev, *lba, *count),
+        _ => return Err(cmd.usage_error()),
+    };
+    let bad = |what: &str, v: &str| cmd.bad_arg(alloc::format!("bad {what} '{v}'"));
+    let lba = parse_u64(lba).ok_or_else(|| bad("sector number", lba))?;
+    let count = parse_u64(count)
+        .filter(|c| (1..=64).contains(c))
+        .ok_or_else(|| bad("count (1..64)", count))?;
+    let r = ahci::with_disk(dev, |d, dmadev| {
+        let ss = d.sector_size();
+        let len = count as usize * ss;
+        let buf =
+            dma::DmaBuf::alloc(&crate::kdma::PLATFORM, len).map_err(|e| alloc::format!("{e}"))?;
+        // One physically contiguous buffer, given as page-sized pieces: the DMA API
+        // merges what is contiguous for the device (one PRD entry, or one IOVA run).
+        let mut sg = dma::SgTable::new();
+        let mut off = 0;
+        while off < len {
+            let n = (len - off).min(dma::PAGE_SIZE);
+            sg.push(buf.phys() + off as u64, n);
+            off += n;
+        }
+        d.read(lba, &sg).map_err(|e| alloc::format!("{e}"))?;
+        let name = dmadev.name();
+        Ok::<_, alloc::string::String>((buf.to_vec(), ss, name.into(), buf.phys()))
+    });
+    let (data, ss, name, phys): (
+        alloc::vec::Vec<u8>,
+        usize,
+        alloc::string::String,
+        hal::PhysAddr,
+    ) = r
+        .map_err(|e| CmdError::Failed(alloc::format!("blk: {e}")))?
+        .map_err(|e| CmdError::Failed(alloc::format!("blk: {e}")))?;
+    kprintln!(
+        "{dev}: {count} sector(s) of {ss} bytes from LBA {lba}, read by {name} into {phys:#x}"
+    );
+    super::commands::hexdump(&data, lba * ss as u64);
+    Ok(())
+}
