@@ -828,3 +828,39 @@ mod vtd {
         assert!(md.errors().is_empty(), "{:?}", md.errors());
     }
 }
+
+#[test]
+fn the_queues_wrap_with_the_phase_tag() {
+    // Four-entry I/O queue: ten commands wrap the CQ twice, each wrap flips the phase
+    // the driver waits for (a driver that did not flip would time out).
+    let mc = machine();
+    let md = model(Direct(mc), opts());
+    let clock = Clock::default();
+    let mut c = Controller::probe(
+        &md,
+        device(mc, DmaBackend::Direct),
+        clock.clone(),
+        Config {
+            io_depth: 4,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    let p = pages(mc, 1);
+    for lba in 0..10u64 {
+        c.read(lba * 3, &table(&[(p[0], 512)])).unwrap();
+        assert_eq!(
+            mc.bytes(p[0], 512),
+            md.disk_bytes(lba as usize * 3 * 512, 512)
+        );
+    }
+    let cids: Vec<u16> = md
+        .commands()
+        .iter()
+        .filter(|c| c.qid == 1)
+        .map(|c| c.cid)
+        .collect();
+    assert_eq!(cids, (0..10).collect::<Vec<u16>>(), "a fresh CID each");
+    assert_eq!(c.resets(), 0);
+    assert!(md.errors().is_empty(), "{:?}", md.errors());
+}
