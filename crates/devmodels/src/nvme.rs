@@ -549,7 +549,7 @@ impl<B: DmaBus> NvmeModel<B> {
         Ok(out)
     }
 
-    fn to_host(&self, log: &mut CmdLog, data: &[u8]) -> Result<(), u16> {
+    fn write_host(&self, log: &mut CmdLog, data: &[u8]) -> Result<(), u16> {
         let pieces = self.prps(log, data.len())?;
         let mut off = 0;
         for &(a, l) in &pieces {
@@ -563,7 +563,7 @@ impl<B: DmaBus> NvmeModel<B> {
         Ok(())
     }
 
-    fn from_host(&self, log: &mut CmdLog, len: usize) -> Result<Vec<u8>, u16> {
+    fn read_host(&self, log: &mut CmdLog, len: usize) -> Result<Vec<u8>, u16> {
         let pieces = self.prps(log, len)?;
         let mut v = vec![0u8; len];
         let mut off = 0;
@@ -626,7 +626,7 @@ impl<B: DmaBus> NvmeModel<B> {
                     0 => return (status::INVALID_NS, 0),
                     _ => return (status::INVALID_FIELD, 0),
                 };
-                match self.to_host(log, &data) {
+                match self.write_host(log, &data) {
                     Ok(()) => (0, 0),
                     Err(st) => (st, 0),
                 }
@@ -760,7 +760,7 @@ impl<B: DmaBus> NvmeModel<B> {
                     .any(|&l| l >= slba && l < slba + n);
                 let off = slba as usize * ls;
                 let r = if write {
-                    self.from_host(log, len).map(|d| {
+                    self.read_host(log, len).map(|d| {
                         if !bad {
                             self.s.borrow_mut().data[off..off + len].copy_from_slice(&d);
                         }
@@ -771,7 +771,7 @@ impl<B: DmaBus> NvmeModel<B> {
                         // The transfer is set up (PRPs checked) but the media fails.
                         self.prps(log, len).map(|_| ())
                     } else {
-                        self.to_host(log, &d)
+                        self.write_host(log, &d)
                     }
                 };
                 match r {

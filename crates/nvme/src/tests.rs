@@ -864,3 +864,55 @@ fn the_queues_wrap_with_the_phase_tag() {
     assert_eq!(c.resets(), 0);
     assert!(md.errors().is_empty(), "{:?}", md.errors());
 }
+
+#[test]
+fn the_model_follows_a_chained_prp_list() {
+    // The driver never needs a second list page (MDTS and max_transfer keep it to
+    // one); the model still walks a chain as the spec says: the last entry of a full
+    // list page points to the next list page.
+    let mc = machine();
+    let md = model(
+        Direct(mc),
+        Options {
+            mdts: 0,
+            sectors: 8192,
+            ..opts()
+        },
+    );
+    let clock = Clock::default();
+    let mut c = probe(&md, device(mc, DmaBackend::Direct), &clock);
+    let p = pages(mc, 3);
+    let (data, l1, l2) = (p[0], p[1], p[2]);
+    // 514 pages: PRP1, 511 entries in the first list page, its last entry chaining
+    // to a second page with 2 more. Every entry names the same data page (a read).
+    let mut first = vec![0u8; 4096];
+    for i in 0..511 {
+        first[8 * i..8 * i + 8].copy_from_slice(&data.to_le_bytes());
+    }
+    first[8 * 511..].copy_from_slice(&l2.to_le_bytes());
+    mc.write(PhysAddr::new(l1), &first);
+    let second: Vec<u8> = [data, data].iter().flat_map(|a| a.to_le_bytes()).collect();
+    mc.write(PhysAddr::new(l2), &second);
+    let mut sqe = [0u32; 16];
+    sqe[0] = opc::READ as u32;
+    sqe[1] = 1;
+    sqe[6] = data as u32;
+    sqe[7] = (data >> 32) as u32;
+    sqe[8] = l1 as u32;
+    sqe[9] = (l1 >> 32) as u32;
+    sqe[12] = 514 * 8 - 1;
+    assert_eq!(c.exec(true, sqe), Ok(0));
+    let cmd = last_io(&md);
+    assert_eq!(cmd.prp_list.len(), 513);
+    assert_eq!(cmd.data.len(), 514);
+    assert!(cmd.prp_list.iter().all(|&a| a == data));
+    // The last page read was disk page 513.
+    assert_eq!(mc.bytes(data, 4096), md.disk_bytes(513 * 4096, 4096));
+    // A chain pointer with an offset is PRP Offset Invalid.
+    first[8 * 511..].copy_from_slice(&(l2 + 8).to_le_bytes());
+    mc.write(PhysAddr::new(l1), &first);
+    assert!(matches!(
+        c.exec(true, sqe),
+        Err(NvmeError::Status { sc: 0x13, .. })
+    ));
+}
