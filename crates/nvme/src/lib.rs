@@ -20,7 +20,8 @@
 //!   [`QueueLimits::virt_boundary_mask`] makes it split requests at other gaps. A
 //!   transfer is at most [`Controller::max_transfer`] bytes: MDTS, and one list page.
 //! * Completion by **polling** the phase tag of the next CQ entry, then the CQ head
-//!   doorbell (interrupts are not wired yet: the CQ is created with IEN = 0). One
+//!   doorbell (interrupts are not wired yet: INTMS masks every vector and the I/O CQ
+//!   is created with IEN = 0). One
 //!   command per queue at a time. A command not completed within the timeout ends with
 //!   [`NvmeError::Timeout`], CSTS.CFS with [`NvmeError::ControllerFatal`]; after either
 //!   the controller is reset (disabled, which stops its DMA, then brought up again)
@@ -71,6 +72,8 @@ pub mod regs {
     pub const ACQ: usize = 0x30;
     /// First doorbell.
     pub const DOORBELLS: usize = 0x1000;
+    /// Interrupt Mask Set (pin-based and MSI interrupts).
+    pub const INTMS: usize = 0x0c;
     /// CC.EN.
     pub const CC_EN: u32 = 1 << 0;
     /// CC.IOSQES = 6 (64-byte entries).
@@ -560,6 +563,9 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
             failed: false,
             resets: 0,
         };
+        // Completions are polled: mask the interrupt vectors (the admin CQ always has
+        // interrupts enabled, and nobody owns the line yet).
+        c.regs.write32(regs::INTMS, u32::MAX);
         c.enable()?;
         let id = c.identify(1, 0)?;
         c.info = parse_identify_ctrl(&id);

@@ -270,6 +270,11 @@ fn probe_enables_identifies_and_creates_an_io_queue_pair() {
     assert_eq!(md.read32(regs::CC), 0x0046_0001);
     assert_eq!(md.read32(regs::CSTS) & 3, 1);
     assert_eq!(md.read32(regs::AQA), 31 | 31 << 16);
+    assert_eq!(
+        md.read32(regs::INTMS),
+        u32::MAX,
+        "interrupts masked: polled"
+    );
     // The admin commands, in order, all successful.
     let admin: Vec<(u8, u32, Option<u16>)> = md
         .commands()
