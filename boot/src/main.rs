@@ -31,6 +31,7 @@ fn images() -> Images {
         bios: PathBuf::from(env!("BIOS_PATH")),
         uefi: PathBuf::from(env!("UEFI_PATH")),
         floppy: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/floppy.img")),
+        nvme: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/nvme.img")),
     }
 }
 
@@ -198,6 +199,11 @@ fn run(args: &Args) -> i32 {
         };
         if launch.profile.floppy {
             if let Err(e) = profile::ensure_floppy_image(&images().floppy) {
+                fail(&e);
+            }
+        }
+        if launch.profile.nvme {
+            if let Err(e) = profile::ensure_nvme_image(&images().nvme) {
                 fail(&e);
             }
         }
@@ -463,6 +469,7 @@ fn usb_boot(images: &Images, firmware: Firmware) -> Result<(), String> {
         bios,
         uefi,
         floppy: images.floppy.clone(),
+        nvme: images.nvme.clone(),
     };
     let mut launch = launch_for(&parse_args(Vec::new())?, SerialMode::Piped);
     launch.firmware = firmware;
