@@ -23,7 +23,8 @@
 //!   Field" (0x02); an LBA range past the end is "LBA Out of Range" (0x80).
 //! * Fault injection: a media error at an LBA (read: SCT 2 / 0x81 Unrecovered Read
 //!   Error; write: SCT 2 / 0x80 Write Fault), I/O commands that are fetched and never
-//!   completed ([`NvmeModel::set_hung`]), a controller fatal status
+//!   completed ([`NvmeModel::set_hung`]; admin commands too with
+//!   [`NvmeModel::set_hung_admin`]), a controller fatal status
 //!   ([`NvmeModel::set_fatal`]: CSTS.CFS, nothing more is processed until CC.EN is
 //!   cleared).
 
@@ -191,6 +192,7 @@ struct State {
     data: Vec<u8>,
     media_errors: Vec<u64>,
     hung: bool,
+    hung_admin: bool,
     fatal: bool,
     log: Vec<CmdLog>,
     errors: Vec<ModelError>,
@@ -233,6 +235,7 @@ impl<B: DmaBus> NvmeModel<B> {
                 data: vec![0; bytes],
                 media_errors: Vec::new(),
                 hung: false,
+                hung_admin: false,
                 fatal: false,
                 log: Vec::new(),
                 errors: Vec::new(),
@@ -276,6 +279,11 @@ impl<B: DmaBus> NvmeModel<B> {
     /// I/O commands are fetched and never completed (or healed).
     pub fn set_hung(&self, hung: bool) {
         self.s.borrow_mut().hung = hung;
+    }
+
+    /// Admin commands are fetched and never completed (or healed).
+    pub fn set_hung_admin(&self, hung: bool) {
+        self.s.borrow_mut().hung_admin = hung;
     }
 
     /// Controller fatal status: CSTS.CFS, nothing more processed until a reset.
@@ -437,8 +445,12 @@ impl<B: DmaBus> NvmeModel<B> {
                 data: Vec::new(),
                 status: None,
             };
-            let hung = self.s.borrow().hung;
-            if qid != 0 && hung {
+            let hung = if qid == 0 {
+                self.s.borrow().hung_admin
+            } else {
+                self.s.borrow().hung
+            };
+            if hung {
                 self.s.borrow_mut().log.push(log);
                 continue;
             }

@@ -496,6 +496,8 @@ pub struct Controller<R: RegisterAccess, D: Delay> {
     ns: Option<Namespace>,
     name: String,
     failed: bool,
+    /// A reset is running: its own commands' failures must not start another.
+    resetting: bool,
     resets: usize,
 }
 
@@ -561,6 +563,7 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
             ns: None,
             name: block::nvme_name(cfg.instance, 1),
             failed: false,
+            resetting: false,
             resets: 0,
         };
         // Completions are polled: mask the interrupt vectors (the admin CQ always has
@@ -824,7 +827,9 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
             Outcome::Fatal => NvmeError::ControllerFatal { opcode },
         };
         log::warn!("{}: {err}", self.name);
-        self.reset_controller();
+        if !self.resetting {
+            self.reset_controller();
+        }
         Err(err)
     }
 
@@ -837,7 +842,9 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
     /// A controller that does not come back is out of service.
     pub fn reset_controller(&mut self) {
         self.resets += 1;
+        self.resetting = true;
         let r = self.enable().and_then(|_| self.create_io_queues());
+        self.resetting = false;
         match r {
             Ok(()) => log::warn!("{}: controller reset, queues re-created", self.name),
             Err(e) => {

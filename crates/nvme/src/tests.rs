@@ -921,3 +921,33 @@ fn the_model_follows_a_chained_prp_list() {
         Err(NvmeError::Status { sc: 0x13, .. })
     ));
 }
+
+#[test]
+fn a_controller_that_fails_its_reset_goes_out_of_service_without_recursing() {
+    // I/O and admin commands never complete: the read times out, the reset's own Set
+    // Features times out too, and that failure does not start another reset.
+    let mc = machine();
+    let md = model(Direct(mc), opts());
+    let clock = Clock::default();
+    let dev = device(mc, DmaBackend::Direct);
+    let mut c = probe(&md, dev.clone(), &clock);
+    md.set_hung(true);
+    md.set_hung_admin(true);
+    let p = pages(mc, 1);
+    let e = c.read(0, &table(&[(p[0], 512)])).unwrap_err();
+    assert!(matches!(e, NvmeError::Timeout { qid: 1, .. }), "{e}");
+    assert_eq!(
+        (c.resets(), md.resets()),
+        (1, 2),
+        "one reset, then disabled"
+    );
+    assert!(c.failed());
+    assert_eq!(md.read32(regs::CSTS) & 1, 0, "left disabled: no more DMA");
+    assert_eq!(dev.mapping_count(), 4, "the request was unmapped");
+    // Out of service: a clear error at once, nothing issued.
+    let before = md.commands().len();
+    let t0 = clock.us();
+    assert_eq!(c.read(0, &table(&[(p[0], 512)])), Err(NvmeError::Failed));
+    assert_eq!(md.commands().len(), before);
+    assert_eq!(clock.us(), t0);
+}
