@@ -444,6 +444,18 @@ fn verify_boot_sector(text: &str) -> Result<(), String> {
     compare_dump(&got, want)
 }
 
+/// `blk read nvme0n1 0 2` (PRP1 and PRP2) and `blk read nvme0n1 100 64` (32 KiB: PRP1
+/// and a PRP list), the NVMe driver reading namespace 1 by DMA through the IOMMU, must
+/// equal those sectors of the image file the runner wrote.
+fn verify_nvme_dump(text: &str) -> Result<(), String> {
+    let got = hexdump_bytes(text)?;
+    let want: Vec<u8> = (0..2)
+        .chain(100..164)
+        .flat_map(crate::profile::nvme_sector)
+        .collect();
+    compare_dump(&got, &want)
+}
+
 pub const SHELL_CASES: &[ShellCase] = &[
     ShellCase {
         name: "help_meminfo_bogus_poweroff",
@@ -854,6 +866,22 @@ pub const SHELL_CASES: &[ShellCase] = &[
         ],
         line_counts: &[("error:", 1)],
         verify: Some(verify_boot_sector),
+    },
+    ShellCase {
+        name: "nvme_reads_the_namespace_image",
+        profile: "nvme",
+        cmdline: "",
+        input: b"lsblk\nblk read nvme0n1 0 2\nblk read nvme0n1 100 64\nblk read nvme0n1 2048\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "nvme0n1 0000:",
+            "2048        1.0 MiB    QEMU NVMe Ctrl",
+            "nvme0n1: 2 sector(s) of 512 bytes from LBA 0, read by 0000:",
+            "nvme0n1: 64 sector(s) of 512 bytes from LBA 100, read by 0000:",
+            "error: blk: sectors 2048+1 beyond the end of the disk (2048 sectors)",
+        ],
+        line_counts: &[("error:", 1)],
+        verify: Some(verify_nvme_dump),
     },
     ShellCase {
         name: "no_screen_no_keyboard_serial_still_works",

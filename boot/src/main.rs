@@ -33,6 +33,7 @@ fn images() -> Images {
         bios: PathBuf::from(env!("BIOS_PATH")),
         uefi: PathBuf::from(env!("UEFI_PATH")),
         floppy: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/floppy.img")),
+        nvme: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/nvme.img")),
     }
 }
 
@@ -233,6 +234,11 @@ fn run(args: &Args) -> i32 {
                 fail(&e);
             }
         }
+        if launch.profile.nvme {
+            if let Err(e) = profile::ensure_nvme_image(&images().nvme) {
+                fail(&e);
+            }
+        }
         let qargs = profile::qemu_args(&launch, &images(), ovmf.as_ref(), vars.as_deref());
         eprintln!(
             "boot: profile '{}'; Ctrl-A X quits QEMU, Ctrl-A C opens its monitor",
@@ -428,6 +434,7 @@ pub(crate) fn usb_boot(images: &Images, firmware: Firmware, label: &str) -> Resu
         bios,
         uefi,
         floppy: images.floppy.clone(),
+        nvme: images.nvme.clone(),
     };
     let mut launch = launch_for(&parse_args(Vec::new())?, SerialMode::Piped);
     launch.firmware = firmware;

@@ -18,6 +18,8 @@ pub struct Profile {
     pub devices: &'static [&'static str],
     /// Attach the generated 1.44 MB floppy image (q35 then creates an isa-fdc).
     pub floppy: bool,
+    /// Attach the generated NVMe namespace image as `-device nvme` (namespace 1).
+    pub nvme: bool,
     /// Boot options this profile always passes (before the user's).
     pub cmdline: &'static str,
 }
@@ -72,6 +74,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: IOMMU_EDU,
         floppy: false,
+        nvme: false,
         // The kernel's own default is off (kernel/src/iommu.rs); the machine
         // we teach on shows translation.
         cmdline: "iommu=on",
@@ -83,6 +86,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: EDU_ONLY,
         floppy: false,
+        nvme: false,
         cmdline: "",
     },
     Profile {
@@ -92,6 +96,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: IOMMU_EDU,
         floppy: false,
+        nvme: false,
         cmdline: "iommu=on",
     },
     Profile {
@@ -101,6 +106,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: WITH_ROOT_PORT,
         floppy: false,
+        nvme: false,
         cmdline: "iommu=on",
     },
     Profile {
@@ -110,6 +116,17 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: IOMMU_EDU,
         floppy: true,
+        nvme: false,
+        cmdline: "iommu=on",
+    },
+    Profile {
+        name: "nvme",
+        summary: "as default plus an NVMe controller whose namespace is a 1 MiB image with a known pattern",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_EDU,
+        floppy: false,
+        nvme: true,
         cmdline: "iommu=on",
     },
     Profile {
@@ -119,6 +136,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: IOMMU_EDU,
         floppy: false,
+        nvme: false,
         cmdline: "iommu=on idma64=sim",
     },
     Profile {
@@ -128,6 +146,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: LAPTOP_DMAR,
         floppy: false,
+        nvme: false,
         cmdline: "iommu=on",
     },
     Profile {
@@ -137,6 +156,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: IOMMU_EDU,
         floppy: false,
+        nvme: false,
         cmdline: "iommu=on",
     },
     Profile {
@@ -146,6 +166,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: IOMMU_EDU,
         floppy: false,
+        nvme: false,
         cmdline: "iommu=on iommu.strict=0",
     },
     Profile {
@@ -155,6 +176,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: IOMMU_EDU,
         floppy: false,
+        nvme: false,
         cmdline: "iommu=pt",
     },
     Profile {
@@ -164,6 +186,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: IOMMU48_EDU,
         floppy: false,
+        nvme: false,
         cmdline: "iommu=on",
     },
     Profile {
@@ -173,6 +196,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: IOMMU_EDU,
         floppy: false,
+        nvme: false,
         cmdline: "iommu=on iommu.qi=0",
     },
     Profile {
@@ -182,6 +206,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: IOMMU_TWO_EDU,
         floppy: false,
+        nvme: false,
         cmdline: "iommu=on",
     },
     Profile {
@@ -191,6 +216,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "2G",
         devices: HEADLESS,
         floppy: false,
+        nvme: false,
         cmdline: "",
     },
     Profile {
@@ -200,6 +226,7 @@ pub const PROFILES: &[Profile] = &[
         memory: "6G",
         devices: IOMMU_EDU,
         floppy: false,
+        nvme: false,
         // The one suite profile with a DMAR and translation off: the kernel's
         // own default, and high buffers bounce through swiotlb.
         cmdline: "iommu=off",
@@ -241,6 +268,8 @@ pub struct Images {
     pub usb: bool,
     /// The floppy image for the `floppy` profile (created on demand).
     pub floppy: PathBuf,
+    /// The namespace image for the `nvme` profile (created on demand).
+    pub nvme: PathBuf,
 }
 
 /// Sector size and count of a 1.44 MB floppy.
@@ -273,6 +302,40 @@ pub fn ensure_floppy_image(path: &Path) -> Result<(), String> {
         return Ok(());
     }
     let data: Vec<u8> = (0..FLOPPY_SECTORS).flat_map(floppy_sector).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, data).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Sector size and count of the NVMe namespace image (1 MiB).
+pub const NVME_SECTOR: usize = 512;
+pub const NVME_SECTORS: usize = 2048;
+
+/// The content of sector `lba` of the NVMe image: a label, then a per-sector,
+/// per-byte pattern (different from the floppy's, so the two cannot be confused).
+pub fn nvme_sector(lba: usize) -> Vec<u8> {
+    let label = format!("BUSMASTER NVME LBA {lba:05}\n");
+    (0..NVME_SECTOR)
+        .map(|i| {
+            if i < label.len() {
+                label.as_bytes()[i]
+            } else {
+                ((lba * 11 + i * 5) ^ (i >> 3) ^ 0x5a) as u8
+            }
+        })
+        .collect()
+}
+
+/// Writes the NVMe image if it is missing or has the wrong size.
+pub fn ensure_nvme_image(path: &Path) -> Result<(), String> {
+    if std::fs::metadata(path)
+        .map(|m| m.len() as usize == NVME_SECTOR * NVME_SECTORS)
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    let data: Vec<u8> = (0..NVME_SECTORS).flat_map(nvme_sector).collect();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
@@ -396,6 +459,15 @@ pub fn qemu_args(
             images.floppy.display()
         ));
     }
+    if launch.profile.nvme {
+        a.push("-drive".into());
+        a.push(format!(
+            "if=none,id=n0,format=raw,file={},snapshot=on",
+            images.nvme.display()
+        ));
+        a.push("-device".into());
+        a.push("nvme,serial=busmaster,drive=n0".into());
+    }
     a.extend(launch.extra.iter().cloned());
     a
 }
@@ -434,6 +506,7 @@ mod tests {
             bios: "/img/bios.img".into(),
             uefi: "/img/uefi.img".into(),
             floppy: "/img/floppy.img".into(),
+            nvme: "/img/nvme.img".into(),
         }
     }
 
@@ -469,6 +542,30 @@ mod tests {
         assert!(args.contains(&"if=pflash,format=raw,readonly=on,file=/fw/CODE.fd".to_string()));
         assert!(args.contains(&"if=pflash,format=raw,file=/tmp/v.fd".to_string()));
         assert!(args.contains(&"format=raw,file=/img/uefi.img,snapshot=on".to_string()));
+    }
+
+    #[test]
+    fn nvme_profile_attaches_the_namespace_image_to_an_nvme_controller() {
+        let args = qemu_args(&launch("nvme", Firmware::Bios), &images(), None, None);
+        let drive = args
+            .iter()
+            .position(|a| a == "if=none,id=n0,format=raw,file=/img/nvme.img,snapshot=on")
+            .unwrap();
+        assert_eq!(args[drive - 1], "-drive");
+        assert_eq!(
+            args[drive + 1..drive + 3],
+            ["-device", "nvme,serial=busmaster,drive=n0"]
+        );
+        assert!(args.iter().position(|a| a == "intel-iommu").unwrap() < drive);
+        assert!(
+            !qemu_args(&launch("default", Firmware::Bios), &images(), None, None)
+                .iter()
+                .any(|a| a.contains("nvme"))
+        );
+        let s0 = nvme_sector(0);
+        assert!(s0.starts_with(b"BUSMASTER NVME LBA 00000\n"));
+        assert_ne!(nvme_sector(1)[100], s0[100]);
+        assert_ne!(s0[100], s0[101]);
     }
 
     #[test]

@@ -80,6 +80,9 @@ impl Session {
         if launch.profile.floppy {
             crate::profile::ensure_floppy_image(&images.floppy)?;
         }
+        if launch.profile.nvme {
+            crate::profile::ensure_nvme_image(&images.nvme)?;
+        }
         let mut ovmf = None;
         let mut vars = None;
         if launch.firmware == Firmware::Uefi {

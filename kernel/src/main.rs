@@ -114,6 +114,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     });
     iommu::enable(&pci::devices());
     drivers::ahci::start();
+    drivers::nvme::start();
     kdmaengine::init();
     match drivers::floppy::init() {
         Ok(()) => {}

@@ -209,6 +209,7 @@ pub fn init(want: Want) {
         let PciState { cfg, registry, .. } = p;
         registry.register_driver(&*cfg, Box::new(crate::drivers::edu::EduDriver));
         registry.register_driver(&*cfg, Box::new(crate::drivers::ahci::AhciDriver));
+        registry.register_driver(&*cfg, Box::new(crate::drivers::nvme::NvmeDriver));
         crate::kdmaengine::lpss::register(registry, &*cfg);
     });
 }

@@ -59,6 +59,16 @@ pub enum BlockError {
     /// The limits cannot carry even one sector (e.g. one segment of 2 bytes at most
     /// with 512-byte sectors), or are zero.
     LimitsTooSmall(QueueLimits),
+    /// Two pieces of the buffer meet with a gap that breaks the device's virtual
+    /// boundary (an NVMe PRP: only the first piece may start, and only the last may
+    /// end, inside a page) and the gap falls inside a sector, so no split can help:
+    /// the buffer must be bounced.
+    GapInSector {
+        /// Byte offset of the gap in the transfer.
+        offset: usize,
+        /// The boundary mask (page size − 1).
+        mask: u64,
+    },
     /// The device failed the request (the driver's own error, rendered).
     Device {
         /// Disk name.
@@ -89,6 +99,11 @@ impl fmt::Display for BlockError {
             }
             BlockError::EmptySegment => f.write_str("zero-length scatter-list entry"),
             BlockError::LimitsTooSmall(l) => write!(f, "queue limits cannot carry a sector: {l:?}"),
+            BlockError::GapInSector { offset, mask } => write!(
+                f,
+                "a gap at byte {offset} inside a sector breaks the {:#x}-byte virtual boundary: bounce the buffer",
+                mask + 1
+            ),
             BlockError::Device { disk, lba, detail } => {
                 write!(f, "{disk}: I/O error at sector {lba}: {detail}")
             }
@@ -110,6 +125,11 @@ pub struct QueueLimits {
     /// A segment must not cross an address where bits above this mask change
     /// (`seg_boundary_mask`, from `dma_parms`).
     pub seg_boundary_mask: u64,
+    /// Linux's `virt_boundary_mask` (0: none). With a mask `m`, pieces of one request
+    /// that are not physically contiguous must meet at `m + 1` boundaries: the earlier
+    /// one ends on one and the later one starts on one. NVMe's PRPs need this with
+    /// the controller page size; a gap elsewhere ends the request there.
+    pub virt_boundary_mask: u64,
 }
 
 impl QueueLimits {
@@ -127,7 +147,23 @@ impl QueueLimits {
             max_segments,
             max_segment_size: params.max_segment_size,
             seg_boundary_mask: params.segment_boundary_mask,
+            virt_boundary_mask: 0,
         }
+    }
+
+    /// The same limits with a virtual boundary of `mask` (page size − 1).
+    pub fn with_virt_boundary(self, mask: u64) -> QueueLimits {
+        QueueLimits {
+            virt_boundary_mask: mask,
+            ..self
+        }
+    }
+
+    /// Whether a piece at `next` after a piece ending at `prev_end` breaks the
+    /// virtual boundary (contiguous pieces never do).
+    pub fn gap_breaks_virt_boundary(&self, prev_end: u64, next: u64) -> bool {
+        let m = self.virt_boundary_mask;
+        m != 0 && prev_end != next && (prev_end & m != 0 || next & m != 0)
     }
 
     fn max_bytes(&self) -> usize {
@@ -292,6 +328,26 @@ pub fn split_request(
             p.len = room;
         }
         let a = p.phys.as_u64();
+        let prev_end = cur.last().map(|e| e.phys.as_u64() + e.len as u64);
+        if prev_end.is_some_and(|end| limits.gap_breaks_virt_boundary(end, a)) {
+            if !bytes.is_multiple_of(ss) {
+                return Err(BlockError::GapInSector {
+                    offset: (next_lba - lba) as usize * ss + bytes,
+                    mask: limits.virt_boundary_mask,
+                });
+            }
+            queue.push_front(p);
+            close(
+                &mut cur,
+                &mut bytes,
+                &mut segs,
+                &mut last,
+                &mut queue,
+                &mut next_lba,
+                &mut out,
+            )?;
+            continue;
+        }
         let merges = last.is_some_and(|(s, l)| {
             s.checked_add(l as u64) == Some(a)
                 && l + p.len <= limits.max_segment_size

@@ -21,6 +21,7 @@ fn limits(max_sectors: u64, max_segments: usize, max_seg: usize, boundary: u64) 
         max_segments,
         max_segment_size: max_seg,
         seg_boundary_mask: boundary,
+        virt_boundary_mask: 0,
     }
 }
 
@@ -359,4 +360,51 @@ fn limits_from_the_dma_parameters() {
         (l.max_segments, l.max_sectors, l.sector_size),
         (168, 65535, 512)
     );
+}
+
+#[test]
+fn the_virt_boundary_ends_a_request_at_a_gap_between_pages() {
+    let l = limits(1000, 1000, 1 << 20, u64::MAX).with_virt_boundary(0xfff);
+    // Page-shaped pieces: start inside a page, whole pages, end inside a page: one
+    // request, PRP-able.
+    let t = sg(&[(0x10200, 0xe00), (0x30000, 0x1000), (0x50000, 0x400)]);
+    let r = split_request(0, &t, &l).unwrap();
+    assert_eq!(r.len(), 1);
+    check(0, &t, &r, &l);
+    // A piece ending inside a page followed by another: the request ends at the gap
+    // (the gap is on a sector edge), and the next request starts there.
+    let t = sg(&[
+        (0x10000, 0x400),
+        (0x30000, 0x1000),
+        (0x50200, 0x200),
+        (0x60000, 0x200),
+    ]);
+    let r = split_request(8, &t, &l).unwrap();
+    let shape: Vec<(u64, u64)> = r.iter().map(|r| (r.lba, r.sectors)).collect();
+    assert_eq!(shape, vec![(8, 2), (10, 8), (18, 1), (19, 1)]);
+    check(8, &t, &r, &l);
+    for req in &r {
+        let e = req.sg.entries();
+        for w in e.windows(2) {
+            let end = w[0].phys.as_u64() + w[0].len as u64;
+            assert!(
+                !l.gap_breaks_virt_boundary(end, w[1].phys.as_u64()),
+                "{req:?}"
+            );
+        }
+    }
+    // Without the virt boundary the same list is one request.
+    let plain = limits(1000, 1000, 1 << 20, u64::MAX);
+    assert_eq!(split_request(8, &t, &plain).unwrap().len(), 1);
+    // A gap inside a sector cannot be split away: a clear error.
+    let t = sg(&[(0x10000, 0x300), (0x30100, 0x100)]);
+    let e = split_request(0, &t, &l).unwrap_err();
+    assert_eq!(
+        e,
+        BlockError::GapInSector {
+            offset: 0x300,
+            mask: 0xfff
+        }
+    );
+    assert!(e.to_string().contains("bounce"), "{e}");
 }

@@ -8,6 +8,9 @@
 //!
 //! * [`ahci`] — AHCI host bus adapter with SATA disks: command list, FIS and PRDT
 //!   walked in memory through a DMA bus (RAM or an IOMMU), fault injection.
+//! * [`nvme`] — NVMe 1.4 controller with one namespace: admin and I/O queues in
+//!   memory, PRP walking with QEMU's rules, MDTS, fault injection (media error, a
+//!   command that never completes, controller fatal status).
 //! * [`vtd`] — Intel VT-d remapping unit: register file with GCMD/GSTS handshakes,
 //!   register and queued invalidation, fault recording, and a DMA request engine that
 //!   walks the root/context/second-level tables in memory through its own caches.
@@ -19,4 +22,5 @@ extern crate alloc;
 
 pub mod ahci;
 pub mod idma64;
+pub mod nvme;
 pub mod vtd;

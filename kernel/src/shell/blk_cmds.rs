@@ -1,15 +1,16 @@
-//! `lsblk` and `blk read`: the block devices the AHCI driver found, and a hex dump
-//! of sectors read by DMA through the block layer.
+//! `lsblk` and `blk read`: the block devices the AHCI and NVMe drivers found, and a
+//! hex dump of sectors read by DMA through the block layer.
 
 use super::{parse_u64, CmdError, CmdResult, Command};
-use crate::drivers::ahci;
+use crate::drivers::{ahci, nvme};
 use crate::kprintln;
 
 pub fn lsblk(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
     let disks = ahci::disks();
-    if disks.is_empty() {
-        kprintln!("no block devices (no AHCI disk found)");
+    let namespaces = nvme::disks();
+    if disks.is_empty() && namespaces.is_empty() {
+        kprintln!("no block devices (no AHCI disk or NVMe namespace found)");
         return Ok(());
     }
     kprintln!("NAME  CONTROLLER       PORT  SECTORS     SIZE       MODEL");
@@ -24,6 +25,15 @@ pub fn lsblk(cmd: &Command, args: &[&str]) -> CmdResult {
             human(bytes),
             d.id.model,
             if d.failed { "  (failed)" } else { "" }
+        );
+    }
+    for (bdf, name, info, ns) in namespaces {
+        let bytes = ns.sectors * ns.sector_size as u64;
+        kprintln!(
+            "{name} {bdf} nvme  -     {:<10}  {:<9}  {}",
+            ns.sectors,
+            human(bytes),
+            info.model
         );
     }
     Ok(())
@@ -48,7 +58,7 @@ pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
     let count = parse_u64(count)
         .filter(|c| (1..=64).contains(c))
         .ok_or_else(|| bad("count (1..64)", count))?;
-    let r = ahci::with_disk(dev, |d, dmadev| {
+    let read = |d: &mut dyn block::BlockDevice, dmadev: &alloc::sync::Arc<dma::DmaDevice>| {
         let ss = d.sector_size();
         let len = count as usize * ss;
         let buf =
@@ -65,7 +75,12 @@ pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
         d.read(lba, &sg).map_err(|e| alloc::format!("{e}"))?;
         let name = dmadev.name();
         Ok::<_, alloc::string::String>((buf.to_vec(), ss, name.into(), buf.phys()))
-    });
+    };
+    let r = if dev.starts_with("nvme") {
+        nvme::with_disk(dev, read)
+    } else {
+        ahci::with_disk(dev, read)
+    };
     let (data, ss, name, phys): (
         alloc::vec::Vec<u8>,
         usize,

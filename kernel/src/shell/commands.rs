@@ -98,7 +98,7 @@ pub static COMMANDS: &[Command] = &[
     Command {
         name: "lsblk",
         usage: "",
-        summary: "block devices: AHCI disks with their controller, port, size and model",
+        summary: "block devices: AHCI disks and NVMe namespaces with their controller, port, size and model",
         examples: &["lsblk"],
         run: super::blk_cmds::lsblk,
     },
@@ -106,7 +106,7 @@ pub static COMMANDS: &[Command] = &[
         name: "blk",
         usage: "read <dev> <lba> [count]",
         summary: "read sectors from a disk by DMA through the block layer and hex-dump them",
-        examples: &["blk read sda 0          # the boot disk's first sector", "blk read sda 2048 4"],
+        examples: &["blk read sda 0          # the boot disk's first sector", "blk read sda 2048 4", "blk read nvme0n1 0 2    # nvme profile"],
         run: super::blk_cmds::blk,
     },
     Command {

@@ -1,0 +1,876 @@
+//! Behavioural model of an NVMe 1.4 controller with one namespace, as the NVMe 1.4
+//! specification describes it and QEMU 7.2's `hw/nvme` emulates it (facts only;
+//! declared here independently of the driver crate).
+//!
+//! The model implements `hal::RegisterAccess` (BAR0) and reaches memory only through a
+//! [`DmaBus`], so a test can put an IOMMU model (or nothing) between it and RAM.
+//! A write to a submission queue's tail doorbell runs every new command synchronously
+//! and posts its completion (phase tag, SQ head, CID, status) to the paired CQ.
+//!
+//! Modelled:
+//! * CAP (MQES, CQR, TO, DSTRD, CSS NVM, MPSMIN = MPSMAX = 0: 4 KiB pages), VS 1.4, CC
+//!   (EN 0→1 checks AQA/ASQ/ACQ and MPS, sets CSTS.RDY; EN 1→0 resets the queues and
+//!   CSTS, CFS included), AQA, ASQ, ACQ, doorbells at 0x1000 + (2·qid + {0 SQ, 1 CQ})·
+//!   (4 << DSTRD).
+//! * Admin: Identify (CNS 1 controller: serial, model, MDTS, NN; CNS 0 namespace 1:
+//!   NSZE/NCAP/NUSE, one LBA format), Set Features 0x07 (number of queues, granted up
+//!   to [`Options::max_ioqpairs`]), Create I/O CQ / SQ (physically contiguous only; the
+//!   queue id, size and CQ checked; IOSQES/IOCQES must be 6/4), Delete SQ/CQ.
+//! * NVM: Read, Write, Flush on namespace 1 backed by a byte vector. Data moves through
+//!   PRP1/PRP2 or a PRP list (chained through the last entry of a full list page) with
+//!   QEMU's rules: PRP2 and every list entry must be page aligned (else "PRP Offset
+//!   Invalid", 0x13), PRP1 dword aligned; a transfer larger than MDTS is "Invalid
+//!   Field" (0x02); an LBA range past the end is "LBA Out of Range" (0x80).
+//! * Fault injection: a media error at an LBA (read: SCT 2 / 0x81 Unrecovered Read
+//!   Error; write: SCT 2 / 0x80 Write Fault), I/O commands that are fetched and never
+//!   completed ([`NvmeModel::set_hung`]; admin commands too with
+//!   [`NvmeModel::set_hung_admin`]), a controller fatal status
+//!   ([`NvmeModel::set_fatal`]: CSTS.CFS, nothing more is processed until CC.EN is
+//!   cleared).
+
+use crate::ahci::{BusFault, DmaBus};
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use hal::RegisterAccess;
+
+/// Controller memory page size (CC.MPS = 0).
+pub const PAGE: u64 = 4096;
+const SQE: u64 = 64;
+const CQE: u64 = 16;
+
+/// Status codes, generic (SCT 0).
+pub mod status {
+    /// Invalid Command Opcode.
+    pub const INVALID_OPCODE: u16 = 0x01;
+    /// Invalid Field in Command.
+    pub const INVALID_FIELD: u16 = 0x02;
+    /// Data Transfer Error.
+    pub const DATA_TRANSFER: u16 = 0x04;
+    /// Invalid Namespace or Format.
+    pub const INVALID_NS: u16 = 0x0b;
+    /// PRP Offset Invalid.
+    pub const PRP_OFFSET: u16 = 0x13;
+    /// LBA Out of Range.
+    pub const LBA_RANGE: u16 = 0x80;
+    /// Command specific (SCT 1): Completion Queue Invalid.
+    pub const CQ_INVALID: u16 = 0x100;
+    /// Command specific (SCT 1): Invalid Queue Identifier.
+    pub const INVALID_QID: u16 = 0x101;
+    /// Command specific (SCT 1): Invalid Queue Size.
+    pub const INVALID_QSIZE: u16 = 0x102;
+    /// Media (SCT 2): Write Fault.
+    pub const WRITE_FAULT: u16 = 0x280;
+    /// Media (SCT 2): Unrecovered Read Error.
+    pub const UNRECOVERED_READ: u16 = 0x281;
+}
+
+/// Model construction options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Sectors on namespace 1.
+    pub sectors: u64,
+    /// LBA data size as a power of two (9: 512 B).
+    pub lba_shift: u8,
+    /// MDTS in units of the minimum page (QEMU's default 7: 512 KiB); 0 = no limit.
+    pub mdts: u8,
+    /// CAP.MQES (0-based; QEMU 2047).
+    pub mqes: u16,
+    /// CAP.DSTRD.
+    pub dstrd: u8,
+    /// I/O queue pairs Set Features grants at most.
+    pub max_ioqpairs: u16,
+    /// Serial number.
+    pub serial: String,
+    /// Model number.
+    pub model: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sectors: 2048,
+            lba_shift: 9,
+            mdts: 7,
+            mqes: 2047,
+            dstrd: 0,
+            max_ioqpairs: 4,
+            serial: String::from("busmaster"),
+            model: String::from("QEMU NVMe Ctrl"),
+        }
+    }
+}
+
+/// One command the model fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdLog {
+    /// Queue.
+    pub qid: u16,
+    /// Opcode.
+    pub opcode: u8,
+    /// Command identifier.
+    pub cid: u16,
+    /// Namespace.
+    pub nsid: u32,
+    /// PRP1.
+    pub prp1: u64,
+    /// PRP2.
+    pub prp2: u64,
+    /// CDW10..CDW15.
+    pub cdw: [u32; 6],
+    /// The PRP list entries the model read (empty without a list).
+    pub prp_list: Vec<u64>,
+    /// The memory the data moved through: (bus address, bytes), page by page.
+    pub data: Vec<(u64, usize)>,
+    /// Status posted (SCT << 8 | SC), `None` while not completed.
+    pub status: Option<u16>,
+}
+
+impl CmdLog {
+    /// SLBA of a read or write.
+    pub fn slba(&self) -> u64 {
+        self.cdw[0] as u64 | (self.cdw[1] as u64) << 32
+    }
+    /// Blocks of a read or write (NLB + 1).
+    pub fn blocks(&self) -> u32 {
+        (self.cdw[2] & 0xffff) + 1
+    }
+}
+
+/// Something the model refused or noticed, for assertions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelError {
+    /// A DMA the bus refused.
+    Bus(BusFault),
+    /// A doorbell for a queue that does not exist, or a tail/head out of range.
+    BadDoorbell {
+        /// Offset.
+        offset: usize,
+        /// Value.
+        value: u32,
+    },
+    /// A completion queue was full: the completion was dropped.
+    CqFull {
+        /// Queue.
+        qid: u16,
+    },
+    /// A register access the model does not support.
+    BadAccess {
+        /// Offset.
+        offset: usize,
+    },
+}
+
+#[derive(Clone, Copy)]
+struct Sq {
+    base: u64,
+    size: u16,
+    head: u16,
+    tail: u16,
+    cqid: u16,
+}
+
+#[derive(Clone, Copy)]
+struct Cq {
+    base: u64,
+    size: u16,
+    head: u16,
+    tail: u16,
+    phase: bool,
+}
+
+struct State {
+    cc: u32,
+    csts: u32,
+    aqa: u32,
+    asq: u64,
+    acq: u64,
+    intms: u32,
+    sqs: Vec<Option<Sq>>,
+    cqs: Vec<Option<Cq>>,
+    data: Vec<u8>,
+    media_errors: Vec<u64>,
+    hung: bool,
+    hung_admin: bool,
+    fatal: bool,
+    log: Vec<CmdLog>,
+    errors: Vec<ModelError>,
+    resets: usize,
+    flushes: usize,
+    granted_queues: u16,
+}
+
+/// The controller model over bus `B`.
+pub struct NvmeModel<B: DmaBus> {
+    bus: B,
+    opts: Options,
+    s: RefCell<State>,
+}
+
+const CC_EN: u32 = 1;
+const CSTS_RDY: u32 = 1;
+const CSTS_CFS: u32 = 2;
+/// Queues the model has slots for (admin + 16 I/O).
+const MAX_QUEUES: usize = 17;
+
+/// Outcome of one command: status, and DW0.
+type Done = (u16, u32);
+
+impl<B: DmaBus> NvmeModel<B> {
+    /// A controller after power-on (CC.EN = 0), namespace 1 zeroed.
+    pub fn new(bus: B, opts: Options) -> Self {
+        let bytes = (opts.sectors << opts.lba_shift) as usize;
+        NvmeModel {
+            bus,
+            s: RefCell::new(State {
+                cc: 0,
+                csts: 0,
+                aqa: 0,
+                asq: 0,
+                acq: 0,
+                intms: 0,
+                sqs: vec![None; MAX_QUEUES],
+                cqs: vec![None; MAX_QUEUES],
+                data: vec![0; bytes],
+                media_errors: Vec::new(),
+                hung: false,
+                hung_admin: false,
+                fatal: false,
+                log: Vec::new(),
+                errors: Vec::new(),
+                resets: 0,
+                flushes: 0,
+                granted_queues: 0,
+            }),
+            opts,
+        }
+    }
+
+    /// CAP as the driver reads it.
+    pub fn cap(&self) -> u64 {
+        let o = &self.opts;
+        o.mqes as u64
+            | 1 << 16 // CQR: queues physically contiguous
+            | 20 << 24 // TO: 10 s in 500 ms units
+            | (o.dstrd as u64 & 0xf) << 32
+            | 1 << 37 // CSS: NVM command set
+    }
+
+    fn lba_size(&self) -> usize {
+        1 << self.opts.lba_shift
+    }
+
+    /// Bytes of namespace 1.
+    pub fn disk_bytes(&self, off: usize, len: usize) -> Vec<u8> {
+        self.s.borrow().data[off..off + len].to_vec()
+    }
+
+    /// Writes namespace 1's bytes (as the host writing an image).
+    pub fn write_disk(&self, off: usize, data: &[u8]) {
+        self.s.borrow_mut().data[off..off + data.len()].copy_from_slice(data);
+    }
+
+    /// Reads and writes touching `lba` fail with a media error.
+    pub fn set_media_error(&self, lba: u64) {
+        self.s.borrow_mut().media_errors.push(lba);
+    }
+
+    /// I/O commands are fetched and never completed (or healed).
+    pub fn set_hung(&self, hung: bool) {
+        self.s.borrow_mut().hung = hung;
+    }
+
+    /// Admin commands are fetched and never completed (or healed).
+    pub fn set_hung_admin(&self, hung: bool) {
+        self.s.borrow_mut().hung_admin = hung;
+    }
+
+    /// Controller fatal status: CSTS.CFS, nothing more processed until a reset.
+    pub fn set_fatal(&self) {
+        let mut s = self.s.borrow_mut();
+        s.fatal = true;
+        s.csts |= CSTS_CFS;
+    }
+
+    /// Commands fetched so far.
+    pub fn commands(&self) -> Vec<CmdLog> {
+        self.s.borrow().log.clone()
+    }
+
+    /// Refusals so far.
+    pub fn errors(&self) -> Vec<ModelError> {
+        self.s.borrow().errors.clone()
+    }
+
+    /// Controller resets (CC.EN 1 → 0) so far.
+    pub fn resets(&self) -> usize {
+        self.s.borrow().resets
+    }
+
+    /// Flush commands completed.
+    pub fn flushes(&self) -> usize {
+        self.s.borrow().flushes
+    }
+
+    /// I/O queue pairs that exist now (SQs).
+    pub fn io_queues(&self) -> usize {
+        self.s.borrow().sqs[1..]
+            .iter()
+            .filter(|q| q.is_some())
+            .count()
+    }
+
+    fn err(&self, e: ModelError) {
+        self.s.borrow_mut().errors.push(e);
+    }
+
+    fn doorbell_index(&self, offset: usize) -> Option<(usize, bool)> {
+        let stride = 4usize << self.opts.dstrd;
+        let rel = offset.checked_sub(0x1000)?;
+        if rel % stride != 0 {
+            return None;
+        }
+        let n = rel / stride;
+        Some((n / 2, n % 2 == 1))
+    }
+
+    fn controller_reset(&self) {
+        let mut s = self.s.borrow_mut();
+        s.sqs.iter_mut().for_each(|q| *q = None);
+        s.cqs.iter_mut().for_each(|q| *q = None);
+        s.csts = 0;
+        s.fatal = false;
+        s.granted_queues = 0;
+        s.resets += 1;
+    }
+
+    fn enable(&self) {
+        let mut s = self.s.borrow_mut();
+        let asqs = (s.aqa & 0xfff) as u16;
+        let acqs = ((s.aqa >> 16) & 0xfff) as u16;
+        let mps = (s.cc >> 7) & 0xf;
+        let css = (s.cc >> 4) & 0x7;
+        // QEMU's nvme_start_ctrl: queues page aligned, sizes non-zero, MPS in range.
+        if s.asq == 0
+            || s.acq == 0
+            || s.asq & (PAGE - 1) != 0
+            || s.acq & (PAGE - 1) != 0
+            || asqs == 0
+            || acqs == 0
+            || mps != 0
+            || css != 0
+        {
+            s.csts |= CSTS_CFS;
+            return;
+        }
+        s.sqs[0] = Some(Sq {
+            base: s.asq,
+            size: asqs + 1,
+            head: 0,
+            tail: 0,
+            cqid: 0,
+        });
+        s.cqs[0] = Some(Cq {
+            base: s.acq,
+            size: acqs + 1,
+            head: 0,
+            tail: 0,
+            phase: true,
+        });
+        s.csts = CSTS_RDY;
+    }
+
+    fn doorbell(&self, qid: usize, cq: bool, value: u32, offset: usize) {
+        if qid >= MAX_QUEUES {
+            self.err(ModelError::BadDoorbell { offset, value });
+            return;
+        }
+        if cq {
+            let mut s = self.s.borrow_mut();
+            match &mut s.cqs[qid] {
+                Some(q) if value < q.size as u32 => q.head = value as u16,
+                _ => s.errors.push(ModelError::BadDoorbell { offset, value }),
+            }
+            return;
+        }
+        {
+            let mut s = self.s.borrow_mut();
+            match &mut s.sqs[qid] {
+                Some(q) if value < q.size as u32 => q.tail = value as u16,
+                _ => {
+                    s.errors.push(ModelError::BadDoorbell { offset, value });
+                    return;
+                }
+            }
+        }
+        self.process(qid);
+    }
+
+    fn process(&self, qid: usize) {
+        loop {
+            let (sqe_addr, cqid) = {
+                let mut s = self.s.borrow_mut();
+                if s.fatal || s.csts & CSTS_RDY == 0 {
+                    return;
+                }
+                let Some(q) = &mut s.sqs[qid] else { return };
+                if q.head == q.tail {
+                    return;
+                }
+                let a = q.base + q.head as u64 * SQE;
+                q.head = (q.head + 1) % q.size;
+                (a, q.cqid)
+            };
+            let mut sqe = [0u8; 64];
+            if let Err(f) = self.bus.dma_read(sqe_addr, &mut sqe) {
+                self.err(ModelError::Bus(f));
+                self.s.borrow_mut().csts |= CSTS_CFS;
+                self.s.borrow_mut().fatal = true;
+                return;
+            }
+            let dw = |i: usize| {
+                u32::from_le_bytes([sqe[4 * i], sqe[4 * i + 1], sqe[4 * i + 2], sqe[4 * i + 3]])
+            };
+            let qw = |i: usize| dw(i) as u64 | (dw(i + 1) as u64) << 32;
+            let mut log = CmdLog {
+                qid: qid as u16,
+                opcode: sqe[0],
+                cid: (dw(0) >> 16) as u16,
+                nsid: dw(1),
+                prp1: qw(6),
+                prp2: qw(8),
+                cdw: [dw(10), dw(11), dw(12), dw(13), dw(14), dw(15)],
+                prp_list: Vec::new(),
+                data: Vec::new(),
+                status: None,
+            };
+            let hung = if qid == 0 {
+                self.s.borrow().hung_admin
+            } else {
+                self.s.borrow().hung
+            };
+            if hung {
+                self.s.borrow_mut().log.push(log);
+                continue;
+            }
+            let (st, dw0) = if qid == 0 {
+                self.admin(&mut log)
+            } else {
+                self.io(&mut log)
+            };
+            log.status = Some(st);
+            let cid = log.cid;
+            self.s.borrow_mut().log.push(log);
+            self.complete(qid, cqid, cid, st, dw0);
+        }
+    }
+
+    fn complete(&self, sqid: usize, cqid: u16, cid: u16, st: u16, dw0: u32) {
+        let (addr, phase, sqhd) = {
+            let mut s = self.s.borrow_mut();
+            let sqhd = s.sqs[sqid].map_or(0, |q| q.head);
+            let Some(cq) = &mut s.cqs[cqid as usize] else {
+                return;
+            };
+            if (cq.tail + 1) % cq.size == cq.head {
+                s.errors.push(ModelError::CqFull { qid: cqid });
+                return;
+            }
+            let a = cq.base + cq.tail as u64 * CQE;
+            let p = cq.phase;
+            cq.tail = (cq.tail + 1) % cq.size;
+            if cq.tail == 0 {
+                cq.phase = !cq.phase;
+            }
+            (a, p, sqhd)
+        };
+        let mut e = [0u8; 16];
+        e[0..4].copy_from_slice(&dw0.to_le_bytes());
+        let dw2 = sqhd as u32 | (sqid as u32) << 16;
+        e[8..12].copy_from_slice(&dw2.to_le_bytes());
+        // DNR on every error: the model's errors are not transient.
+        let dnr = if st != 0 { 1u32 << 31 } else { 0 };
+        let dw3 = cid as u32 | (phase as u32) << 16 | ((st as u32) & 0x7ff) << 17 | dnr;
+        e[12..16].copy_from_slice(&dw3.to_le_bytes());
+        if let Err(f) = self.bus.dma_write(addr, &e) {
+            self.err(ModelError::Bus(f));
+        }
+    }
+
+    /// Walks PRP1/PRP2 for `len` bytes: the (address, bytes) pieces, page by page.
+    fn prps(&self, log: &mut CmdLog, len: usize) -> Result<Vec<(u64, usize)>, u16> {
+        let mut out = Vec::new();
+        let prp1 = log.prp1;
+        if prp1 & 3 != 0 {
+            return Err(status::PRP_OFFSET);
+        }
+        let first = (PAGE - (prp1 & (PAGE - 1))).min(len as u64) as usize;
+        out.push((prp1, first));
+        let mut rem = len - first;
+        if rem == 0 {
+            return Ok(out);
+        }
+        let prp2 = log.prp2;
+        if rem as u64 <= PAGE {
+            if prp2 & (PAGE - 1) != 0 {
+                return Err(status::PRP_OFFSET);
+            }
+            out.push((prp2, rem));
+            return Ok(out);
+        }
+        if prp2 & 7 != 0 {
+            return Err(status::PRP_OFFSET);
+        }
+        let mut list = prp2;
+        while rem > 0 {
+            let ents = ((PAGE - (list & (PAGE - 1))) / 8) as usize;
+            let mut raw = vec![0u8; ents * 8];
+            self.bus.dma_read(list, &mut raw).map_err(|f| {
+                self.err(ModelError::Bus(f));
+                status::DATA_TRANSFER
+            })?;
+            let mut next = None;
+            for i in 0..ents {
+                let e = u64::from_le_bytes(raw[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]));
+                if i == ents - 1 && rem as u64 > PAGE {
+                    // The last entry of a list page chains to the next list page.
+                    if e & (PAGE - 1) != 0 {
+                        return Err(status::PRP_OFFSET);
+                    }
+                    next = Some(e);
+                    break;
+                }
+                log.prp_list.push(e);
+                if e & (PAGE - 1) != 0 {
+                    return Err(status::PRP_OFFSET);
+                }
+                let take = (rem as u64).min(PAGE) as usize;
+                out.push((e, take));
+                rem -= take;
+                if rem == 0 {
+                    break;
+                }
+            }
+            match next {
+                Some(n) => list = n,
+                None if rem > 0 => return Err(status::INVALID_FIELD),
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+
+    fn write_host(&self, log: &mut CmdLog, data: &[u8]) -> Result<(), u16> {
+        let pieces = self.prps(log, data.len())?;
+        let mut off = 0;
+        for &(a, l) in &pieces {
+            self.bus.dma_write(a, &data[off..off + l]).map_err(|f| {
+                self.err(ModelError::Bus(f));
+                status::DATA_TRANSFER
+            })?;
+            off += l;
+        }
+        log.data = pieces;
+        Ok(())
+    }
+
+    fn read_host(&self, log: &mut CmdLog, len: usize) -> Result<Vec<u8>, u16> {
+        let pieces = self.prps(log, len)?;
+        let mut v = vec![0u8; len];
+        let mut off = 0;
+        for &(a, l) in &pieces {
+            self.bus.dma_read(a, &mut v[off..off + l]).map_err(|f| {
+                self.err(ModelError::Bus(f));
+                status::DATA_TRANSFER
+            })?;
+            off += l;
+        }
+        log.data = pieces;
+        Ok(v)
+    }
+
+    fn identify_ctrl(&self) -> Vec<u8> {
+        let mut id = vec![0u8; 4096];
+        id[0..2].copy_from_slice(&0x1b36u16.to_le_bytes());
+        id[2..4].copy_from_slice(&0x1af4u16.to_le_bytes());
+        let pad = |dst: &mut [u8], s: &str| {
+            dst.fill(b' ');
+            let b = s.as_bytes();
+            let n = b.len().min(dst.len());
+            dst[..n].copy_from_slice(&b[..n]);
+        };
+        pad(&mut id[4..24], &self.opts.serial);
+        pad(&mut id[24..64], &self.opts.model);
+        pad(&mut id[64..72], "7.2.22");
+        id[77] = self.opts.mdts;
+        id[80..84].copy_from_slice(&0x0001_0400u32.to_le_bytes());
+        id[512] = 0x66; // SQES: 64 bytes
+        id[513] = 0x44; // CQES: 16 bytes
+        id[516..520].copy_from_slice(&1u32.to_le_bytes()); // NN
+        id
+    }
+
+    fn identify_ns(&self) -> Vec<u8> {
+        let mut id = vec![0u8; 4096];
+        let n = self.opts.sectors.to_le_bytes();
+        id[0..8].copy_from_slice(&n);
+        id[8..16].copy_from_slice(&n);
+        id[16..24].copy_from_slice(&n);
+        id[25] = 0; // NLBAF: one format
+        id[26] = 0; // FLBAS: format 0
+        id[128 + 2] = self.opts.lba_shift;
+        id
+    }
+
+    fn mdts_bytes(&self) -> Option<usize> {
+        (self.opts.mdts != 0).then(|| (PAGE as usize) << self.opts.mdts)
+    }
+
+    fn admin(&self, log: &mut CmdLog) -> Done {
+        let c10 = log.cdw[0];
+        let c11 = log.cdw[1];
+        match log.opcode {
+            0x06 => {
+                let data = match c10 & 0xff {
+                    1 => self.identify_ctrl(),
+                    0 if log.nsid == 1 => self.identify_ns(),
+                    0 => return (status::INVALID_NS, 0),
+                    _ => return (status::INVALID_FIELD, 0),
+                };
+                match self.write_host(log, &data) {
+                    Ok(()) => (0, 0),
+                    Err(st) => (st, 0),
+                }
+            }
+            0x09 if c10 & 0xff == 0x07 => {
+                let nsqr = (c11 & 0xffff) as u16;
+                let ncqr = (c11 >> 16) as u16;
+                if nsqr == 0xffff || ncqr == 0xffff {
+                    return (status::INVALID_FIELD, 0);
+                }
+                let max = self.opts.max_ioqpairs.clamp(1, (MAX_QUEUES - 1) as u16) - 1;
+                let (sq, cq) = (nsqr.min(max), ncqr.min(max));
+                self.s.borrow_mut().granted_queues = sq.min(cq) + 1;
+                (0, sq as u32 | (cq as u32) << 16)
+            }
+            0x09 => (status::INVALID_FIELD, 0),
+            0x05 => self.create_cq(log),
+            0x01 => self.create_sq(log),
+            0x00 | 0x04 => {
+                let qid = (c10 & 0xffff) as usize;
+                let mut s = self.s.borrow_mut();
+                if qid == 0 || qid >= MAX_QUEUES {
+                    return (status::INVALID_QID, 0);
+                }
+                if log.opcode == 0x00 {
+                    if s.sqs[qid].take().is_none() {
+                        return (status::INVALID_QID, 0);
+                    }
+                } else if s.cqs[qid].take().is_none() {
+                    return (status::INVALID_QID, 0);
+                }
+                (0, 0)
+            }
+            _ => (status::INVALID_OPCODE, 0),
+        }
+    }
+
+    fn queue_checks(&self, log: &CmdLog, entry_shift: u32) -> Result<(usize, u16), u16> {
+        let qid = (log.cdw[0] & 0xffff) as usize;
+        let qsize = (log.cdw[0] >> 16) as u16;
+        let s = self.s.borrow();
+        if qid == 0 || qid >= MAX_QUEUES || qid as u16 > s.granted_queues {
+            return Err(status::INVALID_QID);
+        }
+        if qsize == 0 || qsize > self.opts.mqes {
+            return Err(status::INVALID_QSIZE);
+        }
+        if log.cdw[1] & 1 == 0 || log.prp1 & (PAGE - 1) != 0 || log.prp1 == 0 {
+            // Only physically contiguous, page-aligned queues.
+            return Err(status::INVALID_FIELD);
+        }
+        let es = if entry_shift == 6 {
+            (s.cc >> 16) & 0xf
+        } else {
+            (s.cc >> 20) & 0xf
+        };
+        if es != entry_shift {
+            return Err(status::INVALID_FIELD);
+        }
+        Ok((qid, qsize + 1))
+    }
+
+    fn create_cq(&self, log: &CmdLog) -> Done {
+        let (qid, size) = match self.queue_checks(log, 4) {
+            Ok(v) => v,
+            Err(st) => return (st, 0),
+        };
+        let mut s = self.s.borrow_mut();
+        if s.cqs[qid].is_some() {
+            return (status::INVALID_QID, 0);
+        }
+        s.cqs[qid] = Some(Cq {
+            base: log.prp1,
+            size,
+            head: 0,
+            tail: 0,
+            phase: true,
+        });
+        (0, 0)
+    }
+
+    fn create_sq(&self, log: &CmdLog) -> Done {
+        let (qid, size) = match self.queue_checks(log, 6) {
+            Ok(v) => v,
+            Err(st) => return (st, 0),
+        };
+        let cqid = (log.cdw[1] >> 16) as u16;
+        let mut s = self.s.borrow_mut();
+        if s.sqs[qid].is_some() {
+            return (status::INVALID_QID, 0);
+        }
+        if cqid == 0 || cqid as usize >= MAX_QUEUES || s.cqs[cqid as usize].is_none() {
+            return (status::CQ_INVALID, 0);
+        }
+        s.sqs[qid] = Some(Sq {
+            base: log.prp1,
+            size,
+            head: 0,
+            tail: 0,
+            cqid,
+        });
+        (0, 0)
+    }
+
+    fn io(&self, log: &mut CmdLog) -> Done {
+        if log.nsid != 1 {
+            return (status::INVALID_NS, 0);
+        }
+        match log.opcode {
+            0x00 => {
+                self.s.borrow_mut().flushes += 1;
+                (0, 0)
+            }
+            0x01 | 0x02 => {
+                let write = log.opcode == 0x01;
+                let slba = log.slba();
+                let n = log.blocks() as u64;
+                let ls = self.lba_size();
+                let len = n as usize * ls;
+                if self.mdts_bytes().is_some_and(|m| len > m) {
+                    return (status::INVALID_FIELD, 0);
+                }
+                if slba.checked_add(n).is_none_or(|e| e > self.opts.sectors) {
+                    return (status::LBA_RANGE, 0);
+                }
+                let bad = self
+                    .s
+                    .borrow()
+                    .media_errors
+                    .iter()
+                    .any(|&l| l >= slba && l < slba + n);
+                let off = slba as usize * ls;
+                let r = if write {
+                    self.read_host(log, len).map(|d| {
+                        if !bad {
+                            self.s.borrow_mut().data[off..off + len].copy_from_slice(&d);
+                        }
+                    })
+                } else {
+                    let d = self.disk_bytes(off, len);
+                    if bad {
+                        // The transfer is set up (PRPs checked) but the media fails.
+                        self.prps(log, len).map(|_| ())
+                    } else {
+                        self.write_host(log, &d)
+                    }
+                };
+                match r {
+                    Err(st) => (st, 0),
+                    Ok(()) if bad && write => (status::WRITE_FAULT, 0),
+                    Ok(()) if bad => (status::UNRECOVERED_READ, 0),
+                    Ok(()) => (0, 0),
+                }
+            }
+            _ => (status::INVALID_OPCODE, 0),
+        }
+    }
+}
+
+impl<B: DmaBus> RegisterAccess for NvmeModel<B> {
+    fn read8(&self, offset: usize) -> u8 {
+        (self.read32(offset & !3) >> (8 * (offset & 3))) as u8
+    }
+
+    fn read16(&self, offset: usize) -> u16 {
+        (self.read32(offset & !3) >> (8 * (offset & 2))) as u16
+    }
+
+    fn read32(&self, offset: usize) -> u32 {
+        let s = self.s.borrow();
+        match offset {
+            0x00 => self.cap() as u32,
+            0x04 => (self.cap() >> 32) as u32,
+            0x08 => 0x0001_0400,
+            0x0c | 0x10 => s.intms,
+            0x14 => s.cc,
+            0x1c => s.csts,
+            0x24 => s.aqa,
+            0x28 => s.asq as u32,
+            0x2c => (s.asq >> 32) as u32,
+            0x30 => s.acq as u32,
+            0x34 => (s.acq >> 32) as u32,
+            _ => 0,
+        }
+    }
+
+    fn write8(&self, offset: usize, _value: u8) {
+        self.err(ModelError::BadAccess { offset });
+    }
+
+    fn write16(&self, offset: usize, _value: u16) {
+        self.err(ModelError::BadAccess { offset });
+    }
+
+    fn write32(&self, offset: usize, value: u32) {
+        if offset >= 0x1000 {
+            match self.doorbell_index(offset) {
+                Some((qid, cq)) => self.doorbell(qid, cq, value, offset),
+                None => self.err(ModelError::BadAccess { offset }),
+            }
+            return;
+        }
+        match offset {
+            0x0c => self.s.borrow_mut().intms |= value,
+            0x10 => self.s.borrow_mut().intms &= !value,
+            0x14 => {
+                let old = self.s.borrow().cc;
+                self.s.borrow_mut().cc = value;
+                if old & CC_EN == 0 && value & CC_EN != 0 {
+                    self.enable();
+                } else if old & CC_EN != 0 && value & CC_EN == 0 {
+                    self.controller_reset();
+                }
+            }
+            0x24 => self.s.borrow_mut().aqa = value & 0x0fff_0fff,
+            0x28 => {
+                let mut s = self.s.borrow_mut();
+                s.asq = (s.asq & !0xffff_ffff) | value as u64;
+            }
+            0x2c => {
+                let mut s = self.s.borrow_mut();
+                s.asq = (s.asq & 0xffff_ffff) | (value as u64) << 32;
+            }
+            0x30 => {
+                let mut s = self.s.borrow_mut();
+                s.acq = (s.acq & !0xffff_ffff) | value as u64;
+            }
+            0x34 => {
+                let mut s = self.s.borrow_mut();
+                s.acq = (s.acq & 0xffff_ffff) | (value as u64) << 32;
+            }
+            _ => self.err(ModelError::BadAccess { offset }),
+        }
+    }
+}
