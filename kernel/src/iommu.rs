@@ -409,6 +409,17 @@ fn vtd_perm(perm: IommuPerm) -> Perm {
     p
 }
 
+impl Drop for VtdDomain {
+    /// A domain no device is attached to any more gives its ID back (client
+    /// units have CAP.ND = 2: 256 IDs). One with devices stays (they still DMA
+    /// through it; `destroy_domain` refuses and changes nothing).
+    fn drop(&mut self) {
+        with_unit(&self.unit, |u| {
+            let _ = u.destroy_domain(self.did);
+        });
+    }
+}
+
 impl IommuDomain for VtdDomain {
     fn alloc_iova(&mut self, len: u64, mask: u64) -> Option<DmaAddr> {
         with_unit(&self.unit, |u| u.alloc_iova(self.did, len, mask))
@@ -640,17 +651,27 @@ pub fn enable(devices: &[pci::PciDevice]) {
     }
 }
 
-/// A domain of unit 0 with no device attached, for timing map+unmap through
-/// the real unit (its invalidations included) in `dmabench`.
+/// A domain with no device attached, for timing map+unmap through the real
+/// unit (its invalidations included) in `dmabench`: on the unit that
+/// translates for the first driver-bound device (on a laptop the first DRHD
+/// is the graphics unit, which may lack page-selective invalidation), else
+/// the first unit. Dropped, it gives its domain ID back.
 pub fn bench_domain(strict: bool) -> Option<SharedDomain> {
+    bench_domain_id(strict).map(|(d, _, _)| d)
+}
+
+/// [`bench_domain`] with its unit index and domain ID (for tests).
+pub fn bench_domain_id(strict: bool) -> Option<(SharedDomain, usize, DomainId)> {
     let io = get().filter(|io| io.mode == Mode::Translate)?;
-    let entry = io.units.first()?;
+    let ui = io.attached.lock().first().map_or(0, |a| a.1);
+    let entry = io.units.get(ui)?;
     let did = with_unit(&entry.unit, |u| u.create_domain(DomainKind::Translated)).ok()?;
-    Some(Arc::new(Mutex::new(VtdDomain {
+    let d: SharedDomain = Arc::new(Mutex::new(VtdDomain {
         unit: entry.unit.clone(),
         did,
         strict,
-    })))
+    }));
+    Some((d, ui, did))
 }
 
 /// The domain a device is in, if it has one of its own.
