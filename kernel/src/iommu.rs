@@ -539,23 +539,52 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
     let aliases = dma_aliases(bdf);
     // Devices that share a requester ID (behind one PCIe-to-PCI bridge) are
     // one group: the unit cannot tell them apart, so they share a domain.
-    let did = with_unit(&entry.unit, |u| match u.group_domain(&aliases) {
-        Some(did) if u.domain_kind(did) == Some(DomainKind::Translated) => {
-            u.attach_aliases(&aliases, did).map(|_| (did, true))
+    // A rebound driver gets the domain its device already has (as Linux keeps
+    // a group's default domain across binds).
+    let before = io
+        .attached
+        .lock()
+        .iter()
+        .find(|a| a.0 == bdf && a.1 == ui)
+        .map(|a| a.2);
+    let did = with_unit(&entry.unit, |u| {
+        if let Some(did) = before {
+            return u.attach_aliases(&aliases, did).map(|_| (did, false));
         }
-        Some(did) => Err(iommu_vtd::Error::NotTranslated(did)),
-        None => {
-            let did = u.create_domain(DomainKind::Translated)?;
-            match u.attach_aliases(&aliases, did) {
-                Ok(()) => Ok((did, false)),
-                Err(e) => {
-                    let _ = u.destroy_domain(did);
-                    Err(e)
+        match u.group_domain(&aliases) {
+            Some(did) if u.domain_kind(did) == Some(DomainKind::Translated) => {
+                u.attach_aliases(&aliases, did).map(|_| (did, true))
+            }
+            held => {
+                // Bound after `enable`: the group left the pass-through (or
+                // identity) domain together, into a new translated one.
+                if let Some(pt) = held {
+                    for a in &aliases {
+                        if u.domain_of(*a) == Some(pt) {
+                            u.detach(*a)?;
+                        }
+                    }
+                }
+                let did = u.create_domain(DomainKind::Translated)?;
+                match u.attach_aliases(&aliases, did) {
+                    Ok(()) => Ok((did, false)),
+                    Err(e) => {
+                        let _ = u.destroy_domain(did);
+                        Err(e)
+                    }
                 }
             }
         }
     });
     match did {
+        Ok((did, _)) if before.is_some() => {
+            log::info!("iommu: {bdf} back in its {did} (unit {:#x})", entry.base);
+            Some(Arc::new(Mutex::new(VtdDomain {
+                unit: entry.unit.clone(),
+                did,
+                strict: io.strict,
+            })))
+        }
         Ok((did, shared)) => {
             let ids = aliases
                 .iter()
