@@ -796,10 +796,56 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "[1] DRHD register base 0xfed91000 (4 KiB), segment 0, flags 0x1 INCLUDE_PCI_ALL",
             "RMRR [0xad000000-0xaf7fffff] segment 0",
             "no units in use: no DRHD unit came up",
+            "unit 0xfed91000 segment 0: not in use (bring-up failed); the devices it covers get no IOMMU",
+            "iommu: 0000:00:03.0: its remapping unit 0xfed91000 failed to come up; no IOMMU for it",
             "via direct (bus address = physical address)",
             "verified: 4000 bytes match",
         ],
         line_counts: &[("error:", 0)],
+        verify: None,
+    },
+    ShellCase {
+        // Issue #17: an edu behind a PCIe switch. QEMU's DMAR names only the
+        // root port 00:04.0 (a sub-hierarchy scope); the kernel must walk
+        // every bridge above 03:00.0 to find its unit, or its DMA faults.
+        name: "pcie_switch_device_is_translated_through_the_root_port_scope",
+        profile: "pcie-switch",
+        cmdline: "",
+        input: b"iommu domains\ndmatest all 2\niommu faults\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "iommu: 0000:03:00.0 in its own domain 2 (unit 0xfed90000)",
+            "dmaengine: dma2: edu on 0000:03:00.0",
+            "0000:03:00.0: domain 2 (translated) on unit 0xfed90000",
+            "0000:03:00.0 edu: 0 live mapping(s) in domain 2",
+            "dmatest: dma1chan0: summary 2 tests, 0 failures",
+            "dmatest: dma2chan0: summary 2 tests, 0 failures",
+            "0 fault(s) recorded since boot",
+        ],
+        line_counts: &[("error:", 0), ("dmatest: ", 2)],
+        verify: None,
+    },
+    ShellCase {
+        // Issue #17: two conventional edus behind a PCIe-to-PCI bridge DMA with
+        // the bridge's requester ID 02:00.0: context entries for the alias,
+        // and one shared domain, shown as shared (no isolation claimed).
+        name: "pci_bridge_devices_share_the_bridge_alias_and_one_domain",
+        profile: "pci-bridge",
+        cmdline: "",
+        input: b"iommu domains\ndmatest all 2\niommu faults\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "DMAR: 02:00.0 attached to domain 2 (Translated)",
+            "iommu: 0000:02:03.0 in domain 2 (unit 0xfed90000), also as requester ID 02:00.0",
+            "iommu: 0000:02:05.0 shares domain 2 with the devices behind its bridge",
+            "0000:02:03.0, 0000:02:05.0: domain 2 (translated, shared: DMA arrives as requester ID 02:00.0 for all; no isolation between them) on unit 0xfed90000",
+            "0000:00:03.0: domain 1 (translated) on unit 0xfed90000",
+            "dmatest: dma1chan0: summary 2 tests, 0 failures",
+            "dmatest: dma2chan0: summary 2 tests, 0 failures",
+            "dmatest: dma3chan0: summary 2 tests, 0 failures",
+            "0 fault(s) recorded since boot",
+        ],
+        line_counts: &[("error:", 0), ("dmatest: ", 3)],
         verify: None,
     },
     ShellCase {

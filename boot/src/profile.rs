@@ -52,6 +52,41 @@ const WITH_ROOT_PORT: &[&str] = &[
     "e1000e,bus=rp1",
 ];
 
+/// An edu behind a PCIe switch (root port 00:04.0 -> upstream 01:00.0 ->
+/// downstream 02:00.0 -> edu 03:00.0): QEMU's DMAR names only the root port
+/// (a sub-hierarchy scope), three bridges above the device.
+const PCIE_SWITCH: &[&str] = &[
+    "-device",
+    "intel-iommu",
+    "-device",
+    "edu",
+    "-device",
+    "pcie-root-port,id=rp2,chassis=2,slot=2",
+    "-device",
+    "x3130-upstream,id=up,bus=rp2",
+    "-device",
+    "xio3130-downstream,id=dn,bus=up,chassis=3,slot=0",
+    "-device",
+    "edu,bus=dn",
+];
+/// Two conventional edus behind one PCIe-to-PCI bridge (root port 00:04.0 ->
+/// pcie-pci-bridge 01:00.0 -> edus 02:03.0 and 02:05.0): both DMA with the
+/// bridge's requester ID 02:00.0, so they share one domain.
+const PCI_BRIDGE: &[&str] = &[
+    "-device",
+    "intel-iommu",
+    "-device",
+    "edu",
+    "-device",
+    "pcie-root-port,id=rp1,chassis=1,slot=1",
+    "-device",
+    "pcie-pci-bridge,id=br1,bus=rp1",
+    "-device",
+    "edu,bus=br1,addr=3",
+    "-device",
+    "edu,bus=br1,addr=5",
+];
+
 /// No VT-d device, but a real laptop's DMAR table (boot/fixtures/README.md): its
 /// units are not in the machine, so bring-up must fail cleanly.
 const LAPTOP_DMAR: &[&str] = &[
@@ -205,6 +240,26 @@ pub const PROFILES: &[Profile] = &[
         firmware: Firmware::Bios,
         memory: "2G",
         devices: IOMMU_TWO_EDU,
+        floppy: false,
+        nvme: false,
+        cmdline: "iommu=on",
+    },
+    Profile {
+        name: "pcie-switch",
+        summary: "VT-d on, a second edu behind a PCIe switch (03:00.0, covered through root port 00:04.0's scope)",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: PCIE_SWITCH,
+        floppy: false,
+        nvme: false,
+        cmdline: "iommu=on",
+    },
+    Profile {
+        name: "pci-bridge",
+        summary: "VT-d on, two edus behind a PCIe-to-PCI bridge (02:03.0, 02:05.0): one requester ID 02:00.0, one shared domain",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: PCI_BRIDGE,
         floppy: false,
         nvme: false,
         cmdline: "iommu=on",

@@ -15,10 +15,10 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use acpi_tables::dmar::ScopeType;
+use acpi_tables::dmar::{DeviceScope, ScopeType};
 use dma::{IommuDomain, IommuError, IommuPerm, SharedDomain};
 use hal::{DirectMap, DmaAddr, PhysAddr};
-use iommu_vtd::{Config, DomainId, DomainKind, FrameAlloc, Perm, RemappingUnit};
+use iommu_vtd::{Config, Coverage, DomainId, DomainKind, FrameAlloc, Perm, RemappingUnit};
 use mm::buddy::ZoneLimit;
 use spin::{Mutex, Once};
 
@@ -50,30 +50,47 @@ pub enum Mode {
     Off,
 }
 
-/// One remapping unit and the devices its DMAR entry covers.
+/// One remapping unit that came up.
 pub struct UnitEntry {
     pub base: u64,
     pub segment: u16,
-    pub include_all: bool,
-    /// Single-hop endpoints and bridges (sub-hierarchies) from the DRHD scopes.
-    pub endpoints: Vec<(u8, u8, u8)>,
-    pub bridges: Vec<(u8, u8, u8)>,
     pub unit: Arc<Mutex<Unit>>,
     /// The pass-through (or identity) domain for devices without a driver.
     pub passthrough: Mutex<Option<DomainId>>,
+}
+
+/// One DRHD of the DMAR, whether or not its unit came up: a failed unit
+/// still owns the devices its scopes name (they get no IOMMU, never the
+/// catch-all unit).
+pub struct DrhdEntry {
+    pub base: u64,
+    pub segment: u16,
+    pub include_all: bool,
+    /// The DRHD's device scopes, resolved against the PCI topology on use.
+    pub scopes: Vec<DeviceScope>,
+    /// Index into `Iommu::units`; `None` when bring-up failed.
+    pub unit: Option<usize>,
 }
 
 pub struct Iommu {
     pub mode: Mode,
     pub strict: bool,
     pub units: Vec<UnitEntry>,
+    pub drhds: Vec<DrhdEntry>,
     /// Devices with their own domain: (bdf, unit index, domain).
     pub attached: Mutex<Vec<(pci::Bdf, usize, DomainId)>>,
 }
 
 static IOMMU: Once<Iommu> = Once::new();
+/// The enumerated PCI topology (parents, bridge kinds, bus numbers), handed
+/// over by the PCI layer before drivers bind.
+static TOPOLOGY: Once<pci::Topology> = Once::new();
 static FAULTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static FAULT_COUNT: AtomicU64 = AtomicU64::new(0);
+/// Fault messages: 10 per 5 s (uptime in ms), the rest counted. A device
+/// retrying a blocked DMA must not keep the CPU in the handler printing.
+static FAULT_LOG_LIMIT: Mutex<iommu_vtd::RateLimit> =
+    Mutex::new(iommu_vtd::RateLimit::new(5_000, 10));
 /// The vector of the units' fault-event MSI (0: none).
 static FAULT_VECTOR: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
 
@@ -102,6 +119,20 @@ pub fn collect_faults() -> usize {
                 .unwrap_or_default()
         });
         for r in records {
+            FAULT_COUNT.fetch_add(1, Ordering::SeqCst);
+            n += 1;
+            let now_ms = crate::time::uptime_ns() / 1_000_000;
+            let (log_it, dropped) = x86_64::instructions::interrupts::without_interrupts(|| {
+                let mut l = FAULT_LOG_LIMIT.lock();
+                let ok = l.allow(now_ms);
+                (ok, if ok { l.take_suppressed() } else { 0 })
+            });
+            if !log_it {
+                continue; // counted in fault_count(), not printed
+            }
+            if dropped > 0 {
+                log::warn!("iommu: {dropped} fault message(s) suppressed (rate limit)");
+            }
             let text = alloc::format!("{r}");
             log::error!("iommu {:#x}: {text}", e.base);
             x86_64::instructions::interrupts::without_interrupts(|| {
@@ -111,8 +142,6 @@ pub fn collect_faults() -> usize {
                 }
                 f.push(text);
             });
-            FAULT_COUNT.fetch_add(1, Ordering::SeqCst);
-            n += 1;
         }
     }
     n
@@ -159,6 +188,7 @@ pub fn init() {
             mode,
             strict,
             units: Vec::new(),
+            drhds: Vec::new(),
             attached: Mutex::new(Vec::new()),
         });
         return;
@@ -170,7 +200,16 @@ pub fn init() {
         _ => None, // queued when ECAP.QI says so
     };
     let mut units = Vec::new();
+    let mut drhds = Vec::new();
     for drhd in dmar.drhds() {
+        // Every DRHD is remembered, so a failed unit's devices stay its own.
+        drhds.push(DrhdEntry {
+            base: drhd.register_base,
+            segment: drhd.segment,
+            include_all: drhd.include_pci_all(),
+            scopes: drhd.scopes.clone(),
+            unit: None,
+        });
         if drhd.register_base == 0 {
             log::warn!("iommu: DRHD with register base 0 skipped (firmware bug)");
             continue;
@@ -214,41 +253,54 @@ pub fn init() {
                 ", lazy (flush queue)"
             }
         );
-        let mut endpoints = Vec::new();
-        let mut bridges = Vec::new();
-        for s in &drhd.scopes {
-            if let Some(b) = s.single_hop_bdf() {
-                match s.scope_type {
-                    ScopeType::PciEndpoint => endpoints.push(b),
-                    ScopeType::PciSubHierarchy => bridges.push(b),
-                    _ => {}
-                }
-            }
+        if let Some(d) = drhds.last_mut() {
+            d.unit = Some(units.len());
         }
-        let entry = UnitEntry {
+        units.push(UnitEntry {
             base: drhd.register_base,
             segment: drhd.segment,
-            include_all: drhd.include_pci_all(),
-            endpoints,
-            bridges,
             unit: Arc::new(Mutex::new(unit)),
             passthrough: Mutex::new(None),
-        };
-        // RMRRs: memory the listed devices keep using (USB legacy, graphics)
-        // stays identity-mapped in whatever domain they get.
+        });
+    }
+    IOMMU.call_once(|| Iommu {
+        mode,
+        strict,
+        units,
+        drhds,
+        attached: Mutex::new(Vec::new()),
+    });
+}
+
+/// Called by the PCI layer after enumeration, before any driver binds: DMAR
+/// scope paths of any length can now be resolved, so the RMRRs are handed to
+/// their units (memory the listed devices keep using, USB legacy or graphics,
+/// stays identity-mapped in whatever domain they get).
+pub fn set_topology(topo: pci::Topology) {
+    let topo = TOPOLOGY.call_once(|| topo);
+    let Some(io) = get() else { return };
+    let Some(Ok(dmar)) = platform::get().and_then(|p| p.dmar.as_ref()) else {
+        return;
+    };
+    for e in &io.units {
         for r in dmar
             .rmrrs()
-            .filter(|r| r.segment == drhd.segment && r.limit > r.base)
+            .filter(|r| r.segment == e.segment && r.limit > r.base)
         {
             let devs: Vec<iommu_vtd::Bdf> = r
                 .scopes
                 .iter()
-                .filter_map(|s| s.single_hop_bdf())
-                .map(|(b, d, f)| iommu_vtd::Bdf::new(b, d, f))
+                .filter_map(|s| resolve(topo, r.segment, s))
                 .collect();
-            with_unit(&entry.unit, |u| {
-                u.add_rmrr(&devs, r.base, r.limit - r.base + 1)
-            });
+            if devs.len() < r.scopes.len() {
+                log::warn!(
+                    "iommu: RMRR [{:#x}-{:#x}]: {} scope(s) name no enumerated device",
+                    r.base,
+                    r.limit,
+                    r.scopes.len() - devs.len()
+                );
+            }
+            with_unit(&e.unit, |u| u.add_rmrr(&devs, r.base, r.limit - r.base + 1));
             log::info!(
                 "iommu: RMRR [{:#x}-{:#x}] identity-mapped for {} device(s)",
                 r.base,
@@ -256,36 +308,79 @@ pub fn init() {
                 devs.len()
             );
         }
-        units.push(entry);
     }
-    IOMMU.call_once(|| Iommu {
-        mode,
-        strict,
-        units,
-        attached: Mutex::new(Vec::new()),
-    });
 }
 
-/// The unit whose DMAR scope covers `bdf` (endpoint scope, then a bridge
-/// scope naming its parent, then an INCLUDE_PCI_ALL unit of its segment).
+/// A DMAR device scope's PCI function, its path followed through the
+/// enumerated bridges (multi-hop paths included).
+fn resolve(topo: &pci::Topology, segment: u16, s: &DeviceScope) -> Option<iommu_vtd::Bdf> {
+    s.resolve(|b, d, f| topo.secondary_bus(segment, b, d, f))
+        .map(|(b, d, f)| iommu_vtd::Bdf::new(b, d, f))
+}
+
+/// Every DRHD's reach, scopes resolved (crates/iommu-vtd's `coverage` input).
+fn reach(io: &Iommu) -> Vec<iommu_vtd::UnitScope> {
+    let empty = pci::Topology::default();
+    let topo = TOPOLOGY.get().unwrap_or(&empty);
+    io.drhds
+        .iter()
+        .map(|d| {
+            let mut u = iommu_vtd::UnitScope {
+                segment: d.segment,
+                include_all: d.include_all,
+                usable: d.unit.is_some(),
+                ..Default::default()
+            };
+            for s in &d.scopes {
+                let Some(b) = resolve(topo, d.segment, s) else {
+                    continue;
+                };
+                match s.scope_type {
+                    ScopeType::PciEndpoint => u.endpoints.push(b),
+                    ScopeType::PciSubHierarchy => u.bridges.push(b),
+                    _ => {}
+                }
+            }
+            u
+        })
+        .collect()
+}
+
+/// The requester IDs `bdf`'s DMA can carry (its own first, then those
+/// bridges above it substitute), from the topology.
+pub fn dma_aliases(bdf: pci::Bdf) -> Vec<iommu_vtd::Bdf> {
+    TOPOLOGY
+        .get()
+        .map_or_else(|| alloc::vec![bdf], |t| t.dma_aliases(bdf))
+        .into_iter()
+        .map(vbdf)
+        .collect()
+}
+
+/// Which DRHD covers `bdf`: a scope naming it or any bridge above it (the
+/// nearest wins), else the INCLUDE_PCI_ALL unit of its segment. `parent` is
+/// used only when the topology is not known yet.
+pub fn coverage(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Coverage {
+    let Some(io) = get() else {
+        return Coverage::None;
+    };
+    let mut path = alloc::vec![bdf];
+    match TOPOLOGY.get() {
+        Some(t) => path.extend(t.ancestors(bdf)),
+        None => path.extend(parent),
+    }
+    let path: Vec<iommu_vtd::Bdf> = path.into_iter().map(vbdf).collect();
+    iommu_vtd::coverage(&reach(io), bdf.segment, &path)
+}
+
+/// The working unit (index into `units`) that translates `bdf`; `None` when
+/// no DRHD covers it or its unit's bring-up failed.
 pub fn unit_for(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<usize> {
     let io = get()?;
-    let key = |b: pci::Bdf| (b.bus, b.device, b.function);
-    io.units
-        .iter()
-        .position(|u| u.segment == bdf.segment && u.endpoints.contains(&key(bdf)))
-        .or_else(|| {
-            parent.and_then(|p| {
-                io.units
-                    .iter()
-                    .position(|u| u.segment == p.segment && u.bridges.contains(&key(p)))
-            })
-        })
-        .or_else(|| {
-            io.units
-                .iter()
-                .position(|u| u.segment == bdf.segment && u.include_all)
-        })
+    match coverage(bdf, parent) {
+        Coverage::Unit(i) => io.drhds.get(i).and_then(|d| d.unit),
+        _ => None,
+    }
 }
 
 fn vbdf(b: pci::Bdf) -> iommu_vtd::Bdf {
@@ -312,6 +407,17 @@ fn vtd_perm(perm: IommuPerm) -> Perm {
     p.set(Perm::READ, perm.contains(IommuPerm::READ));
     p.set(Perm::WRITE, perm.contains(IommuPerm::WRITE));
     p
+}
+
+impl Drop for VtdDomain {
+    /// A domain no device is attached to any more gives its ID back (client
+    /// units have CAP.ND = 2: 256 IDs). One with devices stays (they still DMA
+    /// through it; `destroy_domain` refuses and changes nothing).
+    fn drop(&mut self) {
+        with_unit(&self.unit, |u| {
+            let _ = u.destroy_domain(self.did);
+        });
+    }
 }
 
 impl IommuDomain for VtdDomain {
@@ -418,15 +524,86 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
     if io.mode != Mode::Translate {
         return None;
     }
-    let ui = unit_for(bdf, parent)?;
+    let ui = match coverage(bdf, parent) {
+        Coverage::Unit(i) => io.drhds.get(i).and_then(|d| d.unit)?,
+        Coverage::FailedUnit(i) => {
+            log::warn!(
+                "iommu: {bdf}: its remapping unit {:#x} failed to come up; no IOMMU for it",
+                io.drhds.get(i).map_or(0, |d| d.base)
+            );
+            return None;
+        }
+        Coverage::None => return None,
+    };
     let entry = &io.units[ui];
+    let aliases = dma_aliases(bdf);
+    // Devices that share a requester ID (behind one PCIe-to-PCI bridge) are
+    // one group: the unit cannot tell them apart, so they share a domain.
+    // A rebound driver gets the domain its device already has (as Linux keeps
+    // a group's default domain across binds).
+    let before = io
+        .attached
+        .lock()
+        .iter()
+        .find(|a| a.0 == bdf && a.1 == ui)
+        .map(|a| a.2);
     let did = with_unit(&entry.unit, |u| {
-        let did = u.create_domain(DomainKind::Translated)?;
-        u.attach(vbdf(bdf), did).map(|_| did)
+        if let Some(did) = before {
+            return u.attach_aliases(&aliases, did).map(|_| (did, false));
+        }
+        match u.group_domain(&aliases) {
+            Some(did) if u.domain_kind(did) == Some(DomainKind::Translated) => {
+                u.attach_aliases(&aliases, did).map(|_| (did, true))
+            }
+            held => {
+                // Bound after `enable`: the group left the pass-through (or
+                // identity) domain together, into a new translated one.
+                if let Some(pt) = held {
+                    for a in &aliases {
+                        if u.domain_of(*a) == Some(pt) {
+                            u.detach(*a)?;
+                        }
+                    }
+                }
+                let did = u.create_domain(DomainKind::Translated)?;
+                match u.attach_aliases(&aliases, did) {
+                    Ok(()) => Ok((did, false)),
+                    Err(e) => {
+                        let _ = u.destroy_domain(did);
+                        Err(e)
+                    }
+                }
+            }
+        }
     });
     match did {
-        Ok(did) => {
-            log::info!("iommu: {bdf} in its own {did} (unit {:#x})", entry.base);
+        Ok((did, _)) if before.is_some() => {
+            log::info!("iommu: {bdf} back in its {did} (unit {:#x})", entry.base);
+            Some(Arc::new(Mutex::new(VtdDomain {
+                unit: entry.unit.clone(),
+                did,
+                strict: io.strict,
+            })))
+        }
+        Ok((did, shared)) => {
+            let ids = aliases
+                .iter()
+                .skip(1)
+                .map(|a| alloc::format!(" {a}"))
+                .collect::<String>();
+            if shared {
+                log::info!(
+                    "iommu: {bdf} shares {did} with the devices behind its bridge (unit {:#x}; requester ID{ids}): no isolation between them",
+                    entry.base
+                );
+            } else if ids.is_empty() {
+                log::info!("iommu: {bdf} in its own {did} (unit {:#x})", entry.base);
+            } else {
+                log::info!(
+                    "iommu: {bdf} in {did} (unit {:#x}), also as requester ID{ids}",
+                    entry.base
+                );
+            }
             io.attached.lock().push((bdf, ui, did));
             Some(Arc::new(Mutex::new(VtdDomain {
                 unit: entry.unit.clone(),
@@ -455,7 +632,12 @@ pub fn enable(devices: &[pci::PciDevice]) {
             continue;
         };
         let entry = &io.units[ui];
+        let aliases = dma_aliases(d.bdf);
         let r = with_unit(&entry.unit, |u| {
+            // In a group with a driver's domain: the same domain (one ID).
+            if let Some(did) = u.group_domain(&aliases) {
+                return u.attach_aliases(&aliases, did);
+            }
             let mut pt = entry.passthrough.lock();
             let did = match *pt {
                 Some(did) => did,
@@ -484,7 +666,7 @@ pub fn enable(devices: &[pci::PciDevice]) {
                     did
                 }
             };
-            u.attach(vbdf(d.bdf), did)
+            u.attach_aliases(&aliases, did)
         });
         if let Err(e) = r {
             log::warn!("iommu: {}: pass-through attach failed: {e}", d.bdf);
@@ -498,17 +680,27 @@ pub fn enable(devices: &[pci::PciDevice]) {
     }
 }
 
-/// A domain of unit 0 with no device attached, for timing map+unmap through
-/// the real unit (its invalidations included) in `dmabench`.
+/// A domain with no device attached, for timing map+unmap through the real
+/// unit (its invalidations included) in `dmabench`: on the unit that
+/// translates for the first driver-bound device (on a laptop the first DRHD
+/// is the graphics unit, which may lack page-selective invalidation), else
+/// the first unit. Dropped, it gives its domain ID back.
 pub fn bench_domain(strict: bool) -> Option<SharedDomain> {
+    bench_domain_id(strict).map(|(d, _, _)| d)
+}
+
+/// [`bench_domain`] with its unit index and domain ID (for tests).
+pub fn bench_domain_id(strict: bool) -> Option<(SharedDomain, usize, DomainId)> {
     let io = get().filter(|io| io.mode == Mode::Translate)?;
-    let entry = io.units.first()?;
+    let ui = io.attached.lock().first().map_or(0, |a| a.1);
+    let entry = io.units.get(ui)?;
     let did = with_unit(&entry.unit, |u| u.create_domain(DomainKind::Translated)).ok()?;
-    Some(Arc::new(Mutex::new(VtdDomain {
+    let d: SharedDomain = Arc::new(Mutex::new(VtdDomain {
         unit: entry.unit.clone(),
         did,
         strict,
-    })))
+    }));
+    Some((d, ui, did))
 }
 
 /// The domain a device is in, if it has one of its own.
@@ -521,10 +713,12 @@ pub fn domain_of(bdf: pci::Bdf) -> Option<(usize, DomainId)> {
         .map(|a| (a.1, a.2))
 }
 
-/// Walks the unit's tables for `bdf` as the hardware would.
+/// Walks the unit's tables for `bdf` as the hardware would: with the
+/// requester ID its DMA reaches the unit with (a bridge's, behind a
+/// PCIe-to-PCI bridge).
 pub fn translate(bdf: pci::Bdf, iova: u64) -> Result<iommu_vtd::Translation, String> {
     let io = get().ok_or("no IOMMU")?;
     let ui = unit_for(bdf, None).ok_or_else(|| alloc::format!("no remapping unit covers {bdf}"))?;
-    with_unit(&io.units[ui].unit, |u| u.translate(vbdf(bdf), iova))
-        .map_err(|r| alloc::format!("{r}"))
+    let rid = dma_aliases(bdf).last().copied().unwrap_or(vbdf(bdf));
+    with_unit(&io.units[ui].unit, |u| u.translate(rid, iova)).map_err(|r| alloc::format!("{r}"))
 }

@@ -196,6 +196,8 @@ pub fn init(want: Want) {
     for w in &warnings {
         log::warn!("pci: {w}");
     }
+    // Before any driver binds: the IOMMU needs the bridges above each device.
+    crate::iommu::set_topology(pci::Topology::from_config(&cfg, &found.devices));
     let mut registry = DriverRegistry::new();
     registry.add_devices(found.devices);
     x86_64::instructions::interrupts::without_interrupts(|| {

@@ -164,6 +164,24 @@ impl DeviceScope {
         }
     }
 
+    /// The device this scope names, `(bus, device, function)`, following a
+    /// path of any length: each further hop is on the secondary bus of the
+    /// bridge the previous one named (§8.3.1.1), which `secondary_bus(bus,
+    /// device, function)` looks up in the enumerated PCI topology. `None` when
+    /// the path is empty or a hop names no enumerated bridge.
+    pub fn resolve(
+        &self,
+        mut secondary_bus: impl FnMut(u8, u8, u8) -> Option<u8>,
+    ) -> Option<(u8, u8, u8)> {
+        let (first, rest) = self.path.split_first()?;
+        let mut at = (self.start_bus, first.device, first.function);
+        for hop in rest {
+            let bus = secondary_bus(at.0, at.1, at.2)?;
+            at = (bus, hop.device, hop.function);
+        }
+        Some(at)
+    }
+
     /// The path as `bb:dd.f` for the first hop and `/dd.f` for each further
     /// hop, e.g. `00:1c.4/00.0`.
     pub fn path_display(&self) -> PathDisplay<'_> {

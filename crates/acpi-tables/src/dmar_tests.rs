@@ -275,6 +275,51 @@ fn every_scope_type_and_multi_hop_paths() {
     assert_eq!(s[4].enumeration_id, 1);
 }
 
+#[test]
+fn multi_hop_paths_resolve_through_secondary_buses() {
+    let t = dmar(
+        38,
+        0,
+        &[drhd(
+            0,
+            0,
+            0,
+            0xfed9_0000,
+            &[
+                // Root port 00:1c.4 (secondary bus 3) -> switch port 00.0 on
+                // bus 3 (secondary bus 4) -> device 00.0 on bus 4.
+                scope(1, 0, 0, &[(0x1c, 4), (0, 0), (0, 0)]),
+                scope(1, 0, 0, &[(0x1c, 4), (0, 1)]),
+                scope(1, 0, 0, &[(0x1d, 0), (0, 0)]),
+                scope(2, 0, 0x80, &[(1, 0)]),
+            ],
+        )],
+    );
+    let d = parse_ok(&t);
+    let s = &d.drhds().next().unwrap().scopes;
+    let mut asked = Vec::new();
+    let mut bridges = |b: u8, dv: u8, f: u8| {
+        asked.push((b, dv, f));
+        match (b, dv, f) {
+            (0, 0x1c, 4) => Some(3),
+            (3, 0, 0) => Some(4),
+            _ => None,
+        }
+    };
+    assert_eq!(s[0].resolve(&mut bridges), Some((4, 0, 0)));
+    assert_eq!(s[1].resolve(&mut bridges), Some((3, 0, 1)));
+    // 00:1d.0 is no enumerated bridge: the path leads nowhere.
+    assert_eq!(s[2].resolve(&mut bridges), None);
+    // One hop needs no bridge at all.
+    assert_eq!(s[3].resolve(&mut bridges), Some((0x80, 1, 0)));
+    assert_eq!(asked, [(0, 0x1c, 4), (3, 0, 0), (0, 0x1c, 4), (0, 0x1d, 0)]);
+    let empty = DeviceScope {
+        path: Vec::new(),
+        ..s[0].clone()
+    };
+    assert_eq!(empty.resolve(|_, _, _| Some(1)), None);
+}
+
 // ---- errors ----
 
 #[test]

@@ -98,6 +98,33 @@ impl fmt::Display for Fault {
     }
 }
 
+/// What kind of bus a bridge makes below it, as far as requester IDs go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeKind {
+    /// PCIe root or switch port: a PCI Express bus, requester IDs pass as they are.
+    PciePort,
+    /// PCIe-to-PCI/PCI-X bridge: a conventional bus whose requests the bridge
+    /// re-issues as `(secondary bus, 00.0)` (PCIe-to-PCI bridge spec §2.3).
+    PcieToPci,
+    /// Conventional PCI-to-PCI bridge: a conventional bus whose requests carry
+    /// the bridge's own ID upstream.
+    Conventional,
+}
+
+/// A bridge of the PCI fabric in front of the model (see
+/// [`VtdModel::add_bridge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bridge {
+    /// Bus the bridge sits on.
+    pub bus: u8,
+    /// Its device/function.
+    pub devfn: u8,
+    /// Bus directly below it.
+    pub secondary: u8,
+    /// Its kind.
+    pub kind: BridgeKind,
+}
+
 /// A register write, as logged by the model (for sequence assertions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegWrite {
@@ -148,6 +175,7 @@ struct State {
     stuck_invalidation: bool,
     inject_queue_error: bool,
     ram: Option<(u64, u64)>,
+    bridges: Vec<Bridge>,
     writes: Vec<RegWrite>,
     msis: Vec<(u32, u32)>,
     ctx_invalidations: u32,
@@ -209,6 +237,7 @@ impl<M: PhysMemory> VtdModel<M> {
                 stuck_invalidation: false,
                 inject_queue_error: false,
                 ram: None,
+                bridges: Vec::new(),
                 writes: Vec::new(),
                 msis: Vec::new(),
                 ctx_invalidations: 0,
@@ -244,6 +273,37 @@ impl<M: PhysMemory> VtdModel<M> {
     /// "unreadable" fault reasons. Default: all of the memory.
     pub fn set_ram(&self, start: u64, end: u64) {
         self.s.borrow_mut().ram = Some((start, end));
+    }
+
+    /// Puts a bridge between the devices and the unit: DMA from a device on a
+    /// bus below it then reaches the unit with the requester ID the hardware
+    /// gives it. Walking up from the device's bus, every conventional bus
+    /// replaces the ID: below a PCIe-to-PCI bridge with `(that bus, 00.0)`,
+    /// below a conventional bridge with the bridge's own ID; the ID given
+    /// nearest the root is the one that arrives (QEMU 7.2's
+    /// `pci_device_iommu_address_space`, real bridges alike).
+    pub fn add_bridge(&self, b: Bridge) {
+        self.s.borrow_mut().bridges.push(b);
+    }
+
+    /// The source-id a DMA from the device at `bus:devfn` arrives with.
+    pub fn requester_id(&self, bus: u8, devfn: u8) -> u16 {
+        let s = self.s.borrow();
+        let mut rid = (bus, devfn);
+        let mut at = bus;
+        // At most one step per bus: a bridge loop in a test's fabric cannot hang.
+        for _ in 0..256 {
+            let Some(b) = s.bridges.iter().find(|b| b.secondary == at && b.bus != at) else {
+                break;
+            };
+            match b.kind {
+                BridgeKind::PciePort => {}
+                BridgeKind::PcieToPci => rid = (at, 0),
+                BridgeKind::Conventional => rid = (b.bus, b.devfn),
+            }
+            at = b.bus;
+        }
+        (rid.0 as u16) << 8 | rid.1 as u16
     }
 
     /// Current GSTS.
@@ -291,9 +351,10 @@ impl<M: PhysMemory> VtdModel<M> {
 
     // ----- DMA engine -----
 
-    /// A device access of `len` bytes at `iova` from `bus:devfn`: translates every page
-    /// touched and returns the physical address of the first byte. Faults are recorded
-    /// like the hardware does.
+    /// A device access of `len` bytes at `iova` from the device at `bus:devfn`
+    /// (through the bridges added with [`VtdModel::add_bridge`]): translates every
+    /// page touched and returns the physical address of the first byte. Faults are
+    /// recorded like the hardware does.
     pub fn dma(
         &self,
         bus: u8,
@@ -302,7 +363,7 @@ impl<M: PhysMemory> VtdModel<M> {
         len: usize,
         write: bool,
     ) -> Result<PhysAddr, Fault> {
-        let sid = (bus as u16) << 8 | devfn as u16;
+        let sid = self.requester_id(bus, devfn);
         let first = self.access(sid, iova, write)?;
         let mut page = (iova & !0xfff) + 0x1000;
         while page < iova + len as u64 {
@@ -314,7 +375,7 @@ impl<M: PhysMemory> VtdModel<M> {
 
     /// Device write of `data` at `iova`, page by page.
     pub fn dma_write(&self, bus: u8, devfn: u8, iova: u64, data: &[u8]) -> Result<(), Fault> {
-        let sid = (bus as u16) << 8 | devfn as u16;
+        let sid = self.requester_id(bus, devfn);
         let mut off = 0usize;
         while off < data.len() {
             let a = iova + off as u64;
@@ -328,7 +389,7 @@ impl<M: PhysMemory> VtdModel<M> {
 
     /// Device read into `buf` from `iova`, page by page.
     pub fn dma_read(&self, bus: u8, devfn: u8, iova: u64, buf: &mut [u8]) -> Result<(), Fault> {
-        let sid = (bus as u16) << 8 | devfn as u16;
+        let sid = self.requester_id(bus, devfn);
         let mut off = 0usize;
         while off < buf.len() {
             let a = iova + off as u64;
@@ -1291,5 +1352,45 @@ mod tests {
             m.dma(0, 8, 0x4000_5000, 4, true).unwrap().as_u64(),
             0x3_0000
         );
+    }
+
+    #[test]
+    fn bridges_give_requester_ids_as_qemu_does() {
+        let a = Arena::new(PhysAddr::new(0), 0x10_0000);
+        let m = VtdModel::qemu_default(&a);
+        // No fabric: the device's own ID.
+        assert_eq!(m.requester_id(3, 0x18), 0x0318);
+        // Root port 00:04.0 -> switch up 01:00.0 -> down 02:00.0 -> bus 3.
+        let port = |bus, devfn, secondary| Bridge {
+            bus,
+            devfn,
+            secondary,
+            kind: BridgeKind::PciePort,
+        };
+        m.add_bridge(port(0, 0x20, 1));
+        m.add_bridge(port(1, 0, 2));
+        m.add_bridge(port(2, 0, 3));
+        assert_eq!(m.requester_id(3, 0), 0x0300, "PCIe ports change nothing");
+        // Root port 00:05.0 -> PCIe-to-PCI 04:00.0 (bus 5) -> PCI bridge 05:07.0 (bus 6).
+        m.add_bridge(port(0, 0x28, 4));
+        m.add_bridge(Bridge {
+            bus: 4,
+            devfn: 0,
+            secondary: 5,
+            kind: BridgeKind::PcieToPci,
+        });
+        m.add_bridge(Bridge {
+            bus: 5,
+            devfn: 0x38,
+            secondary: 6,
+            kind: BridgeKind::Conventional,
+        });
+        assert_eq!(m.requester_id(5, 0x18), 0x0500, "(secondary bus, 00.0)");
+        assert_eq!(m.requester_id(6, 0x08), 0x0500, "the topmost alias wins");
+        assert_eq!(m.requester_id(4, 0), 0x0400, "the bridge itself is on PCIe");
+        // A bridge loop in the description cannot hang the walk.
+        m.add_bridge(port(8, 0, 9));
+        m.add_bridge(port(9, 0, 8));
+        assert_eq!(m.requester_id(9, 0x10), 0x0910);
     }
 }

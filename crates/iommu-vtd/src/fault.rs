@@ -127,9 +127,79 @@ impl fmt::Display for FaultRecord {
     }
 }
 
+/// A fault-log rate limit (Linux's `ratelimit_state`, as `pr_err_ratelimited`
+/// uses it for DMAR faults): at most `burst` messages per `interval` ticks,
+/// the rest counted. A device retrying a blocked DMA raises fault after fault;
+/// logging each one on a serial console from the interrupt handler would keep
+/// the CPU there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    interval: u64,
+    burst: u32,
+    window_start: Option<u64>,
+    used: u32,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    /// `burst` messages per `interval` ticks (`burst` 0: never log).
+    pub const fn new(interval: u64, burst: u32) -> Self {
+        RateLimit {
+            interval,
+            burst,
+            window_start: None,
+            used: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether a message may be logged at `now` (in ticks). Counts the ones
+    /// that may not.
+    pub fn allow(&mut self, now: u64) -> bool {
+        let fresh = match self.window_start {
+            None => true,
+            Some(s) => now.wrapping_sub(s) >= self.interval,
+        };
+        if fresh {
+            self.window_start = Some(now);
+            self.used = 0;
+        }
+        if self.used < self.burst {
+            self.used += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+
+    /// Messages refused since the last call (reset to 0).
+    pub fn take_suppressed(&mut self) -> u64 {
+        core::mem::take(&mut self.suppressed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limit_allows_a_burst_per_interval_and_counts_the_rest() {
+        let mut r = RateLimit::new(100, 3);
+        let allowed = (0..1000).filter(|_| r.allow(5)).count();
+        assert_eq!(allowed, 3, "a storm within one interval logs one burst");
+        assert_eq!(r.take_suppressed(), 997);
+        assert_eq!(r.take_suppressed(), 0);
+        assert!(!r.allow(104), "the window runs from its first message");
+        assert!(r.allow(105));
+        assert!(r.allow(106));
+        assert!(r.allow(150));
+        assert!(!r.allow(151));
+        assert_eq!(r.take_suppressed(), 2);
+        let mut never = RateLimit::new(10, 0);
+        assert!(!never.allow(0));
+        assert_eq!(never.take_suppressed(), 1);
+    }
 
     #[test]
     fn qemu_examples_from_hw_facts_4_11() {

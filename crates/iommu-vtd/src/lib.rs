@@ -5,6 +5,7 @@
 //! * [`inval`] — invalidation requests and queued-invalidation descriptors.
 //! * [`fault`] — fault recording registers decoded into [`FaultRecord`]s.
 //! * [`iova`] — the per-domain IOVA allocator with "reuse only after flush".
+//! * [`scope`] — which unit covers a device (ancestor bridges, failed units).
 //! * [`unit`](mod@unit) — [`RemappingUnit`], which drives one DRHD: bring-up, domains,
 //!   attach/detach, map/unmap, invalidation, faults, software translate.
 //!
@@ -22,13 +23,15 @@ pub mod frames;
 pub mod inval;
 pub mod iova;
 pub mod regs;
+pub mod scope;
 pub mod tables;
 pub mod unit;
 
-pub use fault::{FaultReason, FaultRecord};
+pub use fault::{FaultReason, FaultRecord, RateLimit};
 pub use frames::{BumpFrames, FrameAlloc};
 pub use inval::{ContextInval, InvalMode, IotlbInval};
 pub use iova::{IovaAllocator, IovaError};
 pub use regs::{Cap, Ecap};
+pub use scope::{coverage, Coverage, UnitScope};
 pub use tables::{Bdf, Perm};
 pub use unit::{Config, DomainId, DomainKind, Error, RemappingUnit, Stats, Translation, UnmapInfo};

@@ -73,6 +73,10 @@ pub enum Error {
     /// Nothing answers at the register base: VER reads all zeros or all ones (a DMAR
     /// naming a unit the machine does not have, or one the firmware hid).
     NoUnit(u32),
+    /// A requester-ID alias of the device is attached to another domain: the
+    /// devices sharing it must share one domain (see
+    /// [`RemappingUnit::group_domain`]).
+    AliasInOtherDomain(Bdf, DomainId),
 }
 
 impl fmt::Display for Error {
@@ -102,6 +106,10 @@ impl fmt::Display for Error {
             Error::NoUnit(v) => {
                 write!(f, "no VT-d unit answers at this address (VER reads {v:#x})")
             }
+            Error::AliasInOtherDomain(b, d) => write!(
+                f,
+                "requester ID {b} is in {d}: devices sharing it must share its domain"
+            ),
         }
     }
 }
@@ -991,6 +999,39 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         })?;
         self.flush_iotlb(IotlbInval::Domain(did))?;
         Ok(DomainId(did))
+    }
+
+    /// The domain one of `aliases` (the requester IDs a device's DMA can carry,
+    /// see `pci::Topology::dma_aliases`) is already attached to. The unit tells
+    /// requests apart by source-id alone (§3.4), so a device sharing an ID with
+    /// an attached device must join that device's domain: no isolation between
+    /// them is possible.
+    pub fn group_domain(&self, aliases: &[Bdf]) -> Option<DomainId> {
+        aliases.iter().find_map(|a| self.domain_of(*a))
+    }
+
+    /// Attaches a device to `d` under every requester ID its DMA can carry:
+    /// `aliases[0]` is its own (moved from a previous domain, as
+    /// [`RemappingUnit::attach`] does), the others are those bridges substitute
+    /// for it, one context entry each. An alias already in another domain is
+    /// refused before anything is written ([`Error::AliasInOtherDomain`]):
+    /// taking it would silently move the devices that share it.
+    pub fn attach_aliases(&mut self, aliases: &[Bdf], d: DomainId) -> Result<(), Error> {
+        if !self.domains.contains_key(&d.0) {
+            return Err(Error::NoSuchDomain(d));
+        }
+        for a in aliases.iter().skip(1) {
+            match self.domain_of(*a) {
+                Some(other) if other != d => {
+                    return Err(Error::AliasInOtherDomain(*a, other));
+                }
+                _ => {}
+            }
+        }
+        for a in aliases {
+            self.attach(*a, d)?;
+        }
+        Ok(())
     }
 
     /// Domain a device is attached to.

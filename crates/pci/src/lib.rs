@@ -9,6 +9,8 @@
 //! * [`command`] — decoding and bus-master control (bus mastering only on request).
 //! * [`driver`] — ID-table drivers, probe/remove, child (platform) devices.
 //! * [`names`] — vendor/device/class names and the `lspci` line.
+//! * [`topology`] — parent chains, bridge kinds, DMAR scope paths and requester-ID
+//!   aliases (what an IOMMU needs to know about where a device sits).
 //! * [`lpss`] — Intel LPSS BAR0 layout and the iDMA64 child (hw-facts §1.1–1.2).
 //! * `fake` (feature `fake`) — a behavioural config-space model for host tests.
 #![cfg_attr(not(test), no_std)]
@@ -31,6 +33,7 @@ pub mod lpss;
 pub mod msi;
 pub mod names;
 pub mod regs;
+pub mod topology;
 pub mod warn;
 
 pub use addr::Bdf;
@@ -49,6 +52,7 @@ pub use enumerate::{enumerate, Enumeration, ScanOptions};
 pub use msi::{Msi, MsiError, MsiMessage, MsiX};
 pub use names::{lspci_line, lspci_verbose};
 pub use regs::Command;
+pub use topology::{BridgeKind, BridgeNode, Node, Topology};
 pub use warn::{Warning, WarningKind};
 #[cfg(test)]
 mod tests;

@@ -245,7 +245,7 @@ static BY_BDF: spin::Mutex<Vec<(pci::Bdf, usize)>> = spin::Mutex::new(Vec::new()
 static READY: spin::Once<()> = spin::Once::new();
 
 /// The edu driver bound (or re-bound) `bdf`: after boot, point its provider at the
-/// new DMA device (a rebind gets a new IOMMU domain) and route its interrupts again;
+/// new DMA device (a rebind keeps its IOMMU domain) and route its interrupts again;
 /// a function seen for the first time gets a provider.
 pub fn bound(
     slot: usize,

@@ -42,6 +42,12 @@ pub static TESTS: &[KTest] = &[
         manual: false,
     },
     KTest {
+        name: "iommu::a_dropped_bench_domain_gives_its_id_back",
+        run: bench_domain_id_released,
+        profiles: &["two-edu"],
+        manual: false,
+    },
+    KTest {
         name: "iommu::two_edus_cannot_reach_each_others_buffers",
         run: isolation,
         profiles: &["two-edu"],
@@ -310,4 +316,32 @@ fn sg_contiguous() -> TestResult {
         Ok(())
     })
     .ok_or("edu not bound")?
+}
+
+/// Issue #17 item 8: `dmabench` makes two domains per run; dropped, they must
+/// give their IDs back (256 on a client unit), and sit on the unit that
+/// translates for edu.
+fn bench_domain_id_released() -> TestResult {
+    let io = iommu::get().ok_or("no IOMMU state")?;
+    let (d, ui, did) = iommu::bench_domain_id(true).ok_or("no bench domain")?;
+    let edu_unit = edu::with_edu(|e| iommu::domain_of(e.bdf))
+        .flatten()
+        .map(|x| x.0);
+    kassert!(
+        edu_unit == Some(ui),
+        "bench domain on unit {ui}, edu on {edu_unit:?}"
+    );
+    let unit = &io.units[ui].unit;
+    kassert!(
+        iommu::with_unit(unit, |u| u.domain_kind(did)).is_some(),
+        "{did} does not exist while in use"
+    );
+    drop(d);
+    kassert!(
+        iommu::with_unit(unit, |u| u.domain_kind(did)).is_none(),
+        "{did} still exists after its last handle was dropped"
+    );
+    let (_d2, _, again) = iommu::bench_domain_id(true).ok_or("no second bench domain")?;
+    kassert!(again == did, "ID {did} not reused (got {again})");
+    Ok(())
 }

@@ -63,6 +63,13 @@ fn units() -> CmdResult {
             kprintln!("no units in use: no DRHD unit came up (the reasons are in dmesg)");
         }
     }
+    for d in io.drhds.iter().filter(|d| d.unit.is_none()) {
+        kprintln!(
+            "unit {:#x} segment {}: not in use (bring-up failed); the devices it covers get no IOMMU",
+            d.base,
+            d.segment
+        );
+    }
     for e in &io.units {
         with_unit(&e.unit, |u| {
             let gsts = u.gsts();
@@ -99,11 +106,30 @@ fn units() -> CmdResult {
 
 fn domains() -> CmdResult {
     let io = iommu::get().ok_or_else(|| fail("no IOMMU"))?;
-    for (bdf, ui, did) in io.attached.lock().iter() {
-        kprintln!(
-            "{bdf}: {did} (translated) on unit {:#x}",
-            io.units[*ui].base
-        );
+    let attached = io.attached.lock().clone();
+    for (i, (bdf, ui, did)) in attached.iter().enumerate() {
+        let group: alloc::vec::Vec<pci::Bdf> = attached
+            .iter()
+            .filter(|a| a.1 == *ui && a.2 == *did)
+            .map(|a| a.0)
+            .collect();
+        if group.len() == 1 {
+            kprintln!(
+                "{bdf}: {did} (translated) on unit {:#x}",
+                io.units[*ui].base
+            );
+        } else if attached.iter().position(|a| a.1 == *ui && a.2 == *did) == Some(i) {
+            // One line per shared domain: the unit sees one requester ID.
+            let rid = iommu::dma_aliases(*bdf).last().copied();
+            let names: alloc::vec::Vec<alloc::string::String> =
+                group.iter().map(|b| alloc::format!("{b}")).collect();
+            kprintln!(
+                "{}: {did} (translated, shared: DMA arrives as requester ID {} for all; no isolation between them) on unit {:#x}",
+                names.join(", "),
+                rid.map_or(alloc::string::String::from("?"), |r| alloc::format!("{r}")),
+                io.units[*ui].base
+            );
+        }
     }
     for e in &io.units {
         if let Some(pt) = *e.passthrough.lock() {

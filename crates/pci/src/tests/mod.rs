@@ -8,6 +8,7 @@ mod msi;
 mod names;
 mod prop;
 mod scan;
+mod topology;
 
 use crate::fake::{FakeConfig, FakeFunction};
 use crate::Bdf;
