@@ -13,7 +13,7 @@ use acpi::platform::interrupt::InterruptModel;
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping, PlatformInfo};
 use spin::Once;
 
-use crate::physmem;
+use crate::mm::direct;
 
 /// Maps ACPI tables through the direct map (they are in RAM, so write-back is
 /// the right cache type; nothing to unmap).
@@ -24,7 +24,7 @@ impl AcpiHandler for DirectMapHandler {
     // The trait's contract makes this unsafe for the caller (the address must
     // hold a `T`); our side only computes a direct-map address.
     unsafe fn map_physical_region<T>(&self, pa: usize, size: usize) -> PhysicalMapping<Self, T> {
-        let va = physmem::to_virt(pa as u64).as_mut_ptr::<T>();
+        let va = direct::to_virt(pa as u64).as_mut_ptr::<T>();
         // The direct map never maps at address 0, so the pointer is non-null.
         let ptr = NonNull::new(va).unwrap_or(NonNull::dangling());
         // SAFETY: the direct map covers the whole physical range the firmware
@@ -36,20 +36,8 @@ impl AcpiHandler for DirectMapHandler {
     fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct IoApicInfo {
-    pub id: u8,
-    pub address: u64,
-    pub gsi_base: u32,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct IrqOverride {
-    pub isa_irq: u8,
-    pub gsi: u32,
-    pub active_low: bool,
-    pub level: bool,
-}
+/// The MADT's interrupt model, in the types the APIC code takes.
+pub use crate::arch::apic::{IoApicInfo, IrqOverride};
 
 #[derive(Debug, Clone, Copy)]
 pub struct EcamWindow {
@@ -94,14 +82,14 @@ impl acpi_tables::walk::PhysRead for MappedPhys {
         let end = phys.checked_add(buf.len() as u64).ok_or(err)?;
         // Tables may sit in any described range (ACPI data/NVS, reserved);
         // BIOS tables also live in the legacy area below 1 MiB.
-        let covered = crate::memmap::regions()
+        let covered = crate::mm::memmap::regions()
             .iter()
             .any(|r| r.start <= phys && end <= r.end)
             || end <= 0x10_0000;
         if !covered {
             return Err(err);
         }
-        hal::PhysMemory::read(&physmem::direct(), hal::PhysAddr::new(phys), buf);
+        hal::PhysMemory::read(&direct::direct(), hal::PhysAddr::new(phys), buf);
         Ok(())
     }
 }
@@ -272,7 +260,7 @@ pub fn init(rsdp: Option<u64>) -> &'static Platform {
             Err(e) => log::warn!("acpi: FADT: {e:?}"),
         }
         if let Ok(dsdt) = tables.dsdt() {
-            let va = physmem::to_virt(dsdt.address as u64).as_ptr::<u8>();
+            let va = direct::to_virt(dsdt.address as u64).as_ptr::<u8>();
             // Bound the scan: real DSDTs are well under 1 MiB.
             let len = (dsdt.length as usize).min(1 << 20);
             // SAFETY: the DSDT's AML stream lies in ACPI memory covered by the

@@ -1,13 +1,13 @@
-//! The kernel log: `log` facade records stamped with uptime, dmesg-style
-//! (`[    1.234567] message`), written to the console (serial and screen) and kept in a ring
-//! buffer that the `dmesg` command prints.
+//! The kernel log (Linux: kernel/printk/printk.c): `log` facade records stamped
+//! with uptime, dmesg-style (`[    1.234567] message`), written to every console
+//! and kept in a ring buffer that the `dmesg` command prints.
 
 use core::fmt::{self, Write};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use spin::Mutex;
 
-use crate::time;
+use crate::arch::tsc;
+use crate::sync::IrqSpinLock;
 
 const RING_SIZE: usize = 64 * 1024;
 
@@ -47,7 +47,7 @@ impl Write for Ring {
     }
 }
 
-static RING: Mutex<Ring> = Mutex::new(Ring {
+static RING: IrqSpinLock<Ring> = IrqSpinLock::new(Ring {
     buf: [0; RING_SIZE],
     head: 0,
     len: 0,
@@ -58,7 +58,7 @@ struct KernelLog;
 static LOGGER: KernelLog = KernelLog;
 
 fn write_record(out: &mut dyn Write, record: &Record) -> fmt::Result {
-    let ns = time::uptime_ns();
+    let ns = tsc::uptime_ns();
     write!(
         out,
         "[{:5}.{:06}] ",
@@ -82,11 +82,14 @@ impl Log for KernelLog {
         if !self.enabled(record.metadata()) {
             return;
         }
-        x86_64::instructions::interrupts::without_interrupts(|| {
-            let _ = write_record(&mut crate::serial::Serial, record);
-            let _ = write_record(&mut *RING.lock(), record);
-            crate::screen::flush();
-        });
+        {
+            // The ring's guard keeps interrupts off, so a record from an
+            // interrupt handler cannot land inside this one.
+            let mut ring = RING.lock();
+            let _ = write_record(&mut crate::console::Out, record);
+            let _ = write_record(&mut *ring, record);
+        }
+        crate::console::flush();
     }
 
     fn flush(&self) {}
@@ -100,5 +103,5 @@ pub fn init() {
 
 /// Calls `f` with the log ring's contents, oldest first.
 pub fn with_ring(f: impl FnMut(&[u8])) {
-    x86_64::instructions::interrupts::without_interrupts(|| RING.lock().with_contents(f));
+    RING.lock().with_contents(f);
 }

@@ -12,7 +12,7 @@ use hal::{PhysAddr, PhysMemory};
 use mm::buddy::ZoneLimit;
 use spin::{Mutex, Once};
 
-use crate::{kmem, memmap, physmem};
+use crate::mm::{self as kmm, direct, memmap};
 
 fn zone_limit(limit: u64) -> ZoneLimit {
     match DmaZone::for_limit(limit) {
@@ -39,13 +39,13 @@ pub struct KernelDma;
 // direct map maps every block linearly (`phys_to_virt` covers all RAM).
 unsafe impl DmaPlatform for KernelDma {
     fn mem(&self) -> &dyn PhysMemory {
-        physmem::direct_ref()
+        direct::direct_ref()
     }
     fn alloc_pages(&self, order: u32, limit: u64) -> Option<PhysAddr> {
-        kmem::alloc_frames(u8::try_from(order).ok()?, zone_limit(limit)).ok()
+        kmm::alloc_frames(u8::try_from(order).ok()?, zone_limit(limit)).ok()
     }
     fn free_pages(&self, pa: PhysAddr, order: u32) {
-        if let Err(e) = kmem::free_frames(pa, order as u8) {
+        if let Err(e) = kmm::free_frames(pa, order as u8) {
             log::error!("dma: freeing {:#x} order {order}: {e}", pa.as_u64());
         }
     }
@@ -76,7 +76,7 @@ impl HighDma {
         let mut low = alloc::vec::Vec::new();
         let mut found = None;
         for _ in 0..1024 {
-            match kmem::alloc_frames(10, ZoneLimit::Any) {
+            match kmm::alloc_frames(10, ZoneLimit::Any) {
                 Ok(pa) if pa.as_u64() >= HIGH_FLOOR => {
                     found = Some(pa);
                     break;
@@ -86,7 +86,7 @@ impl HighDma {
             }
         }
         for pa in low {
-            let _ = kmem::free_frames(pa, 10);
+            let _ = kmm::free_frames(pa, 10);
         }
         let pa = found?;
         *g = Some((pa, 0));
@@ -98,7 +98,7 @@ impl HighDma {
 // bitmap), and the direct map covers the block.
 unsafe impl DmaPlatform for HighDma {
     fn mem(&self) -> &dyn PhysMemory {
-        physmem::direct_ref()
+        direct::direct_ref()
     }
     fn alloc_pages(&self, order: u32, _limit: u64) -> Option<PhysAddr> {
         let base = self.block()?;
@@ -180,8 +180,8 @@ pub fn recent_reports() -> alloc::vec::Vec<String> {
 /// lowest block, just above 16 MiB) and routes dma-debug to the log.
 pub fn init() -> Result<(), String> {
     dma::debug::set_global_sink(&SINK);
-    let pa = kmem::alloc_frames(10, ZoneLimit::Dma32)
-        .or_else(|_| kmem::alloc_frames(10, ZoneLimit::Dma))
+    let pa = kmm::alloc_frames(10, ZoneLimit::Dma32)
+        .or_else(|_| kmm::alloc_frames(10, ZoneLimit::Dma))
         .map_err(|e| alloc::format!("no memory for the bounce pool: {e}"))?;
     if pa.as_u64() + SWIOTLB_SIZE as u64 > HIGH_FLOOR {
         log::warn!(

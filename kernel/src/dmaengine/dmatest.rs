@@ -20,7 +20,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use dma::stream::{Bidirectional, DmaBuf, DmaStream, ToDevice};
 use dmaengine::{ChanId, DmaCaps, DmaStatus};
 
-use crate::time;
+use crate::arch::tsc;
+use crate::sync::{HookTable, HookTableFull};
 
 const PATTERN_SRC: u8 = 0x80;
 const PATTERN_DST: u8 = 0x00;
@@ -220,7 +221,7 @@ fn one_copy(
     len: usize,
     corrupt: bool,
 ) -> CopyOutcome {
-    let platform = &crate::kdma::PLATFORM;
+    let platform = &crate::dma::PLATFORM;
     let mut src = DmaBuf::alloc(platform, size).map_err(|e| format!("buffer: {e}"))?;
     let mut dst = DmaBuf::alloc(platform, size).map_err(|e| format!("buffer: {e}"))?;
     let mut s = vec![0u8; size];
@@ -236,7 +237,7 @@ fn one_copy(
     if corrupt {
         corrupt_engine(chan);
     }
-    let t0 = time::rdtsc();
+    let t0 = tsc::rdtsc();
     let cookie = super::with(|e| {
         let mut desc = e.prep_memcpy(
             chan,
@@ -251,7 +252,7 @@ fn one_copy(
     })
     .map_err(|e| format!("prep error: {e}"))?;
     let st = super::wait(chan, cookie, TIMEOUT_MS).map_err(|_| String::from("test timed out"))?;
-    let ns = time::ticks_to_ns(time::rdtsc() - t0);
+    let ns = tsc::ticks_to_ns(tsc::rdtsc() - t0);
     if st.status != DmaStatus::Complete {
         return Err(format!("completion error status {:?}", st.status));
     }
@@ -263,13 +264,46 @@ fn one_copy(
 
 /// Arms the failure demo: the simulated engine flips the next byte it copies. (Only
 /// the model can be told to misbehave; `run_channel` refuses `--corrupt` elsewhere.)
-fn corrupt_engine(_chan: ChanId) {
-    super::sim::corrupt_next_byte();
+fn corrupt_engine(chan: ChanId) {
+    if let Some(arm) = super::dev_info(chan.dev).and_then(|i| i.fault_injection.get().copied()) {
+        arm();
+    }
 }
 
-/// Whether `chan` belongs to the simulated iDMA64.
+/// Whether `chan`'s engine can be told to corrupt a copy (the simulated iDMA64).
 fn is_simulated(chan: ChanId) -> bool {
-    super::dev_info(chan.dev).is_some_and(|i| i.desc.contains("(simulated)"))
+    super::dev_info(chan.dev).is_some_and(|i| i.fault_injection.get().is_some())
+}
+
+/// A peripheral through which a channel without MEMCPY is tested (the floppy on ISA
+/// channel 2): dmatest reads runs of sectors and compares them with the image the
+/// runner generated ([`floppy_sector`]). The driver registers it.
+pub struct SectorDevice {
+    /// Names the test thread (`dma0chan2-floppy0`).
+    pub name: &'static str,
+    /// The channel the device holds, if it is up.
+    pub channel: fn() -> Option<ChanId>,
+    pub sectors: u32,
+    /// Reads `count` sectors from `lba`, appending them to the vector.
+    pub read: fn(u32, u32, &mut Vec<u8>) -> Result<(), String>,
+}
+
+static SECTOR_DEVICES: HookTable<&'static SectorDevice, 2> = HookTable::new();
+
+/// Adds a peripheral dmatest tests its channel through.
+pub fn register_sector_device(d: &'static SectorDevice) -> Result<(), HookTableFull> {
+    SECTOR_DEVICES.register(d)
+}
+
+/// The registered peripheral holding `chan`, if any.
+fn sector_device(chan: ChanId) -> Option<&'static SectorDevice> {
+    let mut found = None;
+    SECTOR_DEVICES.for_each(|d| {
+        if found.is_none() && (d.channel)() == Some(chan) {
+            found = Some(d);
+        }
+    });
+    found
 }
 
 /// The image the runner generates for the floppy profile (boot/src/profile.rs,
@@ -287,11 +321,10 @@ pub fn floppy_sector(lba: u32) -> Vec<u8> {
         .collect()
 }
 
-/// Tests ISA channel 2 through the floppy: random runs of sectors, compared with the
-/// image.
-pub fn floppy_tests(out: &mut dyn Write, chan: ChanId, p: &Params) -> Summary {
-    use crate::drivers::floppy;
-    let thread = format!("{chan}-floppy0");
+/// Tests a channel through the peripheral that holds it (ISA channel 2 through the
+/// floppy): random runs of sectors, compared with the image.
+pub fn sector_tests(out: &mut dyn Write, chan: ChanId, dev: &SectorDevice, p: &Params) -> Summary {
+    let thread = format!("{chan}-{}", dev.name);
     let mut sum = Summary {
         chan: chan.name(),
         ..Summary::default()
@@ -300,11 +333,11 @@ pub fn floppy_tests(out: &mut dyn Write, chan: ChanId, p: &Params) -> Summary {
     for n in 0..p.iterations {
         sum.tests += 1;
         let count = 1 + rng.below(4) as u32;
-        let lba = rng.below((floppy::TOTAL_SECTORS - count) as usize) as u32;
+        let lba = rng.below((dev.sectors - count) as usize) as u32;
         let mut data = Vec::new();
-        let t0 = time::rdtsc();
-        let r = floppy::read(lba, count, &mut data);
-        sum.busy_ns += time::ticks_to_ns(time::rdtsc() - t0);
+        let t0 = tsc::rdtsc();
+        let r = (dev.read)(lba, count, &mut data);
+        sum.busy_ns += tsc::ticks_to_ns(tsc::rdtsc() - t0);
         match r {
             Ok(_) => {
                 sum.bytes += data.len() as u64;
@@ -350,9 +383,7 @@ pub fn default_channels() -> Vec<ChanId> {
             .map(|(c, _)| c)
             .collect()
     });
-    if let Some(c) = crate::drivers::floppy::channel() {
-        v.push(c);
-    }
+    SECTOR_DEVICES.for_each(|d| v.extend((d.channel)()));
     v
 }
 
@@ -364,8 +395,8 @@ pub fn run_channel(out: &mut dyn Write, chan: ChanId, p: &Params) -> Result<Summ
             "{chan}: --corrupt needs the simulated iDMA64 (only the model can be told to flip a byte)"
         ));
     }
-    if crate::drivers::floppy::channel() == Some(chan) {
-        return Ok(floppy_tests(out, chan, p));
+    if let Some(d) = sector_device(chan) {
+        return Ok(sector_tests(out, chan, d, p));
     }
     let info = super::dev_info(chan.dev).ok_or_else(|| format!("no DMA device for {chan}"))?;
     let dev = info
@@ -378,9 +409,11 @@ pub fn run_channel(out: &mut dyn Write, chan: ChanId, p: &Params) -> Result<Summ
         }
     })?;
     let mut p = *p;
-    // edu moves at most one 4 KiB buffer per device transfer, ~100 ms each.
-    if super::with(|e| e.provider(chan.dev).map(|x| x.name() == "edu")).unwrap_or(false) {
-        p.size = p.size.min(crate::drivers::edu::MAX_DMA);
+    // An engine may move less per transfer than dmatest's buffer (edu: one 4 KiB
+    // buffer per device transfer, ~100 ms each).
+    let max = info.max_len.load(Ordering::Acquire);
+    if max != 0 {
+        p.size = p.size.min(max);
     }
     let s = memcpy_tests(out, got, &dev, &p);
     let _ = super::release(got);

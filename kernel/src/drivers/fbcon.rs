@@ -22,9 +22,10 @@ use alloc::string::String;
 use bootloader_api::info::{FrameBuffer, PixelFormat as BootFormat};
 use fbcon::{Console, Geometry, PixelFormat};
 use mm::pat::CacheType;
-use spin::Mutex;
 
-use crate::kmem::{self, IoMem};
+use crate::console::ConsoleDriver;
+use crate::mm::{self as kmm, IoMem};
+use crate::sync::IrqSpinLock;
 
 /// Bounds of the window a scrolled screen waits for more output in.
 const BATCH_MIN_NS: u64 = 20_000_000;
@@ -50,7 +51,7 @@ struct Screen {
     draw_ticks: u64,
 }
 
-static SCREEN: Mutex<Option<Screen>> = Mutex::new(None);
+static SCREEN: IrqSpinLock<Option<Screen>> = IrqSpinLock::new(None);
 
 /// What `fbinfo` shows.
 pub struct Info {
@@ -112,9 +113,9 @@ pub fn init(fb: Option<&'static mut FrameBuffer>) {
         log::warn!("screen: unusable framebuffer ({e}): {geo:?}; serial console only");
         return;
     }
-    let phys = kmem::translate(hal::VirtAddr::new(virt)).map(|t| t.phys.as_u64());
+    let phys = kmm::translate(hal::VirtAddr::new(virt)).map(|t| t.phys.as_u64());
     // Prefer a write-combining mapping of the same memory.
-    let wc = phys.and_then(|p| kmem::ioremap_wc(p, byte_len as u64).ok());
+    let wc = phys.and_then(|p| kmm::ioremap_wc(p, byte_len as u64).ok());
     let (buf, cache, virt) = match &wc {
         Some(io) => {
             let v = io.virt().as_u64();
@@ -127,7 +128,7 @@ pub fn init(fb: Option<&'static mut FrameBuffer>) {
             (s, Some(CacheType::WriteCombining), v)
         }
         None => {
-            let cache = kmem::translate(hal::VirtAddr::new(virt)).map(|t| t.cache);
+            let cache = kmm::translate(hal::VirtAddr::new(virt)).map(|t| t.cache);
             (fb.buffer_mut(), cache, virt)
         }
     };
@@ -139,8 +140,9 @@ pub fn init(fb: Option<&'static mut FrameBuffer>) {
         }
     };
     let (cols, rows) = (con.terminal().cols(), con.terminal().rows());
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        *SCREEN.lock() = Some(Screen {
+    {
+        let mut screen = SCREEN.lock();
+        *screen = Some(Screen {
             con,
             _wc: wc,
             virt,
@@ -156,13 +158,16 @@ pub fn init(fb: Option<&'static mut FrameBuffer>) {
             draw_ticks: 0,
         });
         // The log so far, then draw it all at once.
-        crate::klog::with_ring(|bytes| {
-            if let Some(s) = SCREEN.lock().as_mut() {
+        crate::console::printk::with_ring(|bytes| {
+            if let Some(s) = screen.as_mut() {
                 s.con.write(bytes);
             }
         });
-        flush_inner(true);
-    });
+    }
+    flush_inner(true);
+    if let Err(e) = crate::console::register_console(&CONSOLE) {
+        log::warn!("screen: not a console ({e})");
+    }
     log::info!(
         "screen: {}x{} {:?}, {} bytes/pixel, stride {}: {cols}x{rows} text console{}",
         geo.width,
@@ -180,54 +185,58 @@ pub fn init(fb: Option<&'static mut FrameBuffer>) {
 
 /// Adds output to the screen's text grid (drawn by the next flush).
 pub fn write(bytes: &[u8]) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        if let Some(s) = SCREEN.lock().as_mut() {
-            s.con.write(bytes);
-        }
-    });
+    if let Some(s) = SCREEN.lock().as_mut() {
+        s.con.write(bytes);
+    }
 }
+
+/// The screen as a console: text goes to the grid, drawn at `flush`.
+static CONSOLE: ConsoleDriver = ConsoleDriver {
+    write: |s| write(s.as_bytes()),
+    flush,
+    idle: flush_pending,
+    emergency_write,
+};
 
 fn flush_inner(force: bool) {
     let mut guard = SCREEN.lock();
     let Some(s) = guard.as_mut() else {
         return;
     };
-    let now = crate::time::uptime_ns();
+    let now = crate::arch::tsc::uptime_ns();
     let scrolled = s.con.terminal().scrolled() != s.drawn_at_scroll;
     let window = (s.last_scroll_draw_ns * 10).clamp(BATCH_MIN_NS, BATCH_MAX_NS);
     if scrolled && !force && now.saturating_sub(s.last_draw_ns) < window {
         s.pending = true;
         return;
     }
-    let t0 = crate::time::rdtsc();
+    let t0 = crate::arch::tsc::rdtsc();
     s.cells_drawn += s.con.flush() as u64;
     // Drain the write-combining buffers, so what was drawn is on the screen
     // now and not whenever the CPU evicts them.
     hal::barrier::wmb();
-    let took = crate::time::rdtsc().wrapping_sub(t0);
+    let took = crate::arch::tsc::rdtsc().wrapping_sub(t0);
     s.draw_ticks += took;
     s.flushes += 1;
     s.drawn_at_scroll = s.con.terminal().scrolled();
     if scrolled {
         s.last_draw_ns = now;
-        s.last_scroll_draw_ns = crate::time::ticks_to_ns(took);
+        s.last_scroll_draw_ns = crate::arch::tsc::ticks_to_ns(took);
     }
     s.pending = false;
 }
 
 /// Draws what changed (a scroll may be held back briefly; see the module doc).
 pub fn flush() {
-    x86_64::instructions::interrupts::without_interrupts(|| flush_inner(false));
+    flush_inner(false);
 }
 
 /// Draws output that a scroll held back, once its batching window is over.
 pub fn flush_pending() {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let pending = SCREEN.lock().as_ref().is_some_and(|s| s.pending);
-        if pending {
-            flush_inner(false);
-        }
-    });
+    let pending = SCREEN.lock().as_ref().is_some_and(|s| s.pending);
+    if pending {
+        flush_inner(false);
+    }
 }
 
 /// For the fatal path: writes and draws at once if the screen is not locked
@@ -243,29 +252,25 @@ pub fn emergency_write(s: &str) {
 }
 
 pub fn info() -> Option<Info> {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        SCREEN.lock().as_ref().map(|s| Info {
-            geometry: s.con.geometry(),
-            cols: s.con.terminal().cols(),
-            rows: s.con.terminal().rows(),
-            virt: s.virt,
-            phys: s.phys,
-            cache: s.cache,
-            byte_len: s.byte_len,
-            cells_drawn: s.cells_drawn,
-            flushes: s.flushes,
-            draw_ns: crate::time::ticks_to_ns(s.draw_ticks),
-            scrolled: s.con.terminal().scrolled(),
-        })
+    SCREEN.lock().as_ref().map(|s| Info {
+        geometry: s.con.geometry(),
+        cols: s.con.terminal().cols(),
+        rows: s.con.terminal().rows(),
+        virt: s.virt,
+        phys: s.phys,
+        cache: s.cache,
+        byte_len: s.byte_len,
+        cells_drawn: s.cells_drawn,
+        flushes: s.flushes,
+        draw_ns: crate::arch::tsc::ticks_to_ns(s.draw_ticks),
+        scrolled: s.con.terminal().scrolled(),
     })
 }
 
 /// The text of one visible row (for tests).
 pub fn row_text(row: usize) -> Option<String> {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        SCREEN
-            .lock()
-            .as_ref()
-            .map(|s| s.con.terminal().row_text(row))
-    })
+    SCREEN
+        .lock()
+        .as_ref()
+        .map(|s| s.con.terminal().row_text(row))
 }

@@ -1,19 +1,21 @@
 //! The COM1 serial console: output for the log and the shell, input for the
 //! shell. Under QEMU it is `-serial stdio`; on real hardware a null-modem cable.
-//! Output is mirrored on the framebuffer console (`screen`) and input merged
-//! with the PS/2 keyboard (`drivers::i8042`), so a machine without COM1 still
-//! has a console.
+//! It registers with the console layer as a console and an input source (the
+//! framebuffer console and the PS/2 keyboard register there too, so a machine
+//! without COM1 still has a console).
 
 use core::fmt::{self, Write};
 
-use spin::Mutex;
 use uart_16550::SerialPort;
+
+use crate::console::{self, ConsoleDriver};
+use crate::sync::IrqSpinLock;
 
 /// COM1's fixed I/O base on the PC platform.
 const COM1: u16 = 0x3F8;
 
 // SAFETY: 0x3F8 is COM1 on every PC; nothing else in the kernel drives it.
-static PORT: Mutex<SerialPort> = Mutex::new(unsafe { SerialPort::new(COM1) });
+static PORT: IrqSpinLock<SerialPort> = IrqSpinLock::new(unsafe { SerialPort::new(COM1) });
 
 /// Whether a UART answers at COM1. Laptops often have none there (their
 /// UARTs, if any, are LPSS devices elsewhere); the port then reads 0xFF,
@@ -31,6 +33,7 @@ pub fn init() {
     if present {
         PORT.lock().init();
     }
+    register();
 }
 
 /// Whether COM1 exists (see `init`).
@@ -49,10 +52,10 @@ fn rx_irq(_frame: &mut crate::arch::idt::TrapFrame) {
 /// Routes COM1's IRQ 4 through the IO-APIC and enables the UART's "received
 /// data available" interrupt, so an idle shell can sleep in `hlt`.
 pub fn enable_rx_interrupt() -> bool {
-    if !crate::apic::ready() {
+    if !crate::arch::apic::ready() {
         return false;
     }
-    match crate::apic::route_isa_irq(4, rx_irq) {
+    match crate::arch::apic::route_isa_irq(4, rx_irq) {
         Ok(_) => {
             // IER (base + 1) bit 0: received data available; MCR OUT2 (bit 3)
             // gates the UART's interrupt onto the ISA line on PCs.
@@ -76,16 +79,28 @@ pub fn rx_interrupt_enabled() -> bool {
     RX_ENABLED.load(core::sync::atomic::Ordering::Acquire)
 }
 
-/// Console output: the UART (taking the port lock around each call) and the
-/// screen's text grid when there is a framebuffer. The screen is drawn by
-/// `write_fmt` (every `kprint!`) and by the log after each record; output
-/// written through `Serial` directly shows at the next of those.
-pub struct Serial;
+/// The UART as a console (output) and input source.
+static CONSOLE: ConsoleDriver = ConsoleDriver {
+    write: |s| {
+        let _ = Uart.write_str(s);
+    },
+    flush: || {},
+    idle: || {},
+    emergency_write: |s| {
+        // SAFETY: called only on the fatal path with interrupts off; the holder
+        // of the lock (if any) is the code that crashed and will never resume.
+        unsafe { PORT.force_unlock() };
+        let _ = Uart.write_str(s);
+    },
+};
 
-impl Write for Serial {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        crate::screen::write(s.as_bytes());
-        Uart.write_str(s)
+/// Registers COM1 with the console layer (output, and input when present).
+fn register() {
+    if let Err(e) = console::register_console(&CONSOLE) {
+        log::warn!("serial: not a console ({e})");
+    }
+    if let Err(e) = console::register_input(try_read_byte) {
+        log::warn!("serial: no console input ({e})");
     }
 }
 
@@ -97,62 +112,23 @@ impl Write for Uart {
         if !present() {
             return Ok(());
         }
-        x86_64::instructions::interrupts::without_interrupts(|| {
-            let mut port = PORT.lock();
-            // Raw bytes: the shell's line editor writes BS and escape
-            // sequences itself (`send` would turn each BS into BS SP BS).
-            for b in s.bytes() {
-                if b == b'\n' {
-                    port.send_raw(b'\r');
-                }
-                port.send_raw(b);
+        let mut port = PORT.lock();
+        // Raw bytes: the shell's line editor writes BS and escape
+        // sequences itself (`send` would turn each BS into BS SP BS).
+        for b in s.bytes() {
+            if b == b'\n' {
+                port.send_raw(b'\r');
             }
-        });
+            port.send_raw(b);
+        }
         Ok(())
     }
 }
 
-pub fn write_fmt(args: fmt::Arguments) {
-    let _ = Serial.write_fmt(args);
-    crate::screen::flush();
-}
-
-/// One byte of console input if one is waiting: from the UART, else from the
-/// PS/2 keyboard. Called when the shell is idle, so it also lets the screen
-/// draw output it held back.
+/// One byte from the UART if one is waiting.
 pub fn try_read_byte() -> Option<u8> {
-    crate::screen::flush_pending();
-    if present() {
-        let b =
-            x86_64::instructions::interrupts::without_interrupts(|| PORT.lock().try_receive().ok());
-        if b.is_some() {
-            return b;
-        }
+    if !present() {
+        return None;
     }
-    crate::drivers::i8042::try_read_byte()
-}
-
-/// Output for the dying kernel (panic, exception): takes the port even if the
-/// code that crashed held its lock, since nothing will run after us.
-pub struct EmergencySerial;
-
-impl Write for EmergencySerial {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        // SAFETY: called only on the fatal path with interrupts off; the holder
-        // of the lock (if any) is the code that crashed and will never resume.
-        unsafe { PORT.force_unlock() };
-        crate::screen::emergency_write(s);
-        Uart.write_str(s)
-    }
-}
-
-#[macro_export]
-macro_rules! kprint {
-    ($($arg:tt)*) => { $crate::serial::write_fmt(format_args!($($arg)*)) };
-}
-
-#[macro_export]
-macro_rules! kprintln {
-    () => { $crate::kprint!("\n") };
-    ($($arg:tt)*) => { $crate::serial::write_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+    PORT.lock().try_receive().ok()
 }

@@ -10,8 +10,8 @@ use dmaengine::{ChanId, DmaCaps, DmaError, DmaStatus, SlaveConfig};
 use hal::DmaAddr;
 
 use super::{KTest, TestResult};
+use crate::dmaengine::{self as kde, dmatest};
 use crate::kassert;
-use crate::kdmaengine::{self as kde, dmatest};
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -81,7 +81,7 @@ fn bufs(chan: ChanId, len: usize) -> Result<Bufs, alloc::string::String> {
     let dev = kde::dev_info(chan.dev)
         .and_then(|i| i.dma())
         .ok_or("no DMA device")?;
-    let p = &crate::kdma::PLATFORM;
+    let p = &crate::dma::PLATFORM;
     let pattern: alloc::vec::Vec<u8> = (0..len).map(|i| (i * 13 + 5) as u8 | 1).collect();
     let mut s = DmaBuf::alloc(p, len).map_err(|e| alloc::format!("{e}"))?;
     s.write(0, &pattern);
@@ -162,7 +162,7 @@ fn sim_terminate() -> TestResult {
         Ok::<_, DmaError>(c)
     })
     .map_err(|e| alloc::format!("{e}"))?;
-    crate::apic::sleep_ms(30);
+    crate::arch::apic::sleep_ms(30);
     let mid = kde::with(|e| e.tx_status(chan, cookie)).map_err(|e| alloc::format!("{e}"))?;
     kassert!(
         mid.status == DmaStatus::InProgress && mid.residue > 0 && mid.residue < len,
@@ -187,7 +187,7 @@ fn sim_terminate() -> TestResult {
         "bytes beyond the copied prefix were written"
     );
     // Nothing may be written after terminate: read the memory again later.
-    crate::apic::sleep_ms(50);
+    crate::arch::apic::sleep_ms(50);
     kassert!(dst.to_vec() == snap, "the engine wrote after terminate_all");
     kde::release(chan).map_err(|e| alloc::format!("{e}"))?;
     Ok(())
@@ -205,7 +205,7 @@ fn sim_pause_resume() -> TestResult {
         Ok::<_, DmaError>(c)
     })
     .map_err(err)?;
-    crate::apic::sleep_ms(20);
+    crate::arch::apic::sleep_ms(20);
     kde::with(|e| e.pause(chan)).map_err(err)?;
     let p1 = kde::with(|e| e.tx_status(chan, cookie)).map_err(err)?;
     kassert!(
@@ -214,7 +214,7 @@ fn sim_pause_resume() -> TestResult {
         p1.status,
         p1.residue
     );
-    crate::apic::sleep_ms(60);
+    crate::arch::apic::sleep_ms(60);
     let p2 = kde::with(|e| e.tx_status(chan, cookie)).map_err(err)?;
     kassert!(
         p2.residue == p1.residue,
@@ -267,13 +267,13 @@ fn sim_cyclic() -> TestResult {
         e.issue_pending(chan)
     })
     .map_err(|e| alloc::format!("{e}"))?;
-    crate::apic::sleep_ms(100);
+    crate::arch::apic::sleep_ms(100);
     let n = periods.load(Ordering::Acquire);
     // 16 KiB per step, 4 steps per tick: a 4 KiB period... at least one per tick.
     kassert!(n >= 8, "only {n} period callbacks in 100 ms");
     kde::with(|e| e.terminate_all(chan)).map_err(|e| alloc::format!("{e}"))?;
     let after = periods.load(Ordering::Acquire);
-    crate::apic::sleep_ms(50);
+    crate::arch::apic::sleep_ms(50);
     kassert!(
         periods.load(Ordering::Acquire) == after,
         "periods kept coming after terminate_all"
@@ -349,7 +349,7 @@ fn misuse() -> TestResult {
     // interrupt, the cookie ends in Error and the callback says so.
     let chan = sim_chan(DmaCaps::MEMCPY)?;
     let b = bufs(chan, 4096)?;
-    let errs0 = kde::sim::model_errors();
+    let errs0 = crate::drivers::lpss::sim::model_errors();
     let outcome = Arc::new(AtomicU32::new(0));
     let o2 = outcome.clone();
     let cookie = kde::with(|e| {
@@ -380,7 +380,7 @@ fn misuse() -> TestResult {
         "callback did not report the error"
     );
     kassert!(
-        kde::sim::model_errors() == errs0 + 1,
+        crate::drivers::lpss::sim::model_errors() == errs0 + 1,
         "the model raised no error"
     );
     kde::release(chan).map_err(|e| alloc::format!("{e}"))?;
@@ -441,7 +441,7 @@ fn dmatest_sim_edu() -> TestResult {
 }
 
 fn isa_rules() -> TestResult {
-    let isa = kde::isa::dev().ok_or("no i8237 registered")?;
+    let isa = crate::drivers::i8237::dmaengine::dev().ok_or("no i8237 registered")?;
     let chan = kde::request("ktest", DmaCaps::SLAVE, |c| c.dev == isa && c.chan == 3)
         .map_err(|e| alloc::format!("{e}"))?;
     let cfg = SlaveConfig {

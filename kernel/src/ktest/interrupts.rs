@@ -4,7 +4,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{KTest, TestResult};
 use crate::arch::idt::{self, TrapFrame};
-use crate::{apic, kassert, time};
+use crate::arch::tsc as time;
+use crate::{arch::apic, kassert};
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -30,7 +31,7 @@ pub static TESTS: &[KTest] = &[
 /// Runs `f` and returns how long it took by the TSC and by the HPET main
 /// counter, both read at the same two moments.
 pub fn measure_against_hpet(f: impl FnOnce()) -> Result<(u64, u64), alloc::string::String> {
-    let h = crate::hpet::get().ok_or("no usable HPET")?;
+    let h = crate::arch::hpet::get().ok_or("no usable HPET")?;
     let (t0, c0) = h.paired_read();
     f();
     let (t1, c1) = h.paired_read();
@@ -66,7 +67,7 @@ fn timer_rate() -> TestResult {
 
 fn serial_irq() -> TestResult {
     kassert!(
-        crate::serial::rx_interrupt_enabled(),
+        crate::drivers::serial::rx_interrupt_enabled(),
         "COM1 receive interrupt not enabled"
     );
     let vector = apic::IOAPIC_VECTOR_BASE + 4;
@@ -80,7 +81,7 @@ fn serial_irq() -> TestResult {
     crate::arch::port::outb(0x3F8, b'Z');
     let got = (0..100).find_map(|_| {
         apic::sleep_ms(10);
-        crate::serial::try_read_byte()
+        crate::console::try_read_byte()
     });
     crate::arch::port::outb(0x3F8 + 4, mcr);
     kassert!(got == Some(b'Z'), "loopback byte not received: {got:?}");

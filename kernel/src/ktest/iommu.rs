@@ -6,7 +6,7 @@ use super::{KTest, TestResult};
 use crate::drivers::edu;
 use crate::iommu::{self, Mode};
 use crate::shell::dma_cmds::unmapped_write;
-use crate::{kassert, kdma};
+use crate::{dma as kdma, kassert};
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -67,7 +67,7 @@ fn cross(owner: usize, other: usize) -> TestResult {
     with_edu_at(other, |e| e.transfer(EduDir::FromDevice, iova, 256))
         .ok_or("second edu missing")?
         .map_err(alloc::string::String::from)?;
-    crate::apic::sleep_ms(20);
+    crate::arch::apic::sleep_ms(20);
     iommu::collect_faults();
     let faults = iommu::fault_count() - before;
     let hist = iommu::fault_history();
@@ -128,7 +128,7 @@ fn isolation() -> TestResult {
 
 fn unit_state() -> TestResult {
     let io = iommu::get().ok_or("no IOMMU state")?;
-    let profile = crate::boot_cmdline().get("profile").unwrap_or("");
+    let profile = crate::cmdline::boot_cmdline().get("profile").unwrap_or("");
     let want = if profile == "iommu-pt" {
         Mode::PassThrough
     } else {

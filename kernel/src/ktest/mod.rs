@@ -29,9 +29,10 @@ mod platform;
 use alloc::string::String;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
+use crate::arch::reboot::{exit_qemu, QemuExit};
+use crate::arch::tsc as time;
 use crate::cmdline::Cmdline;
-use crate::power::{exit_qemu, QemuExit};
-use crate::{kprintln, time};
+use crate::kprintln;
 
 pub type TestResult = Result<(), String>;
 
@@ -81,6 +82,27 @@ fn set_current(name: Option<&'static str>) {
     CURRENT.store(ptr, Ordering::SeqCst);
 }
 
+/// The fatal path's reporter: names the test that died, for the runner.
+fn report_fatal(out: &mut dyn core::fmt::Write, what: &crate::console::panic::Fatal) {
+    use crate::console::panic::Fatal;
+    let Some(test) = current() else { return };
+    let _ = match what {
+        Fatal::Exception { vector, rip } => writeln!(
+            out,
+            "BUSMASTER-TEST fail {test}: CPU exception vector {vector} at RIP={rip:#x}"
+        ),
+        Fatal::Panic {
+            file,
+            line,
+            col,
+            message,
+        } => writeln!(
+            out,
+            "BUSMASTER-TEST fail {test}: panicked at {file}:{line}:{col}: {message}"
+        ),
+    };
+}
+
 /// The test running now, if any.
 pub fn current() -> Option<&'static str> {
     let ptr = CURRENT.load(Ordering::SeqCst);
@@ -94,6 +116,9 @@ pub fn current() -> Option<&'static str> {
 }
 
 pub fn run(cmdline: &Cmdline) -> ! {
+    if let Err(e) = crate::console::panic::register_reporter(report_fatal) {
+        kprintln!("ktest: cannot hook the fatal path ({e}); a crash will not name its test");
+    }
     let profile = cmdline.get("profile").unwrap_or("default");
     let skip: usize = cmdline
         .get("skip")

@@ -15,7 +15,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hal::VirtAddr;
 use linked_list_allocator::Heap;
-use spin::Mutex;
+
+use crate::sync::IrqSpinLock;
 
 const EARLY_SIZE: usize = 256 * 1024;
 /// Main heap window and growth policy.
@@ -31,8 +32,8 @@ struct EarlySpace([u8; EARLY_SIZE]);
 static mut EARLY_SPACE: EarlySpace = EarlySpace([0; EARLY_SIZE]);
 
 struct KernelHeap {
-    early: Mutex<Heap>,
-    main: Mutex<Heap>,
+    early: IrqSpinLock<Heap>,
+    main: IrqSpinLock<Heap>,
     main_ready: AtomicBool,
     /// Bytes of the window currently mapped.
     main_mapped: AtomicU64,
@@ -40,8 +41,8 @@ struct KernelHeap {
 
 #[global_allocator]
 static HEAP: KernelHeap = KernelHeap {
-    early: Mutex::new(Heap::empty()),
-    main: Mutex::new(Heap::empty()),
+    early: IrqSpinLock::new(Heap::empty()),
+    main: IrqSpinLock::new(Heap::empty()),
     main_ready: AtomicBool::new(false),
     main_mapped: AtomicU64::new(0),
 };
@@ -67,7 +68,7 @@ fn map_more(bytes: u64) -> bool {
     }
     let mut done = 0;
     while done < bytes {
-        if crate::kmem::try_map_fresh_2m(VirtAddr::new(MAIN_BASE + mapped + done)).is_none() {
+        if crate::mm::try_map_fresh_2m(VirtAddr::new(MAIN_BASE + mapped + done)).is_none() {
             break;
         }
         done += GROW_STEP;
@@ -112,17 +113,15 @@ fn grow(heap: &mut Heap, layout: Layout) -> bool {
 // they were allocated.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // Interrupts off while a heap lock is held: a handler that allocates
-        // (the VT-d fault handler formats its records) must never find the
-        // lock held by the code it interrupted.
-        x86_64::instructions::interrupts::without_interrupts(|| self.alloc_inner(layout))
+        // The heap locks keep interrupts off while held: a handler that
+        // allocated would otherwise find them held by the code it interrupted.
+        // (Handlers do not allocate; this keeps a slip from being a deadlock.)
+        self.alloc_inner(layout)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: GlobalAlloc's contract, passed through unchanged.
-        x86_64::instructions::interrupts::without_interrupts(|| unsafe {
-            self.dealloc_inner(ptr, layout)
-        })
+        unsafe { self.dealloc_inner(ptr, layout) }
     }
 }
 
@@ -167,10 +166,8 @@ impl KernelHeap {
 
 /// (used, free) bytes over both heaps.
 pub fn usage() -> (usize, usize) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let (e, m) = (HEAP.early.lock(), HEAP.main.lock());
-        (e.used() + m.used(), e.free() + m.free())
-    })
+    let (e, m) = (HEAP.early.lock(), HEAP.main.lock());
+    (e.used() + m.used(), e.free() + m.free())
 }
 
 /// Bytes of the main heap's window currently backed by frames.

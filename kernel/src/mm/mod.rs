@@ -1,7 +1,15 @@
-//! Kernel memory management: the zoned buddy frame allocator built from the
-//! boot memory map, our mapper working on the live page tables, the PAT, and
-//! `ioremap` regions that map device registers with an explicit cache type and
-//! unmap themselves on drop.
+//! Kernel memory management (Linux: mm/): the direct map of physical memory
+//! (`direct`), the boot memory map (`memmap`), the zoned buddy frame allocator
+//! built from it and our mapper working on the live page tables and the PAT
+//! (here), `ioremap` regions for device registers (`ioremap`), and the kernel
+//! heap (`heap`).
+
+pub mod direct;
+pub mod heap;
+mod ioremap;
+pub mod memmap;
+
+pub use ioremap::{ioremap, ioremap_cache, ioremap_pages, ioremap_wc, ioremap_with, IoMem};
 
 use core::fmt;
 
@@ -9,15 +17,14 @@ use hal::{PhysAddr, VirtAddr};
 use mm::buddy::{AllocError, FrameAllocatorConfig, FreeError, ZoneKind, ZoneLimit, ZoneStats};
 use mm::paging::{Invlpg, MapError, PageSize, PageTableFlags, Translation, UnmapError};
 use mm::pat::{CacheType, IA32_PAT_MSR, PAT_MSR_VALUE};
-use mm::{page_span, FrameAllocator, IoRemapError, IoRemapSpace, Mapper};
-use spin::Mutex;
+use mm::{FrameAllocator, IoRemapError, IoRemapSpace, Mapper};
 use x86_64::registers::control::Cr3;
 use x86_64::registers::model_specific::Msr;
 
-use crate::memmap::{self, Kind};
 use hal::DirectMap;
+use memmap::Kind;
 
-use crate::physmem;
+use crate::sync::IrqSpinLock;
 
 /// Virtual window for `ioremap`: one PML4 slot (512 GiB) in the higher half
 /// that the bootloader leaves empty.
@@ -30,10 +37,10 @@ struct Mm {
     ioremap: IoRemapSpace,
 }
 
-static MM: Mutex<Option<Mm>> = Mutex::new(None);
+static MM: IrqSpinLock<Option<Mm>> = IrqSpinLock::new(None);
 
 fn with_mm<R>(f: impl FnOnce(&mut Mm) -> R) -> Option<R> {
-    x86_64::instructions::interrupts::without_interrupts(|| MM.lock().as_mut().map(f))
+    MM.lock().as_mut().map(f)
 }
 
 /// Programs IA32_PAT with our layout (crates/mm/src/pat.rs): entries 0–3 keep
@@ -41,17 +48,19 @@ fn with_mm<R>(f: impl FnOnce(&mut Mm) -> R) -> Option<R> {
 /// keeps its type; 4–7 add WC and WP. SDM Vol. 3A §11.12.4: flush caches and
 /// TLBs around the change.
 fn program_pat() {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        // SAFETY: IA32_PAT exists on every x86_64 CPU; the new value leaves
-        // indices 0–3 (the only ones any existing PTE selects) unchanged, and
-        // caches and TLBs are flushed around the write as the SDM requires.
-        unsafe {
-            core::arch::asm!("wbinvd", options(nostack));
-            Msr::new(IA32_PAT_MSR).write(PAT_MSR_VALUE);
-            core::arch::asm!("wbinvd", options(nostack));
-        }
-        x86_64::instructions::tlb::flush_all();
-    });
+    // One writer of IA32_PAT at a time, with interrupts off from the first cache
+    // flush to the TLB flush (the guard's job).
+    static PAT: IrqSpinLock<()> = IrqSpinLock::new(());
+    let _pat = PAT.lock();
+    // SAFETY: IA32_PAT exists on every x86_64 CPU; the new value leaves
+    // indices 0–3 (the only ones any existing PTE selects) unchanged, and
+    // caches and TLBs are flushed around the write as the SDM requires.
+    unsafe {
+        core::arch::asm!("wbinvd", options(nostack));
+        Msr::new(IA32_PAT_MSR).write(PAT_MSR_VALUE);
+        core::arch::asm!("wbinvd", options(nostack));
+    }
+    x86_64::instructions::tlb::flush_all();
 }
 
 pub fn pat_msr() -> u64 {
@@ -74,7 +83,7 @@ pub fn init() -> Result<(), &'static str> {
     let meta = mm::buddy::place_metadata(usable(), core::iter::empty(), need as usize)
         .ok_or("no usable region large enough for the frame allocator's metadata")?;
     let (meta_start, meta_end) = (meta.start, meta.end);
-    let va = physmem::to_virt(meta_start).as_mut_ptr::<u8>();
+    let va = direct::to_virt(meta_start).as_mut_ptr::<u8>();
     // SAFETY: [meta_start, meta_end) is usable RAM that nothing else has been
     // given (the heap is static, the bootloader's frames are not "usable"),
     // and it is passed as reserved so the allocator never hands it out.
@@ -87,7 +96,7 @@ pub fn init() -> Result<(), &'static str> {
     )
     .map_err(|_| "frame allocator could not be built from the memory map")?;
     let (pml4, _) = Cr3::read();
-    let mut mapper = Mapper::new(physmem::direct(), pml4.start_address(), Invlpg);
+    let mut mapper = Mapper::new(direct::direct(), pml4.start_address(), Invlpg);
     uncache_direct_map_holes(&mut mapper);
     let ioremap = IoRemapSpace::new(VirtAddr::new(IOREMAP_BASE), IOREMAP_SIZE)
         .map_err(|_| "bad ioremap window")?;
@@ -108,12 +117,10 @@ pub fn init() -> Result<(), &'static str> {
             s.free_pages
         );
     }
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        *MM.lock() = Some(Mm {
-            frames,
-            mapper,
-            ioremap,
-        })
+    *MM.lock() = Some(Mm {
+        frames,
+        mapper,
+        ioremap,
     });
     Ok(())
 }
@@ -134,8 +141,8 @@ fn uncache_direct_map_holes(mapper: &mut Mapper<DirectMap, Invlpg>) {
         })
         .map(|r| (r.start, r.end))
         .collect();
-    let limit = physmem::direct().limit();
-    let changed = mapper.recache_range(physmem::to_virt(0), limit, |frame, size| {
+    let limit = direct::direct().limit();
+    let changed = mapper.recache_range(direct::to_virt(0), limit, |frame, size| {
         let (s, e) = (frame.as_u64(), frame.as_u64() + size.bytes());
         (!ram.iter().any(|&(rs, re)| rs < e && s < re)).then_some(CacheType::Uncached)
     });
@@ -218,36 +225,32 @@ pub fn translate(va: VirtAddr) -> Option<Translation> {
 /// manager's lock; then this returns `None` (the allocation fails) instead of
 /// spinning forever. `None` too when out of frames or the range is taken.
 pub fn try_map_fresh_2m(va: VirtAddr) -> Option<()> {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let mut guard = MM.try_lock()?;
-        let Mm { frames, mapper, .. } = guard.as_mut()?;
-        let block = frames.alloc(9, ZoneLimit::Any).ok()?;
-        let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
-        match mapper.map_range(
-            va,
-            block,
-            2 << 20,
-            PageSize::Size4K,
-            flags,
-            CacheType::WriteBack,
-            frames,
-        ) {
-            Ok(()) => Some(()),
-            Err(_) => {
-                let _ = frames.free(block, 9);
-                None
-            }
+    let mut guard = MM.try_lock()?;
+    let Mm { frames, mapper, .. } = guard.as_mut()?;
+    let block = frames.alloc(9, ZoneLimit::Any).ok()?;
+    let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+    match mapper.map_range(
+        va,
+        block,
+        2 << 20,
+        PageSize::Size4K,
+        flags,
+        CacheType::WriteBack,
+        frames,
+    ) {
+        Ok(()) => Some(()),
+        Err(_) => {
+            let _ = frames.free(block, 9);
+            None
         }
-    })
+    }
 }
 
 /// Runs `f` while holding the memory manager's lock, as code inside it does
 /// (the kernel test that proves heap growth cannot deadlock uses it).
 pub fn while_locked<R>(f: impl FnOnce() -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let _guard = MM.lock();
-        f()
-    })
+    let _guard = MM.lock();
+    f()
 }
 
 /// Maps one page of the kernel address space (frames for new tables come from
@@ -290,190 +293,4 @@ pub fn set_page_flags(
     with_mm(|m| m.mapper.set_flags(va, flags, cache))
         .ok_or(MmError::NotReady)?
         .map_err(MmError::Unmap)
-}
-
-/// A device-memory mapping from [`ioremap`]: volatile accessors, unmapped and
-/// its virtual range freed on drop.
-pub struct IoMem {
-    base: VirtAddr,
-    /// Start of the page-rounded mapping (what gets unmapped).
-    map_start: VirtAddr,
-    pages: u64,
-    phys: u64,
-    size: u64,
-    cache: CacheType,
-}
-
-impl IoMem {
-    pub fn virt(&self) -> VirtAddr {
-        self.base
-    }
-    pub fn phys(&self) -> u64 {
-        self.phys
-    }
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-    pub fn cache(&self) -> CacheType {
-        self.cache
-    }
-
-    /// The address of `offset` if a `width`-byte access there stays inside the
-    /// region and is naturally aligned.
-    fn at(&self, offset: usize, width: usize) -> Option<*mut u8> {
-        let end = offset.checked_add(width)?;
-        (end as u64 <= self.size
-            && (self.base.as_u64() + offset as u64).is_multiple_of(width as u64))
-        .then(|| (self.base.as_u64() + offset as u64) as *mut u8)
-    }
-
-    fn bad(&self, offset: usize, width: usize) {
-        log::warn!(
-            "ioremap {:#x}+{:#x}: {width}-byte access at offset {offset:#x} outside the region or misaligned; ignored",
-            self.phys,
-            self.size
-        );
-    }
-}
-
-macro_rules! io_accessors {
-    ($read:ident, $write:ident, $t:ty) => {
-        impl IoMem {
-            /// Volatile read; out of range or misaligned reads return all ones
-            /// (what a bus master abort gives) and log a warning.
-            pub fn $read(&self, offset: usize) -> $t {
-                match self.at(offset, core::mem::size_of::<$t>()) {
-                    // SAFETY: `at` checked the access lies inside this live,
-                    // mapped region and is naturally aligned.
-                    Some(p) => unsafe { core::ptr::read_volatile(p as *const $t) },
-                    None => {
-                        self.bad(offset, core::mem::size_of::<$t>());
-                        <$t>::MAX
-                    }
-                }
-            }
-
-            /// Volatile write; out of range or misaligned writes are dropped
-            /// with a warning.
-            pub fn $write(&self, offset: usize, value: $t) {
-                match self.at(offset, core::mem::size_of::<$t>()) {
-                    // SAFETY: as for the read.
-                    Some(p) => unsafe { core::ptr::write_volatile(p as *mut $t, value) },
-                    None => self.bad(offset, core::mem::size_of::<$t>()),
-                }
-            }
-        }
-    };
-}
-
-io_accessors!(read8, write8, u8);
-io_accessors!(read16, write16, u16);
-io_accessors!(read32, write32, u32);
-io_accessors!(read64, write64, u64);
-
-impl hal::RegisterAccess for IoMem {
-    fn read8(&self, offset: usize) -> u8 {
-        IoMem::read8(self, offset)
-    }
-    fn read16(&self, offset: usize) -> u16 {
-        IoMem::read16(self, offset)
-    }
-    fn read32(&self, offset: usize) -> u32 {
-        IoMem::read32(self, offset)
-    }
-    fn read64(&self, offset: usize) -> u64 {
-        IoMem::read64(self, offset)
-    }
-    fn write8(&self, offset: usize, value: u8) {
-        IoMem::write8(self, offset, value)
-    }
-    fn write16(&self, offset: usize, value: u16) {
-        IoMem::write16(self, offset, value)
-    }
-    fn write32(&self, offset: usize, value: u32) {
-        IoMem::write32(self, offset, value)
-    }
-    fn write64(&self, offset: usize, value: u64) {
-        IoMem::write64(self, offset, value)
-    }
-}
-
-impl Drop for IoMem {
-    fn drop(&mut self) {
-        let (start, pages) = (self.map_start, self.pages);
-        with_mm(|m| {
-            for i in 0..pages {
-                let _ = m.mapper.unmap(start + i * 4096);
-            }
-            let _ = m.ioremap.free(start);
-        });
-    }
-}
-
-fn overlaps_ram(start: u64, end: u64) -> Option<u64> {
-    memmap::regions()
-        .iter()
-        .filter(|r| matches!(r.kind, Kind::Usable | Kind::Bootloader))
-        .find(|r| r.start < end && start < r.end)
-        .map(|r| r.start.max(start))
-}
-
-/// Maps `size` bytes of device memory at `phys` (any alignment) with `cache`.
-pub fn ioremap_with(phys: u64, size: u64, cache: CacheType) -> Result<IoMem, MmError> {
-    let span = page_span(phys, size)
-        .map_err(|_| MmError::BadRange("empty or overflowing physical range"))?;
-    let span_end = span.base.as_u64() + span.pages * 4096;
-    if let Some(ram) = overlaps_ram(span.base.as_u64(), span_end) {
-        return Err(MmError::IsRam(ram));
-    }
-    with_mm(|m| {
-        let va = m.ioremap.alloc(span.pages).map_err(MmError::Space)?;
-        let Mm {
-            frames,
-            mapper,
-            ioremap,
-        } = m;
-        let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
-        if let Err(e) = mapper.map_range(
-            va,
-            span.base,
-            span.pages * 4096,
-            PageSize::Size4K,
-            flags,
-            cache,
-            frames,
-        ) {
-            let _ = ioremap.free(va);
-            return Err(MmError::Map(e));
-        }
-        Ok(IoMem {
-            base: va + span.offset,
-            map_start: va,
-            pages: span.pages,
-            phys,
-            size,
-            cache,
-        })
-    })
-    .ok_or(MmError::NotReady)?
-}
-
-/// Uncached (UC): registers, where every access must reach the device in order.
-pub fn ioremap(phys: u64, size: u64) -> Result<IoMem, MmError> {
-    ioremap_with(phys, size, CacheType::Uncached)
-}
-
-/// Write-combining: framebuffers and other write-mostly device memory.
-pub fn ioremap_wc(phys: u64, size: u64) -> Result<IoMem, MmError> {
-    ioremap_with(phys, size, CacheType::WriteCombining)
-}
-
-/// Write-back cached: device memory that behaves like RAM.
-pub fn ioremap_cache(phys: u64, size: u64) -> Result<IoMem, MmError> {
-    ioremap_with(phys, size, CacheType::WriteBack)
-}
-
-/// Pages currently handed out by the ioremap window.
-pub fn ioremap_pages() -> u64 {
-    with_mm(|m| m.ioremap.allocated_pages()).unwrap_or(0)
 }

@@ -2,15 +2,14 @@
 //! uncached, or the legacy 0xCF8/0xCFC ports), enumeration at boot, and the
 //! driver registry that binds our drivers to what was found.
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use pci::{Bdf, ConfigAccess, DriverRegistry, PciDevice, ScanOptions};
-use spin::Mutex;
 
-use crate::kmem::{self, IoMem};
-use crate::platform;
+use crate::acpi;
+use crate::mm::{self as kmm, IoMem};
+use crate::sync::{HookTable, HookTableFull, IrqSpinLock};
 
 /// The two ways to reach configuration space.
 pub enum Kind {
@@ -118,12 +117,12 @@ pub fn legacy() -> Mechanism {
 /// Builds the mechanism: ECAM over the first MCFG window when there is one
 /// (and `want` allows), else the legacy ports.
 pub fn mechanism(want: Want) -> Result<(Mechanism, u16, u8), String> {
-    let ecam = platform::get().and_then(|p| p.ecam.first().copied());
+    let ecam = acpi::get().and_then(|p| p.ecam.first().copied());
     match (want, ecam) {
         (Want::Auto, Some(w)) => {
             let (phys, len) = pci::config::mcfg_window(w.base, w.bus_start..=w.bus_end)
                 .map_err(|e| alloc::format!("MCFG window: {e}"))?;
-            let mmio = kmem::ioremap(phys, len).map_err(|e| alloc::format!("mapping ECAM: {e}"))?;
+            let mmio = kmm::ioremap(phys, len).map_err(|e| alloc::format!("mapping ECAM: {e}"))?;
             let ecam = pci::Ecam::new(mmio, len, w.segment, w.bus_start..=w.bus_end)
                 .map_err(|e| alloc::format!("ECAM: {e}"))?;
             Ok((Mechanism::new(Kind::Ecam(ecam)), w.segment, w.bus_start))
@@ -143,12 +142,12 @@ pub struct PciState {
 // holds `Box<dyn Any>` driver data, which is not `Send` by type only.)
 unsafe impl Send for PciState {}
 
-static PCI: Mutex<Option<PciState>> = Mutex::new(None);
+static PCI: IrqSpinLock<Option<PciState>> = IrqSpinLock::new(None);
 
 /// Runs `f` with the PCI state (interrupts off: drivers' handlers never take
 /// this lock, but a holder must not be interrupted by code that does).
 pub fn with<R>(f: impl FnOnce(&mut PciState) -> R) -> Option<R> {
-    x86_64::instructions::interrupts::without_interrupts(|| PCI.lock().as_mut().map(f))
+    PCI.lock().as_mut().map(f)
 }
 
 pub fn scan(cfg: &Mechanism, segment: u16, root_bus: u8) -> pci::Enumeration {
@@ -170,13 +169,15 @@ pub fn init(want: Want) {
             (legacy(), 0, 0)
         }
     };
-    if let Some(sim) = crate::kdmaengine::sim::pci_function() {
-        log::info!(
-            "pci {}: simulated LPSS function (idma64=sim): config space and registers are a model, no QEMU device",
-            sim.bdf
-        );
-        cfg.add_sim(sim);
-    }
+    SIM_FUNCTIONS.for_each(|make| {
+        if let Some(sim) = make() {
+            log::info!(
+                "pci {}: simulated LPSS function (idma64=sim): config space and registers are a model, no QEMU device",
+                sim.bdf
+            );
+            cfg.add_sim(sim);
+        }
+    });
     let found = scan(&cfg, segment, root);
     log::info!("pci: {} functions via {}", found.devices.len(), cfg.name());
     for d in &found.devices {
@@ -198,18 +199,35 @@ pub fn init(want: Want) {
     }
     let mut registry = DriverRegistry::new();
     registry.add_devices(found.devices);
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        *PCI.lock() = Some(PciState {
-            cfg,
-            registry,
-            warnings,
-        })
+    *PCI.lock() = Some(PciState {
+        cfg,
+        registry,
+        warnings,
     });
     with(|p| {
         let PciState { cfg, registry, .. } = p;
-        registry.register_driver(&*cfg, Box::new(crate::drivers::edu::EduDriver));
-        crate::kdmaengine::lpss::register(registry, &*cfg);
+        DRIVERS.for_each(|register| register(registry, &*cfg));
     });
+}
+
+/// A driver's registration with the bus's driver table (Linux: `pci_register_driver`):
+/// called once the bus is scanned, it adds the driver, which probes what matches.
+pub type DriverRegistration = fn(&mut DriverRegistry, &dyn ConfigAccess);
+
+/// The drivers, in registration order; the bus names none of them.
+static DRIVERS: HookTable<DriverRegistration, 8> = HookTable::new();
+
+/// Simulated functions to add to config space before the scan (`idma64=sim`).
+static SIM_FUNCTIONS: HookTable<fn() -> Option<SimFunction>, 2> = HookTable::new();
+
+/// Adds a driver to the table `init` registers with the bus.
+pub fn register_driver(f: DriverRegistration) -> Result<(), HookTableFull> {
+    DRIVERS.register(f)
+}
+
+/// Adds a source of a simulated function (`None` when not wanted this boot).
+pub fn register_sim_function(f: fn() -> Option<SimFunction>) -> Result<(), HookTableFull> {
+    SIM_FUNCTIONS.register(f)
 }
 
 pub fn devices() -> Vec<PciDevice> {

@@ -13,8 +13,8 @@ use x86_64::registers::model_specific::Msr;
 
 use crate::arch::idt::{self, IrqHandler, TrapFrame};
 use crate::arch::port::{inb, outb};
-use crate::kmem::{self, IoMem};
-use crate::platform;
+use crate::mm::{self as kmm, IoMem};
+use crate::sync::{HookTable, HookTableFull};
 
 pub const IOAPIC_VECTOR_BASE: u8 = 0x30;
 const DYN_FIRST: u8 = 0x50;
@@ -57,6 +57,8 @@ static IOAPICS: Mutex<alloc::vec::Vec<IoApic>> = Mutex::new(alloc::vec::Vec::new
 static READY: AtomicBool = AtomicBool::new(false);
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+/// The MADT's interrupt source overrides, kept for `route_isa_irq`.
+static OVERRIDES: Once<&'static [IrqOverride]> = Once::new();
 static NEXT_DYN: AtomicU8 = AtomicU8::new(DYN_FIRST);
 
 /// Signals end of interrupt to the local APIC; a no-op before it is set up.
@@ -121,22 +123,19 @@ impl IoApic {
 
 fn timer_handler(_f: &mut TrapFrame) {
     let now = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
-    if now.is_multiple_of(10) {
-        crate::iommu::flush_queue_timer(now);
-    }
-    if let Some(hook) = TICK_HOOK.get() {
-        hook();
-    }
+    TICK_HOOKS.for_each(|hook| hook(now));
 }
 
-/// One function the timer interrupt calls every tick (the simulated iDMA64's clock).
-static TICK_HOOK: Once<fn()> = Once::new();
+/// What the timer interrupt calls on every tick, with the tick count (the
+/// IOMMU's flush-queue timer, the simulated iDMA64's clock). Registered by the
+/// layers above; the timer names none of them.
+static TICK_HOOKS: HookTable<fn(u64), 4> = HookTable::new();
 
-/// Installs `f` to run in the timer interrupt on every tick (interrupts off, so it
-/// must not block on locks that code with interrupts on may hold: use `try_lock`).
-/// Only the first call installs anything.
-pub fn set_tick_hook(f: fn()) {
-    TICK_HOOK.call_once(|| f);
+/// Adds `f` to the functions the timer interrupt calls every tick. It runs with
+/// interrupts off, so it must not spin on a lock that code with interrupts on may
+/// hold (use `try_lock`), nor allocate.
+pub fn register_tick_hook(f: fn(u64)) -> Result<(), HookTableFull> {
+    TICK_HOOKS.register(f)
 }
 
 const LAPIC_ICR_LOW: usize = 0x300;
@@ -166,7 +165,7 @@ fn calibrate_timer(l: &Lapic) -> u64 {
     l.regs
         .write32(LAPIC_LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
     let start_count = u32::MAX;
-    if let Some(h) = crate::hpet::get() {
+    if let Some(h) = crate::arch::hpet::get() {
         let window = 20_000_000_000_000 / h.period_fs().max(1); // 20 ms
         let c0 = h.counter();
         l.regs.write32(LAPIC_TIMER_INIT, start_count);
@@ -182,18 +181,43 @@ fn calibrate_timer(l: &Lapic) -> u64 {
         );
         return counted * 1_000_000_000 / elapsed_ns;
     }
-    let t0 = crate::time::rdtsc();
+    let t0 = crate::arch::tsc::rdtsc();
     l.regs.write32(LAPIC_TIMER_INIT, start_count);
-    crate::time::delay_us(20_000);
+    crate::arch::tsc::delay_us(20_000);
     let counted = (start_count - l.regs.read32(LAPIC_TIMER_CURRENT)) as u64;
-    let ns = crate::time::ticks_to_ns(crate::time::rdtsc() - t0).max(1);
+    let ns = crate::arch::tsc::ticks_to_ns(crate::arch::tsc::rdtsc() - t0).max(1);
     l.regs.write32(LAPIC_TIMER_INIT, 0);
     log::info!("apic: LAPIC timer calibrated against the TSC (no HPET)");
     counted * 1_000_000_000 / ns
 }
 
-pub fn init() -> Result<(), &'static str> {
-    let p = platform::get().ok_or("no ACPI platform information")?;
+/// An IO-APIC as the MADT describes it (ACPI spec §5.2.12.3).
+#[derive(Debug, Clone, Copy)]
+pub struct IoApicInfo {
+    pub id: u8,
+    pub address: u64,
+    pub gsi_base: u32,
+}
+
+/// An ISA interrupt source override from the MADT (ACPI spec §5.2.12.5).
+#[derive(Debug, Clone, Copy)]
+pub struct IrqOverride {
+    pub isa_irq: u8,
+    pub gsi: u32,
+    pub active_low: bool,
+    pub level: bool,
+}
+
+/// What the firmware's MADT says about the interrupt controllers; the ACPI
+/// layer reads it and boot code hands it down here.
+pub struct Topology {
+    pub local_apic: u64,
+    pub io_apics: &'static [IoApicInfo],
+    pub overrides: &'static [IrqOverride],
+}
+
+pub fn init(p: Topology) -> Result<(), &'static str> {
+    OVERRIDES.call_once(|| p.overrides);
     if p.local_apic == 0 {
         return Err("MADT gives no local APIC");
     }
@@ -205,7 +229,7 @@ pub fn init() -> Result<(), &'static str> {
         let v = msr.read();
         msr.write(v | (1 << 11));
     }
-    let regs = kmem::ioremap(p.local_apic, 0x1000).map_err(|_| "cannot map the local APIC")?;
+    let regs = kmm::ioremap(p.local_apic, 0x1000).map_err(|_| "cannot map the local APIC")?;
     let id = (regs.read32(LAPIC_ID) >> 24) as u8;
     let lapic = LAPIC.call_once(|| Lapic { regs, id });
     let r = &lapic.regs;
@@ -220,8 +244,8 @@ pub fn init() -> Result<(), &'static str> {
     let _ = idt::register_handler(TIMER_VECTOR, timer_handler);
 
     let mut ioapics = alloc::vec::Vec::new();
-    for info in &p.io_apics {
-        let Ok(regs) = kmem::ioremap(info.address, 0x20) else {
+    for info in p.io_apics {
+        let Ok(regs) = kmm::ioremap(info.address, 0x20) else {
             log::warn!(
                 "apic: cannot map IO-APIC {} at {:#x}",
                 info.id,
@@ -269,8 +293,9 @@ pub fn init() -> Result<(), &'static str> {
 pub fn route_isa_irq(irq: u8, handler: IrqHandler) -> Result<u8, &'static str> {
     // ISA lines are edge-triggered, active high, identity-mapped to GSIs unless
     // the MADT says otherwise (ACPI spec §5.2.12.5).
-    let (gsi, active_low, level) = platform::get()
-        .and_then(|p| p.overrides.iter().find(|o| o.isa_irq == irq))
+    let (gsi, active_low, level) = OVERRIDES
+        .get()
+        .and_then(|o| o.iter().find(|o| o.isa_irq == irq))
         .map_or((irq as u32, false, false), |o| {
             (o.gsi, o.active_low, o.level)
         });
@@ -331,7 +356,7 @@ pub fn msi_message(vector: u8) -> (u64, u32) {
 /// Waits `ms` milliseconds sleeping in `hlt` between ticks.
 pub fn sleep_ms(ms: u64) {
     if !ready() {
-        crate::time::delay_us(ms * 1000);
+        crate::arch::tsc::delay_us(ms * 1000);
         return;
     }
     let until = ticks() + ms.div_ceil(1000 / TICK_HZ);

@@ -4,7 +4,7 @@
 
 use spin::Once;
 
-use crate::kmem::{self, IoMem};
+use crate::mm::{self as kmm, IoMem};
 
 pub struct Hpet {
     regs: IoMem,
@@ -14,13 +14,12 @@ pub struct Hpet {
 
 static HPET: Once<Option<Hpet>> = Once::new();
 
-/// Maps and starts the HPET named by the ACPI tables (IA-PC HPET spec §2.3:
-/// capabilities at 0x0, configuration at 0x10 (bit 0 enables counting), main
-/// counter at 0xF0).
-pub fn get() -> Option<&'static Hpet> {
+/// Maps and starts the HPET at `base` (from the ACPI HPET table; IA-PC HPET
+/// spec §2.3: capabilities at 0x0, configuration at 0x10 (bit 0 enables
+/// counting), main counter at 0xF0). Later calls keep the first result.
+pub fn init(base: Option<u64>) -> Option<&'static Hpet> {
     HPET.call_once(|| {
-        let base = crate::platform::get()?.hpet?;
-        let regs = kmem::ioremap(base, 0x400).ok()?;
+        let regs = kmm::ioremap(base?, 0x400).ok()?;
         let period_fs = regs.read64(0x0) >> 32;
         // The spec bounds the period to (0, 100 ns].
         if period_fs == 0 || period_fs > 100_000_000 {
@@ -31,6 +30,11 @@ pub fn get() -> Option<&'static Hpet> {
         Some(Hpet { regs, period_fs })
     })
     .as_ref()
+}
+
+/// The HPET once `init` found one.
+pub fn get() -> Option<&'static Hpet> {
+    HPET.get().and_then(|h| h.as_ref())
 }
 
 impl Hpet {
@@ -54,7 +58,7 @@ impl Hpet {
         let mut best = (0, 0, u64::MAX);
         for _ in 0..20 {
             let a = self.counter();
-            let t = crate::time::rdtsc();
+            let t = crate::arch::tsc::rdtsc();
             let b = self.counter();
             let spread = b.wrapping_sub(a);
             if spread < best.2 {

@@ -7,8 +7,8 @@
 //! whole frame. So an exception report can show all registers, and device
 //! interrupts (later: APIC timer, MSI) share the same path.
 //!
-//! CPU exceptions (vectors 0–31) are fatal: the report goes to the serial port
-//! and QEMU is ended with a failure code (Intel SDM Vol. 3A §6.15 lists which
+//! CPU exceptions (vectors 0–31) are fatal: the handler the console layer sets
+//! (`set_exception_handler`) prints the report and ends QEMU with a failure code (Intel SDM Vol. 3A §6.15 lists which
 //! vectors push an error code).
 
 use core::fmt::Write;
@@ -330,12 +330,25 @@ pub fn write_exception_report(out: &mut dyn Write, f: &TrapFrame) -> core::fmt::
     )
 }
 
+/// What a CPU exception ends in (the console layer's fatal report); until one
+/// is set, an exception halts.
+static EXCEPTION_HANDLER: Once<fn(&TrapFrame) -> !> = Once::new();
+
+/// Sets the function CPU exceptions (vectors 0–31) call; only the first call
+/// has an effect.
+pub fn set_exception_handler(f: fn(&TrapFrame) -> !) {
+    EXCEPTION_HANDLER.call_once(|| f);
+}
+
 /// Called by `busmaster_isr_common` with interrupts disabled.
 #[no_mangle]
 extern "C" fn busmaster_isr_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as usize;
     if vector < 32 {
-        crate::fatal::exception(frame);
+        match EXCEPTION_HANDLER.get() {
+            Some(h) => h(frame),
+            None => crate::arch::halt_forever(),
+        }
     }
     IRQ_COUNTS[vector].fetch_add(1, Ordering::Relaxed);
     let handler = IRQ_HANDLERS[vector].load(Ordering::Acquire);
@@ -349,6 +362,6 @@ extern "C" fn busmaster_isr_dispatch(frame: &mut TrapFrame) {
     }
     // The spurious vector must not be acknowledged (SDM Vol. 3A §11.9).
     if vector != 0xFF {
-        crate::apic::eoi();
+        crate::arch::apic::eoi();
     }
 }

@@ -106,7 +106,7 @@ pub fn delay_us(us: u64) {
 /// stretches both clocks alike, unlike the PIT method, which stops the TSC
 /// measurement only when it notices the PIT's terminal count.
 pub fn calibrate_with_hpet() -> Option<u64> {
-    let hpet = crate::hpet::get()?;
+    let hpet = crate::arch::hpet::get()?;
     let window = 10_000_000_000_000 / hpet.period_fs().max(1); // 10 ms
     let mut samples = [0u64; 3];
     for s in samples.iter_mut() {

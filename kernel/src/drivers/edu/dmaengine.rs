@@ -8,7 +8,7 @@
 //!   → RAM ("bouncing through the device").
 //!
 //! Each device transfer ends with the edu's DMA-done MSI; the edu driver's handler
-//! calls [`super::irq`], which runs [`EduDma::handle_irq`]: start the next hop, or
+//! calls [`crate::dmaengine::irq`], which runs [`EduDma::handle_irq`]: start the next hop, or
 //! report the descriptor done. One hop takes about 100 ms in QEMU (the edu's timer).
 
 use alloc::vec::Vec;
@@ -17,7 +17,8 @@ use dmaengine::{ChanEvent, Direction, DmaCaps, DmaError, DmaProvider, SlaveConfi
 use hal::DmaAddr;
 
 use crate::drivers::edu::{self as edudrv, EDU_BUFFER, MAX_DMA};
-use crate::kmem::{self, IoMem};
+use crate::mm::{self as kmm, IoMem};
+use crate::sync::IrqSpinLock;
 
 const BUF_LEN: u64 = 4096;
 const DMA_RUN: u64 = 1 << 0;
@@ -186,7 +187,7 @@ impl DmaProvider for EduDma {
             if !self.busy() {
                 break;
             }
-            crate::time::delay_us(1000);
+            crate::arch::tsc::delay_us(1000);
         }
         self.running = false;
         self.hops.clear();
@@ -241,7 +242,7 @@ impl DmaProvider for EduDma {
 }
 
 /// dmaengine device per edu function, once registered.
-static BY_BDF: spin::Mutex<Vec<(pci::Bdf, usize)>> = spin::Mutex::new(Vec::new());
+static BY_BDF: IrqSpinLock<Vec<(pci::Bdf, usize)>> = IrqSpinLock::new(Vec::new());
 static READY: spin::Once<()> = spin::Once::new();
 
 /// The edu driver bound (or re-bound) `bdf`: after boot, point its provider at the
@@ -257,22 +258,20 @@ pub fn bound(
     if READY.get().is_none() {
         return; // `init` registers what is bound at boot
     }
-    let known = x86_64::instructions::interrupts::without_interrupts(|| {
-        BY_BDF.lock().iter().find(|(b, _)| *b == bdf).map(|x| x.1)
-    });
+    let known = BY_BDF.lock().iter().find(|(b, _)| *b == bdf).map(|x| x.1);
     match known {
         Some(id) => {
-            if let Some(info) = super::dev_info(id) {
+            if let Some(info) = crate::dmaengine::dev_info(id) {
                 info.set_dma(Some(dma));
             }
-            edudrv::set_engine_dev(slot, id);
+            edudrv::set_dma_done_callback(slot, dma_done, id);
         }
         None => add(slot, bdf, phys, size, dma),
     }
 }
 
 fn add(slot: usize, bdf: pci::Bdf, phys: u64, size: u64, dma: alloc::sync::Arc<dma::DmaDevice>) {
-    let regs = match kmem::ioremap(phys, size) {
+    let regs = match kmm::ioremap(phys, size) {
         Ok(r) => r,
         Err(e) => {
             log::warn!("dmaengine: edu {bdf}: {e}");
@@ -285,13 +284,19 @@ fn add(slot: usize, bdf: pci::Bdf, phys: u64, size: u64, dma: alloc::sync::Arc<d
         next: 0,
         running: false,
     };
-    let id = super::register(
+    let id = crate::dmaengine::register(
         dmaengine::Boxed::new_dyn(p),
         alloc::format!("edu on {bdf}, 1 channel, RAM <-> 4 KiB device buffer (28-bit DMA mask)"),
         Some(dma),
     );
-    x86_64::instructions::interrupts::without_interrupts(|| BY_BDF.lock().push((bdf, id)));
-    edudrv::set_engine_dev(slot, id);
+    crate::dmaengine::set_max_len(id, MAX_DMA);
+    BY_BDF.lock().push((bdf, id));
+    edudrv::set_dma_done_callback(slot, dma_done, id);
+}
+
+/// The edu driver's DMA-done callback: completion for dmaengine device `dev`.
+fn dma_done(dev: usize) {
+    crate::dmaengine::irq(dev);
 }
 
 /// Registers one provider per bound edu device.

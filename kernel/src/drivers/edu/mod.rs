@@ -1,12 +1,15 @@
 //! QEMU's `edu` teaching device (1234:11e8, hw-facts §5): BAR0 registers, an
 //! MSI counted by its handler.
 
+pub mod dmaengine;
+
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use pci::{DeviceCtx, MsiMessage, PciDeviceId, PciDriver, ProbeError};
 
 use crate::arch::idt::TrapFrame;
-use crate::kmem::{self, IoMem};
+use crate::mm::{self as kmm, IoMem};
+use crate::sync::IrqSpinLock;
 
 pub const VENDOR: u16 = 0x1234;
 pub const DEVICE: u16 = 0x11e8;
@@ -58,7 +61,7 @@ struct Slot {
     vector: AtomicU8,
     regs_va: AtomicU64,
     dma_done: core::sync::atomic::AtomicBool,
-    /// dmaengine device id of this edu's provider (`usize::MAX`: none).
+    /// The argument of the DMA-done callback for this device (`usize::MAX`: none).
     engine: core::sync::atomic::AtomicUsize,
 }
 
@@ -106,7 +109,7 @@ impl Edu {
         hal::wmb();
         self.regs.write64(REG_DMA_CMD, cmd);
         for _ in 0..400 {
-            crate::apic::sleep_ms(5);
+            crate::arch::apic::sleep_ms(5);
             if done.swap(false, Ordering::AcqRel) {
                 DMA_BY_MSI.fetch_add(1, Ordering::Relaxed);
                 hal::rmb();
@@ -124,7 +127,7 @@ impl Edu {
 }
 
 /// The bound device (one edu is enough for the labs; a second one stays unbound).
-static EDU: spin::Mutex<alloc::vec::Vec<Edu>> = spin::Mutex::new(alloc::vec::Vec::new());
+static EDU: IrqSpinLock<alloc::vec::Vec<Edu>> = IrqSpinLock::new(alloc::vec::Vec::new());
 
 static IRQS: AtomicU64 = AtomicU64::new(0);
 /// Status bits seen by the handler (ORed), for tests and `edu info`.
@@ -163,9 +166,11 @@ fn msi_handler(f: &mut TrapFrame) {
     LAST_STATUS.fetch_or(status as u64, Ordering::SeqCst);
     if status & IRQ_DMA_DONE != 0 {
         slot.dma_done.store(true, Ordering::Release);
-        let dev = slot.engine.load(Ordering::Acquire);
-        if dev != usize::MAX {
-            crate::kdmaengine::irq(dev);
+        let arg = slot.engine.load(Ordering::Acquire);
+        if arg != usize::MAX {
+            if let Some(done) = DMA_DONE.get() {
+                done(arg);
+            }
         }
     }
     IRQS.fetch_add(1, Ordering::SeqCst);
@@ -195,7 +200,7 @@ impl PciDriver for EduDriver {
             .device
             .bar(0)
             .ok_or(ProbeError::MissingResource("BAR0"))?;
-        let regs = kmem::ioremap(bar.address, bar.size)
+        let regs = kmm::ioremap(bar.address, bar.size)
             .map_err(|_| ProbeError::MissingResource("an uncached mapping of BAR0"))?;
         let ident = regs.read32(REG_IDENT);
         if ident & 0xFFFF != 0x00ED {
@@ -208,8 +213,10 @@ impl PciDriver for EduDriver {
             .find_capability(pci::caps::id::MSI)
             .ok_or(ProbeError::MissingResource("MSI capability"))?;
         let msi = pci::Msi::read(ctx.config, ctx.bdf(), msi_off as u16).map_err(ProbeError::Msi)?;
-        let vector = crate::apic::alloc_vector(msi_handler).map_err(ProbeError::MissingResource)?;
-        let msg = MsiMessage::x86(crate::apic::lapic_id(), vector).map_err(ProbeError::Msi)?;
+        let vector =
+            crate::arch::apic::alloc_vector(msi_handler).map_err(ProbeError::MissingResource)?;
+        let msg =
+            MsiMessage::x86(crate::arch::apic::lapic_id(), vector).map_err(ProbeError::Msi)?;
         SLOTS[slot].vector.store(vector, Ordering::SeqCst);
         SLOTS[slot]
             .regs_va
@@ -229,8 +236,8 @@ impl PciDriver for EduDriver {
             bar.size / 1024
         );
         let name = alloc::format!("{} edu", ctx.bdf());
-        let backend = crate::kdma::backend_for(ctx.bdf(), ctx.device.parent);
-        let dev = dma::DmaDevice::new(&name, &crate::kdma::PLATFORM, backend);
+        let backend = crate::dma::backend_for(ctx.bdf(), ctx.device.parent);
+        let dev = dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
         // edu's engine ANDs addresses with (1 << 28) - 1 (hw-facts §5.3).
         dev.set_mask_and_coherent(dma::dma_bit_mask(28))
             .map_err(|_| ProbeError::MissingResource("a 28-bit DMA mask"))?;
@@ -246,7 +253,7 @@ impl PciDriver for EduDriver {
             dma: dev.clone(),
             slot,
         });
-        crate::kdmaengine::edu::bound(slot, ctx.bdf(), phys, size, dev);
+        crate::drivers::edu::dmaengine::bound(slot, ctx.bdf(), phys, size, dev);
         Ok(())
     }
 
@@ -278,10 +285,21 @@ impl PciDriver for EduDriver {
 }
 
 /// Runs `f` with the bound edu device, if any.
-/// Routes DMA-done interrupts of the edu in `slot` to dmaengine device `dev`.
-pub fn set_engine_dev(slot: usize, dev: usize) {
+/// Adds the edu driver to the PCI registry.
+pub fn register(reg: &mut pci::DriverRegistry, cfg: &dyn pci::ConfigAccess) {
+    reg.register_driver(cfg, alloc::boxed::Box::new(EduDriver));
+}
+
+/// What the MSI handler calls when a DMA completes (the dmaengine provider's
+/// completion path), with the argument set per device.
+static DMA_DONE: spin::Once<fn(usize)> = spin::Once::new();
+
+/// Sets what runs (in interrupt context) when device `slot`'s DMA completes:
+/// `callback(arg)`. The callback is one for all devices (the first set wins).
+pub fn set_dma_done_callback(slot: usize, callback: fn(usize), arg: usize) {
+    DMA_DONE.call_once(|| callback);
     if let Some(s) = SLOTS.get(slot) {
-        s.engine.store(dev, Ordering::Release);
+        s.engine.store(arg, Ordering::Release);
     }
 }
 
@@ -291,7 +309,7 @@ pub fn with_edu<R>(f: impl FnOnce(&Edu) -> R) -> Option<R> {
 
 /// Runs `f` with the `i`-th bound edu device (in probe order).
 pub fn with_edu_at<R>(i: usize, f: impl FnOnce(&Edu) -> R) -> Option<R> {
-    x86_64::instructions::interrupts::without_interrupts(|| EDU.lock().get(i).map(f))
+    EDU.lock().get(i).map(f)
 }
 
 /// What `edu info` shows: identification, a liveness round trip, interrupts.
@@ -336,5 +354,5 @@ pub fn info(out: &mut dyn core::fmt::Write) -> Result<(), &'static str> {
 
 /// Whether the edu driver holds the device at `bdf`.
 pub fn bound(bdf: pci::Bdf) -> bool {
-    x86_64::instructions::interrupts::without_interrupts(|| EDU.lock().iter().any(|e| e.bdf == bdf))
+    EDU.lock().iter().any(|e| e.bdf == bdf)
 }

@@ -1,7 +1,7 @@
 //! The ISA 8237 DMA controller as a dmaengine provider: third-party DMA. The
 //! controller moves the bytes, but it has no interrupt of its own: the peripheral
 //! (the floppy controller) raises IRQ 6 when its command ends, and its handler calls
-//! [`super::irq`]; [`I8237::handle_irq`] then reads the 8237's status register for the
+//! [`crate::dmaengine::irq`]; [`I8237::handle_irq`] then reads the 8237's status register for the
 //! terminal-count bits and completes the channels that reached it.
 //!
 //! Channels `dmaNchan0`–`dmaNchan3` are the 8-bit channels of the first 8237 (4 is the
@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use dmaengine::{ChanEvent, Direction, DmaCaps, DmaError, DmaProvider, SlaveConfig};
 use hal::DmaAddr;
 
-use crate::isadma::{self, IsaDmaError};
+use crate::drivers::i8237::{self, IsaDmaError};
 
 const CHANNELS: usize = 4;
 
@@ -100,7 +100,7 @@ impl DmaProvider for I8237 {
                 got: sg.len(),
             });
         };
-        isadma::check_buffer(addr.as_u64(), *len).map_err(|e| isa_err(e, addr.as_u64()))?;
+        i8237::check_buffer(addr.as_u64(), *len).map_err(|e| isa_err(e, addr.as_u64()))?;
         Ok(IsaDesc {
             addr: addr.as_u64(),
             len: *len,
@@ -114,14 +114,14 @@ impl DmaProvider for I8237 {
 
     fn start(&mut self, chan: usize, d: &IsaDesc) {
         let dir = if d.to_memory {
-            isadma::Direction::ToMemory
+            i8237::Direction::ToMemory
         } else {
-            isadma::Direction::FromMemory
+            i8237::Direction::FromMemory
         };
         // Clear stale terminal-count bits of this channel before it runs.
-        self.tc |= isadma::status() & 0x0F;
+        self.tc |= i8237::status() & 0x0F;
         self.tc &= !(1 << chan);
-        match isadma::program(chan as u8, d.addr, d.len, dir) {
+        match i8237::program(chan as u8, d.addr, d.len, dir) {
             Ok(()) => self.active[chan] = Some(*d),
             Err(e) => {
                 log::warn!("i8237: channel {chan}: {e}");
@@ -132,7 +132,7 @@ impl DmaProvider for I8237 {
     }
 
     fn stop(&mut self, chan: usize) {
-        isadma::mask(chan as u8);
+        i8237::mask(chan as u8);
         self.active[chan] = None;
         self.tc &= !(1 << chan);
         self.failed &= !(1 << chan);
@@ -143,23 +143,23 @@ impl DmaProvider for I8237 {
             return d.len;
         }
         // The count register reads 0xFFFF after terminal count: residue 0.
-        isadma::residue(chan as u8) & 0xFFFF
+        i8237::residue(chan as u8) & 0xFFFF
     }
 
     fn pause(&mut self, chan: usize) -> Result<(), DmaError> {
-        isadma::mask(chan as u8);
+        i8237::mask(chan as u8);
         Ok(())
     }
 
     fn resume(&mut self, chan: usize) -> Result<(), DmaError> {
-        isadma::unmask(chan as u8);
+        i8237::unmask(chan as u8);
         Ok(())
     }
 
     fn free_desc(&mut self, _d: IsaDesc) {}
 
     fn handle_irq(&mut self, events: &mut Vec<ChanEvent>) -> bool {
-        self.tc |= isadma::status() & 0x0F;
+        self.tc |= i8237::status() & 0x0F;
         let mut any = false;
         for ch in 0..CHANNELS {
             let bit = 1u8 << ch;
@@ -173,7 +173,7 @@ impl DmaProvider for I8237 {
                 any = true;
             } else if self.tc & bit != 0 {
                 self.tc &= !bit;
-                isadma::mask(ch as u8);
+                i8237::mask(ch as u8);
                 self.active[ch] = None;
                 events.push(ChanEvent::Done(ch));
                 any = true;
@@ -197,7 +197,7 @@ pub fn init() {
         tc: 0,
         failed: 0,
     };
-    let id = super::register(
+    let id = crate::dmaengine::register(
         dmaengine::Boxed::new_dyn(p),
         alloc::string::String::from(
             "i8237 ISA DMA controller, channels 0-3 (8-bit; 4 is the cascade), third-party",

@@ -6,11 +6,12 @@
 //! boundary (hw-facts §6.4; real 8237s wrap inside the page, QEMU does not,
 //! so only our own check catches the bug).
 
+pub mod dmaengine;
+
 use core::fmt;
 
-use spin::Mutex;
-
 use crate::arch::port::{inb, outb};
+use crate::sync::IrqSpinLock;
 
 /// Per-channel ports on the first controller (channels 0–3, 8-bit).
 const ADDR: [u16; 4] = [0x00, 0x02, 0x04, 0x06];
@@ -73,8 +74,12 @@ impl fmt::Display for IsaDmaError {
 
 /// Who holds each of the eight channels; channel 4 is the cascade of the
 /// first controller into the second, held from the start.
-static OWNERS: Mutex<[Option<&'static str>; 8]> =
-    Mutex::new([None, None, None, None, Some("cascade"), None, None, None]);
+/// Held across every multi-write register sequence: the byte-pointer
+/// flip-flop is shared by all channels' address and count registers.
+static REGS: IrqSpinLock<()> = IrqSpinLock::new(());
+
+static OWNERS: IrqSpinLock<[Option<&'static str>; 8]> =
+    IrqSpinLock::new([None, None, None, None, Some("cascade"), None, None, None]);
 
 /// Claims a channel (Linux's request_dma).
 pub fn request(channel: u8, owner: &'static str) -> Result<(), IsaDmaError> {
@@ -148,18 +153,18 @@ pub fn program(channel: u8, phys: u64, len: usize, dir: Direction) -> Result<(),
         Direction::FromMemory => 0b10 << 2,
     };
     let count = (len - 1) as u16;
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        outb(SINGLE_MASK, 0x04 | channel);
-        outb(FLIP_FLOP, 0);
-        outb(MODE, 0x40 | ty | channel);
-        outb(ADDR[c], phys as u8);
-        outb(ADDR[c], (phys >> 8) as u8);
-        outb(PAGE[c], (phys >> 16) as u8);
-        outb(FLIP_FLOP, 0);
-        outb(COUNT[c], count as u8);
-        outb(COUNT[c], (count >> 8) as u8);
-        outb(SINGLE_MASK, channel);
-    });
+    // The flip-flop and mask sequence must not be split by another programmer.
+    let _regs = REGS.lock();
+    outb(SINGLE_MASK, 0x04 | channel);
+    outb(FLIP_FLOP, 0);
+    outb(MODE, 0x40 | ty | channel);
+    outb(ADDR[c], phys as u8);
+    outb(ADDR[c], (phys >> 8) as u8);
+    outb(PAGE[c], (phys >> 16) as u8);
+    outb(FLIP_FLOP, 0);
+    outb(COUNT[c], count as u8);
+    outb(COUNT[c], (count >> 8) as u8);
+    outb(SINGLE_MASK, channel);
     Ok(())
 }
 
@@ -179,12 +184,11 @@ pub fn unmask(channel: u8) {
 
 pub fn residue(channel: u8) -> usize {
     let c = channel as usize % 4;
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        outb(FLIP_FLOP, 0);
-        let lo = inb(COUNT[c]) as u16;
-        let hi = inb(COUNT[c]) as u16;
-        ((lo | hi << 8).wrapping_add(1)) as usize
-    })
+    let _regs = REGS.lock();
+    outb(FLIP_FLOP, 0);
+    let lo = inb(COUNT[c]) as u16;
+    let hi = inb(COUNT[c]) as u16;
+    ((lo | hi << 8).wrapping_add(1)) as usize
 }
 
 /// Status register: bits 3:0 terminal count reached (cleared by the read).

@@ -11,6 +11,8 @@
 //! The function's one interrupt (MSI when it has the capability) is shared by the
 //! host controller and the iDMA64; without MSI the channels are polled.
 
+pub mod sim;
+
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -24,9 +26,9 @@ use pci::{
 };
 use spin::Once;
 
-use super::sim::{self, SimBar};
+use self::sim::SimBar;
 use crate::arch::idt::TrapFrame;
-use crate::kmem::{self, IoMem};
+use crate::mm::{self as kmm, IoMem};
 
 /// An LPSS BAR0 or iDMA64 window: real MMIO, or the simulated function's registers.
 pub enum Window {
@@ -81,7 +83,7 @@ fn window(bdf: Bdf, phys: u64, offset: u64, len: u64) -> Result<Window, ProbeErr
             base: offset as usize,
         });
     }
-    kmem::ioremap(phys, len)
+    kmm::ioremap(phys, len)
         .map(Window::Mmio)
         .map_err(|_| ProbeError::MissingResource("an uncached mapping of BAR0"))
 }
@@ -119,7 +121,7 @@ fn irq_handler(f: &mut TrapFrame) {
     {
         let dev = s.dev.load(Ordering::Acquire);
         if dev != NO_DEV {
-            super::irq(dev);
+            crate::dmaengine::irq(dev);
         }
     }
 }
@@ -191,9 +193,10 @@ impl PciDriver for LpssDriver {
             ))?;
         if let Some(off) = ctx.device.find_capability(pci::caps::id::MSI) {
             let msi = pci::Msi::read(ctx.config, bdf, off as u16).map_err(ProbeError::Msi)?;
-            let vector =
-                crate::apic::alloc_vector(irq_handler).map_err(ProbeError::MissingResource)?;
-            let msg = MsiMessage::x86(crate::apic::lapic_id(), vector).map_err(ProbeError::Msi)?;
+            let vector = crate::arch::apic::alloc_vector(irq_handler)
+                .map_err(ProbeError::MissingResource)?;
+            let msg =
+                MsiMessage::x86(crate::arch::apic::lapic_id(), vector).map_err(ProbeError::Msi)?;
             msi.enable(ctx.config, msg, 1).map_err(ProbeError::Msi)?;
             pci::command::set_intx_disabled(ctx.config, bdf, true);
             slot.vector.store(vector, Ordering::Release);
@@ -276,32 +279,35 @@ impl PlatformDriver for Idma64Driver {
         let backend = if simulated {
             dma::DmaBackend::Direct
         } else {
-            crate::kdma::backend_for(parent, None)
+            crate::dma::backend_for(parent, None)
         };
         let name = alloc::format!("{parent} idma64");
-        let dev = dma::DmaDevice::new(&name, &crate::kdma::PLATFORM, backend);
+        let dev = dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
         dev.set_mask_and_coherent(u64::MAX)
             .map_err(|_| ProbeError::MissingResource("a 64-bit DMA mask"))?;
         let lli = CoherentLli {
             dev: dev.clone(),
             live: BTreeMap::new(),
         };
-        let drv = idma64::Idma64::new(regs, crate::physmem::direct(), lli)
+        let drv = idma64::Idma64::new(regs, crate::mm::direct::direct(), lli)
             .map_err(|_| ProbeError::Device("iDMA64 did not turn off (DMA_EN stuck)"))?;
         let desc = alloc::format!(
             "idma64 on {parent}{}, 2 channels, registers at {:#x}",
             if simulated { " (simulated)" } else { "" },
             w.phys
         );
-        let id = super::register(dmaengine::Boxed::new_dyn(drv), desc, Some(dev));
+        let id = crate::dmaengine::register(dmaengine::Boxed::new_dyn(drv), desc, Some(dev));
+        if simulated {
+            crate::dmaengine::set_fault_injection(id, sim::corrupt_next_byte);
+        }
         match slot_of(parent) {
             Some(s) => {
                 s.dev.store(id, Ordering::Release);
                 if s.vector.load(Ordering::Acquire) == 0 {
-                    super::set_polled(id);
+                    crate::dmaengine::set_polled(id);
                 }
             }
-            None => super::set_polled(id),
+            None => crate::dmaengine::set_polled(id),
         }
         ctx.set_drvdata(id);
         Ok(())

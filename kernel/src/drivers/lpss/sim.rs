@@ -61,11 +61,15 @@ pub fn is_sim(bdf: Bdf) -> bool {
 
 /// The simulated function for the PCI layer, when the command line asks for it.
 pub fn pci_function() -> Option<SimFunction> {
-    if crate::boot_cmdline().get("idma64") != Some("sim") {
+    if crate::cmdline::boot_cmdline().get("idma64") != Some("sim") {
         return None;
     }
-    let limit = crate::kdma::max_ram() + 1;
-    let model = Idma64Model::new(crate::physmem::direct(), PhysAddr::new(0), limit as usize);
+    let limit = crate::dma::max_ram() + 1;
+    let model = Idma64Model::new(
+        crate::mm::direct::direct(),
+        PhysAddr::new(0),
+        limit as usize,
+    );
     model.set_step_bytes(STEP_BYTES);
     let mut private = [0u32; 64];
     // CAPS: type 0 (I2C) in bits 7:4, bit 8 clear: an iDMA64 is present.
@@ -74,7 +78,9 @@ pub fn pci_function() -> Option<SimFunction> {
         model: Mutex::new(model),
         private: Mutex::new(private),
     });
-    crate::apic::set_tick_hook(tick);
+    if let Err(e) = crate::arch::apic::register_tick_hook(tick) {
+        log::warn!("idma64-sim: no clock ({e}); the model will not run");
+    }
     let f = FakeFunction::endpoint(0x8086, SIM_DEVICE, 0x0c_8000, 0x21)
         .subsystem(0x8086, 0x7270)
         .interrupt(0xFF, 1)
@@ -104,7 +110,7 @@ fn config_written(cfg: &FakeConfig, bdf: Bdf) {
 
 /// The model's clock, from the timer interrupt. Skips the tick if the driver holds the
 /// model right now (it cannot, in fact: the driver runs with interrupts off).
-fn tick() {
+fn tick(_now: u64) {
     let Some(sim) = SIM.get() else {
         return;
     };
@@ -119,7 +125,7 @@ fn tick() {
     let pending = model.read32(idma64::regs::STATUS_INT) != 0;
     drop(model);
     if pending && MSI_ON.load(Ordering::Acquire) {
-        crate::apic::send_self_ipi(VECTOR.load(Ordering::Acquire));
+        crate::arch::apic::send_self_ipi(VECTOR.load(Ordering::Acquire));
     }
 }
 

@@ -10,10 +10,13 @@
 //! the IOVA can be reused; 0: a flush queue batches them), `iommu.qi=0`
 //! (register-based invalidation even when the unit offers queued).
 
+mod fault;
+
+pub use fault::{collect_faults, fault_count, fault_history, fault_vector};
+
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use acpi_tables::dmar::ScopeType;
 use dma::{IommuDomain, IommuError, IommuPerm, SharedDomain};
@@ -22,19 +25,20 @@ use iommu_vtd::{Config, DomainId, DomainKind, FrameAlloc, Perm, RemappingUnit};
 use mm::buddy::ZoneLimit;
 use spin::{Mutex, Once};
 
-use crate::arch::idt::TrapFrame;
-use crate::kmem::{self, IoMem};
-use crate::{apic, physmem, platform};
+use crate::acpi;
+use crate::arch::apic;
+use crate::mm::{self as kmm, direct, IoMem};
+use crate::sync::IrqSpinLock;
 
 /// Page-table and queue pages from the buddy allocator.
 pub struct KFrames;
 
 impl FrameAlloc for KFrames {
     fn alloc_page(&mut self) -> Option<PhysAddr> {
-        kmem::alloc_frames(0, ZoneLimit::Any).ok()
+        kmm::alloc_frames(0, ZoneLimit::Any).ok()
     }
     fn free_page(&mut self, pa: PhysAddr) {
-        let _ = kmem::free_frames(pa, 0);
+        let _ = kmm::free_frames(pa, 0);
     }
 }
 
@@ -58,7 +62,7 @@ pub struct UnitEntry {
     /// Single-hop endpoints and bridges (sub-hierarchies) from the DRHD scopes.
     pub endpoints: Vec<(u8, u8, u8)>,
     pub bridges: Vec<(u8, u8, u8)>,
-    pub unit: Arc<Mutex<Unit>>,
+    pub unit: Arc<IrqSpinLock<Unit>>,
     /// The pass-through (or identity) domain for devices without a driver.
     pub passthrough: Mutex<Option<DomainId>>,
 }
@@ -72,64 +76,15 @@ pub struct Iommu {
 }
 
 static IOMMU: Once<Iommu> = Once::new();
-static FAULTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static FAULT_COUNT: AtomicU64 = AtomicU64::new(0);
-/// The vector of the units' fault-event MSI (0: none).
-static FAULT_VECTOR: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
-
-pub fn fault_vector() -> u8 {
-    FAULT_VECTOR.load(Ordering::Relaxed)
-}
 
 pub fn get() -> Option<&'static Iommu> {
     IOMMU.get()
 }
 
-/// Locks a unit with interrupts off (the fault handler takes the same lock).
-pub fn with_unit<R>(u: &Mutex<Unit>, f: impl FnOnce(&mut Unit) -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(|| f(&mut u.lock()))
-}
-
-/// Decodes and logs pending fault records of every unit.
-pub fn collect_faults() -> usize {
-    let Some(io) = get() else { return 0 };
-    let mut n = 0;
-    for e in &io.units {
-        let records = x86_64::instructions::interrupts::without_interrupts(|| {
-            e.unit
-                .try_lock()
-                .map(|mut u| u.take_faults())
-                .unwrap_or_default()
-        });
-        for r in records {
-            let text = alloc::format!("{r}");
-            log::error!("iommu {:#x}: {text}", e.base);
-            x86_64::instructions::interrupts::without_interrupts(|| {
-                let mut f = FAULTS.lock();
-                if f.len() == 64 {
-                    f.remove(0);
-                }
-                f.push(text);
-            });
-            FAULT_COUNT.fetch_add(1, Ordering::SeqCst);
-            n += 1;
-        }
-    }
-    n
-}
-
-fn fault_irq(_f: &mut TrapFrame) {
-    // The unit lock is only ever held with interrupts off, so this cannot
-    // interrupt a holder; `collect_faults` uses try_lock all the same.
-    collect_faults();
-}
-
-pub fn fault_history() -> Vec<String> {
-    x86_64::instructions::interrupts::without_interrupts(|| FAULTS.lock().clone())
-}
-
-pub fn fault_count() -> u64 {
-    FAULT_COUNT.load(Ordering::SeqCst)
+/// Locks a unit (interrupts stay off while held: the fault handler takes the
+/// same lock).
+pub fn with_unit<R>(u: &IrqSpinLock<Unit>, f: impl FnOnce(&mut Unit) -> R) -> R {
+    f(&mut u.lock())
 }
 
 fn relax() {
@@ -138,7 +93,7 @@ fn relax() {
 
 /// Brings up every DRHD (translation still off) per the boot options.
 pub fn init() {
-    let cmdline = crate::boot_cmdline();
+    let cmdline = crate::cmdline::boot_cmdline();
     let strict = cmdline.get("iommu.strict") != Some("0");
     let mode = match cmdline.get("iommu") {
         Some("on") => Mode::Translate,
@@ -149,7 +104,7 @@ pub fn init() {
             Mode::Off
         }
     };
-    let Some(Ok(dmar)) = platform::get().and_then(|p| p.dmar.as_ref()) else {
+    let Some(Ok(dmar)) = acpi::get().and_then(|p| p.dmar.as_ref()) else {
         log::info!("iommu: no usable DMAR table; DMA is untranslated");
         return;
     };
@@ -163,8 +118,8 @@ pub fn init() {
         });
         return;
     }
-    let vector = apic::alloc_vector(fault_irq).ok();
-    FAULT_VECTOR.store(vector.unwrap_or(0), Ordering::Relaxed);
+    let vector = apic::alloc_vector(fault::fault_irq).ok();
+    fault::set_fault_vector(vector.unwrap_or(0));
     let inval = match cmdline.get("iommu.qi") {
         Some("0") => Some(iommu_vtd::InvalMode::Register),
         _ => None, // queued when ECAP.QI says so
@@ -175,7 +130,7 @@ pub fn init() {
             log::warn!("iommu: DRHD with register base 0 skipped (firmware bug)");
             continue;
         }
-        let regs = match kmem::ioremap(drhd.register_base, drhd.register_size()) {
+        let regs = match kmm::ioremap(drhd.register_base, drhd.register_size()) {
             Ok(r) => r,
             Err(e) => {
                 log::warn!("iommu {:#x}: cannot map registers: {e}", drhd.register_base);
@@ -196,7 +151,7 @@ pub fn init() {
             flush_queue_delay: 10,
             ..Config::default()
         };
-        let unit = match RemappingUnit::new(regs, physmem::direct(), KFrames, cfg) {
+        let unit = match RemappingUnit::new(regs, direct::direct(), KFrames, cfg) {
             Ok(u) => u,
             Err(e) => {
                 log::warn!("iommu {:#x}: bring-up failed: {e}", drhd.register_base);
@@ -231,7 +186,7 @@ pub fn init() {
             include_all: drhd.include_pci_all(),
             endpoints,
             bridges,
-            unit: Arc::new(Mutex::new(unit)),
+            unit: Arc::new(IrqSpinLock::new(unit)),
             passthrough: Mutex::new(None),
         };
         // RMRRs: memory the listed devices keep using (USB legacy, graphics)
@@ -264,6 +219,11 @@ pub fn init() {
         units,
         attached: Mutex::new(Vec::new()),
     });
+    if !strict && mode == Mode::Translate {
+        if let Err(e) = apic::register_tick_hook(flush_queue_timer) {
+            log::warn!("iommu: no flush-queue timer ({e}); queues flush only when full");
+        }
+    }
 }
 
 /// The unit whose DMAR scope covers `bdf` (endpoint scope, then a bridge
@@ -294,7 +254,7 @@ fn vbdf(b: pci::Bdf) -> iommu_vtd::Bdf {
 
 /// A translated domain of one unit, as the DMA API sees it.
 pub struct VtdDomain {
-    unit: Arc<Mutex<Unit>>,
+    unit: Arc<IrqSpinLock<Unit>>,
     did: DomainId,
     strict: bool,
 }
@@ -395,7 +355,12 @@ impl IommuDomain for VtdDomain {
 /// From the timer interrupt, every 100 ms: lazy mode's flush queues are
 /// flushed when their oldest IOVA has waited its delay, even if no further
 /// unmap comes to check (the delay bound of the flush queue).
-pub fn flush_queue_timer(now: u64) {
+/// The tick hook (registered by `init` in non-strict mode): every 10th tick
+/// (100 ms), invalidates the flush queues whose delay has passed.
+fn flush_queue_timer(now: u64) {
+    if !now.is_multiple_of(10) {
+        return;
+    }
     let Some(io) = get() else { return };
     if io.strict || io.mode != Mode::Translate {
         return;
@@ -466,9 +431,9 @@ pub fn enable(devices: &[pci::PciDevice]) {
                         DomainKind::Identity
                     };
                     let did = if kind == DomainKind::Identity {
-                        let ram: Vec<(PhysAddr, u64)> = crate::memmap::regions()
+                        let ram: Vec<(PhysAddr, u64)> = crate::mm::memmap::regions()
                             .iter()
-                            .filter(|r| r.kind == crate::memmap::Kind::Usable)
+                            .filter(|r| r.kind == crate::mm::memmap::Kind::Usable)
                             .map(|r| {
                                 (
                                     PhysAddr::new(r.start & !0xFFF),
