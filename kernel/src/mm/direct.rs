@@ -18,7 +18,7 @@ pub fn init(offset: u64, limit: u64) {
 
 /// The direct map; panics if used before `init`, which main calls first.
 pub fn direct() -> DirectMap {
-    *DIRECT.get().expect("physmem used before init")
+    *DIRECT.get().expect("direct map used before init")
 }
 
 /// Where physical address `pa` appears in the direct map.
@@ -28,5 +28,5 @@ pub fn to_virt(pa: u64) -> VirtAddr {
 
 /// The direct map as a `'static` reference (for `PhysMemory` trait objects).
 pub fn direct_ref() -> &'static DirectMap {
-    DIRECT.get().expect("physmem used before init")
+    DIRECT.get().expect("direct map used before init")
 }

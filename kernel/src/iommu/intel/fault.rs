@@ -96,9 +96,11 @@ pub(super) fn fault_irq(_f: &mut TrapFrame) {
 }
 
 /// Reads pending fault records of every unit and logs those not logged yet
-/// (`iommu <base>: DMAR fault: ...`); returns how many it logged.
+/// (`iommu <base>: DMAR fault: ...`), and any flush-queue failure the timer
+/// recorded; returns how many faults it logged.
 pub fn collect_faults() -> usize {
     drain_units();
+    super::log_flush_queue_error();
     if OVERFLOW.swap(false, Ordering::Relaxed) {
         log::warn!("DMAR: primary fault overflow, faults were lost");
     }

@@ -341,9 +341,13 @@ impl IommuDomain for VtdDomain {
         .map_err(iommu_err)
     }
 
+    /// Strict: a page-selective invalidation, complete on return. Lazy: deferred
+    /// (the trait's "deferred invalidation"): the flush queue invalidates the
+    /// domain in batches, and `free_iova` parks the range in that queue, so it is
+    /// not reused before the flush.
     fn flush_iotlb(&mut self, iova: DmaAddr, len: u64) -> Result<(), IommuError> {
         if !self.strict {
-            return Ok(()); // the flush queue does it, in batches
+            return Ok(());
         }
         with_unit(&self.unit, |u| {
             u.flush_iotlb_range(self.did, iova.as_u64(), len)
@@ -352,11 +356,23 @@ impl IommuDomain for VtdDomain {
     }
 }
 
-/// From the timer interrupt, every 100 ms: lazy mode's flush queues are
-/// flushed when their oldest IOVA has waited its delay, even if no further
-/// unmap comes to check (the delay bound of the flush queue).
-/// The tick hook (registered by `init` in non-strict mode): every 10th tick
-/// (100 ms), invalidates the flush queues whose delay has passed.
+/// The timer tick hook (registered by `init` in lazy mode): every 10th tick
+/// (100 ms), lazy mode's flush queues are flushed when their oldest IOVA has
+/// waited its delay, even if no further unmap comes to check (the delay bound
+/// of the flush queue). In interrupt context: a failure is only recorded here
+/// and logged by the next `collect_faults`.
+/// The last flush-queue failure in the timer interrupt (unit base, error),
+/// not yet logged.
+static FLUSH_QUEUE_ERROR: IrqSpinLock<Option<(u64, iommu_vtd::Error)>> = IrqSpinLock::new(None);
+
+/// Logs a flush-queue failure the timer interrupt recorded, if any.
+pub(crate) fn log_flush_queue_error() {
+    let pending = FLUSH_QUEUE_ERROR.lock().take();
+    if let Some((base, err)) = pending {
+        log::warn!("iommu {base:#x}: flush queue: {err}");
+    }
+}
+
 fn flush_queue_timer(now: u64) {
     if !now.is_multiple_of(10) {
         return;
@@ -370,7 +386,7 @@ fn flush_queue_timer(now: u64) {
         // lock is free here; try_lock all the same (never spin in an IRQ).
         if let Some(mut u) = e.unit.try_lock() {
             if let Err(err) = u.flush_queues_due(now) {
-                log::warn!("iommu {:#x}: flush queue: {err}", e.base);
+                *FLUSH_QUEUE_ERROR.lock() = Some((e.base, err));
             }
         }
     }
