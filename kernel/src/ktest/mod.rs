@@ -25,6 +25,7 @@ mod iommu;
 mod isa;
 mod memory;
 mod platform;
+mod sync;
 
 use alloc::string::String;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -51,6 +52,7 @@ fn all() -> impl Iterator<Item = &'static KTest> {
         .iter()
         .chain(memory::TESTS.iter())
         .chain(interrupts::TESTS.iter())
+        .chain(sync::TESTS.iter())
         .chain(platform::TESTS.iter())
         .chain(isa::TESTS.iter())
         .chain(dmaengine::TESTS.iter())
