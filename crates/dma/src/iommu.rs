@@ -51,6 +51,8 @@ pub enum IommuError {
     FlushFailed,
     /// No free IOVA range of the size under the mask (from [`IommuDomain::alloc_and_map`]).
     IovaExhausted,
+    /// The domain cannot take mappings (gone, or not a page-table domain).
+    DomainUnusable,
 }
 
 impl fmt::Display for IommuError {
@@ -63,6 +65,7 @@ impl fmt::Display for IommuError {
             IommuError::OutOfRange => "beyond the domain's address width",
             IommuError::FlushFailed => "IOTLB invalidation did not complete",
             IommuError::IovaExhausted => "no free IOVA range under the mask",
+            IommuError::DomainUnusable => "the domain cannot take mappings",
         })
     }
 }

@@ -259,11 +259,29 @@ pub struct VtdDomain {
     strict: bool,
 }
 
+/// The DMA layer's error for a VT-d error, keeping its cause (a page-table
+/// allocation failure is out of memory, not "beyond the address width").
+/// Exhaustive, so a new VT-d error needs a decision here.
 fn iommu_err(e: iommu_vtd::Error) -> IommuError {
+    use iommu_vtd::Error as E;
     log::warn!("iommu: {e}");
     match e {
-        iommu_vtd::Error::Timeout(_) => IommuError::FlushFailed,
-        _ => IommuError::OutOfRange,
+        E::NoMemory => IommuError::OutOfMemory,
+        E::AlreadyMapped(_) => IommuError::AlreadyMapped,
+        E::NotMapped(_) => IommuError::NotMapped,
+        E::Misaligned => IommuError::Misaligned,
+        E::BeyondAddressWidth(_) => IommuError::OutOfRange,
+        E::Iova(_) => IommuError::IovaExhausted,
+        E::Timeout(_) | E::QueueError(_) | E::InvalidationRejected => IommuError::FlushFailed,
+        E::NoSuchDomain(_)
+        | E::DomainBusy(_)
+        | E::NotAttached(_)
+        | E::NotTranslated(_)
+        | E::UnsupportedLevels(_)
+        | E::NoPassThrough
+        | E::NoQueuedInvalidation
+        | E::DomainIdsExhausted
+        | E::NoUnit(_) => IommuError::DomainUnusable,
     }
 }
 
