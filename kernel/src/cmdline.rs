@@ -1,4 +1,6 @@
-//! Boot options: `key=value` words separated by spaces (`mode=test skip=3`).
+//! Boot options: `key=value` words separated by spaces (`mode=test skip=3`),
+//! read once from fw_cfg (Linux: `saved_command_line`). A leaf: every layer may
+//! ask for an option.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -34,4 +36,17 @@ impl Cmdline {
     pub fn raw(&self) -> &str {
         &self.raw
     }
+}
+
+static CMDLINE: spin::Once<Cmdline> = spin::Once::new();
+
+/// Records the boot options (main, once fw_cfg has been read); later calls keep
+/// the first.
+pub fn set_boot_cmdline(raw: &str) -> &'static Cmdline {
+    CMDLINE.call_once(|| Cmdline::parse(raw))
+}
+
+/// The boot options (empty if asked before `set_boot_cmdline`).
+pub fn boot_cmdline() -> &'static Cmdline {
+    CMDLINE.call_once(|| Cmdline::parse(""))
 }

@@ -10,36 +10,26 @@
 
 extern crate alloc;
 
-mod apic;
+// The layers, lowest first: sync, cmdline, mm, arch, acpi, console, pci,
+// iommu, dma, dmaengine, drivers, shell, ktest. A module imports only layers
+// below it (tools/layers checks this, with the same list); what must run
+// upward registers a hook. See docs/ARCHITECTURE.md.
+mod acpi;
 mod arch;
 mod cmdline;
+mod console;
+mod dma;
+mod dmaengine;
 mod drivers;
-mod fatal;
-mod fwcfg;
-mod heap;
-mod hpet;
 mod iommu;
-mod isadma;
-mod kdma;
-mod kdmaengine;
-mod klog;
-mod kmem;
 mod ktest;
-mod memmap;
+mod mm;
 mod pci;
-mod physmem;
-mod platform;
-mod power;
-mod screen;
-mod serial;
 mod shell;
-mod time;
+mod sync;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{entry_point, BootInfo};
-use spin::Once;
-
-use cmdline::Cmdline;
 
 pub static BOOTLOADER_CONFIG: BootloaderConfig = {
     let mut config = BootloaderConfig::new_default();
@@ -52,21 +42,15 @@ pub static BOOTLOADER_CONFIG: BootloaderConfig = {
 
 entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
 
-static CMDLINE: Once<Cmdline> = Once::new();
-
-/// The boot options (empty until read from fw_cfg).
-pub fn boot_cmdline() -> &'static Cmdline {
-    CMDLINE.call_once(|| Cmdline::parse(""))
-}
-
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
-    time::mark_boot();
-    serial::init();
-    klog::init();
+    arch::tsc::mark_boot();
+    drivers::serial::init();
+    console::printk::init();
     arch::gdt::init();
     arch::idt::init();
-    heap::init_early();
-    let hz = time::calibrate();
+    console::panic::init();
+    mm::heap::init_early();
+    let hz = arch::tsc::calibrate();
     log::info!(
         "Busmaster {} booting; TSC {}.{:03} MHz",
         env!("CARGO_PKG_VERSION"),
@@ -82,46 +66,53 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         .map(|r| r.end)
         .max()
         .unwrap_or(0);
-    physmem::init(offset, limit);
+    mm::direct::init(offset, limit);
     log::info!("physical memory mapped at {offset:#x}");
-    let cmdline = CMDLINE.call_once(|| Cmdline::parse(&fwcfg::cmdline()));
+    let cmdline = cmdline::set_boot_cmdline(&acpi::fwcfg::cmdline());
     log::info!("command line: '{}'", cmdline.raw());
-    memmap::init(&boot_info.memory_regions);
-    memmap::log_summary();
-    if let Err(e) = kmem::init() {
+    mm::memmap::init(&boot_info.memory_regions);
+    mm::memmap::log_summary();
+    if let Err(e) = mm::init() {
         panic!("memory manager: {e}");
     }
-    if let Err(e) = heap::init_main() {
+    if let Err(e) = mm::heap::init_main() {
         panic!("kernel heap: {e}");
     }
-    screen::init(boot_info.framebuffer.as_mut());
-    platform::init(boot_info.rsdp_addr.into_option());
-    time::calibrate_with_hpet();
-    if let Err(e) = apic::init() {
+    drivers::fbcon::init(boot_info.framebuffer.as_mut());
+    let platform = acpi::init(boot_info.rsdp_addr.into_option());
+    arch::hpet::init(platform.hpet);
+    arch::tsc::calibrate_with_hpet();
+    let topology = arch::apic::Topology {
+        local_apic: platform.local_apic,
+        io_apics: &platform.io_apics,
+        overrides: &platform.overrides,
+    };
+    if let Err(e) = arch::apic::init(topology) {
         log::warn!("apic: {e}; staying with polled I/O and no timer interrupts");
     }
-    serial::enable_rx_interrupt();
+    drivers::serial::enable_rx_interrupt();
     if let Err(e) = drivers::i8042::init() {
         log::info!("keyboard: {e}; input from the serial port only");
     }
-    if let Err(e) = kdma::init() {
+    if let Err(e) = dma::init() {
         log::warn!("dma: {e}; devices that cannot reach all of RAM will fail to map");
     }
     iommu::init();
-    pci::init(match boot_cmdline().get("pci") {
+    drivers::register_pci_drivers();
+    pci::init(match cmdline.get("pci") {
         Some("legacy") => pci::Want::Legacy,
         _ => pci::Want::Auto,
     });
     iommu::enable(&pci::devices());
     drivers::ahci::start();
     drivers::nvme::start();
-    kdmaengine::init();
+    drivers::i8237::dmaengine::init();
+    drivers::edu::dmaengine::init();
     match drivers::floppy::init() {
         Ok(()) => {}
         Err(drivers::floppy::FloppyError::NoDrive) => log::info!("floppy: no drive"),
         Err(e) => log::warn!("floppy: {e}"),
     }
-    let cmdline = boot_cmdline();
     match cmdline.get("mode") {
         Some("test") => ktest::run(cmdline),
         _ => shell::run(),

@@ -51,6 +51,8 @@ pub enum IommuError {
     FlushFailed,
     /// No free IOVA range of the size under the mask (from [`IommuDomain::alloc_and_map`]).
     IovaExhausted,
+    /// The domain cannot take mappings (gone, or not a page-table domain).
+    DomainUnusable,
 }
 
 impl fmt::Display for IommuError {
@@ -63,6 +65,7 @@ impl fmt::Display for IommuError {
             IommuError::OutOfRange => "beyond the domain's address width",
             IommuError::FlushFailed => "IOTLB invalidation did not complete",
             IommuError::IovaExhausted => "no free IOVA range under the mask",
+            IommuError::DomainUnusable => "the domain cannot take mappings",
         })
     }
 }
@@ -79,6 +82,8 @@ pub trait IommuDomain: Send {
     fn alloc_iova(&mut self, len: u64, mask: u64) -> Option<DmaAddr>;
 
     /// Gives IOVA space back. The DMA layer calls it only after `unmap` and `flush_iotlb`.
+    /// A domain with deferred invalidation (see `flush_iotlb`) must not hand the range
+    /// out again before the deferred invalidation covering it has completed.
     fn free_iova(&mut self, iova: DmaAddr, len: u64);
 
     /// Maps `[iova, iova+len)` to `[phys, phys+len)` (granule-aligned) with `perm`.
@@ -96,6 +101,14 @@ pub trait IommuDomain: Send {
     /// Invalidates the IOTLB (and any paging-structure caches) for `[iova, iova+len)`;
     /// returns when the invalidation has completed. May flush more than asked. On
     /// error the DMA layer never frees the IOVA (a stale translation may remain).
+    ///
+    /// Deferred invalidation (Linux's lazy mode, `iommu.strict=0`): a domain may
+    /// instead only note that the range needs invalidating and return `Ok` at once;
+    /// the invalidation then happens later, batched (a domain-wide flush when its
+    /// flush queue is full or old). Until it has, the device may still reach the
+    /// old pages through a cached translation, so such a domain keeps the range
+    /// out of `alloc_iova` until then (see `free_iova`). That window is the price
+    /// of lazy mode; strict domains never have it.
     fn flush_iotlb(&mut self, iova: DmaAddr, len: u64) -> Result<(), IommuError>;
 
     /// `alloc_iova` then `map` as one step (the DMA layer's map path): a domain

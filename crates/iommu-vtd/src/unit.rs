@@ -1390,6 +1390,16 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
     /// (write 1 to F, §7.2.1), then clears FSTS.PFO so recording resumes (§11.4.7.2).
     pub fn take_faults(&mut self) -> Vec<FaultRecord> {
         let mut out = Vec::new();
+        if self.drain_faults(|rec| out.push(rec)) {
+            log::warn!("DMAR: primary fault overflow, faults were lost");
+        }
+        out
+    }
+
+    /// As [`take_faults`](Self::take_faults), handing each record to `sink` in
+    /// order, without allocating or logging (for an interrupt handler). Returns
+    /// whether FSTS.PFO was set (records were lost before these were read).
+    pub fn drain_faults(&mut self, mut sink: impl FnMut(FaultRecord)) -> bool {
         let fsts = self.fault_status();
         let n = self.cap.nfr.max(1);
         if fsts.contains(Fsts::PPF) {
@@ -1401,18 +1411,15 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
                 let Some(rec) = FaultRecord::decode(idx, lo, hi) else {
                     break;
                 };
-                log::debug!("{rec}"); // the caller reports it, with the unit
-                out.push(rec);
+                sink(rec);
                 // F is bit 31 of the top dword; a 32-bit RW1C write leaves the rest alone.
                 self.regs.write32(off + 12, (FRCD_HI_F >> 32) as u32);
                 idx = (idx + 1) % n;
             }
         }
-        if fsts.contains(Fsts::PFO) {
-            log::warn!("DMAR: primary fault overflow, faults were lost");
-        }
+        let overflowed = fsts.contains(Fsts::PFO);
         self.regs.write32(regs::FSTS, Fsts::PFO.bits());
-        out
+        overflowed
     }
 
     /// Clears all fault records and FSTS error bits without reporting them.

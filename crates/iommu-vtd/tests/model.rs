@@ -436,6 +436,46 @@ fn devices_are_isolated_and_faults_name_the_culprit() {
 }
 
 #[test]
+fn drain_faults_hands_records_over_and_reports_overflow() {
+    with_unit(QEMU_CAP, QEMU_ECAP, cfg(InvalMode::Register), |m, u| {
+        let a = u.create_domain(DomainKind::Translated).unwrap();
+        u.attach(EDU, a).unwrap();
+        u.attach(NIC, a).unwrap();
+        u.enable_translation().unwrap();
+        // Nothing recorded: nothing handed over, no overflow.
+        let mut got = Vec::new();
+        assert!(!u.drain_faults(|r| got.push(r)));
+        assert!(got.is_empty());
+        assert!(
+            m.dma(0, EDU.devfn, 0x10_0000, 8, true)
+                .unwrap_err()
+                .recorded
+        );
+        // QEMU has one recording register: a fault from another device overflows.
+        assert!(
+            !m.dma(0, NIC.devfn, 0x20_0000, 8, false)
+                .unwrap_err()
+                .recorded
+        );
+        assert!(u.drain_faults(|r| got.push(r)), "PFO was set");
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].source, got[0].addr, got[0].write),
+            (EDU, 0x10_0000, true)
+        );
+        // Cleared: the next fault is recorded, and no overflow is reported again.
+        assert!(
+            m.dma(0, NIC.devfn, 0x20_0000, 8, false)
+                .unwrap_err()
+                .recorded
+        );
+        got.clear();
+        assert!(!u.drain_faults(|r| got.push(r)));
+        assert_eq!((got.len(), got[0].source), (1, NIC));
+    });
+}
+
+#[test]
 fn unattached_devices_fault_with_root_or_context_not_present() {
     with_unit(QEMU_CAP, QEMU_ECAP, cfg(InvalMode::Register), |m, u| {
         let a = u.create_domain(DomainKind::Translated).unwrap();

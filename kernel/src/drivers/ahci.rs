@@ -20,8 +20,8 @@ use alloc::vec::Vec;
 use ahci::{Config, Delay, DiskInfo, Hba};
 use pci::{DeviceCtx, PciDeviceId, PciDriver, ProbeError};
 
-use crate::kmem::{self, IoMem};
-use crate::time;
+use crate::arch::tsc as time;
+use crate::mm::{self as kmem, IoMem};
 
 /// Busy-waits on the calibrated TSC.
 pub struct TscDelay;
@@ -49,7 +49,7 @@ pub struct Controller {
     pub hba: Hba<IoMem, TscDelay>,
 }
 
-static HBAS: spin::Mutex<Vec<Controller>> = spin::Mutex::new(Vec::new());
+static HBAS: crate::sync::IrqSpinLock<Vec<Controller>> = crate::sync::IrqSpinLock::new(Vec::new());
 
 /// Claimed by the PCI probe, not started yet.
 struct Pending {
@@ -94,15 +94,13 @@ pub fn start() {
     // Lazy IOMMU mode queued the IOVAs of IDENTIFY's buffers: release them now (one
     // domain-selective invalidation) rather than leave it to the 100 ms timer, which
     // would do it in the middle of whatever runs next (the heap tests see it).
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        crate::iommu::flush_queue_timer(u64::MAX)
-    });
+    crate::iommu::flush_lazy_queues();
 }
 
 /// Runs `f` with the bound controllers (interrupts off: the lock is short-lived
 /// but a command polls for up to its timeout).
 pub fn with_hbas<R>(f: impl FnOnce(&mut Vec<Controller>) -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(|| f(&mut HBAS.lock()))
+    f(&mut HBAS.lock())
 }
 
 /// Every disk: (controller, index on it, info).
@@ -142,6 +140,11 @@ pub fn with_disk<R>(
 
 pub struct AhciDriver;
 
+/// Puts the driver in the bus's table (`drivers::register_pci_drivers`).
+pub fn register(reg: &mut pci::DriverRegistry, cfg: &dyn pci::ConfigAccess) {
+    reg.register_driver(cfg, alloc::boxed::Box::new(AhciDriver));
+}
+
 static IDS: [PciDeviceId; 1] = [PciDeviceId::class(0x01_06_01, 0xff_ff_ff)];
 
 impl PciDriver for AhciDriver {
@@ -163,8 +166,8 @@ impl PciDriver for AhciDriver {
         pci::command::enable_memory(ctx.config, ctx.bdf());
         ctx.enable_bus_master();
         let name = alloc::format!("{} ahci", ctx.bdf());
-        let backend = crate::kdma::backend_for(ctx.bdf(), ctx.device.parent);
-        let dev = dma::DmaDevice::new(&name, &crate::kdma::PLATFORM, backend);
+        let backend = crate::dma::backend_for(ctx.bdf(), ctx.device.parent);
+        let dev = dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
         let cap =
             ahci::regs::Cap::from_bits_retain(hal::RegisterAccess::read32(&regs, ahci::regs::CAP));
         let bits = if cap.contains(ahci::regs::Cap::S64A) {

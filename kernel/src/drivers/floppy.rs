@@ -9,10 +9,12 @@ use hal::PhysAddr;
 use mm::buddy::ZoneLimit;
 use spin::Mutex;
 
+use crate::arch::apic;
 use crate::arch::idt::TrapFrame;
 use crate::arch::port::{inb, outb};
-use crate::isadma;
-use crate::{apic, kdmaengine, kmem, physmem};
+use crate::dmaengine as kdmaengine;
+use crate::drivers::i8237;
+use crate::mm::{self as kmm, direct};
 use dmaengine::{ChanId, DmaCaps, DmaStatus, SlaveConfig};
 use hal::DmaAddr;
 
@@ -35,7 +37,7 @@ static IRQ: AtomicBool = AtomicBool::new(false);
 fn irq6(_f: &mut TrapFrame) {
     IRQ.store(true, Ordering::Release);
     // Third-party DMA: the peripheral's interrupt is also the DMA controller's news.
-    if let Some(dev) = kdmaengine::isa::dev() {
+    if let Some(dev) = crate::drivers::i8237::dmaengine::dev() {
         kdmaengine::irq(dev);
     }
 }
@@ -131,11 +133,10 @@ pub fn init() -> Result<(), FloppyError> {
         return Err(FloppyError::NoDrive);
     }
     apic::route_isa_irq(6, irq6).map_err(|e| FloppyError::Setup(alloc::format!("IRQ 6: {e}")))?;
-    isadma::request(DMA_CHANNEL, "floppy")
-        .map_err(|e| FloppyError::Setup(alloc::format!("{e}")))?;
-    let buf = kmem::alloc_frames(BUF_ORDER, ZoneLimit::Dma)
+    i8237::request(DMA_CHANNEL, "floppy").map_err(|e| FloppyError::Setup(alloc::format!("{e}")))?;
+    let buf = kmm::alloc_frames(BUF_ORDER, ZoneLimit::Dma)
         .map_err(|e| FloppyError::Setup(alloc::format!("DMA buffer: {e}")))?;
-    let isa = kdmaengine::isa::dev()
+    let isa = crate::drivers::i8237::dmaengine::dev()
         .ok_or_else(|| FloppyError::Setup("no ISA DMA controller registered".into()))?;
     let chan = kdmaengine::request("floppy", DmaCaps::SLAVE, |c| {
         c.dev == isa && c.chan == DMA_CHANNEL as usize
@@ -184,8 +185,23 @@ pub fn init() -> Result<(), FloppyError> {
         buf.as_u64()
     );
     *FDC.lock() = Some(Fdc { buf, chan });
+    if let Err(e) = crate::dmaengine::dmatest::register_sector_device(&DMATEST) {
+        log::warn!("floppy: dmatest cannot test {chan} through the drive ({e})");
+    }
     Ok(())
 }
+
+/// How dmatest tests ISA channel 2: through the drive.
+static DMATEST: crate::dmaengine::dmatest::SectorDevice = crate::dmaengine::dmatest::SectorDevice {
+    name: "floppy0",
+    channel,
+    sectors: TOTAL_SECTORS,
+    read: |lba, count, out| {
+        read(lba, count, out)
+            .map(|_| ())
+            .map_err(|e| alloc::format!("{e}"))
+    },
+};
 
 /// The dmaengine channel the driver holds (for `dma` and dmatest).
 pub fn channel() -> Option<ChanId> {
@@ -270,7 +286,7 @@ pub fn read(lba: u32, count: u32, out: &mut alloc::vec::Vec<u8>) -> Result<u64, 
         }
         let start = out.len();
         out.resize(start + len, 0);
-        hal::PhysMemory::read(&physmem::direct(), fdc.buf, &mut out[start..]);
+        hal::PhysMemory::read(&direct::direct(), fdc.buf, &mut out[start..]);
         lba += n;
         left -= n;
     }

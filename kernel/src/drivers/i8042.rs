@@ -14,9 +14,9 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use fbcon::keyboard::Decoder;
-use spin::Mutex;
 
 use crate::arch::port::{inb, outb};
+use crate::sync::IrqSpinLock;
 
 const DATA: u16 = 0x60;
 const STATUS: u16 = 0x64;
@@ -66,7 +66,7 @@ struct Input {
     len: usize,
 }
 
-static INPUT: Mutex<Input> = Mutex::new(Input {
+static INPUT: IrqSpinLock<Input> = IrqSpinLock::new(Input {
     decoder: Decoder::new(),
     buf: [0; QUEUE],
     head: 0,
@@ -78,13 +78,13 @@ static SCANCODES: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 fn wait(mask: u8, want_set: bool, what: &'static str) -> Result<u8, KbdError> {
-    let start = crate::time::uptime_ns();
+    let start = crate::arch::tsc::uptime_ns();
     loop {
         let s = inb(STATUS);
         if (s & mask != 0) == want_set {
             return Ok(s);
         }
-        if crate::time::uptime_ns() - start > TIMEOUT_US * 1000 {
+        if crate::arch::tsc::uptime_ns() - start > TIMEOUT_US * 1000 {
             return Err(KbdError::Timeout(what));
         }
         core::hint::spin_loop();
@@ -144,8 +144,11 @@ pub fn init() -> Result<(), KbdError> {
     }
     drain();
     PRESENT.store(true, Ordering::Release);
-    let irq = if crate::apic::ready() {
-        match crate::apic::route_isa_irq(1, irq_handler) {
+    if let Err(e) = crate::console::register_input(try_read_byte) {
+        log::warn!("i8042: not a console input ({e})");
+    }
+    let irq = if crate::arch::apic::ready() {
+        match crate::arch::apic::route_isa_irq(1, irq_handler) {
             Ok(v) => {
                 IRQ_VECTOR.store(v, Ordering::Relaxed);
                 command(0x60)?;
@@ -200,7 +203,7 @@ fn poll(input: &mut Input) {
 }
 
 fn irq_handler(_frame: &mut crate::arch::idt::TrapFrame) {
-    // The shell takes INPUT with interrupts off, so it is free here.
+    // INPUT is only held with interrupts off, so it is free here.
     if let Some(mut input) = INPUT.try_lock() {
         poll(&mut input);
     }
@@ -213,17 +216,15 @@ pub fn try_read_byte() -> Option<u8> {
     if !PRESENT.load(Ordering::Acquire) {
         return None;
     }
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let mut input = INPUT.lock();
-        poll(&mut input);
-        if input.len == 0 {
-            return None;
-        }
-        let b = input.buf[input.head];
-        input.head = (input.head + 1) % QUEUE;
-        input.len -= 1;
-        Some(b)
-    })
+    let mut input = INPUT.lock();
+    poll(&mut input);
+    if input.len == 0 {
+        return None;
+    }
+    let b = input.buf[input.head];
+    input.head = (input.head + 1) % QUEUE;
+    input.len -= 1;
+    Some(b)
 }
 
 pub struct Stats {
@@ -242,8 +243,6 @@ pub fn stats() -> Stats {
         vector: (v != 0).then_some(v),
         scancodes: SCANCODES.load(Ordering::Relaxed),
         dropped: DROPPED.load(Ordering::Relaxed),
-        caps_lock: x86_64::instructions::interrupts::without_interrupts(|| {
-            INPUT.lock().decoder.caps_lock()
-        }),
+        caps_lock: INPUT.lock().decoder.caps_lock(),
     }
 }

@@ -20,7 +20,7 @@ use alloc::vec::Vec;
 use nvme::{Config, Controller, CtrlInfo, Delay, Namespace};
 use pci::{DeviceCtx, PciDeviceId, PciDriver, ProbeError};
 
-use crate::kmem::{self, IoMem};
+use crate::mm::{self as kmem, IoMem};
 
 /// The TSC busy-wait the AHCI binding uses.
 pub struct TscDelay;
@@ -37,7 +37,7 @@ pub struct Bound {
     pub ctrl: Controller<IoMem, TscDelay>,
 }
 
-static CTRLS: spin::Mutex<Vec<Bound>> = spin::Mutex::new(Vec::new());
+static CTRLS: crate::sync::IrqSpinLock<Vec<Bound>> = crate::sync::IrqSpinLock::new(Vec::new());
 
 /// Claimed by the PCI probe, not started yet.
 struct Pending {
@@ -85,15 +85,13 @@ pub fn start() {
         }
     }
     // As for AHCI: release the lazily-freed IOVAs of Identify's buffers now.
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        crate::iommu::flush_queue_timer(u64::MAX)
-    });
+    crate::iommu::flush_lazy_queues();
 }
 
 /// Runs `f` with the bound controllers (interrupts off: a command polls for up to its
 /// timeout).
 pub fn with_ctrls<R>(f: impl FnOnce(&mut Vec<Bound>) -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(|| f(&mut CTRLS.lock()))
+    f(&mut CTRLS.lock())
 }
 
 /// Every namespace: (controller, name, identify data, namespace).
@@ -135,6 +133,11 @@ pub fn with_disk<R>(
 
 pub struct NvmeDriver;
 
+/// Puts the driver in the bus's table (`drivers::register_pci_drivers`).
+pub fn register(reg: &mut pci::DriverRegistry, cfg: &dyn pci::ConfigAccess) {
+    reg.register_driver(cfg, alloc::boxed::Box::new(NvmeDriver));
+}
+
 static IDS: [PciDeviceId; 1] = [PciDeviceId::class(0x01_08_02, 0xff_ff_ff)];
 
 impl PciDriver for NvmeDriver {
@@ -156,8 +159,8 @@ impl PciDriver for NvmeDriver {
         pci::command::enable_memory(ctx.config, ctx.bdf());
         ctx.enable_bus_master();
         let name = alloc::format!("{} nvme", ctx.bdf());
-        let backend = crate::kdma::backend_for(ctx.bdf(), ctx.device.parent);
-        let dev = dma::DmaDevice::new(&name, &crate::kdma::PLATFORM, backend);
+        let backend = crate::dma::backend_for(ctx.bdf(), ctx.device.parent);
+        let dev = dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
         ctx.device
             .dma
             .set_mask_and_coherent(64)

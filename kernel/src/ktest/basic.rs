@@ -7,8 +7,10 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{KTest, TestResult};
 use crate::arch::idt::{self, IrqError, TrapFrame};
-use crate::memmap::{self, Kind};
-use crate::{heap, kassert, klog, shell, time};
+use crate::arch::tsc as time;
+use crate::console::printk as klog;
+use crate::mm::memmap::{self, Kind};
+use crate::{kassert, mm::heap, shell};
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -85,7 +87,9 @@ fn memory_map() -> TestResult {
         );
     }
     let usable = memmap::total(Kind::Usable);
-    let profile = crate::boot_cmdline().get("profile").unwrap_or("default");
+    let profile = crate::cmdline::boot_cmdline()
+        .get("profile")
+        .unwrap_or("default");
     // The runner gives 2 GiB by default and 6 GiB to `bigmem`; firmware keeps
     // some, so ask for 3/4 of it.
     let expect = if profile == "bigmem" {
@@ -184,7 +188,7 @@ fn heap_growth_no_deadlock() -> TestResult {
     let layout = core::alloc::Layout::from_size_align(24 << 20, 8).map_err(|_| "layout")?;
     // SAFETY: a non-zero-sized layout; a non-null result is freed below with
     // the same layout.
-    let inside = crate::kmem::while_locked(|| unsafe { alloc::alloc::alloc(layout) });
+    let inside = crate::mm::while_locked(|| unsafe { alloc::alloc::alloc(layout) });
     kassert!(
         inside.is_null(),
         "an allocation needing growth succeeded inside the memory manager"
@@ -276,14 +280,14 @@ fn software_interrupt() -> TestResult {
 }
 
 fn fwcfg_cmdline() -> TestResult {
-    kassert!(crate::fwcfg::present(), "fw_cfg signature not found");
-    let cmdline = crate::fwcfg::cmdline();
+    kassert!(crate::acpi::fwcfg::present(), "fw_cfg signature not found");
+    let cmdline = crate::acpi::fwcfg::cmdline();
     kassert!(
         cmdline.split_whitespace().any(|w| w == "mode=test"),
         "command line {cmdline:?} lacks mode=test"
     );
     kassert!(
-        crate::fwcfg::read_file("opt/busmaster/no-such-file").is_none(),
+        crate::acpi::fwcfg::read_file("opt/busmaster/no-such-file").is_none(),
         "a missing fw_cfg file was found"
     );
     Ok(())

@@ -3,7 +3,8 @@
 
 use super::{KTest, TestResult};
 use crate::arch::port::{inb, outb};
-use crate::{arch::idt, drivers::i8042, kassert, kprintln, screen};
+use crate::drivers::fbcon as screen;
+use crate::{arch::idt, drivers::i8042, kassert, kprintln};
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -52,7 +53,7 @@ fn keyboard_irq() -> TestResult {
     let Some(vector) = k.vector else {
         return Err("IRQ 1 not routed".into());
     };
-    while crate::serial::try_read_byte().is_some() {}
+    while crate::console::try_read_byte().is_some() {}
     let before = idt::irq_count(vector);
     // 'k' make, 'k' break, then Shift+'k'.
     let mut got = alloc::vec::Vec::new();

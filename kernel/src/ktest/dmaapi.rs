@@ -6,7 +6,7 @@ use dma::{DebugKind, DmaBackend, DmaBuf, DmaDevice, DmaDirection};
 use super::{KTest, TestResult};
 use crate::drivers::edu::{self, EduDir};
 use crate::shell::dma_cmds::round_trip;
-use crate::{kassert, kdma};
+use crate::{dma as kdma, kassert};
 
 pub static TESTS: &[KTest] = &[
     KTest {

@@ -10,8 +10,8 @@ use dmaengine::{ChanId, DmaCaps, DmaError, DmaStatus, SlaveConfig};
 use hal::DmaAddr;
 
 use super::{KTest, TestResult};
+use crate::dmaengine::{self as kde, dmatest};
 use crate::kassert;
-use crate::kdmaengine::{self as kde, dmatest};
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -81,7 +81,7 @@ fn bufs(chan: ChanId, len: usize) -> Result<Bufs, alloc::string::String> {
     let dev = kde::dev_info(chan.dev)
         .and_then(|i| i.dma())
         .ok_or("no DMA device")?;
-    let p = &crate::kdma::PLATFORM;
+    let p = &crate::dma::PLATFORM;
     let pattern: alloc::vec::Vec<u8> = (0..len).map(|i| (i * 13 + 5) as u8 | 1).collect();
     let mut s = DmaBuf::alloc(p, len).map_err(|e| alloc::format!("{e}"))?;
     s.write(0, &pattern);
@@ -190,7 +190,7 @@ fn sim_terminate() -> TestResult {
         "bytes beyond the copied prefix were written"
     );
     // Nothing may be written after terminate: read the memory again later.
-    crate::apic::sleep_ms(50);
+    crate::arch::apic::sleep_ms(50);
     kassert!(dst.to_vec() == snap, "the engine wrote after terminate_all");
     kde::release(chan).map_err(|e| alloc::format!("{e}"))?;
     Ok(())
@@ -219,7 +219,7 @@ fn sim_pause_resume() -> TestResult {
         p1.status,
         p1.residue
     );
-    crate::apic::sleep_ms(60);
+    crate::arch::apic::sleep_ms(60);
     let p2 = kde::with(|e| e.tx_status(chan, cookie)).map_err(err)?;
     kassert!(
         p2.residue == p1.residue,
@@ -284,7 +284,7 @@ fn sim_cyclic() -> TestResult {
     );
     kde::with(|e| e.terminate_all(chan)).map_err(|e| alloc::format!("{e}"))?;
     let after = periods.load(Ordering::Acquire);
-    crate::apic::sleep_ms(50);
+    crate::arch::apic::sleep_ms(50);
     kassert!(
         periods.load(Ordering::Acquire) == after,
         "periods kept coming after terminate_all"
@@ -360,7 +360,7 @@ fn misuse() -> TestResult {
     // interrupt, the cookie ends in Error and the callback says so.
     let chan = sim_chan(DmaCaps::MEMCPY)?;
     let b = bufs(chan, 4096)?;
-    let errs0 = kde::sim::model_errors();
+    let errs0 = crate::drivers::lpss::sim::model_errors();
     let outcome = Arc::new(AtomicU32::new(0));
     let o2 = outcome.clone();
     let cookie = kde::with(|e| {
@@ -391,7 +391,7 @@ fn misuse() -> TestResult {
         "callback did not report the error"
     );
     kassert!(
-        kde::sim::model_errors() == errs0 + 1,
+        crate::drivers::lpss::sim::model_errors() == errs0 + 1,
         "the model raised no error"
     );
     kde::release(chan).map_err(|e| alloc::format!("{e}"))?;
@@ -452,7 +452,7 @@ fn dmatest_sim_edu() -> TestResult {
 }
 
 fn isa_rules() -> TestResult {
-    let isa = kde::isa::dev().ok_or("no i8237 registered")?;
+    let isa = crate::drivers::i8237::dmaengine::dev().ok_or("no i8237 registered")?;
     let chan = kde::request("ktest", DmaCaps::SLAVE, |c| c.dev == isa && c.chan == 3)
         .map_err(|e| alloc::format!("{e}"))?;
     let cfg = SlaveConfig {

@@ -4,7 +4,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{KTest, TestResult};
 use crate::arch::idt::{self, TrapFrame};
-use crate::{apic, kassert, time};
+use crate::arch::tsc as time;
+use crate::{arch::apic, kassert};
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -30,7 +31,7 @@ pub static TESTS: &[KTest] = &[
 /// Runs `f` and returns how long it took by the TSC and by the HPET main
 /// counter, both read at the same two moments.
 pub fn measure_against_hpet(f: impl FnOnce()) -> Result<(u64, u64), alloc::string::String> {
-    let h = crate::hpet::get().ok_or("no usable HPET")?;
+    let h = crate::arch::hpet::get().ok_or("no usable HPET")?;
     let (t0, c0) = h.paired_read();
     f();
     let (t1, c1) = h.paired_read();
@@ -46,7 +47,7 @@ fn timer_rate() -> TestResult {
         x86_64::instructions::interrupts::are_enabled(),
         "interrupts are off"
     );
-    let h = crate::hpet::get().ok_or("no usable HPET")?;
+    let h = crate::arch::hpet::get().ok_or("no usable HPET")?;
     // 1. The period the timer counts, measured from its own counter against
     //    the HPET: both are device clocks, so a descheduled vCPU stretches
     //    both alike (each sample reads them as a pair). A measurement is kept
@@ -96,7 +97,7 @@ fn timer_rate() -> TestResult {
 
 fn serial_irq() -> TestResult {
     kassert!(
-        crate::serial::rx_interrupt_enabled(),
+        crate::drivers::serial::rx_interrupt_enabled(),
         "COM1 receive interrupt not enabled"
     );
     let vector = apic::IOAPIC_VECTOR_BASE + 4;
@@ -119,7 +120,7 @@ fn serial_irq() -> TestResult {
     let fired = super::wait_until(super::EVENT_BOUND_MS, || idt::irq_count(vector) > before);
     let mut got = None;
     super::wait_until(super::EVENT_BOUND_MS, || {
-        got = crate::serial::try_read_byte();
+        got = crate::console::try_read_byte();
         got.is_some()
     });
     crate::arch::port::outb(0x3F8 + 4, mcr);

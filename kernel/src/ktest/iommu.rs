@@ -6,7 +6,7 @@ use super::{KTest, TestResult};
 use crate::drivers::edu;
 use crate::iommu::{self, Mode};
 use crate::shell::dma_cmds::unmapped_write;
-use crate::{kassert, kdma};
+use crate::{dma as kdma, kassert};
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -136,7 +136,7 @@ fn isolation() -> TestResult {
 
 fn unit_state() -> TestResult {
     let io = iommu::get().ok_or("no IOMMU state")?;
-    let profile = crate::boot_cmdline().get("profile").unwrap_or("");
+    let profile = crate::cmdline::boot_cmdline().get("profile").unwrap_or("");
     let want = if profile == "iommu-pt" {
         Mode::PassThrough
     } else {

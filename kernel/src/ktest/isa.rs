@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use super::{KTest, TestResult};
 use crate::drivers::floppy;
-use crate::isadma::{self, Direction, IsaDmaError};
+use crate::drivers::i8237::{self as isadma, Direction, IsaDmaError};
 use crate::kassert;
 
 pub static TESTS: &[KTest] = &[
@@ -89,7 +89,7 @@ fn rules() -> TestResult {
 
 /// The image the runner generates (boot/src/profile.rs, `floppy_sector`).
 fn expected(lba: u32) -> Vec<u8> {
-    crate::kdmaengine::dmatest::floppy_sector(lba)
+    crate::dmaengine::dmatest::floppy_sector(lba)
 }
 
 fn sectors() -> TestResult {

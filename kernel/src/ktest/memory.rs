@@ -7,7 +7,8 @@ use mm::paging::PageSize;
 use mm::pat::{CacheType, PAT_MSR_VALUE};
 
 use super::{KTest, TestResult};
-use crate::{kassert, kmem as kmm, physmem};
+use crate::mm::direct as physmem;
+use crate::{kassert, mm as kmm};
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -104,7 +105,9 @@ fn zones_plausible() -> TestResult {
         "DMA32 has only {} pages",
         dma32.managed_pages
     );
-    let profile = crate::boot_cmdline().get("profile").unwrap_or("default");
+    let profile = crate::cmdline::boot_cmdline()
+        .get("profile")
+        .unwrap_or("default");
     match (profile, zone(ZoneKind::Normal)) {
         ("bigmem", Some(n)) => kassert!(
             n.managed_pages >= (3u64 << 30) / 4096 && n.start.as_u64() >= 4 << 30,
@@ -123,7 +126,7 @@ fn zones_plausible() -> TestResult {
     }
     // The allocator must not hand out what the boot map says is in use.
     let managed: u64 = stats.iter().map(|s| s.managed_pages).sum();
-    let usable = crate::memmap::total(crate::memmap::Kind::Usable) / 4096;
+    let usable = crate::mm::memmap::total(crate::mm::memmap::Kind::Usable) / 4096;
     kassert!(
         managed <= usable,
         "{managed} pages managed but only {usable} usable"
@@ -404,7 +407,7 @@ fn ioremap_refuses() -> TestResult {
 fn direct_map_device_memory_uncached() -> TestResult {
     use mm::pat::CacheType;
     let cache_at = |pa: u64| {
-        crate::kmem::translate(crate::physmem::to_virt(pa))
+        crate::mm::translate(crate::mm::direct::to_virt(pa))
             .map(|t| t.cache)
             .ok_or(alloc::format!("{pa:#x} not in the direct map"))
     };
@@ -415,14 +418,14 @@ fn direct_map_device_memory_uncached() -> TestResult {
             "{what} at {pa:#x} is {c:?} in the direct map"
         );
     }
-    if let Some(w) = crate::platform::get().and_then(|p| p.ecam.first().copied()) {
+    if let Some(w) = crate::acpi::get().and_then(|p| p.ecam.first().copied()) {
         let c = cache_at(w.base)?;
         kassert!(c == CacheType::Uncached, "ECAM at {:#x} is {c:?}", w.base);
     }
-    let ram = crate::kmem::alloc_frames(0, mm::buddy::ZoneLimit::Any)
-        .map_err(|e| alloc::format!("{e}"))?;
+    let ram =
+        crate::mm::alloc_frames(0, mm::buddy::ZoneLimit::Any).map_err(|e| alloc::format!("{e}"))?;
     let c = cache_at(ram.as_u64());
-    let _ = crate::kmem::free_frames(ram, 0);
+    let _ = crate::mm::free_frames(ram, 0);
     kassert!(
         c? == CacheType::WriteBack,
         "RAM is not write-back in the direct map"

@@ -25,13 +25,15 @@ mod iommu;
 mod isa;
 mod memory;
 mod platform;
+mod sync;
 
 use alloc::string::String;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
+use crate::arch::reboot::{exit_qemu, QemuExit};
+use crate::arch::tsc as time;
 use crate::cmdline::Cmdline;
-use crate::power::{exit_qemu, QemuExit};
-use crate::{kprintln, time};
+use crate::kprintln;
 
 pub type TestResult = Result<(), String>;
 
@@ -50,6 +52,7 @@ fn all() -> impl Iterator<Item = &'static KTest> {
         .iter()
         .chain(memory::TESTS.iter())
         .chain(interrupts::TESTS.iter())
+        .chain(sync::TESTS.iter())
         .chain(platform::TESTS.iter())
         .chain(isa::TESTS.iter())
         .chain(dmaengine::TESTS.iter())
@@ -77,7 +80,7 @@ macro_rules! kassert {
 pub fn wait_until(bound_ms: u64, mut done: impl FnMut() -> bool) -> bool {
     let t0 = time::rdtsc();
     // Without a calibrated TSC or a ticking timer, count 1 ms steps instead.
-    let clocked = time::tsc_hz() != 0 && crate::apic::ready();
+    let clocked = time::tsc_hz() != 0 && crate::arch::apic::ready();
     let mut steps = 0u64;
     loop {
         if done() {
@@ -117,6 +120,27 @@ fn set_current(name: Option<&'static str>) {
     CURRENT.store(ptr, Ordering::SeqCst);
 }
 
+/// The fatal path's reporter: names the test that died, for the runner.
+fn report_fatal(out: &mut dyn core::fmt::Write, what: &crate::console::panic::Fatal) {
+    use crate::console::panic::Fatal;
+    let Some(test) = current() else { return };
+    let _ = match what {
+        Fatal::Exception { vector, rip } => writeln!(
+            out,
+            "BUSMASTER-TEST fail {test}: CPU exception vector {vector} at RIP={rip:#x}"
+        ),
+        Fatal::Panic {
+            file,
+            line,
+            col,
+            message,
+        } => writeln!(
+            out,
+            "BUSMASTER-TEST fail {test}: panicked at {file}:{line}:{col}: {message}"
+        ),
+    };
+}
+
 /// The test running now, if any.
 pub fn current() -> Option<&'static str> {
     let ptr = CURRENT.load(Ordering::SeqCst);
@@ -130,6 +154,9 @@ pub fn current() -> Option<&'static str> {
 }
 
 pub fn run(cmdline: &Cmdline) -> ! {
+    if let Err(e) = crate::console::panic::register_reporter(report_fatal) {
+        kprintln!("ktest: cannot hook the fatal path ({e}); a crash will not name its test");
+    }
     let profile = cmdline.get("profile").unwrap_or("default");
     let skip: usize = cmdline
         .get("skip")

@@ -5,8 +5,9 @@ use alloc::vec::Vec;
 use pci::ConfigAccess;
 
 use super::{KTest, TestResult};
+use crate::acpi as platform;
 use crate::drivers::edu;
-use crate::{kassert, pci as kpci, platform};
+use crate::{kassert, pci as kpci};
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -103,7 +104,9 @@ fn own_tables() -> TestResult {
             p.tables.len()
         );
     }
-    let profile = crate::boot_cmdline().get("profile").unwrap_or("default");
+    let profile = crate::cmdline::boot_cmdline()
+        .get("profile")
+        .unwrap_or("default");
     if profile == "noiommu" {
         kassert!(p.dmar.is_none(), "a DMAR without intel-iommu");
         return Ok(());
@@ -141,7 +144,7 @@ fn own_tables() -> TestResult {
     // QEMU's DMAR lists QEMU's devices; the simulated LPSS function is not one.
     for d in devs
         .iter()
-        .filter(|d| d.parent.is_none() && !crate::kdmaengine::sim::is_sim(d.bdf))
+        .filter(|d| d.parent.is_none() && !crate::drivers::lpss::sim::is_sim(d.bdf))
     {
         let scope = unit
             .scopes
@@ -166,7 +169,7 @@ fn own_tables() -> TestResult {
         pci_scopes
             == devs
                 .iter()
-                .filter(|d| d.parent.is_none() && !crate::kdmaengine::sim::is_sim(d.bdf))
+                .filter(|d| d.parent.is_none() && !crate::drivers::lpss::sim::is_sim(d.bdf))
                 .count(),
         "{pci_scopes} PCI scopes"
     );
@@ -232,7 +235,7 @@ fn ecam_vs_legacy() -> TestResult {
     // hardware the legacy ports reach.
     let booted: alloc::vec::Vec<_> = kpci::devices()
         .into_iter()
-        .filter(|d| !crate::kdmaengine::sim::is_sim(d.bdf))
+        .filter(|d| !crate::drivers::lpss::sim::is_sim(d.bdf))
         .collect();
     let legacy = kpci::legacy();
     let scan = kpci::scan(&legacy, 0, 0);

@@ -5,8 +5,9 @@ use core::fmt::{self, Write};
 use acpi_tables::dmar::{DeviceScope, Dmar, RemappingStructure};
 
 use super::{CmdError, CmdResult, Command};
-use crate::serial::Serial;
-use crate::{kprintln, platform};
+use crate::acpi;
+use crate::console::Out;
+use crate::kprintln;
 
 fn lossy(bytes: &[u8]) -> alloc::string::String {
     bytes
@@ -23,7 +24,7 @@ fn lossy(bytes: &[u8]) -> alloc::string::String {
 
 pub fn acpi(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
-    let p = platform::get().ok_or_else(|| CmdError::Failed("acpi: no ACPI information".into()))?;
+    let p = acpi::get().ok_or_else(|| CmdError::Failed("acpi: no ACPI information".into()))?;
     kprintln!("RSDP at {:#x}, ACPI revision {}", p.rsdp, p.acpi_revision);
     kprintln!("sig   address             length  rev  OEM     table id  OEM rev");
     for t in &p.tables {
@@ -159,14 +160,14 @@ pub fn write_dmar(out: &mut dyn Write, d: &Dmar) -> fmt::Result {
 
 pub fn dmar(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
-    let p = platform::get().ok_or_else(|| CmdError::Failed("dmar: no ACPI information".into()))?;
+    let p = acpi::get().ok_or_else(|| CmdError::Failed("dmar: no ACPI information".into()))?;
     match &p.dmar {
         None => Err(CmdError::Failed(
             "dmar: the firmware has no DMAR table (no VT-d; try the default profile, which has intel-iommu)".into(),
         )),
         Some(Err(e)) => Err(CmdError::Failed(alloc::format!("dmar: malformed table: {e}"))),
         Some(Ok(d)) => {
-            let _ = write_dmar(&mut Serial, d);
+            let _ = write_dmar(&mut Out, d);
             Ok(())
         }
     }

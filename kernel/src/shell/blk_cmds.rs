@@ -62,7 +62,7 @@ pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
         let ss = d.sector_size();
         let len = count as usize * ss;
         let buf =
-            dma::DmaBuf::alloc(&crate::kdma::PLATFORM, len).map_err(|e| alloc::format!("{e}"))?;
+            dma::DmaBuf::alloc(&crate::dma::PLATFORM, len).map_err(|e| alloc::format!("{e}"))?;
         // One physically contiguous buffer, given as page-sized pieces: the DMA API
         // merges what is contiguous for the device (one PRD entry, or one IOVA run).
         let mut sg = dma::SgTable::new();

@@ -4,9 +4,13 @@
 use mm::pat::CacheType;
 
 use super::{parse_u64, CmdError, CmdResult, Command};
-use crate::memmap::{self, Kind};
-use crate::serial::Serial;
-use crate::{apic, heap, klog, kmem, kprint, kprintln, power, time};
+use crate::acpi::power;
+use crate::arch::{apic, tsc};
+use crate::console::printk;
+use crate::console::Out;
+use crate::mm::memmap::{self, Kind};
+use crate::mm::{self as kmm, heap};
+use crate::{kprint, kprintln};
 
 pub static COMMANDS: &[Command] = &[
     Command {
@@ -243,8 +247,8 @@ fn help(cmd: &Command, args: &[&str]) -> CmdResult {
 
 fn uptime(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
-    let ns = time::uptime_ns();
-    let hz = time::tsc_hz();
+    let ns = tsc::uptime_ns();
+    let hz = tsc::tsc_hz();
     kprintln!(
         "up {}.{:06} s (TSC {}.{:03} GHz)",
         ns / 1_000_000_000,
@@ -280,7 +284,7 @@ fn meminfo(cmd: &Command, args: &[&str]) -> CmdResult {
         memmap::regions().len()
     );
     let mut free_pages = 0;
-    for z in kmem::zone_stats() {
+    for z in kmm::zone_stats() {
         free_pages += z.free_pages;
         kprintln!(
             "Zone {:<7}     {:>10} kB managed, {:>10} kB free",
@@ -301,7 +305,7 @@ fn meminfo(cmd: &Command, args: &[&str]) -> CmdResult {
 
 fn dmesg(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
-    klog::with_ring(|chunk| kprint!("{}", alloc::string::String::from_utf8_lossy(chunk)));
+    printk::with_ring(|chunk| kprint!("{}", alloc::string::String::from_utf8_lossy(chunk)));
     Ok(())
 }
 
@@ -312,19 +316,19 @@ fn poweroff(cmd: &Command, args: &[&str]) -> CmdResult {
 
 fn reboot(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
-    power::reboot()
+    crate::arch::reboot::reboot()
 }
 
 fn buddyinfo(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
     kprintln!("order:                 0      1      2      3      4      5      6      7      8      9     10");
-    let _ = kmem::write_buddyinfo(&mut Serial);
+    let _ = kmm::write_buddyinfo(&mut Out);
     Ok(())
 }
 
 fn zoneinfo(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
-    let _ = kmem::write_zoneinfo(&mut Serial);
+    let _ = kmm::write_zoneinfo(&mut Out);
     Ok(())
 }
 
@@ -358,11 +362,11 @@ fn ioremap(cmd: &Command, args: &[&str]) -> CmdResult {
             "ioremap: {size:#x} bytes is more than this command maps (16 MiB)"
         )));
     }
-    let region = kmem::ioremap_with(phys, size, cache)
+    let region = kmm::ioremap_with(phys, size, cache)
         .map_err(|e| CmdError::Failed(alloc::format!("ioremap: {e}")))?;
     let va = region.virt();
     let page = va.align_down(4096u64);
-    match kmem::translate(page) {
+    match kmm::translate(page) {
         Some(t) => kprintln!(
             "ioremap {phys:#x}+{size:#x} -> {:#x}: {}, PAT index {}, PTE {:#018x}",
             va.as_u64(),
@@ -387,7 +391,7 @@ fn ioremap(cmd: &Command, args: &[&str]) -> CmdResult {
     drop(region);
     kprintln!(
         "unmapped; translation now {:?}",
-        kmem::translate(page).map(|t| t.phys)
+        kmm::translate(page).map(|t| t.phys)
     );
     Ok(())
 }
@@ -412,7 +416,7 @@ fn irq(cmd: &Command, args: &[&str]) -> CmdResult {
 
 fn edu(cmd: &Command, args: &[&str]) -> CmdResult {
     match args {
-        ["info"] => crate::drivers::edu::info(&mut Serial)
+        ["info"] => crate::drivers::edu::info(&mut Out)
             .map_err(|e| CmdError::Failed(alloc::format!("edu: {e}"))),
         ["dma", ..] => super::dma_cmds::edu_dma(cmd, args),
         [sub, ..] if !["info", "dma"].contains(sub) => {
@@ -466,7 +470,7 @@ pub fn hexdump(data: &[u8], base: u64) {
 
 fn isadma(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
-    for (ch, owner) in crate::isadma::claimed() {
+    for (ch, owner) in crate::drivers::i8237::claimed() {
         kprintln!("{ch:>2}: {owner}");
     }
     Ok(())

@@ -7,8 +7,10 @@ use alloc::vec::Vec;
 use dma::{DmaBuf, DmaDevice, DmaDirection, DmaPlatform, DmaStream, FromDevice, ToDevice, Via};
 
 use super::{parse_u64, CmdError, CmdResult, Command};
+use crate::arch::tsc;
+use crate::dma as kdma;
 use crate::drivers::edu::{self, Edu, EduDir};
-use crate::{kdma, kprintln, time};
+use crate::kprintln;
 
 fn fail(msg: impl core::fmt::Display) -> CmdError {
     CmdError::Failed(alloc::format!("{msg}"))
@@ -65,7 +67,7 @@ pub fn round_trip(
         Some(p) => DmaBuf::alloc(p, len).map_err(fail),
         None => reachable(len),
     };
-    let seed = (time::rdtsc() >> 4) as u8 | 1;
+    let seed = (tsc::rdtsc() >> 4) as u8 | 1;
     let want = pattern(len, seed);
     let dev = &e.dma;
     let (cpu_phys, bus, via, got) = match dir {
@@ -141,7 +143,7 @@ pub fn unmapped_write(e: &Edu, len: usize) -> Result<Blocked, CmdError> {
     let before = crate::iommu::fault_count();
     // Deliberately a stale bus address: the one thing drivers must not do.
     e.transfer(EduDir::FromDevice, iova, len).map_err(fail)?;
-    crate::apic::sleep_ms(20);
+    crate::arch::apic::sleep_ms(20);
     crate::iommu::collect_faults();
     let n = (crate::iommu::fault_count() - before) as usize;
     let hist = crate::iommu::fault_history();
@@ -305,11 +307,11 @@ fn median_ns(rounds: usize, batch: usize, mut op: impl FnMut()) -> u64 {
     }
     let mut v: Vec<u64> = (0..rounds)
         .map(|_| {
-            let t0 = time::rdtsc();
+            let t0 = tsc::rdtsc();
             for _ in 0..batch {
                 op();
             }
-            time::ticks_to_ns(time::rdtsc() - t0) / batch as u64
+            tsc::ticks_to_ns(tsc::rdtsc() - t0) / batch as u64
         })
         .collect();
     v.sort_unstable();
@@ -343,7 +345,7 @@ pub fn bench() -> Result<Vec<BenchRow>, CmdError> {
     let (src, dst) = (low.phys(), other.phys());
     let (rounds, batch) = (31, 64);
     let mut rows = Vec::new();
-    let direct = crate::physmem::direct();
+    let direct = crate::mm::direct::direct();
     let (s, d) = (
         direct.virt(src).as_ptr::<u8>(),
         direct.virt(dst).as_mut_ptr::<u8>(),

@@ -19,7 +19,8 @@ use hal::{DmaAddr, PhysMemory};
 
 use super::{parse_u64, CmdError, CmdResult, Command};
 use crate::drivers::edu::{self, Edu, EduDir, EDU_BUFFER};
-use crate::{kdma, kdmaengine as kde, kprintln};
+use crate::kprintln;
+use crate::{dma as kdma, dmaengine as kde};
 
 fn fail(msg: impl core::fmt::Display) -> CmdError {
     CmdError::Failed(format!("dmademo: {msg}"))
@@ -123,7 +124,7 @@ fn streaming(e: &Edu, nosync: bool) -> CmdResult {
     );
     e.transfer(EduDir::FromDevice, bus, len).map_err(fail)?;
     let mut raw = alloc::vec![0u8; len];
-    crate::physmem::direct().read(pa, &mut raw);
+    crate::mm::direct::direct().read(pa, &mut raw);
     let before = matching(&raw, &want);
     kprintln!(
         "  without sync_for_cpu the CPU's buffer holds {before} of {len} bytes of the device's data"

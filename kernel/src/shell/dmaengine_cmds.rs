@@ -9,9 +9,10 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use dmaengine::{ChanId, DmaCaps, SlaveConfig};
 
 use super::{parse_u64, CmdError, CmdResult, Command};
-use crate::kdmaengine::{self as kde, dmatest};
-use crate::serial::Serial;
-use crate::{kprintln, time};
+use crate::arch::tsc;
+use crate::console::Out;
+use crate::dmaengine::{self as kde, dmatest};
+use crate::kprintln;
 
 fn caps_names(c: DmaCaps) -> String {
     let mut v = Vec::new();
@@ -63,9 +64,9 @@ pub fn print_channels() {
         if desc.contains("(simulated)") {
             kprintln!(
                 "  model: clocked by the timer, {} KiB per channel per step, {} step(s) per tick; {} error(s) raised",
-                kde::sim::STEP_BYTES / 1024,
-                kde::sim::STEPS_PER_TICK,
-                kde::sim::model_errors()
+                crate::drivers::lpss::sim::STEP_BYTES / 1024,
+                crate::drivers::lpss::sim::STEPS_PER_TICK,
+                crate::drivers::lpss::sim::model_errors()
             );
         }
         for i in infos {
@@ -143,7 +144,7 @@ pub fn dmatest(cmd: &Command, args: &[&str]) -> CmdResult {
     }
     let mut failed = false;
     for c in chans {
-        match dmatest::run_channel(&mut Serial, c, &p) {
+        match dmatest::run_channel(&mut Out, c, &p) {
             Ok(s) => {
                 failed |= s.failures > 0;
                 kprintln!("{}", s.line());
@@ -192,7 +193,7 @@ fn demo_steps(chan: ChanId, cyclic: bool) -> CmdResult {
         .dma()
         .ok_or_else(|| CmdError::Failed(format!("{chan} has no device to map for")))?;
     kprintln!("   got {chan} ({})", info.desc);
-    let platform = &crate::kdma::PLATFORM;
+    let platform = &crate::dma::PLATFORM;
     let len = 8192usize;
     let mut src =
         dma::stream::DmaBuf::alloc(platform, len).map_err(|e| CmdError::Failed(format!("{e}")))?;
@@ -248,8 +249,8 @@ fn demo_steps(chan: ChanId, cyclic: bool) -> CmdResult {
             Ok(c)
         })
         .map_err(fail)?;
-        let t0 = time::uptime_ns();
-        while PERIODS.load(Ordering::Acquire) < 6 && time::uptime_ns() - t0 < 2_000_000_000 {
+        let t0 = tsc::uptime_ns();
+        while PERIODS.load(Ordering::Acquire) < 6 && tsc::uptime_ns() - t0 < 2_000_000_000 {
             x86_64::instructions::interrupts::enable_and_hlt();
         }
         let st = kde::with(|e| e.tx_status(chan, cookie)).map_err(fail)?;

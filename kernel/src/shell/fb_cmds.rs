@@ -2,7 +2,8 @@
 
 use super::{CmdResult, Command};
 use crate::drivers::i8042;
-use crate::{kprintln, screen, serial};
+use crate::drivers::{fbcon as screen, serial};
+use crate::kprintln;
 
 pub fn fbinfo(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;

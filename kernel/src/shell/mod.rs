@@ -19,8 +19,9 @@ use core::fmt;
 
 use lineedit::{Completer, Editor, Outcome};
 
-use crate::serial::Serial;
-use crate::{kprint, kprintln, serial};
+use crate::console::Out;
+use crate::drivers::serial;
+use crate::{kprint, kprintln};
 
 pub const PROMPT: &str = "busmaster> ";
 /// Longest line the editor keeps; further characters are dropped.
@@ -220,7 +221,7 @@ pub fn run() -> ! {
     let mut editor = editor();
     kprint!("{PROMPT}");
     loop {
-        let Some(byte) = serial::try_read_byte() else {
+        let Some(byte) = crate::console::try_read_byte() else {
             if serial::rx_interrupt_enabled() {
                 // Sleep until the UART (or the tick) interrupts; `sti; hlt`
                 // is atomic, so a byte arriving in between still wakes us.
@@ -230,7 +231,7 @@ pub fn run() -> ! {
             }
             continue;
         };
-        match editor.feed(byte, &TableCompleter, &mut Serial) {
+        match editor.feed(byte, &TableCompleter, &mut Out) {
             Outcome::Pending => {}
             Outcome::Line(line) => {
                 if let Err(e) = execute(&line) {

@@ -20,7 +20,7 @@ pub fn lspci(cmd: &Command, args: &[&str]) -> CmdResult {
         ["-v"] => {
             for d in &devices {
                 kprintln!("{}", pci::lspci_verbose(d, kpci::driver_of(d.bdf)));
-                if crate::kdmaengine::sim::is_sim(d.bdf) {
+                if crate::drivers::lpss::sim::is_sim(d.bdf) {
                     kprintln!("\tSimulated: config space and BAR0 registers are a software model (idma64=sim), not a QEMU device");
                 }
                 control_lines(d);
@@ -48,7 +48,7 @@ pub fn lspci(cmd: &Command, args: &[&str]) -> CmdResult {
 }
 
 fn sim_tag(bdf: Bdf) -> &'static str {
-    if crate::kdmaengine::sim::is_sim(bdf) {
+    if crate::drivers::lpss::sim::is_sim(bdf) {
         " [simulated]"
     } else {
         ""

@@ -1,0 +1,284 @@
+//! What the firmware's ACPI tables say about this machine: interrupt
+//! controllers (MADT), PCI ECAM windows (MCFG), the HPET, and the FADT's power
+//! registers, read once at boot with the `acpi` crate.
+
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+
+use acpi::address::AddressSpace;
+use acpi::fadt::Fadt;
+use acpi::hpet::HpetInfo;
+use acpi::mcfg::Mcfg;
+use acpi::platform::interrupt::InterruptModel;
+use acpi::{AcpiHandler, AcpiTables, PhysicalMapping, PlatformInfo};
+use spin::Once;
+
+use crate::mm::direct;
+
+/// Maps ACPI tables through the direct map (they are in RAM, so write-back is
+/// the right cache type; nothing to unmap).
+#[derive(Clone, Copy)]
+pub struct DirectMapHandler;
+
+impl AcpiHandler for DirectMapHandler {
+    // The trait's contract makes this unsafe for the caller (the address must
+    // hold a `T`); our side only computes a direct-map address.
+    unsafe fn map_physical_region<T>(&self, pa: usize, size: usize) -> PhysicalMapping<Self, T> {
+        let va = direct::to_virt(pa as u64).as_mut_ptr::<T>();
+        // The direct map never maps at address 0, so the pointer is non-null.
+        let ptr = NonNull::new(va).unwrap_or(NonNull::dangling());
+        // SAFETY: the direct map covers the whole physical range the firmware
+        // reported, so `size` bytes from `va` are mapped; the acpi crate's own
+        // contract (see its docs) makes `pa` point at a `T`.
+        unsafe { PhysicalMapping::new(pa, ptr, size, size, *self) }
+    }
+
+    fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
+}
+
+/// The MADT's interrupt model, in the types the APIC code takes.
+pub use crate::arch::apic::{IoApicInfo, IrqOverride};
+
+#[derive(Debug, Clone, Copy)]
+pub struct EcamWindow {
+    pub base: u64,
+    pub segment: u16,
+    pub bus_start: u8,
+    pub bus_end: u8,
+}
+
+#[derive(Debug, Default)]
+pub struct Platform {
+    pub rsdp: u64,
+    pub acpi_revision: u8,
+    pub local_apic: u64,
+    pub io_apics: Vec<IoApicInfo>,
+    pub overrides: Vec<IrqOverride>,
+    pub has_8259: bool,
+    pub ecam: Vec<EcamWindow>,
+    pub hpet: Option<u64>,
+    /// PM1a/PM1b control blocks (I/O ports) and the DSDT's \_S5 sleep types.
+    pub pm1a_cnt: Option<u16>,
+    pub pm1b_cnt: Option<u16>,
+    pub s5: Option<(u8, u8)>,
+    /// Every table the RSDT/XSDT lists (our own walker, for the `acpi` view).
+    pub tables: Vec<acpi_tables::walk::TableInfo>,
+    /// The DMAR, parsed by our parser; `None` when the firmware has none
+    /// (no VT-d), an error text when it is malformed.
+    pub dmar: Option<Result<acpi_tables::dmar::Dmar, alloc::string::String>>,
+}
+
+/// `PhysRead` over the direct map that refuses addresses outside the ranges
+/// the firmware's memory map describes: a corrupt table pointer must give an
+/// error, not a page fault.
+struct MappedPhys;
+
+impl acpi_tables::walk::PhysRead for MappedPhys {
+    fn read(&self, phys: u64, buf: &mut [u8]) -> Result<(), acpi_tables::walk::PhysReadError> {
+        let err = acpi_tables::walk::PhysReadError {
+            phys,
+            len: buf.len(),
+        };
+        let end = phys.checked_add(buf.len() as u64).ok_or(err)?;
+        // Tables may sit in any described range (ACPI data/NVS, reserved);
+        // BIOS tables also live in the legacy area below 1 MiB.
+        let covered = crate::mm::memmap::regions()
+            .iter()
+            .any(|r| r.start <= phys && end <= r.end)
+            || end <= 0x10_0000;
+        if !covered {
+            return Err(err);
+        }
+        hal::PhysMemory::read(&direct::direct(), hal::PhysAddr::new(phys), buf);
+        Ok(())
+    }
+}
+
+/// Our walk of the root tables and our DMAR parse (the acpi crate is used for
+/// the rest).
+fn read_own_tables(p: &mut Platform) {
+    let tables = match acpi_tables::walk::walk(&MappedPhys, p.rsdp) {
+        Ok(t) => t,
+        Err(e) => {
+            log::warn!("acpi: walking the root table: {e}");
+            return;
+        }
+    };
+    for w in &tables.warnings {
+        log::warn!("acpi: {w}");
+    }
+    p.tables = tables.tables.clone();
+    let Some(info) = tables.find(&acpi_tables::dmar::SIGNATURE).next() else {
+        log::info!("acpi: no DMAR table: no VT-d remapping hardware described");
+        return;
+    };
+    let parsed = acpi_tables::walk::read_table(&MappedPhys, info.address, 64 * 1024)
+        .map_err(|e| alloc::format!("{e}"))
+        .and_then(|bytes| acpi_tables::dmar::parse(&bytes).map_err(|e| alloc::format!("{e}")));
+    match &parsed {
+        Ok(d) => {
+            for w in &d.warnings {
+                log::warn!("DMAR: {w}");
+            }
+            log::info!(
+                "DMAR: host address width {}, {} DRHD, {} RMRR",
+                d.address_width_bits(),
+                d.drhds().count(),
+                d.rmrrs().count()
+            );
+        }
+        Err(e) => log::warn!("DMAR: {e}"),
+    }
+    p.dmar = Some(parsed);
+}
+
+static PLATFORM: Once<Platform> = Once::new();
+
+pub fn get() -> Option<&'static Platform> {
+    PLATFORM.get()
+}
+
+fn io_port(gas: acpi::address::GenericAddress) -> Option<u16> {
+    (gas.address_space == AddressSpace::SystemIo && gas.address != 0 && gas.address <= 0xFFFF)
+        .then_some(gas.address as u16)
+}
+
+/// Finds `\_S5` in an AML stream and returns (SLP_TYPa, SLP_TYPb).
+///
+/// A full AML interpreter is out of scope; like most small kernels we look for
+/// the encoding firmware uses in practice: `NameOp "_S5_" PackageOp PkgLength
+/// NumElements <elem> <elem>` (ACPI spec §20.2.5.2 NameOp, §20.2.5.4
+/// PackageOp; elements are ZeroOp, OneOp or BytePrefix n).
+pub fn find_s5(aml: &[u8]) -> Option<(u8, u8)> {
+    let at = aml.windows(4).position(|w| w == b"_S5_")?;
+    let before_ok = at >= 1
+        && (aml[at - 1] == 0x08 || (at >= 2 && aml[at - 1] == b'\\' && aml[at - 2] == 0x08));
+    if !before_ok {
+        return None;
+    }
+    let mut i = at + 4;
+    if *aml.get(i)? != 0x12 {
+        return None;
+    }
+    i += 1;
+    // PkgLength: bits 7:6 of the lead byte count the extra bytes.
+    let extra = (*aml.get(i)? >> 6) as usize;
+    i += 1 + extra;
+    i += 1; // NumElements
+    let mut element = || -> Option<u8> {
+        let op = *aml.get(i)?;
+        match op {
+            0x00 | 0x01 => {
+                i += 1;
+                Some(op)
+            }
+            0x0A => {
+                let v = *aml.get(i + 1)?;
+                i += 2;
+                Some(v)
+            }
+            _ => None,
+        }
+    };
+    let a = element()?;
+    let b = element().unwrap_or(a);
+    Some((a, b))
+}
+
+/// Reads the tables. Errors are logged and leave the fields empty: a machine
+/// with broken tables still boots, it just has less to show.
+pub fn init(rsdp: Option<u64>) -> &'static Platform {
+    PLATFORM.call_once(|| {
+        let mut p = Platform::default();
+        let Some(rsdp) = rsdp else {
+            log::warn!("acpi: the bootloader found no RSDP");
+            return p;
+        };
+        p.rsdp = rsdp;
+        // SAFETY: the address comes from the bootloader, which found and
+        // checksummed the RSDP; the acpi crate validates what it maps.
+        let tables = match unsafe { AcpiTables::from_rsdp(DirectMapHandler, rsdp as usize) } {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!("acpi: cannot read the tables from RSDP {rsdp:#x}: {e:?}");
+                return p;
+            }
+        };
+        p.acpi_revision = tables.revision();
+        match PlatformInfo::new(&tables) {
+            Ok(info) => {
+                if let InterruptModel::Apic(apic) = info.interrupt_model {
+                    p.local_apic = apic.local_apic_address;
+                    p.has_8259 = apic.also_has_legacy_pics;
+                    p.io_apics = apic
+                        .io_apics
+                        .iter()
+                        .map(|io| IoApicInfo {
+                            id: io.id,
+                            address: io.address as u64,
+                            gsi_base: io.global_system_interrupt_base,
+                        })
+                        .collect();
+                    p.overrides = apic
+                        .interrupt_source_overrides
+                        .iter()
+                        .map(|o| IrqOverride {
+                            isa_irq: o.isa_source,
+                            gsi: o.global_system_interrupt,
+                            active_low: matches!(o.polarity, acpi::platform::interrupt::Polarity::ActiveLow),
+                            level: matches!(o.trigger_mode, acpi::platform::interrupt::TriggerMode::Level),
+                        })
+                        .collect();
+                }
+            }
+            Err(e) => log::warn!("acpi: MADT: {e:?}"),
+        }
+        match tables.find_table::<Mcfg>() {
+            Ok(mcfg) => {
+                p.ecam = mcfg
+                    .entries()
+                    .iter()
+                    .map(|e| EcamWindow {
+                        base: e.base_address,
+                        segment: e.pci_segment_group,
+                        bus_start: e.bus_number_start,
+                        bus_end: e.bus_number_end,
+                    })
+                    .collect()
+            }
+            Err(e) => log::info!("acpi: no usable MCFG ({e:?}); PCI will use port I/O"),
+        }
+        match HpetInfo::new(&tables) {
+            Ok(h) => p.hpet = Some(h.base_address as u64),
+            Err(e) => log::info!("acpi: no HPET ({e:?})"),
+        }
+        match tables.find_table::<Fadt>() {
+            Ok(fadt) => {
+                p.pm1a_cnt = fadt.pm1a_control_block().ok().and_then(io_port);
+                p.pm1b_cnt = fadt.pm1b_control_block().ok().flatten().and_then(io_port);
+            }
+            Err(e) => log::warn!("acpi: FADT: {e:?}"),
+        }
+        if let Ok(dsdt) = tables.dsdt() {
+            let va = direct::to_virt(dsdt.address as u64).as_ptr::<u8>();
+            // Bound the scan: real DSDTs are well under 1 MiB.
+            let len = (dsdt.length as usize).min(1 << 20);
+            // SAFETY: the DSDT's AML stream lies in ACPI memory covered by the
+            // direct map; we only read it.
+            let aml = unsafe { core::slice::from_raw_parts(va, len) };
+            p.s5 = find_s5(aml);
+        }
+        read_own_tables(&mut p);
+        log::info!(
+            "acpi: revision {}, local APIC {:#x}, {} IO-APIC(s), {} ECAM window(s), HPET {}, PM1a_CNT {}, \\_S5 {:?}",
+            p.acpi_revision,
+            p.local_apic,
+            p.io_apics.len(),
+            p.ecam.len(),
+            p.hpet.map_or("none".into(), |a| alloc::format!("{a:#x}")),
+            p.pm1a_cnt.map_or("none".into(), |a| alloc::format!("{a:#x}")),
+            p.s5
+        );
+        p
+    })
+}

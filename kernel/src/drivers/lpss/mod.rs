@@ -1,0 +1,327 @@
+//! Intel LPSS PCI functions and the iDMA64 behind them (hw-facts §1.1–1.2).
+//!
+//! [`LpssDriver`] binds the LPSS IDs from `pci::names` (the `intel-lpss-pci` table),
+//! takes the function out of reset, reads CAPS and, when an iDMA64 is present,
+//! registers an `idma64` child at BAR0 + 0x800 before the host-controller child — as
+//! Linux's MFD code does. [`Idma64Driver`] binds that child: it builds the `idma64`
+//! provider over the child's register window and registers it with dmaengine, with
+//! DMA mappings made against the parent PCI function (64-bit mask, 0x1FFFF-byte
+//! segments). The host controllers themselves (I2C, UART, SPI) are left alone.
+//!
+//! The function's one interrupt (MSI when it has the capability) is shared by the
+//! host controller and the iDMA64; without MSI the channels are polled.
+
+pub mod sim;
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+
+use hal::{DmaAddr, PhysAddr, RegisterAccess};
+use pci::lpss::{self, private};
+use pci::{
+    Bdf, DeviceCtx, MsiMessage, PciDeviceId, PciDriver, PlatformCtx, PlatformDriver, ProbeError,
+};
+use spin::Once;
+
+use self::sim::SimBar;
+use crate::arch::idt::TrapFrame;
+use crate::mm::{self as kmm, IoMem};
+
+/// An LPSS BAR0 or iDMA64 window: real MMIO, or the simulated function's registers.
+pub enum Window {
+    /// Uncached mapping of the real registers.
+    Mmio(IoMem),
+    /// The simulated function's BAR0, from `base`.
+    Sim { base: usize },
+}
+
+impl RegisterAccess for Window {
+    fn read8(&self, o: usize) -> u8 {
+        match self {
+            Window::Mmio(m) => m.read8(o),
+            Window::Sim { base } => SimBar.read8(base + o),
+        }
+    }
+    fn read16(&self, o: usize) -> u16 {
+        match self {
+            Window::Mmio(m) => m.read16(o),
+            Window::Sim { base } => SimBar.read16(base + o),
+        }
+    }
+    fn read32(&self, o: usize) -> u32 {
+        match self {
+            Window::Mmio(m) => m.read32(o),
+            Window::Sim { base } => SimBar.read32(base + o),
+        }
+    }
+    fn write8(&self, o: usize, v: u8) {
+        match self {
+            Window::Mmio(m) => m.write8(o, v),
+            Window::Sim { base } => SimBar.write8(base + o, v),
+        }
+    }
+    fn write16(&self, o: usize, v: u16) {
+        match self {
+            Window::Mmio(m) => m.write16(o, v),
+            Window::Sim { base } => SimBar.write16(base + o, v),
+        }
+    }
+    fn write32(&self, o: usize, v: u32) {
+        match self {
+            Window::Mmio(m) => m.write32(o, v),
+            Window::Sim { base } => SimBar.write32(base + o, v),
+        }
+    }
+}
+
+fn window(bdf: Bdf, phys: u64, offset: u64, len: u64) -> Result<Window, ProbeError> {
+    if sim::is_sim(bdf) {
+        return Ok(Window::Sim {
+            base: offset as usize,
+        });
+    }
+    kmm::ioremap(phys, len)
+        .map(Window::Mmio)
+        .map_err(|_| ProbeError::MissingResource("an uncached mapping of BAR0"))
+}
+
+/// Interrupt routing: parent function → vector → dmaengine device.
+struct IrqSlot {
+    bdf: AtomicU32,
+    vector: AtomicU8,
+    dev: AtomicUsize,
+}
+const SLOTS: usize = 16;
+const NO_DEV: usize = usize::MAX;
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY: IrqSlot = IrqSlot {
+    bdf: AtomicU32::new(u32::MAX),
+    vector: AtomicU8::new(0),
+    dev: AtomicUsize::new(NO_DEV),
+};
+static IRQ_SLOTS: [IrqSlot; SLOTS] = [EMPTY; SLOTS];
+
+fn key(b: Bdf) -> u32 {
+    (b.segment as u32) << 16 | (b.bus as u32) << 8 | (b.device as u32) << 3 | b.function as u32
+}
+
+fn slot_of(b: Bdf) -> Option<&'static IrqSlot> {
+    IRQ_SLOTS
+        .iter()
+        .find(|s| s.bdf.load(Ordering::Acquire) == key(b))
+}
+
+fn irq_handler(f: &mut TrapFrame) {
+    for s in IRQ_SLOTS
+        .iter()
+        .filter(|s| s.vector.load(Ordering::Acquire) as u64 == f.vector)
+    {
+        let dev = s.dev.load(Ordering::Acquire);
+        if dev != NO_DEV {
+            crate::dmaengine::irq(dev);
+        }
+    }
+}
+
+/// The LPSS PCI driver.
+pub struct LpssDriver;
+
+static IDS: Once<Vec<PciDeviceId>> = Once::new();
+
+impl PciDriver for LpssDriver {
+    fn name(&self) -> &'static str {
+        "intel-lpss"
+    }
+
+    fn id_table(&self) -> &[PciDeviceId] {
+        IDS.call_once(|| {
+            pci::names::lpss_ids()
+                .map(|l| PciDeviceId::new(0x8086, l.device))
+                .collect()
+        })
+    }
+
+    fn probe(&self, ctx: &mut DeviceCtx<'_>) -> Result<(), ProbeError> {
+        let bdf = ctx.bdf();
+        let bar = *ctx
+            .device
+            .bar(lpss::LPSS_BAR)
+            .ok_or(ProbeError::MissingResource("BAR0"))?;
+        if !bar.is_memory() || bar.size < lpss::IDMA64_OFFSET + lpss::IDMA64_LEN {
+            return Err(ProbeError::MissingResource("a 4 KiB memory BAR0"));
+        }
+        pci::command::enable_memory(ctx.config, bdf);
+        let regs = window(bdf, bar.address, 0, bar.size)?;
+        let p = lpss::PRIV_OFFSET as usize;
+        let caps = regs.read32(p + private::CAPS as usize);
+        if caps == u32::MAX {
+            return Err(ProbeError::Device(
+                "CAPS reads all-ones: the function does not decode",
+            ));
+        }
+        // Out of reset (Linux writes 0, then 0x7), and tell the block its own address.
+        regs.write32(p + private::RESETS as usize, 0);
+        regs.write32(p + private::RESETS as usize, private::RESETS_RELEASE);
+        regs.write32(p + private::REMAP_ADDR as usize, bar.address as u32);
+        regs.write32(
+            p + private::REMAP_ADDR as usize + 4,
+            (bar.address >> 32) as u32,
+        );
+        let function = lpss::caps_function(caps);
+        let has_idma = lpss::has_idma(caps);
+        let fname = function.map_or_else(
+            || alloc::string::String::from("unknown"),
+            |f| alloc::format!("{f}"),
+        );
+        log::info!(
+            "lpss {bdf}: {fname} function, CAPS {caps:#x}, iDMA64 {}{}",
+            if has_idma { "present" } else { "absent" },
+            if sim::is_sim(bdf) { " (simulated)" } else { "" }
+        );
+        let slot = IRQ_SLOTS
+            .iter()
+            .find(|s| {
+                s.bdf
+                    .compare_exchange(u32::MAX, key(bdf), Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            })
+            .ok_or(ProbeError::MissingResource(
+                "an LPSS slot (at most 16 functions)",
+            ))?;
+        if let Some(off) = ctx.device.find_capability(pci::caps::id::MSI) {
+            let msi = pci::Msi::read(ctx.config, bdf, off as u16).map_err(ProbeError::Msi)?;
+            let vector = crate::arch::apic::alloc_vector(irq_handler)
+                .map_err(ProbeError::MissingResource)?;
+            let msg =
+                MsiMessage::x86(crate::arch::apic::lapic_id(), vector).map_err(ProbeError::Msi)?;
+            msi.enable(ctx.config, msg, 1).map_err(ProbeError::Msi)?;
+            pci::command::set_intx_disabled(ctx.config, bdf, true);
+            slot.vector.store(vector, Ordering::Release);
+            log::info!(
+                "lpss {bdf}: MSI vector {vector:#x}, shared by the host controller and iDMA64"
+            );
+        } else {
+            log::info!("lpss {bdf}: no MSI capability; iDMA64 completions are polled");
+        }
+        ctx.enable_bus_master();
+        if has_idma {
+            ctx.register_child(lpss::idma64_child())
+                .map_err(ProbeError::Child)?;
+        }
+        if let Some(f) = function {
+            // Registered, not bound: we have no I2C/UART/SPI host drivers.
+            ctx.register_child(lpss::host_child(f))
+                .map_err(ProbeError::Child)?;
+        }
+        Ok(())
+    }
+
+    fn remove(&self, ctx: &mut DeviceCtx<'_>) {
+        if let Some(s) = slot_of(ctx.bdf()) {
+            s.dev.store(NO_DEV, Ordering::Release);
+        }
+        ctx.disable_bus_master();
+    }
+}
+
+/// LLI memory for the iDMA64: coherent allocations of the parent function, kept until
+/// the driver frees them.
+struct CoherentLli {
+    dev: Arc<dma::DmaDevice>,
+    live: BTreeMap<u64, SendCoherent>,
+}
+
+/// A coherent allocation that may move between contexts.
+struct SendCoherent(#[allow(dead_code)] dma::Coherent);
+
+// SAFETY: `Coherent` holds a pointer into the kernel's direct map, valid everywhere in
+// the kernel; the value is owned (moved, never shared), so sending it is sound.
+unsafe impl Send for SendCoherent {}
+
+impl idma64::LliAllocator for CoherentLli {
+    fn alloc(&mut self, bytes: usize) -> Option<(PhysAddr, DmaAddr)> {
+        let c = self.dev.alloc_coherent(bytes).ok()?.into_device();
+        let (pa, dma) = (c.phys(), c.dma_addr());
+        self.live.insert(pa.as_u64(), SendCoherent(c));
+        Some((pa, dma))
+    }
+    fn free(&mut self, pa: PhysAddr, _bytes: usize) {
+        if self.live.remove(&pa.as_u64()).is_none() {
+            log::error!(
+                "idma64: freeing LLI memory {:#x} that was not allocated",
+                pa.as_u64()
+            );
+        }
+    }
+}
+
+/// The iDMA64 platform driver (the `idma64` child of an LPSS function).
+pub struct Idma64Driver;
+
+impl PlatformDriver for Idma64Driver {
+    fn name(&self) -> &'static str {
+        lpss::IDMA64_NAME
+    }
+
+    fn probe(&self, ctx: &mut PlatformCtx<'_>) -> Result<(), ProbeError> {
+        let parent = ctx.device.parent;
+        let w = ctx.device.mmio;
+        let regs = window(parent, w.phys, w.offset, w.len)?;
+        // hw-facts §1.1: mappings against the parent, 64-bit mask, 0x1FFFF segments.
+        ctx.dma
+            .set_mask_and_coherent(64)
+            .map_err(ProbeError::DmaMask)?;
+        ctx.dma.max_segment_size = idma64::regs::MAX_BLOCK as u32;
+        let simulated = sim::is_sim(parent);
+        let backend = if simulated {
+            dma::DmaBackend::Direct
+        } else {
+            crate::dma::backend_for(parent, None)
+        };
+        let name = alloc::format!("{parent} idma64");
+        let dev = dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
+        dev.set_mask_and_coherent(u64::MAX)
+            .map_err(|_| ProbeError::MissingResource("a 64-bit DMA mask"))?;
+        let lli = CoherentLli {
+            dev: dev.clone(),
+            live: BTreeMap::new(),
+        };
+        let drv = idma64::Idma64::new(regs, crate::mm::direct::direct(), lli)
+            .map_err(|_| ProbeError::Device("iDMA64 did not turn off (DMA_EN stuck)"))?;
+        let desc = alloc::format!(
+            "idma64 on {parent}{}, 2 channels, registers at {:#x}",
+            if simulated { " (simulated)" } else { "" },
+            w.phys
+        );
+        let id = crate::dmaengine::register(dmaengine::Boxed::new_dyn(drv), desc, Some(dev));
+        if simulated {
+            crate::dmaengine::set_fault_injection(id, sim::corrupt_next_byte);
+        }
+        match slot_of(parent) {
+            Some(s) => {
+                s.dev.store(id, Ordering::Release);
+                if s.vector.load(Ordering::Acquire) == 0 {
+                    crate::dmaengine::set_polled(id);
+                }
+            }
+            None => crate::dmaengine::set_polled(id),
+        }
+        ctx.set_drvdata(id);
+        Ok(())
+    }
+
+    fn remove(&self, ctx: &mut PlatformCtx<'_>) {
+        if let Some(s) = slot_of(ctx.device.parent) {
+            s.dev.store(NO_DEV, Ordering::Release);
+        }
+    }
+}
+
+/// Registers both drivers with the PCI registry.
+pub fn register(reg: &mut pci::DriverRegistry, cfg: &dyn pci::ConfigAccess) {
+    reg.register_platform_driver(cfg, Box::new(Idma64Driver));
+    reg.register_driver(cfg, Box::new(LpssDriver));
+}
