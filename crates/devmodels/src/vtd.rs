@@ -4,6 +4,11 @@
 //! The model keeps its own context cache and IOTLB, refreshed only by the proper
 //! invalidations (or SRTP / TE toggles), so a missing invalidation shows up as a stale
 //! translation, exactly as on QEMU (hw-facts 4.8).
+//!
+//! Interrupt remapping ([`VtdModel::msi_write`], also reached by a 4-byte
+//! [`VtdModel::dma_write`] into 0xFEEx_xxxx) follows the spec rather than QEMU 7.2:
+//! it caches IRTEs until an IEC invalidation, honours GCMD.CFI, and records IR
+//! faults; QEMU does none of the three (hw-facts 4.5, 4.12).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -42,6 +47,13 @@ const WBF: u32 = 1 << 27;
 const QIE: u32 = 1 << 26;
 const IRE: u32 = 1 << 25;
 const SIRTP: u32 = 1 << 24;
+const CFI: u32 = 1 << 23;
+/// GSTS.IRES.
+pub const GSTS_IRES: u32 = IRE;
+/// GSTS.IRTPS.
+pub const GSTS_IRTPS: u32 = SIRTP;
+/// GSTS.CFIS.
+pub const GSTS_CFIS: u32 = CFI;
 /// GSTS.TES.
 pub const GSTS_TES: u32 = TE;
 /// GSTS.RTPS.
@@ -61,6 +73,12 @@ const IM: u32 = 1 << 31;
 const IP: u32 = 1 << 30;
 
 const F: u64 = 1 << 63;
+
+/// The interrupt address window (hw-facts 4.7): DMA writes here are MSIs.
+const INTR_FIRST: u64 = 0xfee0_0000;
+const INTR_END: u64 = 0xfef0_0000;
+/// IR fault: reserved fields in the interrupt request.
+const IR_REQ_RSVD: u8 = 0x20;
 const T_READ: u64 = 1 << 62;
 
 /// QEMU 7.2 defaults (hw-facts 4.4).
@@ -136,6 +154,26 @@ pub struct RegWrite {
     pub width: u8,
 }
 
+/// An interrupt the model delivered to the CPUs (after remapping, or as a
+/// compatibility-format MSI passed through).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupt {
+    /// Vector.
+    pub vector: u8,
+    /// Destination APIC ID (xAPIC: 8 bits, from IRTE bits 47:40 or address 19:12).
+    pub dest: u32,
+    /// Logical destination mode.
+    pub logical: bool,
+    /// Delivery mode code.
+    pub delivery: u8,
+    /// Level-triggered.
+    pub level: bool,
+    /// Redirection hint.
+    pub redirection_hint: bool,
+    /// The IRTE index that remapped it; `None` for a compatibility-format MSI.
+    pub index: Option<u16>,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct IotlbEntry {
     did: u16,
@@ -165,6 +203,12 @@ struct State {
     iedata: u32,
     ieaddr: u32,
     irta: u64,
+    ir_root: u64,
+    ir_size: u32,
+    ir_eime: bool,
+    iec: BTreeMap<u16, [u64; 2]>,
+    interrupts: Vec<Interrupt>,
+    iec_invalidations: u32,
     iva: u64,
     iotlb_reg: u64,
     frcd: Vec<[u64; 2]>,
@@ -227,6 +271,12 @@ impl<M: PhysMemory> VtdModel<M> {
                 iedata: 0,
                 ieaddr: 0,
                 irta: 0,
+                ir_root: 0,
+                ir_size: 0,
+                ir_eime: false,
+                iec: BTreeMap::new(),
+                interrupts: Vec::new(),
+                iec_invalidations: 0,
                 iva: 0,
                 iotlb_reg: 0,
                 frcd: alloc::vec![[0; 2]; nfr],
@@ -342,6 +392,146 @@ impl<M: PhysMemory> VtdModel<M> {
         self.s.borrow().frcd.get(i).copied().unwrap_or([0; 2])
     }
 
+    /// Interrupts delivered so far (by [`VtdModel::msi_write`]).
+    pub fn interrupts(&self) -> Vec<Interrupt> {
+        self.s.borrow().interrupts.clone()
+    }
+
+    /// Number of cached IRTEs.
+    pub fn iec_len(&self) -> usize {
+        self.s.borrow().iec.len()
+    }
+
+    /// Interrupt-entry-cache invalidation descriptors processed.
+    pub fn iec_invalidations(&self) -> u32 {
+        self.s.borrow().iec_invalidations
+    }
+
+    /// An MSI: a 4-byte write of `data` to `addr` (0xFEEx_xxxx) from the device at
+    /// `bus:devfn`. With GSTS.IRES clear it is delivered as a compatibility-format
+    /// message. With remapping on: a compatibility-format message passes only if
+    /// GSTS.CFIS is set (else fault 0x25); a remappable one is looked up in the
+    /// IRTE cache, or read from the table and cached (§5.1.4: faults are not
+    /// cached), checked for present (0x22), reserved fields (0x24) and source-id
+    /// (0x26), and delivered as the IRTE says. Faults are recorded with the
+    /// interrupt index in FI bits 63:48 (§11.4.14) unless the IRTE's FPD
+    /// suppresses a qualified one. QEMU 7.2 differs: it drops the MSI without a
+    /// record, keeps no IRTE cache, and ignores CFI (hw-facts 4.11, 4.12).
+    pub fn msi_write(&self, bus: u8, devfn: u8, addr: u64, data: u32) -> Result<Interrupt, Fault> {
+        let sid = self.requester_id(bus, devfn);
+        let fault = |reason: u8, index: u16, fpd: bool| {
+            let qualified = matches!(reason, 0x22 | 0x24 | 0x26 | 0x27);
+            let recorded = !(qualified && fpd)
+                && self.record_fault_lo(sid, (index as u64) << 48, true, reason);
+            Err(Fault {
+                sid,
+                addr,
+                write: true,
+                reason,
+                recorded,
+            })
+        };
+        let compat = Interrupt {
+            vector: data as u8,
+            dest: ((addr >> 12) & 0xff) as u32,
+            logical: addr & (1 << 2) != 0,
+            delivery: ((data >> 8) & 7) as u8,
+            level: data & (1 << 15) != 0,
+            redirection_hint: addr & (1 << 3) != 0,
+            index: None,
+        };
+        let (gsts, size, root, eime) = {
+            let s = self.s.borrow();
+            (s.gsts, s.ir_size, s.ir_root, s.ir_eime)
+        };
+        if gsts & IRE == 0 {
+            self.s.borrow_mut().interrupts.push(compat);
+            return Ok(compat);
+        }
+        if addr >> 32 != 0 || addr & 0xfff0_0000 != INTR_FIRST {
+            return fault(IR_REQ_RSVD, 0, false);
+        }
+        if addr & (1 << 4) == 0 {
+            if gsts & CFI != 0 {
+                self.s.borrow_mut().interrupts.push(compat);
+                return Ok(compat);
+            }
+            return fault(0x25, 0, false);
+        }
+        let a = addr as u32;
+        let shv = a & (1 << 3) != 0;
+        let mut index = ((a >> 5) & 0x7fff) | ((a >> 2) & 1) << 15;
+        if shv {
+            if data & 0xffff_0000 != 0 {
+                return fault(IR_REQ_RSVD, index as u16, false);
+            }
+            index += data & 0xffff;
+        }
+        if index >= size || index > 0xffff {
+            return fault(0x21, index as u16, false);
+        }
+        let index = index as u16;
+        let cached = self.s.borrow().iec.get(&index).copied();
+        let [lo, hi] = match cached {
+            Some(e) => e,
+            None => {
+                let pa = root + index as u64 * 16;
+                if !self.readable(pa, 16) {
+                    return fault(0x23, index, false);
+                }
+                [
+                    self.mem.read_u64(PhysAddr::new(pa)),
+                    self.mem.read_u64(PhysAddr::new(pa + 8)),
+                ]
+            }
+        };
+        let fpd = lo & 2 != 0;
+        if lo & 1 == 0 {
+            return fault(0x22, index, fpd);
+        }
+        // §9.10 reserved: 14:12, IM (15; no posted interrupts), 31:24, the xAPIC
+        // destination bits outside 47:40, 127:84, SVT = 11 and reserved delivery modes.
+        let dlm = (lo >> 5) & 7;
+        if lo & 0xff00_f000 != 0
+            || (!eime && lo & 0xffff_00ff_0000_0000 != 0)
+            || hi >> 20 != 0
+            || (hi >> 18) & 3 == 3
+            || dlm == 3
+            || dlm == 6
+        {
+            return fault(0x24, index, fpd);
+        }
+        let irte_sid = hi as u16;
+        let ok = match (hi >> 18) & 3 {
+            0 => true,
+            1 => {
+                let mask: u16 = [0xffff, 0xfffb, 0xfff9, 0xfff8][((hi >> 16) & 3) as usize];
+                irte_sid & mask == sid & mask
+            }
+            _ => {
+                let bus = (sid >> 8) as u8;
+                ((irte_sid >> 8) as u8..=irte_sid as u8).contains(&bus)
+            }
+        };
+        if !ok {
+            return fault(0x26, index, fpd);
+        }
+        let dest = (lo >> 32) as u32;
+        let irq = Interrupt {
+            vector: (lo >> 16) as u8,
+            dest: if eime { dest } else { (dest >> 8) & 0xff },
+            logical: lo & 4 != 0,
+            delivery: dlm as u8,
+            level: lo & 16 != 0,
+            redirection_hint: lo & 8 != 0,
+            index: Some(index),
+        };
+        let mut s = self.s.borrow_mut();
+        s.iec.insert(index, [lo, hi]);
+        s.interrupts.push(irq);
+        Ok(irq)
+    }
+
     fn readable(&self, pa: u64, len: u64) -> bool {
         match self.s.borrow().ram {
             Some((a, b)) => pa >= a && pa + len <= b,
@@ -374,7 +564,24 @@ impl<M: PhysMemory> VtdModel<M> {
     }
 
     /// Device write of `data` at `iova`, page by page.
+    /// A 4-byte write into the interrupt window 0xFEEx_xxxx is an MSI and goes to
+    /// [`VtdModel::msi_write`] instead of translation, as in QEMU.
     pub fn dma_write(&self, bus: u8, devfn: u8, iova: u64, data: &[u8]) -> Result<(), Fault> {
+        if (INTR_FIRST..INTR_END).contains(&iova) {
+            let Ok(bytes) = <[u8; 4]>::try_from(data) else {
+                // QEMU's interrupt window takes 4-byte writes only.
+                return Err(Fault {
+                    sid: self.requester_id(bus, devfn),
+                    addr: iova,
+                    write: true,
+                    reason: IR_REQ_RSVD,
+                    recorded: false,
+                });
+            };
+            return self
+                .msi_write(bus, devfn, iova, u32::from_le_bytes(bytes))
+                .map(|_| ());
+        }
         let sid = self.requester_id(bus, devfn);
         let mut off = 0usize;
         while off < data.len() {
@@ -567,6 +774,11 @@ impl<M: PhysMemory> VtdModel<M> {
 
     /// Fault recording rules of hw-facts 4.11. Returns whether it was recorded.
     fn record_fault(&self, sid: u16, iova: u64, write: bool, reason: u8) -> bool {
+        self.record_fault_lo(sid, iova & !0xfff, write, reason)
+    }
+
+    /// Records a fault whose low qword (FI) is `lo`.
+    fn record_fault_lo(&self, sid: u16, lo: u64, write: bool, reason: u8) -> bool {
         let mut s = self.s.borrow_mut();
         if s.fsts & PFO != 0 {
             return false;
@@ -586,7 +798,7 @@ impl<M: PhysMemory> VtdModel<M> {
             0
         };
         s.frcd[i] = [
-            iova & !0xfff,
+            lo,
             F | if write { 0 } else { T_READ } | pv_junk | (reason as u64) << 32 | sid as u64,
         ];
         let n = s.frcd.len();
@@ -738,7 +950,23 @@ impl<M: PhysMemory> VtdModel<M> {
                 ) != 0
             }
             3 => lo & 0xffff_0000_ffe0_fff8 == 0 && hi & 0xffe == 0,
-            4 | 6 | 7 => true,
+            4 => {
+                // §6.5.2.7: G (bit 4) 0 = global, 1 = index-selective over
+                // IIDX (47:32) aligned down to 2^IM (31:27) entries.
+                let mut s = self.s.borrow_mut();
+                s.iec_invalidations += 1;
+                if lo & (1 << 4) == 0 {
+                    s.iec.clear();
+                } else {
+                    let im = ((lo >> 27) & 0x1f) as u32;
+                    let first = ((lo >> 32) as u16 as u32) & !((1u32 << im) - 1);
+                    let last = first + (1u32 << im) - 1;
+                    s.iec
+                        .retain(|&i, _| (i as u32) < first || (i as u32) > last);
+                }
+                true
+            }
+            6 | 7 => true,
             5 => {
                 if lo & 0xffff_ff80 != 0 || hi & 3 != 0 {
                     return false;
@@ -856,7 +1084,7 @@ impl<M: PhysMemory> VtdModel<M> {
                 }
             }
             IQA => self.s.borrow_mut().iqa = v & !0x7f8,
-            IRTA => self.s.borrow_mut().irta = v,
+            IRTA => self.s.borrow_mut().irta = v & !0x7f0,
             o if o == iro => self.s.borrow_mut().iva = v,
             o if o == iro + 8 => {
                 let mut s = self.s.borrow_mut();
@@ -961,7 +1189,19 @@ impl<M: PhysMemory> VtdModel<M> {
             s.gsts ^= IRE;
         }
         if v & SIRTP != 0 && stuck & SIRTP == 0 {
+            // Latch IRTA (table address, 2^(S+1) entries, EIME) and flush the
+            // interrupt entry cache (hw-facts 4.5).
+            let haw = ((s.cap >> 16) & 0x3f) + 1;
+            s.ir_root = s.irta & ((1u64 << haw) - 1) & !0xfff;
+            s.ir_size = 1 << ((s.irta & 0xf) + 1);
+            s.ir_eime = s.irta & (1 << 11) != 0 && s.ecap & (1 << 4) != 0;
+            s.iec.clear();
             s.gsts |= SIRTP;
+        }
+        // CFI follows the spec (§11.4.4): QEMU 7.2 does not implement it and lets
+        // compatibility-format MSIs through whatever CFIS says (hw-facts 4.5).
+        if (st & CFI) != (v & CFI) && s.ecap & (1 << 3) != 0 && stuck & CFI == 0 {
+            s.gsts ^= CFI;
         }
         drop(s);
         if run_queue {
@@ -1352,6 +1592,50 @@ mod tests {
             m.dma(0, 8, 0x4000_5000, 4, true).unwrap().as_u64(),
             0x3_0000
         );
+    }
+
+    #[test]
+    fn msi_remapping_by_hand_written_irtes() {
+        const IRT: u64 = 0x9000;
+        let a = arena();
+        let m = VtdModel::qemu_default(&a);
+        m.write64(IQA, QUEUE);
+        m.write32(GCMD, QIE);
+        m.write64(IRTA, IRT | 7);
+        m.write32(GCMD, QIE | SIRTP);
+        m.write32(GCMD, QIE | IRE);
+        assert_eq!(m.gsts() & (IRE | SIRTP | CFI), IRE | SIRTP);
+        // Entry 4: vector 0x33 to APIC 5, buses 1..=2 only (SVT = 10).
+        w(&a, IRT + 4 * 16, 1 | 0x33 << 16 | 5 << 40);
+        w(&a, IRT + 4 * 16 + 8, 2 << 18 | 0x0102);
+        let addr = 0xfee0_0000 | 4 << 5 | 1 << 4;
+        let i = m.msi_write(2, 0x10, addr, 0).unwrap();
+        assert_eq!((i.vector, i.dest, i.index), (0x33, 5, Some(4)));
+        let f = m.msi_write(3, 0, addr, 0).unwrap_err();
+        assert_eq!((f.reason, f.recorded), (0x26, true));
+        assert_eq!(m.frcd(0), [4 << 48, 0x8000_0026_0000_0300]);
+        m.write32(0x22c, 0x8000_0000);
+        // Entries 4..8 cached, then changed; IM = 2 from index 6 covers 4..=7.
+        w(&a, IRT + 5 * 16, 1 | 0x44 << 16);
+        m.msi_write(1, 0, addr + (1 << 5), 0).unwrap();
+        w(&a, IRT + 4 * 16, 1 | 0x34 << 16 | 5 << 40);
+        w(&a, IRT + 5 * 16, 1 | 0x45 << 16);
+        w(&a, QUEUE, 4 | 1 << 4 | 2 << 27 | 6 << 32);
+        w(&a, QUEUE + 8, 0);
+        assert_eq!(m.msi_write(1, 0, addr, 0).unwrap().vector, 0x33);
+        m.write64(IQT, 0x10);
+        assert_eq!(m.iec_invalidations(), 1);
+        assert_eq!(m.msi_write(1, 0, addr, 0).unwrap().vector, 0x34);
+        assert_eq!(m.msi_write(1, 0, addr + (1 << 5), 0).unwrap().vector, 0x45);
+        // xAPIC mode: destination bits outside 47:40 are reserved (0x24).
+        w(&a, IRT + 6 * 16, 1 | 1 << 32);
+        assert_eq!(
+            m.msi_write(1, 0, addr + (2 << 5), 0).unwrap_err().reason,
+            0x24
+        );
+        // CFI set: compatibility format passes again (spec; QEMU 7.2 ignores CFI).
+        m.write32(GCMD, QIE | IRE | CFI);
+        assert_eq!(m.msi_write(0, 8, 0xfee0_2000, 0x31).unwrap().dest, 2);
     }
 
     #[test]

@@ -37,6 +37,29 @@ impl FaultReason {
     pub const TRANSLATION_TYPE_BLOCKED: FaultReason = FaultReason(0xd);
     /// Translated address falls in the interrupt range 0xFEEx_xxxx.
     pub const INTERRUPT_RANGE: FaultReason = FaultReason(0xe);
+    /// Interrupt request with reserved fields set (e.g. address bits 63:32, data
+    /// bits 31:16 with SHV).
+    pub const IR_REQUEST_RESERVED: FaultReason = FaultReason(0x20);
+    /// Interrupt index beyond the table size in IRTA.S.
+    pub const IR_INDEX_OVERFLOW: FaultReason = FaultReason(0x21);
+    /// IRTE not present.
+    pub const IR_ENTRY_NOT_PRESENT: FaultReason = FaultReason(0x22);
+    /// IRTE could not be read.
+    pub const IR_TABLE_UNREADABLE: FaultReason = FaultReason(0x23);
+    /// IRTE reserved fields set.
+    pub const IR_ENTRY_RESERVED: FaultReason = FaultReason(0x24);
+    /// Compatibility-format interrupt blocked (remapping on, GSTS.CFIS = 0).
+    pub const IR_COMPAT_BLOCKED: FaultReason = FaultReason(0x25);
+    /// Source-id validation failed: the requester does not own the IRTE.
+    pub const IR_SOURCE_ID: FaultReason = FaultReason(0x26);
+    /// Posted-interrupt descriptor could not be accessed.
+    pub const IR_POSTED_DESCRIPTOR: FaultReason = FaultReason(0x27);
+
+    /// An interrupt-remapping fault (0x20..=0x27): the record's FI field holds the
+    /// interrupt index in bits 63:48 instead of a page address.
+    pub fn is_interrupt_remapping(self) -> bool {
+        (0x20..=0x27).contains(&self.0)
+    }
 
     /// The reason in words.
     pub fn describe(self) -> &'static str {
@@ -55,7 +78,14 @@ impl FaultReason {
             0xc => "paging entry has reserved bits set",
             0xd => "translation type blocked by the context entry",
             0xe => "translated address in the interrupt address range",
-            0x20..=0x26 => "interrupt remapping fault",
+            0x20 => "interrupt request with reserved fields set",
+            0x21 => "interrupt index beyond the remapping table",
+            0x22 => "interrupt remapping entry not present",
+            0x23 => "interrupt remapping table could not be read",
+            0x24 => "interrupt remapping entry has reserved fields set",
+            0x25 => "compatibility-format interrupt blocked by remapping",
+            0x26 => "interrupt from a requester the entry does not allow (source-id check)",
+            0x27 => "posted-interrupt descriptor could not be read",
             0x58 => "scalable-mode PASID table entry fault",
             0x87 => "scalable-mode translation in the interrupt range",
             _ => "unknown fault reason",
@@ -110,8 +140,25 @@ impl FaultRecord {
     }
 }
 
+impl FaultRecord {
+    /// For an interrupt-remapping fault, the interrupt index (FI bits 63:48, spec
+    /// §11.4.14); `None` for a DMA fault.
+    pub fn interrupt_index(&self) -> Option<u16> {
+        self.reason
+            .is_interrupt_remapping()
+            .then_some((self.addr >> 48) as u16)
+    }
+}
+
 impl fmt::Display for FaultRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(i) = self.interrupt_index() {
+            return write!(
+                f,
+                "IR fault: {} interrupt index {i}, reason {}",
+                self.source, self.reason
+            );
+        }
         write!(
             f,
             "DMAR fault: {} {} at {:#x}, reason {}",
@@ -227,5 +274,31 @@ mod tests {
             assert_ne!(FaultReason(code).describe(), "unknown fault reason");
         }
         assert_eq!(FaultReason(0x40).describe(), "unknown fault reason");
+    }
+
+    #[test]
+    fn interrupt_remapping_reasons_decode_to_words() {
+        for code in 0x20..=0x27 {
+            let r = FaultReason(code);
+            assert!(r.is_interrupt_remapping());
+            assert_ne!(r.describe(), "unknown fault reason", "{code:#x}");
+        }
+        assert!(!FaultReason::WRITE_DENIED.is_interrupt_remapping());
+        assert_eq!(
+            FaultReason::IR_SOURCE_ID.describe(),
+            "interrupt from a requester the entry does not allow (source-id check)"
+        );
+        // Index 5 from 00:02.0, reason 0x26; FI carries the index in bits 63:48.
+        let r = FaultRecord::decode(0, 5 << 48, 0x8000_0026_0000_0010).unwrap();
+        assert_eq!(r.interrupt_index(), Some(5));
+        assert_eq!(
+            std::format!("{r}"),
+            "IR fault: 00:02.0 interrupt index 5, reason 0x26 (interrupt from a requester the entry does not allow (source-id check))"
+        );
+        let r = FaultRecord::decode(0, 0, 0x8000_0025_0000_0010).unwrap();
+        assert_eq!(
+            r.reason.describe(),
+            "compatibility-format interrupt blocked by remapping"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! * [`regs`] — the register map, GCMD/GSTS/FSTS bits, CAP/ECAP decoders.
 //! * [`tables`] — root, context and second-level entry formats (legacy mode).
 //! * [`inval`] — invalidation requests and queued-invalidation descriptors.
+//! * [`intremap`] — interrupt remapping: IRTEs, remappable MSI/IO-APIC formats, IEC.
 //! * [`fault`] — fault recording registers decoded into [`FaultRecord`]s.
 //! * [`iova`] — the per-domain IOVA allocator with "reuse only after flush".
 //! * [`scope`] — which unit covers a device (ancestor bridges, failed units).
@@ -20,6 +21,7 @@ extern crate alloc;
 
 pub mod fault;
 pub mod frames;
+pub mod intremap;
 pub mod inval;
 pub mod iova;
 pub mod regs;
@@ -29,6 +31,7 @@ pub mod unit;
 
 pub use fault::{FaultReason, FaultRecord, RateLimit};
 pub use frames::{BumpFrames, FrameAlloc};
+pub use intremap::{IecInval, Irte, IrteAllocator, IrteError, SourceValidation};
 pub use inval::{ContextInval, InvalMode, IotlbInval};
 pub use iova::{IovaAllocator, IovaError};
 pub use regs::{Cap, Ecap};

@@ -2,6 +2,7 @@
 
 use crate::fault::{FaultReason, FaultRecord, FRCD_HI_F};
 use crate::frames::FrameAlloc;
+use crate::intremap::{self, IecInval, Irte, IrteAllocator, IrteError};
 use crate::inval::{wait_descriptor, ContextInval, InvalMode, IotlbInval};
 use crate::iova::{IovaAllocator, IovaError};
 use crate::regs::{self, Cap, Ecap, Fsts, Gcmd, Gsts, ECTL_IM};
@@ -77,6 +78,12 @@ pub enum Error {
     /// devices sharing it must share one domain (see
     /// [`RemappingUnit::group_domain`]).
     AliasInOtherDomain(Bdf, DomainId),
+    /// Interrupt remapping asked of a unit without ECAP.IR.
+    NoInterruptRemapping,
+    /// Interrupt remapping is not enabled on this unit.
+    InterruptRemappingOff,
+    /// IRTE allocation or ownership error.
+    Irte(IrteError),
 }
 
 impl fmt::Display for Error {
@@ -110,6 +117,11 @@ impl fmt::Display for Error {
                 f,
                 "requester ID {b} is in {d}: devices sharing it must share its domain"
             ),
+            Error::NoInterruptRemapping => {
+                write!(f, "interrupt remapping not supported (ECAP.IR = 0)")
+            }
+            Error::InterruptRemappingOff => write!(f, "interrupt remapping is not enabled"),
+            Error::Irte(e) => write!(f, "{e}"),
         }
     }
 }
@@ -166,6 +178,8 @@ pub struct Stats {
     pub iotlb_invalidations: u64,
     /// Wait descriptors completed on the queue.
     pub qi_waits: u64,
+    /// Interrupt-entry-cache invalidations issued.
+    pub iec_invalidations: u64,
 }
 
 /// Result of a software walk.
@@ -270,6 +284,14 @@ pub struct RemappingUnit<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> {
     /// over a table), so consecutive 4 KiB maps and unmaps in the same 2 MiB
     /// skip the walk from the top. Cleared when a domain is destroyed.
     leaf_cache: Option<(u16, u64, PhysAddr)>,
+    /// Interrupt remapping state, once enabled.
+    ir: Option<IntRemap>,
+}
+
+/// The interrupt remapping table of a unit.
+struct IntRemap {
+    table: PhysAddr,
+    alloc: IrteAllocator,
 }
 
 /// The interrupt address window, never usable as IOVA (spec §3.14: requests to
@@ -318,6 +340,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             rmrrs: Vec::new(),
             stats: Stats::default(),
             leaf_cache: None,
+            ir: None,
         };
         u.zero_page(root);
         log::info!("DMAR: {}", u.cap);
@@ -1434,5 +1457,141 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             regs::FSTS,
             (Fsts::PFO | Fsts::IQE | Fsts::ICE | Fsts::ITE).bits(),
         );
+    }
+
+    // ----- interrupt remapping (spec chapter 5, §9.10) -----
+
+    /// Turns interrupt remapping on with a one-page table of 256 entries (IRTA.S =
+    /// 7, EIME = 0: xAPIC destinations, the only mode QEMU offers under TCG):
+    /// IRTA → GCMD.SIRTP (wait IRTPS) → global IEC invalidation → GCMD.IRE (wait
+    /// IRES) → GCMD.CFI clear if GSTS.CFIS was set (wait CFIS clear), so
+    /// compatibility-format MSIs are blocked, as Linux does. Needs ECAP.IR and queued invalidation (the IEC is
+    /// invalidated only through the queue, §6.5.2.7).
+    pub fn enable_interrupt_remapping(&mut self) -> Result<(), Error> {
+        if !self.ecap.ir {
+            return Err(Error::NoInterruptRemapping);
+        }
+        if self.mode != InvalMode::Queued {
+            return Err(Error::NoQueuedInvalidation);
+        }
+        if self.ir.is_none() {
+            let table = self.new_table()?;
+            self.ir = Some(IntRemap {
+                table,
+                alloc: IrteAllocator::new(intremap::ONE_PAGE_ENTRIES),
+            });
+        }
+        let table = self.ir.as_ref().map_or(PhysAddr::new(0), |i| i.table);
+        self.regs
+            .write64(regs::IRTA, intremap::irta_value(table.as_u64(), 7, false));
+        self.gcmd_oneshot(Gcmd::SIRTP, |s| s.contains(Gsts::IRTPS), "GSTS.IRTPS")?;
+        self.flush_iec(IecInval::Global)?;
+        // One GCMD change at a time (§10.4.4), as Linux does since 5.10: IRE,
+        // then CFI off if firmware left compatibility format on.
+        self.gcmd_persistent(Gcmd::IRE, true, Gsts::IRES, "GSTS.IRES set")?;
+        if self.gsts().contains(Gsts::CFIS) {
+            self.gcmd_persistent(Gcmd::CFI, false, Gsts::CFIS, "GSTS.CFIS clear")?;
+        }
+        Ok(())
+    }
+
+    /// Turns interrupt remapping off (GCMD.IRE clear, wait IRES clear). The
+    /// table and its allocations stay, for a later enable.
+    pub fn disable_interrupt_remapping(&mut self) -> Result<(), Error> {
+        self.gcmd_persistent(Gcmd::IRE, false, Gsts::IRES, "GSTS.IRES clear")
+    }
+
+    /// Whether GSTS.IRES is set.
+    pub fn interrupt_remapping_enabled(&self) -> bool {
+        self.gsts().contains(Gsts::IRES)
+    }
+
+    /// Physical address of the interrupt remapping table, once enabled.
+    pub fn irt_address(&self) -> Option<PhysAddr> {
+        self.ir.as_ref().map(|i| i.table)
+    }
+
+    /// Invalidates interrupt-entry-cache entries through the queue.
+    pub fn flush_iec(&mut self, req: IecInval) -> Result<(), Error> {
+        if self.mode != InvalMode::Queued {
+            return Err(Error::NoQueuedInvalidation);
+        }
+        self.stats.iec_invalidations += 1;
+        self.qi_submit(&[req.descriptor()])
+    }
+
+    /// Allocates `count` (a power of two) IRTEs for requester `owner`, all
+    /// not present; returns the handle (first index).
+    pub fn alloc_irte(&mut self, owner: Bdf, count: u16) -> Result<u16, Error> {
+        let ir = self.ir.as_mut().ok_or(Error::InterruptRemappingOff)?;
+        ir.alloc.alloc(owner.sid(), count).map_err(Error::Irte)
+    }
+
+    /// Writes IRTE `index` (inside a block `owner` holds) and invalidates its
+    /// IEC entry. The entry's source validation is forced to `owner` (full
+    /// 16-bit match) unless it already names a check that `owner` passes, so
+    /// an entry can never be opened to another requester by mistake.
+    pub fn set_irte(&mut self, owner: Bdf, index: u16, mut irte: Irte) -> Result<(), Error> {
+        let ir = self.ir.as_ref().ok_or(Error::InterruptRemappingOff)?;
+        let b = ir
+            .alloc
+            .block_containing(index)
+            .ok_or(Error::Irte(IrteError::NotAllocated(index)))?;
+        if b.owner != owner.sid() {
+            return Err(Error::Irte(IrteError::NotOwner {
+                index,
+                owner: b.owner,
+            }));
+        }
+        if matches!(irte.source, intremap::SourceValidation::None)
+            || !irte.source.allows(owner.sid())
+        {
+            irte.source = intremap::SourceValidation::Requester {
+                sid: owner.sid(),
+                sq: 0,
+            };
+        }
+        let pa = ir.table + index as u64 * intremap::IRTE_SIZE;
+        let [lo, hi] = irte.encode();
+        // High qword first, then the low one with P: the unit never sees a
+        // present entry with a stale source check (§9.10 guidance on updates).
+        self.mem.write_u64(pa + 8u64, hi);
+        self.mem.write_u64(pa, lo);
+        self.flush_cache(pa, 16);
+        self.flush_iec(IecInval::Index { index, im: 0 })
+    }
+
+    /// Reads IRTE `index` back from the table.
+    pub fn irte(&self, index: u16) -> Result<Irte, Error> {
+        let ir = self.ir.as_ref().ok_or(Error::InterruptRemappingOff)?;
+        if index >= ir.alloc.size() {
+            return Err(Error::Irte(IrteError::NotAllocated(index)));
+        }
+        let pa = ir.table + index as u64 * intremap::IRTE_SIZE;
+        let raw = [self.mem.read_u64(pa), self.mem.read_u64(pa + 8u64)];
+        // Only this driver writes the table, with no reserved bits.
+        Irte::decode(raw, false).map_err(|_| Error::Irte(IrteError::NotAllocated(index)))
+    }
+
+    /// Clears the block at `handle` (P = 0), invalidates it in the IEC, and frees it.
+    pub fn free_irte(&mut self, owner: Bdf, handle: u16) -> Result<(), Error> {
+        let ir = self.ir.as_mut().ok_or(Error::InterruptRemappingOff)?;
+        let b = ir.alloc.free(handle, owner.sid()).map_err(Error::Irte)?;
+        let table = ir.table;
+        for i in b.index..b.index + b.count {
+            let pa = table + i as u64 * intremap::IRTE_SIZE;
+            self.mem.write_u64(pa, 0);
+            self.mem.write_u64(pa + 8u64, 0);
+            self.flush_cache(pa, 16);
+        }
+        self.flush_iec(IecInval::Index {
+            index: b.index,
+            im: b.count.trailing_zeros() as u8,
+        })
+    }
+
+    /// Allocated IRTE blocks (for the shell's `iommu` table).
+    pub fn irte_blocks(&self) -> Vec<intremap::IrteBlock> {
+        self.ir.as_ref().map_or_else(Vec::new, |i| i.alloc.blocks())
     }
 }
