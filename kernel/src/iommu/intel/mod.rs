@@ -366,7 +366,10 @@ fn iommu_err(e: iommu_vtd::Error) -> IommuError {
         | E::NoQueuedInvalidation
         | E::DomainIdsExhausted
         | E::NoUnit(_)
-        | E::AliasInOtherDomain(..) => IommuError::DomainUnusable,
+        | E::AliasInOtherDomain(..)
+        | E::NoInterruptRemapping
+        | E::InterruptRemappingOff
+        | E::Irte(_) => IommuError::DomainUnusable,
     }
 }
 
