@@ -174,6 +174,9 @@ struct State {
     stuck_status: u32,
     stuck_invalidation: bool,
     inject_queue_error: bool,
+    /// The descriptor (queue index, lo, hi) the unit rejected: fetched again unchanged,
+    /// it is rejected again (§6.5.2.10: software must fix it before clearing IQE).
+    rejected: Option<(u64, u64, u64)>,
     ram: Option<(u64, u64)>,
     bridges: Vec<Bridge>,
     writes: Vec<RegWrite>,
@@ -236,6 +239,7 @@ impl<M: PhysMemory> VtdModel<M> {
                 stuck_status: 0,
                 stuck_invalidation: false,
                 inject_queue_error: false,
+                rejected: None,
                 ram: None,
                 bridges: Vec::new(),
                 writes: Vec::new(),
@@ -264,7 +268,10 @@ impl<M: PhysMemory> VtdModel<M> {
         self.s.borrow_mut().stuck_invalidation = stuck;
     }
 
-    /// The next queued descriptor is treated as invalid (FSTS.IQE, IQH stays on it).
+    /// The next queued descriptor is treated as invalid (FSTS.IQE, IQH stays on it). As
+    /// for a descriptor the unit finds malformed, it stays invalid while its memory is
+    /// unchanged: clearing IQE resumes fetching at IQH, and the same descriptor there
+    /// raises IQE again.
     pub fn inject_queue_error(&self) {
         self.s.borrow_mut().inject_queue_error = true;
     }
@@ -698,13 +705,16 @@ impl<M: PhysMemory> VtdModel<M> {
             let lo = self.mem.read_u64(PhysAddr::new(pa));
             let hi = self.mem.read_u64(PhysAddr::new(pa + 8));
             let injected = core::mem::take(&mut self.s.borrow_mut().inject_queue_error);
-            let ok = !injected && self.run_descriptor(lo, hi);
+            let again = self.s.borrow().rejected == Some((head, lo, hi));
+            let ok = !injected && !again && self.run_descriptor(lo, hi);
             let mut s = self.s.borrow_mut();
             if !ok {
+                s.rejected = Some((head, lo, hi));
                 s.fsts |= IQE;
                 Self::raise_fault_event(&mut s, false);
                 return;
             }
+            s.rejected = None;
             s.last_was_wait = lo & 0xf == 5;
             s.iqh = ((head + 1) % size) << 4;
         }
@@ -889,9 +899,18 @@ impl<M: PhysMemory> VtdModel<M> {
         match off {
             GCMD => self.gcmd(v),
             FSTS => {
-                let mut s = self.s.borrow_mut();
-                s.fsts &= !(v & (PFO | IQE | ICE | ITE));
-                Self::update_ppf(&mut s);
+                let resume = {
+                    let mut s = self.s.borrow_mut();
+                    let was_iqe = s.fsts & IQE != 0;
+                    s.fsts &= !(v & (PFO | IQE | ICE | ITE));
+                    Self::update_ppf(&mut s);
+                    was_iqe && s.fsts & IQE == 0
+                };
+                // Clearing IQE lets the unit fetch again from IQH (the descriptor that
+                // failed, unless software fixed it).
+                if resume {
+                    self.process_queue();
+                }
             }
             FECTL => {
                 let mut s = self.s.borrow_mut();
@@ -1173,10 +1192,14 @@ mod tests {
         m.write64(IQT, 0x40);
         assert_eq!(m.read32(FSTS), 0x10);
         assert_eq!(m.read64(IQH), 0x30);
-        // Fix it, clear IQE (RW1C), rewrite the tail: processing resumes.
+        // Clearing IQE without fixing it: the unit fetches it again and stops again.
+        m.write32(FSTS, 0x10);
+        assert_eq!((m.read32(FSTS), m.read64(IQH)), (0x10, 0x30));
+        // Fix it, clear IQE (RW1C): processing resumes at once.
         w(&a, QUEUE + 48, 0x11);
         m.write32(FSTS, 0x10);
         assert_eq!(m.read32(FSTS), 0);
+        assert_eq!(m.read64(IQH), 0x40);
         m.write64(IQT, 0x40);
         assert_eq!(m.read64(IQH), 0x40);
         // Wait with IF: ICS.IWC, RW1C.

@@ -569,13 +569,30 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         });
         let fsts = Fsts::from_bits_retain(self.regs.read32(regs::FSTS));
         if fsts.contains(Fsts::IQE) {
-            // §6.5.2.10: hardware stopped at IQH. Drop what is queued and resume empty.
+            // §6.5.2.10: hardware stopped with IQH on the bad descriptor and fetches
+            // nothing until IQE is cleared; clearing it resumes fetching at IQH. So the
+            // bad descriptor is fixed first: overwritten with a copy of our wait
+            // descriptor (harmless, as Linux's qi_check_fault does), then IQE cleared;
+            // the rest of the batch and the real wait descriptor then run, and the queue
+            // ends empty (head == tail) with no register rewritten behind its back.
             let head = ((self.regs.read64(regs::IQH) >> 4) & 0x7fff) as u32;
-            self.regs.write32(regs::FSTS, Fsts::IQE.bits());
-            if let Some(q) = self.queue.as_mut() {
-                q.tail = head;
+            if let Some(q) = self.queue.as_ref() {
+                let pa = q.base + (head % q.entries) as u64 * 16;
+                self.mem.write_u64(pa, wait[0][0]);
+                self.mem.write_u64(pa + 8u64, wait[0][1]);
+                self.flush_cache(pa, 16);
             }
-            self.regs.write64(regs::IQT, (head as u64) << 4);
+            hal::wmb();
+            self.regs.write32(regs::FSTS, Fsts::IQE.bits());
+            let drained = self.poll("invalidation queue after an error", |u| {
+                u.mem.read_u32(status) == seq
+                    || Fsts::from_bits_retain(u.regs.read32(regs::FSTS)).contains(Fsts::IQE)
+            });
+            if drained.is_err()
+                || Fsts::from_bits_retain(self.regs.read32(regs::FSTS)).contains(Fsts::IQE)
+            {
+                log::error!("DMAR: invalidation queue did not recover from an error at {head}");
+            }
             return Err(Error::QueueError(head));
         }
         r?;
