@@ -73,6 +73,13 @@ pub enum Error {
     /// Nothing answers at the register base: VER reads all zeros or all ones (a DMAR
     /// naming a unit the machine does not have, or one the firmware hid).
     NoUnit(u32),
+    /// The mapped register window is smaller than CAP.FRO/ECAP.IRO need.
+    WindowTooSmall {
+        /// Bytes mapped.
+        have: usize,
+        /// Bytes [`regs::register_window_size`] asks for.
+        need: usize,
+    },
     /// A requester-ID alias of the device is attached to another domain: the
     /// devices sharing it must share one domain (see
     /// [`RemappingUnit::group_domain`]).
@@ -103,6 +110,10 @@ impl fmt::Display for Error {
             Error::QueueError(i) => write!(f, "invalidation queue error at descriptor {i}"),
             Error::InvalidationRejected => write!(f, "invalidation request rejected"),
             Error::Iova(e) => write!(f, "{e}"),
+            Error::WindowTooSmall { have, need } => write!(
+                f,
+                "register window of {have:#x} bytes, CAP/ECAP place registers up to {need:#x}"
+            ),
             Error::NoUnit(v) => {
                 write!(f, "no VT-d unit answers at this address (VER reads {v:#x})")
             }
@@ -137,6 +148,10 @@ pub struct Config {
     pub flush_queue_len: usize,
     /// ...and maximum age in the caller's time unit.
     pub flush_queue_delay: u64,
+    /// Bytes of register window the caller mapped; `Some` makes bring-up refuse a
+    /// window smaller than [`regs::register_window_size`] (CAP.FRO/ECAP.IRO place
+    /// registers beyond it) instead of touching unmapped registers.
+    pub window_size: Option<usize>,
 }
 
 impl Default for Config {
@@ -149,6 +164,7 @@ impl Default for Config {
             fault_msi: None,
             flush_queue_len: 256,
             flush_queue_delay: 10,
+            window_size: None,
         }
     }
 }
@@ -289,6 +305,10 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         }
         let cap = Cap::decode(regs.read64(regs::CAP));
         let ecap = Ecap::decode(regs.read64(regs::ECAP));
+        let need = regs::register_window_size(&cap, &ecap);
+        if let Some(have) = cfg.window_size.filter(|&h| h < need) {
+            return Err(Error::WindowTooSmall { have, need });
+        }
         let levels = match cfg.levels {
             Some(l) if cap.supports_levels(l) => l,
             Some(l) => return Err(Error::UnsupportedLevels(l)),
@@ -962,12 +982,21 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             self.apply_rmrrs(bdf, d)?;
         }
         let ct = self.context_table(bdf.bus)?;
-        let (tt, ptr) = match kind {
-            DomainKind::PassThrough => (tables::TT_PASS_THROUGH, 0),
-            _ => (tables::TT_SECOND_LEVEL, pgd.map_or(0, |p| p.as_u64())),
+        // AW: the domain's depth for translated entries; for pass-through the largest
+        // AGAW the unit supports (§9.3, Linux's msagaw), not the domain's depth.
+        let (tt, ptr, aw) = match kind {
+            DomainKind::PassThrough => (
+                tables::TT_PASS_THROUGH,
+                0,
+                self.cap.max_levels().unwrap_or(self.levels),
+            ),
+            _ => (
+                tables::TT_SECOND_LEVEL,
+                pgd.map_or(0, |p| p.as_u64()),
+                self.levels,
+            ),
         };
-        // AW must be a SAGAW level even for pass-through (hw-facts 4.6 / §9.3).
-        let (lo, hi) = tables::context_entry(ptr, tt, self.levels, d.0);
+        let (lo, hi) = tables::context_entry(ptr, tt, aw, d.0);
         let ce = ct + bdf.devfn as u64 * 16;
         // High qword first, then the low one with P: the unit never sees a present
         // entry with a stale DID/AW.
