@@ -50,6 +50,10 @@ pub const GSTS_RTPS: u32 = SRTP;
 pub const GSTS_WBFS: u32 = WBF;
 /// GSTS.QIES.
 pub const GSTS_QIES: u32 = QIE;
+/// GSTS.IRES.
+pub const GSTS_IRES: u32 = IRE;
+/// GSTS.IRTPS.
+pub const GSTS_IRTPS: u32 = SIRTP;
 
 // FSTS bits.
 const PFO: u32 = 1 << 0;
@@ -69,6 +73,28 @@ pub const QEMU_CAP: u64 = 0x00d2_008c_2226_0206;
 pub const QEMU_ECAP: u64 = 0x0000_0000_00f0_0f4a;
 /// CAP with `aw-bits=48` (3- and 4-level).
 pub const QEMU_CAP_AW48: u64 = 0x00d2_008c_222f_0606;
+
+// Real units, as Linux logs them ("DMAR: dmarN: reg_base_addr ... cap X ecap Y") in
+// boot logs quoted in public issue threads (Skylake…Tiger Lake laptops, a Gemini Lake
+// NAS, a Xeon server).
+
+/// The non-graphics unit of client chips (Skylake…Alder Lake): ND=2 (256 domain ids),
+/// SAGAW 4-level only with MGAW 39, 2M+1G pages, PSI with MAMV 18, FRO 0x400, one
+/// fault record, RWBF=0, CM=0.
+pub const CLIENT_CAP: u64 = 0x00d2_008c_4066_0462;
+/// ECAP of that unit: C=0, QI, IR, EIM, PT, SC, IRO 0x500.
+pub const CLIENT_ECAP: u64 = 0x0000_0000_00f0_50da;
+/// The integrated-graphics unit (DRHD flags 0): as [`CLIENT_CAP`] but PSI=0, MAMV=0.
+pub const GFX_CAP: u64 = 0x01c0_000c_4066_0462;
+/// ECAP of the Skylake/Kaby Lake graphics unit: C=0, QI, DT, IR, EIM, PT, no SC, IRO 0x500.
+pub const GFX_ECAP: u64 = 0x0000_007e_3ff0_505e;
+/// ECAP of the Comet Lake / Coffee Lake graphics unit (adds PASID).
+pub const GFX_ECAP_CML: u64 = 0x0000_019e_2ff0_505e;
+/// A Xeon (Skylake-SP) unit: ND=6, SAGAW 4-level, MGAW 48, FRO 0x100 with eight fault
+/// records, IRO 0x200.
+pub const SERVER_CAP: u64 = 0x08d2_078c_106f_0466;
+/// ECAP of that unit: page-walk coherent (C=1), QI, IR, EIM, PT, SC.
+pub const SERVER_ECAP: u64 = 0x0000_0000_00f0_20df;
 
 /// A DMA request that did not translate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,6 +292,36 @@ impl<M: PhysMemory> VtdModel<M> {
     /// invalidation queue is not processed (IQH stays, no status write).
     pub fn set_stuck_invalidation(&self, stuck: bool) {
         self.s.borrow_mut().stuck_invalidation = stuck;
+    }
+
+    /// The state firmware (pre-boot DMA protection, or a kernel before kexec) hands
+    /// over: translation on through a root table at `root` (its contents are whatever
+    /// memory holds), queued invalidation on with an idle queue at `queue` whose last
+    /// descriptor was a wait (head = tail = index 4), and/or interrupt remapping on
+    /// with a table at `irt`. Only the states the unit supports are set.
+    pub fn firmware_handoff(&self, root: Option<u64>, queue: Option<u64>, irt: Option<u64>) {
+        let mut s = self.s.borrow_mut();
+        if let Some(r) = root {
+            s.rtaddr = r;
+            s.rta = r;
+            s.gsts |= SRTP;
+            if (s.cap >> 8) & 0x1f != 0 {
+                s.gsts |= TE;
+            }
+        }
+        if let Some(q) = queue.filter(|_| s.ecap & (1 << 1) != 0) {
+            s.iqa = q;
+            s.iq_base = q & !0xfff;
+            s.iq_size = 256;
+            s.iqh = 4 << 4;
+            s.iqt = 4 << 4;
+            s.last_was_wait = true;
+            s.gsts |= QIE;
+        }
+        if let Some(t) = irt.filter(|_| s.ecap & (1 << 3) != 0) {
+            s.irta = t;
+            s.gsts |= SIRTP | IRE;
+        }
     }
 
     /// The next queued descriptor is treated as invalid (FSTS.IQE, IQH stays on it). As

@@ -346,6 +346,14 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         // Firmware may have left translation or QI on; start from a known state.
         // §10.4.4: QI can only be disabled when the queue is idle.
         let gsts = u.gsts();
+        // Interrupt remapping left on (kexec, firmware) remaps through a table we do not
+        // own and, without CFIS, blocks the compatibility-format MSIs the kernel uses;
+        // persistent GCMD writes would keep it on for ever. Linux turns it off outside
+        // kdump. Off before QI, which it depends on.
+        if gsts.contains(Gsts::IRES) {
+            log::warn!("DMAR: interrupt remapping was left on by firmware; turning it off");
+            u.gcmd_persistent(Gcmd::IRE, false, Gsts::IRES, "GSTS.IRES clear")?;
+        }
         if gsts.contains(Gsts::TES) {
             u.disable_translation()?;
         }
