@@ -206,7 +206,7 @@ struct LpssPlatform {
 use LpssFunction::{I2c, Spi, Uart};
 
 // Generated from hw-facts.md §1.9 (the intel-lpss-pci table, newest found); order
-// within a platform is the table's, which numbers the functions (#0, #1, ...).
+// within a platform is the table's (it gives `LpssId::index`, not the `#n`: that is PCIIDS_NUMBER).
 const PLATFORMS: &[LpssPlatform] = &[
     LpssPlatform {
         short: "SPT-LP",
