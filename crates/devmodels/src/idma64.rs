@@ -20,8 +20,12 @@
 //!   peripheral FIFO: reads pop bytes (an empty FIFO stalls the channel), writes push.
 //! * ERROR (and channel disable) for an LLI or data address outside memory, an address
 //!   not aligned to its transfer width, or BLOCK_TS larger than 0x1FFFF.
-//! * CFG_LO.CH_SUSP freezes the channel (FIFO_EMPTY always reads 1); clearing CH_EN
-//!   mid-chain stops it and leaves LLP / CTL_HI as they were.
+//! * CFG_LO.CH_SUSP freezes the channel; clearing CH_EN mid-chain stops it and leaves
+//!   LLP / CTL_HI as they were. FIFO_EMPTY reads 1 unless a test made the channel FIFO
+//!   hold data ([`Idma64Model::hold_fifo`]): then it reads 0 until CH_DRAIN has been set
+//!   for a number of CFG_LO reads; without CH_DRAIN (a plain pause) the data stays.
+//! * RAW bits stay set until the driver writes CLEAR, across channel disable and
+//!   re-enable (a stale bit makes STATUS_INT fire for a new transfer).
 //! * [`Idma64Model::corrupt_next_byte`] flips the next byte the engine copies.
 
 use alloc::collections::{BTreeMap, VecDeque};
@@ -56,6 +60,7 @@ const CTLHI_DONE: u32 = 1 << 17;
 const BLOCK_TS_MAX: u32 = 0x1_ffff;
 const CFG_CH_SUSP: u32 = 1 << 8;
 const CFG_FIFO_EMPTY: u32 = 1 << 9;
+const CFG_CH_DRAIN: u32 = 1 << 10;
 const LLI_SIZE: usize = 40;
 
 /// Why the model raised ERROR on a channel.
@@ -128,6 +133,9 @@ struct State {
     blocks: Vec<BlockLog>,
     errors: Vec<(usize, ModelError)>,
     reads: usize,
+    /// Per channel: Some(n) = the FIFO holds data, empty after n CFG_LO reads with
+    /// CH_DRAIN set.
+    fifo_hold: [Option<usize>; CHANNELS],
 }
 
 /// The iDMA64 model over memory `M` covering `[mem_base, mem_base + mem_size)`.
@@ -170,6 +178,7 @@ impl<M: PhysMemory> Idma64Model<M> {
                 blocks: Vec::new(),
                 errors: Vec::new(),
                 reads: 0,
+                fifo_hold: [None; CHANNELS],
             }),
         }
     }
@@ -207,6 +216,14 @@ impl<M: PhysMemory> Idma64Model<M> {
             .get_mut(&addr)
             .map(|f| f.drain(..).collect())
             .unwrap_or_default()
+    }
+
+    /// Makes channel `ch`'s FIFO hold data: CFG_LO.FIFO_EMPTY reads 0 until CH_DRAIN
+    /// has been set for `drain_reads` CFG_LO reads (suspend without drain keeps it).
+    pub fn hold_fifo(&self, ch: usize, drain_reads: usize) {
+        if let Some(h) = self.s.borrow_mut().fifo_hold.get_mut(ch) {
+            *h = Some(drain_reads);
+        }
     }
 
     /// Every block started so far.
@@ -471,7 +488,24 @@ impl<M: PhysMemory> RegisterAccess for Idma64Model<M> {
         let mut s = self.s.borrow_mut();
         s.reads += 1;
         if o < CHANNELS * CH_STRIDE {
-            let ch = &s.ch[o / CH_STRIDE];
+            let c = o / CH_STRIDE;
+            if o % CH_STRIDE == 0x40 {
+                let drain = s.ch[c].cfg_lo & CFG_CH_DRAIN != 0;
+                let empty = match s.fifo_hold[c] {
+                    None => true,
+                    Some(0) if drain => {
+                        s.fifo_hold[c] = None;
+                        true
+                    }
+                    Some(n) if drain => {
+                        s.fifo_hold[c] = Some(n - 1);
+                        false
+                    }
+                    Some(_) => false,
+                };
+                return s.ch[c].cfg_lo | if empty { CFG_FIFO_EMPTY } else { 0 };
+            }
+            let ch = &s.ch[c];
             return match o % CH_STRIDE {
                 0x00 => ch.sar as u32,
                 0x04 => (ch.sar >> 32) as u32,
@@ -481,7 +515,6 @@ impl<M: PhysMemory> RegisterAccess for Idma64Model<M> {
                 0x14 => (ch.llp >> 32) as u32,
                 0x18 => ch.ctl_lo,
                 0x1c => ch.ctl_hi,
-                0x40 => ch.cfg_lo | CFG_FIFO_EMPTY,
                 0x44 => ch.cfg_hi,
                 _ => 0,
             };

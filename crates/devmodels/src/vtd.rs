@@ -62,6 +62,10 @@ pub const GSTS_RTPS: u32 = SRTP;
 pub const GSTS_WBFS: u32 = WBF;
 /// GSTS.QIES.
 pub const GSTS_QIES: u32 = QIE;
+/// GSTS.IRES.
+pub const GSTS_IRES: u32 = IRE;
+/// GSTS.IRTPS.
+pub const GSTS_IRTPS: u32 = SIRTP;
 
 // FSTS bits.
 const PFO: u32 = 1 << 0;
@@ -87,6 +91,28 @@ pub const QEMU_CAP: u64 = 0x00d2_008c_2226_0206;
 pub const QEMU_ECAP: u64 = 0x0000_0000_00f0_0f4a;
 /// CAP with `aw-bits=48` (3- and 4-level).
 pub const QEMU_CAP_AW48: u64 = 0x00d2_008c_222f_0606;
+
+// Real units, as Linux logs them ("DMAR: dmarN: reg_base_addr ... cap X ecap Y") in
+// boot logs quoted in public issue threads (Skylake…Tiger Lake laptops, a Gemini Lake
+// NAS, a Xeon server).
+
+/// The non-graphics unit of client chips (Skylake…Alder Lake): ND=2 (256 domain ids),
+/// SAGAW 4-level only with MGAW 39, 2M+1G pages, PSI with MAMV 18, FRO 0x400, one
+/// fault record, RWBF=0, CM=0.
+pub const CLIENT_CAP: u64 = 0x00d2_008c_4066_0462;
+/// ECAP of that unit: C=0, QI, IR, EIM, PT, SC, IRO 0x500.
+pub const CLIENT_ECAP: u64 = 0x0000_0000_00f0_50da;
+/// The integrated-graphics unit (DRHD flags 0): as [`CLIENT_CAP`] but PSI=0, MAMV=0.
+pub const GFX_CAP: u64 = 0x01c0_000c_4066_0462;
+/// ECAP of the Skylake/Kaby Lake graphics unit: C=0, QI, DT, IR, EIM, PT, no SC, IRO 0x500.
+pub const GFX_ECAP: u64 = 0x0000_007e_3ff0_505e;
+/// ECAP of the Comet Lake / Coffee Lake graphics unit (adds PASID).
+pub const GFX_ECAP_CML: u64 = 0x0000_019e_2ff0_505e;
+/// A Xeon (Skylake-SP) unit: ND=6, SAGAW 4-level, MGAW 48, FRO 0x100 with eight fault
+/// records, IRO 0x200.
+pub const SERVER_CAP: u64 = 0x08d2_078c_106f_0466;
+/// ECAP of that unit: page-walk coherent (C=1), QI, IR, EIM, PT, SC.
+pub const SERVER_ECAP: u64 = 0x0000_0000_00f0_20df;
 
 /// A DMA request that did not translate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +244,9 @@ struct State {
     stuck_status: u32,
     stuck_invalidation: bool,
     inject_queue_error: bool,
+    /// The descriptor (queue index, lo, hi) the unit rejected: fetched again unchanged,
+    /// it is rejected again (§6.5.2.10: software must fix it before clearing IQE).
+    rejected: Option<(u64, u64, u64)>,
     ram: Option<(u64, u64)>,
     bridges: Vec<Bridge>,
     writes: Vec<RegWrite>,
@@ -286,6 +315,7 @@ impl<M: PhysMemory> VtdModel<M> {
                 stuck_status: 0,
                 stuck_invalidation: false,
                 inject_queue_error: false,
+                rejected: None,
                 ram: None,
                 bridges: Vec::new(),
                 writes: Vec::new(),
@@ -314,7 +344,40 @@ impl<M: PhysMemory> VtdModel<M> {
         self.s.borrow_mut().stuck_invalidation = stuck;
     }
 
-    /// The next queued descriptor is treated as invalid (FSTS.IQE, IQH stays on it).
+    /// The state firmware (pre-boot DMA protection, or a kernel before kexec) hands
+    /// over: translation on through a root table at `root` (its contents are whatever
+    /// memory holds), queued invalidation on with an idle queue at `queue` whose last
+    /// descriptor was a wait (head = tail = index 4), and/or interrupt remapping on
+    /// with a table at `irt`. Only the states the unit supports are set.
+    pub fn firmware_handoff(&self, root: Option<u64>, queue: Option<u64>, irt: Option<u64>) {
+        let mut s = self.s.borrow_mut();
+        if let Some(r) = root {
+            s.rtaddr = r;
+            s.rta = r;
+            s.gsts |= SRTP;
+            if (s.cap >> 8) & 0x1f != 0 {
+                s.gsts |= TE;
+            }
+        }
+        if let Some(q) = queue.filter(|_| s.ecap & (1 << 1) != 0) {
+            s.iqa = q;
+            s.iq_base = q & !0xfff;
+            s.iq_size = 256;
+            s.iqh = 4 << 4;
+            s.iqt = 4 << 4;
+            s.last_was_wait = true;
+            s.gsts |= QIE;
+        }
+        if let Some(t) = irt.filter(|_| s.ecap & (1 << 3) != 0) {
+            s.irta = t;
+            s.gsts |= SIRTP | IRE;
+        }
+    }
+
+    /// The next queued descriptor is treated as invalid (FSTS.IQE, IQH stays on it). As
+    /// for a descriptor the unit finds malformed, it stays invalid while its memory is
+    /// unchanged: clearing IQE resumes fetching at IQH, and the same descriptor there
+    /// raises IQE again.
     pub fn inject_queue_error(&self) {
         self.s.borrow_mut().inject_queue_error = true;
     }
@@ -910,13 +973,16 @@ impl<M: PhysMemory> VtdModel<M> {
             let lo = self.mem.read_u64(PhysAddr::new(pa));
             let hi = self.mem.read_u64(PhysAddr::new(pa + 8));
             let injected = core::mem::take(&mut self.s.borrow_mut().inject_queue_error);
-            let ok = !injected && self.run_descriptor(lo, hi);
+            let again = self.s.borrow().rejected == Some((head, lo, hi));
+            let ok = !injected && !again && self.run_descriptor(lo, hi);
             let mut s = self.s.borrow_mut();
             if !ok {
+                s.rejected = Some((head, lo, hi));
                 s.fsts |= IQE;
                 Self::raise_fault_event(&mut s, false);
                 return;
             }
+            s.rejected = None;
             s.last_was_wait = lo & 0xf == 5;
             s.iqh = ((head + 1) % size) << 4;
         }
@@ -1117,9 +1183,18 @@ impl<M: PhysMemory> VtdModel<M> {
         match off {
             GCMD => self.gcmd(v),
             FSTS => {
-                let mut s = self.s.borrow_mut();
-                s.fsts &= !(v & (PFO | IQE | ICE | ITE));
-                Self::update_ppf(&mut s);
+                let resume = {
+                    let mut s = self.s.borrow_mut();
+                    let was_iqe = s.fsts & IQE != 0;
+                    s.fsts &= !(v & (PFO | IQE | ICE | ITE));
+                    Self::update_ppf(&mut s);
+                    was_iqe && s.fsts & IQE == 0
+                };
+                // Clearing IQE lets the unit fetch again from IQH (the descriptor that
+                // failed, unless software fixed it).
+                if resume {
+                    self.process_queue();
+                }
             }
             FECTL => {
                 let mut s = self.s.borrow_mut();
@@ -1413,10 +1488,14 @@ mod tests {
         m.write64(IQT, 0x40);
         assert_eq!(m.read32(FSTS), 0x10);
         assert_eq!(m.read64(IQH), 0x30);
-        // Fix it, clear IQE (RW1C), rewrite the tail: processing resumes.
+        // Clearing IQE without fixing it: the unit fetches it again and stops again.
+        m.write32(FSTS, 0x10);
+        assert_eq!((m.read32(FSTS), m.read64(IQH)), (0x10, 0x30));
+        // Fix it, clear IQE (RW1C): processing resumes at once.
         w(&a, QUEUE + 48, 0x11);
         m.write32(FSTS, 0x10);
         assert_eq!(m.read32(FSTS), 0);
+        assert_eq!(m.read64(IQH), 0x40);
         m.write64(IQT, 0x40);
         assert_eq!(m.read64(IQH), 0x40);
         // Wait with IF: ICS.IWC, RW1C.

@@ -6,16 +6,36 @@
 //! [`LliAllocator`] handing out zeroed, 8-byte aligned LLI blocks (the kernel backs it
 //! with a DMA pool).
 //!
-//! * Descriptors are LLI chains built as Linux does: segments split at 0x1FFFF bytes,
-//!   walked backwards, LLP_SRC_EN|LLP_DST_EN on all but the last, INT_EN only on the
-//!   last, whose llp is 0.
+//! * Descriptors are LLI chains built as Linux does, walked backwards, LLP_SRC_EN|LLP_DST_EN on all but the last, INT_EN only on the
+//!   last, whose llp is 0. Segments are split at [`regs::MAX_BLOCK`] = 0x1FFFC, the
+//!   hardware maximum 0x1FFFF rounded down to the widest transfer (4 bytes), so every
+//!   later chunk keeps the alignment (and width) of the first: a split at 0x1FFFF makes
+//!   every later chunk odd-addressed and byte-wide, and a 2- or 4-byte peripheral
+//!   width cannot move an odd block at all.
 //! * Memory-side transfer width = `ffs(addr | len | 4)` (≤ 4 bytes); device-side width
 //!   from the slave configuration (1, 2 or 4 bytes); bursts as log2(items).
-//! * Start: channel init (CFG, unmask XFER+ERROR, DMA_EN), SAR/DAR = 0, CTL_HI = all
-//!   ones, CTL_LO = LLP enables, LLP = first LLI, CH_EN with write-enable.
+//! * Start: channel init (CFG, unmask XFER+ERROR, clear every RAW bit of the channel,
+//!   DMA_EN), SAR/DAR = 0, CTL_HI = all ones, CTL_LO = LLP enables, LLP = first LLI,
+//!   CH_EN with write-enable. RAW bits stay set until cleared, so a bit left from an
+//!   earlier (terminated or polled) transfer would report the new one done at once.
+//! * FIFO-empty and DMA_EN polls wait [`POLL_DELAY_US`] between reads (the delay hook of
+//!   [`Idma64::set_delay`]) and give up after [`POLL_LIMIT`] reads. As in Linux's
+//!   `idma64_chan_deactivate`, a FIFO that does not empty is tolerated: a paused
+//!   peripheral-to-memory channel keeps its FIFO contents while suspended, so pause
+//!   succeeds and the channel stays suspended.
 //! * Interrupt: STATUS_INT 0 (or all ones) → not ours; RAW ERROR → clear, stop, error;
 //!   RAW XFER → clear, done.
-//! * Residue from LLP and CTL_HI.BLOCK_TS (hw-facts §1.8).
+//! * Residue from LLP and CTL_HI.BLOCK_TS (hw-facts §1.8). In a ring, LLP points back
+//!   at the first LLI while the last period runs; the start value of CTL_HI (all ones,
+//!   never a real count because blocks are at most 0x1FFFC) tells that apart from a ring
+//!   that has not fetched its first LLI yet.
+//!
+//! Capabilities: SLAVE, CYCLIC and PRIVATE as on hardware; MEMCPY is **our addition**.
+//! Linux's `idma64` registers only `DMA_SLAVE | DMA_PRIVATE`. The engine's
+//! memory-to-memory flow control (CTL_LO.TT_FC = 0) is a DesignWare core mode; the
+//! memcpy path here is shown working only against the behavioural model
+//! (`devmodels::idma64`, the tests in this crate) and QEMU's simulated LPSS function,
+//! never on real LPSS silicon. Treat MEMCPY as a test aid, not a hardware fact.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -126,8 +146,11 @@ pub mod regs {
     pub const FC_P2M: u32 = 2 << 20;
     /// CTL_HI.BLOCK_TS mask (bytes, 17 bits).
     pub const BLOCK_TS_MASK: u32 = 0x1_ffff;
-    /// Largest block in bytes.
-    pub const MAX_BLOCK: usize = 0x1_ffff;
+    /// Largest block the hardware takes (CTL_HI.BLOCK_TS, bytes).
+    pub const HW_MAX_BLOCK: usize = 0x1_ffff;
+    /// Largest block the driver builds: [`HW_MAX_BLOCK`] rounded down to the widest
+    /// transfer (4 bytes), so a split keeps later chunks aligned.
+    pub const MAX_BLOCK: usize = HW_MAX_BLOCK & !3;
     /// CTL_HI.DONE.
     pub const CTLHI_DONE: u32 = 1 << 17;
 
@@ -212,8 +235,18 @@ impl Idma64Desc {
     }
 }
 
-/// Polls of FIFO_EMPTY / DMA_EN before giving up.
-const POLL_LIMIT: usize = 100;
+/// Polls of FIFO_EMPTY / DMA_EN before giving up (Linux: 100).
+pub const POLL_LIMIT: usize = 100;
+/// Microseconds waited between two polls (Linux: `udelay(1)`).
+pub const POLL_DELAY_US: u32 = 1;
+
+/// Default delay hook: an uncalibrated spin (about a microsecond on a GHz CPU). The
+/// kernel installs a calibrated one with [`Idma64::set_delay`].
+fn spin_delay(us: u32) {
+    for _ in 0..us.saturating_mul(1000) {
+        core::hint::spin_loop();
+    }
+}
 
 /// One segment before LLI encoding.
 struct Seg {
@@ -230,6 +263,7 @@ pub struct Idma64<R: RegisterAccess, M: PhysMemory, A: LliAllocator> {
     alloc: A,
     running: u32,
     cyclic: u32,
+    delay: fn(u32),
 }
 
 fn ch_off(ch: usize, reg: usize) -> usize {
@@ -265,6 +299,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
             alloc,
             running: 0,
             cyclic: 0,
+            delay: spin_delay,
         };
         d.off()?;
         Ok(d)
@@ -277,12 +312,30 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
         for t in regs::INT_TYPES {
             self.regs.write32(regs::MASK + t, regs::we_clear(all));
         }
-        for _ in 0..POLL_LIMIT {
-            if self.regs.read32(regs::DMA_CFG) & regs::DMA_EN == 0 {
-                return Ok(());
-            }
+        // Linux ignores this timeout; here it fails the probe, because a function left
+        // in D3hot reads all ones (DMA_EN never clears) and nothing would work.
+        if self.poll(|| self.regs.read32(regs::DMA_CFG) & regs::DMA_EN == 0) {
+            Ok(())
+        } else {
+            Err(DmaError::Timeout)
         }
-        Err(DmaError::Timeout)
+    }
+
+    /// Installs the delay used between register polls (`us` microseconds); the default
+    /// is an uncalibrated spin.
+    pub fn set_delay(&mut self, delay: fn(u32)) {
+        self.delay = delay;
+    }
+
+    /// Reads `done` up to [`POLL_LIMIT`] times, waiting [`POLL_DELAY_US`] between reads.
+    fn poll(&self, done: impl Fn() -> bool) -> bool {
+        for _ in 0..POLL_LIMIT {
+            if done() {
+                return true;
+            }
+            (self.delay)(POLL_DELAY_US);
+        }
+        done()
     }
 
     /// The register window (tests inspect the model through it).
@@ -357,12 +410,17 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
             .write32(regs::MASK + regs::INT_XFER, regs::we_set(bit));
         self.regs
             .write32(regs::MASK + regs::INT_ERROR, regs::we_set(bit));
+        // RAW bits stay set until cleared: one left from an earlier transfer (finished
+        // but terminated before its interrupt was handled, or run polled) would report
+        // the new descriptor done while the engine still writes.
+        for t in regs::INT_TYPES {
+            self.regs.write32(regs::CLEAR + t, bit);
+        }
         self.regs.write32(regs::DMA_CFG, regs::DMA_EN);
     }
 
     fn wait_fifo_empty(&self, ch: usize) -> bool {
-        (0..POLL_LIMIT)
-            .any(|_| self.regs.read32(ch_off(ch, regs::CFG_LO)) & CfgLo::FIFO_EMPTY.bits() != 0)
+        self.poll(|| self.regs.read32(ch_off(ch, regs::CFG_LO)) & CfgLo::FIFO_EMPTY.bits() != 0)
     }
 
     fn set_cfg_lo(&self, ch: usize, set: CfgLo, clear: CfgLo) {
@@ -528,20 +586,33 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
             bytes -= desc.segs[i].1;
             i += 1;
         }
-        if i == 0 {
-            return bytes;
-        }
-        bytes += desc.segs[i - 1].1;
+        let running = match i {
+            // A ring whose LLP points back at its first LLI runs its last period, unless
+            // CTL_HI still holds the all-ones start value (first LLI not fetched yet).
+            0 if desc.cyclic
+                && ctlhi & regs::BLOCK_TS_MASK != regs::BLOCK_TS_MASK
+                && !desc.segs.is_empty() =>
+            {
+                let last = desc.segs.len() - 1;
+                bytes = desc.segs[last].1;
+                return bytes.saturating_sub((ctlhi & regs::BLOCK_TS_MASK) as usize);
+            }
+            0 => return bytes,
+            i => i - 1,
+        };
+        bytes += desc.segs[running].1;
         bytes.saturating_sub((ctlhi & regs::BLOCK_TS_MASK) as usize)
     }
 
     fn pause(&mut self, ch: usize) -> Result<(), DmaError> {
         self.set_cfg_lo(ch, CfgLo::CH_SUSP, CfgLo::CH_DRAIN);
-        if self.wait_fifo_empty(ch) {
-            Ok(())
-        } else {
-            Err(DmaError::Timeout)
+        // Suspended without drain, a channel may keep data in its FIFO (a peripheral-
+        // to-memory channel mid-burst): FIFO_EMPTY then never sets, yet the channel is
+        // paused. Linux tolerates the timeout the same way.
+        if !self.wait_fifo_empty(ch) {
+            log::debug!("idma64: channel {ch}: paused with data in its FIFO");
         }
+        Ok(())
     }
 
     fn resume(&mut self, ch: usize) -> Result<(), DmaError> {

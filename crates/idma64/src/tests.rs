@@ -225,10 +225,10 @@ fn long_memcpy_is_split_into_an_lli_chain() {
     let d = e
         .prep_memcpy(c, DmaAddr::new(DST), DmaAddr::new(SRC), len)
         .unwrap();
-    // The chain in memory: 0x1FFFF, 0x1FFFF, rest; links and flags as Linux builds them.
+    // The chain in memory: 0x1FFFC, 0x1FFFC, rest; links and flags as Linux builds them.
     let first = d.hw().first_lli().as_u64();
     assert_eq!(d.hw().nr_lli(), 3);
-    let lens = [0x1ffff, 0x1ffff, len - 2 * 0x1ffff];
+    let lens = [0x1fffc, 0x1fffc, len - 2 * 0x1fffc];
     for (i, &l) in lens.iter().enumerate() {
         let at = first + (i * regs::LLI_SIZE) as u64;
         let llp = a.read_u64(PhysAddr::new(at + regs::LLI_LLP as u64));
@@ -248,6 +248,11 @@ fn long_memcpy_is_split_into_an_lli_chain() {
     assert_eq!(a.to_vec(PhysAddr::new(DST), len), want);
     let lens_seen: Vec<usize> = m.blocks().iter().map(|b| b.len as usize).collect();
     assert_eq!(lens_seen, lens);
+    // Split at an aligned maximum, every chunk keeps the 4-byte width of the first
+    // (a split at 0x1FFFF made every later chunk odd-addressed and byte-wide).
+    for b in m.blocks() {
+        assert_eq!((b.src_width(), b.dst_width()), (4, 4), "{b:?}");
+    }
     // Nothing pending any more: the next interrupt on the shared line is not ours.
     assert_eq!(e.handle_irq(0), Ok(false));
 }
@@ -283,7 +288,7 @@ fn residue_pause_resume_and_terminate_mid_transfer() {
         let st = e.tx_status(c, ck).unwrap();
         assert_eq!(st.status, DmaStatus::InProgress);
         assert_eq!(st.residue, len - done, "after {done} bytes");
-        checked_boundary |= done == 0x1ffff;
+        checked_boundary |= done == regs::MAX_BLOCK;
     }
     assert!(
         checked_boundary,
@@ -498,4 +503,157 @@ fn cyclic_ring_wraps_with_an_interrupt_per_period_until_terminated() {
     assert_eq!(e.handle_irq(0), Ok(true));
     assert_eq!(e.tx_status(c, ck).unwrap().status, DmaStatus::Complete);
     assert_eq!(a.to_vec(PhysAddr::new(DST), 1024), ring);
+}
+
+#[test]
+fn long_slave_transfer_on_a_4_byte_peripheral_splits_aligned() {
+    // A 4-byte-wide peripheral cannot take a 0x1FFFF-byte block: the split must keep
+    // every chunk a multiple of the device width.
+    let a = Arena::new(PhysAddr::new(BASE), SIZE);
+    let m = Model::new(&a, a.base(), a.size());
+    m.add_fifo(RX_FIFO);
+    m.set_step_bytes(1 << 20);
+    let mut e = setup(&a, &m);
+    let c = e.request_channel(DmaCaps::SLAVE, |_| true).unwrap();
+    e.slave_config(c, slave_cfg(Direction::DevToMem, 4, 8))
+        .unwrap();
+    let len = 0x3_0000;
+    let incoming: Vec<u8> = (0..len).map(|i| (i * 13 + 1) as u8).collect();
+    m.push_fifo(RX_FIFO, &incoming);
+    let d = e
+        .prep_slave_sg(c, &[(DmaAddr::new(DST), len)], Direction::DevToMem)
+        .unwrap();
+    let ck = e.submit(d).unwrap();
+    e.issue_pending(c).unwrap();
+    m.run_until_idle();
+    assert_eq!(m.errors(), []);
+    assert_eq!(e.handle_irq(0), Ok(true));
+    assert_eq!(e.tx_status(c, ck).unwrap().status, DmaStatus::Complete);
+    assert_eq!(a.to_vec(PhysAddr::new(DST), len), incoming);
+    assert!(m
+        .blocks()
+        .iter()
+        .all(|b| b.dst_width() == 4 && b.len % 4 == 0));
+}
+
+#[test]
+fn stale_raw_bit_does_not_complete_the_next_transfer() {
+    let a = Arena::new(PhysAddr::new(BASE), SIZE);
+    let m = Model::new(&a, a.base(), a.size());
+    let mut e = setup(&a, &m);
+    let c = e.request_channel(DmaCaps::MEMCPY, |_| true).unwrap();
+    let log: Log = Arc::default();
+    // A transfer finishes but is terminated before its interrupt is handled: RAW XFER
+    // stays set in the hardware.
+    let want = pattern(&a, SRC, 0x4000, 5);
+    submit_memcpy(&mut e, c, DST, SRC, 0x4000, &log);
+    e.issue_pending(c).unwrap();
+    m.run_until_idle();
+    e.terminate_all(c).unwrap();
+    assert_eq!(m.raw(devmodels::idma64::IRQ_XFER), 1, "model keeps RAW set");
+    // The next transfer has moved only part of its data when the line fires.
+    m.set_step_bytes(0x1000);
+    let ck = submit_memcpy(&mut e, c, DST + 0x8_0000, SRC, 0x4000, &log);
+    e.issue_pending(c).unwrap();
+    m.step();
+    let _ = e.handle_irq(0);
+    assert_eq!(
+        e.tx_status(c, ck).unwrap().status,
+        DmaStatus::InProgress,
+        "not done while the engine still writes"
+    );
+    assert!(log.lock().unwrap().is_empty());
+    m.run_until_idle();
+    assert_eq!(e.handle_irq(0), Ok(true));
+    assert_eq!(e.tx_status(c, ck).unwrap().status, DmaStatus::Complete);
+    assert_eq!(a.to_vec(PhysAddr::new(DST + 0x8_0000), 0x4000), want);
+}
+
+std::thread_local! {
+    static DELAYS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+fn counting_delay(us: u32) {
+    DELAYS.with(|d| d.set(d.get() + us));
+}
+
+#[test]
+fn pause_with_data_in_the_fifo_is_tolerated_and_polls_wait() {
+    let a = Arena::new(PhysAddr::new(BASE), SIZE);
+    let m = Model::new(&a, a.base(), a.size());
+    m.add_fifo(RX_FIFO);
+    m.set_step_bytes(64);
+    let mut d = Idma64::new(
+        &m,
+        &a,
+        Bump {
+            next: LLI_AREA,
+            live: 0,
+        },
+    )
+    .unwrap();
+    d.set_delay(counting_delay);
+    let mut e = DmaEngine::new();
+    assert_eq!(e.register(d), 0);
+    let c = e.request_channel(DmaCaps::SLAVE, |_| true).unwrap();
+    e.slave_config(c, slave_cfg(Direction::DevToMem, 4, 8))
+        .unwrap();
+    m.push_fifo(RX_FIFO, &[0x5a; 128]);
+    let d = e
+        .prep_slave_sg(c, &[(DmaAddr::new(DST), 256)], Direction::DevToMem)
+        .unwrap();
+    let ck = e.submit(d).unwrap();
+    e.issue_pending(c).unwrap();
+    m.step();
+    // Suspended without drain, the channel keeps data in its FIFO: FIFO_EMPTY never
+    // sets. Pause still succeeds (Linux tolerates it) after a bounded, delayed poll.
+    m.hold_fifo(0, 3);
+    DELAYS.with(|d| d.set(0));
+    assert_eq!(e.pause(c), Ok(()));
+    assert_eq!(DELAYS.with(|d| d.get()), POLL_LIMIT as u32 * POLL_DELAY_US);
+    assert_eq!(e.tx_status(c, ck).unwrap().status, DmaStatus::Paused);
+    assert_eq!(m.run_until_idle(), 0, "suspended: nothing moves");
+    // Terminate drains: FIFO_EMPTY sets after a few polls, each one waited for.
+    DELAYS.with(|d| d.set(0));
+    e.terminate_all(c).unwrap();
+    assert_eq!(DELAYS.with(|d| d.get()), 3);
+    assert!(!m.channel_enabled(0));
+}
+
+#[test]
+fn cyclic_residue_counts_down_through_the_last_period() {
+    let a = Arena::new(PhysAddr::new(BASE), SIZE);
+    let m = Model::new(&a, a.base(), a.size());
+    m.add_fifo(TX_FIFO);
+    m.set_step_bytes(128);
+    let mut e = setup(&a, &m);
+    let c = e.request_channel(DmaCaps::CYCLIC, |_| true).unwrap();
+    e.slave_config(c, slave_cfg(Direction::MemToDev, 4, 8))
+        .unwrap();
+    pattern(&a, SRC, 1024, 3);
+    let d = e
+        .prep_dma_cyclic(c, DmaAddr::new(SRC), 1024, 256, Direction::MemToDev)
+        .unwrap();
+    let ck = e.submit(d).unwrap();
+    e.issue_pending(c).unwrap();
+    assert_eq!(e.tx_status(c, ck).unwrap().residue, 1024, "not started");
+    // Two rounds of the ring: the residue is the bytes left to the end of the buffer.
+    for round in 0..2 {
+        for k in 1..=8usize {
+            m.step();
+            let _ = e.handle_irq(0);
+            // At the wrap (0 left) dmaengine reports a whole ring again.
+            let want = match 1024 - 128 * k {
+                0 => 1024,
+                n => n,
+            };
+            assert_eq!(
+                e.tx_status(c, ck).unwrap().residue,
+                want,
+                "round {round}, after {} bytes",
+                128 * k
+            );
+        }
+    }
+    e.terminate_all(c).unwrap();
 }

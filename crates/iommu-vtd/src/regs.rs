@@ -298,6 +298,17 @@ impl Cap {
             .or_else(|| (3..needed).rev().find(|&l| self.supports_levels(l)))
     }
 
+    /// The largest page-table depth SAGAW offers (the "MSAGAW" a pass-through context
+    /// entry's AW must name, §9.3); `None` if SAGAW is empty.
+    pub fn max_levels(&self) -> Option<u8> {
+        (3..=5).rev().find(|&l| self.supports_levels(l))
+    }
+
+    /// End of the fault recording registers: FRO + 16 * (NFR + 1).
+    pub fn fault_regs_end(&self) -> usize {
+        self.fro + self.nfr as usize * FRCD_SIZE
+    }
+
     /// 2 MiB second-level pages supported.
     pub fn has_2m(&self) -> bool {
         self.sllps & 1 != 0
@@ -429,6 +440,18 @@ impl fmt::Display for Ecap {
     }
 }
 
+/// Bytes of register window a unit needs: the architectural registers (one page) plus
+/// the IOTLB registers at ECAP.IRO and the fault recording registers at CAP.FRO, rounded
+/// up to whole 4 KiB pages. The DRHD's size field may be smaller (Linux's `map_iommu`
+/// grows the mapping the same way); map `max(drhd size, this)`.
+pub fn register_window_size(cap: &Cap, ecap: &Ecap) -> usize {
+    let end = cap
+        .fault_regs_end()
+        .max(ecap.iro + IOTLB_IN_IOTLB_BLOCK + 8)
+        .max(4096);
+    end.div_ceil(4096) * 4096
+}
+
 /// Offset of fault recording register `i` (low qword) for a unit with capabilities `cap`.
 pub fn frcd_offset(cap: &Cap, i: u16) -> usize {
     cap.fro + i as usize * FRCD_SIZE
@@ -505,6 +528,34 @@ mod tests {
         assert!(Ecap::decode(0xf0_0fca).sc);
         assert!(Ecap::decode(0x4800_80f0_0f4a).smts);
         assert!(!Ecap::decode(0xf42).ir);
+    }
+
+    #[test]
+    fn register_window_covers_iotlb_and_fault_registers() {
+        // QEMU: everything in the first page.
+        let (c, e) = (Cap::decode(0x00d2_008c_2226_0206), Ecap::decode(0xf0_0f4a));
+        assert_eq!(register_window_size(&c, &e), 0x1000);
+        // A client unit: FRO 0x400 with 8 records, IRO 0x500: still one page.
+        let c = Cap::decode((7u64 << 40) | (0x40 << 24) | (0x26 << 16) | (1 << 9) | 1);
+        let e = Ecap::decode(0x50 << 8);
+        assert_eq!((c.fro, c.nfr, e.iro), (0x400, 8, 0x500));
+        assert_eq!(register_window_size(&c, &e), 0x1000);
+        // Fault records past the first page (FRO 0xFC0, 8 records → 0x1040).
+        let c = Cap::decode((7u64 << 40) | (0xfc << 24) | (1 << 9));
+        assert_eq!(c.fault_regs_end(), 0x1040);
+        assert_eq!(register_window_size(&c, &e), 0x2000);
+        // IOTLB registers at the very end of a page: IRO 0xFF0 + 16 fits exactly.
+        let e = Ecap::decode(0xff << 8);
+        assert_eq!(register_window_size(&Cap::decode(1 << 9), &e), 0x1000);
+        let e = Ecap::decode(0x100 << 8);
+        assert_eq!(register_window_size(&Cap::decode(1 << 9), &e), 0x2000);
+    }
+
+    #[test]
+    fn max_levels_is_the_largest_sagaw() {
+        assert_eq!(Cap::decode(0x00d2_008c_222f_0606).max_levels(), Some(4));
+        assert_eq!(Cap::decode(0x00d2_008c_2226_0206).max_levels(), Some(3));
+        assert_eq!(Cap::decode(0x00d2_008c_2226_0006).max_levels(), None);
     }
 
     #[test]

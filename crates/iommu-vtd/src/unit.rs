@@ -74,6 +74,13 @@ pub enum Error {
     /// Nothing answers at the register base: VER reads all zeros or all ones (a DMAR
     /// naming a unit the machine does not have, or one the firmware hid).
     NoUnit(u32),
+    /// The mapped register window is smaller than CAP.FRO/ECAP.IRO need.
+    WindowTooSmall {
+        /// Bytes mapped.
+        have: usize,
+        /// Bytes [`regs::register_window_size`] asks for.
+        need: usize,
+    },
     /// A requester-ID alias of the device is attached to another domain: the
     /// devices sharing it must share one domain (see
     /// [`RemappingUnit::group_domain`]).
@@ -110,6 +117,10 @@ impl fmt::Display for Error {
             Error::QueueError(i) => write!(f, "invalidation queue error at descriptor {i}"),
             Error::InvalidationRejected => write!(f, "invalidation request rejected"),
             Error::Iova(e) => write!(f, "{e}"),
+            Error::WindowTooSmall { have, need } => write!(
+                f,
+                "register window of {have:#x} bytes, CAP/ECAP place registers up to {need:#x}"
+            ),
             Error::NoUnit(v) => {
                 write!(f, "no VT-d unit answers at this address (VER reads {v:#x})")
             }
@@ -149,6 +160,10 @@ pub struct Config {
     pub flush_queue_len: usize,
     /// ...and maximum age in the caller's time unit.
     pub flush_queue_delay: u64,
+    /// Bytes of register window the caller mapped; `Some` makes bring-up refuse a
+    /// window smaller than [`regs::register_window_size`] (CAP.FRO/ECAP.IRO place
+    /// registers beyond it) instead of touching unmapped registers.
+    pub window_size: Option<usize>,
 }
 
 impl Default for Config {
@@ -161,6 +176,7 @@ impl Default for Config {
             fault_msi: None,
             flush_queue_len: 256,
             flush_queue_delay: 10,
+            window_size: None,
         }
     }
 }
@@ -311,6 +327,10 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         }
         let cap = Cap::decode(regs.read64(regs::CAP));
         let ecap = Ecap::decode(regs.read64(regs::ECAP));
+        let need = regs::register_window_size(&cap, &ecap);
+        if let Some(have) = cfg.window_size.filter(|&h| h < need) {
+            return Err(Error::WindowTooSmall { have, need });
+        }
         let levels = match cfg.levels {
             Some(l) if cap.supports_levels(l) => l,
             Some(l) => return Err(Error::UnsupportedLevels(l)),
@@ -349,6 +369,14 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         // Firmware may have left translation or QI on; start from a known state.
         // §10.4.4: QI can only be disabled when the queue is idle.
         let gsts = u.gsts();
+        // Interrupt remapping left on (kexec, firmware) remaps through a table we do not
+        // own and, without CFIS, blocks the compatibility-format MSIs the kernel uses;
+        // persistent GCMD writes would keep it on for ever. Linux turns it off outside
+        // kdump. Off before QI, which it depends on.
+        if gsts.contains(Gsts::IRES) {
+            log::warn!("DMAR: interrupt remapping was left on by firmware; turning it off");
+            u.gcmd_persistent(Gcmd::IRE, false, Gsts::IRES, "GSTS.IRES clear")?;
+        }
         if gsts.contains(Gsts::TES) {
             u.disable_translation()?;
         }
@@ -592,13 +620,30 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         });
         let fsts = Fsts::from_bits_retain(self.regs.read32(regs::FSTS));
         if fsts.contains(Fsts::IQE) {
-            // §6.5.2.10: hardware stopped at IQH. Drop what is queued and resume empty.
+            // §6.5.2.10: hardware stopped with IQH on the bad descriptor and fetches
+            // nothing until IQE is cleared; clearing it resumes fetching at IQH. So the
+            // bad descriptor is fixed first: overwritten with a copy of our wait
+            // descriptor (harmless, as Linux's qi_check_fault does), then IQE cleared;
+            // the rest of the batch and the real wait descriptor then run, and the queue
+            // ends empty (head == tail) with no register rewritten behind its back.
             let head = ((self.regs.read64(regs::IQH) >> 4) & 0x7fff) as u32;
-            self.regs.write32(regs::FSTS, Fsts::IQE.bits());
-            if let Some(q) = self.queue.as_mut() {
-                q.tail = head;
+            if let Some(q) = self.queue.as_ref() {
+                let pa = q.base + (head % q.entries) as u64 * 16;
+                self.mem.write_u64(pa, wait[0][0]);
+                self.mem.write_u64(pa + 8u64, wait[0][1]);
+                self.flush_cache(pa, 16);
             }
-            self.regs.write64(regs::IQT, (head as u64) << 4);
+            hal::wmb();
+            self.regs.write32(regs::FSTS, Fsts::IQE.bits());
+            let drained = self.poll("invalidation queue after an error", |u| {
+                u.mem.read_u32(status) == seq
+                    || Fsts::from_bits_retain(u.regs.read32(regs::FSTS)).contains(Fsts::IQE)
+            });
+            if drained.is_err()
+                || Fsts::from_bits_retain(self.regs.read32(regs::FSTS)).contains(Fsts::IQE)
+            {
+                log::error!("DMAR: invalidation queue did not recover from an error at {head}");
+            }
             return Err(Error::QueueError(head));
         }
         r?;
@@ -968,12 +1013,21 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             self.apply_rmrrs(bdf, d)?;
         }
         let ct = self.context_table(bdf.bus)?;
-        let (tt, ptr) = match kind {
-            DomainKind::PassThrough => (tables::TT_PASS_THROUGH, 0),
-            _ => (tables::TT_SECOND_LEVEL, pgd.map_or(0, |p| p.as_u64())),
+        // AW: the domain's depth for translated entries; for pass-through the largest
+        // AGAW the unit supports (§9.3, Linux's msagaw), not the domain's depth.
+        let (tt, ptr, aw) = match kind {
+            DomainKind::PassThrough => (
+                tables::TT_PASS_THROUGH,
+                0,
+                self.cap.max_levels().unwrap_or(self.levels),
+            ),
+            _ => (
+                tables::TT_SECOND_LEVEL,
+                pgd.map_or(0, |p| p.as_u64()),
+                self.levels,
+            ),
         };
-        // AW must be a SAGAW level even for pass-through (hw-facts 4.6 / §9.3).
-        let (lo, hi) = tables::context_entry(ptr, tt, self.levels, d.0);
+        let (lo, hi) = tables::context_entry(ptr, tt, aw, d.0);
         let ce = ct + bdf.devfn as u64 * 16;
         // High qword first, then the low one with P: the unit never sees a present
         // entry with a stale DID/AW.

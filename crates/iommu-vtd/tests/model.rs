@@ -1171,3 +1171,72 @@ fn flush_queues_due_bounds_the_delay_without_another_unmap() {
         let _ = idle;
     });
 }
+
+/// The context entry (lo, hi) the unit wrote for `bdf`.
+fn context_entry_of(m: &VtdModel<&Arena>, u: &Unit<'_>, bdf: Bdf) -> (u64, u64) {
+    let re = m.memory().read_u64(u.root_table() + bdf.bus as u64 * 16);
+    let ce = PhysAddr::new(re & !0xfff) + bdf.devfn as u64 * 16;
+    (m.memory().read_u64(ce), m.memory().read_u64(ce + 8u64))
+}
+
+#[test]
+fn pass_through_entries_name_the_largest_sagaw_not_the_domain_depth() {
+    // A unit with 3- and 4-level tables, run with 3-level domains: translated entries
+    // say 3 levels (AW 1), pass-through ones the largest AGAW, 4 levels (AW 2, §9.3).
+    let c = Config {
+        levels: Some(3),
+        ..cfg(InvalMode::Queued)
+    };
+    with_unit(QEMU_CAP_AW48, QEMU_ECAP, c, |m, u| {
+        let pt = u.create_domain(DomainKind::PassThrough).unwrap();
+        let tr = u.create_domain(DomainKind::Translated).unwrap();
+        u.attach(EDU, pt).unwrap();
+        u.attach(NIC, tr).unwrap();
+        assert_eq!(
+            context_entry_of(m, u, EDU).1 & 7,
+            2,
+            "pass-through: 4-level AW"
+        );
+        assert_eq!(
+            context_entry_of(m, u, NIC).1 & 7,
+            1,
+            "translated: 3-level AW"
+        );
+        u.enable_translation().unwrap();
+        assert_eq!(
+            m.dma(0, EDU.devfn, 0x12_3456, 4, true).unwrap(),
+            PhysAddr::new(0x12_3456)
+        );
+    });
+}
+
+#[test]
+fn a_register_window_too_small_for_fro_is_refused() {
+    // Eight fault records at FRO 0xFC0 end at 0x1040: one mapped page is not enough.
+    let cap = (QEMU_CAP & !(0x3ff << 24) & !(0xff << 40)) | (0xfc << 24) | (7 << 40);
+    let arena = Arena::new(PhysAddr::new(0), ARENA as usize);
+    let model = VtdModel::new(&arena, cap, QEMU_ECAP);
+    let frames = || BumpFrames::new(PhysAddr::new(8 * MIB), PhysAddr::new(ARENA));
+    let small = Config {
+        window_size: Some(0x1000),
+        ..cfg(InvalMode::Queued)
+    };
+    let r = RemappingUnit::new(&model, &arena, frames(), small);
+    assert!(matches!(
+        r,
+        Err(Error::WindowTooSmall {
+            have: 0x1000,
+            need: 0x2000
+        })
+    ));
+    assert!(
+        model.writes().is_empty(),
+        "nothing written before the check"
+    );
+    let big = Config {
+        window_size: Some(0x2000),
+        ..cfg(InvalMode::Queued)
+    };
+    let u = RemappingUnit::new(&model, &arena, frames(), big).expect("bring-up");
+    assert_eq!(u.cap().fault_regs_end(), 0x1040);
+}

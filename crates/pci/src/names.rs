@@ -143,18 +143,24 @@ pub struct LpssId {
     pub platform_name: &'static str,
     /// Function type.
     pub function: LpssFunction,
-    /// Index among the platform's functions of this type, in table order (the `#n`).
+    /// Index among the platform's functions of this type, in the order of Linux's
+    /// `intel-lpss-pci` table. Not the hardware's instance number: see `pciids_number`.
     pub index: u8,
+    /// The `#n` the PCI ID database gives this function, where known
+    /// ([`PCIIDS_NUMBER`]); `None` prints no number.
+    pub pciids_number: Option<u8>,
 }
 
 impl fmt::Display for LpssId {
-    /// `Sunrise Point-LP LPSS UART #0`.
+    /// `Sunrise Point-LP LPSS UART #0`, numbered as the PCI ID database does; without
+    /// a number where that is not known (table order is not the instance number:
+    /// Tiger Lake-H's 43E8 is fourth in the table but I2C #0).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} LPSS {} #{}",
-            self.platform_name, self.function, self.index
-        )
+        write!(f, "{} LPSS {}", self.platform_name, self.function)?;
+        match self.pciids_number {
+            Some(n) => write!(f, " #{n}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -200,7 +206,7 @@ struct LpssPlatform {
 use LpssFunction::{I2c, Spi, Uart};
 
 // Generated from hw-facts.md §1.9 (the intel-lpss-pci table, newest found); order
-// within a platform is the table's, which numbers the functions (#0, #1, ...).
+// within a platform is the table's (it gives `LpssId::index`, not the `#n`: that is PCIIDS_NUMBER).
 const PLATFORMS: &[LpssPlatform] = &[
     LpssPlatform {
         short: "SPT-LP",
@@ -661,6 +667,136 @@ const PLATFORMS: &[LpssPlatform] = &[
     },
 ];
 
+/// The `#n` the PCI ID database (pci.ids) gives LPSS functions, where the shared corpus
+/// (`lpss-devices.tsv`, column `pciids_name`) records the database's name; sorted by ID.
+/// The database numbers irregularly (Apollo Lake from 1, Alder Lake-P's 51C5 and 51E8
+/// both #0), so no rule derives it from the table order; IDs not listed print no number.
+const PCIIDS_NUMBER: &[(u16, u8)] = &[
+    (0x02EA, 2),
+    (0x06A8, 0),
+    (0x06A9, 1),
+    (0x06AA, 0),
+    (0x06AB, 1),
+    (0x06E8, 0),
+    (0x06E9, 1),
+    (0x06EA, 2),
+    (0x06EB, 3),
+    (0x06FB, 2),
+    (0x0F0A, 1),
+    (0x0F0C, 2),
+    (0x0F41, 1),
+    (0x0F42, 2),
+    (0x0F43, 3),
+    (0x0F44, 4),
+    (0x0F45, 5),
+    (0x0F46, 6),
+    (0x0F47, 7),
+    (0x228A, 1),
+    (0x228C, 2),
+    (0x22C1, 1),
+    (0x22C2, 2),
+    (0x22C3, 3),
+    (0x22C4, 4),
+    (0x22C6, 6),
+    (0x22C7, 7),
+    (0x34A8, 0),
+    (0x34AA, 0),
+    (0x34AB, 1),
+    (0x34C5, 4),
+    (0x34C6, 5),
+    (0x34E8, 0),
+    (0x34E9, 1),
+    (0x34EA, 2),
+    (0x34EB, 3),
+    (0x43E8, 0),
+    (0x43E9, 1),
+    (0x51A8, 0),
+    (0x51C5, 0),
+    (0x51C6, 1),
+    (0x51D8, 2),
+    (0x51D9, 3),
+    (0x51E8, 0),
+    (0x51E9, 1),
+    (0x51EA, 2),
+    (0x51EB, 3),
+    (0x5AAC, 1),
+    (0x5AAE, 2),
+    (0x5AB0, 3),
+    (0x5AB2, 4),
+    (0x5AB4, 5),
+    (0x5AB6, 6),
+    (0x5AB8, 7),
+    (0x5ABA, 8),
+    (0x5ABC, 1),
+    (0x5ABE, 2),
+    (0x5AC0, 3),
+    (0x5AC2, 1),
+    (0x5AC4, 2),
+    (0x5AC6, 3),
+    (0x5AEE, 4),
+    (0x7AA8, 0),
+    (0x7AAB, 1),
+    (0x7ACC, 0),
+    (0x7ACD, 1),
+    (0x7ACE, 2),
+    (0x7ACF, 3),
+    (0x7AFC, 4),
+    (0x7AFD, 5),
+    (0x7E78, 0),
+    (0x9C61, 0),
+    (0x9C62, 1),
+    (0x9C66, 1),
+    (0x9CE2, 1),
+    (0x9CE3, 0),
+    (0x9CE6, 1),
+    (0x9D27, 0),
+    (0x9D28, 1),
+    (0x9D29, 0),
+    (0x9D2A, 1),
+    (0x9D60, 0),
+    (0x9D61, 1),
+    (0x9D62, 2),
+    (0x9D63, 3),
+    (0x9D64, 4),
+    (0x9D65, 5),
+    (0x9D66, 2),
+    (0x9DA8, 2),
+    (0x9DE8, 0),
+    (0x9DE9, 1),
+    (0xA0A8, 0),
+    (0xA0AB, 1),
+    (0xA0C5, 4),
+    (0xA0C6, 5),
+    (0xA0E8, 0),
+    (0xA0E9, 1),
+    (0xA0EA, 2),
+    (0xA0EB, 3),
+    (0xA127, 0),
+    (0xA128, 1),
+    (0xA129, 0),
+    (0xA12A, 1),
+    (0xA160, 0),
+    (0xA161, 1),
+    (0xA162, 2),
+    (0xA166, 2),
+    (0xA2A7, 0),
+    (0xA2A8, 1),
+    (0xA2E0, 0),
+    (0xA2E1, 1),
+    (0xA368, 0),
+    (0xA369, 1),
+    (0xA36A, 2),
+    (0xA36B, 3),
+];
+
+fn pciids_number(device: u16) -> Option<u8> {
+    PCIIDS_NUMBER
+        .binary_search_by_key(&device, |&(d, _)| d)
+        .ok()
+        .and_then(|i| PCIIDS_NUMBER.get(i))
+        .map(|&(_, n)| n)
+}
+
 /// Every LPSS ID in the table, in table order.
 pub fn lpss_ids() -> impl Iterator<Item = LpssId> {
     PLATFORMS.iter().flat_map(|p| {
@@ -684,6 +820,7 @@ pub fn lpss_ids() -> impl Iterator<Item = LpssId> {
                     platform_name: p.name,
                     function: e.function,
                     index,
+                    pciids_number: pciids_number(id),
                 });
                 match id.checked_add(e.step) {
                     Some(n) => id = n,

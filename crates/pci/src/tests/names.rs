@@ -90,12 +90,18 @@ fn lpss_table_numbering() {
     assert_eq!(l(0x9d66), "Sunrise Point-LP LPSS UART #2");
     assert_eq!(l(0x9d29), "Sunrise Point-LP LPSS SPI #0");
     assert_eq!(l(0x9d65), "Sunrise Point-LP LPSS I2C #5");
-    // Broxton family lists every other ID.
-    assert_eq!(l(0x5aba), "Apollo Lake LPSS I2C #7");
+    // Broxton family lists every other ID; the PCI ID database numbers Apollo Lake
+    // from 1.
+    assert_eq!(l(0x5aba), "Apollo Lake LPSS I2C #8");
     assert!(lpss_lookup(0x5aad).is_none());
-    assert_eq!(l(0x5aee), "Apollo Lake LPSS UART #3");
-    assert_eq!(l(0xa0dd), "Tiger Lake-LP LPSS UART #6");
-    assert_eq!(l(0xd37b), "Nova Lake-H LPSS I2C #5");
+    assert_eq!(l(0x5aee), "Apollo Lake LPSS UART #4");
+    // Numbered as the database does, not by table order (43E8 is fourth in the table).
+    assert_eq!(l(0x43e8), "Tiger Lake-H LPSS I2C #0");
+    assert_eq!(l(0x9da8), "Cannon Lake-LP LPSS UART #2");
+    assert_eq!(l(0xa0c5), "Tiger Lake-LP LPSS I2C #4");
+    // No database name known: no invented number.
+    assert_eq!(l(0xa0dd), "Tiger Lake-LP LPSS UART");
+    assert_eq!(l(0xd37b), "Nova Lake-H LPSS I2C");
     let x = lpss_lookup(0x02a8).unwrap();
     assert_eq!(
         (x.platform, x.function, x.index),
@@ -122,7 +128,7 @@ fn lpss_table_agrees_with_corpus() {
         std::println!("corpus not found at {path}; skipped");
         return;
     };
-    let (mut checked, mut unclassified, mut disagree) = (0, 0, Vec::new());
+    let (mut checked, mut unclassified, mut numbered, mut disagree) = (0, 0, 0, Vec::new());
     for line in text.lines().skip(1) {
         let cols: Vec<&str> = line.split('\t').collect();
         let (Some(id), Some(lpss), Some(func)) = (cols.first(), cols.get(1), cols.get(2)) else {
@@ -154,7 +160,22 @@ fn lpss_table_agrees_with_corpus() {
                 ours.function
             ));
         }
+        // Where the corpus has the PCI ID database's name, our `#n` is the database's.
+        let db_number = cols
+            .get(7)
+            .and_then(|n| n.rsplit_once('#'))
+            .and_then(|(_, n)| n.parse::<u8>().ok());
+        if let Some(n) = db_number {
+            numbered += 1;
+            if ours.pciids_number != Some(n)
+                || !ours.to_string().ends_with(&alloc::format!(" #{n}"))
+            {
+                disagree.push(alloc::format!("{id}: database #{n}, ours {ours}"));
+            }
+        }
     }
+    std::println!("LPSS corpus: {numbered} IDs with a database number checked");
+    assert!(numbered > 80, "only {numbered} database numbers checked");
     std::println!("LPSS corpus: {checked} IDs checked, {unclassified} without a function type");
     assert!(checked > 50, "only {checked} corpus IDs matched");
     assert!(disagree.is_empty(), "{disagree:#?}");
