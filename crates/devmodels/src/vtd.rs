@@ -62,10 +62,6 @@ pub const GSTS_RTPS: u32 = SRTP;
 pub const GSTS_WBFS: u32 = WBF;
 /// GSTS.QIES.
 pub const GSTS_QIES: u32 = QIE;
-/// GSTS.IRES.
-pub const GSTS_IRES: u32 = IRE;
-/// GSTS.IRTPS.
-pub const GSTS_IRTPS: u32 = SIRTP;
 
 // FSTS bits.
 const PFO: u32 = 1 << 0;

@@ -289,8 +289,10 @@ impl PlatformDriver for Idma64Driver {
             dev: dev.clone(),
             live: BTreeMap::new(),
         };
-        let drv = idma64::Idma64::new(regs, crate::mm::direct::direct(), lli)
+        let mut drv = idma64::Idma64::new(regs, crate::mm::direct::direct(), lli)
             .map_err(|_| ProbeError::Device("iDMA64 did not turn off (DMA_EN stuck)"))?;
+        // The driver's bounded polls wait a calibrated microsecond between reads.
+        drv.set_delay(|us| crate::arch::tsc::delay_us(u64::from(us)));
         let desc = alloc::format!(
             "idma64 on {parent}{}, 2 channels, registers at {:#x}",
             if simulated { " (simulated)" } else { "" },

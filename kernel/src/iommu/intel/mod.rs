@@ -157,12 +157,9 @@ pub fn init() {
             log::warn!("iommu: DRHD with register base 0 skipped (firmware bug)");
             continue;
         }
-        let regs = match kmm::ioremap(drhd.register_base, drhd.register_size()) {
-            Ok(r) => r,
-            Err(e) => {
-                log::warn!("iommu {:#x}: cannot map registers: {e}", drhd.register_base);
-                continue;
-            }
+        let Some((regs, window)) = map_unit_registers(drhd.register_base, drhd.register_size())
+        else {
+            continue;
         };
         let cfg = Config {
             inval,
@@ -176,6 +173,7 @@ pub fn init() {
             flush_queue_len: 64,
             // Ticks of the 100 Hz timer: pending IOVAs wait at most 100 ms.
             flush_queue_delay: 10,
+            window_size: Some(window),
             ..Config::default()
         };
         let unit = match RemappingUnit::new(regs, direct::direct(), KFrames, cfg) {
@@ -218,6 +216,31 @@ pub fn init() {
             log::warn!("iommu: no flush-queue timer ({e}); queues flush only when full");
         }
     }
+}
+
+/// Maps a unit's registers: the DRHD's size, grown to what CAP.FRO and
+/// ECAP.IRO need (the fault records and IOTLB registers may lie past the
+/// first page; Linux's map_iommu does the same). Returns the mapping and its
+/// size, or `None` (said in the log) when it cannot be mapped.
+fn map_unit_registers(base: u64, drhd_size: u64) -> Option<(IoMem, usize)> {
+    use iommu_vtd::regs;
+    let map = |size: u64| match kmm::ioremap(base, size) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            log::warn!("iommu {base:#x}: cannot map {size:#x} bytes of registers: {e}");
+            None
+        }
+    };
+    let first = map(drhd_size)?;
+    let cap = regs::Cap::decode(first.read64(regs::CAP));
+    let ecap = regs::Ecap::decode(first.read64(regs::ECAP));
+    let need = regs::register_window_size(&cap, &ecap) as u64;
+    if need <= drhd_size {
+        return Some((first, drhd_size as usize));
+    }
+    drop(first);
+    log::info!("iommu {base:#x}: registers need {need:#x} bytes (the DRHD says {drhd_size:#x})");
+    Some((map(need)?, need as usize))
 }
 
 /// Called (through the PCI layer's topology hook) after enumeration, before
@@ -369,7 +392,8 @@ fn iommu_err(e: iommu_vtd::Error) -> IommuError {
         | E::AliasInOtherDomain(..)
         | E::NoInterruptRemapping
         | E::InterruptRemappingOff
-        | E::Irte(_) => IommuError::DomainUnusable,
+        | E::Irte(_)
+        | E::WindowTooSmall { .. } => IommuError::DomainUnusable,
     }
 }
 
