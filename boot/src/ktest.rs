@@ -969,6 +969,27 @@ pub struct DiskCase {
     pub disk: WritableDisk,
     /// Checks the image file's bytes after the run.
     pub check: fn(&[u8]) -> Result<(), String>,
+    /// Attach the copy through QEMU's `blkdebug` driver with a rule that fails every
+    /// read touching this sector with EIO (an injected media error).
+    pub read_error_at: Option<u64>,
+}
+
+/// The image as generated, every byte: a run that only read must not have changed it.
+fn check_unchanged_image(img: &[u8]) -> Result<(), String> {
+    let ss = profile::NVME_SECTOR;
+    if img.len() != ss * profile::NVME_SECTORS {
+        return Err(format!(
+            "image is {} bytes, expected {}",
+            img.len(),
+            ss * profile::NVME_SECTORS
+        ));
+    }
+    for lba in 0..profile::NVME_SECTORS {
+        if img[lba * ss..(lba + 1) * ss] != profile::nvme_sector(lba)[..] {
+            return Err(format!("image LBA {lba} changed by a run that only read"));
+        }
+    }
+    Ok(())
 }
 
 /// The written range of the disk cases: LBA 100, 8 sectors, pattern seed 42.
@@ -1031,6 +1052,7 @@ pub const DISK_CASES: &[DiskCase] = &[
         },
         disk: WritableDisk::Nvme,
         check: check_written_image,
+        read_error_at: None,
     },
     DiskCase {
         case: ShellCase {
@@ -1050,6 +1072,48 @@ pub const DISK_CASES: &[DiskCase] = &[
         },
         disk: WritableDisk::AhciPort1,
         check: check_written_image,
+        read_error_at: None,
+    },
+    DiskCase {
+        case: ShellCase {
+            name: "nvme_injected_media_error",
+            profile: "nvme",
+            cmdline: "",
+            input: b"blk read nvme0n1 200\nblk read nvme0n1 0\nblk read nvme0n1 201\nblk read nvme0n1 199 2\npoweroff\n",
+            end: End::Exited(0),
+            contains: &[
+                "error: blk: nvme0n1: I/O error at sector 200: nvme: unrecovered read error (media error)",
+                "nvme0n1: 1 sector(s) of 512 bytes from LBA 0, read by 0000:",
+                "nvme0n1: 1 sector(s) of 512 bytes from LBA 201, read by 0000:",
+                "error: blk: nvme0n1: I/O error at sector 199: nvme: unrecovered read error (media error)",
+            ],
+            line_counts: &[("error:", 2)],
+            verify: None,
+        },
+        disk: WritableDisk::Nvme,
+        check: check_unchanged_image,
+        read_error_at: Some(200),
+    },
+    DiskCase {
+        case: ShellCase {
+            name: "ahci_injected_media_error",
+            profile: "default",
+            cmdline: "",
+            input: b"blk read sdb 200\nblk read sdb 0\nblk read sdb 201\nblk read sda 0\npoweroff\n",
+            end: End::Exited(0),
+            contains: &[
+                "error: blk: sdb: I/O error at sector 200: ahci port 1: command aborted",
+                "warning: ahci: port 1: recovered (COMRESET)",
+                "sdb: 1 sector(s) of 512 bytes from LBA 0, read by 0000:00:1f.2 ahci",
+                "sdb: 1 sector(s) of 512 bytes from LBA 201, read by 0000:00:1f.2 ahci",
+                "sda: 1 sector(s) of 512 bytes from LBA 0, read by 0000:00:1f.2 ahci",
+            ],
+            line_counts: &[("error:", 1)],
+            verify: None,
+        },
+        disk: WritableDisk::AhciPort1,
+        check: check_unchanged_image,
+        read_error_at: Some(200),
     },
 ];
 
@@ -1073,7 +1137,21 @@ pub fn check_disk_case(dc: &DiskCase, images: &Images) -> Result<Transcript, Str
             copy.display()
         )
     })?;
-    let drive = |id: &str| format!("if=none,id={id},format=raw,file={}", copy.display());
+    let file = match dc.read_error_at {
+        None => copy.display().to_string(),
+        Some(sector) => {
+            let rules = copy.with_extension("blkdebug.conf");
+            std::fs::write(
+                &rules,
+                format!(
+                    "[inject-error]\nevent = \"read_aio\"\nsector = \"{sector}\"\nerrno = \"5\"\n"
+                ),
+            )
+            .map_err(|e| format!("writing {}: {e}", rules.display()))?;
+            format!("blkdebug:{}:{}", rules.display(), copy.display())
+        }
+    };
+    let drive = |id: &str| format!("if=none,id={id},format=raw,file={file}");
     let extra = match dc.disk {
         WritableDisk::Nvme => {
             // The profile would attach the shared image read-only; attach the copy instead.
@@ -1100,6 +1178,7 @@ pub fn check_disk_case(dc: &DiskCase, images: &Images) -> Result<Transcript, Str
     });
     if r.is_ok() {
         let _ = std::fs::remove_file(&copy);
+        let _ = std::fs::remove_file(copy.with_extension("blkdebug.conf"));
     }
     r
 }

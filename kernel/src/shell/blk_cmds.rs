@@ -121,7 +121,12 @@ pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
         hal::PhysAddr,
     ) = r
         .map_err(|e| CmdError::Failed(alloc::format!("blk: {e}")))?
-        .map_err(|e| CmdError::Failed(alloc::format!("blk: {dev}: {e}")))?;
+        .map_err(|e| {
+            // A device error names the disk already; the block layer's own checks do not.
+            let sep = if e.starts_with(dev) { "" } else { ": " };
+            let dev = if sep.is_empty() { "" } else { dev };
+            CmdError::Failed(alloc::format!("blk: {dev}{sep}{e}"))
+        })?;
     match op {
         BlkOp::Read => {
             kprintln!(
