@@ -908,7 +908,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "sda   0000:00:1f.2 ahci  0",
             "QEMU HARDDISK",
             "sda: 1 sector(s) of 512 bytes from LBA 0, read by 0000:00:1f.2 ahci",
-            "error: blk: sectors 99999999+1 beyond the end of the disk",
+            "error: blk: sda: sectors 99999999+1 beyond the end of the disk",
         ],
         line_counts: &[("error:", 1)],
         verify: Some(verify_boot_sector),
@@ -924,7 +924,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "2048        1.0 MiB    QEMU NVMe Ctrl",
             "nvme0n1: 2 sector(s) of 512 bytes from LBA 0, read by 0000:",
             "nvme0n1: 64 sector(s) of 512 bytes from LBA 100, read by 0000:",
-            "error: blk: sectors 2048+1 beyond the end of the disk (2048 sectors)",
+            "error: blk: nvme0n1: sectors 2048+1 beyond the end of the disk (2048 sectors)",
         ],
         line_counts: &[("error:", 1)],
         verify: Some(verify_nvme_dump),
@@ -950,6 +950,245 @@ pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript,
     let profile = profile::find(case.profile)
         .ok_or("unknown profile")?
         .clone();
+    run_shell_case(case, images, profile, vec![])
+}
+
+/// Which disk a [`DiskCase`] gets a writable copy of.
+#[derive(Clone, Copy, Debug)]
+pub enum WritableDisk {
+    /// The NVMe namespace (`nvme0n1`), in place of the profile's read-only one.
+    Nvme,
+    /// A second AHCI disk on port 1 (`sdb`), next to the boot disk.
+    AhciPort1,
+}
+
+/// A shell case whose kernel writes to a disk: it runs on a per-run writable copy of
+/// the NVMe image, and after QEMU has exited the host reads that copy and checks it.
+pub struct DiskCase {
+    pub case: ShellCase,
+    pub disk: WritableDisk,
+    /// Checks the image file's bytes after the run.
+    pub check: fn(&[u8]) -> Result<(), String>,
+    /// Attach the copy through QEMU's `blkdebug` driver with a rule that fails every
+    /// read touching this sector with EIO (an injected media error).
+    pub read_error_at: Option<u64>,
+}
+
+/// The image as generated, every byte: a run that only read must not have changed it.
+fn check_unchanged_image(img: &[u8]) -> Result<(), String> {
+    let ss = profile::NVME_SECTOR;
+    if img.len() != ss * profile::NVME_SECTORS {
+        return Err(format!(
+            "image is {} bytes, expected {}",
+            img.len(),
+            ss * profile::NVME_SECTORS
+        ));
+    }
+    for lba in 0..profile::NVME_SECTORS {
+        if img[lba * ss..(lba + 1) * ss] != profile::nvme_sector(lba)[..] {
+            return Err(format!("image LBA {lba} changed by a run that only read"));
+        }
+    }
+    Ok(())
+}
+
+/// The written range of the disk cases: LBA 100, 8 sectors, pattern seed 42.
+const WRITE_LBA: usize = 100;
+const WRITE_COUNT: usize = 8;
+const WRITE_SEED: u64 = 42;
+
+/// Every byte of the image: the written range holds the seeded pattern (computed
+/// here, on the host, from the image file), everything else the image as generated.
+fn check_written_image(img: &[u8]) -> Result<(), String> {
+    let ss = profile::NVME_SECTOR;
+    if img.len() != ss * profile::NVME_SECTORS {
+        return Err(format!(
+            "image is {} bytes, expected {}",
+            img.len(),
+            ss * profile::NVME_SECTORS
+        ));
+    }
+    let written = WRITE_LBA..WRITE_LBA + WRITE_COUNT;
+    for lba in 0..profile::NVME_SECTORS {
+        let got = &img[lba * ss..(lba + 1) * ss];
+        let want = if written.contains(&lba) {
+            let mut v = vec![0u8; ss];
+            block::pattern::fill_pattern(WRITE_SEED, lba as u64, ss, &mut v);
+            v
+        } else {
+            profile::nvme_sector(lba)
+        };
+        if let Some(i) = (0..ss).find(|&i| got[i] != want[i]) {
+            return Err(format!(
+                "image LBA {lba} byte {i}: {:#04x}, expected {:#04x} ({})",
+                got[i],
+                want[i],
+                if written.contains(&lba) {
+                    "written with the pattern"
+                } else {
+                    "outside the written range: must be unchanged"
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub const DISK_CASES: &[DiskCase] = &[
+    DiskCase {
+        case: ShellCase {
+            name: "nvme_write_pattern_host_checks_image",
+            profile: "nvme",
+            cmdline: "",
+            input: b"blk write nvme0n1 100 8 --pattern 42\nblk verify nvme0n1 100 8 --pattern 42\nblk verify nvme0n1 100 9 --pattern 42\npoweroff\n",
+            end: End::Exited(0),
+            contains: &[
+                "nvme0n1: wrote 8 sector(s) of 512 bytes at LBA 100 with pattern 42",
+                "nvme0n1: verified: 8 sectors match pattern 42 from LBA 100",
+                "error: blk: nvme0n1: mismatch at LBA 108 byte 0:",
+            ],
+            line_counts: &[("error:", 1)],
+            verify: None,
+        },
+        disk: WritableDisk::Nvme,
+        check: check_written_image,
+        read_error_at: None,
+    },
+    DiskCase {
+        case: ShellCase {
+            name: "ahci_write_pattern_host_checks_image",
+            profile: "default",
+            cmdline: "",
+            input: b"lsblk\nblk write sdb 100 8 --pattern 42\nblk verify sdb 100 8 --pattern 42\nblk verify sdb 100 9 --pattern 42\npoweroff\n",
+            end: End::Exited(0),
+            contains: &[
+                "sdb   0000:00:1f.2 ahci  1",
+                "sdb: wrote 8 sector(s) of 512 bytes at LBA 100 with pattern 42",
+                "sdb: verified: 8 sectors match pattern 42 from LBA 100",
+                "error: blk: sdb: mismatch at LBA 108 byte 0:",
+            ],
+            line_counts: &[("error:", 1)],
+            verify: None,
+        },
+        disk: WritableDisk::AhciPort1,
+        check: check_written_image,
+        read_error_at: None,
+    },
+    DiskCase {
+        case: ShellCase {
+            name: "nvme_injected_media_error",
+            profile: "nvme",
+            cmdline: "",
+            input: b"blk read nvme0n1 200\nblk read nvme0n1 0\nblk read nvme0n1 201\nblk read nvme0n1 199 2\npoweroff\n",
+            end: End::Exited(0),
+            contains: &[
+                "error: blk: nvme0n1: I/O error at sector 200: nvme: unrecovered read error (media error)",
+                "nvme0n1: 1 sector(s) of 512 bytes from LBA 0, read by 0000:",
+                "nvme0n1: 1 sector(s) of 512 bytes from LBA 201, read by 0000:",
+                "error: blk: nvme0n1: I/O error at sector 199: nvme: unrecovered read error (media error)",
+            ],
+            line_counts: &[("error:", 2)],
+            verify: None,
+        },
+        disk: WritableDisk::Nvme,
+        check: check_unchanged_image,
+        read_error_at: Some(200),
+    },
+    DiskCase {
+        case: ShellCase {
+            name: "ahci_injected_media_error",
+            profile: "default",
+            cmdline: "",
+            input: b"blk read sdb 200\nblk read sdb 0\nblk read sdb 201\nblk read sda 0\npoweroff\n",
+            end: End::Exited(0),
+            contains: &[
+                "error: blk: sdb: I/O error at sector 200: ahci port 1: command aborted",
+                "warning: ahci: port 1: recovered (COMRESET)",
+                "sdb: 1 sector(s) of 512 bytes from LBA 0, read by 0000:00:1f.2 ahci",
+                "sdb: 1 sector(s) of 512 bytes from LBA 201, read by 0000:00:1f.2 ahci",
+                "sda: 1 sector(s) of 512 bytes from LBA 0, read by 0000:00:1f.2 ahci",
+            ],
+            line_counts: &[("error:", 1)],
+            verify: None,
+        },
+        disk: WritableDisk::AhciPort1,
+        check: check_unchanged_image,
+        read_error_at: Some(200),
+    },
+];
+
+/// Runs a [`DiskCase`] on a fresh writable copy of the NVMe image and checks the copy
+/// after QEMU exits. The copy is removed when the check passes and kept (its path in
+/// the error) when it fails.
+pub fn check_disk_case(dc: &DiskCase, images: &Images) -> Result<Transcript, String> {
+    let mut profile = profile::find(dc.case.profile)
+        .ok_or("unknown profile")?
+        .clone();
+    profile::ensure_nvme_image(&images.nvme)?;
+    let copy = std::env::temp_dir().join(format!(
+        "busmaster-{}-{}.img",
+        dc.case.name,
+        std::process::id()
+    ));
+    std::fs::copy(&images.nvme, &copy).map_err(|e| {
+        format!(
+            "copying {} to {}: {e}",
+            images.nvme.display(),
+            copy.display()
+        )
+    })?;
+    let file = match dc.read_error_at {
+        None => copy.display().to_string(),
+        Some(sector) => {
+            let rules = copy.with_extension("blkdebug.conf");
+            std::fs::write(
+                &rules,
+                format!(
+                    "[inject-error]\nevent = \"read_aio\"\nsector = \"{sector}\"\nerrno = \"5\"\n"
+                ),
+            )
+            .map_err(|e| format!("writing {}: {e}", rules.display()))?;
+            format!("blkdebug:{}:{}", rules.display(), copy.display())
+        }
+    };
+    let drive = |id: &str| format!("if=none,id={id},format=raw,file={file}");
+    let extra = match dc.disk {
+        WritableDisk::Nvme => {
+            // The profile would attach the shared image read-only; attach the copy instead.
+            profile.nvme = false;
+            vec![
+                "-drive".into(),
+                drive("n0"),
+                "-device".into(),
+                "nvme,serial=busmaster,drive=n0".into(),
+            ]
+        }
+        WritableDisk::AhciPort1 => vec![
+            "-drive".into(),
+            drive("d1"),
+            "-device".into(),
+            "ide-hd,drive=d1,bus=ide.1".into(),
+        ],
+    };
+    let t = run_shell_case(&dc.case, images, profile, extra);
+    let r = t.and_then(|t| {
+        let img = std::fs::read(&copy).map_err(|e| format!("reading {}: {e}", copy.display()))?;
+        (dc.check)(&img).map_err(|e| format!("{e} (image kept: {})", copy.display()))?;
+        Ok(t)
+    });
+    if r.is_ok() {
+        let _ = std::fs::remove_file(&copy);
+        let _ = std::fs::remove_file(copy.with_extension("blkdebug.conf"));
+    }
+    r
+}
+
+fn run_shell_case(
+    case: &ShellCase,
+    images: &Images,
+    profile: profile::Profile,
+    extra: Vec<String>,
+) -> Result<Transcript, String> {
     let launch = Launch {
         firmware: profile.firmware,
         profile,
@@ -957,7 +1196,7 @@ pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript,
         serial: SerialMode::Piped,
         no_reboot: true,
         monitor: None,
-        extra: vec![],
+        extra,
     };
     let session = Session::spawn(&launch, images)?;
     qemu::feed_input(&session, case.input);

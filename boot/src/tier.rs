@@ -193,6 +193,17 @@ pub fn jobs(
             }),
         );
     }
+    for dc in ktest::DISK_CASES {
+        let full = format!("qemu::{}::shell::{}", dc.case.profile, dc.case.name);
+        let images = images.clone();
+        add(
+            full.clone(),
+            Box::new(move || {
+                let r = ktest::check_disk_case(dc, &images).map(|_| String::new());
+                vec![Outcome::of(full, r)]
+            }),
+        );
+    }
     jobs.retain(|j| may_report(&j.label, only));
     jobs
 }

@@ -13,11 +13,14 @@
 //!   merge, within the segment size and boundary) or more than `max_sectors` sectors,
 //!   and every request is a whole number of sectors.
 //! * [`sd_name`] / [`nvme_name`] — `sda`, …, `sdz`, `sdaa`, … and `nvme0n1`.
+//! * [`pattern`] — the seeded byte pattern of `blk write`/`blk verify`.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 extern crate alloc;
+
+pub mod pattern;
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
