@@ -21,7 +21,7 @@ use ahci::{Config, Delay, DiskInfo, Hba};
 use pci::{DeviceCtx, PciDeviceId, PciDriver, ProbeError};
 
 use crate::arch::tsc as time;
-use crate::mm::{self as kmem, IoMem};
+use crate::mm::IoMem;
 
 /// Busy-waits on the calibrated TSC.
 pub struct TscDelay;
@@ -157,17 +157,8 @@ impl PciDriver for AhciDriver {
     }
 
     fn probe(&self, ctx: &mut DeviceCtx<'_>) -> Result<(), ProbeError> {
-        let bar = *ctx
-            .device
-            .bar(5)
-            .ok_or(ProbeError::MissingResource("BAR5 (ABAR)"))?;
-        let regs = kmem::ioremap(bar.address, bar.size)
-            .map_err(|_| ProbeError::MissingResource("an uncached mapping of ABAR"))?;
-        pci::command::enable_memory(ctx.config, ctx.bdf());
-        ctx.enable_bus_master();
-        let name = alloc::format!("{} ahci", ctx.bdf());
-        let backend = crate::dma::backend_for(ctx.bdf(), ctx.device.parent);
-        let dev = dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
+        let (bar, regs, dev) =
+            super::probe_bus_master(ctx, 5, "ahci", "BAR5 (ABAR)", "an uncached mapping of ABAR")?;
         let cap =
             ahci::regs::Cap::from_bits_retain(hal::RegisterAccess::read32(&regs, ahci::regs::CAP));
         let bits = if cap.contains(ahci::regs::Cap::S64A) {

@@ -12,6 +12,7 @@
 //! - `i8042`: the PS/2 keyboard controller (an input source)
 //! - `serial`: the COM1 UART (a console and an input source)
 //! - `fbcon`: the framebuffer console (a console)
+//! - `ahci`, `nvme`: the storage controllers (PCI; logic in crates/ahci, crates/nvme)
 
 pub mod ahci;
 pub mod edu;
@@ -40,4 +41,37 @@ pub fn register_pci_drivers() {
     if let Err(e) = crate::pci::register_sim_function(lpss::sim::pci_function) {
         log::warn!("pci: simulated LPSS function not registered ({e})");
     }
+}
+
+/// What a bus-master PCI driver's probe starts with: the register BAR mapped
+/// uncached, memory decoding and bus mastering on, and the function's DMA
+/// device (named `<bdf> <driver>`) on the backend the platform chose for it
+/// (direct, swiotlb or its IOMMU domain). `bar_name` and `mapping` name what
+/// is missing when the probe must give up.
+pub(crate) fn probe_bus_master(
+    ctx: &mut pci::DeviceCtx<'_>,
+    index: u8,
+    driver: &str,
+    bar_name: &'static str,
+    mapping: &'static str,
+) -> Result<
+    (
+        pci::Bar,
+        crate::mm::IoMem,
+        alloc::sync::Arc<::dma::DmaDevice>,
+    ),
+    pci::ProbeError,
+> {
+    let bar = *ctx
+        .device
+        .bar(index)
+        .ok_or(pci::ProbeError::MissingResource(bar_name))?;
+    let regs = crate::mm::ioremap(bar.address, bar.size)
+        .map_err(|_| pci::ProbeError::MissingResource(mapping))?;
+    pci::command::enable_memory(ctx.config, ctx.bdf());
+    ctx.enable_bus_master();
+    let name = alloc::format!("{} {driver}", ctx.bdf());
+    let backend = crate::dma::backend_for(ctx.bdf(), ctx.device.parent);
+    let dev = ::dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
+    Ok((bar, regs, dev))
 }

@@ -20,7 +20,7 @@ use alloc::vec::Vec;
 use nvme::{Config, Controller, CtrlInfo, Delay, Namespace};
 use pci::{DeviceCtx, PciDeviceId, PciDriver, ProbeError};
 
-use crate::mm::{self as kmem, IoMem};
+use crate::mm::IoMem;
 
 /// The TSC busy-wait the AHCI binding uses.
 pub struct TscDelay;
@@ -150,17 +150,8 @@ impl PciDriver for NvmeDriver {
     }
 
     fn probe(&self, ctx: &mut DeviceCtx<'_>) -> Result<(), ProbeError> {
-        let bar = *ctx
-            .device
-            .bar(0)
-            .ok_or(ProbeError::MissingResource("BAR0"))?;
-        let regs = kmem::ioremap(bar.address, bar.size)
-            .map_err(|_| ProbeError::MissingResource("an uncached mapping of BAR0"))?;
-        pci::command::enable_memory(ctx.config, ctx.bdf());
-        ctx.enable_bus_master();
-        let name = alloc::format!("{} nvme", ctx.bdf());
-        let backend = crate::dma::backend_for(ctx.bdf(), ctx.device.parent);
-        let dev = dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
+        let (bar, regs, dev) =
+            super::probe_bus_master(ctx, 0, "nvme", "BAR0", "an uncached mapping of BAR0")?;
         ctx.device
             .dma
             .set_mask_and_coherent(64)
