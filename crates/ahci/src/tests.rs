@@ -5,7 +5,7 @@
 
 use super::*;
 use block::BlockDevice;
-use devmodels::ahci::{AhciModel, BusFault, CmdLog, Disk, DmaBus, Options};
+use devmodels::ahci::{AhciModel, CmdLog, Disk, DmaBus, Options};
 use dma::{DmaBackend, DmaPlatform, SgEntry, Swiotlb};
 use hal::{PhysAddr, PhysMemory};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -402,109 +402,15 @@ mod vtd {
     //! The HBA behind the real VT-d driver on the VT-d model: every PRD and list
     //! address is an IOVA the model's page walk translates.
     use super::*;
-    use devmodels::vtd::VtdModel;
-    use dma::{IommuDomain, IommuError, IommuPerm};
-    use hal::DmaAddr;
-    use iommu_vtd::{
-        Bdf, Config as VtdConfig, DomainId, DomainKind, FrameAlloc, InvalMode, Perm, RemappingUnit,
-    };
 
-    struct Frames(&'static Machine);
+    use iommu_vtd::Bdf;
 
-    impl FrameAlloc for Frames {
-        fn alloc_page(&mut self) -> Option<PhysAddr> {
-            self.0.alloc_pages(0, u64::MAX)
-        }
-        fn free_page(&mut self, pa: PhysAddr) {
-            self.0.free_pages(pa, 0)
-        }
-    }
-
-    type Unit = RemappingUnit<VtdModel<&'static Machine>, &'static Machine, Frames>;
+    use testbed::vtd::{Shared, Translated};
 
     const AHCI: Bdf = Bdf::new(0, 0x1f, 2);
 
-    /// Strict-mode domain, as the kernel's glue does it.
-    struct Domain {
-        unit: Unit,
-        did: DomainId,
-    }
-
-    impl IommuDomain for Domain {
-        fn alloc_iova(&mut self, len: u64, mask: u64) -> Option<DmaAddr> {
-            self.unit
-                .alloc_iova(self.did, len, mask)
-                .ok()
-                .map(DmaAddr::new)
-        }
-        fn free_iova(&mut self, iova: DmaAddr, _len: u64) {
-            self.unit
-                .free_iova_flushed(self.did, iova.as_u64())
-                .unwrap();
-        }
-        fn map(
-            &mut self,
-            iova: DmaAddr,
-            phys: PhysAddr,
-            len: u64,
-            perm: IommuPerm,
-        ) -> Result<(), IommuError> {
-            let mut p = Perm::empty();
-            p.set(Perm::READ, perm.contains(IommuPerm::READ));
-            p.set(Perm::WRITE, perm.contains(IommuPerm::WRITE));
-            self.unit
-                .map(self.did, iova.as_u64(), phys, len, p)
-                .map_err(|_| IommuError::AlreadyMapped)
-        }
-        fn unmap(&mut self, iova: DmaAddr, len: u64) -> Result<(), IommuError> {
-            self.unit
-                .unmap(self.did, iova.as_u64(), len)
-                .map(|_| ())
-                .map_err(|_| IommuError::NotMapped)
-        }
-        fn flush_iotlb(&mut self, iova: DmaAddr, len: u64) -> Result<(), IommuError> {
-            self.unit
-                .flush_iotlb_range(self.did, iova.as_u64(), len)
-                .map_err(|_| IommuError::FlushFailed)
-        }
-    }
-
-    type Shared = Arc<spin::Mutex<Domain>>;
-
-    /// The HBA's requests go through the VT-d model as source-id 00:1f.2.
-    struct Translated(Shared);
-
-    impl DmaBus for Translated {
-        fn dma_read(&self, addr: u64, buf: &mut [u8]) -> Result<(), BusFault> {
-            self.0
-                .lock()
-                .unit
-                .registers()
-                .dma_read(AHCI.bus, AHCI.devfn, addr, buf)
-                .map_err(|_| BusFault { addr, write: false })
-        }
-        fn dma_write(&self, addr: u64, data: &[u8]) -> Result<(), BusFault> {
-            self.0
-                .lock()
-                .unit
-                .registers()
-                .dma_write(AHCI.bus, AHCI.devfn, addr, data)
-                .map_err(|_| BusFault { addr, write: true })
-        }
-    }
-
     fn setup(mc: &'static Machine) -> Shared {
-        let model = VtdModel::qemu_default(mc);
-        let cfg = VtdConfig {
-            inval: Some(InvalMode::Queued),
-            poll_budget: 16,
-            ..VtdConfig::default()
-        };
-        let mut unit = RemappingUnit::new(model, mc, Frames(mc), cfg).unwrap();
-        let did = unit.create_domain(DomainKind::Translated).unwrap();
-        unit.attach(AHCI, did).unwrap();
-        unit.enable_translation().unwrap();
-        Arc::new(spin::Mutex::new(Domain { unit, did }))
+        testbed::vtd::setup(mc, AHCI)
     }
 
     fn run(s64a: bool) {

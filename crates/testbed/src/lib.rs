@@ -141,3 +141,118 @@ impl DmaBus for Direct {
         Ok(())
     }
 }
+
+/// The device behind the real VT-d driver on the VT-d model: every address
+/// it is given is an IOVA the model's page walk translates.
+pub mod vtd {
+    use super::*;
+    use devmodels::vtd::VtdModel;
+    use dma::{IommuDomain, IommuError, IommuPerm};
+    use hal::DmaAddr;
+    use iommu_vtd::{
+        Bdf, Config as VtdConfig, DomainId, DomainKind, FrameAlloc, InvalMode, Perm, RemappingUnit,
+    };
+    use std::sync::Arc;
+
+    /// Page-table frames for the VT-d driver, from the machine's allocator.
+    pub struct Frames(pub &'static Machine);
+
+    impl FrameAlloc for Frames {
+        fn alloc_page(&mut self) -> Option<PhysAddr> {
+            self.0.alloc_pages(0, u64::MAX)
+        }
+        fn free_page(&mut self, pa: PhysAddr) {
+            self.0.free_pages(pa, 0)
+        }
+    }
+
+    /// The real VT-d driver on QEMU's default VT-d model, over the machine.
+    pub type Unit = RemappingUnit<VtdModel<&'static Machine>, &'static Machine, Frames>;
+
+    /// Strict-mode domain, as the kernel's glue does it, with the device it
+    /// translates for.
+    pub struct Domain {
+        pub unit: Unit,
+        pub did: DomainId,
+        pub dev: Bdf,
+    }
+
+    impl IommuDomain for Domain {
+        fn alloc_iova(&mut self, len: u64, mask: u64) -> Option<DmaAddr> {
+            self.unit
+                .alloc_iova(self.did, len, mask)
+                .ok()
+                .map(DmaAddr::new)
+        }
+        fn free_iova(&mut self, iova: DmaAddr, _len: u64) {
+            self.unit
+                .free_iova_flushed(self.did, iova.as_u64())
+                .unwrap();
+        }
+        fn map(
+            &mut self,
+            iova: DmaAddr,
+            phys: PhysAddr,
+            len: u64,
+            perm: IommuPerm,
+        ) -> Result<(), IommuError> {
+            let mut p = Perm::empty();
+            p.set(Perm::READ, perm.contains(IommuPerm::READ));
+            p.set(Perm::WRITE, perm.contains(IommuPerm::WRITE));
+            self.unit
+                .map(self.did, iova.as_u64(), phys, len, p)
+                .map_err(|_| IommuError::AlreadyMapped)
+        }
+        fn unmap(&mut self, iova: DmaAddr, len: u64) -> Result<(), IommuError> {
+            self.unit
+                .unmap(self.did, iova.as_u64(), len)
+                .map(|_| ())
+                .map_err(|_| IommuError::NotMapped)
+        }
+        fn flush_iotlb(&mut self, iova: DmaAddr, len: u64) -> Result<(), IommuError> {
+            self.unit
+                .flush_iotlb_range(self.did, iova.as_u64(), len)
+                .map_err(|_| IommuError::FlushFailed)
+        }
+    }
+
+    pub type Shared = Arc<spin::Mutex<Domain>>;
+
+    /// The device's requests go through the VT-d model with its requester ID.
+    pub struct Translated(pub Shared);
+
+    impl DmaBus for Translated {
+        fn dma_read(&self, addr: u64, buf: &mut [u8]) -> Result<(), BusFault> {
+            let d = self.0.lock();
+            let dev = d.dev;
+            d.unit
+                .registers()
+                .dma_read(dev.bus, dev.devfn, addr, buf)
+                .map_err(|_| BusFault { addr, write: false })
+        }
+        fn dma_write(&self, addr: u64, data: &[u8]) -> Result<(), BusFault> {
+            let d = self.0.lock();
+            let dev = d.dev;
+            d.unit
+                .registers()
+                .dma_write(dev.bus, dev.devfn, addr, data)
+                .map_err(|_| BusFault { addr, write: true })
+        }
+    }
+
+    /// A VT-d unit (queued invalidation) with one translated domain that `dev`
+    /// is attached to, translation on.
+    pub fn setup(mc: &'static Machine, dev: Bdf) -> Shared {
+        let model = VtdModel::qemu_default(mc);
+        let cfg = VtdConfig {
+            inval: Some(InvalMode::Queued),
+            poll_budget: 16,
+            ..VtdConfig::default()
+        };
+        let mut unit = RemappingUnit::new(model, mc, Frames(mc), cfg).unwrap();
+        let did = unit.create_domain(DomainKind::Translated).unwrap();
+        unit.attach(dev, did).unwrap();
+        unit.enable_translation().unwrap();
+        Arc::new(spin::Mutex::new(Domain { unit, did, dev }))
+    }
+}
