@@ -6,11 +6,11 @@
 use super::*;
 use block::BlockDevice;
 use devmodels::ahci::{AhciModel, CmdLog, Disk, DmaBus, Options};
-use dma::{DmaBackend, DmaPlatform, SgEntry, Swiotlb};
-use hal::{PhysAddr, PhysMemory};
+use dma::{DmaBackend, DmaPlatform, Swiotlb};
+use hal::PhysAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use testbed::{machine, Direct, Machine, HIGH, SWIOTLB_BASE, SWIOTLB_SIZE};
+use testbed::{gather, machine, scatter, table, Direct, Machine, HIGH, SWIOTLB_BASE, SWIOTLB_SIZE};
 
 /// Counts the time the driver waited.
 #[derive(Clone, Default)]
@@ -69,28 +69,6 @@ fn pages(m: &'static Machine, n: usize, limit: u64) -> Vec<u64> {
         .map(|_| m.alloc_pages(1, limit).unwrap().as_u64())
         .collect();
     all.into_iter().step_by(2).collect()
-}
-
-fn table(entries: &[(u64, usize)]) -> SgTable {
-    entries
-        .iter()
-        .map(|&(p, l)| SgEntry {
-            phys: PhysAddr::new(p),
-            len: l,
-        })
-        .collect()
-}
-
-fn gather(m: &Machine, entries: &[(u64, usize)]) -> Vec<u8> {
-    entries.iter().flat_map(|&(p, l)| m.bytes(p, l)).collect()
-}
-
-fn scatter(m: &Machine, entries: &[(u64, usize)], data: &[u8]) {
-    let mut off = 0;
-    for &(p, l) in entries {
-        m.write(PhysAddr::new(p), &data[off..off + l]);
-        off += l;
-    }
 }
 
 /// Sub-page, unaligned (but even) pieces in four separate blocks, one crossing a

@@ -142,6 +142,31 @@ impl DmaBus for Direct {
     }
 }
 
+/// A scatter list of (physical address, length) pieces.
+pub fn table(entries: &[(u64, usize)]) -> dma::SgTable {
+    entries
+        .iter()
+        .map(|&(p, l)| dma::SgEntry {
+            phys: PhysAddr::new(p),
+            len: l,
+        })
+        .collect()
+}
+
+/// The bytes of the pieces, in order.
+pub fn gather(m: &Machine, entries: &[(u64, usize)]) -> Vec<u8> {
+    entries.iter().flat_map(|&(p, l)| m.bytes(p, l)).collect()
+}
+
+/// Writes `data` across the pieces, in order.
+pub fn scatter(m: &Machine, entries: &[(u64, usize)], data: &[u8]) {
+    let mut off = 0;
+    for &(p, l) in entries {
+        m.write(PhysAddr::new(p), &data[off..off + l]);
+        off += l;
+    }
+}
+
 /// The device behind the real VT-d driver on the VT-d model: every address
 /// it is given is an IOVA the model's page walk translates.
 pub mod vtd {
