@@ -701,7 +701,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "memory behind the old mapping: unchanged",
             "1 fault(s) recorded since boot",
             "0000:00:03.0: domain 1 (translated)",
-            "pass-through: bus address = physical",
+            "(blocked: no driver, nothing mapped, every DMA faults; bus mastering off)",
             "error: iommu: bad device address 'zz'",
         ],
         line_counts: &[("error:", 2)],

@@ -42,6 +42,18 @@ pub static TESTS: &[KTest] = &[
         manual: false,
     },
     KTest {
+        name: "iommu::functions_without_a_driver_are_blocked",
+        run: unclaimed_blocked,
+        profiles: &["default", "iommu-lazy", "iommu-4level"],
+        manual: false,
+    },
+    KTest {
+        name: "iommu::iommu_pt_leaves_functions_without_a_driver_in_pass_through",
+        run: unclaimed_passthrough,
+        profiles: &["iommu-pt"],
+        manual: false,
+    },
+    KTest {
         name: "iommu::a_dropped_bench_domain_gives_its_id_back",
         run: bench_domain_id_released,
         profiles: &["two-edu"],
@@ -343,5 +355,92 @@ fn bench_domain_id_released() -> TestResult {
     );
     let (_d2, _, again) = iommu::bench_domain_id(true).ok_or("no second bench domain")?;
     kassert!(again == did, "ID {did} not reused (got {again})");
+    Ok(())
+}
+
+/// With translation on, no function the kernel has no driver for can reach
+/// memory: each sits in a domain where the unit's own page walk finds nothing
+/// (kernel memory, low memory, the top of the 32-bit space), and endpoints have
+/// bus mastering off. Drivers' devices still have their own domains.
+fn unclaimed_blocked() -> TestResult {
+    let io = iommu::get().ok_or("no IOMMU state")?;
+    let unclaimed = io.unclaimed.lock().clone();
+    kassert!(
+        unclaimed.iter().any(|u| u.3 == iommu::Unclaimed::Blocked),
+        "no function without a driver was blocked: {unclaimed:?}"
+    );
+    for e in &io.units {
+        kassert!(
+            e.passthrough.lock().is_none(),
+            "unit {:#x} has a pass-through domain with translation on",
+            e.base
+        );
+    }
+    let frame =
+        crate::mm::alloc_frames(0, mm::buddy::ZoneLimit::Any).map_err(|e| alloc::format!("{e}"))?;
+    let kernel_page = frame.as_u64();
+    let _ = crate::mm::free_frames(frame, 0);
+    let mut checked = 0;
+    for d in crate::pci::devices() {
+        if crate::pci::driver_of(d.bdf).is_some() {
+            continue;
+        }
+        let Some(u) = unclaimed.iter().find(|u| u.0 == d.bdf) else {
+            // A function no unit covers has no IOMMU to put it anywhere.
+            kassert!(
+                iommu::translate(d.bdf, 0x1000).is_err(),
+                "{} has no default domain but translates",
+                d.bdf
+            );
+            continue;
+        };
+        if u.3 != iommu::Unclaimed::Blocked {
+            continue;
+        }
+        for iova in [kernel_page, 0x1000, 0xFEE0_0000 - 0x1000] {
+            kassert!(
+                iommu::translate(d.bdf, iova).is_err(),
+                "{} (no driver) reaches IOVA {iova:#x}",
+                d.bdf
+            );
+        }
+        if d.class.base != 0x06 {
+            kassert!(
+                crate::pci::bus_master(d.bdf) == Some(false),
+                "{} (no driver) still has bus mastering on",
+                d.bdf
+            );
+        }
+        checked += 1;
+    }
+    kassert!(checked > 0, "no blocked function was checked");
+    edu::with_edu(|e| -> TestResult {
+        kassert!(
+            iommu::domain_of(e.bdf).is_some(),
+            "edu has no domain of its own"
+        );
+        kassert!(
+            crate::pci::bus_master(e.bdf) == Some(true),
+            "edu lost bus mastering"
+        );
+        Ok(())
+    })
+    .ok_or("edu not bound")??;
+    Ok(())
+}
+
+/// `iommu=pt` is the user asking for untranslated DMA: functions without a
+/// driver stay in the pass-through domain, none is blocked.
+fn unclaimed_passthrough() -> TestResult {
+    let io = iommu::get().ok_or("no IOMMU state")?;
+    kassert!(
+        io.unclaimed.lock().is_empty(),
+        "functions blocked in pass-through mode: {:?}",
+        io.unclaimed.lock()
+    );
+    kassert!(
+        io.units.iter().any(|e| e.passthrough.lock().is_some()),
+        "no pass-through domain"
+    );
     Ok(())
 }

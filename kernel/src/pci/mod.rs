@@ -258,3 +258,15 @@ pub fn driver_of(bdf: Bdf) -> Option<&'static str> {
 pub fn bus_master(bdf: Bdf) -> Option<bool> {
     with(|p| p.cfg.read16(bdf, 0x04) & 0x4 != 0)
 }
+
+/// Sets or clears a function's Bus Master Enable (the IOMMU clears it for
+/// functions no driver claimed; a driver's probe sets it again).
+pub fn set_bus_master(bdf: Bdf, on: bool) {
+    with(|p| {
+        if on {
+            pci::command::enable_bus_master(&p.cfg, bdf);
+        } else {
+            pci::command::disable_bus_master(&p.cfg, bdf);
+        }
+    });
+}

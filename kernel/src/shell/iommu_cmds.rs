@@ -131,6 +131,34 @@ fn domains() -> CmdResult {
             );
         }
     }
+    // Functions without a driver: one line per default domain.
+    let unclaimed = io.unclaimed.lock().clone();
+    for (i, (_, ui, did, how)) in unclaimed.iter().enumerate() {
+        if unclaimed[..i].iter().any(|u| u.1 == *ui && u.2 == *did) {
+            continue;
+        }
+        let names: alloc::vec::Vec<alloc::string::String> = unclaimed
+            .iter()
+            .filter(|u| u.1 == *ui && u.2 == *did)
+            .map(|u| alloc::format!("{}", u.0))
+            .collect();
+        let what = match how {
+            iommu::Unclaimed::Blocked => {
+                "blocked: no driver, nothing mapped, every DMA faults; bus mastering off"
+            }
+            iommu::Unclaimed::RmrrOnly => {
+                "no driver: only its RMRR ranges, identity-mapped; bus mastering as firmware left it"
+            }
+            iommu::Unclaimed::SharesGroup => {
+                "no driver: in the domain of a device behind the same bridge"
+            }
+        };
+        kprintln!(
+            "{}: {did} ({what}) on unit {:#x}",
+            names.join(", "),
+            io.units[*ui].base
+        );
+    }
     for e in &io.units {
         if let Some(pt) = *e.passthrough.lock() {
             kprintln!(

@@ -1120,9 +1120,12 @@ fn parse_domains(r: &mut Report, lines: &[String]) {
             if who.starts_with("other devices") {
                 d.other_devices = true;
                 d.kind = DomainKind::PassThrough;
-            } else if let Some(bdf) = Bdf::parse(who.trim()) {
-                if !d.devices.contains(&bdf) {
-                    d.devices.push(bdf);
+            } else {
+                // One device, or several sharing the domain (`a, b, c: domain ...`).
+                for bdf in who.split(',').filter_map(|w| Bdf::parse(w.trim())) {
+                    if !d.devices.contains(&bdf) {
+                        d.devices.push(bdf);
+                    }
                 }
             }
             cur = None;
@@ -1286,6 +1289,23 @@ mod tests {
         assert_eq!(human_size(4096), "4 KiB");
         assert_eq!(human_size(1536), "1.5 KiB");
         assert_eq!(human_size(12), "12 bytes");
+    }
+
+    #[test]
+    fn a_domain_shared_by_several_devices_lists_each() {
+        let mut r = Report::default();
+        let lines: Vec<String> = [
+            "0000:00:03.0: domain 1 (translated) on unit 0xfed90000",
+            "0000:00:01.0, 0000:00:02.0, 0000:00:1f.3: domain 2 (blocked: no driver, nothing mapped, every DMA faults; bus mastering off) on unit 0xfed90000",
+        ]
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+        parse_domains(&mut r, &lines);
+        let blocked = r.domains.iter().find(|d| d.id == 2).expect("domain 2");
+        assert_eq!(blocked.kind.name(), "blocked");
+        assert_eq!(blocked.devices.len(), 3, "{:?}", blocked.devices);
+        assert_eq!(blocked.unit, Some(0xfed90000));
     }
 
     #[test]

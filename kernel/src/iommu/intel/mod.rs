@@ -59,8 +59,25 @@ pub struct UnitEntry {
     pub base: u64,
     pub segment: u16,
     pub unit: Arc<IrqSpinLock<Unit>>,
-    /// The pass-through (or identity) domain for devices without a driver.
+    /// The pass-through (or identity) domain for devices without a driver
+    /// (`iommu=pt`).
     pub passthrough: Mutex<Option<DomainId>>,
+    /// With translation on: the unit's blocking domain, a translated domain in
+    /// which nothing is ever mapped, shared by the devices without a driver
+    /// (every DMA they try faults).
+    pub blocked: Mutex<Option<DomainId>>,
+}
+
+/// Where a function no driver claimed was put when translation came on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unclaimed {
+    /// In the unit's blocking domain, bus mastering switched off.
+    Blocked,
+    /// In a domain of its own holding only its RMRR ranges (identity-mapped):
+    /// the firmware keeps using that memory, so bus mastering stays as it was.
+    RmrrOnly,
+    /// In the same domain as a driver-bound function it shares a requester ID with.
+    SharesGroup,
 }
 
 /// One DRHD of the DMAR, whether or not its unit came up: a failed unit
@@ -83,6 +100,8 @@ pub struct Iommu {
     pub drhds: Vec<DrhdEntry>,
     /// Devices with their own domain: (bdf, unit index, domain).
     pub attached: Mutex<Vec<(pci::Bdf, usize, DomainId)>>,
+    /// Functions without a driver, as `enable` left them (translation on only).
+    pub unclaimed: Mutex<Vec<(pci::Bdf, usize, DomainId, Unclaimed)>>,
 }
 
 static IOMMU: Once<Iommu> = Once::new();
@@ -133,6 +152,7 @@ pub fn init() {
             units: Vec::new(),
             drhds: Vec::new(),
             attached: Mutex::new(Vec::new()),
+            unclaimed: Mutex::new(Vec::new()),
         });
         return;
     }
@@ -202,6 +222,7 @@ pub fn init() {
             segment: drhd.segment,
             unit: Arc::new(IrqSpinLock::new(unit)),
             passthrough: Mutex::new(None),
+            blocked: Mutex::new(None),
         });
     }
     IOMMU.call_once(|| Iommu {
@@ -210,6 +231,7 @@ pub fn init() {
         units,
         drhds,
         attached: Mutex::new(Vec::new()),
+        unclaimed: Mutex::new(Vec::new()),
     });
     if !strict && mode == Mode::Translate {
         if let Err(e) = apic::register_tick_hook(flush_queue_timer) {
@@ -581,12 +603,16 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
             return u.attach_aliases(&aliases, did).map(|_| (did, false));
         }
         match u.group_domain(&aliases) {
-            Some(did) if u.domain_kind(did) == Some(DomainKind::Translated) => {
+            Some(did)
+                if u.domain_kind(did) == Some(DomainKind::Translated)
+                    && !is_unclaimed_domain(io, ui, did) =>
+            {
                 u.attach_aliases(&aliases, did).map(|_| (did, true))
             }
             held => {
-                // Bound after `enable`: the group left the pass-through (or
-                // identity) domain together, into a new translated one.
+                // Bound after `enable`: the group leaves its default domain
+                // (pass-through, identity, blocking or RMRR-only) together,
+                // into a new translated one.
                 if let Some(pt) = held {
                     for a in &aliases {
                         if u.domain_of(*a) == Some(pt) {
@@ -647,9 +673,21 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
     }
 }
 
-/// After the drivers bound: every other covered function goes into the
-/// unit's pass-through domain (we have no driver, so we leave its DMA as the
-/// firmware set it up), then translation is switched on.
+/// After the drivers bound, every other covered function gets a default domain,
+/// then translation is switched on.
+///
+/// With `iommu=pt` that is the unit's pass-through (or identity) domain. With
+/// translation on, a function no driver claimed is not left able to reach
+/// memory (Linux gives every device a default domain at once):
+/// - it joins the unit's blocking domain, where nothing is ever mapped, and its
+///   Bus Master Enable is cleared (a driver that binds later sets it again);
+/// - unless an RMRR names it: the firmware keeps using that memory (USB legacy
+///   emulation, graphics), so it gets a domain of its own holding only those
+///   ranges, identity-mapped, and its bus mastering stays as the firmware left it;
+/// - or it shares a requester ID with a driver-bound function (behind one
+///   PCIe-to-PCI bridge), so it is in that domain whatever we do.
+///
+/// Bridges keep bus mastering: they forward their children's DMA.
 pub fn enable(devices: &[pci::PciDevice]) {
     let Some(io) = get() else { return };
     if io.mode == Mode::Off {
@@ -662,44 +700,32 @@ pub fn enable(devices: &[pci::PciDevice]) {
         };
         let entry = &io.units[ui];
         let aliases = dma_aliases(d.bdf);
-        let r = with_unit(&entry.unit, |u| {
-            // In a group with a driver's domain: the same domain (one ID).
-            if let Some(did) = u.group_domain(&aliases) {
-                return u.attach_aliases(&aliases, did);
-            }
-            let mut pt = entry.passthrough.lock();
-            let did = match *pt {
-                Some(did) => did,
-                None => {
-                    let kind = if u.ecap().pt {
-                        DomainKind::PassThrough
-                    } else {
-                        DomainKind::Identity
-                    };
-                    let did = if kind == DomainKind::Identity {
-                        let ram: Vec<(PhysAddr, u64)> = crate::mm::memmap::regions()
-                            .iter()
-                            .filter(|r| r.kind == crate::mm::memmap::Kind::Usable)
-                            .map(|r| {
-                                (
-                                    PhysAddr::new(r.start & !0xFFF),
-                                    (r.end - (r.start & !0xFFF)) & !0xFFF,
-                                )
-                            })
-                            .collect();
-                        u.create_identity_domain(&ram)?
-                    } else {
-                        u.create_domain(kind)?
-                    };
-                    *pt = Some(did);
-                    did
+        let r = if io.mode == Mode::PassThrough {
+            with_unit(&entry.unit, |u| attach_passthrough(u, entry, &aliases))
+        } else {
+            with_unit(&entry.unit, |u| attach_unclaimed(u, entry, &aliases))
+        };
+        match r {
+            Ok(None) => {}
+            Ok(Some((did, how))) => {
+                if how == Unclaimed::Blocked && d.class.base != 0x06 {
+                    crate::pci::set_bus_master(d.bdf, false);
                 }
-            };
-            u.attach_aliases(&aliases, did)
-        });
-        if let Err(e) = r {
-            log::warn!("iommu: {}: pass-through attach failed: {e}", d.bdf);
+                io.unclaimed.lock().push((d.bdf, ui, did, how));
+            }
+            Err(e) => log::warn!("iommu: {}: default domain attach failed: {e}", d.bdf),
         }
+    }
+    let blocked = io
+        .unclaimed
+        .lock()
+        .iter()
+        .filter(|u| u.3 == Unclaimed::Blocked)
+        .count();
+    if io.mode == Mode::Translate {
+        log::info!(
+            "iommu: {blocked} function(s) without a driver blocked (empty domain, bus mastering off)"
+        );
     }
     for e in &io.units {
         match with_unit(&e.unit, |u| u.enable_translation()) {
@@ -707,6 +733,91 @@ pub fn enable(devices: &[pci::PciDevice]) {
             Err(err) => log::warn!("iommu {:#x}: enabling translation failed: {err}", e.base),
         }
     }
+}
+
+/// `iommu=pt`: the unit's pass-through domain (an identity one without ECAP.PT).
+fn attach_passthrough(
+    u: &mut Unit,
+    entry: &UnitEntry,
+    aliases: &[iommu_vtd::Bdf],
+) -> Result<Option<(DomainId, Unclaimed)>, iommu_vtd::Error> {
+    // In a group with a driver's domain: the same domain (one ID).
+    if let Some(did) = u.group_domain(aliases) {
+        u.attach_aliases(aliases, did)?;
+        return Ok(None);
+    }
+    let mut pt = entry.passthrough.lock();
+    let did = match *pt {
+        Some(did) => did,
+        None => {
+            let did = if u.ecap().pt {
+                u.create_domain(DomainKind::PassThrough)?
+            } else {
+                let ram: Vec<(PhysAddr, u64)> = crate::mm::memmap::regions()
+                    .iter()
+                    .filter(|r| r.kind == crate::mm::memmap::Kind::Usable)
+                    .map(|r| {
+                        (
+                            PhysAddr::new(r.start & !0xFFF),
+                            (r.end - (r.start & !0xFFF)) & !0xFFF,
+                        )
+                    })
+                    .collect();
+                u.create_identity_domain(&ram)?
+            };
+            *pt = Some(did);
+            did
+        }
+    };
+    u.attach_aliases(aliases, did)?;
+    Ok(None)
+}
+
+/// Translation on: a function without a driver gets the blocking domain, or
+/// its RMRRs alone, or its group's domain (see [`enable`]).
+fn attach_unclaimed(
+    u: &mut Unit,
+    entry: &UnitEntry,
+    aliases: &[iommu_vtd::Bdf],
+) -> Result<Option<(DomainId, Unclaimed)>, iommu_vtd::Error> {
+    if let Some(did) = u.group_domain(aliases) {
+        u.attach_aliases(aliases, did)?;
+        let how = if Some(did) == *entry.blocked.lock() {
+            Unclaimed::Blocked
+        } else {
+            Unclaimed::SharesGroup
+        };
+        return Ok(Some((did, how)));
+    }
+    if aliases.iter().any(|a| u.has_rmrr(*a)) {
+        let did = u.create_domain(DomainKind::Translated)?;
+        if let Err(e) = u.attach_aliases(aliases, did) {
+            let _ = u.destroy_domain(did);
+            return Err(e);
+        }
+        return Ok(Some((did, Unclaimed::RmrrOnly)));
+    }
+    let mut blocked = entry.blocked.lock();
+    let did = match *blocked {
+        Some(did) => did,
+        None => {
+            let did = u.create_domain(DomainKind::Translated)?;
+            *blocked = Some(did);
+            did
+        }
+    };
+    u.attach_aliases(aliases, did)?;
+    Ok(Some((did, Unclaimed::Blocked)))
+}
+
+/// Whether `did` on unit `ui` is a default domain of functions without a
+/// driver (the blocking domain or an RMRR-only one): a driver that binds
+/// later must leave it for a domain of its own.
+fn is_unclaimed_domain(io: &Iommu, ui: usize, did: DomainId) -> bool {
+    io.unclaimed
+        .lock()
+        .iter()
+        .any(|u| u.1 == ui && u.2 == did && u.3 != Unclaimed::SharesGroup)
 }
 
 /// A domain with no device attached, for timing map+unmap through the real
