@@ -394,6 +394,21 @@ fn unclaimed_blocked() -> TestResult {
             );
             continue;
         };
+        if u.3 == iommu::Unclaimed::IsaDma {
+            let t = iommu::translate(d.bdf, 0x9000)?;
+            kassert!(
+                t.pa.as_u64() == 0x9000,
+                "ISA bridge {}: 0x9000 walks to {:#x}",
+                d.bdf,
+                t.pa.as_u64()
+            );
+            kassert!(
+                iommu::translate(d.bdf, 16 << 20).is_err(),
+                "ISA bridge {} reaches past 16 MiB",
+                d.bdf
+            );
+            continue;
+        }
         if u.3 != iommu::Unclaimed::Blocked {
             continue;
         }

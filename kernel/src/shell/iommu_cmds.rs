@@ -149,6 +149,9 @@ fn domains() -> CmdResult {
             iommu::Unclaimed::RmrrOnly => {
                 "no driver: only its RMRR ranges, identity-mapped; bus mastering as firmware left it"
             }
+            iommu::Unclaimed::IsaDma => {
+                "ISA bridge: the low 16 MiB identity-mapped for ISA DMA (the i8237)"
+            }
             iommu::Unclaimed::SharesGroup => {
                 "no driver: in the domain of a device behind the same bridge"
             }

@@ -78,7 +78,14 @@ pub enum Unclaimed {
     RmrrOnly,
     /// In the same domain as a driver-bound function it shares a requester ID with.
     SharesGroup,
+    /// The ISA (LPC) bridge: ISA DMA (the i8237, third-party) reaches memory
+    /// with the bridge's requester ID, so the low 16 MiB, all an ISA channel can
+    /// address, stay identity-mapped for it (Linux's floppy workaround).
+    IsaDma,
 }
+
+/// What an ISA DMA channel can address: the low 16 MiB.
+const ISA_DMA_LIMIT: u64 = 16 << 20;
 
 /// One DRHD of the DMAR, whether or not its unit came up: a failed unit
 /// still owns the devices its scopes name (they get no IOMMU, never the
@@ -685,7 +692,9 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
 ///   emulation, graphics), so it gets a domain of its own holding only those
 ///   ranges, identity-mapped, and its bus mastering stays as the firmware left it;
 /// - or it shares a requester ID with a driver-bound function (behind one
-///   PCIe-to-PCI bridge), so it is in that domain whatever we do.
+///   PCIe-to-PCI bridge), so it is in that domain whatever we do;
+/// - the ISA (LPC) bridge carries the i8237's third-party DMA with its own
+///   requester ID: it gets the low 16 MiB identity-mapped, nothing else.
 ///
 /// Bridges keep bus mastering: they forward their children's DMA.
 pub fn enable(devices: &[pci::PciDevice]) {
@@ -703,7 +712,8 @@ pub fn enable(devices: &[pci::PciDevice]) {
         let r = if io.mode == Mode::PassThrough {
             with_unit(&entry.unit, |u| attach_passthrough(u, entry, &aliases))
         } else {
-            with_unit(&entry.unit, |u| attach_unclaimed(u, entry, &aliases))
+            let isa = d.class.base == 0x06 && d.class.sub == 0x01;
+            with_unit(&entry.unit, |u| attach_unclaimed(u, entry, &aliases, isa))
         };
         match r {
             Ok(None) => {}
@@ -779,6 +789,7 @@ fn attach_unclaimed(
     u: &mut Unit,
     entry: &UnitEntry,
     aliases: &[iommu_vtd::Bdf],
+    isa_bridge: bool,
 ) -> Result<Option<(DomainId, Unclaimed)>, iommu_vtd::Error> {
     if let Some(did) = u.group_domain(aliases) {
         u.attach_aliases(aliases, did)?;
@@ -788,6 +799,23 @@ fn attach_unclaimed(
             Unclaimed::SharesGroup
         };
         return Ok(Some((did, how)));
+    }
+    if isa_bridge {
+        let did = u.create_domain(DomainKind::Translated)?;
+        let r = u
+            .map(
+                did,
+                0,
+                PhysAddr::new(0),
+                ISA_DMA_LIMIT,
+                Perm::READ | Perm::WRITE,
+            )
+            .and_then(|()| u.attach_aliases(aliases, did));
+        if let Err(e) = r {
+            let _ = u.destroy_domain(did);
+            return Err(e);
+        }
+        return Ok(Some((did, Unclaimed::IsaDma)));
     }
     if aliases.iter().any(|a| u.has_rmrr(*a)) {
         let did = u.create_domain(DomainKind::Translated)?;
