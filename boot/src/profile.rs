@@ -29,6 +29,14 @@ const IOMMU_EDU: &[&str] = &["-device", "intel-iommu", "-device", "edu"];
 /// physical address space with QEMU's HyperTransport hole to map and walk).
 const IOMMU_EDU_AMD: &[&str] = &["-device", "intel-iommu", "-device", "edu", "-cpu", "max"];
 const EDU_ONLY: &[&str] = &["-device", "edu"];
+/// edu reaching 32 bits (the interrupt range at 0xFEE0_0000 included), for the
+/// `attack` bench's MSI injection.
+const IOMMU_EDU32: &[&str] = &[
+    "-device",
+    "intel-iommu",
+    "-device",
+    "edu,dma_mask=0xffffffff",
+];
 const IOMMU_TWO_EDU: &[&str] = &["-device", "intel-iommu", "-device", "edu", "-device", "edu"];
 /// No VGA (so no framebuffer; UEFI, since SeaBIOS with no VGA never reaches
 /// the bootloader) and no i8042: only the serial console is left.
@@ -246,6 +254,16 @@ pub const PROFILES: &[Profile] = &[
         floppy: false,
         nvme: false,
         cmdline: "iommu=on",
+    },
+    Profile {
+        name: "attack",
+        summary: "VT-d on, edu reaching 32 bits (dma_mask=0xffffffff, edu.dma_bits=32) as the attack bench's malicious device",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_EDU32,
+        floppy: false,
+        nvme: false,
+        cmdline: "iommu=on edu.dma_bits=32",
     },
     Profile {
         name: "pcie-switch",

@@ -162,6 +162,13 @@ pub static COMMANDS: &[Command] = &[
         run: super::dma_cmds::dmabench,
     },
     Command {
+        name: "attack",
+        usage: "[list] | <name> [--device <bb:dd.f>] | matrix",
+        summary: "edu as a malicious device against the IOMMU: what it tried, what it got, what the kernel saw",
+        examples: &["attack list", "attack kernel-write", "attack matrix"],
+        run: super::attack_cmds::attack,
+    },
+    Command {
         name: "iommu",
         usage: "[domains | faults | translate <bb:dd.f> <iova>]",
         summary: "VT-d units (CAP/ECAP decoded, mode), domains and mappings, fault history, table walks",

@@ -4,6 +4,7 @@
 //! with its usage synopsis, summary and examples.
 
 mod acpi_cmds;
+mod attack_cmds;
 mod blk_cmds;
 mod commands;
 pub mod dma_cmds;

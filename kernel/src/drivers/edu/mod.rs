@@ -238,12 +238,19 @@ impl PciDriver for EduDriver {
         let name = alloc::format!("{} edu", ctx.bdf());
         let backend = crate::dma::backend_for(ctx.bdf(), ctx.device.parent);
         let dev = dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
-        // edu's engine ANDs addresses with (1 << 28) - 1 (hw-facts §5.3).
-        dev.set_mask_and_coherent(dma::dma_bit_mask(28))
-            .map_err(|_| ProbeError::MissingResource("a 28-bit DMA mask"))?;
+        // edu's engine ANDs addresses with its dma_mask property, (1 << 28) - 1
+        // unless QEMU was told otherwise (hw-facts §5.3); `edu.dma_bits=N` says
+        // it was (the `attack` profile starts edu with dma_mask=0xffffffff).
+        let bits = crate::cmdline::boot_cmdline()
+            .get("edu.dma_bits")
+            .and_then(|b| b.parse::<u32>().ok())
+            .filter(|b| (28..=64).contains(b))
+            .unwrap_or(28);
+        dev.set_mask_and_coherent(dma::dma_bit_mask(bits))
+            .map_err(|_| ProbeError::MissingResource("edu's DMA mask"))?;
         ctx.device
             .dma
-            .set_mask_and_coherent(28)
+            .set_mask_and_coherent(bits)
             .map_err(ProbeError::DmaMask)?;
         let (phys, size) = (regs.phys(), regs.size());
         EDU.lock().push(Edu {

@@ -138,6 +138,16 @@ pub fn init() {
     }
     let cmdline = crate::cmdline::boot_cmdline();
     let strict = cmdline.get("iommu.strict") != Some("0");
+    let fq_delay_ticks = match cmdline.get("iommu.fq_delay_ms") {
+        None => 10,
+        Some(v) => match v.parse::<u64>() {
+            Ok(ms @ 10..=10_000) => ms.div_ceil(10),
+            _ => {
+                log::warn!("iommu: iommu.fq_delay_ms={v} is not 10..10000; using 100");
+                10
+            }
+        },
+    };
     let mode = match cmdline.get("iommu") {
         Some("on") => Mode::Translate,
         Some("pt") => Mode::PassThrough,
@@ -198,8 +208,10 @@ pub fn init() {
             }),
             // 64 unmaps per domain-wide invalidation (Linux: 256 per CPU).
             flush_queue_len: 64,
-            // Ticks of the 100 Hz timer: pending IOVAs wait at most 100 ms.
-            flush_queue_delay: 10,
+            // Ticks of the 100 Hz timer: pending IOVAs wait at most 100 ms,
+            // or what `iommu.fq_delay_ms=` says (10 ms .. 10 s; a longer wait
+            // makes the lazy window visible to the `attack` bench).
+            flush_queue_delay: fq_delay_ticks,
             window_size: Some(window),
             ..Config::default()
         };
