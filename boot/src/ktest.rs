@@ -782,6 +782,47 @@ pub const SHELL_CASES: &[ShellCase] = &[
         verify: None,
     },
     ShellCase {
+        // Issue #15: the same lazy boot with edu untrusted: strict for it, its
+        // sub-page buffers bounced; the mitigation's cost in dmabench.
+        name: "attack_matrix_lazy_untrusted_and_its_cost",
+        profile: "attack",
+        cmdline: "iommu.strict=0 iommu.fq_delay_ms=2000 pci.untrusted=00:03.0,zz",
+        input: b"attack matrix\ndmabench\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "pci.untrusted: 'zz' is not a bus:device.function; ignored",
+            "edu: untrusted: strict invalidation, sub-page buffers bounced into zeroed pages",
+            "attack matrix (mode lazy+untrusted; edu as the device)",
+            "kernel-write  blocked",
+            "sub-page      blocked",
+            "stale-iotlb   blocked",
+            "msi-inject    ALLOWED",
+            "ats           n/a",
+            "the device saw a bounce page, its 64 bytes then zeros",
+            "iommu-strict 64 B sub-page, trusted",
+            "iommu-strict 64 B sub-page, untrusted",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: None,
+    },
+    ShellCase {
+        // Issue #15: iommu=pt does not give an untrusted device pass-through.
+        name: "attack_matrix_pass_through_untrusted",
+        profile: "attack",
+        cmdline: "iommu=pt pci.untrusted=00:03.0",
+        input: b"attack matrix\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "attack matrix (mode pt+untrusted; edu as the device)",
+            "kernel-write  blocked",
+            "sub-page      blocked",
+            "stale-iotlb   blocked",
+            "msi-inject    ALLOWED",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: None,
+    },
+    ShellCase {
         // Issue #7's acceptance: channels listed, a summary per channel, 0 failures.
         name: "dmaengine_channels_and_dmatest_on_simulated_idma64",
         profile: "idma64-sim",

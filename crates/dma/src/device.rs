@@ -75,6 +75,9 @@ pub struct DmaDevice {
     pub(crate) platform: &'static dyn DmaPlatform,
     params: spin::Mutex<DmaParams>,
     backend: spin::RwLock<DmaBackend>,
+    /// Set for an untrusted device (Linux `pci_dev->untrusted`): the pool its
+    /// sub-page streaming buffers are bounced through under an IOMMU.
+    untrusted: spin::RwLock<Option<Arc<Swiotlb>>>,
     pub(crate) maps: spin::Mutex<MapState>,
     pub(crate) debug: DeviceDebug,
 }
@@ -113,6 +116,7 @@ impl DmaDevice {
             platform,
             params: spin::Mutex::new(params),
             backend: spin::RwLock::new(backend),
+            untrusted: spin::RwLock::new(None),
             maps: spin::Mutex::new(MapState::default()),
             debug: DeviceDebug::default(),
         })
@@ -142,6 +146,28 @@ impl DmaDevice {
     /// mappings keep the backend they were made with.
     pub fn set_backend(&self, backend: DmaBackend) {
         *self.backend.write() = backend;
+    }
+
+    /// Marks the device untrusted (Linux: a device behind an external-facing
+    /// port, or named by the user). Under an IOMMU, a streaming buffer that does
+    /// not fill whole pages is then bounced through `pool` into page-aligned
+    /// slots whose padding is zeroed, so the device never sees the rest of the
+    /// pages the buffer shares with other data (Linux 5.4's bounce for untrusted
+    /// devices). Coherent memory is whole pages already and is not bounced.
+    /// The caller also keeps the device out of pass-through and gives it strict
+    /// invalidation: a slot reused while a stale IOTLB entry still points at it
+    /// would hand the device someone else's data.
+    pub fn set_untrusted(&self, pool: Arc<Swiotlb>) {
+        *self.untrusted.write() = Some(pool);
+    }
+
+    /// Whether [`set_untrusted`](Self::set_untrusted) was called.
+    pub fn is_untrusted(&self) -> bool {
+        self.untrusted.read().is_some()
+    }
+
+    pub(crate) fn untrusted_pool(&self) -> Option<Arc<Swiotlb>> {
+        self.untrusted.read().clone()
     }
 
     /// Can streaming mappings be served under `mask`? Linux's dma-direct rule (≥ 32 bits,

@@ -34,6 +34,9 @@ pub(crate) enum MapKind {
         domain: SharedDomain,
         iova: DmaAddr,
         iova_len: u64,
+        /// An untrusted device's sub-page buffer: the IOVA maps these
+        /// page-aligned bounce slots (padding zeroed), not the buffer.
+        bounce: Option<(Arc<Swiotlb>, Slots)>,
     },
     /// One piece of a scatter list mapped into a single IOVA range: the
     /// [`crate::SgMapping`] owns that range and unmaps it as one.
@@ -71,9 +74,22 @@ impl Mapping {
 
     /// The memory the device actually accesses for byte `off` of the mapping.
     fn device_phys(&self, off: usize) -> PhysAddr {
+        match self.bounce_slots() {
+            Some((_, slots)) => slots.tlb + off as u64,
+            None => self.phys + off as u64,
+        }
+    }
+
+    /// The bounce pool and slots, when the device sees a copy of the buffer
+    /// (swiotlb for a mask, or an untrusted device's bounce under the IOMMU).
+    fn bounce_slots(&self) -> Option<(&Arc<Swiotlb>, &Slots)> {
         match &self.kind {
-            MapKind::Bounce { slots, .. } => slots.tlb + off as u64,
-            _ => self.phys + off as u64,
+            MapKind::Bounce { pool, slots } => Some((pool, slots)),
+            MapKind::Iommu {
+                bounce: Some((pool, slots)),
+                ..
+            } => Some((pool, slots)),
+            _ => None,
         }
     }
 }
@@ -119,9 +135,12 @@ impl DmaDevice {
             .ok_or(DmaError::AddressOverflow { phys, len })?;
         let p = self.params();
         let m = match self.backend() {
-            DmaBackend::Iommu(domain) => {
-                self.map_iommu(domain, phys, len, dir, p.dma_mask, p.coherent)?
-            }
+            DmaBackend::Iommu(domain) => match self.untrusted_pool() {
+                Some(pool) if !Self::fills_pages(&domain, phys, len) => {
+                    self.map_iommu_bounced(domain, pool, phys, len, dir, &p)?
+                }
+                _ => self.map_iommu(domain, phys, len, dir, p.dma_mask, p.coherent)?,
+            },
             backend => {
                 // dma_capable(): the last byte must be under the mask. Forced bouncing
                 // only means something when there is a pool to bounce through.
@@ -268,9 +287,79 @@ impl DmaDevice {
                 domain,
                 iova,
                 iova_len,
+                bounce: None,
             },
             coherent,
         })
+    }
+
+    /// Whether `[phys, phys+len)` is whole IOMMU pages (nothing else shares them).
+    fn fills_pages(domain: &SharedDomain, phys: PhysAddr, len: usize) -> bool {
+        let granule = domain.lock().granule().max(1);
+        phys.as_u64().is_multiple_of(granule) && (len as u64).is_multiple_of(granule)
+    }
+
+    /// An untrusted device's sub-page buffer (Linux `iommu_dma_map_page` with
+    /// `dev_use_swiotlb`): copied into page-aligned bounce slots whose padding
+    /// is zeroed, and those slots mapped. The buffer is copied in whatever the
+    /// direction, so the slots never show the device what they held before.
+    fn map_iommu_bounced(
+        &self,
+        domain: SharedDomain,
+        pool: Arc<Swiotlb>,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+        p: &crate::DmaParams,
+    ) -> Result<Mapping, DmaError> {
+        let granule = domain.lock().granule().max(1) as usize;
+        let padded = len.div_ceil(granule) * granule;
+        // A page or more with no min-align mask: the pool hands out page-aligned
+        // slots (Swiotlb::alloc's historical guarantee).
+        let slots = pool
+            .alloc(PhysAddr::new(0), padded, 0, p.segment_boundary_mask)
+            .map_err(|e| match e {
+                AllocFail::TooLarge { size } => DmaError::MappingTooLarge {
+                    device: self.name.clone(),
+                    size,
+                    max: MAX_MAPPING,
+                },
+                AllocFail::Full { used, total } => DmaError::SwiotlbFull {
+                    device: self.name.clone(),
+                    size: len,
+                    used,
+                    total,
+                },
+            })?;
+        debug_assert!(slots.tlb.as_u64().is_multiple_of(granule as u64));
+        pool.bounce(phys, slots.tlb, len, DmaDirection::ToDevice);
+        self.platform
+            .mem()
+            .fill(slots.tlb + len as u64, 0, padded - len);
+        match self.map_iommu(domain, slots.tlb, len, dir, p.dma_mask, p.coherent) {
+            Ok(m) => Ok(Mapping {
+                phys,
+                kind: match m.kind {
+                    MapKind::Iommu {
+                        domain,
+                        iova,
+                        iova_len,
+                        ..
+                    } => MapKind::Iommu {
+                        domain,
+                        iova,
+                        iova_len,
+                        bounce: Some((pool, slots)),
+                    },
+                    k => k,
+                },
+                ..m
+            }),
+            Err(e) => {
+                pool.release(slots);
+                Err(e)
+            }
+        }
     }
 
     /// Records a coherent allocation at `[phys, phys+len)` (already under the coherent
@@ -327,17 +416,29 @@ impl DmaDevice {
                 domain,
                 iova,
                 iova_len,
+                bounce,
             } => {
                 // Order matters (DESIGN.md §4): remove the translation, invalidate the
                 // IOTLB, and only then let the IOVA be handed out again. If either step
                 // fails the device might still reach the old page through this IOVA, so
                 // it is never freed (leaked on purpose). `unmap_and_free` keeps that
                 // order (or a flush queue's equivalent).
-                if let Err(e) = domain.lock().unmap_and_free(iova, iova_len) {
+                let unmapped = domain.lock().unmap_and_free(iova, iova_len);
+                if let Err(e) = &unmapped {
                     log::error!(
                         "{}: IOMMU unmap of {iova:#x}+{iova_len:#x} failed ({e}); IOVA leaked",
                         self.name
                     );
+                }
+                if let Some((pool, slots)) = bounce {
+                    if m.dir.device_writes() {
+                        pool.bounce(m.phys, slots.tlb, m.len, DmaDirection::FromDevice);
+                    }
+                    // Slots the device may still reach (a failed unmap) are
+                    // leaked with their IOVA, never handed to someone else.
+                    if unmapped.is_ok() {
+                        pool.release(slots);
+                    }
                 }
             }
         }
@@ -512,7 +613,7 @@ impl DmaDevice {
                 self.platform
                     .cache_sync_for_cpu(m.device_phys(off), len, dir);
             }
-            if let MapKind::Bounce { pool, slots } = &m.kind {
+            if let Some((pool, slots)) = m.bounce_slots() {
                 if dir.device_writes() {
                     pool.bounce(
                         m.phys + off as u64,
@@ -523,7 +624,7 @@ impl DmaDevice {
                 }
             }
         } else {
-            if let MapKind::Bounce { pool, slots } = &m.kind {
+            if let Some((pool, slots)) = m.bounce_slots() {
                 if dir.device_reads() {
                     pool.bounce(
                         m.phys + off as u64,

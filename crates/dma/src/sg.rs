@@ -180,7 +180,10 @@ impl DmaDevice {
             segments: Vec::new(),
             iova: None,
         };
-        if let DmaBackend::Iommu(domain) = self.backend() {
+        // An untrusted device's pieces are mapped one by one below, so that
+        // each sub-page piece is bounced (Linux `iommu_dma_map_sg_swiotlb`):
+        // its list is then not one contiguous IOVA range.
+        if let (DmaBackend::Iommu(domain), false) = (self.backend(), self.is_untrusted()) {
             self.map_sg_iommu(&mut m, domain, &table)?;
             let ranges: Vec<(u64, usize)> =
                 m.pieces.iter().map(|&(a, l)| (a.as_u64(), l)).collect();

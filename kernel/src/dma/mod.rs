@@ -195,6 +195,32 @@ pub fn init() -> Result<(), String> {
     Ok(())
 }
 
+/// A PCI function's DMA device named `name`, on [`backend_for`]'s backend,
+/// marked untrusted (sub-page buffers bounced under the IOMMU) when the user
+/// said so with `pci.untrusted=`.
+pub fn pci_dma_device(name: &str, bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Arc<dma::DmaDevice> {
+    let backend = backend_for(bdf, parent);
+    let translated = matches!(backend, dma::DmaBackend::Iommu(_));
+    let dev = dma::DmaDevice::new(name, &PLATFORM, backend);
+    if crate::pci::is_untrusted(bdf) {
+        match (translated, swiotlb()) {
+            (true, Some(pool)) => {
+                dev.set_untrusted(pool);
+                log::info!(
+                    "dma: {name}: untrusted: strict invalidation, sub-page buffers bounced into zeroed pages"
+                );
+            }
+            (false, _) => log::warn!(
+                "dma: {name}: untrusted, but no IOMMU translates it: nothing confines its DMA"
+            ),
+            (true, None) => log::warn!(
+                "dma: {name}: untrusted, but there is no bounce pool: its sub-page buffers share their pages"
+            ),
+        }
+    }
+    dev
+}
+
 /// The DMA backend for a PCI function: its own IOMMU domain when VT-d
 /// translates it, else the bounce pool (direct when the buffer fits the mask).
 /// Drivers call this and never care which one they got.

@@ -71,7 +71,6 @@ pub(crate) fn probe_bus_master(
     pci::command::enable_memory(ctx.config, ctx.bdf());
     ctx.enable_bus_master();
     let name = alloc::format!("{} {driver}", ctx.bdf());
-    let backend = crate::dma::backend_for(ctx.bdf(), ctx.device.parent);
-    let dev = ::dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
+    let dev = crate::dma::pci_dma_device(&name, ctx.bdf(), ctx.device.parent);
     Ok((bar, regs, dev))
 }

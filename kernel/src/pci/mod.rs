@@ -178,6 +178,9 @@ pub fn init(want: Want) {
             cfg.add_sim(sim);
         }
     });
+    for bad in bad_untrusted_entries() {
+        log::warn!("pci: pci.untrusted: '{bad}' is not a bus:device.function; ignored");
+    }
     let found = scan(&cfg, segment, root);
     log::info!("pci: {} functions via {}", found.devices.len(), cfg.name());
     for d in &found.devices {
@@ -269,4 +272,31 @@ pub fn set_bus_master(bdf: Bdf, on: bool) {
             pci::command::disable_bus_master(&p.cfg, bdf);
         }
     });
+}
+
+/// Whether the user marked `bdf` untrusted (`pci.untrusted=<bdf>[,<bdf>...]`,
+/// Linux's `pci_dev->untrusted`, which it sets for devices behind an
+/// external-facing port): the IOMMU then gives it strict invalidation and no
+/// pass-through, and the DMA API bounces its sub-page buffers.
+pub fn is_untrusted(bdf: Bdf) -> bool {
+    crate::cmdline::boot_cmdline()
+        .get("pci.untrusted")
+        .is_some_and(|list| {
+            list.split(',')
+                .filter_map(|b| b.trim().parse::<Bdf>().ok())
+                .any(|b| b == bdf)
+        })
+}
+
+/// The `pci.untrusted=` entries that do not parse as bus:device.function.
+pub fn bad_untrusted_entries() -> Vec<String> {
+    crate::cmdline::boot_cmdline()
+        .get("pci.untrusted")
+        .map(|list| {
+            list.split(',')
+                .filter(|b| b.trim().parse::<Bdf>().is_err())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -216,7 +216,13 @@ fn sub_page(e: &Edu) -> Result<Outcome, String> {
             alloc::format!(
                 "got: {leaked} of the secret's {} bytes at page offset {SECRET_AT:#x}{}",
                 SECRET.len(),
-                if bounced { " (the buffer was not where the device looked)" } else { "" }
+                if e.dma.is_untrusted() {
+                    " (untrusted: the device saw a bounce page, its 64 bytes then zeros)"
+                } else if bounced {
+                    " (the buffer was not where the device looked)"
+                } else {
+                    ""
+                }
             ),
         ],
         faults,
@@ -429,7 +435,12 @@ pub fn attack(cmd: &Command, args: &[&str]) -> CmdResult {
 }
 
 fn matrix(device: Option<pci::Bdf>) -> CmdResult {
-    let mode = mode_name();
+    let untrusted = with_target(device, |e| e.dma.is_untrusted())?;
+    let mode = if untrusted {
+        alloc::format!("{}+untrusted", mode_name())
+    } else {
+        String::from(mode_name())
+    };
     let mut rows = Vec::new();
     for a in ATTACKS {
         let o = with_target(device, |e| (a.run)(e))?.map_err(fail)?;
@@ -437,11 +448,11 @@ fn matrix(device: Option<pci::Bdf>) -> CmdResult {
         rows.push((a.name, o));
     }
     kprintln!("attack matrix (mode {mode}; edu as the device)");
-    if mode == "off" {
+    if mode_name() == "off" {
         kprintln!("no IOMMU translates edu's DMA (iommu=off, or no VT-d in this machine): its bus addresses are physical addresses");
     }
     kprintln!(
-        "{:<13} {:<8} {:>7} {:>7}",
+        "{:<13} {:<16} {:>7} {:>7}",
         "attack",
         mode,
         "bytes",
@@ -449,7 +460,7 @@ fn matrix(device: Option<pci::Bdf>) -> CmdResult {
     );
     for (name, o) in &rows {
         kprintln!(
-            "{:<13} {:<8} {:>7} {:>7}",
+            "{:<13} {:<16} {:>7} {:>7}",
             name,
             verdict_word(&o.verdict),
             o.bytes,

@@ -348,3 +348,75 @@ fn a_failed_iotlb_flush_never_frees_the_iova() {
         .unwrap();
     assert_ne!(b, a);
 }
+
+/// An untrusted device maps a 64-byte buffer inside a page that also holds a
+/// secret: the device's page walk reaches a bounce page carrying those 64 bytes
+/// and zeros, never the secret; what the device writes comes back on unmap.
+#[test]
+fn untrusted_sub_page_buffers_are_bounced_into_zero_padded_pages() {
+    let p = machine();
+    let (dev, dom, sink) = iommu_edu(p);
+    dev.set_untrusted(swiotlb(p));
+    let mut page = DmaBuf::alloc(p, 4096).unwrap();
+    page.write(0x40, &[0x77; 64]);
+    page.write(0x800, b"top-secret-key!!");
+    let phys = PhysAddr::new(page.phys().as_u64() + 0x40);
+    let a = dev
+        .map_single(phys, 64, DmaDirection::Bidirectional)
+        .unwrap();
+    {
+        let d = dom.lock();
+        let page_base = a.as_u64() & !0xFFF;
+        let bounce = d
+            .translate(page_base, false)
+            .expect("the bounce page is mapped");
+        assert_ne!(
+            bounce & !0xFFF,
+            page.phys().as_u64(),
+            "the buffer's own page is mapped"
+        );
+        let seen = p.bytes(bounce, 4096);
+        let data_at = (a.as_u64() & 0xFFF) as usize;
+        assert_eq!(&seen[data_at..data_at + 64], &[0x77; 64][..]);
+        assert!(
+            seen[..data_at]
+                .iter()
+                .chain(&seen[data_at + 64..])
+                .all(|&b| b == 0),
+            "padding not zeroed"
+        );
+        // The device writes its answer into the bounce page.
+        let pa = d.translate(a.as_u64(), true).unwrap();
+        p.mem().write(PhysAddr::new(pa), &[0x99; 64]);
+    }
+    dev.unmap_single(a, 64, DmaDirection::Bidirectional)
+        .unwrap();
+    let mut got = [0u8; 64];
+    page.read(0x40, &mut got);
+    assert_eq!(got, [0x99; 64], "the device's write did not come back");
+    assert!(sink.take().is_empty());
+    // A whole page is mapped as it is: nothing shares it.
+    let whole = DmaBuf::alloc(p, 4096).unwrap();
+    let wp = whole.phys();
+    let s = DmaStream::<ToDevice>::map(&dev, whole).unwrap();
+    assert_eq!(
+        dom.lock().translate(s.dma_addr().as_u64(), false),
+        Some(wp.as_u64())
+    );
+}
+
+/// The same mapping for a trusted device exposes the whole page (the class of
+/// attack the bounce answers).
+#[test]
+fn a_trusted_device_sees_the_rest_of_a_sub_page_buffers_page() {
+    let p = machine();
+    let (dev, dom, _) = iommu_edu(p);
+    let mut page = DmaBuf::alloc(p, 4096).unwrap();
+    page.write(0x800, b"top-secret-key!!");
+    let a = dev
+        .map_single(page.phys(), 64, DmaDirection::ToDevice)
+        .unwrap();
+    let pa = dom.lock().translate(a.as_u64() + 0x800, false).unwrap();
+    assert_eq!(p.bytes(pa, 16), b"top-secret-key!!");
+    dev.unmap_single(a, 64, DmaDirection::ToDevice).unwrap();
+}

@@ -236,8 +236,7 @@ impl PciDriver for EduDriver {
             bar.size / 1024
         );
         let name = alloc::format!("{} edu", ctx.bdf());
-        let backend = crate::dma::backend_for(ctx.bdf(), ctx.device.parent);
-        let dev = dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
+        let dev = crate::dma::pci_dma_device(&name, ctx.bdf(), ctx.device.parent);
         // edu's engine ANDs addresses with its dma_mask property, (1 << 28) - 1
         // unless QEMU was told otherwise (hw-facts §5.3); `edu.dma_bits=N` says
         // it was (the `attack` profile starts edu with dma_mask=0xffffffff).

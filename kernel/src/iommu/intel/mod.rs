@@ -591,9 +591,13 @@ fn flush_queue_timer(now: u64) {
 /// `None`: no IOMMU covers it, or the mode keeps bus = physical.
 pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<SharedDomain> {
     let io = get()?;
-    if io.mode != Mode::Translate {
+    // An untrusted device is translated even with iommu=pt (Linux: no
+    // identity domain for it), and invalidated strictly whatever the mode.
+    let untrusted = crate::pci::is_untrusted(bdf);
+    if !(io.mode == Mode::Translate || io.mode == Mode::PassThrough && untrusted) {
         return None;
     }
+    let strict = io.strict || untrusted;
     let ui = match coverage(bdf, parent) {
         Coverage::Unit(i) => io.drhds.get(i).and_then(|d| d.unit)?,
         Coverage::FailedUnit(i) => {
@@ -656,7 +660,7 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
             Some(Arc::new(Mutex::new(VtdDomain {
                 unit: entry.unit.clone(),
                 did,
-                strict: io.strict,
+                strict,
             })))
         }
         Ok((did, shared)) => {
@@ -682,7 +686,7 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
             Some(Arc::new(Mutex::new(VtdDomain {
                 unit: entry.unit.clone(),
                 did,
-                strict: io.strict,
+                strict,
             })))
         }
         Err(e) => {
