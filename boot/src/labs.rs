@@ -12,6 +12,9 @@ pub struct Lab {
     /// `<file stem>` or `<file stem>#<n>` for a file's later blocks.
     pub name: String,
     pub profile: String,
+    /// Boot options added to the profile's (`cmdline=` to the end of the
+    /// block's first line).
+    pub cmdline: String,
     pub commands: Vec<String>,
     pub expect: Vec<String>,
 }
@@ -35,6 +38,9 @@ pub fn parse(stem: &str, text: &str) -> Result<Vec<Lab>, String> {
                 format!("{stem}#{}", labs.len() + 1)
             },
             profile: profile.to_string(),
+            cmdline: info
+                .split_once("cmdline=")
+                .map_or(String::new(), |(_, c)| c.trim().to_string()),
             commands: Vec::new(),
             expect: Vec::new(),
         };
@@ -102,7 +108,7 @@ pub fn run(lab: &Lab, images: &Images) -> Result<(), String> {
     let launch = Launch {
         firmware: p.firmware,
         profile: p.clone(),
-        cmdline: String::new(),
+        cmdline: lab.cmdline.clone(),
         serial: SerialMode::Piped,
         no_reboot: true,
         monitor: None,
@@ -146,6 +152,13 @@ mod tests {
         // Out of order, or missing, fails.
         assert!(check_order("swiotlb\n2: floppy\n", &labs[0].expect).is_err());
         assert!(parse("y", "```lab\n> a\n```\n").is_err(), "no profile");
+        let with = parse(
+            "z",
+            "```lab profile=attack cmdline=iommu.strict=0 pci.untrusted=00:03.0\n> a\n```\n",
+        )
+        .unwrap();
+        assert_eq!(with[0].profile, "attack");
+        assert_eq!(with[0].cmdline, "iommu.strict=0 pci.untrusted=00:03.0");
         assert!(
             parse("y", "```lab profile=default\n> a\n").is_err(),
             "unclosed"
