@@ -159,7 +159,7 @@ impl PciDriver for LpssDriver {
         let caps = regs.read32(p + private::CAPS as usize);
         if caps == u32::MAX {
             return Err(ProbeError::Device(
-                "CAPS reads all-ones: the function does not decode",
+                "CAPS reads all-ones: the function does not decode (not in D0?)",
             ));
         }
         // Out of reset (Linux writes 0, then 0x7), and tell the block its own address.
