@@ -1243,6 +1243,7 @@ pub const SUITE_PROFILES: &[(&str, Firmware)] = &[
     ("two-edu", Firmware::Bios),
     ("floppy", Firmware::Bios),
     ("idma64-sim", Firmware::Bios),
+    ("idma64-sim-uart", Firmware::Bios),
     ("uefi", Firmware::Uefi),
 ];
 

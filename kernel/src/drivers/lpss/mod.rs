@@ -12,6 +12,7 @@
 //! host controller and the iDMA64; without MSI the channels are polled.
 
 pub mod sim;
+pub mod uart;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -211,8 +212,13 @@ impl PciDriver for LpssDriver {
             ctx.register_child(lpss::idma64_child())
                 .map_err(ProbeError::Child)?;
         }
+        if function == Some(pci::names::LpssFunction::Uart) {
+            // A DMA client for loopback tests (drivers::lpss::uart).
+            uart::found(bdf, bar.address);
+        }
         if let Some(f) = function {
-            // Registered, not bound: we have no I2C/UART/SPI host drivers.
+            // Registered, not bound: the UART has only the loopback client above; no
+            // I2C or SPI host drivers.
             ctx.register_child(lpss::host_child(f))
                 .map_err(ProbeError::Child)?;
         }

@@ -37,6 +37,10 @@ pub const SIM_DEVICE: u16 = 0x9D60;
 pub const SIM_BAR: u64 = 0xFE40_0000;
 /// Bytes each enabled channel moves per model step.
 pub const STEP_BYTES: usize = 16 * 1024;
+/// With `idma64=sim-uart`: 00:1e.0, the Sunrise Point-LP UART #0 slot.
+pub const SIM_UART_BDF: Bdf = Bdf::b(0, 0x1e, 0);
+/// Intel Sunrise Point-LP (Skylake) Serial IO UART Controller #0.
+pub const SIM_UART_DEVICE: u16 = 0x9D27;
 /// Model steps per timer tick.
 pub const STEPS_PER_TICK: usize = 4;
 
@@ -45,44 +49,46 @@ const PM_CAP: u8 = 0x50;
 
 struct Sim {
     model: Mutex<LpssModel<DirectMap>>,
+    bdf: Bdf,
 }
 
 static SIM: Once<Sim> = Once::new();
 static VECTOR: AtomicU8 = AtomicU8::new(0);
 static MSI_ON: AtomicBool = AtomicBool::new(false);
 
-/// Whether `idma64=sim` is on (after [`pci_function`]).
-pub fn active() -> bool {
-    SIM.get().is_some()
-}
-
 /// Whether `bdf` is the simulated function (lock-free: probes call it).
 pub fn is_sim(bdf: Bdf) -> bool {
-    active() && bdf == SIM_BDF
+    SIM.get().is_some_and(|s| s.bdf == bdf)
 }
 
 /// The simulated function for the PCI layer, when the command line asks for it.
 pub fn pci_function() -> Option<SimFunction> {
-    if crate::cmdline::boot_cmdline().get("idma64") != Some("sim") {
-        return None;
-    }
+    // `sim`: an I2C function (no host block modelled); `sim-uart`: a UART function
+    // whose 16550 block has loopback and DMA request lines (slave transfers wait for
+    // them).
+    let (bdf, device, class, function) = match crate::cmdline::boot_cmdline().get("idma64") {
+        Some("sim") => (SIM_BDF, SIM_DEVICE, 0x0c_8000, Function::I2c),
+        Some("sim-uart") => (SIM_UART_BDF, SIM_UART_DEVICE, 0x11_8000, Function::Uart),
+        _ => return None,
+    };
     let limit = crate::dma::max_ram() + 1;
-    // CAPS: type 0 (I2C) in bits 7:4, bit 8 clear: an iDMA64 is present.
+    // CAPS: the function type in bits 7:4, bit 8 clear: an iDMA64 is present.
     let model = LpssModel::new(
         crate::mm::direct::direct(),
         PhysAddr::new(0),
         limit as usize,
         SIM_BAR,
-        Function::I2c,
+        function,
     );
     model.idma().set_step_bytes(STEP_BYTES);
     SIM.call_once(|| Sim {
         model: Mutex::new(model),
+        bdf,
     });
     if let Err(e) = crate::arch::apic::register_tick_hook(tick) {
         log::warn!("idma64-sim: no clock ({e}); the model will not run");
     }
-    let f = FakeFunction::endpoint(0x8086, SIM_DEVICE, 0x0c_8000, 0x21)
+    let f = FakeFunction::endpoint(0x8086, device, class, 0x21)
         .subsystem(0x8086, 0x7270)
         .interrupt(0xFF, 1)
         .bar64(0, 0x1000, false, SIM_BAR)
@@ -90,9 +96,9 @@ pub fn pci_function() -> Option<SimFunction> {
         .msi(MSI_CAP, PM_CAP, true, false, 0)
         .pm(PM_CAP, 0, false, 3);
     let cfg = FakeConfig::new();
-    cfg.add(SIM_BDF, f);
+    cfg.add(bdf, f);
     Some(SimFunction {
-        bdf: SIM_BDF,
+        bdf,
         cfg,
         on_write: config_written,
     })
