@@ -6,7 +6,13 @@
 //! Linux's MFD code does. [`Idma64Driver`] binds that child: it builds the `idma64`
 //! provider over the child's register window and registers it with dmaengine, with
 //! DMA mappings made against the parent PCI function (64-bit mask, 0x1FFFF-byte
-//! segments). The host controllers themselves (I2C, UART, SPI) are left alone.
+//! segments). The host controllers themselves are left alone, except that a UART
+//! function is recorded for [`uart`], an iDMA64 client with hardware handshake used by
+//! the loopback tests.
+//!
+//! The function may have been left in D3hot by firmware: the PCI bus brings it to D0
+//! (`pci::pm`) before this probe runs, so a CAPS of all-ones means it does not decode
+//! even in D0.
 //!
 //! The function's one interrupt (MSI when it has the capability) is shared by the
 //! host controller and the iDMA64; without MSI the channels are polled.
