@@ -1059,6 +1059,22 @@ pub const SHELL_CASES: &[ShellCase] = &[
         line_counts: &[("error:", 0)],
         verify: None,
     },
+    ShellCase {
+        // Issue #17 item 10: the simulated LPSS function starts in D3hot (BAR0 reads
+        // all-ones); the bus brings it to D0 and restores BAR0 before the probe.
+        name: "lpss_function_left_in_d3hot_is_powered_up_before_probe",
+        profile: "idma64-sim-uart",
+        cmdline: "",
+        input: b"dmesg\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "pci 0000:00:1e.0: D3hot -> D0 (soft reset: BARs restored)",
+            "lpss 0000:00:1e.0: UART function, CAPS 0x10, iDMA64 present (simulated)",
+            "pci 0000:00:1e.0: bound to intel-lpss",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: None,
+    },
 ];
 
 pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript, String> {
@@ -1358,6 +1374,7 @@ pub const SUITE_PROFILES: &[(&str, Firmware)] = &[
     ("two-edu", Firmware::Bios),
     ("floppy", Firmware::Bios),
     ("idma64-sim", Firmware::Bios),
+    ("idma64-sim-uart", Firmware::Bios),
     ("uefi", Firmware::Uefi),
 ];
 

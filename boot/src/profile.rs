@@ -186,6 +186,16 @@ pub const PROFILES: &[Profile] = &[
         cmdline: "iommu=on idma64=sim",
     },
     Profile {
+        name: "idma64-sim-uart",
+        summary: "as default plus a simulated Intel LPSS UART function with an iDMA64 (idma64=sim-uart): loopback, DMA request lines",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_EDU,
+        floppy: false,
+        nvme: false,
+        cmdline: "iommu=on idma64=sim-uart",
+    },
+    Profile {
         name: "laptop-dmar",
         summary: "no VT-d device, but a ThinkPad's DMAR (2 DRHD, 2 RMRR) naming units that are not there; iommu=on",
         firmware: Firmware::Bios,

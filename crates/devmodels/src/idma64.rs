@@ -17,7 +17,15 @@
 //!   counts bytes done. A block ends the chain if its LLP enables are clear or llp = 0;
 //!   then the channel disables itself and raises XFER if the block had INT_EN.
 //! * SINC/DINC fixed addresses that were registered with [`Idma64Model::add_fifo`] are a
-//!   peripheral FIFO: reads pop bytes (an empty FIFO stalls the channel), writes push.
+//!   peripheral data port with two queues: the engine's reads pop the device-to-memory
+//!   queue ([`Idma64Model::push_fifo`] feeds it; empty stalls the channel), its writes
+//!   push the memory-to-device queue ([`Idma64Model::take_fifo`] drains it).
+//! * Hardware handshake, once a peripheral drives the request lines
+//!   ([`Idma64Model::set_request_lines`]): a memory-to-peripheral block moves only while
+//!   the line CFG_HI.DST_PER names is asserted, a peripheral-to-memory block only while
+//!   CFG_HI.SRC_PER's line is, one burst (CTL_LO.DST_MSIZE / SRC_MSIZE items of the
+//!   peripheral-side width) per step; the peripheral re-evaluates its lines between
+//!   steps. Without a peripheral (no call) slave blocks run free, as before.
 //! * ERROR (and channel disable) for an LLI or data address outside memory, an address
 //!   not aligned to its transfer width, or BLOCK_TS larger than 0x1FFFF.
 //! * CFG_LO.CH_SUSP freezes the channel; clearing CH_EN mid-chain stops it and leaves
@@ -106,6 +114,13 @@ impl BlockLog {
     }
 }
 
+/// A peripheral data port: what the engine reads, what it wrote.
+#[derive(Default)]
+struct Port {
+    from_dev: VecDeque<u8>,
+    to_dev: VecDeque<u8>,
+}
+
 #[derive(Default, Clone, Copy)]
 struct Chan {
     sar: u64,
@@ -129,7 +144,9 @@ struct State {
     ch_en: u8,
     corrupt: bool,
     step_bytes: usize,
-    fifos: BTreeMap<u64, VecDeque<u8>>,
+    fifos: BTreeMap<u64, Port>,
+    /// Request lines, once a peripheral drives them (bit n = handshake interface n).
+    requests: Option<u32>,
     blocks: Vec<BlockLog>,
     errors: Vec<(usize, ModelError)>,
     reads: usize,
@@ -175,6 +192,7 @@ impl<M: PhysMemory> Idma64Model<M> {
                 corrupt: false,
                 step_bytes: 4096,
                 fifos: BTreeMap::new(),
+                requests: None,
                 blocks: Vec::new(),
                 errors: Vec::new(),
                 reads: 0,
@@ -198,24 +216,51 @@ impl<M: PhysMemory> Idma64Model<M> {
         self.s.borrow_mut().fifos.entry(addr).or_default();
     }
 
-    /// Feeds bytes into the FIFO at `addr` (the peripheral produced them).
+    /// Feeds bytes into the port at `addr` for the engine to read (the peripheral
+    /// produced them).
     pub fn push_fifo(&self, addr: u64, data: &[u8]) {
         self.s
             .borrow_mut()
             .fifos
             .entry(addr)
             .or_default()
+            .from_dev
             .extend(data.iter().copied());
     }
 
-    /// Takes everything the engine wrote into the FIFO at `addr`.
+    /// Takes everything the engine wrote into the port at `addr`.
     pub fn take_fifo(&self, addr: u64) -> Vec<u8> {
         self.s
             .borrow_mut()
             .fifos
             .get_mut(&addr)
-            .map(|f| f.drain(..).collect())
+            .map(|f| f.to_dev.drain(..).collect())
             .unwrap_or_default()
+    }
+
+    /// Bytes waiting in the port at `addr` for the engine to read.
+    pub fn fifo_level(&self, addr: u64) -> usize {
+        self.s
+            .borrow()
+            .fifos
+            .get(&addr)
+            .map_or(0, |f| f.from_dev.len())
+    }
+
+    /// Pops one byte the engine would read from the port at `addr` (the CPU read the
+    /// peripheral's data register instead).
+    pub fn pop_fifo(&self, addr: u64) -> Option<u8> {
+        self.s
+            .borrow_mut()
+            .fifos
+            .get_mut(&addr)
+            .and_then(|f| f.from_dev.pop_front())
+    }
+
+    /// Drives the peripheral request lines (bit n = handshake interface n) and turns
+    /// hardware handshaking on: from now on slave blocks wait for their line.
+    pub fn set_request_lines(&self, lines: u32) {
+        self.s.borrow_mut().requests = Some(lines);
     }
 
     /// Makes channel `ch`'s FIFO hold data: CFG_LO.FIFO_EMPTY reads 0 until CH_DRAIN
@@ -338,7 +383,25 @@ impl<M: PhysMemory> Idma64Model<M> {
             return false;
         }
         let ch = s.ch[c];
-        let want = (ch.block_len - ch.done).min(s.step_bytes as u32) as usize;
+        let mut want = (ch.block_len - ch.done).min(s.step_bytes as u32) as usize;
+        if let Some(lines) = s.requests {
+            // Transfer type: 1 memory-to-peripheral, 2 peripheral-to-memory.
+            let hs = match (ch.ctl_lo >> 20) & 7 {
+                1 => Some((
+                    (ch.cfg_hi >> 4) & 0xf,
+                    (ch.ctl_lo >> 1) & 7,
+                    (ch.ctl_lo >> 11) & 7,
+                )),
+                2 => Some((ch.cfg_hi & 0xf, (ch.ctl_lo >> 4) & 7, (ch.ctl_lo >> 14) & 7)),
+                _ => None,
+            };
+            if let Some((line, width, msize)) = hs {
+                if lines & (1 << line) == 0 {
+                    return false; // no request from the peripheral: wait
+                }
+                want = want.min((1usize << width) << msize);
+            }
+        }
         let src_fixed = ch.ctl_lo & SRC_FIX != 0;
         let dst_fixed = ch.ctl_lo & DST_FIX != 0;
         let src = if src_fixed {
@@ -355,8 +418,8 @@ impl<M: PhysMemory> Idma64Model<M> {
         let mut buf = Vec::new();
         if src_fixed && s.fifos.contains_key(&src) {
             if let Some(f) = s.fifos.get_mut(&src) {
-                let n = want.min(f.len());
-                buf.extend(f.drain(..n));
+                let n = want.min(f.from_dev.len());
+                buf.extend(f.from_dev.drain(..n));
             }
         } else if self.in_mem(src, if src_fixed { 1 } else { want }) {
             buf.resize(want, 0);
@@ -385,7 +448,7 @@ impl<M: PhysMemory> Idma64Model<M> {
         // Destination.
         if dst_fixed && s.fifos.contains_key(&dst) {
             if let Some(f) = s.fifos.get_mut(&dst) {
-                f.extend(buf.iter().copied());
+                f.to_dev.extend(buf.iter().copied());
             }
         } else if self.in_mem(dst, if dst_fixed { 1 } else { buf.len() }) {
             if dst_fixed {
@@ -434,6 +497,28 @@ impl<M: PhysMemory> Idma64Model<M> {
         let mut any = false;
         for c in 0..CHANNELS {
             if s.ch_en & (1 << c) != 0 && s.ch[c].cfg_lo & CFG_CH_SUSP == 0 {
+                any |= self.advance(&mut s, c);
+            }
+        }
+        any
+    }
+
+    /// One step of the peripheral channels only (memory-to-peripheral and back): each
+    /// moves at most one more burst if its request line is asserted. A peripheral
+    /// model calls this again while it keeps asking. Returns true if anything moved.
+    pub fn step_slave(&self) -> bool {
+        let mut s = self.s.borrow_mut();
+        if s.dma_cfg & 1 == 0 {
+            return false;
+        }
+        let mut any = false;
+        for c in 0..CHANNELS {
+            let tt = (s.ch[c].ctl_lo >> 20) & 7;
+            if s.ch_en & (1 << c) != 0
+                && s.ch[c].cfg_lo & CFG_CH_SUSP == 0
+                && (s.ch[c].in_block || s.ch[c].need_fetch)
+                && (tt == 1 || tt == 2)
+            {
                 any |= self.advance(&mut s, c);
             }
         }

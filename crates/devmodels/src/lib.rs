@@ -8,6 +8,8 @@
 //!
 //! * [`ahci`] — AHCI host bus adapter with SATA disks: command list, FIS and PRDT
 //!   walked in memory through a DMA bus (RAM or an IOMMU), fault injection.
+//! * [`lpss`] — an Intel LPSS PCI function's BAR0: power state (starts in D3hot),
+//!   private registers, a loopback-capable UART with DMA request lines, the iDMA64.
 //! * [`nvme`] — NVMe 1.4 controller with one namespace: admin and I/O queues in
 //!   memory, PRP walking with QEMU's rules, MDTS, fault injection (media error, a
 //!   command that never completes, controller fatal status).
@@ -22,5 +24,6 @@ extern crate alloc;
 
 pub mod ahci;
 pub mod idma64;
+pub mod lpss;
 pub mod nvme;
 pub mod vtd;

@@ -706,3 +706,5 @@ fn slave_segs(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lpss;

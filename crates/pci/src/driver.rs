@@ -413,12 +413,26 @@ pub struct DriverRegistry {
     platform_drivers: Vec<Box<dyn PlatformDriver>>,
     children: Vec<ChildSlot>,
     next_child: u32,
+    delay_us: Option<fn(u32)>,
+}
+
+/// Fallback wait before the kernel installs a calibrated one: an uncalibrated spin of
+/// roughly a microsecond per unit on a GHz CPU.
+fn spin_us(us: u32) {
+    for _ in 0..u64::from(us) * 1000 {
+        core::hint::spin_loop();
+    }
 }
 
 impl DriverRegistry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Installs the wait used for power-state recovery times (microseconds).
+    pub fn set_delay(&mut self, delay_us: fn(u32)) {
+        self.delay_us = Some(delay_us);
     }
 
     /// Adds devices (from [`crate::enumerate()`]) without binding them; a device already
@@ -501,6 +515,8 @@ impl DriverRegistry {
         }
         let children_before = self.children.len();
         let mut bound = false;
+        let mut powered = false;
+        let delay = self.delay_us.unwrap_or(spin_us);
         for (d, driver) in self.drivers.iter().enumerate() {
             if only.is_some_and(|o| o != d) {
                 continue;
@@ -513,6 +529,16 @@ impl DriverRegistry {
             else {
                 continue;
             };
+            // A driver is about to touch the BARs: the function must decode them
+            // (firmware may have left it in D3hot, where they read all-ones).
+            if !powered {
+                let cap = slot.dev.find_capability(crate::caps::id::PM);
+                if let Err(e) = crate::pm::set_d0(cfg, slot.dev.bdf, cap, &mut |us| delay(us)) {
+                    log::warn!("pci {}: not probed: cannot reach D0: {e}", slot.dev.bdf);
+                    return;
+                }
+                powered = true;
+            }
             let mut ctx = DeviceCtx {
                 device: &mut slot.dev,
                 id,

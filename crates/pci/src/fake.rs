@@ -32,6 +32,8 @@ pub struct FakeFunction {
     data: Box<[u32; DWORDS]>,
     wmask: Box<[u32; DWORDS]>,
     w1c: Box<[u32; DWORDS]>,
+    /// PMCSR offset and No_Soft_Reset, when the function has a PM capability.
+    pm: Option<(u16, bool)>,
 }
 
 fn di(offset: u16) -> usize {
@@ -44,6 +46,7 @@ impl FakeFunction {
             data: Box::new([0; DWORDS]),
             wmask: Box::new([0; DWORDS]),
             w1c: Box::new([0; DWORDS]),
+            pm: None,
         };
         // Command: the defined bits are writable; Status: error bits 15:11 and 8 are
         // RW1C (PCI Local Bus spec 3.0 §6.2.3).
@@ -254,6 +257,29 @@ impl FakeFunction {
             .set32(o + 8, pba_offset | u32::from(pba_bar & 7))
     }
 
+    /// A PCI power management capability at `offset` (version 1.2) with PMCSR in
+    /// power `state` (0 = D0 .. 3 = D3hot). PowerState is writable; without
+    /// `no_soft_reset` the function resets itself on D3hot→D0 as real functions do:
+    /// BARs lose their addresses and Command clears (PCI PM 1.2 §3.2.4, §5.4.1).
+    pub fn pm(mut self, offset: u8, next: u8, no_soft_reset: bool, state: u8) -> Self {
+        let o = u16::from(offset);
+        let pmcsr = u16::from(state & 3) | if no_soft_reset { 1 << 3 } else { 0 };
+        self.pm = Some((o + 4, no_soft_reset));
+        self.cap(offset, crate::caps::id::PM, next)
+            .set16(o + 2, 0x0003)
+            .set16(o + 4, pmcsr)
+            .writable(o + 4, 0x0000_0103)
+    }
+
+    /// The function's internal reset on D3hot→D0 without No_Soft_Reset: BARs keep
+    /// only their read-only type bits, Command clears.
+    fn soft_reset(&mut self) {
+        for i in di(regs::BAR0)..di(regs::BAR0) + 6 {
+            self.data[i] &= !self.wmask[i];
+        }
+        self.data[di(regs::COMMAND)] &= 0xFFFF_0000;
+    }
+
     /// A PCI Express capability at `offset` with Device/Port Type `port_type`.
     pub fn pcie(self, offset: u8, next: u8, port_type: u8) -> Self {
         self.cap(offset, crate::caps::id::EXP, next)
@@ -406,6 +432,13 @@ impl FakeConfig {
         let mut new = (old & !wm) | (value & wm);
         new &= !(value & f.w1c[i] & lanes);
         f.data[i] = new;
+        if let Some((pmcsr, no_soft_reset)) = f.pm {
+            let sh = u32::from(pmcsr & 2) * 8;
+            let state = |d: u32| (d >> sh) & 3;
+            if di(pmcsr) == i && state(old) == 3 && state(new) == 0 && !no_soft_reset {
+                f.soft_reset();
+            }
+        }
         let layout = (f.data[3] >> 16) as u8 & 0x7F;
         let command = f.data[1] as u16;
         let bar_end = match layout {

@@ -8,6 +8,7 @@
 //! * [`msi`] — MSI/MSI-X programming and the x86 message format.
 //! * [`command`] — decoding and bus-master control (bus mastering only on request).
 //! * [`driver`] — ID-table drivers, probe/remove, child (platform) devices.
+//! * [`pm`] — power management: D3hot→D0 with the spec's recovery time.
 //! * [`names`] — vendor/device/class names and the `lspci` line.
 //! * [`topology`] — parent chains, bridge kinds, DMAR scope paths and requester-ID
 //!   aliases (what an IOMMU needs to know about where a device sits).
@@ -32,6 +33,7 @@ pub mod fake;
 pub mod lpss;
 pub mod msi;
 pub mod names;
+pub mod pm;
 pub mod regs;
 pub mod topology;
 pub mod warn;

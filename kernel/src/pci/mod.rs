@@ -204,6 +204,8 @@ pub fn init(want: Want) {
     let topology = pci::Topology::from_config(&cfg, &found.devices);
     TOPOLOGY_HOOKS.for_each(|hook| hook(topology.clone()));
     let mut registry = DriverRegistry::new();
+    // PCI PM recovery times (10 ms after D3hot) before a driver probes.
+    registry.set_delay(|us| crate::arch::tsc::delay_us(u64::from(us)));
     registry.add_devices(found.devices);
     *PCI.lock() = Some(PciState {
         cfg,

@@ -394,3 +394,48 @@ fn registry_can_live_in_a_lock() {
         .as_ref()
         .is_some_and(|r| r.devices().count() == 0));
 }
+
+/// A driver that, like a real one, fails when its function does not decode (in D3hot
+/// its BARs read all-ones; here PMCSR stands in for a register read).
+struct NeedsD0;
+
+impl PciDriver for NeedsD0 {
+    fn name(&self) -> &'static str {
+        "needs-d0"
+    }
+    fn id_table(&self) -> &[PciDeviceId] {
+        const IDS: [PciDeviceId; 1] = [PciDeviceId::new(0x8086, 0x9d60)];
+        &IDS
+    }
+    fn probe(&self, ctx: &mut DeviceCtx<'_>) -> Result<(), ProbeError> {
+        let cap = ctx.device.find_capability(caps::id::PM).unwrap_or(0);
+        match pm::power_state(ctx.config, ctx.bdf(), cap) {
+            pm::PowerState::D0 => Ok(()),
+            _ => Err(ProbeError::Device("registers read all-ones")),
+        }
+    }
+    fn remove(&self, _ctx: &mut DeviceCtx<'_>) {}
+}
+
+#[test]
+fn functions_left_in_d3hot_are_brought_to_d0_before_probe() {
+    let cfg = fake::FakeConfig::new();
+    let lpss = Bdf::b(0, 0x15, 0);
+    cfg.add(
+        lpss,
+        fake::FakeFunction::endpoint(0x8086, 0x9d60, 0x0c_8000, 0x21)
+            .bar64(0, 0x1000, false, 0xFE40_0000)
+            .cap_ptr(0x80)
+            .pm(0x80, 0, false, 3),
+    );
+    let mut r = registry(&cfg);
+    static WAITED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    r.set_delay(|us| {
+        WAITED.fetch_add(us, core::sync::atomic::Ordering::Relaxed);
+    });
+    r.register_driver(&cfg, Box::new(NeedsD0));
+    assert_eq!(r.driver_name(lpss), Some("needs-d0"));
+    assert_eq!(WAITED.load(core::sync::atomic::Ordering::Relaxed), 10_000);
+    // The soft reset of D3hot->D0 cleared BAR0; the bus wrote it back.
+    assert_eq!(cfg.peek32(lpss, 0x10), Some(0xFE40_0004));
+}

@@ -6,12 +6,19 @@
 //! Linux's MFD code does. [`Idma64Driver`] binds that child: it builds the `idma64`
 //! provider over the child's register window and registers it with dmaengine, with
 //! DMA mappings made against the parent PCI function (64-bit mask, 0x1FFFF-byte
-//! segments). The host controllers themselves (I2C, UART, SPI) are left alone.
+//! segments). The host controllers themselves are left alone, except that a UART
+//! function is recorded for [`uart`], an iDMA64 client with hardware handshake used by
+//! the loopback tests.
+//!
+//! The function may have been left in D3hot by firmware: the PCI bus brings it to D0
+//! (`pci::pm`) before this probe runs, so a CAPS of all-ones means it does not decode
+//! even in D0.
 //!
 //! The function's one interrupt (MSI when it has the capability) is shared by the
 //! host controller and the iDMA64; without MSI the channels are polled.
 
 pub mod sim;
+pub mod uart;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -159,7 +166,7 @@ impl PciDriver for LpssDriver {
         let caps = regs.read32(p + private::CAPS as usize);
         if caps == u32::MAX {
             return Err(ProbeError::Device(
-                "CAPS reads all-ones: the function does not decode",
+                "CAPS reads all-ones: the function does not decode (not in D0?)",
             ));
         }
         // Out of reset (Linux writes 0, then 0x7), and tell the block its own address.
@@ -211,8 +218,13 @@ impl PciDriver for LpssDriver {
             ctx.register_child(lpss::idma64_child())
                 .map_err(ProbeError::Child)?;
         }
+        if function == Some(pci::names::LpssFunction::Uart) {
+            // A DMA client for loopback tests (drivers::lpss::uart).
+            uart::found(bdf, bar.address);
+        }
         if let Some(f) = function {
-            // Registered, not bound: we have no I2C/UART/SPI host drivers.
+            // Registered, not bound: the UART has only the loopback client above; no
+            // I2C or SPI host drivers.
             ctx.register_child(lpss::host_child(f))
                 .map_err(ProbeError::Child)?;
         }

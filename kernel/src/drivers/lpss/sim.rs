@@ -2,8 +2,12 @@
 //! `idma64-sim`). QEMU has no iDMA64 model, so this one is ours: configuration space is
 //! a `pci::fake` function laid over the real mechanism at [`SIM_BDF`], and BAR0's
 //! registers are served by software: the LPSS private block (resets, remap address,
-//! CAPS saying "I2C, iDMA present") and, at BAR0 + 0x800, the behavioural model from
-//! `crates/devmodels` — the same model the driver's host tests run against.
+//! CAPS saying "I2C, iDMA present") and, at BAR0 + 0x800, the iDMA64 — the LPSS
+//! function model from `crates/devmodels` that the driver's host tests run against.
+//!
+//! Like many laptops' firmware, the function is left in **D3hot** (a PCI PM capability
+//! whose PMCSR says 3): BAR0 reads all-ones until the bus brings it to D0, and the
+//! D3hot→D0 transition resets it (No_Soft_Reset clear, so the bus restores BAR0).
 //!
 //! The real `idma64` driver runs unchanged on top. The model moves data in physical
 //! memory when the timer interrupt clocks it ([`tick`]: up to [`STEP_BYTES`] per
@@ -16,7 +20,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use devmodels::idma64::Idma64Model;
+use devmodels::lpss::{Function, LpssModel};
 use hal::{DirectMap, PhysAddr, RegisterAccess};
 use pci::fake::{FakeConfig, FakeFunction};
 use pci::Bdf;
@@ -33,64 +37,68 @@ pub const SIM_DEVICE: u16 = 0x9D60;
 pub const SIM_BAR: u64 = 0xFE40_0000;
 /// Bytes each enabled channel moves per model step.
 pub const STEP_BYTES: usize = 16 * 1024;
+/// With `idma64=sim-uart`: 00:1e.0, the Sunrise Point-LP UART #0 slot.
+pub const SIM_UART_BDF: Bdf = Bdf::b(0, 0x1e, 0);
+/// Intel Sunrise Point-LP (Skylake) Serial IO UART Controller #0.
+pub const SIM_UART_DEVICE: u16 = 0x9D27;
 /// Model steps per timer tick.
 pub const STEPS_PER_TICK: usize = 4;
 
-const PRIV: usize = 0x200;
-const IDMA: usize = 0x800;
 const MSI_CAP: u8 = 0x40;
+const PM_CAP: u8 = 0x50;
 
 struct Sim {
-    model: Mutex<Idma64Model<DirectMap>>,
-    private: Mutex<[u32; 64]>,
+    model: Mutex<LpssModel<DirectMap>>,
+    bdf: Bdf,
 }
 
 static SIM: Once<Sim> = Once::new();
 static VECTOR: AtomicU8 = AtomicU8::new(0);
 static MSI_ON: AtomicBool = AtomicBool::new(false);
 
-/// Whether `idma64=sim` is on (after [`pci_function`]).
-pub fn active() -> bool {
-    SIM.get().is_some()
-}
-
 /// Whether `bdf` is the simulated function (lock-free: probes call it).
 pub fn is_sim(bdf: Bdf) -> bool {
-    active() && bdf == SIM_BDF
+    SIM.get().is_some_and(|s| s.bdf == bdf)
 }
 
 /// The simulated function for the PCI layer, when the command line asks for it.
 pub fn pci_function() -> Option<SimFunction> {
-    if crate::cmdline::boot_cmdline().get("idma64") != Some("sim") {
-        return None;
-    }
+    // `sim`: an I2C function (no host block modelled); `sim-uart`: a UART function
+    // whose 16550 block has loopback and DMA request lines (slave transfers wait for
+    // them).
+    let (bdf, device, class, function) = match crate::cmdline::boot_cmdline().get("idma64") {
+        Some("sim") => (SIM_BDF, SIM_DEVICE, 0x0c_8000, Function::I2c),
+        Some("sim-uart") => (SIM_UART_BDF, SIM_UART_DEVICE, 0x11_8000, Function::Uart),
+        _ => return None,
+    };
     let limit = crate::dma::max_ram() + 1;
-    let model = Idma64Model::new(
+    // CAPS: the function type in bits 7:4, bit 8 clear: an iDMA64 is present.
+    let model = LpssModel::new(
         crate::mm::direct::direct(),
         PhysAddr::new(0),
         limit as usize,
+        SIM_BAR,
+        function,
     );
-    model.set_step_bytes(STEP_BYTES);
-    let mut private = [0u32; 64];
-    // CAPS: type 0 (I2C) in bits 7:4, bit 8 clear: an iDMA64 is present.
-    private[pci::lpss::private::CAPS as usize / 4] = 0x0;
+    model.idma().set_step_bytes(STEP_BYTES);
     SIM.call_once(|| Sim {
         model: Mutex::new(model),
-        private: Mutex::new(private),
+        bdf,
     });
     if let Err(e) = crate::arch::apic::register_tick_hook(tick) {
         log::warn!("idma64-sim: no clock ({e}); the model will not run");
     }
-    let f = FakeFunction::endpoint(0x8086, SIM_DEVICE, 0x0c_8000, 0x21)
+    let f = FakeFunction::endpoint(0x8086, device, class, 0x21)
         .subsystem(0x8086, 0x7270)
         .interrupt(0xFF, 1)
         .bar64(0, 0x1000, false, SIM_BAR)
         .cap_ptr(MSI_CAP)
-        .msi(MSI_CAP, 0, true, false, 0);
+        .msi(MSI_CAP, PM_CAP, true, false, 0)
+        .pm(PM_CAP, 0, false, 3);
     let cfg = FakeConfig::new();
-    cfg.add(SIM_BDF, f);
+    cfg.add(bdf, f);
     Some(SimFunction {
-        bdf: SIM_BDF,
+        bdf,
         cfg,
         on_write: config_written,
     })
@@ -99,6 +107,14 @@ pub fn pci_function() -> Option<SimFunction> {
 /// Watches the MSI capability: the vector the device will send is whatever data the
 /// driver programmed, once Enable is set.
 fn config_written(cfg: &FakeConfig, bdf: Bdf) {
+    // BAR0 decodes only in D0 (PMCSR.PowerState).
+    if let Some(sim) = SIM.get() {
+        let state = pci::pm::power_state(cfg, bdf, PM_CAP);
+        let m = sim.model.lock();
+        if m.power_state() != state as u8 {
+            m.set_power_state(state as u8);
+        }
+    }
     let Ok(msi) = pci::Msi::read(cfg, bdf, u16::from(MSI_CAP)) else {
         return;
     };
@@ -122,7 +138,7 @@ fn tick(_now: u64) {
             break;
         }
     }
-    let pending = model.read32(idma64::regs::STATUS_INT) != 0;
+    let pending = model.idma().read32(idma64::regs::STATUS_INT) != 0;
     drop(model);
     if pending && MSI_ON.load(Ordering::Acquire) {
         crate::arch::apic::send_self_ipi(VECTOR.load(Ordering::Acquire));
@@ -132,13 +148,14 @@ fn tick(_now: u64) {
 /// Flips the next byte the simulated engine copies (the dmatest failure demo).
 pub fn corrupt_next_byte() -> bool {
     SIM.get()
-        .map(|s| s.model.lock().corrupt_next_byte())
+        .map(|s| s.model.lock().idma().corrupt_next_byte())
         .is_some()
 }
 
 /// Errors the model raised so far (bad addresses, misalignment), for the `dma` view.
 pub fn model_errors() -> usize {
-    SIM.get().map_or(0, |s| s.model.lock().errors().len())
+    SIM.get()
+        .map_or(0, |s| s.model.lock().idma().errors().len())
 }
 
 /// BAR0 of the simulated function as a register window.
@@ -150,28 +167,15 @@ impl SimBar {
         let Some(sim) = SIM.get() else {
             return !0;
         };
-        match off {
-            o if (PRIV..PRIV + 0x100).contains(&o) => sim.private.lock()[(o - PRIV) / 4],
-            o if (IDMA..IDMA + 0x800).contains(&o) => sim.model.lock().read32(o - IDMA),
-            // The host controller block is not simulated: reads float high.
-            _ => !0,
-        }
+        // Out of D0, and in the host controller block (not simulated for I2C), reads
+        // float high.
+        sim.model.lock().read32(off)
     }
     fn write(&self, off: usize, v: u32) {
         let Some(sim) = SIM.get() else {
             return;
         };
-        match off {
-            o if (PRIV..PRIV + 0x100).contains(&o) => {
-                let i = (o - PRIV) / 4;
-                // CAPS is read-only.
-                if i != pci::lpss::private::CAPS as usize / 4 {
-                    sim.private.lock()[i] = v;
-                }
-            }
-            o if (IDMA..IDMA + 0x800).contains(&o) => sim.model.lock().write32(o - IDMA, v),
-            _ => {}
-        }
+        sim.model.lock().write32(off, v);
     }
 }
 
