@@ -274,7 +274,7 @@ impl IovaAllocator {
             }
         }
         // exercise(iova): stub
-        // let _ = (cand, size);
+        // let _ = (cand, size, self.base);
         // todo!("exercise iova: top-down search for a free size-aligned range at or below cand")
         // exercise(iova): end
     }
@@ -314,7 +314,7 @@ impl IovaAllocator {
             _ => Err(IovaError::NotAllocated(addr)),
         }
         // exercise(iova): stub
-        // let _ = (addr, now);
+        // let _ = (addr, State::Pending(now)); // the state a freed range waits in
         // todo!("exercise iova: free = pending until the IOTLB flush")
         // exercise(iova): end
     }
