@@ -408,7 +408,8 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
             cyclic: ring,
         })
         // exercise(idma64-lli): stub
-        // let _ = (segs, ring, pa, addr);
+        // let _ = (pa, addr, &self.mem, ring); // where LLI i goes (CPU, bus), how to write it
+        // let _ = segs.iter().map(|s| (s.sar, s.dar, s.len, s.ctl)); // one block per segment
         // todo!("exercise idma64-lli: write the LLI chain (or ring) for `segs`")
         // exercise(idma64-lli): end
     }
