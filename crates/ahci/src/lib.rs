@@ -57,6 +57,40 @@ use regs::{Cap, Ghc, PxCmd, PxIs};
 pub const MAX_PRDT: usize = 248;
 /// Bytes in a command table.
 pub const CMD_TABLE_SIZE: usize = regs::CT_PRDT + MAX_PRDT * regs::PRD_SIZE;
+/// Checks that every mapped segment can be one PRD entry, before anything is issued:
+/// `Err((index, rule))` names the first segment that cannot (index [`MAX_PRDT`] when
+/// there are too many) and the rule it breaks, worded to follow "segment N ...".
+pub fn check_prdt(segs: &[DmaSegment], s64a: bool) -> Result<(), (usize, &'static str)> {
+    // The rules of a PRD entry (AHCI 1.3.1 §4.2.3.3): at most `MAX_PRDT` entries in
+    // a command table; a byte count that is even and not zero (DBC = count - 1 has
+    // bit 0 set); a word-aligned address; at most `regs::PRD_MAX_BYTES` (4 MiB); and
+    // without 64-bit addressing (`s64a` false) no byte above 4 GiB.
+    // exercise(ahci-prdt): begin
+    if segs.len() > MAX_PRDT {
+        return Err((MAX_PRDT, "is beyond the PRDT's 248 entries"));
+    }
+    for (index, s) in segs.iter().enumerate() {
+        let addr = s.addr.as_u64();
+        if s.len == 0 || s.len % 2 != 0 {
+            return Err((index, "has an odd or zero byte count (PRD DBC needs even)"));
+        }
+        if addr % 2 != 0 {
+            return Err((index, "is not word aligned (PRD DBA bit 0 is reserved)"));
+        }
+        if s.len > regs::PRD_MAX_BYTES {
+            return Err((index, "is larger than a PRD entry's 4 MiB"));
+        }
+        if !s64a && addr.saturating_add(s.len as u64 - 1) > u32::MAX as u64 {
+            return Err((index, "is above 4 GiB and the HBA has no 64-bit addressing"));
+        }
+    }
+    Ok(())
+    // exercise(ahci-prdt): stub
+    // let _ = (segs, s64a);
+    // todo!("exercise ahci-prdt: check each segment against the PRD rules")
+    // exercise(ahci-prdt): end
+}
+
 /// Most sectors one READ/WRITE DMA EXT moves (Linux's `ATA_MAX_SECTORS_LBA48`).
 pub const MAX_SECTORS: u64 = 65535;
 /// The slot every command uses (one command per port at a time).
@@ -636,36 +670,15 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
             Data::None => &[],
             Data::Segments(s) => s,
         };
-        if segs.len() > MAX_PRDT {
+        if let Err((index, reason)) = check_prdt(segs, self.cap.contains(Cap::S64A)) {
+            let (addr, len) = segs.get(index).map_or((0, 0), |s| (s.addr.as_u64(), s.len));
             return Err(AhciError::BadSegment {
-                port: p,
-                index: MAX_PRDT,
-                addr: segs[MAX_PRDT].addr.as_u64(),
-                len: segs[MAX_PRDT].len,
-                reason: "is beyond the PRDT's 248 entries",
-            });
-        }
-        for (index, s) in segs.iter().enumerate() {
-            let addr = s.addr.as_u64();
-            let bad = |reason| AhciError::BadSegment {
                 port: p,
                 index,
                 addr,
-                len: s.len,
+                len,
                 reason,
-            };
-            if s.len == 0 || s.len % 2 != 0 {
-                return Err(bad("has an odd or zero byte count (PRD DBC needs even)"));
-            }
-            if addr % 2 != 0 {
-                return Err(bad("is not word aligned (PRD DBA bit 0 is reserved)"));
-            }
-            if s.len > regs::PRD_MAX_BYTES {
-                return Err(bad("is larger than a PRD entry's 4 MiB"));
-            }
-            if !self.cap.contains(Cap::S64A) && addr + s.len as u64 - 1 > u32::MAX as u64 {
-                return Err(bad("is above 4 GiB and the HBA has no 64-bit addressing"));
-            }
+            });
         }
         let table = port.tables.alloc()?;
         let fis = regs::h2d_fis(command, lba, count);

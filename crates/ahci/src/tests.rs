@@ -90,6 +90,56 @@ fn last_rw(m: &AhciModel<impl DmaBus>) -> CmdLog {
         .unwrap()
 }
 
+fn dseg(a: u64, l: usize) -> DmaSegment {
+    DmaSegment {
+        addr: dma::DmaAddr::new(a),
+        len: l,
+    }
+}
+
+#[test]
+fn prd_entry_holds_the_address_and_bytes_minus_one() {
+    assert_eq!(regs::prd(0x1_2345_6002, 0x200), [0x2345_6002, 1, 0, 0x1ff]);
+    assert_eq!(regs::prd(0x1000, 2), [0x1000, 0, 0, 1]);
+    // The largest entry: 4 MiB is DBC 0x3fffff, the whole field.
+    assert_eq!(
+        regs::prd(0xffff_f000, 4 << 20),
+        [0xffff_f000, 0, 0, 0x3f_ffff]
+    );
+}
+
+#[test]
+fn prdt_rules_are_checked_per_segment() {
+    let ok = [
+        dseg(0x1000, 0x200),
+        dseg(0x2002, 2),
+        dseg(0x40_0000, 4 << 20),
+    ];
+    assert_eq!(check_prdt(&ok, false), Ok(()));
+    assert_eq!(check_prdt(&[], false), Ok(()));
+    let idx = |segs: &[DmaSegment], s64a| check_prdt(segs, s64a).map_err(|e| e.0);
+    // Odd and zero byte counts.
+    assert_eq!(idx(&[dseg(0x1000, 0x200), dseg(0x2000, 511)], true), Err(1));
+    assert_eq!(idx(&[dseg(0x1000, 0)], true), Err(0));
+    // Odd address.
+    assert_eq!(idx(&[dseg(0x1001, 0x200)], true), Err(0));
+    // Larger than 4 MiB.
+    assert_eq!(
+        idx(&[dseg(0, 2), dseg(0x100_0000, (4 << 20) + 2)], true),
+        Err(1)
+    );
+    // Above 4 GiB: only with S64A; the last byte counts.
+    let high = [dseg(0x1_0000_0000, 0x200)];
+    assert_eq!(idx(&high, false), Err(0));
+    assert_eq!(idx(&high, true), Ok(()));
+    assert_eq!(idx(&[dseg(0xffff_fe00, 0x200)], false), Ok(()));
+    assert_eq!(idx(&[dseg(0xffff_fe00, 0x400)], false), Err(0));
+    // 248 entries fit, 249 do not: the 249th is named.
+    let many: Vec<DmaSegment> = (0..249).map(|i| dseg(i * 0x1000, 0x200)).collect();
+    assert_eq!(idx(&many[..MAX_PRDT], false), Ok(()));
+    assert_eq!(idx(&many, false), Err(MAX_PRDT));
+}
+
 #[test]
 fn probe_resets_enables_and_identifies_the_disks() {
     let mc = machine();

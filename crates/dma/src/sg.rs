@@ -98,6 +98,14 @@ pub fn merge_segments(
     max_seg: usize,
     boundary_mask: u64,
 ) -> Vec<DmaSegment> {
+    // Walk the ranges in order and keep `rem` bytes of the current one to place:
+    // - if the last output segment ends exactly at `a`, grow it by as much as its
+    //   rules allow: up to `max_seg` bytes in all and not past the boundary window
+    //   the segment *starts* in (`room_to_boundary(last.addr, ...)`);
+    // - otherwise (or when it is full) start a new segment at `a`, as long as the
+    //   rules allow from `a`.
+    // A `max_seg` of 0 counts as 1. Addresses near 2^64 must not overflow.
+    // exercise(sg-merge): begin
     let max_seg = max_seg.max(1);
     let mut out: Vec<DmaSegment> = Vec::new();
     for &(start, len) in ranges {
@@ -129,6 +137,10 @@ pub fn merge_segments(
         }
     }
     out
+    // exercise(sg-merge): stub
+    // let _ = (ranges, max_seg, boundary_mask);
+    // todo!("exercise sg-merge: merge contiguous ranges under max_seg and the boundary")
+    // exercise(sg-merge): end
 }
 
 /// Cuts `[phys, phys+len)` at `max_piece` and at boundaries (physical addresses).

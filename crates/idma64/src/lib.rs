@@ -360,6 +360,19 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
         let bytes = n * regs::LLI_SIZE;
         let (pa, dma) = self.alloc.alloc(bytes).ok_or(DmaError::NoMemory)?;
         let addr = |i: usize| dma.as_u64() + (i * regs::LLI_SIZE) as u64;
+        // LLI `i` lives at CPU address `pa + i * LLI_SIZE` (write it with
+        // `self.mem.write`) and at bus address `addr(i)` (what `llp` fields hold).
+        // Each LLI: SAR, DAR, LLP (next LLI's bus address), CTL_LO (the segment's
+        // `ctl` plus the chaining bits), CTL_HI (BLOCK_TS: the block's length in
+        // bytes), little-endian at the `regs::LLI_*` offsets. Build from the last
+        // LLI back to the first, so each knows its successor's address:
+        // - a chain: every LLI but the last has LLP_SRC_EN | LLP_DST_EN and no
+        //   INT_EN; the last has INT_EN, no LLP enables and llp = 0;
+        // - a ring (`ring`): every LLI has INT_EN and the LLP enables, and the last
+        //   one's llp is the first LLI.
+        // Return an `Idma64Desc` whose `segs` hold (own LLI bus address, length) in
+        // chain order and whose `total` is the sum of the lengths.
+        // exercise(idma64-lli): begin
         let mut out = Vec::with_capacity(n);
         let mut next = if ring { addr(0) } else { 0u64 };
         for (i, s) in segs.iter().enumerate().rev() {
@@ -394,6 +407,11 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
             segs: out,
             cyclic: ring,
         })
+        // exercise(idma64-lli): stub
+        // let _ = (pa, addr, &self.mem, ring); // where LLI i goes (CPU, bus), how to write it
+        // let _ = segs.iter().map(|s| (s.sar, s.dar, s.len, s.ctl)); // one block per segment
+        // todo!("exercise idma64-lli: write the LLI chain (or ring) for `segs`")
+        // exercise(idma64-lli): end
     }
 
     fn chan_init(&self, ch: usize) {
@@ -673,28 +691,7 @@ fn slave_segs(
         while off < len {
             let n = (len - off).min(regs::MAX_BLOCK);
             let m = addr.as_u64() + off as u64;
-            let seg = match dir {
-                Direction::MemToDev => Seg {
-                    sar: m,
-                    dar: cfg.dst_addr.as_u64(),
-                    len: n,
-                    ctl: (CtlLo::DST_FIX.bits() | regs::FC_M2P)
-                        | regs::ctl_src_width(mem_width(m, n))
-                        | regs::ctl_dst_width(dev_width(cfg.dst_addr_width)?)
-                        | burst,
-                },
-                Direction::DevToMem => Seg {
-                    sar: cfg.src_addr.as_u64(),
-                    dar: m,
-                    len: n,
-                    ctl: (CtlLo::SRC_FIX.bits() | regs::FC_P2M)
-                        | regs::ctl_src_width(dev_width(cfg.src_addr_width)?)
-                        | regs::ctl_dst_width(mem_width(m, n))
-                        | burst,
-                },
-                d => return Err(DmaError::BadDirection(d)),
-            };
-            segs.push(seg);
+            segs.push(slave_seg(m, n, dir, cfg, burst)?);
             off += n;
         }
     }
@@ -702,6 +699,47 @@ fn slave_segs(
         return Err(DmaError::BadLength(0));
     }
     Ok(segs)
+}
+
+/// One block of a slave transfer: `n` bytes at memory address `m`, to or from the
+/// peripheral's FIFO of `cfg`, with the burst bits `burst` already encoded.
+fn slave_seg(
+    m: u64,
+    n: usize,
+    dir: Direction,
+    cfg: &SlaveConfig,
+    burst: u32,
+) -> Result<Seg, DmaError> {
+    // The FIFO side has a fixed address (DST_FIX or SRC_FIX) and the width of the
+    // slave configuration (`dev_width`); the memory side increments, with the widest
+    // width its address and length allow (`mem_width`). Flow control: FC_M2P to a
+    // device, FC_P2M from one. Any other direction is `DmaError::BadDirection`.
+    // exercise(idma64-lli): begin
+    Ok(match dir {
+        Direction::MemToDev => Seg {
+            sar: m,
+            dar: cfg.dst_addr.as_u64(),
+            len: n,
+            ctl: (CtlLo::DST_FIX.bits() | regs::FC_M2P)
+                | regs::ctl_src_width(mem_width(m, n))
+                | regs::ctl_dst_width(dev_width(cfg.dst_addr_width)?)
+                | burst,
+        },
+        Direction::DevToMem => Seg {
+            sar: cfg.src_addr.as_u64(),
+            dar: m,
+            len: n,
+            ctl: (CtlLo::SRC_FIX.bits() | regs::FC_P2M)
+                | regs::ctl_src_width(dev_width(cfg.src_addr_width)?)
+                | regs::ctl_dst_width(mem_width(m, n))
+                | burst,
+        },
+        d => return Err(DmaError::BadDirection(d)),
+    })
+    // exercise(idma64-lli): stub
+    // let _ = (m, n, dir, cfg, burst);
+    // todo!("exercise idma64-lli: the block for one slave segment")
+    // exercise(idma64-lli): end
 }
 
 #[cfg(test)]

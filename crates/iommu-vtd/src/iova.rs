@@ -72,6 +72,24 @@ pub const CACHED_ORDERS: usize = 6;
 /// Ranges kept per size; further flushed ranges go back to the tree.
 pub const CACHE_DEPTH: usize = 128;
 
+/// The highest `size`-aligned start whose range `[start, start + size)` ends at or
+/// below `limit` (exclusive: `dma_mask + 1`), `size` a power of two; `None` when
+/// not even a range at 0 fits.
+#[inline]
+fn highest_start(size: u64, limit: u64) -> Option<u64> {
+    // The last byte of the range must be below `limit`, and the start a multiple of
+    // `size`. Careful with `limit < size` (no range fits, and u64 must not wrap).
+    // exercise(iova): begin
+    if limit < size {
+        return None;
+    }
+    Some((limit - size) & !(size - 1))
+    // exercise(iova): stub
+    // let _ = (size, limit);
+    // todo!("exercise iova: the highest size-aligned start of a range ending below the limit")
+    // exercise(iova): end
+}
+
 #[inline]
 fn order_of(size: u64) -> Option<usize> {
     let o = (size / hal::PAGE_SIZE).trailing_zeros() as usize;
@@ -141,13 +159,12 @@ impl IovaAllocator {
     pub fn alloc(&mut self, size: u64, limit: u64) -> Result<DmaAddr, IovaError> {
         let size = Self::rounded_size(size)?;
         let exhausted = IovaError::Exhausted { size, limit };
-        if limit < size {
+        let Some(top) = highest_start(size, limit) else {
             return Err(exhausted);
-        }
+        };
         if let Some(start) = self.take_cached(size, limit) {
             return Ok(DmaAddr::new(start));
         }
-        let top = (limit - size) & !(size - 1);
         let cand = match self.search_from_hint(top, size) {
             Some(c) => c,
             None if self.cache.iter().any(|c| !c.is_empty()) => {
@@ -231,7 +248,15 @@ impl IovaAllocator {
     }
 
     /// The highest free, `size`-aligned start at or below `cand`, or `None`.
-    fn search(&self, mut cand: u64, size: u64) -> Option<u64> {
+    fn search(&self, cand: u64, size: u64) -> Option<u64> {
+        // Top-down: try `cand`; if a busy range (any state: allocated, reserved,
+        // pending or cached) overlaps `[cand, cand + size)`, the next candidate is the
+        // highest `size`-aligned start that ends at or below that range's start.
+        // `self.ranges.range(..cand + size).next_back()` is the busy range with the
+        // highest start below `cand + size`: ranges never overlap, so it is the only
+        // one that can conflict. Stop with `None` below `self.base`.
+        // exercise(iova): begin
+        let mut cand = cand;
         loop {
             if cand < self.base {
                 return None;
@@ -248,6 +273,10 @@ impl IovaAllocator {
                 _ => return Some(cand),
             }
         }
+        // exercise(iova): stub
+        // let _ = (cand, size, self.base);
+        // todo!("exercise iova: top-down search for a free size-aligned range at or below cand")
+        // exercise(iova): end
     }
 
     /// Marks `[start, start + len)` as never allocatable (RMRR identity ranges, the
@@ -270,6 +299,10 @@ impl IovaAllocator {
     /// [`IovaAllocator::flush_done`]. Returns its size (to unmap and invalidate).
     #[inline]
     pub fn free(&mut self, addr: DmaAddr, now: u64) -> Result<u64, IovaError> {
+        // Only an `Allocated` range can be freed. It must not become reusable yet:
+        // mark it `Pending(now)`, count it, note when the queue's oldest entry was
+        // freed (for `flush_needed`), and remember its start in `pending_list`.
+        // exercise(iova): begin
         match self.ranges.get_mut(&addr.as_u64()) {
             Some((len, st @ State::Allocated)) => {
                 *st = State::Pending(now);
@@ -280,6 +313,10 @@ impl IovaAllocator {
             }
             _ => Err(IovaError::NotAllocated(addr)),
         }
+        // exercise(iova): stub
+        // let _ = (addr, State::Pending(now)); // the state a freed range waits in
+        // todo!("exercise iova: free = pending until the IOTLB flush")
+        // exercise(iova): end
     }
 
     /// Size of the allocated range starting at `addr`, if any.
@@ -293,6 +330,11 @@ impl IovaAllocator {
     /// The IOTLB invalidation covering every pending range has completed: they become
     /// free. Returns how many ranges were released.
     pub fn flush_done(&mut self) -> usize {
+        // Every range on `pending_list` that is still `Pending` becomes free:
+        // `self.release(start, len)` parks it in its size cache or gives it back to
+        // the tree. Then the queue is empty: list, count and oldest time reset.
+        // Return how many ranges the list held.
+        // exercise(iova): begin
         let mut list = core::mem::take(&mut self.pending_list);
         let n = list.len();
         for &start in &list {
@@ -320,6 +362,9 @@ impl IovaAllocator {
         self.oldest_pending = None;
         self.pending = 0;
         n
+        // exercise(iova): stub
+        // todo!("exercise iova: release every pending range after the flush")
+        // exercise(iova): end
     }
 
     /// A page-selective flush covering just the pending range at `addr` completed
@@ -432,6 +477,33 @@ mod tests {
         // A never-mapped range is free at once.
         assert_eq!(a.cancel(z), Ok(()));
         assert_eq!(a.alloc(0x1000, limit).unwrap(), z);
+    }
+
+    #[test]
+    fn alloc_fits_exactly_below_the_limit() {
+        // The limit is exclusive: the last page below 0x3000 starts at 0x2000, and
+        // page 0 is never handed out.
+        let mut a = IovaAllocator::new(0x1000, 8, 10);
+        assert_eq!(a.alloc(0x1000, 0x3000).unwrap().as_u64(), 0x2000);
+        assert_eq!(a.alloc(0x1000, 0x3000).unwrap().as_u64(), 0x1000);
+        assert!(a.alloc(0x1000, 0x3000).is_err());
+        // An unaligned limit: the highest 8 KiB-aligned range ending below 0x5fff.
+        let mut b = IovaAllocator::new(0x1000, 8, 10);
+        assert_eq!(b.alloc(0x2000, 0x5fff).unwrap().as_u64(), 0x2000);
+        // A limit below the size: no range fits, and nothing wraps around.
+        assert_eq!(
+            b.alloc(0x1000, 0x800),
+            Err(IovaError::Exhausted {
+                size: 0x1000,
+                limit: 0x800
+            })
+        );
+        // The top of a 64-bit space.
+        let mut c = IovaAllocator::new(0x1000, 8, 10);
+        assert_eq!(
+            c.alloc(0x1000, u64::MAX).unwrap().as_u64(),
+            u64::MAX - 0x1fff
+        );
     }
 
     #[test]

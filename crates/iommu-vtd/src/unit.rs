@@ -1132,6 +1132,16 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
 
     /// Entry slot at `target` level for `iova`, allocating intermediate tables.
     fn walk_alloc(&mut self, pgd: PhysAddr, iova: u64, target: u8) -> Result<PhysAddr, Error> {
+        // From the top table (`pgd`, level `self.levels`) down to `target`: the slot
+        // for `iova` at each level is `table + tables::level_index(iova, level) * 8`.
+        // An entry with neither R nor W is not present: get a zeroed table from
+        // `self.new_table()?` and point the entry at it with R and W set (the hardware
+        // ANDs the permissions of every level, so the leaf decides) through
+        // `self.write_entry` (which also flushes the cache line for a non-coherent
+        // unit). A present entry with PS set is
+        // a large page in the way: `Error::AlreadyMapped(iova)`. Return the slot at
+        // `target` (level 1: a 4 KiB leaf, level 2: a 2 MiB leaf).
+        // exercise(vtd-pagetables): begin
         let mut table = pgd;
         let mut level = self.levels;
         while level > target {
@@ -1150,6 +1160,10 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             level -= 1;
         }
         Ok(table + tables::level_index(iova, target) * 8)
+        // exercise(vtd-pagetables): stub
+        // let _ = (pgd, iova, target);
+        // todo!("exercise vtd-pagetables: walk down to `target`, allocating tables")
+        // exercise(vtd-pagetables): end
     }
 
     /// The level-1 slot for `iova` in domain `d`, allocating tables on the way;
@@ -1294,6 +1308,10 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
 
     /// Leaf slot and its level for `iova`, without allocating.
     fn find_leaf(&self, pgd: PhysAddr, iova: u64) -> Option<(PhysAddr, u8, u64)> {
+        // The walk the hardware does: from the top level down, stop with `None` at an
+        // entry that is not present, and with (slot, level, entry) at a leaf: level 1,
+        // or an entry with PS set (a 2 MiB or 1 GiB page).
+        // exercise(vtd-pagetables): begin
         let mut table = pgd;
         let mut level = self.levels;
         loop {
@@ -1308,6 +1326,10 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             table = PhysAddr::new(e & tables::ADDR_MASK);
             level -= 1;
         }
+        // exercise(vtd-pagetables): stub
+        // let _ = (pgd, iova);
+        // todo!("exercise vtd-pagetables: find the leaf entry for `iova`")
+        // exercise(vtd-pagetables): end
     }
 
     #[inline]
