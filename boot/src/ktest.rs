@@ -944,6 +944,30 @@ pub const SHELL_CASES: &[ShellCase] = &[
         line_counts: &[("error:", 0)],
         verify: None,
     },
+    ShellCase {
+        // Issue #17 item 6: translation is on before any driver binds, and a
+        // unit whose enabling failed (here the debug option pretends so)
+        // gives no driver a domain: edu and the AHCI disk DMA direct or
+        // through swiotlb, never with IOVAs the unit does not translate.
+        name: "iommu_enable_failure_falls_back_to_direct_dma",
+        profile: "default",
+        cmdline: "iommu.fail_enable=1",
+        input: b"iommu\nedu dma to 4000\nblk read sda 0\ndmatest all 2\niommu faults\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "iommu 0xfed90000: enabling translation failed: iommu.fail_enable=1 (debug option)",
+            "iommu: 0000:00:03.0: translation is off on unit 0xfed90000 (enabling it failed)",
+            "iommu: 0000:00:1f.2: translation is off on unit 0xfed90000 (enabling it failed)",
+            "  not used for drivers' DMA: enabling translation failed",
+            "via direct (bus address = physical address)",
+            "verified: 4000 bytes match",
+            "sda: 1 sector(s) of 512 bytes from LBA 0, read by 0000:00:1f.2 ahci",
+            "dmatest: dma1chan0: summary 2 tests, 0 failures",
+            "0 fault(s) recorded since boot",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: Some(verify_boot_sector),
+    },
 ];
 
 pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript, String> {

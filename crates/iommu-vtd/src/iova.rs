@@ -282,7 +282,7 @@ impl IovaAllocator {
         let e = start
             .saturating_add(len)
             .checked_next_multiple_of(hal::PAGE_SIZE)
-            .unwrap_or(u64::MAX & !(hal::PAGE_SIZE - 1));
+            .unwrap_or(!(hal::PAGE_SIZE - 1));
         // The ranges that touch [s, e): the one starting below s (if it reaches
         // in) and every one starting inside.
         let mut touching: Vec<(u64, u64, State)> = Vec::new();

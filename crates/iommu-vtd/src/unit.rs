@@ -861,6 +861,17 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         1u64 << tables::agaw_bits(self.levels).min(self.cap.mgaw as u32)
     }
 
+    /// The highest free domain ID below min(CAP.ND's count, 256), for the
+    /// unit's default domain.
+    fn alloc_did_top(&self) -> Result<u16, Error> {
+        let max = self.cap.domain_count().min(256);
+        (1..max)
+            .rev()
+            .map(|d| d as u16)
+            .find(|d| !self.domains.contains_key(d))
+            .ok_or(Error::DomainIdsExhausted)
+    }
+
     /// Creates an empty domain of `kind` (use [`RemappingUnit::create_identity_domain`]
     /// to get the RAM mapped for [`DomainKind::Identity`]).
     pub fn create_domain(&mut self, kind: DomainKind) -> Result<DomainId, Error> {
@@ -868,6 +879,31 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             return Err(Error::NoPassThrough);
         }
         let did = self.alloc_did()?;
+        self.create_domain_with(kind, did)
+    }
+
+    /// The unit's default domain, for the devices no driver has claimed:
+    /// pass-through when ECAP.PT, else an identity domain over `ram`. It is
+    /// made before any driver binds, and takes the highest free ID below 256
+    /// (not the lowest), so drivers' domains get IDs 1, 2, ... in bind order
+    /// whether it exists or not.
+    pub fn create_default_domain(&mut self, ram: &[(PhysAddr, u64)]) -> Result<DomainId, Error> {
+        let did = self.alloc_did_top()?;
+        if self.ecap.pt {
+            return self.create_domain_with(DomainKind::PassThrough, did);
+        }
+        let d = self.create_domain_with(DomainKind::Identity, did)?;
+        if let Err(e) = self.map_identity(d, ram) {
+            let _ = self.destroy_domain(d);
+            return Err(e);
+        }
+        Ok(d)
+    }
+
+    fn create_domain_with(&mut self, kind: DomainKind, did: u16) -> Result<DomainId, Error> {
+        if kind == DomainKind::PassThrough && !self.ecap.pt {
+            return Err(Error::NoPassThrough);
+        }
         let pgd = match kind {
             DomainKind::PassThrough => None,
             _ => Some(self.new_table()?),
@@ -899,13 +935,18 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
     /// 2 MiB pages where aligned and supported.
     pub fn create_identity_domain(&mut self, ram: &[(PhysAddr, u64)]) -> Result<DomainId, Error> {
         let d = self.create_domain(DomainKind::Identity)?;
+        self.map_identity(d, ram)?;
+        Ok(d)
+    }
+
+    fn map_identity(&mut self, d: DomainId, ram: &[(PhysAddr, u64)]) -> Result<(), Error> {
         for &(start, len) in ram {
             let s = start.as_u64() & !(PAGE_SIZE - 1);
             let e = (start.as_u64() + len).next_multiple_of(PAGE_SIZE);
             self.map(d, s, PhysAddr::new(s), e - s, Perm::READ | Perm::WRITE)?;
             let _ = self.domain_mut(d)?.iova.reserve(s, e - s);
         }
-        Ok(d)
+        Ok(())
     }
 
     #[inline]

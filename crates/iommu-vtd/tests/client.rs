@@ -314,3 +314,32 @@ fn iovas_stay_out_of_the_pci_windows() {
         },
     );
 }
+
+/// The default domain (devices without a driver) is made before any driver
+/// binds; it takes the highest ID below 256, so drivers' domains are still
+/// 1, 2, ... in bind order. Pass-through where ECAP.PT, identity over RAM
+/// otherwise.
+#[test]
+fn default_domain_takes_a_high_id() {
+    for (ecap, kind) in [
+        (CLIENT_ECAP, DomainKind::PassThrough),
+        (CLIENT_ECAP & !(1 << 6), DomainKind::Identity),
+    ] {
+        with(
+            CLIENT_CAP,
+            ecap,
+            InvalMode::Queued,
+            |_, _| {},
+            |m, u| {
+                let ram = [(PhysAddr::new(0x20_0000), 0x20_0000)];
+                let def = u.create_default_domain(&ram).unwrap();
+                assert_eq!((def, u.domain_kind(def)), (DomainId(255), Some(kind)));
+                assert_eq!(u.create_domain(DomainKind::Translated), Ok(DomainId(1)));
+                u.attach(DEV, def).unwrap();
+                u.enable_translation().unwrap();
+                m.dma_write(0, DEV.devfn, 0x30_0000, b"1:1!").unwrap();
+                assert_eq!(m.memory().to_vec(PhysAddr::new(0x30_0000), 4), b"1:1!");
+            },
+        );
+    }
+}
