@@ -968,6 +968,45 @@ pub const SHELL_CASES: &[ShellCase] = &[
         line_counts: &[("error:", 0)],
         verify: Some(verify_boot_sector),
     },
+    ShellCase {
+        // Issue #17 item 4: a real DMAR with DMA_CTRL_PLATFORM_OPT_IN forces
+        // translation over iommu=off (the units are absent here, so bring-up
+        // then fails cleanly and edu DMAs direct).
+        name: "platform_opt_in_forces_the_iommu_over_iommu_off",
+        profile: "laptop-optin",
+        cmdline: "",
+        input: b"iommu\nedu dma to 4000\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "command line: 'iommu=off'",
+            "iommu: the firmware opts in to DMA protection (DMAR DMA_CTRL_PLATFORM_OPT_IN): translation forced on",
+            "iommu 0xfed91000: bring-up failed: no VT-d unit answers at this address (VER reads 0x0)",
+            "mode Translate, strict invalidation",
+            "forced on by the firmware (DMAR DMA_CTRL_PLATFORM_OPT_IN); iommu=force-off keeps it off",
+            "via direct (bus address = physical address)",
+            "verified: 4000 bytes match",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: None,
+    },
+    ShellCase {
+        // ...and iommu=force-off keeps VT-d off: each unit is only quiesced
+        // (here it is absent, which is said).
+        name: "iommu_force_off_beats_the_platform_opt_in",
+        profile: "laptop-optin",
+        cmdline: "iommu=force-off",
+        input: b"iommu\nedu dma to 4000\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "iommu: off (boot with iommu=on or iommu=pt to use VT-d); DMA is untranslated",
+            "iommu 0xfed91000: left off (iommu=off); turning off firmware state failed: no VT-d unit answers at this address (VER reads 0x0)",
+            "mode Off, strict invalidation",
+            "unit 0xfed90000 segment 0: not in use (iommu=off)",
+            "verified: 4000 bytes match",
+        ],
+        line_counts: &[("error:", 0), ("forced on", 0)],
+        verify: None,
+    },
 ];
 
 pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript, String> {
