@@ -1075,6 +1075,69 @@ pub const SHELL_CASES: &[ShellCase] = &[
         line_counts: &[("error:", 0)],
         verify: None,
     },
+    ShellCase {
+        // Issue #17 item 6: translation is on before any driver binds, and a
+        // unit whose enabling failed (here the debug option pretends so)
+        // gives no driver a domain: edu and the AHCI disk DMA direct or
+        // through swiotlb, never with IOVAs the unit does not translate.
+        name: "iommu_enable_failure_falls_back_to_direct_dma",
+        profile: "default",
+        cmdline: "iommu.fail_enable=1",
+        input: b"iommu\nedu dma to 4000\nblk read sda 0\ndmatest all 2\niommu faults\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "iommu 0xfed90000: enabling translation failed: iommu.fail_enable=1 (debug option)",
+            "iommu: 0000:00:03.0: translation is off on unit 0xfed90000 (enabling it failed)",
+            "iommu: 0000:00:1f.2: translation is off on unit 0xfed90000 (enabling it failed)",
+            "  not used for drivers' DMA: enabling translation failed",
+            "via direct (bus address = physical address)",
+            "verified: 4000 bytes match",
+            "sda: 1 sector(s) of 512 bytes from LBA 0, read by 0000:00:1f.2 ahci",
+            "dmatest: dma1chan0: summary 2 tests, 0 failures",
+            "0 fault(s) recorded since boot",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: Some(verify_boot_sector),
+    },
+    ShellCase {
+        // Issue #17 item 4: a real DMAR with DMA_CTRL_PLATFORM_OPT_IN forces
+        // translation over iommu=off (the units are absent here, so bring-up
+        // then fails cleanly and edu DMAs direct).
+        name: "platform_opt_in_forces_the_iommu_over_iommu_off",
+        profile: "laptop-optin",
+        cmdline: "",
+        input: b"iommu\nedu dma to 4000\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "command line: 'iommu=off'",
+            "iommu: the firmware opts in to DMA protection (DMAR DMA_CTRL_PLATFORM_OPT_IN): translation forced on",
+            "iommu 0xfed91000: bring-up failed: no VT-d unit answers at this address (VER reads 0x0)",
+            "mode Translate, strict invalidation",
+            "forced on by the firmware (DMAR DMA_CTRL_PLATFORM_OPT_IN); iommu=force-off keeps it off",
+            "via direct (bus address = physical address)",
+            "verified: 4000 bytes match",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: None,
+    },
+    ShellCase {
+        // ...and iommu=force-off keeps VT-d off: each unit is only quiesced
+        // (here it is absent, which is said).
+        name: "iommu_force_off_beats_the_platform_opt_in",
+        profile: "laptop-optin",
+        cmdline: "iommu=force-off",
+        input: b"iommu\nedu dma to 4000\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "iommu: off (boot with iommu=on or iommu=pt to use VT-d); DMA is untranslated",
+            "iommu 0xfed91000: left off (iommu=off); turning off firmware state failed: no VT-d unit answers at this address (VER reads 0x0)",
+            "mode Off, strict invalidation",
+            "unit 0xfed90000 segment 0: not in use (iommu=off)",
+            "verified: 4000 bytes match",
+        ],
+        line_counts: &[("error:", 0), ("forced on", 0)],
+        verify: None,
+    },
 ];
 
 pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript, String> {

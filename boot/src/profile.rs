@@ -111,6 +111,19 @@ const LAPTOP_DMAR: &[&str] = &[
     ),
 ];
 
+/// No VT-d device, but a Tiger Lake laptop's DMAR whose flags carry
+/// DMA_CTRL_PLATFORM_OPT_IN (boot/fixtures/README.md).
+const LAPTOP_OPTIN: &[&str] = &[
+    "-device",
+    "edu",
+    "-acpitable",
+    concat!(
+        "file=",
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/ideapad-flex5-14itl05-dmar.dat"
+    ),
+];
+
 pub const PROFILES: &[Profile] = &[
     Profile {
         name: "default",
@@ -304,6 +317,16 @@ pub const PROFILES: &[Profile] = &[
         floppy: false,
         nvme: false,
         cmdline: "",
+    },
+    Profile {
+        name: "laptop-optin",
+        summary: "no VT-d device, but a Tiger Lake IdeaPad's DMAR with DMA_CTRL_PLATFORM_OPT_IN; iommu=off, which the opt-in overrides",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: LAPTOP_OPTIN,
+        floppy: false,
+        nvme: false,
+        cmdline: "iommu=off",
     },
     Profile {
         name: "bigmem",

@@ -103,7 +103,6 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         Some("legacy") => pci::Want::Legacy,
         _ => pci::Want::Auto,
     });
-    iommu::enable(&pci::devices());
     drivers::ahci::start();
     drivers::nvme::start();
     drivers::i8237::dmaengine::init();

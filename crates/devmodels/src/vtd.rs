@@ -249,6 +249,10 @@ struct State {
     msis: Vec<(u32, u32)>,
     ctx_invalidations: u32,
     iotlb_invalidations: u32,
+    /// Firmware's descriptors the unit is still working through at hand-off:
+    /// each IQH read sees one more of them done (a queue that drains while
+    /// software waits for it).
+    busy_queue: u64,
 }
 
 /// The VT-d model: a register file plus a DMA engine over memory `M`.
@@ -318,6 +322,7 @@ impl<M: PhysMemory> VtdModel<M> {
                 msis: Vec::new(),
                 ctx_invalidations: 0,
                 iotlb_invalidations: 0,
+                busy_queue: 0,
             }),
         }
     }
@@ -367,6 +372,22 @@ impl<M: PhysMemory> VtdModel<M> {
         if let Some(t) = irt.filter(|_| s.ecap & (1 << 3) != 0) {
             s.irta = t;
             s.gsts |= SIRTP | IRE;
+        }
+    }
+
+    /// As [`VtdModel::firmware_handoff`] with a queue, but firmware's last
+    /// `pending` descriptors are still being processed (head `pending` entries
+    /// behind tail, the last one not yet a completed wait): the unit finishes
+    /// one each time IQH is read. Until the queue is idle a QIE disable is
+    /// ignored, as QEMU ignores it (hw-facts 4.5: "improper state when disable
+    /// QI"), so software must drain the queue first.
+    pub fn firmware_handoff_busy_queue(&self, queue: u64, pending: u64) {
+        self.firmware_handoff(None, Some(queue), None);
+        let mut s = self.s.borrow_mut();
+        if s.gsts & QIE != 0 && pending > 0 {
+            s.iqh = (4u64.saturating_sub(pending) % s.iq_size) << 4;
+            s.busy_queue = pending;
+            s.last_was_wait = false;
         }
     }
 
@@ -1315,6 +1336,14 @@ impl<M: PhysMemory> RegisterAccess for VtdModel<M> {
     }
 
     fn read64(&self, offset: usize) -> u64 {
+        if offset == IQH {
+            let mut s = self.s.borrow_mut();
+            if s.busy_queue > 0 {
+                s.busy_queue -= 1;
+                s.iqh = (((s.iqh >> 4) + 1) % s.iq_size) << 4;
+                s.last_was_wait = s.busy_queue == 0;
+            }
+        }
         match self.reg64(offset) {
             Some(v) => v,
             None => self.read32(offset) as u64 | (self.read32(offset + 4) as u64) << 32,

@@ -295,6 +295,56 @@ impl IovaAllocator {
         Ok(())
     }
 
+    /// Marks `[start, start + len)` as never allocatable where it is not already
+    /// reserved: for windows that may overlap each other or earlier reservations
+    /// (PCI host-bridge windows beside RMRRs and the interrupt window). Unlike
+    /// [`IovaAllocator::reserve`] an overlap with another *reservation* is fine;
+    /// an overlap with a range in use (allocated, or freed and waiting for its
+    /// flush) is [`IovaError::Overlap`] and reserves nothing. Page-rounded; a
+    /// window reaching past the top of the 64-bit space is cut there.
+    pub fn reserve_window(&mut self, start: u64, len: u64) -> Result<(), IovaError> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.purge_cache();
+        let s = start & !(hal::PAGE_SIZE - 1);
+        let e = start
+            .saturating_add(len)
+            .checked_next_multiple_of(hal::PAGE_SIZE)
+            .unwrap_or(!(hal::PAGE_SIZE - 1));
+        // The ranges that touch [s, e): the one starting below s (if it reaches
+        // in) and every one starting inside.
+        let mut touching: Vec<(u64, u64, State)> = Vec::new();
+        if let Some((&rs, &(rl, st))) = self.ranges.range(..s).next_back() {
+            if rs.saturating_add(rl) > s {
+                touching.push((rs, rl, st));
+            }
+        }
+        touching.extend(self.ranges.range(s..e).map(|(&rs, &(rl, st))| (rs, rl, st)));
+        if let Some(&(rs, _, _)) = touching.iter().find(|t| t.2 != State::Reserved) {
+            return Err(IovaError::Overlap(DmaAddr::new(rs.max(s))));
+        }
+        // Fill the gaps between the reservations already there.
+        let mut at = s;
+        for (rs, rl, _) in touching {
+            if rs > at {
+                self.ranges.insert(at, (rs - at, State::Reserved));
+            }
+            at = at.max(rs.saturating_add(rl));
+        }
+        if at < e {
+            self.ranges.insert(at, (e - at, State::Reserved));
+        }
+        Ok(())
+    }
+
+    /// Reserved ranges (start, size), in address order.
+    pub fn reserved(&self) -> impl Iterator<Item = (DmaAddr, u64)> + '_ {
+        self.ranges
+            .iter()
+            .filter_map(|(&s, &(l, st))| (st == State::Reserved).then_some((DmaAddr::new(s), l)))
+    }
+
     /// Frees the range starting at `addr` at time `now`: it becomes pending until
     /// [`IovaAllocator::flush_done`]. Returns its size (to unmap and invalidate).
     #[inline]
@@ -531,6 +581,48 @@ mod tests {
         assert!(a.reserve(0xfed0_1000, 1).is_err());
     }
 
+    /// IOVA page 0 is never handed out, whatever base the caller asks for
+    /// (Linux starts its IOVA domains at page 1: a zero bus address means
+    /// "none" to many devices).
+    #[test]
+    fn iova_zero_is_never_handed_out() {
+        let mut a = IovaAllocator::new(0, 8, 10);
+        let got: std::vec::Vec<u64> = core::iter::from_fn(|| a.alloc(0x1000, 0x4000).ok())
+            .map(|d| d.as_u64())
+            .collect();
+        assert_eq!(got, [0x3000, 0x2000, 0x1000], "all of [4K, 16K), never 0");
+        assert!(
+            a.alloc(0x1000, 0x1000).is_err(),
+            "page 0 alone is not a range"
+        );
+    }
+
+    /// PCI windows: overlapping windows and reservations merge; a window over
+    /// a range in use is refused and changes nothing; nothing is handed out
+    /// inside a window.
+    #[test]
+    fn reserve_window_merges_and_refuses_ranges_in_use() {
+        let mut a = IovaAllocator::new(0, 8, 10);
+        a.reserve(0xfee0_0000, 0x10_0000).unwrap();
+        a.reserve_window(0xe000_0000, 0x1f00_0000).unwrap(); // ..0xff00_0000, over the interrupt window
+        a.reserve_window(0xfd00_0000, 0x300_0000).unwrap(); // overlaps both
+        let r: std::vec::Vec<(u64, u64)> = a.reserved().map(|(d, l)| (d.as_u64(), l)).collect();
+        let covered: u64 = r.iter().map(|x| x.1).sum();
+        assert_eq!(covered, 0x2000_0000, "[0xe000_0000, 4 GiB) once: {r:x?}");
+        let x = a.alloc(0x10_0000, 1 << 32).unwrap().as_u64();
+        assert_eq!(x, 0xdff0_0000, "just below the windows");
+        assert_eq!(
+            a.reserve_window(0xd000_0000, 0x1000_0000),
+            Err(IovaError::Overlap(DmaAddr::new(0xdff0_0000)))
+        );
+        let r2: std::vec::Vec<(u64, u64)> = a.reserved().map(|(d, l)| (d.as_u64(), l)).collect();
+        assert_eq!(r, r2, "a refused window reserves nothing");
+        // A window up to the top of the 64-bit space.
+        a.reserve_window(0x40_0000_0000, u64::MAX).unwrap();
+        let y = a.alloc(0x1000, 1 << 39).unwrap().as_u64();
+        assert!(y < 0x40_0000_0000, "{y:#x} inside the 64-bit window");
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Alloc(u8, u8),
@@ -647,6 +739,37 @@ mod tests {
             got.sort();
             live.sort();
             prop_assert_eq!(got, live);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever windows are reserved (overlapping, unaligned, in any order)
+        /// and whatever sizes and masks are asked for, no allocation overlaps a
+        /// window, none starts at 0, and the allocator still fills the space
+        /// the windows leave.
+        #[test]
+        fn allocations_never_overlap_reserved_windows(
+            windows in proptest::collection::vec((0u64..1 << 24, 1u64..1 << 22), 0..6),
+            sizes in proptest::collection::vec((0u8..5, 16u8..25), 1..80),
+        ) {
+            let mut a = IovaAllocator::new(0, 8, 10);
+            for &(s, l) in &windows {
+                prop_assert_eq!(a.reserve_window(s, l), Ok(()));
+            }
+            let hit = |x: u64, n: u64| windows.iter().any(|&(s, l)| {
+                let (ws, we) = (s & !0xfff, (s + l).next_multiple_of(0x1000));
+                x < we && ws < x + n
+            });
+            for (o, m) in sizes {
+                let size = 0x1000u64 << o;
+                let limit = 1u64 << m;
+                if let Ok(x) = a.alloc(size, limit) {
+                    let x = x.as_u64();
+                    prop_assert!(x != 0, "IOVA 0 handed out");
+                    prop_assert!(!hit(x, size), "{:#x}+{:#x} inside a window {:x?}", x, size, windows);
+                }
+            }
         }
     }
 

@@ -6,6 +6,8 @@
 //! * [`intremap`] — interrupt remapping: IRTEs, remappable MSI/IO-APIC formats, IEC.
 //! * [`fault`] — fault recording registers decoded into [`FaultRecord`]s.
 //! * [`iova`] — the per-domain IOVA allocator with "reuse only after flush".
+//! * [`policy`] — boot decisions: the mode (with the platform opt-in), graphics
+//!   and empty units, the skip-TE-disable quirk.
 //! * [`scope`] — which unit covers a device (ancestor bridges, failed units).
 //! * [`unit`](mod@unit) — [`RemappingUnit`], which drives one DRHD: bring-up, domains,
 //!   attach/detach, map/unmap, invalidation, faults, software translate.
@@ -24,6 +26,7 @@ pub mod frames;
 pub mod intremap;
 pub mod inval;
 pub mod iova;
+pub mod policy;
 pub mod regs;
 pub mod scope;
 pub mod tables;
@@ -37,4 +40,7 @@ pub use iova::{IovaAllocator, IovaError};
 pub use regs::{Cap, Ecap};
 pub use scope::{coverage, Coverage, UnitScope};
 pub use tables::{Bdf, Perm};
-pub use unit::{Config, DomainId, DomainKind, Error, RemappingUnit, Stats, Translation, UnmapInfo};
+pub use unit::{
+    quiesce, Config, DomainId, DomainKind, Error, Handoff, RemappingUnit, Stats, Translation,
+    UnmapInfo,
+};

@@ -164,6 +164,151 @@ pub struct Config {
     /// window smaller than [`regs::register_window_size`] (CAP.FRO/ECAP.IRO place
     /// registers beyond it) instead of touching unmapped registers.
     pub window_size: Option<usize>,
+    /// Leave translation on if firmware left it on (Linux's skip-TE-disable
+    /// quirk for the graphics-dedicated unit of Ice Lake and later integrated
+    /// graphics, see [`crate::policy::igfx_skip_te_disable`]): turning TE off
+    /// under a running display engine can hang it.
+    pub keep_translation: bool,
+}
+
+/// What firmware (pre-boot DMA protection, or a kernel before kexec) had left
+/// on, as [`quiesce`] (or bring-up, which starts with it) found it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Handoff {
+    /// GSTS.TES was set.
+    pub translation: bool,
+    /// GSTS.QIES was set.
+    pub queued_invalidation: bool,
+    /// GSTS.IRES was set.
+    pub interrupt_remapping: bool,
+    /// PMEN.EPM was set (protected memory regions).
+    pub protected_memory: bool,
+    /// Translation was found on and left on ([`Config::keep_translation`]).
+    pub translation_kept: bool,
+}
+
+impl Handoff {
+    /// Whether anything was found on.
+    pub fn any(&self) -> bool {
+        self.translation
+            || self.queued_invalidation
+            || self.interrupt_remapping
+            || self.protected_memory
+    }
+}
+
+impl fmt::Display for Handoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.any() {
+            return write!(f, "nothing left on");
+        }
+        let mut sep = "";
+        for (on, name) in [
+            (self.translation, "translation"),
+            (self.queued_invalidation, "queued invalidation"),
+            (self.interrupt_remapping, "interrupt remapping"),
+            (self.protected_memory, "protected memory regions"),
+        ] {
+            if on {
+                write!(f, "{sep}{name}")?;
+                sep = ", ";
+            }
+        }
+        write!(f, " left on")?;
+        if self.translation_kept {
+            write!(f, " (translation kept on: graphics quirk)")?;
+        }
+        Ok(())
+    }
+}
+
+fn poll_regs<R: RegisterAccess>(
+    regs: &R,
+    cfg: &Config,
+    what: &'static str,
+    mut done: impl FnMut(&R) -> bool,
+) -> Result<(), Error> {
+    for _ in 0..cfg.poll_budget.max(1) {
+        if done(regs) {
+            return Ok(());
+        }
+        (cfg.relax)();
+    }
+    if done(regs) {
+        Ok(())
+    } else {
+        log::error!("DMAR: timeout waiting for {what}");
+        Err(Error::Timeout(what))
+    }
+}
+
+/// Turns one persistent GCMD state on or off: GCMD is write-only, so the
+/// command is GSTS's persistent states with this one bit changed (§10.4.4,
+/// never a one-shot bit: those would run again), then waits for `status`.
+fn gcmd_set<R: RegisterAccess>(
+    regs: &R,
+    cfg: &Config,
+    bit: Gcmd,
+    on: bool,
+    status: Gsts,
+    what: &'static str,
+) -> Result<(), Error> {
+    let mut cmd = Gsts::from_bits_retain(regs.read32(regs::GSTS)).persistent_cmd();
+    cmd.set(bit, on);
+    regs.write32(regs::GCMD, cmd.bits());
+    poll_regs(regs, cfg, what, |r| {
+        Gsts::from_bits_retain(r.read32(regs::GSTS)).contains(status) == on
+    })
+}
+
+/// Turns off what firmware left on in a unit's registers, cleanly and in
+/// order: interrupt remapping (its table is firmware's, and it blocks the
+/// compatibility-format MSIs the kernel uses), translation (unless
+/// [`Config::keep_translation`]), then queued invalidation once the queue has
+/// drained (IQH = IQT: §10.4.4, QIE may only be cleared with the queue idle),
+/// then protected memory regions (§3.16). Needs only the registers: for a
+/// unit the kernel will not use (`iommu=off`, an ignored graphics unit) as
+/// much as at the start of bring-up. Returns what it found.
+pub fn quiesce<R: RegisterAccess>(regs: &R, cfg: &Config) -> Result<Handoff, Error> {
+    let ver = regs.read32(regs::VER);
+    if ver == 0 || ver == u32::MAX {
+        return Err(Error::NoUnit(ver));
+    }
+    let cap = Cap::decode(regs.read64(regs::CAP));
+    let gsts = Gsts::from_bits_retain(regs.read32(regs::GSTS));
+    let mut found = Handoff {
+        translation: gsts.contains(Gsts::TES),
+        queued_invalidation: gsts.contains(Gsts::QIES),
+        interrupt_remapping: gsts.contains(Gsts::IRES),
+        protected_memory: (cap.plmr || cap.phmr) && regs.read32(regs::PMEN) & regs::PMEN_EPM != 0,
+        translation_kept: false,
+    };
+    if found.interrupt_remapping {
+        gcmd_set(regs, cfg, Gcmd::IRE, false, Gsts::IRES, "GSTS.IRES clear")?;
+    }
+    if found.translation {
+        if cfg.keep_translation {
+            found.translation_kept = true;
+        } else {
+            gcmd_set(regs, cfg, Gcmd::TE, false, Gsts::TES, "GSTS.TES clear")?;
+        }
+    }
+    if found.queued_invalidation {
+        poll_regs(regs, cfg, "invalidation queue drained (IQH = IQT)", |r| {
+            r.read64(regs::IQH) & 0x7fff0 == r.read64(regs::IQT) & 0x7fff0
+        })?;
+        gcmd_set(regs, cfg, Gcmd::QIE, false, Gsts::QIES, "GSTS.QIES clear")?;
+    }
+    if found.protected_memory {
+        regs.write32(regs::PMEN, 0);
+        poll_regs(regs, cfg, "PMEN.PRS clear", |r| {
+            r.read32(regs::PMEN) & regs::PMEN_PRS == 0
+        })?;
+    }
+    if found.any() {
+        log::warn!("DMAR: firmware hand-off: {found}; turned off");
+    }
+    Ok(found)
 }
 
 impl Default for Config {
@@ -177,6 +322,7 @@ impl Default for Config {
             flush_queue_len: 256,
             flush_queue_delay: 10,
             window_size: None,
+            keep_translation: false,
         }
     }
 }
@@ -302,6 +448,11 @@ pub struct RemappingUnit<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> {
     leaf_cache: Option<(u16, u64, PhysAddr)>,
     /// Interrupt remapping state, once enabled.
     ir: Option<IntRemap>,
+    /// IOVA windows no domain may hand out (PCI host-bridge windows: a DMA to
+    /// an address a bridge decodes goes peer-to-peer, never reaching the unit).
+    iova_windows: Vec<(u64, u64)>,
+    /// What bring-up found left on.
+    handoff: Handoff,
 }
 
 /// The interrupt remapping table of a unit.
@@ -361,37 +512,17 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             stats: Stats::default(),
             leaf_cache: None,
             ir: None,
+            iova_windows: Vec::new(),
+            handoff: Handoff::default(),
         };
         u.zero_page(root);
         log::info!("DMAR: {}", u.cap);
         log::info!("DMAR: {}", u.ecap);
 
-        // Firmware may have left translation or QI on; start from a known state.
-        // §10.4.4: QI can only be disabled when the queue is idle.
-        let gsts = u.gsts();
-        // Interrupt remapping left on (kexec, firmware) remaps through a table we do not
-        // own and, without CFIS, blocks the compatibility-format MSIs the kernel uses;
-        // persistent GCMD writes would keep it on for ever. Linux turns it off outside
-        // kdump. Off before QI, which it depends on.
-        if gsts.contains(Gsts::IRES) {
-            log::warn!("DMAR: interrupt remapping was left on by firmware; turning it off");
-            u.gcmd_persistent(Gcmd::IRE, false, Gsts::IRES, "GSTS.IRES clear")?;
-        }
-        if gsts.contains(Gsts::TES) {
-            u.disable_translation()?;
-        }
-        if gsts.contains(Gsts::QIES) {
-            u.gcmd_persistent(Gcmd::QIE, false, Gsts::QIES, "GSTS.QIES clear")?;
-        }
-
-        // §3.16 / §11.4.13: firmware may have left protected memory regions on; they
-        // block DMA to those ranges regardless of our tables.
-        if (u.cap.plmr || u.cap.phmr) && u.regs.read32(regs::PMEN) & regs::PMEN_EPM != 0 {
-            u.regs.write32(regs::PMEN, 0);
-            u.poll("PMEN.PRS clear", |u| {
-                u.regs.read32(regs::PMEN) & regs::PMEN_PRS == 0
-            })?;
-        }
+        // Firmware may have left translation, QI or interrupt remapping on (and
+        // IRE would survive every later GCMD write, which carries GSTS's
+        // persistent states): start from a known state, everything off.
+        u.handoff = quiesce(&u.regs, &u.cfg)?;
 
         // §10.4.6: RTADDR, then SRTP; hardware latches the pointer and sets RTPS.
         u.regs.write64(regs::RTADDR, root.as_u64()); // TTM = 00, legacy mode
@@ -421,6 +552,12 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             u.flush_iotlb(IotlbInval::Global)?;
         }
         Ok(u)
+    }
+
+    /// What firmware had left on when bring-up started (all of it is off now,
+    /// translation excepted under [`Config::keep_translation`]).
+    pub fn handoff(&self) -> Handoff {
+        self.handoff
     }
 
     /// Decoded CAP.
@@ -724,6 +861,17 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         1u64 << tables::agaw_bits(self.levels).min(self.cap.mgaw as u32)
     }
 
+    /// The highest free domain ID below min(CAP.ND's count, 256), for the
+    /// unit's default domain.
+    fn alloc_did_top(&self) -> Result<u16, Error> {
+        let max = self.cap.domain_count().min(256);
+        (1..max)
+            .rev()
+            .map(|d| d as u16)
+            .find(|d| !self.domains.contains_key(d))
+            .ok_or(Error::DomainIdsExhausted)
+    }
+
     /// Creates an empty domain of `kind` (use [`RemappingUnit::create_identity_domain`]
     /// to get the RAM mapped for [`DomainKind::Identity`]).
     pub fn create_domain(&mut self, kind: DomainKind) -> Result<DomainId, Error> {
@@ -731,6 +879,39 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             return Err(Error::NoPassThrough);
         }
         let did = self.alloc_did()?;
+        self.create_domain_with(kind, did)
+    }
+
+    /// The unit's default domain, for the devices no driver has claimed:
+    /// pass-through when ECAP.PT, else an identity domain over `ram`. It is
+    /// made before any driver binds, and takes the highest free ID below 256
+    /// (not the lowest), so drivers' domains get IDs 1, 2, ... in bind order
+    /// whether it exists or not.
+    pub fn create_default_domain(&mut self, ram: &[(PhysAddr, u64)]) -> Result<DomainId, Error> {
+        let did = self.alloc_did_top()?;
+        if self.ecap.pt {
+            return self.create_domain_with(DomainKind::PassThrough, did);
+        }
+        let d = self.create_domain_with(DomainKind::Identity, did)?;
+        if let Err(e) = self.map_identity(d, ram) {
+            let _ = self.destroy_domain(d);
+            return Err(e);
+        }
+        Ok(d)
+    }
+
+    /// A domain of `kind` with the highest free ID below 256, for the default
+    /// domains made before any driver binds (see
+    /// [`create_default_domain`](Self::create_default_domain)).
+    pub fn create_domain_top(&mut self, kind: DomainKind) -> Result<DomainId, Error> {
+        let did = self.alloc_did_top()?;
+        self.create_domain_with(kind, did)
+    }
+
+    fn create_domain_with(&mut self, kind: DomainKind, did: u16) -> Result<DomainId, Error> {
+        if kind == DomainKind::PassThrough && !self.ecap.pt {
+            return Err(Error::NoPassThrough);
+        }
         let pgd = match kind {
             DomainKind::PassThrough => None,
             _ => Some(self.new_table()?),
@@ -741,6 +922,10 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             self.cfg.flush_queue_delay,
         );
         let _ = iova.reserve(INTERRUPT_WINDOW.0, INTERRUPT_WINDOW.1);
+        for &(s, l) in &self.iova_windows {
+            // A fresh allocator holds only reservations: this cannot overlap.
+            let _ = iova.reserve_window(s, l);
+        }
         self.domains.insert(
             did,
             Domain {
@@ -758,18 +943,46 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
     /// 2 MiB pages where aligned and supported.
     pub fn create_identity_domain(&mut self, ram: &[(PhysAddr, u64)]) -> Result<DomainId, Error> {
         let d = self.create_domain(DomainKind::Identity)?;
+        self.map_identity(d, ram)?;
+        Ok(d)
+    }
+
+    fn map_identity(&mut self, d: DomainId, ram: &[(PhysAddr, u64)]) -> Result<(), Error> {
         for &(start, len) in ram {
             let s = start.as_u64() & !(PAGE_SIZE - 1);
             let e = (start.as_u64() + len).next_multiple_of(PAGE_SIZE);
             self.map(d, s, PhysAddr::new(s), e - s, Perm::READ | Perm::WRITE)?;
             let _ = self.domain_mut(d)?.iova.reserve(s, e - s);
         }
-        Ok(d)
+        Ok(())
     }
 
     #[inline]
     fn domain_mut(&mut self, d: DomainId) -> Result<&mut Domain, Error> {
         self.domains.get_mut(&d.0).ok_or(Error::NoSuchDomain(d))
+    }
+
+    /// Keeps `[start, start + len)` out of every domain's IOVA space, now and
+    /// for domains created later (Linux's `iova_reserve_pci_windows`: the PCI
+    /// host bridge's memory windows, where a device's DMA would be claimed by
+    /// a bridge or another device and never reach the unit). An identity
+    /// domain maps RAM only, so a window never collides with its maps. Returns
+    /// the first domain whose IOVAs already in use overlap the window (that
+    /// domain keeps them; every other domain gets the window).
+    pub fn reserve_iova_window(&mut self, start: u64, len: u64) -> Result<(), Error> {
+        self.iova_windows.push((start, len));
+        let mut first_err = None;
+        for dom in self.domains.0.iter_mut().flatten() {
+            if let Err(e) = dom.iova.reserve_window(start, len) {
+                first_err.get_or_insert(Error::Iova(e));
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// The IOVA windows [`RemappingUnit::reserve_iova_window`] keeps out.
+    pub fn iova_windows(&self) -> &[(u64, u64)] {
+        &self.iova_windows
     }
 
     /// Kind of a domain.

@@ -8,6 +8,7 @@ use devmodels::vtd::{
     GSTS_TES, SERVER_CAP, SERVER_ECAP,
 };
 use hal::{Arena, PhysAddr, PhysMemory};
+use iommu_vtd::policy;
 use iommu_vtd::*;
 
 type Unit<'a> = RemappingUnit<&'a VtdModel<&'a Arena>, &'a Arena, BumpFrames>;
@@ -181,6 +182,163 @@ fn firmware_left_translation_queue_and_interrupt_remapping_on() {
                 );
                 // Later GCMD writes (TE on) did not turn IRE back on.
                 assert_eq!(m.gsts() & GSTS_IRES, 0, "{name}");
+            },
+        );
+    }
+}
+
+/// `iommu=off` on a machine whose firmware left everything on (pre-boot DMA
+/// protection, or a kernel before kexec): `quiesce` turns interrupt
+/// remapping, translation and queued invalidation off without bringing the
+/// unit up, draining the queue first (the model, like QEMU, ignores a QIE
+/// disable while descriptors are outstanding).
+#[test]
+fn iommu_off_turns_off_what_firmware_left_on() {
+    for (name, cap, ecap) in UNITS {
+        let arena = Arena::new(PhysAddr::new(0), ARENA as usize);
+        let model = VtdModel::new(&arena, cap, ecap);
+        model.firmware_handoff(Some(0x10_0000), Some(0x11_0000), Some(0x12_0000));
+        let cfg = Config {
+            poll_budget: 16,
+            ..Config::default()
+        };
+        let found = quiesce(&&model, &cfg).expect(name);
+        assert!(
+            found.translation && found.queued_invalidation && found.interrupt_remapping,
+            "{name}: {found:?}"
+        );
+        assert_eq!(
+            model.gsts() & (GSTS_TES | GSTS_QIES | GSTS_IRES),
+            0,
+            "{name}"
+        );
+        // Untranslated now: a device reaches physical memory directly.
+        model.dma_write(0, DEV.devfn, 0x30_0000, b"off!").unwrap();
+        assert_eq!(arena.to_vec(PhysAddr::new(0x30_0000), 4), b"off!");
+        // Nothing left on: nothing to do, nothing written.
+        let before = model.writes().len();
+        assert!(!quiesce(&&model, &cfg).unwrap().any());
+        assert_eq!(model.writes().len(), before, "{name}");
+    }
+}
+
+/// Firmware's queue still had descriptors in flight: both `quiesce` and
+/// bring-up wait for it to drain (IQH = IQT) before clearing QIE, instead of
+/// timing out on a disable the unit ignores.
+#[test]
+fn a_busy_firmware_queue_is_drained_before_qie_is_cleared() {
+    let arena = Arena::new(PhysAddr::new(0), ARENA as usize);
+    let model = VtdModel::new(&arena, CLIENT_CAP, CLIENT_ECAP);
+    model.firmware_handoff_busy_queue(0x11_0000, 3);
+    let cfg = Config {
+        poll_budget: 16,
+        ..Config::default()
+    };
+    assert!(quiesce(&&model, &cfg).unwrap().queued_invalidation);
+    assert_eq!(model.gsts() & GSTS_QIES, 0);
+    with(
+        CLIENT_CAP,
+        CLIENT_ECAP,
+        InvalMode::Queued,
+        |m, _| m.firmware_handoff_busy_queue(0x11_0000, 3),
+        |m, u| {
+            assert!(u.handoff().queued_invalidation);
+            // Our own queue came up after firmware's drained, and works.
+            assert_eq!(m.gsts() & GSTS_QIES, GSTS_QIES);
+            u.flush_iotlb(IotlbInval::Global).unwrap();
+        },
+    );
+}
+
+/// The graphics unit of an Ice/Tiger Lake laptop with translation on at
+/// hand-off keeps it (Linux's skip-TE-disable quirk) when asked; every
+/// other state is still turned off.
+#[test]
+fn graphics_quirk_keeps_translation_on() {
+    let arena = Arena::new(PhysAddr::new(0), ARENA as usize);
+    let model = VtdModel::new(&arena, GFX_CAP, GFX_ECAP);
+    model.firmware_handoff(Some(0x10_0000), Some(0x11_0000), Some(0x12_0000));
+    let cap = Cap::decode(GFX_CAP);
+    let keep = policy::keep_translation(policy::UnitRole::Graphics, true, &cap);
+    assert!(keep, "the graphics unit drains (CAP.DRD/DWD)");
+    let cfg = Config {
+        poll_budget: 16,
+        keep_translation: keep,
+        ..Config::default()
+    };
+    let found = quiesce(&&model, &cfg).unwrap();
+    assert!(found.translation_kept);
+    assert_eq!(model.gsts() & (GSTS_TES | GSTS_QIES | GSTS_IRES), GSTS_TES);
+}
+
+/// Issue #17 item 3: on Ice/Tiger/Alder Lake the 64-bit PCI window is
+/// 0x40_0000_0000..0x80_0000_0000, exactly where a client unit's (MGAW 39)
+/// allocations start; the 32-bit window sits below 4 GiB. With the windows
+/// reserved, no IOVA of any domain (made before or after) falls in one, and
+/// none is 0.
+#[test]
+fn iovas_stay_out_of_the_pci_windows() {
+    const WIN64: (u64, u64) = (0x40_0000_0000, 0x40_0000_0000);
+    const WIN32: (u64, u64) = (0x8000_0000, 0x8000_0000);
+    with(
+        CLIENT_CAP,
+        CLIENT_ECAP,
+        InvalMode::Queued,
+        |_, _| {},
+        |_, u| {
+            let before = u.create_domain(DomainKind::Translated).unwrap();
+            u.reserve_iova_window(WIN64.0, WIN64.1).unwrap();
+            u.reserve_iova_window(WIN32.0, WIN32.1).unwrap();
+            let after = u.create_domain(DomainKind::Translated).unwrap();
+            let inside =
+                |x: u64, n: u64| [WIN64, WIN32].iter().any(|&(s, l)| x < s + l && s < x + n);
+            for d in [before, after] {
+                for (mask, n) in [
+                    (!0u64, 0x3000u64),
+                    (u32::MAX as u64, 0x1000),
+                    (!0, 0x20_0000),
+                ] {
+                    for _ in 0..8 {
+                        let iova = u
+                            .map_dma(d, PhysAddr::new(0x20_0000), n, Perm::READ, mask)
+                            .unwrap();
+                        assert_ne!(iova, 0);
+                        assert!(
+                            !inside(iova, n),
+                            "{d}: IOVA {iova:#x}+{n:#x} in a PCI window"
+                        );
+                        assert!(iova + n <= mask.saturating_add(1).min(1 << 39));
+                    }
+                }
+            }
+        },
+    );
+}
+
+/// The default domain (devices without a driver) is made before any driver
+/// binds; it takes the highest ID below 256, so drivers' domains are still
+/// 1, 2, ... in bind order. Pass-through where ECAP.PT, identity over RAM
+/// otherwise.
+#[test]
+fn default_domain_takes_a_high_id() {
+    for (ecap, kind) in [
+        (CLIENT_ECAP, DomainKind::PassThrough),
+        (CLIENT_ECAP & !(1 << 6), DomainKind::Identity),
+    ] {
+        with(
+            CLIENT_CAP,
+            ecap,
+            InvalMode::Queued,
+            |_, _| {},
+            |m, u| {
+                let ram = [(PhysAddr::new(0x20_0000), 0x20_0000)];
+                let def = u.create_default_domain(&ram).unwrap();
+                assert_eq!((def, u.domain_kind(def)), (DomainId(255), Some(kind)));
+                assert_eq!(u.create_domain(DomainKind::Translated), Ok(DomainId(1)));
+                u.attach(DEV, def).unwrap();
+                u.enable_translation().unwrap();
+                m.dma_write(0, DEV.devfn, 0x30_0000, b"1:1!").unwrap();
+                assert_eq!(m.memory().to_vec(PhysAddr::new(0x30_0000), 4), b"1:1!");
             },
         );
     }

@@ -264,3 +264,128 @@ fn every_corpus_dmar_routes_its_devices_to_the_naming_unit() {
     }
     assert!(problems.is_empty(), "{} problem(s)", problems.len());
 }
+
+/// Issue #17 item 5, on every real DMAR of the corpus: the DRHD whose only
+/// device is the integrated graphics (an endpoint scope 00:02.0, a display
+/// controller) is the graphics unit; with it ignored (`iommu.igfx=off`) the
+/// graphics device gets no IOMMU while every other named device stays on
+/// its unit; and with no graphics device present (switched off in the
+/// firmware) that DRHD names nothing and is ignored.
+#[test]
+fn corpus_graphics_units_are_found_and_can_be_left_off() {
+    use iommu_vtd::policy::{unit_role, UnitRole};
+    let mut machines: Vec<PathBuf> = fs::read_dir(corpus_dir())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("dmar.dat").is_file())
+        .collect();
+    machines.sort();
+    let igfx = Bdf::new(0, 2, 0);
+    let (mut with_gfx, mut checked_devices) = (0usize, 0usize);
+    let mut problems = Vec::new();
+    for m in &machines {
+        let name = m.file_name().unwrap().to_string_lossy().to_string();
+        let Ok(dmar) = acpi_tables::dmar::parse(&fs::read(m.join("dmar.dat")).unwrap()) else {
+            continue; // the routing test reports unparsable tables
+        };
+        let mut implied = Implied::new(&dmar);
+        let drhds: Vec<_> = dmar.drhds().collect();
+        for d in &drhds {
+            for s in d.scopes.iter().filter(|s| is_pci(s)) {
+                implied.add(d.segment, s);
+            }
+        }
+        let topo = Topology::from_nodes(implied.nodes.values().copied().collect());
+        let mut units: Vec<UnitScope> = drhds
+            .iter()
+            .map(|d| {
+                let mut u = UnitScope {
+                    segment: d.segment,
+                    include_all: d.include_pci_all(),
+                    usable: true,
+                    ..Default::default()
+                };
+                for s in &d.scopes {
+                    let r = s.resolve(|b, dv, f| topo.secondary_bus(d.segment, b, dv, f));
+                    let Some((b, dv, f)) = r else { continue };
+                    match s.scope_type {
+                        ScopeType::PciEndpoint => u.endpoints.push(Bdf::new(b, dv, f)),
+                        ScopeType::PciSubHierarchy => u.bridges.push(Bdf::new(b, dv, f)),
+                        _ => {}
+                    }
+                }
+                u
+            })
+            .collect();
+        // 00:02.0 is a display controller, every other function something else.
+        let class_of = |seg: u16| {
+            let topo = &topo;
+            move |b: Bdf| {
+                let pb = pci::Bdf::new(seg, b.bus, b.devfn >> 3, b.devfn & 7)?;
+                topo.get(pb)?;
+                Some(if b == igfx && seg == 0 {
+                    0x03_0000
+                } else {
+                    0x08_8000
+                })
+            }
+        };
+        let roles: Vec<UnitRole> = units
+            .iter()
+            .map(|u| unit_role(u, class_of(u.segment)))
+            .collect();
+        let named_gfx_only = |u: &UnitScope| {
+            !u.include_all && u.segment == 0 && u.endpoints == [igfx] && u.bridges.is_empty()
+        };
+        for (i, u) in units.iter().enumerate() {
+            let want = if named_gfx_only(u) {
+                UnitRole::Graphics
+            } else if !u.include_all && u.endpoints.is_empty() && u.bridges.is_empty() {
+                UnitRole::Empty
+            } else {
+                UnitRole::Normal
+            };
+            if roles[i] != want {
+                problems.push(format!("{name}: DRHD {i} is {:?}, want {want:?}", roles[i]));
+            }
+        }
+        let Some(g) = roles.iter().position(|r| *r == UnitRole::Graphics) else {
+            continue;
+        };
+        with_gfx += 1;
+        // Graphics switched off in the firmware: 00:02.0 is absent.
+        if unit_role(&units[g], |_| None) != UnitRole::Empty {
+            problems.push(format!("{name}: graphics unit without graphics not empty"));
+        }
+        // iommu.igfx=off: the unit is not used.
+        units[g].usable = false;
+        let got = coverage(&units, 0, &[igfx]);
+        if got != Coverage::FailedUnit(g) {
+            problems.push(format!("{name}: 00:02.0 with igfx off lands on {got:?}"));
+        }
+        for (i, d) in drhds.iter().enumerate().filter(|&(i, _)| i != g) {
+            for s in d.scopes.iter().filter(|s| is_pci(s)) {
+                let Some((b, dv, f)) =
+                    s.resolve(|b, dv, f| topo.secondary_bus(d.segment, b, dv, f))
+                else {
+                    continue;
+                };
+                let dev = pci::Bdf::new(d.segment, b, dv, f).unwrap();
+                checked_devices += 1;
+                let got = coverage(&units, d.segment, &path(&topo, dev));
+                if got != Coverage::Unit(i) {
+                    problems.push(format!("{name}: {dev} with igfx off lands on {got:?}"));
+                }
+            }
+        }
+    }
+    println!(
+        "corpus: {} DMARs, {with_gfx} with a graphics unit; {checked_devices} other devices unmoved by igfx off",
+        machines.len()
+    );
+    for p in &problems {
+        println!("  {p}");
+    }
+    assert!(with_gfx > 50, "only {with_gfx} graphics units found");
+    assert!(problems.is_empty(), "{} problem(s)", problems.len());
+}

@@ -202,7 +202,7 @@ pub fn init(want: Want) {
     }
     // Before any driver binds: the IOMMU needs the bridges above each device.
     let topology = pci::Topology::from_config(&cfg, &found.devices);
-    TOPOLOGY_HOOKS.for_each(|hook| hook(topology.clone()));
+    TOPOLOGY_HOOKS.for_each(|hook| hook(topology.clone(), &found.devices));
     let mut registry = DriverRegistry::new();
     // PCI PM recovery times (10 ms after D3hot) before a driver probes.
     registry.set_delay(|us| crate::arch::tsc::delay_us(u64::from(us)));
@@ -229,11 +229,15 @@ static DRIVERS: HookTable<DriverRegistration, 8> = HookTable::new();
 static SIM_FUNCTIONS: HookTable<fn() -> Option<SimFunction>, 2> = HookTable::new();
 
 /// Who wants the enumerated topology (parents, bridge kinds, requester-ID
-/// aliases) before any driver binds: the IOMMU, to find each device's unit.
-static TOPOLOGY_HOOKS: HookTable<fn(pci::Topology), 2> = HookTable::new();
+/// aliases) and the functions found (IDs, classes, BARs) before any driver
+/// binds: the IOMMU, to find each device's unit, its graphics unit and the
+/// PCI windows, and to turn translation on before a driver can DMA.
+pub type TopologyHook = fn(pci::Topology, &[PciDevice]);
 
-/// Asks for the topology of the next `init`'s enumeration.
-pub fn register_topology_hook(f: fn(pci::Topology)) -> Result<(), HookTableFull> {
+static TOPOLOGY_HOOKS: HookTable<TopologyHook, 2> = HookTable::new();
+
+/// Asks for the topology and functions of the next `init`'s enumeration.
+pub fn register_topology_hook(f: TopologyHook) -> Result<(), HookTableFull> {
     TOPOLOGY_HOOKS.register(f)
 }
 

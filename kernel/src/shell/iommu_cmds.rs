@@ -65,10 +65,14 @@ fn units() -> CmdResult {
     }
     for d in io.drhds.iter().filter(|d| d.unit.is_none()) {
         kprintln!(
-            "unit {:#x} segment {}: not in use (bring-up failed); the devices it covers get no IOMMU",
+            "unit {:#x} segment {}: not in use ({}); the devices it covers get no IOMMU",
             d.base,
-            d.segment
+            d.segment,
+            d.unused.reason()
         );
+    }
+    if io.forced_by_platform {
+        kprintln!("forced on by the firmware (DMAR DMA_CTRL_PLATFORM_OPT_IN); iommu=force-off keeps it off");
     }
     for e in &io.units {
         with_unit(&e.unit, |u| {
@@ -88,6 +92,16 @@ fn units() -> CmdResult {
                     "disabled"
                 },
                 u.root_table().as_u64()
+            );
+            if !e.enabled.load(core::sync::atomic::Ordering::Acquire) {
+                kprintln!("  not used for drivers' DMA: enabling translation failed");
+            }
+            if u.handoff().any() {
+                kprintln!("  firmware hand-off: {}", u.handoff());
+            }
+            kprintln!(
+                "  IOVAs kept out of {} PCI window range(s) and the interrupt window",
+                u.iova_windows().len()
             );
             kprintln!("  CAP  {}", u.cap());
             kprintln!("  ECAP {}", u.ecap());

@@ -3,12 +3,25 @@
 //! per-device translated domains behind the DMA API, pass-through for
 //! everything we have no driver for, fault events decoded and logged.
 //!
-//! Boot options: `iommu=on|off|pt` (the kernel's default is off, as on a
-//! real machine whose firmware we have not vetted; the runner's default
-//! profile passes `iommu=on`, and `noiommu`/`bigmem` show untranslated DMA),
-//! `iommu.strict=1|0` (default 1: every unmap invalidates the IOTLB before
-//! the IOVA can be reused; 0: a flush queue batches them), `iommu.qi=0`
-//! (register-based invalidation even when the unit offers queued).
+//! Boot options: `iommu=on|off|pt|force-off` (the kernel's default is off, as
+//! on a real machine whose firmware we have not vetted; the runner's default
+//! profile passes `iommu=on`, and `noiommu`/`bigmem` show untranslated DMA;
+//! a DMAR with DMA_CTRL_PLATFORM_OPT_IN forces translation over `off` and the
+//! default, and only `force-off` keeps it off), `iommu.strict=1|0` (default 1:
+//! every unmap invalidates the IOTLB before the IOVA can be reused; 0: a flush
+//! queue batches them), `iommu.qi=0` (register-based invalidation even when
+//! the unit offers queued), `iommu.igfx=off` (leave the integrated graphics'
+//! own unit off; the graphics device then DMAs untranslated), and the debug
+//! option `iommu.fail_enable=1` (pretend turning translation on failed, to show
+//! the fallback to direct/swiotlb DMA).
+//!
+//! Order (Linux's, so no driver ever DMAs through an IOVA that is not
+//! translated): `init` reads the options; after PCI enumeration and before
+//! any driver binds, `set_topology` decides each DRHD's fate (graphics,
+//! empty, failed), turns off what firmware left on, brings the units up,
+//! keeps the PCI windows out of every IOVA space, puts every device in the
+//! pass-through domain and turns translation on. A driver then gets a
+//! translated domain only from a unit whose translation is on.
 
 mod fault;
 
@@ -18,9 +31,11 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use acpi_tables::dmar::{DeviceScope, ScopeType};
+use acpi_tables::dmar::{DeviceScope, DmarFlags, ScopeType};
+use core::sync::atomic::{AtomicBool, Ordering};
 use dma::{IommuDomain, IommuError, IommuPerm, SharedDomain};
 use hal::{DirectMap, DmaAddr, PhysAddr};
+use iommu_vtd::policy::{self, UnitRole};
 use iommu_vtd::{Config, Coverage, DomainId, DomainKind, FrameAlloc, Perm, RemappingUnit};
 use mm::buddy::ZoneLimit;
 use spin::{Mutex, Once};
@@ -44,15 +59,7 @@ impl FrameAlloc for KFrames {
 
 pub type Unit = RemappingUnit<IoMem, DirectMap, KFrames>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Per-device translated domains for devices with drivers.
-    Translate,
-    /// Every device in a pass-through domain (ECAP.PT): bus address = physical.
-    PassThrough,
-    /// Units left alone; DMA is untranslated.
-    Off,
-}
+pub use iommu_vtd::policy::Mode;
 
 /// One remapping unit that came up.
 pub struct UnitEntry {
@@ -66,6 +73,10 @@ pub struct UnitEntry {
     /// which nothing is ever mapped, shared by the devices without a driver
     /// (every DMA they try faults).
     pub blocked: Mutex<Option<DomainId>>,
+    /// Translation is on (set once `set_topology` turned it on). A unit
+    /// whose enabling failed gives drivers no domain: their DMA goes direct
+    /// or through swiotlb, never with IOVAs the unit does not translate.
+    pub enabled: AtomicBool,
 }
 
 /// Where a function no driver claimed was put when translation came on.
@@ -87,6 +98,30 @@ pub enum Unclaimed {
 /// What an ISA DMA channel can address: the low 16 MiB.
 const ISA_DMA_LIMIT: u64 = 16 << 20;
 
+/// Why a DRHD has no working unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unused {
+    /// Bring-up failed (the reason is in the log).
+    Failed,
+    /// `iommu=off` (or `force-off`): left off, firmware state turned off.
+    Off,
+    /// The integrated graphics' unit, left off by `iommu.igfx=off`.
+    GraphicsOff,
+    /// Not INCLUDE_PCI_ALL and none of the devices it names exists.
+    NoDevices,
+}
+
+impl Unused {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Unused::Failed => "bring-up failed",
+            Unused::Off => "iommu=off",
+            Unused::GraphicsOff => "graphics unit, iommu.igfx=off",
+            Unused::NoDevices => "none of the devices it names exists",
+        }
+    }
+}
+
 /// One DRHD of the DMAR, whether or not its unit came up: a failed unit
 /// still owns the devices its scopes name (they get no IOMMU, never the
 /// catch-all unit).
@@ -96,8 +131,12 @@ pub struct DrhdEntry {
     pub include_all: bool,
     /// The DRHD's device scopes, resolved against the PCI topology on use.
     pub scopes: Vec<DeviceScope>,
-    /// Index into `Iommu::units`; `None` when bring-up failed.
+    /// Index into `Iommu::units`; `None` when the unit is not used.
     pub unit: Option<usize>,
+    /// Why not, when `unit` is `None`.
+    pub unused: Unused,
+    /// What the DMAR and the devices found make of it.
+    pub role: UnitRole,
 }
 
 pub struct Iommu {
@@ -107,9 +146,27 @@ pub struct Iommu {
     pub drhds: Vec<DrhdEntry>,
     /// Devices with their own domain: (bdf, unit index, domain).
     pub attached: Mutex<Vec<(pci::Bdf, usize, DomainId)>>,
-    /// Functions without a driver, as `enable` left them (translation on only).
+    /// Functions no driver has claimed (yet), and where translation put them.
     pub unclaimed: Mutex<Vec<(pci::Bdf, usize, DomainId, Unclaimed)>>,
+    /// The DMAR's DMA_CTRL_PLATFORM_OPT_IN turned translation on.
+    pub forced_by_platform: bool,
+    /// IOVA ranges kept out of every domain (PCI windows), merged.
+    pub iova_windows: Vec<(u64, u64)>,
 }
+
+/// The boot options, read by `init`, used once the PCI topology is known.
+struct Setup {
+    mode: Mode,
+    strict: bool,
+    forced_by_platform: bool,
+    inval: Option<iommu_vtd::InvalMode>,
+    igfx_off: bool,
+    fail_enable: bool,
+    /// Flush-queue deadline in timer ticks (`iommu.fq_delay_ms=`).
+    fq_delay_ticks: u64,
+}
+
+static SETUP: Once<Setup> = Once::new();
 
 static IOMMU: Once<Iommu> = Once::new();
 /// The enumerated PCI topology (parents, bridge kinds, bus numbers), handed
@@ -130,76 +187,123 @@ fn relax() {
     core::hint::spin_loop();
 }
 
-/// Brings up every DRHD (translation still off) per the boot options.
+/// Reads the boot options and the DMAR's flags; the units are dealt with
+/// once the PCI topology is known (`set_topology`), before any driver binds.
 pub fn init() {
-    // The PCI layer hands over its topology before drivers bind.
-    if let Err(e) = crate::pci::register_topology_hook(set_topology) {
-        log::warn!("iommu: no PCI topology ({e}); devices behind bridges may get no unit");
-    }
     let cmdline = crate::cmdline::boot_cmdline();
     let strict = cmdline.get("iommu.strict") != Some("0");
-    let fq_delay_ticks = match cmdline.get("iommu.fq_delay_ms") {
-        None => 10,
-        Some(v) => match v.parse::<u64>() {
-            Ok(ms @ 10..=10_000) => ms.div_ceil(10),
-            _ => {
-                log::warn!("iommu: iommu.fq_delay_ms={v} is not 10..10000; using 100");
-                10
-            }
-        },
-    };
-    let mode = match cmdline.get("iommu") {
-        Some("on") => Mode::Translate,
-        Some("pt") => Mode::PassThrough,
-        Some("off") | None => Mode::Off,
-        Some(other) => {
-            log::warn!("iommu: unknown option iommu={other}; off");
-            Mode::Off
-        }
-    };
     let Some(Ok(dmar)) = acpi::get().and_then(|p| p.dmar.as_ref()) else {
         log::info!("iommu: no usable DMAR table; DMA is untranslated");
         return;
     };
-    if mode == Mode::Off {
-        log::info!("iommu: off (boot with iommu=on or iommu=pt to use VT-d); DMA is untranslated");
-        IOMMU.call_once(|| Iommu {
-            mode,
-            strict,
-            units: Vec::new(),
-            drhds: Vec::new(),
-            attached: Mutex::new(Vec::new()),
-            unclaimed: Mutex::new(Vec::new()),
-        });
-        return;
+    let opt_in = dmar.flags.contains(DmarFlags::DMA_CTRL_PLATFORM_OPT_IN);
+    let d = policy::decide(cmdline.get("iommu"), opt_in);
+    if d.unknown_option {
+        log::warn!(
+            "iommu: unknown option iommu={} (on, off, pt, force-off); taken as not given",
+            cmdline.get("iommu").unwrap_or("")
+        );
     }
-    let vector = apic::alloc_vector(fault::fault_irq).ok();
-    fault::set_fault_vector(vector.unwrap_or(0));
+    if d.forced_by_platform {
+        log::warn!(
+            "iommu: the firmware opts in to DMA protection (DMAR DMA_CTRL_PLATFORM_OPT_IN): translation forced on; boot with iommu=force-off to keep VT-d off"
+        );
+    } else if d.mode == Mode::Off {
+        log::info!("iommu: off (boot with iommu=on or iommu=pt to use VT-d); DMA is untranslated");
+    }
     let inval = match cmdline.get("iommu.qi") {
         Some("0") => Some(iommu_vtd::InvalMode::Register),
         _ => None, // queued when ECAP.QI says so
     };
+    SETUP.call_once(|| Setup {
+        mode: d.mode,
+        strict,
+        forced_by_platform: d.forced_by_platform,
+        inval,
+        igfx_off: cmdline.get("iommu.igfx") == Some("off"),
+        fail_enable: cmdline.get("iommu.fail_enable") == Some("1"),
+        fq_delay_ticks: match cmdline.get("iommu.fq_delay_ms") {
+            None => 10,
+            Some(v) => match v.parse::<u64>() {
+                Ok(ms @ 10..=10_000) => ms.div_ceil(10),
+                _ => {
+                    log::warn!("iommu: iommu.fq_delay_ms={v} is not 10..10000; using 100");
+                    10
+                }
+            },
+        },
+    });
+    // The PCI layer hands over its topology before drivers bind.
+    if let Err(e) = crate::pci::register_topology_hook(set_topology) {
+        log::warn!("iommu: no PCI topology hook ({e}); setting the units up without devices");
+        set_topology(pci::Topology::default(), &[]);
+    }
+}
+
+/// Sets every DRHD up (or leaves it off, firmware state turned off), keeps
+/// the PCI windows out of the IOVA spaces, and turns translation on, with
+/// every covered device in the pass-through domain. Returns the units.
+fn bring_up(s: &Setup, dmar: &acpi_tables::dmar::Dmar, devices: &[pci::PciDevice]) -> Iommu {
+    let vector = if s.mode == Mode::Off {
+        None
+    } else {
+        apic::alloc_vector(fault::fault_irq).ok()
+    };
+    fault::set_fault_vector(vector.unwrap_or(0));
+    let quirked_igfx = devices
+        .iter()
+        .find(|d| policy::igfx_skip_te_disable(d.vendor_id, d.device_id, d.class.as_u32()));
+    if let Some(g) = quirked_igfx {
+        log::info!(
+            "iommu: {} [{:04x}:{:04x}]: translation on the graphics unit is never turned off (skip-TE-disable quirk)",
+            g.bdf,
+            g.vendor_id,
+            g.device_id
+        );
+    }
+    let class_of = |seg: u16| {
+        move |b: iommu_vtd::Bdf| {
+            devices
+                .iter()
+                .find(|d| d.bdf.segment == seg && vbdf(d.bdf) == b)
+                .map(|d| d.class.as_u32())
+        }
+    };
     let mut units = Vec::new();
     let mut drhds = Vec::new();
     for drhd in dmar.drhds() {
-        // Every DRHD is remembered, so a failed unit's devices stay its own.
-        drhds.push(DrhdEntry {
+        let mut entry = DrhdEntry {
             base: drhd.register_base,
             segment: drhd.segment,
             include_all: drhd.include_pci_all(),
             scopes: drhd.scopes.clone(),
             unit: None,
-        });
+            unused: Unused::Failed,
+            role: UnitRole::Normal,
+        };
+        entry.role = policy::unit_role(&reach_of(&entry), class_of(drhd.segment));
+        // Every DRHD is remembered, so an unused unit's devices stay its own.
+        let leave_off = match (s.mode, entry.role) {
+            (Mode::Off, _) => Some(Unused::Off),
+            (_, UnitRole::Empty) => Some(Unused::NoDevices),
+            (_, UnitRole::Graphics) if s.igfx_off => Some(Unused::GraphicsOff),
+            _ => None,
+        };
         if drhd.register_base == 0 {
             log::warn!("iommu: DRHD with register base 0 skipped (firmware bug)");
+            entry.unused = leave_off.unwrap_or(Unused::Failed);
+            drhds.push(entry);
             continue;
         }
-        let Some((regs, window)) = map_unit_registers(drhd.register_base, drhd.register_size())
-        else {
+        let base = drhd.register_base;
+        let Some((regs, window)) = map_unit_registers(base, drhd.register_size()) else {
+            entry.unused = leave_off.unwrap_or(Unused::Failed);
+            drhds.push(entry);
             continue;
         };
+        let cap = iommu_vtd::Cap::decode(regs.read64(iommu_vtd::regs::CAP));
         let cfg = Config {
-            inval,
+            inval: s.inval,
             poll_budget: 1_000_000,
             relax,
             fault_msi: vector.map(|v| {
@@ -211,52 +315,120 @@ pub fn init() {
             // Ticks of the 100 Hz timer: pending IOVAs wait at most 100 ms,
             // or what `iommu.fq_delay_ms=` says (10 ms .. 10 s; a longer wait
             // makes the lazy window visible to the `attack` bench).
-            flush_queue_delay: fq_delay_ticks,
+            flush_queue_delay: s.fq_delay_ticks,
             window_size: Some(window),
+            keep_translation: policy::keep_translation(entry.role, quirked_igfx.is_some(), &cap),
             ..Config::default()
         };
+        if let Some(why) = leave_off {
+            entry.unused = why;
+            match iommu_vtd::quiesce(&regs, &cfg) {
+                Ok(h) => log::info!(
+                    "iommu {base:#x}: left off ({}); firmware state: {h}",
+                    why.reason()
+                ),
+                Err(e) => log::warn!(
+                    "iommu {base:#x}: left off ({}); turning off firmware state failed: {e}",
+                    why.reason()
+                ),
+            }
+            drhds.push(entry);
+            continue;
+        }
         let unit = match RemappingUnit::new(regs, direct::direct(), KFrames, cfg) {
             Ok(u) => u,
             Err(e) => {
-                log::warn!("iommu {:#x}: bring-up failed: {e}", drhd.register_base);
+                log::warn!("iommu {base:#x}: bring-up failed: {e}");
+                drhds.push(entry);
                 continue;
             }
         };
         log::info!(
-            "iommu {:#x}: VT-d {}-level tables, {:?} invalidation, mode {mode:?}{}",
-            drhd.register_base,
+            "iommu {base:#x}: VT-d {}-level tables, {:?} invalidation, mode {:?}{}{}",
             unit.levels(),
             unit.inval_mode(),
-            if strict {
+            s.mode,
+            if s.strict {
                 ", strict"
             } else {
                 ", lazy (flush queue)"
+            },
+            if entry.role == UnitRole::Graphics {
+                ", graphics unit"
+            } else {
+                ""
             }
         );
-        if let Some(d) = drhds.last_mut() {
-            d.unit = Some(units.len());
-        }
+        entry.unit = Some(units.len());
+        drhds.push(entry);
         units.push(UnitEntry {
-            base: drhd.register_base,
+            base,
             segment: drhd.segment,
             unit: Arc::new(IrqSpinLock::new(unit)),
             passthrough: Mutex::new(None),
             blocked: Mutex::new(None),
+            enabled: AtomicBool::new(false),
         });
     }
-    IOMMU.call_once(|| Iommu {
-        mode,
-        strict,
+    Iommu {
+        mode: s.mode,
+        strict: s.strict,
         units,
         drhds,
         attached: Mutex::new(Vec::new()),
         unclaimed: Mutex::new(Vec::new()),
-    });
-    if !strict && mode == Mode::Translate {
-        if let Err(e) = apic::register_tick_hook(flush_queue_timer) {
-            log::warn!("iommu: no flush-queue timer ({e}); queues flush only when full");
+        forced_by_platform: s.forced_by_platform,
+        iova_windows: pci_windows(devices),
+    }
+}
+
+/// The IOVA ranges no domain may hand out (issue #17 item 3). The kernel
+/// parses neither the MCFG's nor the DSDT's `_CRS` host-bridge windows, so
+/// it takes what it knows: the whole 32-bit hole from the end of the RAM
+/// below 4 GiB (from the memory map) to 4 GiB (on q35 that covers the MCFG
+/// at 0xb000_0000, the BARs SeaBIOS/OVMF place from 0xc000_0000 or
+/// 0x8000_0000 up, the IOAPIC, HPET, the VT-d registers and the interrupt
+/// window; on a laptop the 32-bit window from TOLUD), plus every memory BAR
+/// and bridge memory window the enumeration saw (the 64-bit window's
+/// resources, 0x40_0000_0000 and up on Ice/Tiger/Alder Lake). Merged.
+fn pci_windows(devices: &[pci::PciDevice]) -> Vec<(u64, u64)> {
+    const FOUR_GIB: u64 = 1 << 32;
+    let low_ram_top = crate::mm::memmap::regions()
+        .iter()
+        .filter(|r| r.kind == crate::mm::memmap::Kind::Usable && r.start < FOUR_GIB)
+        .map(|r| r.end.min(FOUR_GIB))
+        .max()
+        .unwrap_or(0);
+    let mut w: Vec<(u64, u64)> = Vec::new();
+    if low_ram_top < FOUR_GIB {
+        w.push((low_ram_top, FOUR_GIB - low_ram_top));
+    }
+    for d in devices {
+        for b in d
+            .bars
+            .iter()
+            .filter(|b| b.is_memory() && b.size > 0 && b.address != 0)
+        {
+            w.push((b.address, b.size));
+        }
+        if let Some(bw) = d.bridge_windows {
+            for win in [bw.memory, bw.prefetchable].into_iter().flatten() {
+                w.push((win.base, win.size()));
+            }
         }
     }
+    w.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (s, l) in w {
+        let e = s.saturating_add(l);
+        match merged.last_mut() {
+            Some((ms, ml)) if s <= ms.saturating_add(*ml) => {
+                *ml = e.max(ms.saturating_add(*ml)) - *ms;
+            }
+            _ => merged.push((s, l)),
+        }
+    }
+    merged
 }
 
 /// Maps a unit's registers: the DRHD's size, grown to what CAP.FRO and
@@ -285,16 +457,22 @@ fn map_unit_registers(base: u64, drhd_size: u64) -> Option<(IoMem, usize)> {
 }
 
 /// Called (through the PCI layer's topology hook) after enumeration, before
-/// any driver binds: DMAR
-/// scope paths of any length can now be resolved, so the RMRRs are handed to
-/// their units (memory the listed devices keep using, USB legacy or graphics,
-/// stays identity-mapped in whatever domain they get).
-pub fn set_topology(topo: pci::Topology) {
+/// any driver binds: DMAR scope paths of any length can now be resolved and
+/// the devices' classes and IDs are known, so the units are set up
+/// (`bring_up`), the RMRRs handed to them (memory the listed devices keep
+/// using, USB legacy or graphics, stays identity-mapped in whatever domain
+/// they get), the PCI windows kept out of their IOVA spaces, and translation
+/// turned on with every covered device in the pass-through domain.
+pub fn set_topology(topo: pci::Topology, devices: &[pci::PciDevice]) {
     let topo = TOPOLOGY.call_once(|| topo);
-    let Some(io) = get() else { return };
+    let Some(s) = SETUP.get() else { return };
     let Some(Ok(dmar)) = acpi::get().and_then(|p| p.dmar.as_ref()) else {
         return;
     };
+    let io = IOMMU.call_once(|| bring_up(s, dmar, devices));
+    if io.mode == Mode::Off {
+        return;
+    }
     for e in &io.units {
         for r in dmar
             .rmrrs()
@@ -321,7 +499,29 @@ pub fn set_topology(topo: pci::Topology) {
                 devs.len()
             );
         }
+        for &(start, len) in &io.iova_windows {
+            if let Err(err) = with_unit(&e.unit, |u| u.reserve_iova_window(start, len)) {
+                log::warn!(
+                    "iommu {:#x}: IOVA window [{start:#x}-{:#x}]: {err}",
+                    e.base,
+                    start.saturating_add(len) - 1
+                );
+            }
+        }
     }
+    if let Some(&(start, len)) = io.iova_windows.first() {
+        log::info!(
+            "iommu: IOVAs kept out of {} PCI window range(s), the lowest [{start:#x}-{:#x}]",
+            io.iova_windows.len(),
+            start.saturating_add(len) - 1
+        );
+    }
+    if !io.strict && io.mode == Mode::Translate {
+        if let Err(e) = apic::register_tick_hook(flush_queue_timer) {
+            log::warn!("iommu: no flush-queue timer ({e}); queues flush only when full");
+        }
+    }
+    enable(io, devices, s.fail_enable);
 }
 
 /// A DMAR device scope's PCI function, its path followed through the
@@ -333,30 +533,30 @@ fn resolve(topo: &pci::Topology, segment: u16, s: &DeviceScope) -> Option<iommu_
 
 /// Every DRHD's reach, scopes resolved (crates/iommu-vtd's `coverage` input).
 fn reach(io: &Iommu) -> Vec<iommu_vtd::UnitScope> {
+    io.drhds.iter().map(reach_of).collect()
+}
+
+/// One DRHD's reach, its scopes resolved against the topology.
+fn reach_of(d: &DrhdEntry) -> iommu_vtd::UnitScope {
     let empty = pci::Topology::default();
     let topo = TOPOLOGY.get().unwrap_or(&empty);
-    io.drhds
-        .iter()
-        .map(|d| {
-            let mut u = iommu_vtd::UnitScope {
-                segment: d.segment,
-                include_all: d.include_all,
-                usable: d.unit.is_some(),
-                ..Default::default()
-            };
-            for s in &d.scopes {
-                let Some(b) = resolve(topo, d.segment, s) else {
-                    continue;
-                };
-                match s.scope_type {
-                    ScopeType::PciEndpoint => u.endpoints.push(b),
-                    ScopeType::PciSubHierarchy => u.bridges.push(b),
-                    _ => {}
-                }
-            }
-            u
-        })
-        .collect()
+    let mut u = iommu_vtd::UnitScope {
+        segment: d.segment,
+        include_all: d.include_all,
+        usable: d.unit.is_some(),
+        ..Default::default()
+    };
+    for s in &d.scopes {
+        let Some(b) = resolve(topo, d.segment, s) else {
+            continue;
+        };
+        match s.scope_type {
+            ScopeType::PciEndpoint => u.endpoints.push(b),
+            ScopeType::PciSubHierarchy => u.bridges.push(b),
+            _ => {}
+        }
+    }
+    u
 }
 
 /// The requester IDs `bdf`'s DMA can carry (its own first, then those
@@ -601,15 +801,29 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
     let ui = match coverage(bdf, parent) {
         Coverage::Unit(i) => io.drhds.get(i).and_then(|d| d.unit)?,
         Coverage::FailedUnit(i) => {
-            log::warn!(
-                "iommu: {bdf}: its remapping unit {:#x} failed to come up; no IOMMU for it",
-                io.drhds.get(i).map_or(0, |d| d.base)
-            );
+            match io.drhds.get(i) {
+                Some(d) if d.unused != Unused::Failed => log::info!(
+                    "iommu: {bdf}: its remapping unit {:#x} is not used ({}); no IOMMU for it",
+                    d.base,
+                    d.unused.reason()
+                ),
+                d => log::warn!(
+                    "iommu: {bdf}: its remapping unit {:#x} failed to come up; no IOMMU for it",
+                    d.map_or(0, |d| d.base)
+                ),
+            }
             return None;
         }
         Coverage::None => return None,
     };
     let entry = &io.units[ui];
+    if !entry.enabled.load(Ordering::Acquire) {
+        log::warn!(
+            "iommu: {bdf}: translation is off on unit {:#x} (enabling it failed); its DMA goes direct or through swiotlb",
+            entry.base
+        );
+        return None;
+    }
     let aliases = dma_aliases(bdf);
     // Devices that share a requester ID (behind one PCIe-to-PCI bridge) are
     // one group: the unit cannot tell them apart, so they share a domain.
@@ -625,17 +839,24 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
         if let Some(did) = before {
             return u.attach_aliases(&aliases, did).map(|_| (did, false));
         }
-        match u.group_domain(&aliases) {
-            Some(did)
-                if u.domain_kind(did) == Some(DomainKind::Translated)
-                    && !is_unclaimed_domain(io, ui, did) =>
-            {
-                u.attach_aliases(&aliases, did).map(|_| (did, true))
-            }
+        // A translated domain one of the requester IDs is already in (a
+        // device behind the same bridge bound first) wins over the default
+        // domain the others still hold from before any driver bound.
+        // The default domains of driverless functions (blocking, RMRR-only,
+        // ISA) are translated too, but never a driver's domain.
+        let drivers = |d: DomainId| {
+            u.domain_kind(d) == Some(DomainKind::Translated) && !is_unclaimed_domain(io, ui, d)
+        };
+        let translated = aliases
+            .iter()
+            .filter_map(|a| u.domain_of(*a))
+            .find(|&d| drivers(d));
+        match translated.or_else(|| u.group_domain(&aliases)) {
+            Some(did) if drivers(did) => u.attach_aliases(&aliases, did).map(|_| (did, true)),
             held => {
-                // Bound after `enable`: the group leaves its default domain
-                // (pass-through, identity, blocking or RMRR-only) together,
-                // into a new translated one.
+                // The group leaves its default domain (pass-through,
+                // identity, blocking, RMRR-only or ISA) together, into a new
+                // translated one.
                 if let Some(pt) = held {
                     for a in &aliases {
                         if u.domain_of(*a) == Some(pt) {
@@ -683,6 +904,7 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
                 );
             }
             io.attached.lock().push((bdf, ui, did));
+            io.unclaimed.lock().retain(|u| u.0 != bdf);
             Some(Arc::new(Mutex::new(VtdDomain {
                 unit: entry.unit.clone(),
                 did,
@@ -696,30 +918,30 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
     }
 }
 
-/// After the drivers bound, every other covered function gets a default domain,
-/// then translation is switched on.
+/// Before any driver binds, every covered function gets a default domain,
+/// then translation is switched on. A driver bound later moves its device
+/// into a translated domain of its own (`attach_dma_domain`), only on a unit
+/// whose translation is on; where enabling failed the unit gives no domains
+/// and drivers fall back to direct or swiotlb DMA. `fail_enable` (debug)
+/// pretends enabling failed.
 ///
-/// With `iommu=pt` that is the unit's pass-through (or identity) domain. With
-/// translation on, a function no driver claimed is not left able to reach
-/// memory (Linux gives every device a default domain at once):
+/// With `iommu=pt` the default domain is the unit's pass-through (or
+/// identity) domain. With translation on, a function no driver claims is not
+/// left able to reach memory (Linux gives every device a default domain at
+/// once):
 /// - it joins the unit's blocking domain, where nothing is ever mapped, and its
-///   Bus Master Enable is cleared (a driver that binds later sets it again);
+///   Bus Master Enable is cleared (a driver's probe sets it again);
 /// - unless an RMRR names it: the firmware keeps using that memory (USB legacy
 ///   emulation, graphics), so it gets a domain of its own holding only those
 ///   ranges, identity-mapped, and its bus mastering stays as the firmware left it;
-/// - or it shares a requester ID with a driver-bound function (behind one
+/// - or it shares a requester ID with a function already placed (behind one
 ///   PCIe-to-PCI bridge), so it is in that domain whatever we do;
 /// - the ISA (LPC) bridge carries the i8237's third-party DMA with its own
 ///   requester ID: it gets the low 16 MiB identity-mapped, nothing else.
 ///
 /// Bridges keep bus mastering: they forward their children's DMA.
-pub fn enable(devices: &[pci::PciDevice]) {
-    let Some(io) = get() else { return };
-    if io.mode == Mode::Off {
-        return;
-    }
-    let attached: Vec<pci::Bdf> = io.attached.lock().iter().map(|a| a.0).collect();
-    for d in devices.iter().filter(|d| !attached.contains(&d.bdf)) {
+fn enable(io: &Iommu, devices: &[pci::PciDevice], fail_enable: bool) {
+    for d in devices {
         let Some(ui) = unit_for(d.bdf, d.parent) else {
             continue;
         };
@@ -742,21 +964,34 @@ pub fn enable(devices: &[pci::PciDevice]) {
             Err(e) => log::warn!("iommu: {}: default domain attach failed: {e}", d.bdf),
         }
     }
-    let blocked = io
-        .unclaimed
-        .lock()
-        .iter()
-        .filter(|u| u.3 == Unclaimed::Blocked)
-        .count();
     if io.mode == Mode::Translate {
+        let blocked = io
+            .unclaimed
+            .lock()
+            .iter()
+            .filter(|u| u.3 == Unclaimed::Blocked)
+            .count();
         log::info!(
-            "iommu: {blocked} function(s) without a driver blocked (empty domain, bus mastering off)"
+            "iommu: {blocked} function(s) in the blocking domain until a driver claims them (nothing mapped, bus mastering off)"
         );
     }
     for e in &io.units {
-        match with_unit(&e.unit, |u| u.enable_translation()) {
-            Ok(()) => log::info!("iommu {:#x}: DMA remapping enabled", e.base),
-            Err(err) => log::warn!("iommu {:#x}: enabling translation failed: {err}", e.base),
+        let r = if fail_enable {
+            Err(alloc::string::String::from(
+                "iommu.fail_enable=1 (debug option)",
+            ))
+        } else {
+            with_unit(&e.unit, |u| u.enable_translation()).map_err(|err| alloc::format!("{err}"))
+        };
+        match r {
+            Ok(()) => {
+                e.enabled.store(true, Ordering::Release);
+                log::info!("iommu {:#x}: DMA remapping enabled", e.base);
+            }
+            Err(err) => log::warn!(
+                "iommu {:#x}: enabling translation failed: {err}; drivers of its devices get direct or swiotlb DMA",
+                e.base
+            ),
         }
     }
 }
@@ -767,7 +1002,7 @@ fn attach_passthrough(
     entry: &UnitEntry,
     aliases: &[iommu_vtd::Bdf],
 ) -> Result<Option<(DomainId, Unclaimed)>, iommu_vtd::Error> {
-    // In a group with a driver's domain: the same domain (one ID).
+    // In a group already placed: the same domain (one ID).
     if let Some(did) = u.group_domain(aliases) {
         u.attach_aliases(aliases, did)?;
         return Ok(None);
@@ -776,21 +1011,18 @@ fn attach_passthrough(
     let did = match *pt {
         Some(did) => did,
         None => {
-            let did = if u.ecap().pt {
-                u.create_domain(DomainKind::PassThrough)?
-            } else {
-                let ram: Vec<(PhysAddr, u64)> = crate::mm::memmap::regions()
-                    .iter()
-                    .filter(|r| r.kind == crate::mm::memmap::Kind::Usable)
-                    .map(|r| {
-                        (
-                            PhysAddr::new(r.start & !0xFFF),
-                            (r.end - (r.start & !0xFFF)) & !0xFFF,
-                        )
-                    })
-                    .collect();
-                u.create_identity_domain(&ram)?
-            };
+            // Identity over RAM when the unit has no pass-through.
+            let ram: Vec<(PhysAddr, u64)> = crate::mm::memmap::regions()
+                .iter()
+                .filter(|r| r.kind == crate::mm::memmap::Kind::Usable)
+                .map(|r| {
+                    (
+                        PhysAddr::new(r.start & !0xFFF),
+                        (r.end - (r.start & !0xFFF)) & !0xFFF,
+                    )
+                })
+                .collect();
+            let did = u.create_default_domain(&ram)?;
             *pt = Some(did);
             did
         }
@@ -799,8 +1031,10 @@ fn attach_passthrough(
     Ok(None)
 }
 
-/// Translation on: a function without a driver gets the blocking domain, or
-/// its RMRRs alone, or its group's domain (see [`enable`]).
+/// Translation on: a function without a driver (yet) gets the blocking
+/// domain, or its RMRRs alone, or the ISA window, or its group's domain (see
+/// [`enable`]). These domains take IDs from the top, so drivers' domains are
+/// numbered 1, 2, ... in bind order.
 fn attach_unclaimed(
     u: &mut Unit,
     entry: &UnitEntry,
@@ -817,7 +1051,7 @@ fn attach_unclaimed(
         return Ok(Some((did, how)));
     }
     if isa_bridge {
-        let did = u.create_domain(DomainKind::Translated)?;
+        let did = u.create_domain_top(DomainKind::Translated)?;
         let r = u
             .map(
                 did,
@@ -834,7 +1068,7 @@ fn attach_unclaimed(
         return Ok(Some((did, Unclaimed::IsaDma)));
     }
     if aliases.iter().any(|a| u.has_rmrr(*a)) {
-        let did = u.create_domain(DomainKind::Translated)?;
+        let did = u.create_domain_top(DomainKind::Translated)?;
         if let Err(e) = u.attach_aliases(aliases, did) {
             let _ = u.destroy_domain(did);
             return Err(e);
@@ -845,7 +1079,7 @@ fn attach_unclaimed(
     let did = match *blocked {
         Some(did) => did,
         None => {
-            let did = u.create_domain(DomainKind::Translated)?;
+            let did = u.create_domain_top(DomainKind::Translated)?;
             *blocked = Some(did);
             did
         }
@@ -855,13 +1089,17 @@ fn attach_unclaimed(
 }
 
 /// Whether `did` on unit `ui` is a default domain of functions without a
-/// driver (the blocking domain or an RMRR-only one): a driver that binds
-/// later must leave it for a domain of its own.
+/// driver (blocking, RMRR-only or ISA): a driver that binds must leave it for
+/// a domain of its own.
 fn is_unclaimed_domain(io: &Iommu, ui: usize, did: DomainId) -> bool {
     io.unclaimed
         .lock()
         .iter()
         .any(|u| u.1 == ui && u.2 == did && u.3 != Unclaimed::SharesGroup)
+        || io
+            .units
+            .get(ui)
+            .is_some_and(|e| *e.blocked.lock() == Some(did))
 }
 
 /// A domain with no device attached, for timing map+unmap through the real
@@ -877,7 +1115,10 @@ pub fn bench_domain(strict: bool) -> Option<SharedDomain> {
 pub fn bench_domain_id(strict: bool) -> Option<(SharedDomain, usize, DomainId)> {
     let io = get().filter(|io| io.mode == Mode::Translate)?;
     let ui = io.attached.lock().first().map_or(0, |a| a.1);
-    let entry = io.units.get(ui)?;
+    let entry = io
+        .units
+        .get(ui)
+        .filter(|e| e.enabled.load(Ordering::Acquire))?;
     let did = with_unit(&entry.unit, |u| u.create_domain(DomainKind::Translated)).ok()?;
     let d: SharedDomain = Arc::new(Mutex::new(VtdDomain {
         unit: entry.unit.clone(),
