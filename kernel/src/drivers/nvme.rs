@@ -93,9 +93,13 @@ fn nvme_irq(f: &mut TrapFrame) {
     }
 }
 
+/// One controller's completions: its address, its MSI-X vectors (or why polled),
+/// and each CQ's counters (admin, I/O).
+pub type IrqInfo = (pci::Bdf, Result<Vec<u8>, &'static str>, Vec<CqStats>);
+
 /// How each controller completes commands, for `lsblk`: (controller, MSI-X vectors
 /// or why polled, per-CQ counters: admin, I/O).
-pub fn irq_info() -> Vec<(pci::Bdf, Result<Vec<u8>, &'static str>, Vec<CqStats>)> {
+pub fn irq_info() -> Vec<IrqInfo> {
     with_ctrls(|c| {
         c.iter()
             .map(|b| (b.bdf, b.irq.clone(), b.ctrl.cq_stats()))
