@@ -1121,6 +1121,51 @@ pub const SHELL_CASES: &[ShellCase] = &[
         verify: None,
     },
     ShellCase {
+        name: "nvme_completions_by_msix_per_queue",
+        profile: "nvme",
+        cmdline: "",
+        input: b"blk read nvme0n1 0 2\nblk read nvme0n1 100 64\nblk read nvme0n1 7\nlsblk\nirq\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "nvme: completions by MSI-X, vectors 0x",
+            " nvme: CQ 0 (MSI-X entry 0): ",
+            " nvme: CQ 1 (MSI-X entry 1): ",
+            "MSI-X nvme admin",
+            "MSI-X nvme I/O",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: Some(verify_nvme_irq_counts),
+    },
+    ShellCase {
+        name: "ahci_completions_by_msi",
+        profile: "default",
+        cmdline: "",
+        input: b"blk read sda 0\nblk read sda 1 8\nlsblk\nirq\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "0000:00:1f.2 ahci: completions by MSI, vector 0x",
+            "MSI ahci",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: Some(verify_ahci_irq_counts),
+    },
+    ShellCase {
+        name: "ahci_and_nvme_poll_options_keep_polling",
+        profile: "nvme",
+        cmdline: "ahci.poll=1 nvme.poll=1",
+        input: b"blk read sda 0\nblk read nvme0n1 0 2\nlsblk\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "0000:00:1f.2 ahci: completions polled (ahci.poll=1): ",
+            " nvme: completions polled (nvme.poll=1)",
+            " nvme: CQ 1: 0 interrupts, 0 commands by interrupt, 1 polled",
+            "sda: 1 sector(s) of 512 bytes from LBA 0, read by 0000:00:1f.2 ahci",
+            "nvme0n1: 2 sector(s) of 512 bytes from LBA 0, read by 0000:",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: None,
+    },
+    ShellCase {
         // ...and iommu=force-off keeps VT-d off: each unit is only quiesced
         // (here it is absent, which is said).
         name: "iommu_force_off_beats_the_platform_opt_in",
@@ -1139,6 +1184,60 @@ pub const SHELL_CASES: &[ShellCase] = &[
         verify: None,
     },
 ];
+
+/// The numbers after `what` on the first line containing `key`: ("3 commands by
+/// interrupt" → 3).
+fn count_after(text: &str, key: &str, what: &str) -> Result<u64, String> {
+    let line = text
+        .lines()
+        .find(|l| l.contains(key))
+        .ok_or_else(|| format!("no line with '{key}'"))?;
+    let end = line
+        .find(what)
+        .ok_or_else(|| format!("no '{what}' in '{line}'"))?;
+    line[..end]
+        .trim_end()
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("no count before '{what}' in '{line}'"))
+}
+
+/// The I/O queue's three reads came by interrupt, none polled; probe's admin
+/// commands were polled (before the handler had the queues).
+fn verify_nvme_irq_counts(text: &str) -> Result<(), String> {
+    let io = " nvme: CQ 1 (MSI-X entry 1): ";
+    let by_irq = count_after(text, io, "commands by interrupt")?;
+    let polled = count_after(text, io, "polled")?;
+    let irqs = count_after(text, io, "interrupts")?;
+    if by_irq != 3 || polled != 0 || irqs < 3 {
+        return Err(format!(
+            "I/O CQ: {by_irq} by interrupt, {polled} polled, {irqs} interrupts; want 3, 0, >= 3"
+        ));
+    }
+    let admin_polled = count_after(text, " nvme: CQ 0 (MSI-X entry 0): ", "polled")?;
+    if admin_polled < 5 {
+        return Err(format!(
+            "admin CQ: {admin_polled} polled at probe, want >= 5"
+        ));
+    }
+    Ok(())
+}
+
+/// Both reads (and the boot's earlier ones) came by interrupt; only probe's
+/// IDENTIFYs were polled.
+fn verify_ahci_irq_counts(text: &str) -> Result<(), String> {
+    let key = "ahci: completions by MSI, vector";
+    let by_irq = count_after(text, key, "commands by interrupt")?;
+    let polled = count_after(text, key, "polled")?;
+    let irqs = count_after(text, key, "interrupts")?;
+    if by_irq < 2 || irqs < by_irq || polled > 6 {
+        return Err(format!(
+            "{by_irq} by interrupt, {irqs} interrupts, {polled} polled; want >= 2, >= that, <= 6 (IDENTIFY)"
+        ));
+    }
+    Ok(())
+}
 
 pub fn check_shell_case(case: &ShellCase, images: &Images) -> Result<Transcript, String> {
     let profile = profile::find(case.profile)

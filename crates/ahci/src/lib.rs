@@ -29,9 +29,18 @@
 //!   PxSSTS.DET = 3), clear PxSERR/PxIS, start again. A command still in PxCI after its
 //!   timeout ends with [`AhciError::Timeout`] and the same recovery; nothing waits
 //!   forever.
-//! * Interrupts: PxIE is programmed; GHC.IE stays off until the kernel, which owns the
-//!   MSI / IO-APIC line, calls [`Hba::enable_interrupts`] and acknowledges with
-//!   [`Hba::ack_interrupts`]. Until then completion is found by polling PxCI/PxIS.
+//! * Completion by **interrupt** once the kernel, which owns the MSI / IO-APIC line,
+//!   has installed a handler that calls [`handle_interrupt`] and then called
+//!   [`Hba::enable_interrupts`] (GHC.IE). The handler reads IS, then each pending
+//!   port's PxIS, acknowledges both (PxIS first, then IS: AHCI 1.3.1 §10.7.2.1; and
+//!   PxSERR when PCS/PRCS, which PxIS writes do not clear) and latches PxIS in
+//!   [`IrqShared`]; the waiter sleeps in [`Delay::wait_interrupt`] and finishes the
+//!   command from the latched bits and PxCI. The per-command timeout stays: a command
+//!   whose interrupt never comes ends at its timeout (a last look at PxCI first, so a
+//!   lost interrupt costs time, not data). Before `enable_interrupts` (IDENTIFY at
+//!   probe), where the platform cannot sleep for interrupts, and with the kernel's
+//!   `ahci.poll=1`, completion is found by **polling** PxCI/PxIS every 10 µs.
+//!   [`IrqShared::stats`] counts both ways.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -45,7 +54,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use block::{BlockDevice, BlockError, Op, QueueLimits, Request};
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use dma::{
     dma_bit_mask, Coherent, DmaBuf, DmaDevice, DmaDirection, DmaError, DmaPool, DmaPoolBlock,
     DmaSegment, DmaStream, FromDevice, PoolError, SgTable,
@@ -102,6 +111,93 @@ const POLL_US: u32 = 10;
 pub trait Delay {
     /// Waits at least `us` microseconds.
     fn delay_us(&self, us: u32);
+
+    /// Sleeps until an interrupt has been handled or about `max_us` µs have passed,
+    /// and returns the µs that passed; `woken` is checked with interrupts off just
+    /// before sleeping, so a wake-up that came in between is not slept through.
+    /// `None`: the platform cannot sleep for interrupts here (they are off, or there
+    /// are none, as this default says), and the caller polls instead.
+    fn wait_interrupt(&self, max_us: u32, woken: &dyn Fn() -> bool) -> Option<u32> {
+        let _ = (max_us, woken);
+        None
+    }
+}
+
+/// Interrupt state shared by the driver and the kernel's interrupt handler: the PxIS
+/// bits the handler acknowledged, per port, until the waiter takes them, and counters.
+#[derive(Debug, Default)]
+pub struct IrqShared {
+    port_is: [AtomicU32; regs::MAX_PORTS],
+    interrupts: AtomicU64,
+    not_ours: AtomicU64,
+    by_irq: AtomicU64,
+    by_poll: AtomicU64,
+}
+
+/// What [`IrqShared::stats`] counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IrqStats {
+    /// Handler calls that found a port interrupt pending (IS ≠ 0).
+    pub interrupts: u64,
+    /// Handler calls with nothing pending (a shared line, or a spurious message).
+    pub not_ours: u64,
+    /// Commands whose completion the waiter learnt from an interrupt.
+    pub completed_by_irq: u64,
+    /// Commands whose completion was found by polling (probe, `ahci.poll=1`,
+    /// interrupts off, or a lost interrupt at the timeout).
+    pub completed_by_poll: u64,
+}
+
+impl IrqShared {
+    /// Nothing pending, counters at 0.
+    pub fn new() -> IrqShared {
+        IrqShared::default()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> IrqStats {
+        IrqStats {
+            interrupts: self.interrupts.load(Ordering::Relaxed),
+            not_ours: self.not_ours.load(Ordering::Relaxed),
+            completed_by_irq: self.by_irq.load(Ordering::Relaxed),
+            completed_by_poll: self.by_poll.load(Ordering::Relaxed),
+        }
+    }
+
+    fn latched(&self, p: usize) -> u32 {
+        self.port_is[p].load(Ordering::Acquire)
+    }
+
+    fn take(&self, p: usize) -> u32 {
+        self.port_is[p].swap(0, Ordering::AcqRel)
+    }
+}
+
+/// The interrupt handler's work (MSI or INTx): reads IS, and for each port it names
+/// reads PxIS, acknowledges it (and PxSERR when PCS/PRCS are set, which only PxSERR
+/// clears) and latches the bits in `shared` for the waiter; then acknowledges IS
+/// (AHCI 1.3.1 §10.7.2.1: PxIS before IS, or the level stays up). Neither allocates
+/// nor logs. Returns false when no port was pending (not this HBA's interrupt).
+pub fn handle_interrupt<R: RegisterAccess + ?Sized>(regs: &R, shared: &IrqShared) -> bool {
+    let is = regs.read32(regs::IS);
+    if is == 0 || is == u32::MAX {
+        shared.not_ours.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    for p in 0..regs::MAX_PORTS {
+        if is & (1 << p) == 0 {
+            continue;
+        }
+        let pxis = regs.read32(regs::port(p, regs::PX_IS));
+        if pxis & (PxIs::PCS | PxIs::PRCS).bits() != 0 {
+            regs.write32(regs::port(p, regs::PX_SERR), u32::MAX);
+        }
+        regs.write32(regs::port(p, regs::PX_IS), pxis);
+        shared.port_is[p].fetch_or(pxis, Ordering::AcqRel);
+    }
+    regs.write32(regs::IS, is);
+    shared.interrupts.fetch_add(1, Ordering::Relaxed);
+    true
 }
 
 /// Driver settings.
@@ -374,6 +470,9 @@ pub struct Hba<R: RegisterAccess, D: Delay> {
     pi: u32,
     vs: u32,
     ports: Vec<Port>,
+    irq: Arc<IrqShared>,
+    /// GHC.IE is on and a handler feeds `irq`.
+    irq_mode: bool,
 }
 
 impl<R: RegisterAccess, D: Delay> fmt::Debug for Hba<R, D> {
@@ -412,6 +511,8 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
             delay,
             cfg,
             ports: Vec::new(),
+            irq: Arc::new(IrqShared::new()),
+            irq_mode: false,
         };
         h.reset()?;
         // CAP is re-read: some bits are write-once by firmware and reset restores them.
@@ -474,6 +575,65 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
             }
             self.delay.delay_us(POLL_US);
             waited = waited.saturating_add(POLL_US);
+        }
+    }
+
+    /// Waits for the command in slot 0 of port `p` to end (PxCI clear, or a fatal
+    /// PxIS bit) for up to `us` µs; `is` gets the PxIS bits seen. By interrupt when
+    /// interrupts are on and the platform can sleep for them, else by polling.
+    fn wait_command(&self, p: usize, us: u32, is: &mut u32) -> bool {
+        let finished =
+            |is: u32| is & PxIs::FATAL.bits() != 0 || self.preg(p, regs::PX_CI) & (1 << SLOT) == 0;
+        let mut waited = 0u32;
+        let mut polled = !self.irq_mode;
+        loop {
+            if self.irq_mode {
+                *is |= self.irq.take(p);
+                if *is != 0 && finished(*is) {
+                    let c = if polled {
+                        &self.irq.by_poll
+                    } else {
+                        &self.irq.by_irq
+                    };
+                    c.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+            }
+            if polled {
+                // No interrupt to wait for: read PxIS ourselves (the handler, if
+                // any, may also have latched bits: keep both).
+                *is |= self.preg(p, regs::PX_IS);
+                if finished(*is) {
+                    self.irq.by_poll.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+            }
+            if waited >= us {
+                if self.irq_mode && !polled {
+                    // A last look: a completion whose interrupt was lost.
+                    *is |= self.irq.take(p) | self.preg(p, regs::PX_IS);
+                    if finished(*is) {
+                        log::warn!("ahci: port {p}: command completed without an interrupt");
+                        self.irq.by_poll.fetch_add(1, Ordering::Relaxed);
+                        return true;
+                    }
+                }
+                return false;
+            }
+            let slept = if self.irq_mode && !polled {
+                self.delay
+                    .wait_interrupt(us - waited, &|| self.irq.latched(p) != 0)
+            } else {
+                None
+            };
+            match slept {
+                Some(t) => waited = waited.saturating_add(t.max(1)),
+                None => {
+                    polled = true;
+                    self.delay.delay_us(POLL_US);
+                    waited = waited.saturating_add(POLL_US);
+                }
+            }
         }
     }
 
@@ -704,6 +864,8 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
         // Table and header must be in memory before the HBA is told to fetch them.
         hal::dma_wmb();
         self.wpreg(p, regs::PX_IS, u32::MAX);
+        // Bits a handler latched for an earlier command are not this one's.
+        self.irq.take(p);
         self.wpreg(p, regs::PX_CI, 1 << SLOT);
         Ok(table)
     }
@@ -729,10 +891,7 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
         let table = self.issue(port, command, lba, count, write, &data)?;
         let us = self.cfg.command_timeout_ms.saturating_mul(1000);
         let mut is = 0u32;
-        let done = self.wait(us, || {
-            is = self.preg(p, regs::PX_IS);
-            is & PxIs::FATAL.bits() != 0 || self.preg(p, regs::PX_CI) & (1 << SLOT) == 0
-        });
+        let done = self.wait_command(p, us, &mut is);
         let tfd = self.preg(p, regs::PX_TFD);
         let result = if !done {
             Err(AhciError::Timeout {
@@ -908,8 +1067,9 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
         &self.regs
     }
 
-    /// Sets GHC.IE (the kernel calls this once its handler is on the line).
-    pub fn enable_interrupts(&self, on: bool) {
+    /// Turns completion by interrupt on (GHC.IE) or off. The kernel calls this once a
+    /// handler that calls [`handle_interrupt`] with [`Hba::irq_shared`] is on the line.
+    pub fn enable_interrupts(&mut self, on: bool) {
         let ghc = self.regs.read32(regs::GHC);
         let ghc = if on {
             ghc | Ghc::IE.bits()
@@ -917,20 +1077,17 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
             ghc & !Ghc::IE.bits()
         };
         self.regs.write32(regs::GHC, ghc & !Ghc::HR.bits());
+        self.irq_mode = on;
     }
 
-    /// Interrupt handler half: the ports whose interrupt is pending (IS), acknowledged.
-    /// PxIS stays for the waiter to read; 0 means the interrupt was not ours.
-    pub fn ack_interrupts(&self) -> u32 {
-        let is = self.regs.read32(regs::IS);
-        if is != 0 && is != u32::MAX {
-            self.regs.write32(regs::IS, is);
-        }
-        if is == u32::MAX {
-            0
-        } else {
-            is
-        }
+    /// Completion by interrupt is on.
+    pub fn interrupts_enabled(&self) -> bool {
+        self.irq_mode
+    }
+
+    /// What the interrupt handler shares with this HBA (and its counters).
+    pub fn irq_shared(&self) -> &Arc<IrqShared> {
+        &self.irq
     }
 
     /// Queue limits of disk number `disk` for the block layer.
@@ -953,6 +1110,9 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
 
 impl<R: RegisterAccess, D: Delay> Drop for Hba<R, D> {
     fn drop(&mut self) {
+        if self.irq_mode {
+            self.enable_interrupts(false);
+        }
         for port in core::mem::take(&mut self.ports) {
             self.retire(port);
         }

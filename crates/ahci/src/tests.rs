@@ -488,3 +488,159 @@ mod vtd {
         run(false);
     }
 }
+
+/// A clock that plays the CPU's part for the HBA's interrupt: while the driver sleeps
+/// for an interrupt and the model's line is up (IS ≠ 0 with GHC.IE), the handler runs
+/// (unless `deliver` is off: a lost interrupt).
+struct IrqClock<'a> {
+    us: std::rc::Rc<std::cell::Cell<u64>>,
+    model: &'a AhciModel<Direct>,
+    shared: std::rc::Rc<std::cell::RefCell<Option<Arc<IrqShared>>>>,
+    deliver: std::rc::Rc<std::cell::Cell<bool>>,
+    /// Interrupts are off on this "CPU": the driver must poll.
+    cli: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl IrqClock<'_> {
+    fn share(&self) -> Self {
+        IrqClock {
+            us: self.us.clone(),
+            model: self.model,
+            shared: self.shared.clone(),
+            deliver: self.deliver.clone(),
+            cli: self.cli.clone(),
+        }
+    }
+}
+
+impl Delay for IrqClock<'_> {
+    fn delay_us(&self, us: u32) {
+        self.us.set(self.us.get() + us as u64);
+    }
+
+    fn wait_interrupt(&self, max_us: u32, woken: &dyn Fn() -> bool) -> Option<u32> {
+        if self.cli.get() {
+            return None;
+        }
+        if self.deliver.get() && self.model.irq_pending() {
+            if let Some(s) = &*self.shared.borrow() {
+                assert!(handle_interrupt(self.model, s));
+                // A level-triggered line (INTx) must be down when the handler returns,
+                // or the CPU takes the interrupt again at once.
+                assert!(!self.model.irq_pending(), "line still up after the handler");
+            }
+        }
+        if woken() {
+            return Some(1);
+        }
+        let t = max_us.min(1000);
+        self.us.set(self.us.get() + t as u64);
+        Some(t)
+    }
+}
+
+fn probe_irq<'a>(
+    md: &'a AhciModel<Direct>,
+    dev: Arc<DmaDevice>,
+) -> (Hba<&'a AhciModel<Direct>, IrqClock<'a>>, IrqClock<'a>) {
+    let clock = IrqClock {
+        us: Default::default(),
+        model: md,
+        shared: Default::default(),
+        deliver: std::rc::Rc::new(std::cell::Cell::new(true)),
+        cli: Default::default(),
+    };
+    let mut h = Hba::probe(
+        md,
+        dev,
+        clock.share(),
+        Config {
+            command_timeout_ms: 50,
+            first_disk_index: 0,
+        },
+    )
+    .unwrap();
+    *clock.shared.borrow_mut() = Some(h.irq_shared().clone());
+    h.enable_interrupts(true);
+    (h, clock)
+}
+
+#[test]
+fn interrupts_complete_commands_and_the_handler_acknowledges_them() {
+    let mc = machine();
+    let md = model(Direct(mc), true, &[0, 2]);
+    let (mut h, clock) = probe_irq(&md, device(mc, DmaBackend::Direct));
+    assert_eq!(md.read32(regs::GHC) & Ghc::IE.bits(), Ghc::IE.bits());
+    // IDENTIFY at probe was polled (no handler yet).
+    assert_eq!(h.irq_shared().stats().completed_by_poll, 2);
+    let p = pages(mc, 4, u64::MAX);
+    let shapes = odd_shapes(&p);
+    let sg = table(&shapes);
+    for (disk, lba) in [(0, 0u64), (1, 100), (0, 2000)] {
+        h.read(disk, lba, &sg).unwrap();
+        let port = [0, 2][disk];
+        let want = disk_pattern(port as u8)[lba as usize * 512..][..3072].to_vec();
+        assert_eq!(gather(mc, &shapes), want);
+        // Acknowledged: PxIS and IS are clear, the line is down.
+        assert_eq!(md.read32(regs::port(port, regs::PX_IS)), 0);
+        assert!(!md.irq_pending());
+    }
+    scatter(mc, &shapes, &vec![0xa5; 3072]);
+    h.write(1, 10, &sg).unwrap();
+    h.flush(1).unwrap();
+    assert_eq!(md.disk_bytes(2, 10 * 512, 3072), vec![0xa5; 3072]);
+    let s = h.irq_shared().stats();
+    assert_eq!((s.completed_by_irq, s.completed_by_poll), (5, 2));
+    assert_eq!((s.interrupts, s.not_ours), (5, 0));
+    assert!(clock.us.get() < 1000, "waited {} µs", clock.us.get());
+    // Dropping the HBA turns GHC.IE off again.
+    drop(h);
+    assert_eq!(md.read32(regs::GHC) & Ghc::IE.bits(), 0);
+}
+
+#[test]
+fn under_interrupts_media_errors_hangs_and_lost_interrupts_end_cleanly() {
+    let mc = machine();
+    let md = model(Direct(mc), true, &[0, 1]);
+    let dev = device(mc, DmaBackend::Direct);
+    let (mut h, clock) = probe_irq(&md, dev.clone());
+    let p = pages(mc, 1, u64::MAX);
+    // A media error arrives as TFES through the handler: the request's error names
+    // the LBA, the port is recovered (COMRESET) and works again by interrupt.
+    md.set_media_error(0, 52);
+    let e = h.read(0, 50, &table(&[(p[0], 4096)])).unwrap_err();
+    assert!(matches!(e, AhciError::TaskFile { lba: 52, .. }), "{e:?}");
+    assert_eq!(md.resets(0), 1);
+    h.read(0, 60, &table(&[(p[0], 512)])).unwrap();
+    assert_eq!(h.irq_shared().stats().completed_by_irq, 2);
+    // A port that never completes: the timeout, not a hang.
+    md.set_hung(1, true);
+    let t0 = clock.us.get();
+    let e = h.read(1, 0, &table(&[(p[0], 512)])).unwrap_err();
+    assert!(matches!(e, AhciError::Timeout { port: 1, .. }), "{e:?}");
+    let waited = clock.us.get() - t0;
+    assert!((50_000..200_000).contains(&waited), "waited {waited} µs");
+    md.set_hung(1, false);
+    // A lost interrupt: the command completes at its timeout, by the last look.
+    clock.deliver.set(false);
+    let t0 = clock.us.get();
+    h.read(1, 7, &table(&[(p[0], 512)])).unwrap();
+    assert!(clock.us.get() - t0 >= 50_000);
+    assert_eq!(
+        mc.bytes(p[0], 512),
+        disk_pattern(1)[7 * 512..8 * 512].to_vec()
+    );
+    clock.deliver.set(true);
+    // Interrupts off on the "CPU": the driver polls instead of sleeping.
+    clock.cli.set(true);
+    let t0 = clock.us.get();
+    h.read(1, 8, &table(&[(p[0], 512)])).unwrap();
+    assert!(clock.us.get() - t0 < 1000);
+    let s = h.irq_shared().stats();
+    assert_eq!((s.completed_by_irq, s.completed_by_poll), (2, 2 + 2));
+    assert_eq!(
+        dev.mapping_count(),
+        4,
+        "only the ports' pages and pool chunks"
+    );
+}

@@ -27,6 +27,10 @@
 //!   [`NvmeModel::set_hung_admin`]), a controller fatal status
 //!   ([`NvmeModel::set_fatal`]: CSTS.CFS, nothing more is processed until CC.EN is
 //!   cleared).
+//! * MSI-X as QEMU's `nvme_post_cqes` / `nvme_irq_assert` do it: after posting an entry
+//!   to a CQ with interrupts enabled (the admin CQ always, vector 0; an I/O CQ when
+//!   created with IEN, on its IV) the model sends one message on that vector; a test
+//!   takes them with [`NvmeModel::take_interrupts`] and plays the CPU's part.
 
 use crate::ahci::{BusFault, DmaBus};
 use alloc::string::String;
@@ -60,6 +64,8 @@ pub mod status {
     pub const INVALID_QID: u16 = 0x101;
     /// Command specific (SCT 1): Invalid Queue Size.
     pub const INVALID_QSIZE: u16 = 0x102;
+    /// Command specific (SCT 1): Invalid Interrupt Vector.
+    pub const INVALID_IV: u16 = 0x108;
     /// Media (SCT 2): Write Fault.
     pub const WRITE_FAULT: u16 = 0x280;
     /// Media (SCT 2): Unrecovered Read Error.
@@ -178,6 +184,9 @@ struct Cq {
     head: u16,
     tail: u16,
     phase: bool,
+    /// Interrupts enabled (IEN), on MSI-X vector `iv`.
+    ien: bool,
+    iv: u16,
 }
 
 struct State {
@@ -199,6 +208,10 @@ struct State {
     resets: usize,
     flushes: usize,
     granted_queues: u16,
+    /// MSI-X messages sent and not yet taken, per vector (bit n = vector n).
+    msix_pending: u32,
+    /// MSI-X messages sent, per vector.
+    msix_sent: Vec<usize>,
 }
 
 /// The controller model over bus `B`.
@@ -242,6 +255,8 @@ impl<B: DmaBus> NvmeModel<B> {
                 resets: 0,
                 flushes: 0,
                 granted_queues: 0,
+                msix_pending: 0,
+                msix_sent: vec![0; 32],
             }),
             opts,
         }
@@ -377,6 +392,8 @@ impl<B: DmaBus> NvmeModel<B> {
             head: 0,
             tail: 0,
             phase: true,
+            ien: true,
+            iv: 0,
         });
         s.csts = CSTS_RDY;
     }
@@ -467,7 +484,7 @@ impl<B: DmaBus> NvmeModel<B> {
     }
 
     fn complete(&self, sqid: usize, cqid: u16, cid: u16, st: u16, dw0: u32) {
-        let (addr, phase, sqhd) = {
+        let (addr, phase, sqhd, irq) = {
             let mut s = self.s.borrow_mut();
             let sqhd = s.sqs[sqid].map_or(0, |q| q.head);
             let Some(cq) = &mut s.cqs[cqid as usize] else {
@@ -483,7 +500,7 @@ impl<B: DmaBus> NvmeModel<B> {
             if cq.tail == 0 {
                 cq.phase = !cq.phase;
             }
-            (a, p, sqhd)
+            (a, p, sqhd, cq.ien.then_some(cq.iv))
         };
         let mut e = [0u8; 16];
         e[0..4].copy_from_slice(&dw0.to_le_bytes());
@@ -495,7 +512,40 @@ impl<B: DmaBus> NvmeModel<B> {
         e[12..16].copy_from_slice(&dw3.to_le_bytes());
         if let Err(f) = self.bus.dma_write(addr, &e) {
             self.err(ModelError::Bus(f));
+            return;
         }
+        if let Some(v) = irq {
+            let mut s = self.s.borrow_mut();
+            s.msix_pending |= 1 << v;
+            s.msix_sent[v as usize] += 1;
+        }
+    }
+
+    /// The MSI-X vectors messages were sent on since the last call (bit n = vector n),
+    /// as the CPU would receive them.
+    pub fn take_interrupts(&self) -> u32 {
+        core::mem::take(&mut self.s.borrow_mut().msix_pending)
+    }
+
+    /// MSI-X messages sent on `vector` so far.
+    pub fn interrupts_sent(&self, vector: u16) -> usize {
+        self.s
+            .borrow()
+            .msix_sent
+            .get(vector as usize)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The CQ head the driver last wrote to `qid`'s head doorbell.
+    pub fn cq_head(&self, qid: usize) -> Option<u16> {
+        self.s
+            .borrow()
+            .cqs
+            .get(qid)
+            .copied()
+            .flatten()
+            .map(|q| q.head)
     }
 
     /// Walks PRP1/PRP2 for `len` bytes: the (address, bytes) pieces, page by page.
@@ -710,12 +760,19 @@ impl<B: DmaBus> NvmeModel<B> {
         if s.cqs[qid].is_some() {
             return (status::INVALID_QID, 0);
         }
+        let iv = (log.cdw[1] >> 16) as u16;
+        let ien = log.cdw[1] & 2 != 0;
+        if ien && iv >= 32 {
+            return (status::INVALID_IV, 0);
+        }
         s.cqs[qid] = Some(Cq {
             base: log.prp1,
             size,
             head: 0,
             tail: 0,
             phase: true,
+            ien,
+            iv,
         });
         (0, 0)
     }

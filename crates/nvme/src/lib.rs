@@ -19,11 +19,21 @@
 //!   list of up to [`MAX_PRP_LIST`] entries. The block layer's
 //!   [`QueueLimits::virt_boundary_mask`] makes it split requests at other gaps. A
 //!   transfer is at most [`Controller::max_transfer`] bytes: MDTS, and one list page.
-//! * Completion by **polling** the phase tag of the next CQ entry, then the CQ head
-//!   doorbell (interrupts are not wired yet: INTMS masks every vector and the I/O CQ
-//!   is created with IEN = 0). One
+//! * Completions: each CQ is a [`CompletionQueue`] shared with the kernel's interrupt
+//!   handler. Whoever consumes it (the handler, or the waiter when polling) reads
+//!   entries while their phase tag matches the expected phase (which flips each time
+//!   the head wraps), then writes the CQ head doorbell. With MSI-X
+//!   ([`Config::irq_vectors`] > 0) INTMS/INTMC are left alone (NVMe 1.4 §3.1.3: not
+//!   for MSI-X), the admin CQ uses vector 0 and the I/O CQ is created with IEN = 1 on
+//!   vector 1 (0 if there is only one); the controller stays polled until the kernel
+//!   has its handler on the vectors and calls [`Controller::enable_interrupts`]; then
+//!   the waiter sleeps in [`Delay::wait_interrupt`]. Without vectors (the kernel's
+//!   `nvme.poll=1`, no MSI-X) INTMS masks every vector, the I/O CQ has IEN = 0, and
+//!   the waiter **polls** the phase tag every 10 µs. One
 //!   command per queue at a time. A command not completed within the timeout ends with
-//!   [`NvmeError::Timeout`], CSTS.CFS with [`NvmeError::ControllerFatal`]; after either
+//!   [`NvmeError::Timeout`] (in interrupt mode after a last look at the CQ: a lost
+//!   interrupt costs time, not data), CSTS.CFS with [`NvmeError::ControllerFatal`];
+//!   after either
 //!   the controller is reset (disabled, which stops its DMA, then brought up again)
 //!   **before** the request's memory is unmapped. A failed reset takes the controller out
 //!   of service. A completion with a status is [`NvmeError::Status`].
@@ -38,6 +48,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use block::{BlockDevice, BlockError, Op, QueueLimits, Request};
 use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use dma::{
     dma_bit_mask, Coherent, DmaBuf, DmaDevice, DmaDirection, DmaError, DmaPool, DmaPoolBlock,
     DmaSegment, DmaStream, FromDevice, PoolError, SgTable,
@@ -118,6 +129,16 @@ pub mod opc {
 pub trait Delay {
     /// Waits at least `us` microseconds.
     fn delay_us(&self, us: u32);
+
+    /// Sleeps until an interrupt has been handled or about `max_us` µs have passed,
+    /// and returns the µs that passed; `woken` is checked with interrupts off just
+    /// before sleeping, so a wake-up that came in between is not slept through.
+    /// `None`: the platform cannot sleep for interrupts here (they are off, or there
+    /// are none, as this default says), and the caller polls instead.
+    fn wait_interrupt(&self, max_us: u32, woken: &dyn Fn() -> bool) -> Option<u32> {
+        let _ = (max_us, woken);
+        None
+    }
 }
 
 /// Driver settings.
@@ -129,6 +150,10 @@ pub struct Config {
     pub instance: usize,
     /// I/O queue entries wanted (capped by CAP.MQES + 1 and 64: one page of SQ).
     pub io_depth: u16,
+    /// MSI-X vectors the kernel programmed (table entries 0, 1, …): 0 = none, the
+    /// controller is polled; 1 = the admin and I/O CQs share vector 0; 2 or more =
+    /// admin on 0, I/O on 1.
+    pub irq_vectors: u16,
 }
 
 impl Default for Config {
@@ -137,6 +162,7 @@ impl Default for Config {
             command_timeout_ms: 5000,
             instance: 0,
             io_depth: 64,
+            irq_vectors: 0,
         }
     }
 }
@@ -429,44 +455,248 @@ pub fn build_prps(segs: &[DmaSegment], pool: &DmaPool) -> Result<Prps, NvmeError
     }
 }
 
+/// Counters of one completion queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CqStats {
+    /// Queue id (0 admin).
+    pub qid: u16,
+    /// MSI-X table entry the CQ interrupts on (`None`: polled).
+    pub vector: Option<u16>,
+    /// Handler calls for this CQ.
+    pub interrupts: u64,
+    /// Commands whose completion the handler consumed.
+    pub completed_by_irq: u64,
+    /// Commands whose completion the waiter found by polling.
+    pub completed_by_poll: u64,
+    /// Entries for a command nobody waited for (dropped).
+    pub stale: u64,
+    /// Times the head wrapped (the phase tag flipped).
+    pub wraps: u64,
+}
+
+/// A completion queue as both the waiter and the interrupt handler use it: the entries
+/// (coherent memory), the consumer's head and phase, and the one awaited completion.
+/// Consumption is serialised by a flag the handler only tries (it never spins), so
+/// the handler cannot deadlock against the code it interrupted.
+#[derive(Debug)]
+pub struct CompletionQueue {
+    qid: u16,
+    depth: u16,
+    mem: Coherent,
+    doorbell: usize,
+    vector: Option<u16>,
+    busy: AtomicBool,
+    head: AtomicU16,
+    phase: AtomicBool,
+    /// CID awaited, | [`AWAITING`]; 0 = none.
+    expect: AtomicU32,
+    /// dw0 | dw3 << 32 of the awaited completion, valid when `ready`.
+    done: AtomicU64,
+    ready: AtomicBool,
+    interrupts: AtomicU64,
+    by_irq: AtomicU64,
+    by_poll: AtomicU64,
+    stale: AtomicU64,
+    wraps: AtomicU64,
+}
+
+const AWAITING: u32 = 1 << 16;
+
+impl CompletionQueue {
+    fn new(mem: Coherent, qid: u16, depth: u16, dstrd: u32, vector: Option<u16>) -> Self {
+        CompletionQueue {
+            qid,
+            depth,
+            mem,
+            doorbell: regs::cq_head(qid, dstrd),
+            vector,
+            busy: AtomicBool::new(false),
+            head: AtomicU16::new(0),
+            phase: AtomicBool::new(true),
+            expect: AtomicU32::new(0),
+            done: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            interrupts: AtomicU64::new(0),
+            by_irq: AtomicU64::new(0),
+            by_poll: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            wraps: AtomicU64::new(0),
+        }
+    }
+
+    /// Queue id (0 admin).
+    pub fn qid(&self) -> u16 {
+        self.qid
+    }
+
+    /// The MSI-X table entry this CQ interrupts on, if any.
+    pub fn vector(&self) -> Option<u16> {
+        self.vector
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> CqStats {
+        CqStats {
+            qid: self.qid,
+            vector: self.vector,
+            interrupts: self.interrupts.load(Ordering::Relaxed),
+            completed_by_irq: self.by_irq.load(Ordering::Relaxed),
+            completed_by_poll: self.by_poll.load(Ordering::Relaxed),
+            stale: self.stale.load(Ordering::Relaxed),
+            wraps: self.wraps.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The interrupt handler's work for this CQ's vector: consume new entries and
+    /// ring the head doorbell ([`CompletionQueue::reap`]). Neither allocates nor logs.
+    pub fn handle_interrupt<R: RegisterAccess + ?Sized>(&self, regs: &R) -> usize {
+        self.interrupts.fetch_add(1, Ordering::Relaxed);
+        self.reap(regs, true)
+    }
+
+    /// Consumes every entry whose phase tag matches, keeps the awaited one, and writes
+    /// the head doorbell once if anything was consumed; returns how many. Does nothing
+    /// (0) if the other side is consuming right now.
+    pub fn reap<R: RegisterAccess + ?Sized>(&self, regs: &R, from_irq: bool) -> usize {
+        if self
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return 0;
+        }
+        let mut head = self.head.load(Ordering::Relaxed);
+        let mut phase = self.phase.load(Ordering::Relaxed);
+        let mut n = 0;
+        // At most one lap per call: a controller (or a bug) that kept posting with
+        // the expected phase cannot hold the handler forever.
+        while n < self.depth as usize {
+            let off = head as usize * 16;
+            let dw3 = self.mem.read::<u32>(off + 12);
+            if (dw3 >> 16) & 1 != phase as u32 {
+                break;
+            }
+            // Read the rest of the entry only after its phase tag.
+            hal::dma_rmb();
+            let dw0 = self.mem.read::<u32>(off);
+            head += 1;
+            if head == self.depth {
+                head = 0;
+                phase = !phase;
+                self.wraps.fetch_add(1, Ordering::Relaxed);
+            }
+            n += 1;
+            let want = self.expect.load(Ordering::Acquire);
+            if want == (dw3 & 0xffff) | AWAITING {
+                self.expect.store(0, Ordering::Relaxed);
+                self.done
+                    .store(dw0 as u64 | (dw3 as u64) << 32, Ordering::Relaxed);
+                self.ready.store(true, Ordering::Release);
+                let c = if from_irq {
+                    &self.by_irq
+                } else {
+                    &self.by_poll
+                };
+                c.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.stale.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if n > 0 {
+            self.head.store(head, Ordering::Relaxed);
+            self.phase.store(phase, Ordering::Relaxed);
+            regs.write32(self.doorbell, head as u32);
+        }
+        self.busy.store(false, Ordering::Release);
+        n
+    }
+
+    /// Takes `busy` from thread context: the handler never holds it across a return,
+    /// so this spins at most while a handler on another CPU finishes.
+    fn lock(&self) {
+        while self
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Back to the state after creation: head 0, phase 1, the entries zeroed so no
+    /// stale entry carries the expected phase, nothing awaited.
+    fn reset(&self) {
+        self.lock();
+        self.head.store(0, Ordering::Relaxed);
+        self.phase.store(true, Ordering::Relaxed);
+        self.expect.store(0, Ordering::Relaxed);
+        self.ready.store(false, Ordering::Relaxed);
+        let zeros = [0u8; 16];
+        for i in 0..self.depth as usize {
+            self.mem.write_bytes(16 * i, &zeros);
+        }
+        self.busy.store(false, Ordering::Release);
+    }
+
+    /// Awaits `cid` (before its command is submitted).
+    fn arm(&self, cid: u16) {
+        self.ready.store(false, Ordering::Relaxed);
+        self.expect.store(cid as u32 | AWAITING, Ordering::Release);
+    }
+
+    /// Gives up waiting.
+    fn disarm(&self) {
+        self.expect.store(0, Ordering::Release);
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The awaited completion's (dw0, dw3), once consumed.
+    fn take(&self) -> Option<(u32, u32)> {
+        if !self.ready.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let v = self.done.load(Ordering::Relaxed);
+        Some((v as u32, (v >> 32) as u32))
+    }
+}
+
 /// One submission/completion queue pair, each a page of coherent memory.
 struct Queue {
     qid: u16,
     depth: u16,
     sq: Coherent,
-    cq: Coherent,
+    cq: Arc<CompletionQueue>,
     tail: u16,
-    head: u16,
-    phase: bool,
     next_cid: u16,
 }
 
 impl Queue {
-    fn new(dev: &Arc<DmaDevice>, qid: u16, depth: u16) -> Result<Queue, NvmeError> {
+    fn new(
+        dev: &Arc<DmaDevice>,
+        qid: u16,
+        depth: u16,
+        dstrd: u32,
+        vector: Option<u16>,
+    ) -> Result<Queue, NvmeError> {
         let sq = dev.alloc_coherent(depth as usize * 64)?.into_device();
         let cq = dev.alloc_coherent(depth as usize * 16)?.into_device();
         Ok(Queue {
             qid,
             depth,
             sq,
-            cq,
+            cq: Arc::new(CompletionQueue::new(cq, qid, depth, dstrd, vector)),
             tail: 0,
-            head: 0,
-            phase: true,
             next_cid: 0,
         })
     }
 
-    /// Back to the state after creation: empty, phase 1, the CQ zeroed so no stale
-    /// entry carries the expected phase.
+    /// Back to the state after creation: empty, phase 1, the CQ zeroed.
     fn reset(&mut self) {
         self.tail = 0;
-        self.head = 0;
-        self.phase = true;
-        let zeros = [0u8; 16];
-        for i in 0..self.depth as usize {
-            self.cq.write_bytes(16 * i, &zeros);
-        }
+        self.cq.reset();
     }
 }
 
@@ -499,6 +729,8 @@ pub struct Controller<R: RegisterAccess, D: Delay> {
     /// A reset is running: its own commands' failures must not start another.
     resetting: bool,
     resets: usize,
+    /// A handler consumes the CQs on their vectors: the waiter sleeps.
+    irq_mode: bool,
 }
 
 impl<R: RegisterAccess, D: Delay> fmt::Debug for Controller<R, D> {
@@ -537,12 +769,21 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
         dev.set_max_segment_size(u32::MAX as usize);
         dev.set_min_align_mask(PAGE - 1);
         let mqes = (cap & 0xffff) as u16;
-        let admin = Queue::new(&dev, 0, ADMIN_DEPTH.min(mqes.saturating_add(1)))?;
+        let dstrd = ((cap >> 32) & 0xf) as u32;
+        // The admin CQ always interrupts on vector 0 (NVMe 1.4 §3.1.3).
+        let admin_vec = (cfg.irq_vectors > 0).then_some(0);
+        let admin = Queue::new(
+            &dev,
+            0,
+            ADMIN_DEPTH.min(mqes.saturating_add(1)),
+            dstrd,
+            admin_vec,
+        )?;
         let prp_pool = DmaPool::new(&dev, "nvme-prp-list", PAGE as usize, PAGE as usize, 0)?;
         let io_depth = cfg.io_depth.clamp(2, 64).min(mqes.saturating_add(1));
         let mut c = Controller {
             vs: regs.read32(regs::VS),
-            dstrd: ((cap >> 32) & 0xf) as u32,
+            dstrd,
             regs,
             dev,
             delay,
@@ -565,10 +806,14 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
             failed: false,
             resetting: false,
             resets: 0,
+            irq_mode: false,
         };
-        // Completions are polled: mask the interrupt vectors (the admin CQ always has
-        // interrupts enabled, and nobody owns the line yet).
-        c.regs.write32(regs::INTMS, u32::MAX);
+        if cfg.irq_vectors == 0 {
+            // Completions are polled: mask the interrupt vectors (the admin CQ always
+            // has interrupts enabled, and nobody owns the line). Not with MSI-X, where
+            // the table's masks rule and INTMS must not be touched (NVMe 1.4 §3.1.3).
+            c.regs.write32(regs::INTMS, u32::MAX);
+        }
         c.enable()?;
         let id = c.identify(1, 0)?;
         c.info = parse_identify_ctrl(&id);
@@ -636,7 +881,7 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
         admin.reset();
         let d = admin.depth as u32 - 1;
         let asq = admin.sq.dma_addr().as_u64();
-        let acq = admin.cq.dma_addr().as_u64();
+        let acq = admin.cq.mem.dma_addr().as_u64();
         self.regs.write32(regs::AQA, d | d << 16);
         self.regs.write32(regs::ASQ, asq as u32);
         self.regs.write32(regs::ASQ + 4, (asq >> 32) as u32);
@@ -679,17 +924,21 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
                 q.reset();
                 q
             }
-            None => Queue::new(&self.dev, 1, self.io_depth)?,
+            None => Queue::new(&self.dev, 1, self.io_depth, self.dstrd, self.io_vector())?,
         };
         let qsize = (q.depth as u32 - 1) << 16;
         let mut sqe = [0u32; 16];
         sqe[0] = opc::CREATE_CQ as u32;
-        let cq = q.cq.dma_addr().as_u64();
+        let cq = q.cq.mem.dma_addr().as_u64();
         sqe[6] = cq as u32;
         sqe[7] = (cq >> 32) as u32;
         sqe[10] = qsize | q.qid as u32;
-        // PC = 1 (physically contiguous), IEN = 0: completions are polled.
-        sqe[11] = 1;
+        // PC = 1 (physically contiguous); IEN and IV (bits 31:16) when there is a
+        // vector, else IEN = 0 and completions are polled.
+        sqe[11] = match q.cq.vector {
+            Some(v) => (v as u32) << 16 | 1 << 1 | 1,
+            None => 1,
+        };
         let r = self.admin_cmd(sqe);
         if let Err(e) = r {
             self.io = Some(q);
@@ -737,6 +986,7 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
     fn run(&self, q: &mut Queue, mut sqe: [u32; 16]) -> Outcome {
         let cid = q.next_cid;
         q.next_cid = q.next_cid.wrapping_add(1);
+        q.cq.arm(cid);
         sqe[0] = (sqe[0] & 0xffff) | (cid as u32) << 16;
         let base = q.tail as usize * 64;
         for (i, dw) in sqe.iter().enumerate() {
@@ -749,28 +999,12 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
             .write32(regs::sq_tail(q.qid, self.dstrd), q.tail as u32);
         let us = self.cfg.command_timeout_ms.saturating_mul(1000);
         let mut waited = 0u32;
+        let mut polled = !self.irq_mode;
         loop {
-            let off = q.head as usize * 16;
-            let dw3 = q.cq.read::<u32>(off + 12);
-            if (dw3 >> 16) & 1 == q.phase as u32 {
-                // Read the rest of the entry only after its phase tag.
-                hal::dma_rmb();
-                let dw0 = q.cq.read::<u32>(off);
-                q.head = (q.head + 1) % q.depth;
-                if q.head == 0 {
-                    q.phase = !q.phase;
-                }
-                self.regs
-                    .write32(regs::cq_head(q.qid, self.dstrd), q.head as u32);
-                if dw3 & 0xffff != cid as u32 {
-                    log::warn!(
-                        "{}: stale completion for cid {} on queue {}",
-                        self.name,
-                        dw3 & 0xffff,
-                        q.qid
-                    );
-                    continue;
-                }
+            if polled {
+                q.cq.reap(&self.regs, false);
+            }
+            if let Some((dw0, dw3)) = q.cq.take() {
                 let st = ((dw3 >> 17) & 0x7ff) as u16;
                 return if st == 0 {
                     Outcome::Done(dw0)
@@ -780,13 +1014,41 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
             }
             let csts = self.regs.read32(regs::CSTS);
             if csts == u32::MAX || csts & regs::CSTS_CFS != 0 {
+                q.cq.disarm();
                 return Outcome::Fatal;
             }
             if waited >= us {
+                if !polled {
+                    // A last look: a completion whose interrupt was lost.
+                    let found = q.cq.reap(&self.regs, false) > 0;
+                    if q.cq.is_ready() {
+                        if found {
+                            log::warn!(
+                                "{}: queue {} completed cid {cid} without an interrupt",
+                                self.name,
+                                q.qid
+                            );
+                        }
+                        continue;
+                    }
+                }
+                q.cq.disarm();
                 return Outcome::Timeout;
             }
-            self.delay.delay_us(POLL_US);
-            waited = waited.saturating_add(POLL_US);
+            let slept = if polled {
+                None
+            } else {
+                let cq = &q.cq;
+                self.delay.wait_interrupt(us - waited, &|| cq.is_ready())
+            };
+            match slept {
+                Some(t) => waited = waited.saturating_add(t.max(1)),
+                None => {
+                    polled = true;
+                    self.delay.delay_us(POLL_US);
+                    waited = waited.saturating_add(POLL_US);
+                }
+            }
         }
     }
 
@@ -996,6 +1258,50 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
             )
             .with_virt_boundary(PAGE - 1),
         )
+    }
+
+    /// The MSI-X table entry of the I/O CQ, if any.
+    fn io_vector(&self) -> Option<u16> {
+        match self.cfg.irq_vectors {
+            0 => None,
+            1 => Some(0),
+            _ => Some(1),
+        }
+    }
+
+    /// The completion queues (admin, then I/O), for the kernel's handler: on an
+    /// interrupt on MSI-X entry `v`, call [`CompletionQueue::handle_interrupt`] of
+    /// those whose [`CompletionQueue::vector`] is `v`. They live as long as the
+    /// controller (a reset keeps them).
+    pub fn completion_queues(&self) -> Vec<Arc<CompletionQueue>> {
+        self.admin
+            .iter()
+            .chain(self.io.iter())
+            .map(|q| q.cq.clone())
+            .collect()
+    }
+
+    /// Turns waiting by interrupt on (once a handler serves the vectors) or off.
+    /// Refused without vectors ([`Config::irq_vectors`] = 0): the CQs were created
+    /// without interrupts.
+    pub fn enable_interrupts(&mut self, on: bool) -> Result<(), NvmeError> {
+        if on && self.cfg.irq_vectors == 0 {
+            return Err(NvmeError::BadRequest(
+                "no interrupt vectors (Config::irq_vectors is 0)",
+            ));
+        }
+        self.irq_mode = on;
+        Ok(())
+    }
+
+    /// Waiting by interrupt is on.
+    pub fn interrupts_enabled(&self) -> bool {
+        self.irq_mode
+    }
+
+    /// Counters of each CQ (admin, then I/O).
+    pub fn cq_stats(&self) -> Vec<CqStats> {
+        self.completion_queues().iter().map(|c| c.stats()).collect()
     }
 
     /// Namespace 1 as a [`BlockDevice`].

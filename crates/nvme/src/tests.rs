@@ -704,3 +704,191 @@ fn a_controller_that_fails_its_reset_goes_out_of_service_without_recursing() {
     assert_eq!(md.commands().len(), before);
     assert_eq!(clock.us(), t0);
 }
+
+/// A clock that plays the CPU's part for MSI-X: while the driver sleeps for an
+/// interrupt, the messages the model sent are delivered to the handler of the CQs on
+/// that vector (unless `deliver` is off: a lost interrupt).
+struct IrqClock<'a> {
+    us: std::rc::Rc<std::cell::Cell<u64>>,
+    model: &'a NvmeModel<Direct>,
+    cqs: std::rc::Rc<std::cell::RefCell<Vec<Arc<CompletionQueue>>>>,
+    deliver: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl Delay for IrqClock<'_> {
+    fn delay_us(&self, us: u32) {
+        self.us.set(self.us.get() + us as u64);
+    }
+
+    fn wait_interrupt(&self, max_us: u32, woken: &dyn Fn() -> bool) -> Option<u32> {
+        let v = self.model.take_interrupts();
+        if self.deliver.get() {
+            for cq in self.cqs.borrow().iter() {
+                if cq.vector().is_some_and(|n| v & (1 << n) != 0) {
+                    cq.handle_interrupt(self.model);
+                }
+            }
+        }
+        if woken() {
+            return Some(1);
+        }
+        let t = max_us.min(1000);
+        self.us.set(self.us.get() + t as u64);
+        Some(t)
+    }
+}
+
+type IrqCtrl<'a> = Controller<&'a NvmeModel<Direct>, IrqClock<'a>>;
+
+/// Probes with two MSI-X vectors, hands the CQs to the "handler", turns interrupts on.
+fn probe_irq<'a>(
+    md: &'a NvmeModel<Direct>,
+    dev: Arc<DmaDevice>,
+    io_depth: u16,
+) -> (IrqCtrl<'a>, IrqClock<'a>) {
+    let clock = IrqClock {
+        us: Default::default(),
+        model: md,
+        cqs: Default::default(),
+        deliver: std::rc::Rc::new(std::cell::Cell::new(true)),
+    };
+    let shared = IrqClock {
+        us: clock.us.clone(),
+        model: md,
+        cqs: clock.cqs.clone(),
+        deliver: clock.deliver.clone(),
+    };
+    let mut c = Controller::probe(
+        md,
+        dev,
+        shared,
+        Config {
+            io_depth,
+            irq_vectors: 2,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    *clock.cqs.borrow_mut() = c.completion_queues();
+    c.enable_interrupts(true).unwrap();
+    (c, clock)
+}
+
+#[test]
+fn msix_completions_are_consumed_by_the_handler() {
+    let mc = machine();
+    let md = model(Direct(mc), opts());
+    let (mut c, clock) = probe_irq(&md, device(mc, DmaBackend::Direct), 64);
+    // The I/O CQ was created with IEN on vector 1; INTMS was never written (MSI-X).
+    let create = md
+        .commands()
+        .into_iter()
+        .find(|l| l.qid == 0 && l.opcode == opc::CREATE_CQ)
+        .unwrap();
+    assert_eq!(create.cdw[1], 1 << 16 | 1 << 1 | 1);
+    assert_eq!(md.read32(regs::INTMS), 0);
+    let before = c.cq_stats();
+    // Probe ran polled: Identify ×2, Set Features, Create CQ/SQ on the admin queue.
+    assert_eq!(
+        (before[0].completed_by_poll, before[0].completed_by_irq),
+        (5, 0)
+    );
+    let p = pages(mc, 4);
+    let sg = table(&page_shapes(&p));
+    for lba in [0u64, 7, 100] {
+        c.read(lba, &sg).unwrap();
+        assert_eq!(
+            gather(mc, &page_shapes(&p)),
+            md.disk_bytes(lba as usize * 512, 0x3200)
+        );
+    }
+    scatter(mc, &page_shapes(&p), &vec![0x5a; 0x3200]);
+    c.write(200, &sg).unwrap();
+    c.flush().unwrap();
+    assert_eq!(md.disk_bytes(200 * 512, 0x3200), vec![0x5a; 0x3200]);
+    let s = c.cq_stats();
+    assert_eq!(s[1].qid, 1);
+    assert_eq!(s[1].vector, Some(1));
+    assert_eq!((s[1].completed_by_irq, s[1].completed_by_poll), (5, 0));
+    assert_eq!(s[1].interrupts, 5);
+    assert_eq!(md.interrupts_sent(1), 5);
+    // The handler rang the head doorbell: the controller sees every entry consumed.
+    assert_eq!(md.cq_head(1), Some(5));
+    // Nothing waited out a timeout.
+    assert!(clock.us.get() < 1000, "waited {} µs", clock.us.get());
+    assert!(md.errors().is_empty(), "{:?}", md.errors());
+}
+
+#[test]
+fn under_interrupts_the_cq_wraps_several_times_with_the_phase_tag() {
+    // Four entries, 13 commands: the handler's head wraps three times and each wrap
+    // flips the phase it consumes by (a handler that kept phase 1 would miss the
+    // fifth completion and the command would time out).
+    let mc = machine();
+    let md = model(Direct(mc), opts());
+    let (mut c, clock) = probe_irq(&md, device(mc, DmaBackend::Direct), 4);
+    let p = pages(mc, 1);
+    for lba in 0..13u64 {
+        c.read(lba * 5, &table(&[(p[0], 1024)])).unwrap();
+        assert_eq!(
+            mc.bytes(p[0], 1024),
+            md.disk_bytes(lba as usize * 5 * 512, 1024)
+        );
+    }
+    let s = c.cq_stats();
+    assert_eq!((s[1].completed_by_irq, s[1].completed_by_poll), (13, 0));
+    assert_eq!(s[1].wraps, 3);
+    assert_eq!(s[1].stale, 0);
+    assert_eq!(md.cq_head(1), Some(1));
+    assert_eq!(c.resets(), 0);
+    assert!(clock.us.get() < 1000, "waited {} µs", clock.us.get());
+}
+
+#[test]
+fn under_interrupts_a_hung_command_times_out_and_a_lost_interrupt_costs_only_time() {
+    let mc = machine();
+    let md = model(Direct(mc), opts());
+    let dev = device(mc, DmaBackend::Direct);
+    let (mut c, clock) = probe_irq(&md, dev.clone(), 64);
+    let p = pages(mc, 1);
+    md.set_hung(true);
+    let t0 = clock.us.get();
+    let e = c.read(0, &table(&[(p[0], 512)])).unwrap_err();
+    assert!(matches!(e, NvmeError::Timeout { qid: 1, .. }), "{e:?}");
+    let waited = clock.us.get() - t0;
+    assert!((50_000..200_000).contains(&waited), "waited {waited} µs");
+    assert_eq!(c.resets(), 1);
+    md.set_hung(false);
+    // The reset re-created the I/O CQ with its vector, and interrupts still complete.
+    c.read(3, &table(&[(p[0], 512)])).unwrap();
+    assert_eq!(mc.bytes(p[0], 512), md.disk_bytes(3 * 512, 512));
+    assert_eq!(c.cq_stats()[1].completed_by_irq, 1);
+    // The message is lost: the command completes at its timeout, by the last look.
+    clock.deliver.set(false);
+    let t0 = clock.us.get();
+    c.read(4, &table(&[(p[0], 512)])).unwrap();
+    assert_eq!(mc.bytes(p[0], 512), md.disk_bytes(4 * 512, 512));
+    assert!(clock.us.get() - t0 >= 50_000);
+    let s = c.cq_stats();
+    assert_eq!((s[1].completed_by_irq, s[1].completed_by_poll), (1, 1));
+    assert_eq!(c.resets(), 1);
+    assert_eq!(dev.mapping_count(), 4);
+}
+
+#[test]
+fn interrupts_cannot_be_enabled_without_vectors() {
+    let mc = machine();
+    let md = model(Direct(mc), opts());
+    let clock = Clock::default();
+    let mut c = probe(&md, device(mc, DmaBackend::Direct), &clock);
+    assert!(matches!(
+        c.enable_interrupts(true),
+        Err(NvmeError::BadRequest(_))
+    ));
+    // Polled: INTMS masks everything, the I/O CQ has IEN = 0, no message is sent.
+    assert_eq!(md.read32(regs::INTMS), u32::MAX);
+    let p = pages(mc, 1);
+    c.read(0, &table(&[(p[0], 512)])).unwrap();
+    assert_eq!(md.interrupts_sent(1), 0);
+    assert_eq!(c.cq_stats()[1].completed_by_poll, 1);
+}

@@ -10,18 +10,27 @@
 //! (IDENTIFY is the first DMA) once `iommu::enable` has turned translation on, since
 //! before that the HBA's IOVAs would reach physical memory untranslated.
 //!
-//! Not yet: interrupts. GHC.IE stays off and commands complete by polling
-//! PxCI/PxIS (with the crate's per-command timeout).
+//! Completions by interrupt: the probe enables the function's MSI (the ICH9 AHCI
+//! has one, single message) on a vector of its own; once the HBA is up, [`start`]
+//! hands the crate's `IrqShared` to the handler and sets GHC.IE. The handler
+//! (`ahci::handle_interrupt`) acknowledges PxIS and IS and latches PxIS; the waiter
+//! sleeps in `hlt` until then, with the crate's per-command timeout. With
+//! `ahci.poll=1`, or without MSI (INTx is not routed: the kernel does not read the
+//! ACPI `_PRT` that maps PCI pins to IO-APIC lines), commands complete by polling
+//! PxCI/PxIS. `lsblk` says which, with counts.
 
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use ahci::{Config, Delay, DiskInfo, Hba};
+use ahci::{Config, Delay, DiskInfo, Hba, IrqShared, IrqStats};
 use pci::{DeviceCtx, PciDeviceId, PciDriver, ProbeError};
 
+use crate::arch::idt::TrapFrame;
 use crate::arch::tsc as time;
 use crate::mm::IoMem;
+
+use super::IrqRegs;
 
 /// Busy-waits on the calibrated TSC.
 pub struct TscDelay;
@@ -41,21 +50,101 @@ impl Delay for TscDelay {
             core::hint::spin_loop();
         }
     }
+
+    fn wait_interrupt(&self, _max_us: u32, woken: &dyn Fn() -> bool) -> Option<u32> {
+        super::sleep_for_interrupt(woken)
+    }
 }
 
 /// One bound controller.
 pub struct Controller {
     pub bdf: pci::Bdf,
     pub hba: Hba<IoMem, TscDelay>,
+    /// The MSI vector, or why completions are polled.
+    pub irq: Result<u8, &'static str>,
 }
 
-static HBAS: crate::sync::IrqSpinLock<Vec<Controller>> = crate::sync::IrqSpinLock::new(Vec::new());
+/// Not an `IrqSpinLock`: a command sleeps for its interrupt while the lock is held,
+/// so interrupts must stay on; no interrupt handler takes this lock.
+static HBAS: spin::Mutex<Vec<Controller>> = spin::Mutex::new(Vec::new());
 
 /// Claimed by the PCI probe, not started yet.
 struct Pending {
     bdf: pci::Bdf,
     regs: IoMem,
     dev: Arc<dma::DmaDevice>,
+    /// The MSI vector, or why completions are polled.
+    irq: Result<u8, &'static str>,
+}
+
+/// What the interrupt handler needs of one HBA.
+struct IrqSlot {
+    bdf: pci::Bdf,
+    vector: u8,
+    regs: IrqRegs,
+    /// Set once the HBA is up (before, GHC.IE is off and nothing is pending).
+    shared: Option<Arc<IrqShared>>,
+}
+
+/// Taken by the handler with `try_lock`; thread code holds it with interrupts off,
+/// so on this single CPU the handler always gets it.
+static IRQ_SLOTS: crate::sync::IrqSpinLock<Vec<IrqSlot>> =
+    crate::sync::IrqSpinLock::new(Vec::new());
+
+fn ahci_irq(f: &mut TrapFrame) {
+    let Some(slots) = IRQ_SLOTS.try_lock() else {
+        return;
+    };
+    for s in slots.iter().filter(|s| u64::from(s.vector) == f.vector) {
+        if let Some(shared) = &s.shared {
+            ahci::handle_interrupt(&s.regs, shared);
+        }
+    }
+}
+
+/// How one HBA completes commands, for `lsblk`: (controller, MSI vector or why
+/// polled, counters).
+pub fn irq_info() -> Vec<(pci::Bdf, Result<u8, &'static str>, IrqStats)> {
+    with_hbas(|h| {
+        h.iter()
+            .map(|c| (c.bdf, c.irq, c.hba.irq_shared().stats()))
+            .collect()
+    })
+}
+
+/// The MSI vector of the HBA at `bdf`, if its completions come by interrupt.
+pub fn vector(bdf: pci::Bdf) -> Option<u8> {
+    with_hbas(|h| h.iter().find(|c| c.bdf == bdf).and_then(|c| c.irq.ok()))
+}
+
+/// Enables the function's MSI on a new vector whose handler serves this HBA.
+fn setup_msi(ctx: &mut DeviceCtx<'_>, regs: &IoMem) -> Result<u8, &'static str> {
+    if crate::cmdline::boot_cmdline().get("ahci.poll") == Some("1") {
+        return Err("ahci.poll=1");
+    }
+    let off = ctx
+        .device
+        .find_capability(pci::caps::id::MSI)
+        .ok_or("no MSI capability")?;
+    let msi =
+        pci::Msi::read(ctx.config, ctx.bdf(), off as u16).map_err(|_| "bad MSI capability")?;
+    let vector = crate::arch::apic::alloc_vector(ahci_irq)?;
+    crate::arch::apic::set_vector_name(vector, "MSI ahci");
+    let msg = pci::MsiMessage::x86(crate::arch::apic::lapic_id(), vector)
+        .map_err(|_| "no MSI message for this CPU")?;
+    IRQ_SLOTS.lock().push(IrqSlot {
+        bdf: ctx.bdf(),
+        vector,
+        // SAFETY: the handler reads the registers only once `shared` is set, i.e.
+        // while the HBA owns `regs` (moving an IoMem keeps its mapping); the slot is
+        // removed before the HBA drops (remove()) or when its probe failed (start()).
+        regs: unsafe { IrqRegs::new(regs) },
+        shared: None,
+    });
+    msi.enable(ctx.config, msg, 1)
+        .map_err(|_| "MSI enable refused")?;
+    pci::command::set_intx_disabled(ctx.config, ctx.bdf(), true);
+    Ok(vector)
 }
 
 static PENDING: spin::Mutex<Vec<Pending>> = spin::Mutex::new(Vec::new());
@@ -74,7 +163,17 @@ pub fn start() {
                 first_disk_index: first,
             },
         ) {
-            Ok(hba) => {
+            Ok(mut hba) => {
+                match p.irq {
+                    Ok(vector) => {
+                        for s in IRQ_SLOTS.lock().iter_mut().filter(|s| s.bdf == p.bdf) {
+                            s.shared = Some(hba.irq_shared().clone());
+                        }
+                        hba.enable_interrupts(true);
+                        log::info!("ahci {}: completions by MSI, vector {vector:#04x}", p.bdf);
+                    }
+                    Err(why) => log::info!("ahci {}: completions polled ({why})", p.bdf),
+                }
                 for d in hba.disks() {
                     log::info!(
                         "ahci {}: {} on port {}: \"{}\", {} sectors ({} MiB)",
@@ -86,9 +185,19 @@ pub fn start() {
                         (d.id.sectors * d.id.sector_size as u64) >> 20
                     );
                 }
-                with_hbas(|h| h.push(Controller { bdf: p.bdf, hba }));
+                with_hbas(|h| {
+                    h.push(Controller {
+                        bdf: p.bdf,
+                        hba,
+                        irq: p.irq,
+                    })
+                });
             }
-            Err(e) => log::error!("ahci {}: {e}", p.bdf),
+            Err(e) => {
+                // The handler only touches an HBA whose `shared` is set: none here.
+                IRQ_SLOTS.lock().retain(|s| s.bdf != p.bdf);
+                log::error!("ahci {}: {e}", p.bdf)
+            }
         }
     }
     // Lazy IOMMU mode queued the IOVAs of IDENTIFY's buffers: release them now (one
@@ -97,8 +206,8 @@ pub fn start() {
     crate::iommu::flush_lazy_queues();
 }
 
-/// Runs `f` with the bound controllers (interrupts off: the lock is short-lived
-/// but a command polls for up to its timeout).
+/// Runs `f` with the bound controllers (interrupts stay on: a command sleeps for
+/// its completion interrupt, up to its timeout).
 pub fn with_hbas<R>(f: impl FnOnce(&mut Vec<Controller>) -> R) -> R {
     f(&mut HBAS.lock())
 }
@@ -176,16 +285,31 @@ impl PciDriver for AhciDriver {
             bar.address,
             cap.ports()
         );
+        let irq = setup_msi(ctx, &regs);
+        if let Err(why) = irq {
+            log::info!(
+                "ahci {}: no interrupt ({why}); completions will be polled",
+                ctx.bdf()
+            );
+        }
         PENDING.lock().push(Pending {
             bdf: ctx.bdf(),
             regs,
             dev,
+            irq,
         });
         Ok(())
     }
 
     fn remove(&self, ctx: &mut DeviceCtx<'_>) {
         let bdf = ctx.bdf();
+        // The handler lets go of the registers before they are unmapped.
+        IRQ_SLOTS.lock().retain(|s| s.bdf != bdf);
+        if let Some(off) = ctx.device.find_capability(pci::caps::id::MSI) {
+            if let Ok(msi) = pci::Msi::read(ctx.config, bdf, off as u16) {
+                msi.disable(ctx.config);
+            }
+        }
         PENDING.lock().retain(|p| p.bdf != bdf);
         let taken = with_hbas(|h| h.iter().position(|c| c.bdf == bdf).map(|i| h.remove(i)));
         if let Some(c) = taken {

@@ -74,3 +74,78 @@ pub(crate) fn probe_bus_master(
     let dev = crate::dma::pci_dma_device(&name, ctx.bdf(), ctx.device.parent);
     Ok((bar, regs, dev))
 }
+
+/// A second, unowned view of a device's register block for its interrupt handler
+/// (the driver's own `IoMem` sits inside a controller behind a lock the handler must
+/// not take). Accesses outside the block or misaligned read all ones and are
+/// dropped, like `IoMem`'s.
+pub(crate) struct IrqRegs {
+    base: u64,
+    size: usize,
+}
+
+impl IrqRegs {
+    /// A view of `io`'s registers.
+    ///
+    /// # Safety
+    /// `io` must stay mapped for as long as the view is used: the owner removes the
+    /// view (and stops the device interrupting) before the `IoMem` drops.
+    pub(crate) unsafe fn new(io: &crate::mm::IoMem) -> IrqRegs {
+        IrqRegs {
+            base: io.virt().as_u64(),
+            size: io.size() as usize,
+        }
+    }
+
+    fn at(&self, offset: usize, width: usize) -> Option<u64> {
+        let end = offset.checked_add(width)?;
+        (end <= self.size && (self.base + offset as u64).is_multiple_of(width as u64))
+            .then_some(self.base + offset as u64)
+    }
+}
+
+macro_rules! irq_regs_access {
+    ($read:ident, $write:ident, $t:ty) => {
+        fn $read(&self, offset: usize) -> $t {
+            match self.at(offset, core::mem::size_of::<$t>()) {
+                // SAFETY: inside the block and aligned (`at`), and the block is
+                // mapped uncached while the view exists (`IrqRegs::new`'s contract).
+                Some(a) => unsafe { core::ptr::read_volatile(a as *const $t) },
+                None => <$t>::MAX,
+            }
+        }
+        fn $write(&self, offset: usize, value: $t) {
+            if let Some(a) = self.at(offset, core::mem::size_of::<$t>()) {
+                // SAFETY: as for the read.
+                unsafe { core::ptr::write_volatile(a as *mut $t, value) }
+            }
+        }
+    };
+}
+
+impl hal::RegisterAccess for IrqRegs {
+    irq_regs_access!(read8, write8, u8);
+    irq_regs_access!(read16, write16, u16);
+    irq_regs_access!(read32, write32, u32);
+}
+
+/// Sleeps in `hlt` until an interrupt (a device's, or the 100 Hz tick), for the
+/// storage drivers' `wait_interrupt`: `None` when interrupts are off here or the
+/// APIC is not up (the driver polls then), else the µs that passed.
+pub(crate) fn sleep_for_interrupt(woken: &dyn Fn() -> bool) -> Option<u32> {
+    use x86_64::instructions::interrupts;
+    if !interrupts::are_enabled() || !crate::arch::apic::ready() {
+        return None;
+    }
+    let t0 = crate::arch::tsc::rdtsc();
+    // Checked with interrupts off, then `sti; hlt` (the one-instruction interrupt
+    // shadow of sti): a handler that ran after the check still wakes the hlt.
+    interrupts::disable();
+    if woken() {
+        interrupts::enable();
+    } else {
+        interrupts::enable_and_hlt();
+    }
+    let ns = crate::arch::tsc::ticks_to_ns(crate::arch::tsc::rdtsc().saturating_sub(t0));
+    Some(u32::try_from(ns / 1000).unwrap_or(u32::MAX))
+}

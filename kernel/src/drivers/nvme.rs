@@ -10,17 +10,26 @@
 //! (its queues and Identify are the first DMA) once `iommu::enable` has turned
 //! translation on.
 //!
-//! Not yet: interrupts (MSI-X). The crate masks every vector (INTMS) and completions
-//! are found by **polling** the CQ phase tag, with the crate's per-command timeout.
+//! Completions by MSI-X: the probe programs table entries 0 (admin CQ) and 1 (I/O
+//! CQ) of the function's MSI-X table (in BAR0 on QEMU) with a vector each and
+//! unmasks them; once the controller is up, [`start`] hands its completion queues to
+//! the handler and turns waiting by interrupt on. The handler consumes CQ entries by
+//! their phase tag and rings the CQ head doorbell; the waiter sleeps in `hlt`, with
+//! the crate's per-command timeout. With `nvme.poll=1`, or without MSI-X, INTMS
+//! masks every vector and completions are found by **polling** the phase tag.
+//! `lsblk` says which, with counts.
 
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use nvme::{Config, Controller, CtrlInfo, Delay, Namespace};
+use nvme::{CompletionQueue, Config, Controller, CqStats, CtrlInfo, Delay, Namespace};
 use pci::{DeviceCtx, PciDeviceId, PciDriver, ProbeError};
 
+use crate::arch::idt::TrapFrame;
 use crate::mm::IoMem;
+
+use super::IrqRegs;
 
 /// The TSC busy-wait the AHCI binding uses.
 pub struct TscDelay;
@@ -29,21 +38,145 @@ impl Delay for TscDelay {
     fn delay_us(&self, us: u32) {
         ahci::Delay::delay_us(&super::ahci::TscDelay, us)
     }
+
+    fn wait_interrupt(&self, _max_us: u32, woken: &dyn Fn() -> bool) -> Option<u32> {
+        super::sleep_for_interrupt(woken)
+    }
 }
 
 /// One bound controller.
 pub struct Bound {
     pub bdf: pci::Bdf,
     pub ctrl: Controller<IoMem, TscDelay>,
+    /// The MSI-X vectors (table entry n → vectors[n]), or why completions are polled.
+    pub irq: Result<Vec<u8>, &'static str>,
 }
 
-static CTRLS: crate::sync::IrqSpinLock<Vec<Bound>> = crate::sync::IrqSpinLock::new(Vec::new());
+/// Not an `IrqSpinLock`: a command sleeps for its interrupt while the lock is held,
+/// so interrupts must stay on; no interrupt handler takes this lock.
+static CTRLS: spin::Mutex<Vec<Bound>> = spin::Mutex::new(Vec::new());
 
 /// Claimed by the PCI probe, not started yet.
 struct Pending {
     bdf: pci::Bdf,
     regs: IoMem,
     dev: Arc<dma::DmaDevice>,
+    irq: Result<Vec<u8>, &'static str>,
+}
+
+/// What the interrupt handler needs of one controller.
+struct IrqSlot {
+    bdf: pci::Bdf,
+    /// MSI-X table entry n is delivered on vectors[n].
+    vectors: Vec<u8>,
+    regs: IrqRegs,
+    /// Set once the controller is up; until then nothing is consumed.
+    cqs: Vec<Arc<CompletionQueue>>,
+}
+
+/// Taken by the handler with `try_lock`; thread code holds it with interrupts off,
+/// so on this single CPU the handler always gets it.
+static IRQ_SLOTS: crate::sync::IrqSpinLock<Vec<IrqSlot>> =
+    crate::sync::IrqSpinLock::new(Vec::new());
+
+fn nvme_irq(f: &mut TrapFrame) {
+    let Some(slots) = IRQ_SLOTS.try_lock() else {
+        return;
+    };
+    for s in slots.iter() {
+        let Some(entry) = s.vectors.iter().position(|v| u64::from(*v) == f.vector) else {
+            continue;
+        };
+        for cq in s.cqs.iter().filter(|c| c.vector() == Some(entry as u16)) {
+            cq.handle_interrupt(&s.regs);
+        }
+    }
+}
+
+/// One controller's completions: its address, its MSI-X vectors (or why polled),
+/// and each CQ's counters (admin, I/O).
+pub type IrqInfo = (pci::Bdf, Result<Vec<u8>, &'static str>, Vec<CqStats>);
+
+/// How each controller completes commands, for `lsblk`: (controller, MSI-X vectors
+/// or why polled, per-CQ counters: admin, I/O).
+pub fn irq_info() -> Vec<IrqInfo> {
+    with_ctrls(|c| {
+        c.iter()
+            .map(|b| (b.bdf, b.irq.clone(), b.ctrl.cq_stats()))
+            .collect()
+    })
+}
+
+/// `0x53, 0x54`.
+pub fn vector_list(v: &[u8]) -> String {
+    let mut s = String::new();
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&alloc::format!("{x:#04x}"));
+    }
+    s
+}
+
+/// Programs MSI-X entries 0 and 1 (admin and I/O CQ) with new vectors, unmasked.
+fn setup_msix(ctx: &mut DeviceCtx<'_>, regs: &IoMem) -> Result<Vec<u8>, &'static str> {
+    if crate::cmdline::boot_cmdline().get("nvme.poll") == Some("1") {
+        return Err("nvme.poll=1");
+    }
+    let off = ctx
+        .device
+        .find_capability(pci::caps::id::MSIX)
+        .ok_or("no MSI-X capability")?;
+    let msix =
+        pci::MsiX::read(ctx.config, ctx.bdf(), off as u16).map_err(|_| "bad MSI-X capability")?;
+    if !msix.fits(|i| ctx.device.bar(i).map(|b| b.size)) {
+        return Err("MSI-X table outside its BAR");
+    }
+    let other;
+    let table: &IoMem = if msix.table_bar == 0 {
+        regs
+    } else {
+        let bar = *ctx
+            .device
+            .bar(msix.table_bar)
+            .ok_or("MSI-X table BAR missing")?;
+        other =
+            crate::mm::ioremap(bar.address, bar.size).map_err(|_| "cannot map the MSI-X table")?;
+        &other
+    };
+    let n = msix.table_size.min(2);
+    let mut vectors = Vec::new();
+    for i in 0..n {
+        let v = crate::arch::apic::alloc_vector(nvme_irq)?;
+        crate::arch::apic::set_vector_name(
+            v,
+            if i == 0 {
+                "MSI-X nvme admin"
+            } else {
+                "MSI-X nvme I/O"
+            },
+        );
+        vectors.push(v);
+    }
+    msix.enable_masked(ctx.config);
+    for (i, v) in vectors.iter().enumerate() {
+        let msg = pci::MsiMessage::x86(crate::arch::apic::lapic_id(), *v)
+            .map_err(|_| "no MSI message for this CPU")?;
+        msix.program_entry(table, i as u16, msg, false)
+            .map_err(|_| "MSI-X entry refused")?;
+    }
+    IRQ_SLOTS.lock().push(IrqSlot {
+        bdf: ctx.bdf(),
+        vectors: vectors.clone(),
+        // SAFETY: the handler reads the registers only once `cqs` is set, i.e. while
+        // the controller owns `regs` (moving an IoMem keeps its mapping); the slot is
+        // removed before the controller drops (remove()) or when its probe failed.
+        regs: unsafe { IrqRegs::new(regs) },
+        cqs: Vec::new(),
+    });
+    msix.set_function_mask(ctx.config, false);
+    Ok(vectors)
 }
 
 static PENDING: spin::Mutex<Vec<Pending>> = spin::Mutex::new(Vec::new());
@@ -53,6 +186,7 @@ pub fn start() {
     let pending = core::mem::take(&mut *PENDING.lock());
     for p in pending {
         let instance = with_ctrls(|c| c.len());
+        let irq_vectors = p.irq.as_ref().map_or(0, |v| v.len() as u16);
         match Controller::probe(
             p.regs,
             p.dev,
@@ -60,14 +194,31 @@ pub fn start() {
             Config {
                 command_timeout_ms: 5000,
                 instance,
+                irq_vectors,
                 ..Config::default()
             },
         ) {
-            Ok(ctrl) => {
+            Ok(mut ctrl) => {
+                match &p.irq {
+                    Ok(v) => {
+                        for s in IRQ_SLOTS.lock().iter_mut().filter(|s| s.bdf == p.bdf) {
+                            s.cqs = ctrl.completion_queues();
+                        }
+                        match ctrl.enable_interrupts(true) {
+                            Ok(()) => log::info!(
+                                "nvme {}: completions by MSI-X, vectors {} (admin, I/O)",
+                                p.bdf,
+                                vector_list(v)
+                            ),
+                            Err(e) => log::warn!("nvme {}: {e}; completions polled", p.bdf),
+                        }
+                    }
+                    Err(why) => log::info!("nvme {}: completions polled ({why})", p.bdf),
+                }
                 let info = ctrl.info();
                 match ctrl.namespace() {
                     Some(ns) => log::info!(
-                        "nvme {}: {} \"{}\" serial {}, {} sectors of {} bytes ({} MiB), MDTS {} KiB; polled",
+                        "nvme {}: {} \"{}\" serial {}, {} sectors of {} bytes ({} MiB), MDTS {} KiB",
                         p.bdf,
                         ctrl.name(),
                         info.model,
@@ -79,17 +230,27 @@ pub fn start() {
                     ),
                     None => log::warn!("nvme {}: namespace 1 is not usable", p.bdf),
                 }
-                with_ctrls(|c| c.push(Bound { bdf: p.bdf, ctrl }));
+                with_ctrls(|c| {
+                    c.push(Bound {
+                        bdf: p.bdf,
+                        ctrl,
+                        irq: p.irq,
+                    })
+                });
             }
-            Err(e) => log::error!("nvme {}: {e}", p.bdf),
+            Err(e) => {
+                // The handler only touches a controller whose `cqs` are set: none here.
+                IRQ_SLOTS.lock().retain(|s| s.bdf != p.bdf);
+                log::error!("nvme {}: {e}", p.bdf)
+            }
         }
     }
     // As for AHCI: release the lazily-freed IOVAs of Identify's buffers now.
     crate::iommu::flush_lazy_queues();
 }
 
-/// Runs `f` with the bound controllers (interrupts off: a command polls for up to its
-/// timeout).
+/// Runs `f` with the bound controllers (interrupts stay on: a command sleeps for its
+/// completion interrupt, up to its timeout).
 pub fn with_ctrls<R>(f: impl FnOnce(&mut Vec<Bound>) -> R) -> R {
     f(&mut CTRLS.lock())
 }
@@ -162,16 +323,31 @@ impl PciDriver for NvmeDriver {
             bar.address,
             bar.size / 1024
         );
+        let irq = setup_msix(ctx, &regs);
+        if let Err(why) = &irq {
+            log::info!(
+                "nvme {}: no interrupt ({why}); completions will be polled",
+                ctx.bdf()
+            );
+        }
         PENDING.lock().push(Pending {
             bdf: ctx.bdf(),
             regs,
             dev,
+            irq,
         });
         Ok(())
     }
 
     fn remove(&self, ctx: &mut DeviceCtx<'_>) {
         let bdf = ctx.bdf();
+        // The handler lets go of the registers and queues before they go.
+        IRQ_SLOTS.lock().retain(|s| s.bdf != bdf);
+        if let Some(off) = ctx.device.find_capability(pci::caps::id::MSIX) {
+            if let Ok(msix) = pci::MsiX::read(ctx.config, bdf, off as u16) {
+                msix.disable(ctx.config);
+            }
+        }
         PENDING.lock().retain(|p| p.bdf != bdf);
         let taken = with_ctrls(|c| c.iter().position(|b| b.bdf == bdf).map(|i| c.remove(i)));
         if let Some(b) = taken {

@@ -25,6 +25,7 @@ mod iommu;
 mod isa;
 mod memory;
 mod platform;
+mod storage;
 mod sync;
 
 use alloc::string::String;
@@ -60,6 +61,7 @@ fn all() -> impl Iterator<Item = &'static KTest> {
         .chain(iommu::TESTS.iter())
         .chain(console::TESTS.iter())
         .chain(harness::TESTS.iter())
+        .chain(storage::TESTS.iter())
 }
 
 /// Fails the current test with a message naming the source line.

@@ -36,7 +36,49 @@ pub fn lsblk(cmd: &Command, args: &[&str]) -> CmdResult {
             info.model
         );
     }
+    irq_lines();
     Ok(())
+}
+
+/// How each controller completes commands (by interrupt or polled), with counts.
+fn irq_lines() {
+    for (bdf, irq, s) in ahci::irq_info() {
+        match irq {
+            Ok(v) => kprintln!(
+                "{bdf} ahci: completions by MSI, vector {v:#04x}: {} interrupts, {} commands by interrupt, {} polled",
+                s.interrupts,
+                s.completed_by_irq,
+                s.completed_by_poll
+            ),
+            Err(why) => kprintln!(
+                "{bdf} ahci: completions polled ({why}): {} commands",
+                s.completed_by_poll
+            ),
+        }
+    }
+    for (bdf, irq, cqs) in nvme::irq_info() {
+        match irq {
+            Ok(v) => kprintln!(
+                "{bdf} nvme: completions by MSI-X, vectors {}",
+                nvme::vector_list(&v)
+            ),
+            Err(why) => kprintln!("{bdf} nvme: completions polled ({why})"),
+        }
+        for c in cqs {
+            kprintln!(
+                "{bdf} nvme: CQ {}{}: {} interrupts, {} commands by interrupt, {} polled, {} wraps",
+                c.qid,
+                c.vector
+                    .map_or(alloc::string::String::new(), |e| alloc::format!(
+                        " (MSI-X entry {e})"
+                    )),
+                c.interrupts,
+                c.completed_by_irq,
+                c.completed_by_poll,
+                c.wraps
+            );
+        }
+    }
 }
 
 fn human(bytes: u64) -> alloc::string::String {

@@ -403,8 +403,19 @@ pub fn sleep_ms(ms: u64) {
     }
 }
 
+/// What drivers named their allocated vectors (the `irq` view), by vector.
+static VECTOR_NAMES: Mutex<[Option<&'static str>; 256]> = Mutex::new([None; 256]);
+
+/// Names an allocated vector for the `irq` view (`"MSI ahci 0000:00:1f.2"`).
+pub fn set_vector_name(v: u8, name: &'static str) {
+    VECTOR_NAMES.lock()[v as usize] = Some(name);
+}
+
 /// Names for the `irq` view.
 pub fn vector_name(v: u8) -> &'static str {
+    if let Some(n) = VECTOR_NAMES.lock()[v as usize] {
+        return n;
+    }
     match v {
         TIMER_VECTOR => "LAPIC timer",
         ERROR_VECTOR => "LAPIC error",
