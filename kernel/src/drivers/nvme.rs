@@ -185,3 +185,50 @@ impl PciDriver for NvmeDriver {
         }
     }
 }
+
+/// The controller of namespace `name` and its DMA device (for `blkbench`).
+pub fn controller_of(name: &str) -> Option<(pci::Bdf, Arc<dma::DmaDevice>)> {
+    with_ctrls(|c| {
+        c.iter()
+            .find(|b| b.ctrl.name() == name)
+            .map(|b| (b.bdf, b.ctrl.dma_device().clone()))
+    })
+}
+
+/// As `ahci::rebind`: disables the controller at `bdf` (dropping it frees its
+/// queues through the old DMA device), runs `between` (the IOMMU re-pointing),
+/// maps BAR0 again and brings the controller up on `dev` under the same name.
+pub fn rebind(
+    bdf: pci::Bdf,
+    dev: Arc<dma::DmaDevice>,
+    between: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    let taken = with_ctrls(|c| {
+        c.iter()
+            .position(|b| b.bdf == bdf)
+            .map(|i| (i, c.remove(i)))
+    });
+    let (instance, old) = taken.ok_or_else(|| alloc::format!("nvme {bdf}: not bound"))?;
+    drop(old);
+    between()?;
+    let bar = crate::pci::devices()
+        .into_iter()
+        .find(|d| d.bdf == bdf)
+        .and_then(|d| d.bar(0).copied())
+        .ok_or_else(|| alloc::format!("nvme {bdf}: no BAR0"))?;
+    let regs = crate::mm::ioremap(bar.address, bar.size)
+        .map_err(|e| alloc::format!("nvme {bdf}: ioremap BAR0: {e}"))?;
+    let ctrl = Controller::probe(
+        regs,
+        dev,
+        TscDelay,
+        Config {
+            command_timeout_ms: 5000,
+            instance,
+            ..Config::default()
+        },
+    )
+    .map_err(|e| alloc::format!("nvme {bdf}: {e}"))?;
+    with_ctrls(|c| c.insert(instance.min(c.len()), Bound { bdf, ctrl }));
+    Ok(())
+}

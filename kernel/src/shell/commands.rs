@@ -114,6 +114,13 @@ pub static COMMANDS: &[Command] = &[
         run: super::blk_cmds::blk,
     },
     Command {
+        name: "blkbench",
+        usage: "<dev> [--bs N] [--count N] [--qd N] [--random]",
+        summary: "read throughput, IOPS and latency of a disk in every IOMMU mode (direct, swiotlb, strict, lazy) in one boot",
+        examples: &["blkbench nvme0n1                  # 256 x 128 KiB sequential", "blkbench sda --bs 4k --count 512 --random"],
+        run: super::blk_cmds::blkbench,
+    },
+    Command {
         name: "isadma",
         usage: "",
         summary: "ISA DMA channels in use, like /proc/dma",
