@@ -178,6 +178,16 @@ pub const PROFILES: &[Profile] = &[
         cmdline: "iommu=on",
     },
     Profile {
+        name: "storage-noiommu",
+        summary: "as storage without the VT-d device: DMA is direct, or bounced through swiotlb (Lab 08)",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: EDU_ONLY,
+        floppy: false,
+        nvme: false,
+        cmdline: "",
+    },
+    Profile {
         name: "storage",
         summary: "as default plus both storage disks: sdb (AHCI port 1) and nvme0n1, 32 MiB patterned images each",
         firmware: Firmware::Bios,
@@ -470,7 +480,7 @@ impl StorageDisk {
 pub fn storage_disks(profile: &str) -> &'static [StorageDisk] {
     match profile {
         "ahci" => &[StorageDisk::Ahci],
-        "storage" => &[StorageDisk::Ahci, StorageDisk::Nvme],
+        "storage" | "storage-noiommu" => &[StorageDisk::Ahci, StorageDisk::Nvme],
         _ => &[],
     }
 }

@@ -62,6 +62,7 @@ pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
     let (op, dev, lba, count, max) = match args {
         ["read", dev, lba] => (BlkOp::Read, *dev, *lba, "1", 64),
         ["read", dev, lba, count] => (BlkOp::Read, *dev, *lba, *count, 64),
+        ["read", dev, lba, count, flags @ ..] => return read_show_sg(cmd, dev, lba, count, flags),
         [w @ ("write" | "verify"), dev, lba, count, "--pattern", seed] => {
             let seed = parse_u64(seed).ok_or_else(|| bad("pattern seed", seed))?;
             let op = if *w == "write" {
@@ -512,4 +513,195 @@ pub fn blkbench(cmd: &Command, args: &[&str]) -> CmdResult {
         (Err(e), _) => return Err(fail(alloc::format!("restoring {}: {e}", a.dev))),
     }
     Ok(())
+}
+
+/// Allocates one page of the buddy allocator for a scattered buffer.
+fn sg_page() -> Result<dma::DmaBuf, alloc::string::String> {
+    dma::DmaBuf::alloc(&crate::dma::PLATFORM, dma::PAGE_SIZE).map_err(|e| alloc::format!("{e}"))
+}
+
+/// `blk read <dev> <lba> <count> --show-sg [--first N] [--mask BITS]` (Lab 08): the
+/// sectors are read into one buffer scattered over pages that are not neighbours
+/// (a first piece of N bytes, default 512, ending a page; then whole pages; the
+/// last piece may end inside a page), and the command's scatter list, mapped DMA
+/// segments and PRDT or PRP entries are printed before the dump. `--mask BITS`
+/// narrows the device's streaming DMA mask for this one read.
+fn read_show_sg(cmd: &Command, dev: &str, lba: &str, count: &str, flags: &[&str]) -> CmdResult {
+    let bad = |what: alloc::string::String| cmd.bad_arg(what);
+    let lba = parse_u64(lba).ok_or_else(|| bad(alloc::format!("bad sector number '{lba}'")))?;
+    let count = parse_u64(count)
+        .filter(|c| (1..=64).contains(c))
+        .ok_or_else(|| bad(alloc::format!("bad count (1..64) '{count}'")))?;
+    let (mut show, mut first, mut mask) = (false, 512usize, None);
+    let mut it = flags.iter();
+    while let Some(f) = it.next() {
+        match *f {
+            "--show-sg" => show = true,
+            "--first" => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| bad("--first needs a byte count".into()))?;
+                first = parse_u64(v)
+                    .filter(|n| (1..=dma::PAGE_SIZE as u64).contains(n))
+                    .ok_or_else(|| bad(alloc::format!("bad first piece '{v}' (1..4096 bytes)")))?
+                    as usize;
+            }
+            "--mask" => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| bad("--mask needs a number of bits".into()))?;
+                mask = Some(
+                    parse_u64(v)
+                        .filter(|b| (24..=64).contains(b))
+                        .ok_or_else(|| bad(alloc::format!("bad mask '{v}' (24..64 bits)")))?
+                        as u32,
+                );
+            }
+            other => return Err(bad(alloc::format!("unknown option '{other}'"))),
+        }
+    }
+    if !show {
+        return Err(bad("--first and --mask go with --show-sg".into()));
+    }
+    let fail = |e: alloc::string::String| {
+        let sep = if e.starts_with(dev) { "" } else { ": " };
+        let d = if sep.is_empty() { "" } else { dev };
+        CmdError::Failed(alloc::format!("blk: {d}{sep}{e}"))
+    };
+    let ss = with_blk(dev, |d, _| d.sector_size()).map_err(fail)?;
+    let total = count as usize * ss;
+    // Pages 0, 2, 4, ... of twice as many: no two pieces are neighbours.
+    let npages = (dma::PAGE_SIZE - first + total)
+        .div_ceil(dma::PAGE_SIZE)
+        .max(1);
+    let pages: Vec<dma::DmaBuf> = (0..2 * npages)
+        .map(|_| sg_page())
+        .collect::<Result<_, _>>()
+        .map_err(fail)?;
+    let mut used: Vec<&dma::DmaBuf> = pages.iter().collect();
+    used.sort_by_key(|p| p.phys().as_u64());
+    let used: Vec<&dma::DmaBuf> = used.into_iter().step_by(2).collect();
+    let mut sg = dma::SgTable::new();
+    let mut left = total;
+    for (i, p) in used.iter().enumerate() {
+        if left == 0 {
+            break;
+        }
+        let (off, n) = if i == 0 {
+            (dma::PAGE_SIZE - first, first.min(left))
+        } else {
+            (0, dma::PAGE_SIZE.min(left))
+        };
+        sg.push(p.phys() + off as u64, n);
+        left -= n;
+    }
+    let r = with_blk(dev, |d, dmadev| {
+        let saved = dmadev.params();
+        if let Some(bits) = mask {
+            if let Err(e) = dmadev.set_mask(dma::dma_bit_mask(bits)) {
+                return Err(alloc::format!("--mask {bits}: {e}"));
+            }
+        }
+        block::trace::arm();
+        let r = d.read(lba, &sg);
+        let rows = block::trace::take();
+        if mask.is_some() {
+            let _ = dmadev.set_mask(saved.dma_mask);
+        }
+        let backend = match dmadev.backend() {
+            dma::DmaBackend::Direct => "direct: bus address = physical",
+            dma::DmaBackend::Swiotlb(_) => "swiotlb when a piece is above the mask, else direct",
+            dma::DmaBackend::Iommu(_) => "IOMMU: bus addresses are IOVAs",
+        };
+        Ok((
+            r,
+            rows,
+            alloc::string::String::from(dmadev.name()),
+            backend,
+            saved.dma_mask,
+        ))
+    })
+    .map_err(fail)?
+    .map_err(fail)?;
+    let (r, (rows, nrows), name, backend, dmask) = r;
+    kprintln!(
+        "{dev}: scatter list: {} piece(s), {total} bytes",
+        sg.entries().len()
+    );
+    for (i, e) in sg.entries().iter().enumerate() {
+        kprintln!("  piece {i}: phys {:#x} len {}", e.phys.as_u64(), e.len);
+    }
+    kprintln!(
+        "{dev}: mapped by {name} ({backend}{}), dma_mask {:#x}:",
+        match mask {
+            Some(b) => alloc::format!("; mask narrowed to {b} bits for this read"),
+            None => alloc::string::String::new(),
+        },
+        mask.map_or(dmask, dma::dma_bit_mask)
+    );
+    use block::trace::Kind;
+    let segs: Vec<_> = rows.iter().filter(|r| r.0 == Kind::Segment).collect();
+    if !segs.is_empty() {
+        kprintln!("  {} DMA segment(s):", segs.len());
+    }
+    for (i, (_, a, l)) in segs.iter().enumerate() {
+        kprintln!("  segment {i}: bus {a:#x} len {l}");
+    }
+    let prds: Vec<_> = rows.iter().filter(|r| r.0 == Kind::Prd).collect();
+    if !prds.is_empty() {
+        kprintln!(
+            "{dev}: PRDT (read back from the command table): {} entr{}",
+            prds.len(),
+            if prds.len() == 1 { "y" } else { "ies" }
+        );
+        for (i, (_, a, l)) in prds.iter().enumerate() {
+            kprintln!("  PRD {i}: DBA {a:#x} DBC {} ({l} bytes)", l - 1);
+        }
+    }
+    for (k, a, b) in &rows {
+        match k {
+            Kind::Prp1 => kprintln!("{dev}: PRP1 {a:#x}"),
+            Kind::Prp2 if *b > 0 => kprintln!(
+                "{dev}: PRP2 {a:#x} -> a PRP list of {b} entr{}",
+                if *b == 1 { "y" } else { "ies" }
+            ),
+            Kind::Prp2 if *a == 0 => kprintln!("{dev}: PRP2 0 (one page)"),
+            Kind::Prp2 => kprintln!("{dev}: PRP2 {a:#x} (the second page)"),
+            Kind::PrpList => kprintln!("  list[{b}]: {a:#x}"),
+            _ => {}
+        }
+    }
+    if nrows > rows.len() {
+        kprintln!("  ({} more row(s) not kept)", nrows - rows.len());
+    }
+    if rows.is_empty() && r.is_ok() {
+        kprintln!("{dev}: (the driver recorded no command)");
+    }
+    r.map_err(|e| fail(alloc::format!("{e}")))?;
+    // Gather the pieces back in order for the dump.
+    let mut data = Vec::with_capacity(total);
+    for (e, p) in sg.entries().iter().zip(&used) {
+        let off = (e.phys.as_u64() - p.phys().as_u64()) as usize;
+        data.extend_from_slice(&p.to_vec()[off..off + e.len]);
+    }
+    kprintln!("{dev}: {count} sector(s) of {ss} bytes from LBA {lba}, gathered from the pieces:");
+    super::commands::hexdump(&data, lba * ss as u64);
+    Ok(())
+}
+
+/// The storage controllers' DMA devices (each AHCI HBA, each NVMe controller) with
+/// their function, for `dma`, `iommu domains` and the report: their command lists,
+/// FIS areas and queues stay mapped while the controller runs.
+pub fn storage_dma_devices() -> Vec<(pci::Bdf, alloc::sync::Arc<dma::DmaDevice>)> {
+    let mut v: Vec<_> = ahci::with_hbas(|h| {
+        h.iter()
+            .map(|c| (c.bdf, c.hba.dma_device().clone()))
+            .collect::<Vec<_>>()
+    });
+    v.extend(nvme::with_ctrls(|c| {
+        c.iter()
+            .map(|b| (b.bdf, b.ctrl.dma_device().clone()))
+            .collect::<Vec<_>>()
+    }));
+    v
 }
