@@ -465,7 +465,11 @@ fn verify_storage(text: &str) -> Result<(), String> {
     let want: Vec<u8> = (0..2)
         .chain(65472..65536)
         .map(|l| StorageDisk::Ahci.sector(l))
-        .chain((0..2).chain(30000..30064).map(|l| StorageDisk::Nvme.sector(l)))
+        .chain(
+            (0..2)
+                .chain(30000..30064)
+                .map(|l| StorageDisk::Nvme.sector(l)),
+        )
         .flatten()
         .collect();
     compare_dump(&got, &want)?;
