@@ -52,8 +52,8 @@ for d in nvme0n1 sda; do for x in 131072:256 4096:1024; do bs=${x%:*}; n=${x#*:}
   dd if=/dev/$d of=/dev/null bs=$bs count=$n iflag=direct 2>/dev/null;
   t0=$(now); dd if=/dev/$d of=/dev/null bs=$bs count=$n iflag=direct 2>/dev/null; t1=$(now);
   echo "DD $d $bs $((bs * n)) $((t1 - t0))"; done; done'
-: > "$out/linux.txt"
-for mode in direct swiotlb strict lazy; do
+# MODES="strict lazy" reruns only those boots (the others' results are kept).
+for mode in ${MODES:-direct swiotlb strict lazy}; do
   case $mode in
     direct) append="intel_iommu=off" ;;
     swiotlb) append="intel_iommu=off swiotlb=force" ;;
@@ -69,8 +69,9 @@ for mode in direct swiotlb strict lazy; do
   awk -v mode="$mode" '$1 == "OUT" && $2 == "DD" && $6 > 0 {
       dev = ($3 == "sda") ? "sdb" : $3
       printf "%s %s seq %s %.2f\n", dev, $4, mode, $5 * 1000 / $6
-    }' "$out/linux-$mode.log" >> "$out/linux.txt"
+    }' "$out/linux-$mode.log" > "$out/linux-$mode.txt"
 done
+cat "$out"/linux-*.txt > "$out/linux.txt" 2>/dev/null || : > "$out/linux.txt"
 
 # 3. The table.
 {
