@@ -279,7 +279,7 @@ fn bench_args<'a>(cmd: &Command, args: &[&'a str]) -> Result<(BenchArgs<'a>, u64
 fn bench_once(a: &BenchArgs<'_>) -> Result<BenchStats, alloc::string::String> {
     use crate::arch::tsc;
     let (ss, cap) = with_blk(a.dev, |d, _| (d.sector_size() as u64, d.capacity()))?;
-    if a.bs % ss != 0 {
+    if !a.bs.is_multiple_of(ss) {
         return Err(alloc::format!(
             "block size {} is not a multiple of the {ss}-byte sector",
             a.bs
