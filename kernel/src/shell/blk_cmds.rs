@@ -213,6 +213,8 @@ struct BenchArgs<'a> {
     bs: u64,
     count: u64,
     random: bool,
+    /// One scatter-list entry for the whole buffer instead of one per page.
+    contig: bool,
 }
 
 /// Largest request `blkbench` issues (one buffer of contiguous pages).
@@ -231,6 +233,7 @@ fn bench_args<'a>(cmd: &Command, args: &[&'a str]) -> Result<(BenchArgs<'a>, u64
         bs: 128 * 1024,
         count: 256,
         random: false,
+        contig: false,
     };
     let mut qd = 1;
     let mut it = rest.iter();
@@ -267,6 +270,7 @@ fn bench_args<'a>(cmd: &Command, args: &[&'a str]) -> Result<(BenchArgs<'a>, u64
                     })?;
             }
             "--random" => a.random = true,
+            "--contig" => a.contig = true,
             other => return Err(cmd.bad_arg(alloc::format!("unknown option '{other}'"))),
         }
     }
@@ -295,10 +299,16 @@ fn bench_once(a: &BenchArgs<'_>) -> Result<BenchStats, alloc::string::String> {
     }
     let len = a.bs as usize;
     let buf = dma::DmaBuf::alloc(&crate::dma::PLATFORM, len).map_err(|e| alloc::format!("{e}"))?;
+    // One entry per page, as pages of a page cache would come (the buffer is
+    // contiguous, so the DMA API may merge them), or with --contig one entry.
     let mut sg = dma::SgTable::new();
     let mut off = 0;
     while off < len {
-        let n = (len - off).min(dma::PAGE_SIZE);
+        let n = if a.contig {
+            len
+        } else {
+            (len - off).min(dma::PAGE_SIZE)
+        };
         sg.push(buf.phys() + off as u64, n);
         off += n;
     }
@@ -382,11 +392,12 @@ pub fn blkbench(cmd: &Command, args: &[&str]) -> CmdResult {
     let home = crate::iommu::attachment_of(bdf);
     let no_xlate = crate::iommu::why_no_translation(bdf);
     kprintln!(
-        "blkbench {}: {} x {} bytes, {} reads, qd 1 ({kind} driver: synchronous), TSC-timed per request",
+        "blkbench {}: {} x {} bytes, {} reads, qd 1 ({kind} driver: synchronous), TSC-timed per request{}",
         a.dev,
         a.count,
         a.bs,
-        if a.random { "random" } else { "sequential" }
+        if a.random { "random" } else { "sequential" },
+        if a.contig { ", one scatter-list entry per request" } else { "" }
     );
     kprintln!(
         "{:<8} {:>9} {:>9} {:>11} {:>9} {:>11} {:>8}  data",

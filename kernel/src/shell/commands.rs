@@ -115,7 +115,7 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "blkbench",
-        usage: "<dev> [--bs N] [--count N] [--qd N] [--random]",
+        usage: "<dev> [--bs N] [--count N] [--qd N] [--random] [--contig]",
         summary: "read throughput, IOPS and latency of a disk in every IOMMU mode (direct, swiotlb, strict, lazy) in one boot",
         examples: &["blkbench nvme0n1                  # 256 x 128 KiB sequential", "blkbench sda --bs 4k --count 512 --random"],
         run: super::blk_cmds::blkbench,
