@@ -11,6 +11,7 @@
 #   ./run.sh report               boot, then one HTML page of the PCI tree, memory zones, IOMMU domains
 #                                 (target/report/index.html; --log FILE renders an existing serial log)
 #   ./run.sh boot-time            measure QEMU start -> shell prompt (BIOS and UEFI) beside Linux
+#   ./run.sh blkbench-compare     blkbench in every IOMMU mode beside Linux's dd on the same disks
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -89,6 +90,10 @@ test)
     status=${PIPESTATUS[0]}
     set -e
     exec cargo run -q -p boot -- test --host-log target/host-tests.log --host-status "$status" "$@"
+    ;;
+blkbench-compare)
+    shift
+    exec tools/blkbench-compare.sh "$@"
     ;;
 run | image | report | boot-time | profiles)
     # `./run.sh` alone means run: there may be nothing to shift (and a failed

@@ -239,6 +239,9 @@ fn run(args: &Args) -> i32 {
                 fail(&e);
             }
         }
+        if let Err(e) = profile::ensure_storage_images(launch.profile.name, &images()) {
+            fail(&e);
+        }
         let qargs = profile::qemu_args(&launch, &images(), ovmf.as_ref(), vars.as_deref());
         eprintln!(
             "boot: profile '{}'; Ctrl-A X quits QEMU, Ctrl-A C opens its monitor",

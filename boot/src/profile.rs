@@ -189,6 +189,36 @@ pub const PROFILES: &[Profile] = &[
         cmdline: "iommu=on",
     },
     Profile {
+        name: "ahci",
+        summary: "as default plus a second AHCI disk (sdb, ICH9 port 1): a 32 MiB image with a known pattern",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_EDU,
+        floppy: false,
+        nvme: false,
+        cmdline: "iommu=on",
+    },
+    Profile {
+        name: "storage-noiommu",
+        summary: "as storage without the VT-d device: DMA is direct, or bounced through swiotlb (Lab 08)",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: EDU_ONLY,
+        floppy: false,
+        nvme: false,
+        cmdline: "",
+    },
+    Profile {
+        name: "storage",
+        summary: "as default plus both storage disks: sdb (AHCI port 1) and nvme0n1, 32 MiB patterned images each",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_EDU,
+        floppy: false,
+        nvme: false,
+        cmdline: "iommu=on",
+    },
+    Profile {
         name: "idma64-sim",
         summary: "as default plus a simulated Intel LPSS I2C function with an iDMA64 (idma64=sim; QEMU has no iDMA64)",
         firmware: Firmware::Bios,
@@ -451,6 +481,100 @@ pub fn ensure_nvme_image(path: &Path) -> Result<(), String> {
     std::fs::write(path, data).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
+/// Sectors of the `ahci` and `storage` profiles' disk images (32 MiB each: the
+/// Linux comparison reads 256 x 128 KiB from each).
+pub const STORAGE_SECTORS: usize = 65536;
+
+/// The content of sector `lba` of the extra AHCI disk (`sdb` in the `ahci` and
+/// `storage` profiles): a label, then a pattern unlike the NVMe and floppy ones.
+pub fn ahci_sector(lba: usize) -> Vec<u8> {
+    let label = format!("BUSMASTER AHCI LBA {lba:05}\n");
+    (0..NVME_SECTOR)
+        .map(|i| {
+            if i < label.len() {
+                label.as_bytes()[i]
+            } else {
+                ((lba * 3 + i * 7) ^ (i >> 2) ^ (lba >> 8) ^ 0xa5) as u8
+            }
+        })
+        .collect()
+}
+
+/// A storage profile's extra disk: which controller, the image and its pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageDisk {
+    /// `sdb`: an AHCI disk on the ICH9's port 1 (`ide.1`).
+    Ahci,
+    /// `nvme0n1`: a 32 MiB namespace (the `nvme` profile's is 1 MiB).
+    Nvme,
+}
+
+impl StorageDisk {
+    /// The image file, beside the NVMe profile's.
+    pub fn image(self, images: &Images) -> PathBuf {
+        images.nvme.with_file_name(match self {
+            StorageDisk::Ahci => "ahci.img",
+            StorageDisk::Nvme => "nvme-storage.img",
+        })
+    }
+
+    /// Sector `lba` as the runner writes it.
+    pub fn sector(self, lba: usize) -> Vec<u8> {
+        match self {
+            StorageDisk::Ahci => ahci_sector(lba),
+            StorageDisk::Nvme => nvme_sector(lba),
+        }
+    }
+}
+
+/// The extra disks a profile attaches (by name, so no other profile changes).
+pub fn storage_disks(profile: &str) -> &'static [StorageDisk] {
+    match profile {
+        "ahci" => &[StorageDisk::Ahci],
+        "storage" | "storage-noiommu" => &[StorageDisk::Ahci, StorageDisk::Nvme],
+        _ => &[],
+    }
+}
+
+/// Writes the profile's storage images if missing or of the wrong size.
+pub fn ensure_storage_images(profile: &str, images: &Images) -> Result<(), String> {
+    for &d in storage_disks(profile) {
+        let path = d.image(images);
+        if std::fs::metadata(&path)
+            .map(|m| m.len() as usize == NVME_SECTOR * STORAGE_SECTORS)
+            .unwrap_or(false)
+        {
+            continue;
+        }
+        let data: Vec<u8> = (0..STORAGE_SECTORS).flat_map(|l| d.sector(l)).collect();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        std::fs::write(&path, data).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The QEMU arguments attaching a profile's storage disks (read-only snapshots).
+pub fn storage_args(profile: &str, images: &Images) -> Vec<String> {
+    let mut a = Vec::new();
+    for &d in storage_disks(profile) {
+        let file = d.image(images);
+        let (id, dev) = match d {
+            StorageDisk::Ahci => ("s1", "ide-hd,drive=s1,bus=ide.1"),
+            StorageDisk::Nvme => ("s2", "nvme,serial=busmaster,drive=s2"),
+        };
+        a.push("-drive".into());
+        a.push(format!(
+            "if=none,id={id},format=raw,file={},snapshot=on",
+            file.display()
+        ));
+        a.push("-device".into());
+        a.push(dev.into());
+    }
+    a
+}
+
 /// OVMF firmware files (Debian's `ovmf` package).
 pub struct Ovmf {
     pub code: PathBuf,
@@ -584,6 +708,7 @@ pub fn qemu_args(
         a.push("-device".into());
         a.push("nvme,serial=busmaster,drive=n0".into());
     }
+    a.extend(storage_args(launch.profile.name, images));
     a.extend(launch.extra.iter().cloned());
     a
 }
@@ -682,6 +807,23 @@ mod tests {
         assert!(s0.starts_with(b"BUSMASTER NVME LBA 00000\n"));
         assert_ne!(nvme_sector(1)[100], s0[100]);
         assert_ne!(s0[100], s0[101]);
+    }
+
+    #[test]
+    fn storage_profiles_attach_the_ahci_and_nvme_images() {
+        let args = qemu_args(&launch("storage", Firmware::Bios), &images(), None, None);
+        let at = |want: &str| args.iter().position(|a| a == want).unwrap();
+        let ahci = at("if=none,id=s1,format=raw,file=/img/ahci.img,snapshot=on");
+        assert_eq!(args[ahci + 2], "ide-hd,drive=s1,bus=ide.1");
+        let nvme = at("if=none,id=s2,format=raw,file=/img/nvme-storage.img,snapshot=on");
+        assert_eq!(args[nvme + 2], "nvme,serial=busmaster,drive=s2");
+        let ahci_only = qemu_args(&launch("ahci", Firmware::Bios), &images(), None, None);
+        assert!(ahci_only.iter().any(|a| a.contains("ahci.img")));
+        assert!(!ahci_only.iter().any(|a| a.contains("nvme")));
+        let s0 = ahci_sector(0);
+        assert!(s0.starts_with(b"BUSMASTER AHCI LBA 00000\n"));
+        assert_ne!(ahci_sector(1)[100], s0[100]);
+        assert_ne!(ahci_sector(256)[100], ahci_sector(0)[100]);
     }
 
     #[test]

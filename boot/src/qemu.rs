@@ -83,6 +83,7 @@ impl Session {
         if launch.profile.nvme {
             crate::profile::ensure_nvme_image(&images.nvme)?;
         }
+        crate::profile::ensure_storage_images(launch.profile.name, images)?;
         let mut ovmf = None;
         let mut vars = None;
         if launch.firmware == Firmware::Uefi {

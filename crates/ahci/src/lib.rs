@@ -850,6 +850,7 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
                 table.write::<u32>(regs::CT_PRDT + i * regs::PRD_SIZE + 4 * j, *dw);
             }
         }
+        trace_prdt(segs, &table);
         let ct = table.dma_addr().as_u64();
         let hdr = SLOT * regs::CMD_HDR_SIZE;
         let mut dw0 = regs::FIS_H2D_DWORDS | ((segs.len() as u32) << regs::HDR_PRDTL_SHIFT);
@@ -1181,3 +1182,22 @@ impl<R: RegisterAccess, D: Delay> BlockDevice for AhciDisk<'_, R, D> {
 
 #[cfg(test)]
 mod tests;
+
+/// `blk read --show-sg` (block::trace): the command's mapped segments and its PRD
+/// entries as the HBA will read them, back from the command table.
+fn trace_prdt(segs: &[DmaSegment], table: &DmaPoolBlock) {
+    use block::trace::{self, Kind};
+    if !trace::armed() {
+        return;
+    }
+    for s in segs {
+        trace::record(Kind::Segment, s.addr.as_u64(), s.len as u64);
+    }
+    for i in 0..segs.len() {
+        let at = regs::CT_PRDT + i * regs::PRD_SIZE;
+        let dba = table.read::<u32>(at) as u64 | (table.read::<u32>(at + 4) as u64) << 32;
+        let dbc = table.read::<u32>(at + 12) & regs::PRD_DBC_MASK;
+        trace::record(Kind::Prd, dba, dbc as u64 + 1);
+    }
+    trace::finish();
+}

@@ -14,6 +14,8 @@
 //!   and every request is a whole number of sectors.
 //! * [`sd_name`] / [`nvme_name`] — `sda`, …, `sdz`, `sdaa`, … and `nvme0n1`.
 //! * [`pattern`] — the seeded byte pattern of `blk write`/`blk verify`.
+//! * [`trace`] — the drivers' record of one command's segments and PRDT/PRP entries
+//!   (`blk read --show-sg`).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -21,6 +23,7 @@
 extern crate alloc;
 
 pub mod pattern;
+pub mod trace;
 
 use alloc::collections::VecDeque;
 use alloc::string::String;

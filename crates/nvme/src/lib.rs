@@ -1172,6 +1172,7 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
         };
         let m = self.dev.map_sg(sg.clone(), dir)?;
         let prps = build_prps(m.segments(), &self.prp_pool)?;
+        trace_prps(m.segments(), &prps);
         let mut sqe = [0u32; 16];
         sqe[0] = if write { opc::WRITE } else { opc::READ } as u32;
         sqe[1] = ns.nsid;
@@ -1382,3 +1383,21 @@ impl<R: RegisterAccess, D: Delay> BlockDevice for NvmeDisk<'_, R, D> {
 
 #[cfg(test)]
 mod tests;
+
+/// `blk read --show-sg` (block::trace): the command's mapped segments, PRP1, PRP2
+/// and the PRP list's entries.
+fn trace_prps(segs: &[DmaSegment], prps: &Prps) {
+    use block::trace::{self, Kind};
+    if !trace::armed() {
+        return;
+    }
+    for s in segs {
+        trace::record(Kind::Segment, s.addr.as_u64(), s.len as u64);
+    }
+    trace::record(Kind::Prp1, prps.prp1, 0);
+    trace::record(Kind::Prp2, prps.prp2, prps.list.len() as u64);
+    for (i, &e) in prps.list.iter().enumerate() {
+        trace::record(Kind::PrpList, e, i as u64);
+    }
+    trace::finish();
+}

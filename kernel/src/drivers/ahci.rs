@@ -323,3 +323,73 @@ impl PciDriver for AhciDriver {
         }
     }
 }
+
+/// The controller that has disk `name` and its DMA device (for `blkbench`).
+pub fn controller_of(name: &str) -> Option<(pci::Bdf, Arc<dma::DmaDevice>)> {
+    with_hbas(|h| {
+        h.iter()
+            .find(|c| c.hba.disks().iter().any(|d| d.name == name))
+            .map(|c| (c.bdf, c.hba.dma_device().clone()))
+    })
+}
+
+/// Quiesces the controller at `bdf` and brings it up again on `dev` (`blkbench`
+/// swaps the DMA backend this way): the HBA is dropped (ports stopped, so no
+/// DMA is in flight, and its command lists and FIS areas freed through the
+/// old device), `between` runs (it re-points the IOMMU context entry), then
+/// ABAR is mapped again and the HBA reset and probed with `dev`, keeping its
+/// place and its disks' names. Its disks are gone if the probe fails.
+pub fn rebind(
+    bdf: pci::Bdf,
+    dev: Arc<dma::DmaDevice>,
+    between: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    let (at, first) = with_hbas(|h| {
+        let at = h.iter().position(|c| c.bdf == bdf);
+        let first: usize = h[..at.unwrap_or(h.len())]
+            .iter()
+            .map(|c| c.hba.disks().len())
+            .sum();
+        (at.map(|i| (i, h.remove(i))), first)
+    });
+    let (at, old) = at.ok_or_else(|| alloc::format!("ahci {bdf}: not bound"))?;
+    let irq = old.irq;
+    // The handler leaves an HBA without `shared` alone: none while it is down.
+    for s in IRQ_SLOTS.lock().iter_mut().filter(|s| s.bdf == bdf) {
+        s.shared = None;
+    }
+    drop(old);
+    between()?;
+    let bar = crate::pci::devices()
+        .into_iter()
+        .find(|d| d.bdf == bdf)
+        .and_then(|d| d.bar(5).copied())
+        .ok_or_else(|| alloc::format!("ahci {bdf}: no ABAR"))?;
+    let regs = crate::mm::ioremap(bar.address, bar.size)
+        .map_err(|e| alloc::format!("ahci {bdf}: ioremap ABAR: {e}"))?;
+    // SAFETY: as in `setup_msi`: the handler reads these registers only once
+    // `shared` is set below, while the new HBA owns `regs`.
+    let irq_regs = unsafe { IrqRegs::new(&regs) };
+    let mut hba = Hba::probe(
+        regs,
+        dev,
+        TscDelay,
+        Config {
+            command_timeout_ms: 5000,
+            first_disk_index: first,
+        },
+    )
+    .map_err(|e| alloc::format!("ahci {bdf}: {e}"))?;
+    // The function's MSI configuration survives the HBA reset: point the
+    // handler at the new registers and HBA, and turn interrupts on again.
+    if irq.is_ok() {
+        for s in IRQ_SLOTS.lock().iter_mut().filter(|s| s.bdf == bdf) {
+            s.regs = irq_regs;
+            s.shared = Some(hba.irq_shared().clone());
+            break;
+        }
+        hba.enable_interrupts(true);
+    }
+    with_hbas(|h| h.insert(at.min(h.len()), Controller { bdf, hba, irq }));
+    Ok(())
+}

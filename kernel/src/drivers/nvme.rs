@@ -361,3 +361,72 @@ impl PciDriver for NvmeDriver {
         }
     }
 }
+
+/// The controller of namespace `name` and its DMA device (for `blkbench`).
+pub fn controller_of(name: &str) -> Option<(pci::Bdf, Arc<dma::DmaDevice>)> {
+    with_ctrls(|c| {
+        c.iter()
+            .find(|b| b.ctrl.name() == name)
+            .map(|b| (b.bdf, b.ctrl.dma_device().clone()))
+    })
+}
+
+/// As `ahci::rebind`: disables the controller at `bdf` (dropping it frees its
+/// queues through the old DMA device), runs `between` (the IOMMU re-pointing),
+/// maps BAR0 again and brings the controller up on `dev` under the same name.
+pub fn rebind(
+    bdf: pci::Bdf,
+    dev: Arc<dma::DmaDevice>,
+    between: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    let taken = with_ctrls(|c| {
+        c.iter()
+            .position(|b| b.bdf == bdf)
+            .map(|i| (i, c.remove(i)))
+    });
+    let (instance, old) = taken.ok_or_else(|| alloc::format!("nvme {bdf}: not bound"))?;
+    let irq = old.irq.clone();
+    // No completion queues while the controller is down: the handler does nothing.
+    for s in IRQ_SLOTS.lock().iter_mut().filter(|s| s.bdf == bdf) {
+        s.cqs = Vec::new();
+    }
+    drop(old);
+    between()?;
+    let bar = crate::pci::devices()
+        .into_iter()
+        .find(|d| d.bdf == bdf)
+        .and_then(|d| d.bar(0).copied())
+        .ok_or_else(|| alloc::format!("nvme {bdf}: no BAR0"))?;
+    let regs = crate::mm::ioremap(bar.address, bar.size)
+        .map_err(|e| alloc::format!("nvme {bdf}: ioremap BAR0: {e}"))?;
+    // SAFETY: as in `setup_msix`: the handler touches these registers only
+    // through the queues set below, while the new controller owns `regs`.
+    let irq_regs = unsafe { IrqRegs::new(&regs) };
+    let irq_vectors = irq.as_ref().map_or(0, |v| v.len() as u16);
+    let mut ctrl = Controller::probe(
+        regs,
+        dev,
+        TscDelay,
+        Config {
+            command_timeout_ms: 5000,
+            instance,
+            irq_vectors,
+            ..Config::default()
+        },
+    )
+    .map_err(|e| alloc::format!("nvme {bdf}: {e}"))?;
+    // The MSI-X table keeps its entries across the controller reset: give the
+    // handler the new registers and queues, and turn interrupts on again.
+    if irq.is_ok() {
+        for s in IRQ_SLOTS.lock().iter_mut().filter(|s| s.bdf == bdf) {
+            s.regs = irq_regs;
+            s.cqs = ctrl.completion_queues();
+            break;
+        }
+        if let Err(e) = ctrl.enable_interrupts(true) {
+            log::warn!("nvme {bdf}: {e}; completions polled");
+        }
+    }
+    with_ctrls(|c| c.insert(instance.min(c.len()), Bound { bdf, ctrl, irq }));
+    Ok(())
+}

@@ -108,10 +108,17 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "blk",
-        usage: "read <dev> <lba> [count] | write <dev> <lba> <count> --pattern <seed> | verify <dev> <lba> <count> --pattern <seed>",
+        usage: "read <dev> <lba> [count] | read <dev> <lba> <count> --show-sg [--first N] [--mask BITS] | write <dev> <lba> <count> --pattern <seed> | verify <dev> <lba> <count> --pattern <seed>",
         summary: "read sectors from a disk by DMA through the block layer and hex-dump them; write a seeded pattern (then FLUSH) or check one",
-        examples: &["blk read sda 0          # the boot disk's first sector", "blk read sda 2048 4", "blk read nvme0n1 0 2    # nvme profile", "blk write nvme0n1 100 8 --pattern 42", "blk verify nvme0n1 100 8 --pattern 42   # 'verified: 8 sectors match'"],
+        examples: &["blk read sda 0          # the boot disk's first sector", "blk read sda 2048 4", "blk read nvme0n1 0 2    # nvme profile", "blk write nvme0n1 100 8 --pattern 42", "blk verify nvme0n1 100 8 --pattern 42   # 'verified: 8 sectors match'", "blk read sdb 0 16 --show-sg   # scattered buffer: segments, PRDT (Lab 08)"],
         run: super::blk_cmds::blk,
+    },
+    Command {
+        name: "blkbench",
+        usage: "<dev> [--bs N] [--count N] [--qd N] [--random] [--contig]",
+        summary: "read throughput, IOPS and latency of a disk in every IOMMU mode (direct, swiotlb, strict, lazy) in one boot",
+        examples: &["blkbench nvme0n1                  # 256 x 128 KiB sequential", "blkbench sda --bs 4k --count 512 --random"],
+        run: super::blk_cmds::blkbench,
     },
     Command {
         name: "isadma",

@@ -266,6 +266,23 @@ pub fn dma(cmd: &Command, args: &[&str]) -> CmdResult {
             break;
         }
     }
+    // The storage controllers, counted only: their mappings (command lists, FIS
+    // areas, queues, live while the controller runs) are listed by `iommu domains`.
+    for (_, dev) in super::blk_cmds::storage_dma_devices() {
+        let p = dev.params();
+        kprintln!(
+            "{}: dma_mask {:#x}, coherent_dma_mask {:#x}, max segment {} bytes, boundary {:#x}",
+            dev.name(),
+            p.dma_mask,
+            p.coherent_dma_mask,
+            p.max_segment_size,
+            p.segment_boundary_mask
+        );
+        kprintln!(
+            "  {} live mapping(s) held by the running controller",
+            dev.mappings().len()
+        );
+    }
     if let Some(pool) = kdma::swiotlb() {
         let s = pool.stats();
         kprintln!(

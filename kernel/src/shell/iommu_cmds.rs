@@ -184,6 +184,17 @@ fn domains() -> CmdResult {
             );
         }
     }
+    // The storage controllers' mappings (command lists, FIS areas, queues).
+    for (bdf, dev) in super::blk_cmds::storage_dma_devices() {
+        let maps = dev.mappings();
+        let dom = iommu::domain_of(bdf).map_or(alloc::string::String::new(), |(_, d)| {
+            alloc::format!(" in {d}")
+        });
+        kprintln!("{}: {} live mapping(s){dom}", dev.name(), maps.len());
+        for m in maps {
+            kprintln!("  {m}");
+        }
+    }
     // Live mappings per edu, with the domain whose tables hold them.
     for i in 0.. {
         let shown = crate::drivers::edu::with_edu_at(i, |e| {

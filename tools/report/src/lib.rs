@@ -26,6 +26,7 @@ pub const COMMANDS: &[&str] = &[
     "iommu domains",
     "dma",
     "dmademo release",
+    "lsblk",
 ];
 
 /// The shell prompt that starts each command's output.
@@ -337,12 +338,65 @@ pub struct Report {
     pub iommu: Option<Iommu>,
     pub domains: Vec<Domain>,
     pub dma: Option<Dma>,
+    /// `lsblk`'s disks (`None`: no `lsblk` in the log).
+    pub blocks: Option<Vec<BlockDev>>,
     /// Shell commands seen, in order.
     pub commands: Vec<String>,
     /// `error: ...` lines the shell printed.
     pub errors: Vec<String>,
     /// Lines of a crash report (CPU exception, panic), if the boot ended in one.
     pub crash: Vec<String>,
+}
+
+/// One disk as `lsblk` lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockDev {
+    /// `sda`, `nvme0n1`.
+    pub name: String,
+    /// The controller's PCI function, as the kernel wrote it (`0000:00:1f.2`).
+    pub controller: String,
+    pub bdf: Option<Bdf>,
+    /// `ahci` or `nvme`: the driver, and with the function the DMA device's name.
+    pub driver: String,
+    /// AHCI port (`-` for NVMe).
+    pub port: String,
+    pub sectors: u64,
+    /// `32.0 MiB`.
+    pub size: String,
+    pub model: String,
+}
+
+impl BlockDev {
+    /// The controller's DMA device name (`0000:00:1f.2 ahci`), as `iommu domains` prints it.
+    pub fn dma_device(&self) -> Option<String> {
+        self.bdf
+            .map(|_| format!("{} {}", self.controller, self.driver))
+    }
+}
+
+/// `lsblk`: `NAME CONTROLLER PORT SECTORS SIZE MODEL` rows.
+fn parse_lsblk(r: &mut Report, lines: &[String]) {
+    let blocks = r.blocks.get_or_insert_with(Vec::new);
+    for l in lines {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        // name, bdf, driver, port, sectors, size number, size unit, model...
+        if w.len() < 7 || w[0] == "NAME" {
+            continue;
+        }
+        let (Some(bdf), Ok(sectors)) = (Bdf::parse(w[1]), w[4].parse::<u64>()) else {
+            continue;
+        };
+        blocks.push(BlockDev {
+            name: w[0].to_string(),
+            controller: w[1].to_string(),
+            bdf: Some(bdf),
+            driver: w[2].to_string(),
+            port: w[3].to_string(),
+            sectors,
+            size: format!("{} {}", w[5], w[6]),
+            model: w[7..].join(" "),
+        });
+    }
 }
 
 /// `0x1f`, `1f` (when `hex`), or decimal.
@@ -443,6 +497,7 @@ pub fn parse(log: &str) -> Report {
             ["iommu"] => parse_iommu(&mut r, &c.lines),
             ["iommu", "domains"] => parse_domains(&mut r, &c.lines),
             ["dma"] => parse_dma(&mut r, &c.lines),
+            ["lsblk"] => parse_lsblk(&mut r, &c.lines),
             _ => {}
         }
     }

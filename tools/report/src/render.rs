@@ -93,6 +93,7 @@ pub fn html(r: &Report, title: &str) -> String {
     memory(&mut o, r);
     iommu(&mut o, r);
     dma(&mut o, r);
+    blocks(&mut o, r);
     problems(&mut o, r);
     o.push_str("</body>\n</html>\n");
     o
@@ -129,7 +130,7 @@ fn header(o: &mut String, r: &Report, title: &str) {
         let _ = write!(o, "<br>Shell commands in the log: {}", cmds.join(", "));
     }
     o.push_str("</p>\n<nav><a href=\"#pci\">PCI tree</a><a href=\"#memory\">Memory map by zone</a>\
-                <a href=\"#iommu\">IOMMU domains</a><a href=\"#dma\">DMA controllers</a></nav>\n</header>\n");
+                <a href=\"#iommu\">IOMMU domains</a><a href=\"#dma\">DMA controllers</a><a href=\"#block\">Block devices</a></nav>\n</header>\n");
 }
 
 fn ids(f: &PciFunction) -> String {
@@ -794,6 +795,86 @@ fn dma(o: &mut String, r: &Report) {
     }
     for l in &dma.debug {
         let _ = writeln!(o, "<p class=\"mono\">{}</p>", esc(l));
+    }
+    o.push_str("</section>\n");
+}
+
+/// `lsblk`'s disks, each with its controller's live mappings from `iommu domains`
+/// (command lists, FIS areas, queues: mapped while the controller runs).
+fn blocks(o: &mut String, r: &Report) {
+    o.push_str("<section id=\"block\">\n<h2>Block devices</h2>\n");
+    let Some(blocks) = &r.blocks else {
+        missing(o, "lsblk", "the runner types it");
+        o.push_str("</section>\n");
+        return;
+    };
+    if blocks.is_empty() {
+        o.push_str("<p>no block devices</p>\n</section>\n");
+        return;
+    }
+    o.push_str("<table>\n<tr><th>disk</th><th>controller</th><th>driver</th><th>port</th><th>sectors</th><th>size</th><th>model</th><th>controller's live mappings</th></tr>\n");
+    for b in blocks {
+        let dev = b.dma_device().unwrap_or_default();
+        let live = r.domains.iter().find_map(|d| {
+            d.mapping_counts
+                .iter()
+                .find(|(n, _)| *n == dev)
+                .map(|(_, c)| (d.id, *c))
+        });
+        let live = match live {
+            Some((id, n)) => format!("{n} in domain {id}"),
+            None if r.iommu.as_ref().is_some_and(|i| i.domains_listed) => {
+                "not listed by 'iommu domains'".into()
+            }
+            None => "no IOMMU domain listing in this log".into(),
+        };
+        let _ = writeln!(
+            o,
+            "<tr data-disk=\"{}\"><td>{}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td data-mappings>{}</td></tr>",
+            esc(&b.name),
+            esc(&b.name),
+            b.bdf.map_or(String::new(), |x| x.to_string()),
+            esc(&b.driver),
+            esc(&b.port),
+            b.sectors,
+            esc(&b.size),
+            esc(&b.model),
+            esc(&live)
+        );
+    }
+    o.push_str("</table>\n");
+    // The mappings themselves, per controller.
+    for b in blocks {
+        let dev = b.dma_device().unwrap_or_default();
+        let maps: Vec<&Mapping> = r
+            .domains
+            .iter()
+            .flat_map(|d| d.mappings.iter())
+            .filter(|(n, _)| *n == dev)
+            .map(|(_, m)| m)
+            .collect();
+        // One table per controller (an HBA has several disks).
+        let first = blocks.iter().position(|x| x.dma_device() == b.dma_device());
+        if maps.is_empty() || first.is_some_and(|i| !std::ptr::eq(&blocks[i], b)) {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "<h3>{}</h3>\n<table>\n<tr><th>bus address</th><th>size</th><th>physical</th><th>mapped as</th><th>via</th></tr>",
+            esc(&dev)
+        );
+        for m in maps {
+            let _ = writeln!(
+                o,
+                "<tr><td class=\"addr\">{:#x}</td><td class=\"num\">{}</td><td class=\"addr\">{:#x}</td><td>{}</td><td>{}</td></tr>",
+                m.device_addr,
+                m.size,
+                m.phys,
+                esc(&m.map_type),
+                esc(&m.via)
+            );
+        }
+        o.push_str("</table>\n");
     }
     o.push_str("</section>\n");
 }

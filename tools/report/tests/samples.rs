@@ -118,6 +118,34 @@ fn default_page_has_the_sections_with_content() {
 }
 
 #[test]
+fn storage_page_lists_the_disks_with_their_controllers_live_mappings() {
+    let r = parse(&data("storage.log"));
+    let b = r.blocks.as_ref().expect("lsblk in the log");
+    let names: Vec<&str> = b.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["sda", "sdb", "nvme0n1"]);
+    assert_eq!(b[2].dma_device().as_deref(), Some("0000:00:04.0 nvme"));
+    assert_eq!((b[1].sectors, b[1].size.as_str()), (65536, "32.0 MiB"));
+    let page = render::html(&r, "storage.log");
+    let blk = section(&page, "block");
+    assert!(blk.contains("<tr data-disk=\"sdb\">"));
+    // Command lists and FIS areas (AHCI), queues (NVMe), from `iommu domains`.
+    assert!(blk.contains("4 in domain 2"), "{blk}");
+    assert!(blk.contains("4 in domain 3"), "{blk}");
+    assert!(blk.contains("<h3>0000:00:04.0 nvme</h3>"));
+    assert!(
+        blk.matches("<h3>0000:00:1f.2 ahci</h3>").count() == 1,
+        "one table per HBA"
+    );
+    assert!(
+        !page.contains("not in this log"),
+        "every part is in this log"
+    );
+    // The default sample: the boot disk, its controller's mappings not listed there.
+    let d = parse(&data("default.log"));
+    assert_eq!(d.blocks.as_ref().map(|b| b.len()), Some(1));
+}
+
+#[test]
 fn page_is_self_contained() {
     for log in ["default.log", "pcie.log", "noiommu.log"] {
         let page = render::html(&parse(&data(log)), log);

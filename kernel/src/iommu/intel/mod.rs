@@ -1147,3 +1147,111 @@ pub fn translate(bdf: pci::Bdf, iova: u64) -> Result<iommu_vtd::Translation, Str
     let rid = dma_aliases(bdf).last().copied().unwrap_or(vbdf(bdf));
     with_unit(&io.units[ui].unit, |u| u.translate(rid, iova)).map_err(|r| alloc::format!("{r}"))
 }
+
+/// Where `blkbench` puts a device's requester IDs for one of its modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchTarget {
+    /// The unit's pass-through (or, without ECAP.PT, identity) domain: bus
+    /// address = physical address, as for devices without a driver.
+    PassThrough,
+    /// A domain of the unit (a bench domain, or the device's own to restore).
+    Domain(DomainId),
+}
+
+/// The unit index and domain `bdf` is attached to now (`None`: no working
+/// unit covers it, or it is attached nowhere).
+pub fn attachment_of(bdf: pci::Bdf) -> Option<(usize, DomainId)> {
+    let io = get()?;
+    if io.mode == Mode::Off {
+        return None;
+    }
+    let ui = unit_for(bdf, None)?;
+    let aliases = dma_aliases(bdf);
+    with_unit(&io.units[ui].unit, |u| u.group_domain(&aliases)).map(|d| (ui, d))
+}
+
+/// Why a translated bench domain cannot be had for `bdf` this boot, or `None`
+/// when it can.
+pub fn why_no_translation(bdf: pci::Bdf) -> Option<String> {
+    let Some(io) = get() else {
+        return Some("no DMAR table: no VT-d in this machine".into());
+    };
+    if io.mode == Mode::Off {
+        return Some("VT-d left off this boot (iommu=off)".into());
+    }
+    if unit_for(bdf, None).is_none() {
+        return Some(alloc::format!("no working remapping unit covers {bdf}"));
+    }
+    None
+}
+
+/// A translated domain with no device yet, on the unit that covers `bdf`, for
+/// `blkbench` (which attaches the device to it with [`bench_attach`] while the
+/// driver is quiesced). Offered when the units are up (iommu=on or pt).
+/// Dropped after the device has left it, it gives its domain ID back.
+pub fn bench_domain_for(bdf: pci::Bdf, strict: bool) -> Result<(SharedDomain, DomainId), String> {
+    if let Some(why) = why_no_translation(bdf) {
+        return Err(why);
+    }
+    let io = get().ok_or("no IOMMU")?;
+    let ui = unit_for(bdf, None).ok_or("no unit")?;
+    let entry = &io.units[ui];
+    let did = with_unit(&entry.unit, |u| u.create_domain(DomainKind::Translated))
+        .map_err(|e| alloc::format!("{e}"))?;
+    let d: SharedDomain = Arc::new(Mutex::new(VtdDomain {
+        unit: entry.unit.clone(),
+        did,
+        strict,
+    }));
+    Ok((d, did))
+}
+
+/// Re-points every context entry of `bdf` (each requester ID its DMA can
+/// carry) at `target`, with the invalidations `attach` does. The caller must
+/// have quiesced the device: DMA in flight would land in the new domain.
+/// A pass-through domain is made on first use when the unit has none yet.
+pub fn bench_attach(bdf: pci::Bdf, target: BenchTarget) -> Result<DomainId, String> {
+    let io = get().ok_or("no IOMMU")?;
+    let ui = unit_for(bdf, None).ok_or_else(|| alloc::format!("no unit covers {bdf}"))?;
+    let entry = &io.units[ui];
+    let aliases = dma_aliases(bdf);
+    with_unit(&entry.unit, |u| {
+        let did = match target {
+            BenchTarget::Domain(d) => d,
+            BenchTarget::PassThrough => {
+                let mut pt = entry.passthrough.lock();
+                match *pt {
+                    Some(d) => d,
+                    None => {
+                        let d = if u.ecap().pt {
+                            u.create_domain(DomainKind::PassThrough)?
+                        } else {
+                            let ram: Vec<(PhysAddr, u64)> = crate::mm::memmap::regions()
+                                .iter()
+                                .filter(|r| r.kind == crate::mm::memmap::Kind::Usable)
+                                .map(|r| {
+                                    (
+                                        PhysAddr::new(r.start & !0xFFF),
+                                        (r.end - (r.start & !0xFFF)) & !0xFFF,
+                                    )
+                                })
+                                .collect();
+                            u.create_identity_domain(&ram)?
+                        };
+                        *pt = Some(d);
+                        d
+                    }
+                }
+            }
+        };
+        // The aliases move together: detach the device's own entries first so
+        // attach_aliases does not see them as "in another domain".
+        for a in &aliases {
+            if u.domain_of(*a).is_some_and(|d| d != did) {
+                u.detach(*a)?;
+            }
+        }
+        u.attach_aliases(&aliases, did).map(|_| did)
+    })
+    .map_err(|e| alloc::format!("{e}"))
+}
