@@ -11,6 +11,9 @@
 #   ./run.sh report               boot, then one HTML page of the PCI tree, memory zones, IOMMU domains
 #                                 (target/report/index.html; --log FILE renders an existing serial log)
 #   ./run.sh boot-time            measure QEMU start -> shell prompt (BIOS and UEFI) beside Linux
+#   ./run.sh exercise list        the graded exercises (exercises/*/exercise.txt)
+#   ./run.sh exercise start NAME  branch exercise/NAME with the exercise's code cut to stubs
+#   ./run.sh grade NAME           grade an exercise (--repo PATH: another checkout; --host-only)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -90,7 +93,7 @@ test)
     set -e
     exec cargo run -q -p boot -- test --host-log target/host-tests.log --host-status "$status" "$@"
     ;;
-run | image | report | boot-time | profiles)
+run | image | report | boot-time | profiles | exercise | grade)
     # `./run.sh` alone means run: there may be nothing to shift (and a failed
     # shift would end the script under set -e).
     if [ $# -gt 0 ]; then shift; fi
