@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 
 /// The checkout this runner was built from.
 pub fn own_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// One graded host test: `cargo test -p <package> -- --exact <test>`.
@@ -767,15 +768,22 @@ pub fn grade_qemu(ex: &Exercise, repo: &Path) -> Vec<Check> {
                     .collect();
                 let failed = results.iter().find(|(_, ok, _)| !ok);
                 let (ok, reason) = if results.is_empty() {
+                    // Not reached: say what stopped it (a build error, or the boot's
+                    // own failure, e.g. a todo! panic while the kernel comes up).
+                    let boot_failure = parse_runner(&ran.stdout)
+                        .into_iter()
+                        .find(|(_, ok, _)| !ok)
+                        .map(|(n, _, d)| format!("not reached; {n} failed: {d}"));
                     let why = first_compile_error(&ran.stderr)
                         .map(|e| format!("the kernel does not compile: {e}"))
+                        .or(boot_failure)
                         .unwrap_or_else(|| {
                             format!(
                                 "no QEMU test matching '{q}' ran ({})",
                                 ran.stderr.lines().last().unwrap_or("no output").trim()
                             )
                         });
-                    (false, why)
+                    (false, shorten(&why, 240))
                 } else if let Some((n, _, d)) = failed {
                     (false, shorten(&format!("{n}: {d}"), 240))
                 } else {
@@ -974,10 +982,10 @@ pub fn suite(root: &Path) -> Vec<(String, bool, String)> {
         Err(e) => return vec![("exercises::load".into(), false, e)],
     };
     let tree = root.join("target/exercise-suite/tree");
-    // This checkout's own target directory: registry crates are already built there
-    // (same versions, profile and flags), and the scratch tree's own crates get their
-    // own hashes (another path), so they never overwrite this checkout's.
-    let target = root.join("target");
+    // Its own target directory, never this checkout's: cargo hashes a workspace crate by
+    // its path inside the workspace, so the scratch tree's `dma` and this checkout's
+    // would share artifacts, and a stub's build could be taken for this checkout's.
+    let target = root.join("target/exercise-suite/target");
     for ex in &all {
         let n = &ex.name;
         let t = ex.host.len();
