@@ -5,6 +5,7 @@
 //! run.sh exercise list
 //! run.sh exercise start <name>            branch exercise/<name> with the regions cut, checked out
 //! run.sh exercise cut <name> --out DIR    the cut tree written to DIR (git untouched)
+//! run.sh exercise prove                   stub 0, reference full, wrong patch below, for each
 //! run.sh grade <name> [--repo PATH] [--host-only]
 //! ```
 //!
@@ -808,6 +809,7 @@ const USAGE: &str = "usage:
   run.sh exercise list
   run.sh exercise start <name>
   run.sh exercise cut <name> --out DIR
+  run.sh exercise prove                  (the suite's check of every exercise)
   run.sh grade <name> [--repo PATH] [--host-only]";
 
 /// `run.sh exercise ...` and `run.sh grade ...`; returns the exit status.
@@ -841,6 +843,19 @@ fn exercise_cmd(args: &[String]) -> Result<i32, String> {
             Ok(0)
         }
         Some("start") if args.len() == 2 => start(&root, &args[1]),
+        Some("prove") if args.len() == 1 => {
+            // The suite's job alone (what `./run.sh test` runs as exercises::suite).
+            let results = suite(&root);
+            let failed = results.iter().filter(|(_, ok, _)| !ok).count();
+            for (name, ok, detail) in &results {
+                println!("test {name} ... {}", if *ok { "ok" } else { "FAILED" });
+                for line in detail.lines() {
+                    println!("    {line}");
+                }
+            }
+            println!("{} passed, {failed} failed", results.len() - failed);
+            Ok(if failed == 0 { 0 } else { 1 })
+        }
         Some("cut") => {
             let (name, out) = match &args[1..] {
                 [n, o, d] if o == "--out" => (n, d),
@@ -856,7 +871,7 @@ fn exercise_cmd(args: &[String]) -> Result<i32, String> {
             println!("the tree of exercise {name} is in {}", out.display());
             Ok(0)
         }
-        _ => Err("exercise takes list, start <name> or cut <name> --out DIR".into()),
+        _ => Err("exercise takes list, start <name>, cut <name> --out DIR or prove".into()),
     }
 }
 
