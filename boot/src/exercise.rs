@@ -601,6 +601,9 @@ fn parse_libtest(stdout: &str) -> (BTreeMap<String, Vec<bool>>, BTreeMap<String,
 fn cargo_in(repo: &Path, target_dir: Option<&Path>) -> Command {
     let mut c = Command::new("cargo");
     c.current_dir(repo);
+    // A failing property test would otherwise leave a proptest-regressions file in
+    // the graded tree.
+    c.env("PROPTEST_DISABLE_FAILURE_PERSISTENCE", "1");
     if let Some(t) = target_dir {
         c.env("CARGO_TARGET_DIR", t);
     }
@@ -779,9 +782,16 @@ pub fn grade_qemu(ex: &Exercise, repo: &Path) -> Vec<Check> {
                         .map(|e| format!("the kernel does not compile: {e}"))
                         .or(boot_failure)
                         .unwrap_or_else(|| {
+                            // The runner reports only names matching `--only`, so a
+                            // kernel that died before the test is silent here.
+                            let profile = q
+                                .strip_prefix("qemu::")
+                                .and_then(|r| r.split_once("::"))
+                                .map_or("", |(p, _)| p);
                             format!(
-                                "no QEMU test matching '{q}' ran ({})",
-                                ran.stderr.lines().last().unwrap_or("no output").trim()
+                                "the test never reported: the kernel stopped before it \
+                                 (a panic while booting?); `./run.sh test --only \
+                                 qemu::{profile}::` shows the whole boot"
                             )
                         });
                     (false, shorten(&why, 240))
