@@ -12,6 +12,9 @@
 #                                 (target/report/index.html; --log FILE renders an existing serial log)
 #   ./run.sh boot-time            measure QEMU start -> shell prompt (BIOS and UEFI) beside Linux
 #   ./run.sh blkbench-compare     blkbench in every IOMMU mode beside Linux's dd on the same disks
+#   ./run.sh exercise list        the graded exercises (exercises/*/exercise.txt)
+#   ./run.sh exercise start NAME  branch exercise/NAME with the exercise's code cut to stubs
+#   ./run.sh grade NAME           grade an exercise (--repo PATH: another checkout; --host-only)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -95,7 +98,7 @@ blkbench-compare)
     shift
     exec tools/blkbench-compare.sh "$@"
     ;;
-run | image | report | boot-time | profiles)
+run | image | report | boot-time | profiles | exercise | grade)
     # `./run.sh` alone means run: there may be nothing to shift (and a failed
     # shift would end the script under set -e).
     if [ $# -gt 0 ]; then shift; fi

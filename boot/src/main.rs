@@ -8,9 +8,12 @@
 //! boot report [--profile NAME] [--out FILE] [--log FILE]
 //! boot boot-time [--runs N] [--oracle SCRIPT | --no-oracle]
 //! boot profiles
+//! boot exercise list | start <name> | cut <name> --out DIR
+//! boot grade <name> [--repo PATH] [--host-only]
 //! ```
 
 mod boottime;
+mod exercise;
 mod ktest;
 mod labs;
 mod oracle;
@@ -43,7 +46,9 @@ const USAGE: &str = "usage:
   run.sh image [--out DIR]
   run.sh report [--profile NAME] [--out FILE.html] [--log SERIAL_LOG]
   run.sh boot-time [--runs N] [--oracle SCRIPT | --no-oracle]
-  run.sh profiles";
+  run.sh profiles
+  run.sh exercise list | start <name> | cut <name> --out DIR
+  run.sh grade <name> [--repo PATH] [--host-only]";
 
 fn fail(msg: &str) -> ! {
     eprintln!("boot: {msg}");
@@ -153,7 +158,12 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
 }
 
 fn main() {
-    let args = parse_args(std::env::args().skip(1).collect()).unwrap_or_else(|e| fail(&e));
+    // The exercise commands take positional words; they parse their own arguments.
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(cmd @ ("exercise" | "grade")) = argv.first().map(String::as_str) {
+        std::process::exit(exercise::main(cmd, &argv[1..]));
+    }
+    let args = parse_args(argv).unwrap_or_else(|e| fail(&e));
     let code = match args.command.as_str() {
         "run" => run(&args),
         "test" => test(&args),

@@ -101,6 +101,19 @@ pub(crate) struct MapState {
     pub recent: VecDeque<MappingInfo>,
 }
 
+/// Linux `dma_capable()`: can a device with DMA mask `mask` reach every byte of
+/// `[phys, phys+len)` directly? (`len` is at least 1 and the range does not wrap: the
+/// caller checked.)
+// The mask is the highest bus address the device can drive.
+fn dma_capable(phys: u64, len: usize, mask: u64) -> bool {
+    // exercise(swiotlb): begin
+    phys + (len as u64 - 1) <= mask
+    // exercise(swiotlb): stub
+    // let _ = (phys, len, mask);
+    // todo!("exercise swiotlb: the mask check")
+    // exercise(swiotlb): end
+}
+
 impl DmaDevice {
     fn event(&self, kind: DebugKind, addr: DmaAddr, size: usize) -> DebugEvent {
         DebugEvent {
@@ -129,8 +142,7 @@ impl DmaDevice {
                 device: self.name.clone(),
             });
         }
-        let end = phys
-            .as_u64()
+        phys.as_u64()
             .checked_add(len as u64 - 1)
             .ok_or(DmaError::AddressOverflow { phys, len })?;
         let p = self.params();
@@ -145,7 +157,7 @@ impl DmaDevice {
                 // dma_capable(): the last byte must be under the mask. Forced bouncing
                 // only means something when there is a pool to bounce through.
                 let bounce_forced = p.force_bounce && matches!(backend, DmaBackend::Swiotlb(_));
-                if end <= p.dma_mask && !bounce_forced {
+                if dma_capable(phys.as_u64(), len, p.dma_mask) && !bounce_forced {
                     Mapping {
                         dma: DmaAddr::new(phys.as_u64()),
                         len,
@@ -224,7 +236,11 @@ impl DmaDevice {
         }
         // Always pre-fill, FromDevice included: a device that writes only part of the
         // buffer must not expose stale bounce bytes on the copy back.
+        // exercise(swiotlb): begin
         pool.bounce(phys, slots.tlb, len, DmaDirection::ToDevice);
+        // exercise(swiotlb): stub
+        // let _ = Swiotlb::bounce; // todo (exercise swiotlb): fill the slots before the device sees them
+        // exercise(swiotlb): end
         Ok(Mapping {
             dma: DmaAddr::new(slots.tlb.as_u64()),
             len,
@@ -407,10 +423,17 @@ impl DmaDevice {
         match m.kind {
             MapKind::Direct | MapKind::IommuSg => {}
             MapKind::Bounce { pool, slots } => {
+                // Unmap: what the device may have written goes back to the original
+                // buffer, then the slots are free again.
+                // exercise(swiotlb): begin
                 if m.dir.device_writes() {
                     pool.bounce(m.phys, slots.tlb, m.len, DmaDirection::FromDevice);
                 }
                 pool.release(slots);
+                // exercise(swiotlb): stub
+                // let _ = (pool, slots);
+                // todo!("exercise swiotlb: unmap a bounced mapping")
+                // exercise(swiotlb): end
             }
             MapKind::Iommu {
                 domain,
@@ -614,6 +637,8 @@ impl DmaDevice {
                     .cache_sync_for_cpu(m.device_phys(off), len, dir);
             }
             if let Some((pool, slots)) = m.bounce_slots() {
+                // sync_for_cpu: `len` bytes at offset `off` of the mapping.
+                // exercise(swiotlb): begin
                 if dir.device_writes() {
                     pool.bounce(
                         m.phys + off as u64,
@@ -622,9 +647,15 @@ impl DmaDevice {
                         DmaDirection::FromDevice,
                     );
                 }
+                // exercise(swiotlb): stub
+                // let _ = (pool, slots, off);
+                // todo!("exercise swiotlb: sync a bounced range for the CPU")
+                // exercise(swiotlb): end
             }
         } else {
             if let Some((pool, slots)) = m.bounce_slots() {
+                // sync_for_device: `len` bytes at offset `off` of the mapping.
+                // exercise(swiotlb): begin
                 if dir.device_reads() {
                     pool.bounce(
                         m.phys + off as u64,
@@ -633,6 +664,10 @@ impl DmaDevice {
                         DmaDirection::ToDevice,
                     );
                 }
+                // exercise(swiotlb): stub
+                // let _ = (pool, slots, off);
+                // todo!("exercise swiotlb: sync a bounced range for the device")
+                // exercise(swiotlb): end
             }
             if !m.coherent {
                 self.platform

@@ -195,6 +195,13 @@ impl Swiotlb {
         } else {
             0
         };
+        // The search: walk candidate first slots `i` from the bottom of the pool. A run of
+        // `nslots` slots starting at `i` fits when it stays inside one IO_TLB_SEGSIZE
+        // segment, its address has the bits `align_mask` and `iotlb_align_mask` ask for,
+        // it does not cross the device's segment boundary (`boundary_mask`) and none of its
+        // slots is in use. Take it (mark used, update used_count, high_water, mappings) or,
+        // when nothing fits, count a full failure and say how full the pool is.
+        // exercise(swiotlb): begin
         let mut g = self.inner.lock();
         let mut i = 0;
         while i + nslots <= self.nslabs {
@@ -230,10 +237,17 @@ impl Swiotlb {
             used: g.used_count,
             total: self.nslabs,
         })
+        // exercise(swiotlb): stub
+        // let _ = (orig, offset, iotlb_align_mask, align_mask, boundary_mask, self.slot_addr(0));
+        // let _ = (&self.inner.lock().used, AllocFail::Full { used: 0, total: self.nslabs });
+        // todo!("exercise swiotlb: find {nslots} free slots in one segment, aligned, inside the boundary")
+        // exercise(swiotlb): end
     }
 
     /// Gives slots back (Linux `swiotlb_release_slots`).
     pub(crate) fn release(&self, slots: Slots) {
+        // Undo what alloc did: the slots become free, used_count and mappings drop.
+        // exercise(swiotlb): begin
         let mut g = self.inner.lock();
         for s in &mut g.used[slots.index..slots.index + slots.nslots] {
             debug_assert!(*s, "swiotlb: releasing a free slot");
@@ -241,18 +255,28 @@ impl Swiotlb {
         }
         g.used_count -= slots.nslots;
         g.mappings -= 1;
+        // exercise(swiotlb): stub
+        // let _ = slots;
+        // todo!("exercise swiotlb: give the slots back")
+        // exercise(swiotlb): end
     }
 
     /// Copies between the original buffer and its bounce slot (Linux `swiotlb_bounce`):
     /// `ToDevice` = orig → bounce, `FromDevice` = bounce → orig.
     pub(crate) fn bounce(&self, orig: PhysAddr, tlb: PhysAddr, len: usize, way: DmaDirection) {
+        // Which way does the copy go? `self.platform.mem().copy(src, dst, len)` copies
+        // through the platform's linear map: the cost of bouncing should be the copy,
+        // nothing more.
+        // exercise(swiotlb): begin
         let (src, dst) = match way {
             DmaDirection::FromDevice => (tlb, orig),
             _ => (orig, tlb),
         };
-        // One memmove through the platform's linear map: the cost of bouncing
-        // should be the copy, nothing more.
         self.platform.mem().copy(src, dst, len);
+        // exercise(swiotlb): stub
+        // let _ = (orig, tlb, len, way, self.platform);
+        // todo!("exercise swiotlb: copy between the original buffer and its bounce slots")
+        // exercise(swiotlb): end
     }
 }
 

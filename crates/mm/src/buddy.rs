@@ -118,13 +118,18 @@ pub enum ZoneLimit {
 }
 
 impl ZoneLimit {
-    /// Zones to try, in order (highest allowed first, falling back downward).
-    const fn fallback(self) -> &'static [ZoneKind] {
+    /// Zones to try, in order (highest allowed first, falling back downward: Linux's
+    /// zonelist for the GFP zone modifier).
+    fn fallback(self) -> &'static [ZoneKind] {
+        // exercise(zones): begin
         match self {
             ZoneLimit::Any => &[ZoneKind::Normal, ZoneKind::Dma32, ZoneKind::Dma],
             ZoneLimit::Dma32 => &[ZoneKind::Dma32, ZoneKind::Dma],
             ZoneLimit::Dma => &[ZoneKind::Dma],
         }
+        // exercise(zones): stub
+        // todo!("exercise zones: the zones {self:?} may use, highest first")
+        // exercise(zones): end
     }
 
     /// Exclusive upper bound of the addresses this limit may return.
@@ -769,6 +774,12 @@ impl<'a> FrameAllocator<'a> {
             self.errors.invalid_order += 1;
             return Err(AllocError::InvalidOrder(order));
         }
+        // Try the zones `limit.fallback()` lists, in order; a zone the machine lacks is
+        // `None` in `self.zones` (indexed by `kind as usize`). `zone.alloc(order)` gives a
+        // zone-relative frame; the frame number is `zone.base_pfn + rel`. Only a
+        // `ZoneLimit::Dma` request may take the DMA zone's last `zone.reserve` pages.
+        // Count a failure in `self.errors.alloc_failures` before returning the error.
+        // exercise(zones): begin
         for &kind in limit.fallback() {
             let Some(zone) = self.zones[kind as usize].as_mut() else {
                 continue;
@@ -786,6 +797,11 @@ impl<'a> FrameAllocator<'a> {
         }
         self.errors.alloc_failures += 1;
         Err(AllocError::OutOfMemory { order, limit })
+        // exercise(zones): stub
+        // let _ = limit.fallback(); // the zones to try, in order
+        // let _ = |zone: &mut Zone<'_>| zone.alloc(order as usize); // a block from one zone
+        // todo!("exercise zones: allocate an order-{order} block under {limit:?}")
+        // exercise(zones): end
     }
 
     /// Allocates one page (order 0) with no zone limit.

@@ -253,6 +253,41 @@ fn alloc_prefers_normal_then_dma32_then_dma_above_reserve() {
 }
 
 #[test]
+fn each_limit_falls_back_downward_only() {
+    let mut meta = Vec::new();
+    // DMA all reserved (empty), 16 MiB of DMA32, 1 MiB of Normal.
+    let mut fa = build(
+        &[MIB..16 * MIB, 16 * MIB..32 * MIB, 4 * GIB..4 * GIB + MIB],
+        &[MIB..16 * MIB],
+        &mut meta,
+        0,
+    );
+    // GFP_DMA never goes up to DMA32, even when DMA is empty.
+    assert_eq!(
+        fa.alloc(0, ZoneLimit::Dma),
+        Err(AllocError::OutOfMemory {
+            order: 0,
+            limit: ZoneLimit::Dma
+        })
+    );
+    // GFP_DMA32 takes DMA32 and never Normal.
+    let a = fa.alloc(0, ZoneLimit::Dma32).unwrap();
+    assert_eq!(ZoneKind::of(a.as_u64()), ZoneKind::Dma32);
+    // No modifier: Normal while it lasts, then down to DMA32.
+    for i in 0..256 {
+        let n = fa.alloc(0, ZoneLimit::Any).unwrap();
+        assert_eq!(ZoneKind::of(n.as_u64()), ZoneKind::Normal, "page {i}");
+    }
+    let d = fa.alloc(0, ZoneLimit::Any).unwrap();
+    assert_eq!(
+        ZoneKind::of(d.as_u64()),
+        ZoneKind::Dma32,
+        "Normal is used up"
+    );
+    assert_eq!(fa.error_counts().alloc_failures, 1);
+}
+
+#[test]
 fn dma32_limit_never_goes_above_4g() {
     let mut meta = Vec::new();
     let mut fa = build(&[4 * GIB..4 * GIB + 64 * MIB], &[], &mut meta, 0);

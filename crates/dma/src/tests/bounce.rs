@@ -368,6 +368,43 @@ fn set_mask_follows_platform_limits() {
 }
 
 #[test]
+fn mask_check_counts_the_last_byte() {
+    let p = machine();
+    let (dev, _) = edu(p, DmaBackend::Swiotlb(swiotlb(p)));
+    // A mask ending inside LOW RAM (a swiotlb pool under it makes any mask usable):
+    // [LOW, LOW + 0x2000) is reachable, LOW + 0x2000 is not.
+    let mask = LOW + 0x1fff;
+    dev.set_mask(mask).unwrap();
+    let dir = DmaDirection::ToDevice;
+    let fits = dev
+        .map_single(PhysAddr::new(LOW + 0x1000), 0x1000, dir)
+        .unwrap();
+    assert_eq!(
+        fits.as_u64(),
+        LOW + 0x1000,
+        "a buffer whose last byte is the mask itself maps direct"
+    );
+    let over = dev
+        .map_single(PhysAddr::new(LOW + 0x1001), 0x1000, dir)
+        .unwrap();
+    assert!(
+        in_swiotlb(over),
+        "a buffer one byte over the mask bounces (got {:#x})",
+        over.as_u64()
+    );
+    let above = dev.map_single(PhysAddr::new(LOW + 0x2000), 1, dir).unwrap();
+    assert!(
+        in_swiotlb(above),
+        "a byte just above the mask bounces (got {:#x})",
+        above.as_u64()
+    );
+    for (a, len) in [(fits, 0x1000), (over, 0x1000), (above, 1)] {
+        dev.unmap_single(a, len, dir).unwrap();
+    }
+    assert_eq!(dev.mapping_count(), 0);
+}
+
+#[test]
 fn bounced_mapping_with_21_bit_mask_lands_under_it() {
     let p = machine();
     let (dev, _) = edu(p, DmaBackend::Swiotlb(swiotlb(p)));
