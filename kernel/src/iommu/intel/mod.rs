@@ -996,6 +996,20 @@ fn enable(io: &Iommu, devices: &[pci::PciDevice], fail_enable: bool) {
     }
 }
 
+/// Usable RAM as page-aligned (start, length) ranges, for identity domains.
+fn usable_ram() -> Vec<(PhysAddr, u64)> {
+    crate::mm::memmap::regions()
+        .iter()
+        .filter(|r| r.kind == crate::mm::memmap::Kind::Usable)
+        .map(|r| {
+            (
+                PhysAddr::new(r.start & !0xFFF),
+                (r.end - (r.start & !0xFFF)) & !0xFFF,
+            )
+        })
+        .collect()
+}
+
 /// `iommu=pt`: the unit's pass-through domain (an identity one without ECAP.PT).
 fn attach_passthrough(
     u: &mut Unit,
@@ -1012,17 +1026,7 @@ fn attach_passthrough(
         Some(did) => did,
         None => {
             // Identity over RAM when the unit has no pass-through.
-            let ram: Vec<(PhysAddr, u64)> = crate::mm::memmap::regions()
-                .iter()
-                .filter(|r| r.kind == crate::mm::memmap::Kind::Usable)
-                .map(|r| {
-                    (
-                        PhysAddr::new(r.start & !0xFFF),
-                        (r.end - (r.start & !0xFFF)) & !0xFFF,
-                    )
-                })
-                .collect();
-            let did = u.create_default_domain(&ram)?;
+            let did = u.create_default_domain(&usable_ram())?;
             *pt = Some(did);
             did
         }
@@ -1226,17 +1230,7 @@ pub fn bench_attach(bdf: pci::Bdf, target: BenchTarget) -> Result<DomainId, Stri
                         let d = if u.ecap().pt {
                             u.create_domain(DomainKind::PassThrough)?
                         } else {
-                            let ram: Vec<(PhysAddr, u64)> = crate::mm::memmap::regions()
-                                .iter()
-                                .filter(|r| r.kind == crate::mm::memmap::Kind::Usable)
-                                .map(|r| {
-                                    (
-                                        PhysAddr::new(r.start & !0xFFF),
-                                        (r.end - (r.start & !0xFFF)) & !0xFFF,
-                                    )
-                                })
-                                .collect();
-                            u.create_identity_domain(&ram)?
+                            u.create_identity_domain(&usable_ram())?
                         };
                         *pt = Some(d);
                         d
