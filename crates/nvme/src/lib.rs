@@ -824,15 +824,14 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
             log::warn!("{}: namespace 1 has an unusable LBA format", c.name);
         }
         log::info!(
-            "{}: {} {} fw {}, NVMe {}.{}, MDTS {} KiB, {:?}",
+            "{}: {} {} fw {}, NVMe {}.{}, MDTS {} KiB",
             c.name,
             c.info.model,
             c.info.serial,
             c.info.firmware,
             c.vs >> 16,
             (c.vs >> 8) & 0xff,
-            c.max_transfer() / 1024,
-            c.ns
+            c.max_transfer() / 1024
         );
         Ok(c)
     }

@@ -340,12 +340,32 @@ pub struct Report {
     pub dma: Option<Dma>,
     /// `lsblk`'s disks (`None`: no `lsblk` in the log).
     pub blocks: Option<Vec<BlockDev>>,
+    /// `attack matrix` tables, one per run in the log.
+    pub attacks: Vec<AttackMatrix>,
     /// Shell commands seen, in order.
     pub commands: Vec<String>,
     /// `error: ...` lines the shell printed.
     pub errors: Vec<String>,
     /// Lines of a crash report (CPU exception, panic), if the boot ended in one.
     pub crash: Vec<String>,
+}
+
+/// The table `attack matrix` prints: one mode's column.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttackMatrix {
+    /// `strict`, `lazy`, `pt`, `off`, with `+untrusted` when edu was marked so.
+    pub mode: String,
+    pub rows: Vec<AttackRow>,
+}
+
+/// One attack's cell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttackRow {
+    pub attack: String,
+    /// `ALLOWED`, `blocked` or `n/a`.
+    pub verdict: String,
+    pub bytes: u64,
+    pub faults: u64,
 }
 
 /// One disk as `lsblk` lists it.
@@ -498,6 +518,7 @@ pub fn parse(log: &str) -> Report {
             ["iommu", "domains"] => parse_domains(&mut r, &c.lines),
             ["dma"] => parse_dma(&mut r, &c.lines),
             ["lsblk"] => parse_lsblk(&mut r, &c.lines),
+            ["attack", "matrix", ..] => parse_attack_matrix(&mut r, &c.lines),
             _ => {}
         }
     }
@@ -1125,6 +1146,43 @@ fn parse_iommu(r: &mut Report, lines: &[String]) {
                 u.invalidations = Some(c.to_string());
             }
         }
+    }
+}
+
+/// `attack matrix (mode lazy+untrusted; edu as the device)`, a header line,
+/// then `kernel-write  blocked  0  1` rows.
+fn parse_attack_matrix(r: &mut Report, lines: &[String]) {
+    let Some(start) = lines
+        .iter()
+        .position(|l| l.starts_with("attack matrix (mode "))
+    else {
+        return;
+    };
+    let mode = lines[start]
+        .trim_start_matches("attack matrix (mode ")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let mut m = AttackMatrix {
+        mode,
+        rows: Vec::new(),
+    };
+    for l in &lines[start + 1..] {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if let [attack, verdict @ ("ALLOWED" | "blocked" | "n/a"), bytes, faults] = w.as_slice() {
+            if let (Ok(bytes), Ok(faults)) = (bytes.parse(), faults.parse()) {
+                m.rows.push(AttackRow {
+                    attack: attack.to_string(),
+                    verdict: verdict.to_string(),
+                    bytes,
+                    faults,
+                });
+            }
+        }
+    }
+    if !m.rows.is_empty() {
+        r.attacks.push(m);
     }
 }
 

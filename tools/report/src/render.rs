@@ -94,6 +94,7 @@ pub fn html(r: &Report, title: &str) -> String {
     iommu(&mut o, r);
     dma(&mut o, r);
     blocks(&mut o, r);
+    attacks(&mut o, r);
     problems(&mut o, r);
     o.push_str("</body>\n</html>\n");
     o
@@ -801,6 +802,43 @@ fn dma(o: &mut String, r: &Report) {
 
 /// `lsblk`'s disks, each with its controller's live mappings from `iommu domains`
 /// (command lists, FIS areas, queues: mapped while the controller runs).
+/// `attack matrix` runs in the log: attack x mode, as the kernel judged them.
+fn attacks(o: &mut String, r: &Report) {
+    if r.attacks.is_empty() {
+        return;
+    }
+    o.push_str("<section id=\"attacks\">\n<h2>Attack matrix</h2>\n<table>\n<tr><th>attack</th>");
+    for m in &r.attacks {
+        let _ = write!(o, "<th>{}</th>", esc(&m.mode));
+    }
+    o.push_str("</tr>\n");
+    let mut names: Vec<&str> = Vec::new();
+    for row in r.attacks.iter().flat_map(|m| &m.rows) {
+        if !names.contains(&row.attack.as_str()) {
+            names.push(&row.attack);
+        }
+    }
+    for name in names {
+        let _ = write!(o, "<tr><td>{}</td>", esc(name));
+        for m in &r.attacks {
+            match m.rows.iter().find(|x| x.attack == name) {
+                Some(x) => {
+                    let _ = write!(
+                        o,
+                        "<td title=\"{} byte(s), {} fault(s)\">{}</td>",
+                        x.bytes,
+                        x.faults,
+                        esc(&x.verdict)
+                    );
+                }
+                None => o.push_str("<td></td>"),
+            }
+        }
+        o.push_str("</tr>\n");
+    }
+    o.push_str("</table>\n<p class=\"note\">edu as the malicious device; ALLOWED: the device got what it tried (bytes read or changed, an interrupt); blocked: the IOMMU stopped it (see Lab 09)</p>\n</section>\n");
+}
+
 fn blocks(o: &mut String, r: &Report) {
     o.push_str("<section id=\"block\">\n<h2>Block devices</h2>\n");
     let Some(blocks) = &r.blocks else {

@@ -311,3 +311,29 @@ proptest! {
         assert_page_ok(&render::html(&parse(&text), "garbled"));
     }
 }
+
+#[test]
+fn attack_matrix_in_the_log_becomes_a_table() {
+    let r = parse(&data("attack.log"));
+    assert_eq!(r.attacks.len(), 1);
+    let m = &r.attacks[0];
+    assert_eq!(m.mode, "lazy+untrusted");
+    let cell = |a: &str| {
+        m.rows
+            .iter()
+            .find(|x| x.attack == a)
+            .map(|x| (x.verdict.as_str(), x.faults))
+            .unwrap_or_else(|| panic!("no row {a}: {:?}", m.rows))
+    };
+    assert_eq!(cell("kernel-write"), ("blocked", 1));
+    assert_eq!(cell("sub-page").0, "blocked");
+    assert_eq!(cell("stale-iotlb").0, "blocked");
+    assert_eq!(cell("msi-inject").0, "ALLOWED");
+    assert_eq!(cell("ats").0, "n/a");
+    let page = render::html(&r, "attack.log");
+    let s = section(&page, "attacks");
+    assert!(s.contains("<th>lazy+untrusted</th>"), "{s}");
+    assert!(s.contains(">ALLOWED</td>"), "{s}");
+    // A log without the command has no such section.
+    assert!(!render::html(&parse(&data("default.log")), "default.log").contains("id=\"attacks\""));
+}
