@@ -1188,7 +1188,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         name: "iommu_enable_failure_falls_back_to_direct_dma",
         profile: "default",
         cmdline: "iommu.fail_enable=1",
-        input: b"iommu\nedu dma to 4000\nblk read sda 0\ndmatest all 2\niommu faults\npoweroff\n",
+        input: b"iommu\nedu dma to 4000\nblk read sda 0\ndmatest all 2\niommu faults\niommu domains\npoweroff\n",
         end: End::Exited(0),
         contains: &[
             "iommu 0xfed90000: enabling translation failed: iommu.fail_enable=1 (debug option)",
@@ -1200,6 +1200,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "sda: 1 sector(s) of 512 bytes from LBA 0, read by 0000:00:1f.2 ahci",
             "dmatest: dma1chan0: summary 2 tests, 0 failures",
             "0 fault(s) recorded since boot",
+            "(no driver: in the blocking domain, but translation is off on this unit, so only bus mastering off stops its DMA)",
         ],
         line_counts: &[("error:", 0)],
         verify: Some(verify_boot_sector),

@@ -156,7 +156,13 @@ fn domains() -> CmdResult {
             .filter(|u| u.1 == *ui && u.2 == *did)
             .map(|u| alloc::format!("{}", u.0))
             .collect();
+        let translating = io.units[*ui]
+            .enabled
+            .load(core::sync::atomic::Ordering::Acquire);
         let what = match how {
+            iommu::Unclaimed::Blocked if !translating => {
+                "no driver: in the blocking domain, but translation is off on this unit, so only bus mastering off stops its DMA"
+            }
             iommu::Unclaimed::Blocked => {
                 "blocked: no driver, nothing mapped, every DMA faults; bus mastering off"
             }
