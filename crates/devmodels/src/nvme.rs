@@ -27,6 +27,9 @@
 //!   [`NvmeModel::set_hung_admin`]), a controller fatal status
 //!   ([`NvmeModel::set_fatal`]: CSTS.CFS, nothing more is processed until CC.EN is
 //!   cleared).
+//! * Asynchronous Event Requests (admin 0x0C) are held, never completed: the model has
+//!   no events to report (QEMU holds them in `aer_reqs` the same way); a controller
+//!   reset drops them.
 //! * MSI-X as QEMU's `nvme_post_cqes` / `nvme_irq_assert` do it: after posting an entry
 //!   to a CQ with interrupts enabled (the admin CQ always, vector 0; an I/O CQ when
 //!   created with IEN, on its IV) the model sends one message on that vector; a test
@@ -225,6 +228,8 @@ pub struct NvmeModel<B: DmaBus> {
     s: RefCell<State>,
 }
 
+/// Admin: Asynchronous Event Request.
+const ASYNC_EVENT_REQUEST: u8 = 0x0c;
 const CC_EN: u32 = 1;
 const CSTS_RDY: u32 = 1;
 const CSTS_CFS: u32 = 2;

@@ -131,6 +131,8 @@ pub mod opc {
     pub const IDENTIFY: u8 = 0x06;
     /// Admin: Set Features.
     pub const SET_FEATURES: u8 = 0x09;
+    /// Admin: Asynchronous Event Request (completed only when an event occurs).
+    pub const ASYNC_EVENT_REQUEST: u8 = 0x0c;
     /// NVM: Flush.
     pub const FLUSH: u8 = 0x00;
     /// NVM: Write.

@@ -68,8 +68,11 @@ impl<B: DmaBus> NvmeModel<B> {
                 data: Vec::new(),
                 status: None,
             };
+            // An Asynchronous Event Request completes only when there is an event
+            // to report; the model has none, so it is held (until a reset) as
+            // QEMU's `nvme_aer` holds it.
             let hung = if qid == 0 {
-                self.s.borrow().hung_admin
+                self.s.borrow().hung_admin || log.opcode == ASYNC_EVENT_REQUEST
             } else {
                 self.s.borrow().hung
             };
