@@ -311,6 +311,21 @@ pub fn with_disk<R>(
     })
 }
 
+/// Sends one Asynchronous Event Request to the controller of namespace `name` and
+/// waits for it (`Controller::async_event_request`). A controller completes an AER
+/// only when it has an event to report; QEMU has none here, so the request ends in
+/// the command timeout and a controller reset: `blk aer`, the in-QEMU check that a
+/// command the device never completes is a timeout error, not a hang.
+pub fn async_event_request(name: &str) -> Result<Result<u32, nvme::NvmeError>, BindError> {
+    with_ctrls(|c| {
+        let b = c
+            .iter_mut()
+            .find(|b| b.ctrl.name() == name)
+            .ok_or_else(|| BindError::NoSuchDisk(name.into()))?;
+        Ok(b.ctrl.async_event_request())
+    })
+}
+
 pub struct NvmeDriver;
 
 /// Puts the driver in the bus's table (`drivers::register_pci_drivers`).

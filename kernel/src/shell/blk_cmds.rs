@@ -23,6 +23,8 @@ pub(super) enum BlkError {
     Io(block::BlockError),
     /// `--mask BITS`: the device refused the narrowed mask.
     Mask { bits: u32, error: dma::DmaError },
+    /// The NVMe controller failed a command of its own (`blk aer`).
+    NvmeCommand(::nvme::NvmeError),
 }
 
 impl core::fmt::Display for BlkError {
@@ -33,6 +35,7 @@ impl core::fmt::Display for BlkError {
             BlkError::Alloc(e) => write!(f, "{e}"),
             BlkError::Io(e) => write!(f, "{e}"),
             BlkError::Mask { bits, error } => write!(f, "--mask {bits}: {error}"),
+            BlkError::NvmeCommand(e) => write!(f, "{e}"),
         }
     }
 }
@@ -146,6 +149,7 @@ pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
         ["read", dev, lba] => (BlkOp::Read, *dev, *lba, "1", 64),
         ["read", dev, lba, count] => (BlkOp::Read, *dev, *lba, *count, 64),
         ["read", dev, lba, count, flags @ ..] => return read_show_sg(cmd, dev, lba, count, flags),
+        ["aer", dev] => return aer(cmd, dev),
         [w @ ("write" | "verify"), dev, lba, count, "--pattern", seed] => {
             let seed = parse_u64(seed).ok_or_else(|| bad("pattern seed", seed))?;
             let op = if *w == "write" {
@@ -223,6 +227,31 @@ pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
         },
     }
     Ok(())
+}
+
+/// `blk aer <nvme…>`: one Asynchronous Event Request, waited for as any command.
+/// QEMU completes it only on an event and has none, so this is a command the device
+/// never completes: it must end in the driver's timeout error and a controller
+/// reset, after which the next request works (issue 14, item 5).
+fn aer(cmd: &Command, dev: &str) -> CmdResult {
+    if !dev.starts_with("nvme") {
+        return Err(cmd.bad_arg(alloc::format!("blk aer: '{dev}' is not an NVMe namespace")));
+    }
+    let t0 = crate::arch::tsc::rdtsc();
+    let r = nvme::async_event_request(dev)
+        .map_err(BlkError::Nvme)
+        .and_then(|r| r.map_err(BlkError::NvmeCommand));
+    let ms = crate::arch::tsc::ticks_to_ns(crate::arch::tsc::rdtsc() - t0) / 1_000_000;
+    match r {
+        Ok(dw0) => {
+            kprintln!("{dev}: asynchronous event after {ms} ms: CQE dword 0 {dw0:#010x}");
+            Ok(())
+        }
+        Err(e) => {
+            kprintln!("{dev}: asynchronous event request ended after {ms} ms");
+            Err(blk_failed(dev, &e))
+        }
+    }
 }
 
 /// Runs `f` on disk `dev` (`nvme…` or an AHCI `sd…`).
