@@ -103,7 +103,7 @@ pub(super) fn fault_irq(_f: &mut TrapFrame) {
 /// recorded; returns how many faults it logged.
 pub fn collect_faults() -> usize {
     drain_units();
-    super::log_flush_queue_error();
+    super::dma_iommu::log_flush_queue_error();
     if OVERFLOW.swap(false, Ordering::Relaxed) {
         log::warn!("DMAR: primary fault overflow, faults were lost");
     }
