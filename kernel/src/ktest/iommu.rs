@@ -188,7 +188,7 @@ fn iova_lands() -> TestResult {
         let iova = s.dma_addr().as_u64();
         let t = iommu::translate(e.bdf, iova + 0x123);
         drop(s);
-        let t = t?;
+        let t = t.map_err(|e| alloc::format!("{e}"))?;
         kassert!(iova < 1 << 28, "IOVA {iova:#x} beyond edu's mask");
         kassert!(
             t.pa.as_u64() == phys + 0x123,
@@ -280,7 +280,7 @@ fn sg_contiguous() -> TestResult {
         kassert!(start.as_u64() + len <= 1 << 28, "range beyond edu's mask");
         for (i, b) in pages.iter().enumerate() {
             let iova = seg.addr.as_u64() + i as u64 * 4096 + 0x10;
-            let t = iommu::translate(e.bdf, iova)?;
+            let t = iommu::translate(e.bdf, iova).map_err(|e| alloc::format!("{e}"))?;
             kassert!(
                 t.pa.as_u64() == b.phys().as_u64() + 0x10,
                 "IOVA {iova:#x} walks to {:#x}, page {i} at {:#x}",
@@ -395,7 +395,7 @@ fn unclaimed_blocked() -> TestResult {
             continue;
         };
         if u.3 == iommu::Unclaimed::IsaDma {
-            let t = iommu::translate(d.bdf, 0x9000)?;
+            let t = iommu::translate(d.bdf, 0x9000).map_err(|e| alloc::format!("{e}"))?;
             kassert!(
                 t.pa.as_u64() == 0x9000,
                 "ISA bridge {}: 0x9000 walks to {:#x}",

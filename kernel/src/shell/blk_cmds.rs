@@ -510,7 +510,9 @@ pub fn blkbench(cmd: &Command, args: &[&str]) -> CmdResult {
         }
         let r = rebind(dev.clone(), &mut || {
             if home.is_some() {
-                crate::iommu::bench_attach(bdf, target).map(|_| ())
+                crate::iommu::bench_attach(bdf, target)
+                    .map(|_| ())
+                    .map_err(|e| alloc::format!("{e}"))
             } else {
                 Ok(())
             }
@@ -553,9 +555,9 @@ pub fn blkbench(cmd: &Command, args: &[&str]) -> CmdResult {
     }
     // Back to the original device and context entry.
     let r = rebind(orig.clone(), &mut || match home {
-        Some((_, did)) => {
-            crate::iommu::bench_attach(bdf, crate::iommu::BenchTarget::Domain(did)).map(|_| ())
-        }
+        Some((_, did)) => crate::iommu::bench_attach(bdf, crate::iommu::BenchTarget::Domain(did))
+            .map(|_| ())
+            .map_err(|e| alloc::format!("{e}")),
         None => Ok(()),
     });
     crate::iommu::flush_lazy_queues();

@@ -2,7 +2,6 @@
 //! `dmabench`, and for `blkbench` a device moved between pass-through and a
 //! bench domain while its driver is quiesced.
 
-use alloc::string::String;
 use alloc::sync::Arc;
 
 use core::sync::atomic::Ordering;
@@ -14,7 +13,7 @@ use spin::Mutex;
 use super::default_domain::usable_ram;
 use super::dma_iommu::VtdDomain;
 use super::dmar::{dma_aliases, unit_for};
-use super::{get, with_unit};
+use super::{get, with_unit, Error};
 
 /// A domain with no device attached, for timing map+unmap through the real
 /// unit (its invalidations included) in `dmabench`: on the unit that
@@ -54,15 +53,15 @@ pub enum BenchTarget {
 
 /// Why a translated bench domain cannot be had for `bdf` this boot, or `None`
 /// when it can.
-pub fn why_no_translation(bdf: pci::Bdf) -> Option<String> {
+pub fn why_no_translation(bdf: pci::Bdf) -> Option<Error> {
     let Some(io) = get() else {
-        return Some("no DMAR table: no VT-d in this machine".into());
+        return Some(Error::NoIommu);
     };
     if io.mode == Mode::Off {
-        return Some("VT-d left off this boot (iommu=off)".into());
+        return Some(Error::Off);
     }
     if unit_for(bdf, None).is_none() {
-        return Some(alloc::format!("no working remapping unit covers {bdf}"));
+        return Some(Error::NoUnit(bdf));
     }
     None
 }
@@ -71,15 +70,14 @@ pub fn why_no_translation(bdf: pci::Bdf) -> Option<String> {
 /// `blkbench` (which attaches the device to it with [`bench_attach`] while the
 /// driver is quiesced). Offered when the units are up (iommu=on or pt).
 /// Dropped after the device has left it, it gives its domain ID back.
-pub fn bench_domain_for(bdf: pci::Bdf, strict: bool) -> Result<(SharedDomain, DomainId), String> {
+pub fn bench_domain_for(bdf: pci::Bdf, strict: bool) -> Result<(SharedDomain, DomainId), Error> {
     if let Some(why) = why_no_translation(bdf) {
         return Err(why);
     }
-    let io = get().ok_or("no IOMMU")?;
-    let ui = unit_for(bdf, None).ok_or("no unit")?;
+    let io = get().ok_or(Error::NoIommu)?;
+    let ui = unit_for(bdf, None).ok_or(Error::NoUnit(bdf))?;
     let entry = &io.units[ui];
-    let did = with_unit(&entry.unit, |u| u.create_domain(DomainKind::Translated))
-        .map_err(|e| alloc::format!("{e}"))?;
+    let did = with_unit(&entry.unit, |u| u.create_domain(DomainKind::Translated))?;
     let d: SharedDomain = Arc::new(Mutex::new(VtdDomain {
         unit: entry.unit.clone(),
         did,
@@ -92,9 +90,9 @@ pub fn bench_domain_for(bdf: pci::Bdf, strict: bool) -> Result<(SharedDomain, Do
 /// carry) at `target`, with the invalidations `attach` does. The caller must
 /// have quiesced the device: DMA in flight would land in the new domain.
 /// A pass-through domain is made on first use when the unit has none yet.
-pub fn bench_attach(bdf: pci::Bdf, target: BenchTarget) -> Result<DomainId, String> {
-    let io = get().ok_or("no IOMMU")?;
-    let ui = unit_for(bdf, None).ok_or_else(|| alloc::format!("no unit covers {bdf}"))?;
+pub fn bench_attach(bdf: pci::Bdf, target: BenchTarget) -> Result<DomainId, Error> {
+    let io = get().ok_or(Error::NoIommu)?;
+    let ui = unit_for(bdf, None).ok_or(Error::NoUnit(bdf))?;
     let entry = &io.units[ui];
     let aliases = dma_aliases(bdf);
     with_unit(&entry.unit, |u| {
@@ -125,5 +123,5 @@ pub fn bench_attach(bdf: pci::Bdf, target: BenchTarget) -> Result<DomainId, Stri
         }
         u.attach_aliases(&aliases, did).map(|_| did)
     })
-    .map_err(|e| alloc::format!("{e}"))
+    .map_err(Error::Vtd)
 }

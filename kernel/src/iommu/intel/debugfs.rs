@@ -1,13 +1,11 @@
 //! What the `iommu` shell views read (Linux: drivers/iommu/intel/debugfs.c):
 //! the domain a device is in, a table walk as the hardware would do it.
 
-use alloc::string::String;
-
 use iommu_vtd::policy::Mode;
 use iommu_vtd::DomainId;
 
 use super::dmar::{dma_aliases, unit_for, vbdf};
-use super::{get, with_unit};
+use super::{get, with_unit, Error};
 
 /// The domain a device is in, if it has one of its own.
 pub fn domain_of(bdf: pci::Bdf) -> Option<(usize, DomainId)> {
@@ -22,11 +20,11 @@ pub fn domain_of(bdf: pci::Bdf) -> Option<(usize, DomainId)> {
 /// Walks the unit's tables for `bdf` as the hardware would: with the
 /// requester ID its DMA reaches the unit with (a bridge's, behind a
 /// PCIe-to-PCI bridge).
-pub fn translate(bdf: pci::Bdf, iova: u64) -> Result<iommu_vtd::Translation, String> {
-    let io = get().ok_or("no IOMMU")?;
-    let ui = unit_for(bdf, None).ok_or_else(|| alloc::format!("no remapping unit covers {bdf}"))?;
+pub fn translate(bdf: pci::Bdf, iova: u64) -> Result<iommu_vtd::Translation, Error> {
+    let io = get().ok_or(Error::NoIommu)?;
+    let ui = unit_for(bdf, None).ok_or(Error::NoUnit(bdf))?;
     let rid = dma_aliases(bdf).last().copied().unwrap_or(vbdf(bdf));
-    with_unit(&io.units[ui].unit, |u| u.translate(rid, iova)).map_err(|r| alloc::format!("{r}"))
+    with_unit(&io.units[ui].unit, |u| u.translate(rid, iova)).map_err(Error::Walk)
 }
 
 /// The unit index and domain `bdf` is attached to now (`None`: no working

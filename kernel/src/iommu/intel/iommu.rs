@@ -340,11 +340,9 @@ fn enable(io: &Iommu, devices: &[pci::PciDevice], fail_enable: bool) {
     }
     for e in &io.units {
         let r = if fail_enable {
-            Err(alloc::string::String::from(
-                "iommu.fail_enable=1 (debug option)",
-            ))
+            Err(EnableFailure::DebugOption)
         } else {
-            with_unit(&e.unit, |u| u.enable_translation()).map_err(|err| alloc::format!("{err}"))
+            with_unit(&e.unit, |u| u.enable_translation()).map_err(EnableFailure::Vtd)
         };
         match r {
             Ok(()) => {
@@ -355,6 +353,23 @@ fn enable(io: &Iommu, devices: &[pci::PciDevice], fail_enable: bool) {
                 "iommu {:#x}: enabling translation failed: {err}; drivers of its devices get direct or swiotlb DMA",
                 e.base
             ),
+        }
+    }
+}
+
+/// Why translation did not come on for a unit.
+enum EnableFailure {
+    /// `iommu.fail_enable=1`: the debug option pretends it failed.
+    DebugOption,
+    /// The unit refused or timed out.
+    Vtd(iommu_vtd::Error),
+}
+
+impl core::fmt::Display for EnableFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EnableFailure::DebugOption => f.write_str("iommu.fail_enable=1 (debug option)"),
+            EnableFailure::Vtd(e) => write!(f, "{e}"),
         }
     }
 }

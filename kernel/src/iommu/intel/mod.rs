@@ -145,6 +145,41 @@ pub struct DrhdEntry {
     pub role: UnitRole,
 }
 
+/// Why a request about one device (a table walk, a bench domain, a move
+/// between domains) could not be served. Each cause stays its own variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// No DMAR table (the IOMMU layer was never set up): no VT-d here.
+    NoIommu,
+    /// VT-d left off this boot (`iommu=off` or `force-off`).
+    Off,
+    /// No working remapping unit covers the device (none names it, or its
+    /// unit failed to come up or is not used).
+    NoUnit(pci::Bdf),
+    /// The table walk stopped where the hardware would fault, for this reason.
+    Walk(iommu_vtd::FaultReason),
+    /// The remapping unit refused (creating a domain, attaching, detaching).
+    Vtd(iommu_vtd::Error),
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::NoIommu => f.write_str("no IOMMU (no DMAR table: no VT-d in this machine)"),
+            Error::Off => f.write_str("VT-d left off this boot (iommu=off)"),
+            Error::NoUnit(bdf) => write!(f, "no working remapping unit covers {bdf}"),
+            Error::Walk(reason) => write!(f, "{reason}"),
+            Error::Vtd(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<iommu_vtd::Error> for Error {
+    fn from(e: iommu_vtd::Error) -> Self {
+        Error::Vtd(e)
+    }
+}
+
 /// The IOMMU layer's state once the units are set up.
 pub struct Iommu {
     pub mode: Mode,
