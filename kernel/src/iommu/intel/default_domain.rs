@@ -25,6 +25,7 @@ pub enum Unclaimed {
     /// address, stay identity-mapped for it (Linux's floppy workaround).
     IsaDma,
 }
+
 /// What an ISA DMA channel can address: the low 16 MiB.
 const ISA_DMA_LIMIT: u64 = 16 << 20;
 /// Usable RAM as page-aligned (start, length) ranges, for identity domains.
@@ -40,6 +41,7 @@ pub(super) fn usable_ram() -> Vec<(PhysAddr, u64)> {
         })
         .collect()
 }
+
 /// `iommu=pt`: the unit's pass-through domain (an identity one without ECAP.PT).
 pub(super) fn attach_passthrough(
     u: &mut Unit,

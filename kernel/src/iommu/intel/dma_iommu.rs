@@ -21,12 +21,17 @@ pub struct VtdDomain {
     pub(super) strict: bool,
 }
 
+/// Logs a VT-d error of the map path and gives the DMA layer's for it.
+fn iommu_err(e: iommu_vtd::Error) -> IommuError {
+    log::warn!("iommu: {e}");
+    iommu_error_of(e)
+}
+
 /// The DMA layer's error for a VT-d error, keeping its cause (a page-table
 /// allocation failure is out of memory, not "beyond the address width").
 /// Exhaustive, so a new VT-d error needs a decision here.
-fn iommu_err(e: iommu_vtd::Error) -> IommuError {
+pub fn iommu_error_of(e: iommu_vtd::Error) -> IommuError {
     use iommu_vtd::Error as E;
-    log::warn!("iommu: {e}");
     match e {
         E::NoMemory => IommuError::OutOfMemory,
         E::AlreadyMapped(_) => IommuError::AlreadyMapped,
@@ -151,17 +156,6 @@ impl IommuDomain for VtdDomain {
         .map_err(iommu_err)
     }
 }
-/// The last flush-queue failure in the timer interrupt (unit base, error),
-/// not yet logged.
-static FLUSH_QUEUE_ERROR: IrqSpinLock<Option<(u64, iommu_vtd::Error)>> = IrqSpinLock::new(None);
-
-/// Logs a flush-queue failure the timer interrupt recorded, if any.
-pub(super) fn log_flush_queue_error() {
-    let pending = FLUSH_QUEUE_ERROR.lock().take();
-    if let Some((base, err)) = pending {
-        log::warn!("iommu {base:#x}: flush queue: {err}");
-    }
-}
 
 /// Runs every lazily freed IOVA's invalidation now (one domain-selective
 /// flush per queue) instead of leaving it to the timer: for a driver that
@@ -194,11 +188,12 @@ pub(super) fn flush_queue_timer(now: u64) {
         // lock is free here; try_lock all the same (never spin in an IRQ).
         if let Some(mut u) = e.unit.try_lock() {
             if let Err(err) = u.flush_queues_due(now) {
-                *FLUSH_QUEUE_ERROR.lock() = Some((e.base, err));
+                super::fault::record_flush_queue_error(e.base, err);
             }
         }
     }
 }
+
 /// The IOVA ranges no domain may hand out (issue #17 item 3). The kernel
 /// parses neither the MCFG's nor the DSDT's `_CRS` host-bridge windows, so
 /// it takes what it knows: the whole 32-bit hole from the end of the RAM

@@ -14,7 +14,7 @@ use spin::Mutex;
 
 use super::dma_iommu::pci_windows;
 use super::iommu::Setup;
-use super::{fault, get, relax, DrhdEntry, Iommu, KFrames, UnitEntry, Unused, TOPOLOGY};
+use super::{fault, get, relax, DrhdEntry, Iommu, KFrames, UnitEntry, Unused};
 use crate::arch::apic;
 use crate::mm::{self as kmm, direct, IoMem};
 use crate::sync::IrqSpinLock;
@@ -25,6 +25,7 @@ use crate::sync::IrqSpinLock;
 pub(super) fn bring_up(
     s: &Setup,
     dmar: &acpi_tables::dmar::Dmar,
+    topology: pci::Topology,
     devices: &[pci::PciDevice],
 ) -> Iommu {
     let vector = if s.mode == Mode::Off {
@@ -32,7 +33,6 @@ pub(super) fn bring_up(
     } else {
         apic::alloc_vector(fault::fault_irq).ok()
     };
-    fault::set_fault_vector(vector.unwrap_or(0));
     let quirked_igfx = devices
         .iter()
         .find(|d| policy::igfx_skip_te_disable(d.vendor_id, d.device_id, d.class.as_u32()));
@@ -64,7 +64,7 @@ pub(super) fn bring_up(
             unused: Unused::Failed,
             role: UnitRole::Normal,
         };
-        entry.role = policy::unit_role(&reach_of(&entry), class_of(drhd.segment));
+        entry.role = policy::unit_role(&reach_of(&topology, &entry), class_of(drhd.segment));
         // Every DRHD is remembered, so an unused unit's devices stay its own.
         let leave_off = match (s.mode, entry.role) {
             (Mode::Off, _) => Some(Unused::Off),
@@ -162,8 +162,11 @@ pub(super) fn bring_up(
         unclaimed: Mutex::new(Vec::new()),
         forced_by_platform: s.forced_by_platform,
         iova_windows: pci_windows(devices),
+        topology,
+        fault_vector: vector.unwrap_or(0),
     }
 }
+
 /// Maps a unit's registers: the DRHD's size, grown to what CAP.FRO and
 /// ECAP.IRO need (the fault records and IOTLB registers may lie past the
 /// first page; Linux's map_iommu does the same). Returns the mapping and its
@@ -188,6 +191,7 @@ pub(super) fn map_unit_registers(base: u64, drhd_size: u64) -> Option<(IoMem, us
     log::info!("iommu {base:#x}: registers need {need:#x} bytes (the DRHD says {drhd_size:#x})");
     Some((map(need)?, need as usize))
 }
+
 /// A DMAR device scope's PCI function, its path followed through the
 /// enumerated bridges (multi-hop paths included).
 pub(super) fn resolve(
@@ -201,13 +205,11 @@ pub(super) fn resolve(
 
 /// Every DRHD's reach, scopes resolved (crates/iommu-vtd's `coverage` input).
 pub(super) fn reach(io: &Iommu) -> Vec<iommu_vtd::UnitScope> {
-    io.drhds.iter().map(reach_of).collect()
+    io.drhds.iter().map(|d| reach_of(&io.topology, d)).collect()
 }
 
 /// One DRHD's reach, its scopes resolved against the topology.
-pub(super) fn reach_of(d: &DrhdEntry) -> iommu_vtd::UnitScope {
-    let empty = pci::Topology::default();
-    let topo = TOPOLOGY.get().unwrap_or(&empty);
+pub(super) fn reach_of(topo: &pci::Topology, d: &DrhdEntry) -> iommu_vtd::UnitScope {
     let mut u = iommu_vtd::UnitScope {
         segment: d.segment,
         include_all: d.include_all,
@@ -230,26 +232,23 @@ pub(super) fn reach_of(d: &DrhdEntry) -> iommu_vtd::UnitScope {
 /// The requester IDs `bdf`'s DMA can carry (its own first, then those
 /// bridges above it substitute), from the topology.
 pub fn dma_aliases(bdf: pci::Bdf) -> Vec<iommu_vtd::Bdf> {
-    TOPOLOGY
-        .get()
-        .map_or_else(|| alloc::vec![bdf], |t| t.dma_aliases(bdf))
+    get()
+        .map_or_else(|| alloc::vec![bdf], |io| io.topology.dma_aliases(bdf))
         .into_iter()
         .map(vbdf)
         .collect()
 }
 
 /// Which DRHD covers `bdf`: a scope naming it or any bridge above it (the
-/// nearest wins), else the INCLUDE_PCI_ALL unit of its segment. `parent` is
-/// used only when the topology is not known yet.
-pub fn coverage(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Coverage {
+/// nearest wins), else the INCLUDE_PCI_ALL unit of its segment. The
+/// bridges above it come from the topology, which the units are set up with;
+/// `_parent` (the caller's idea of its parent bridge) is not needed.
+pub fn coverage(bdf: pci::Bdf, _parent: Option<pci::Bdf>) -> Coverage {
     let Some(io) = get() else {
         return Coverage::None;
     };
     let mut path = alloc::vec![bdf];
-    match TOPOLOGY.get() {
-        Some(t) => path.extend(t.ancestors(bdf)),
-        None => path.extend(parent),
-    }
+    path.extend(io.topology.ancestors(bdf));
     let path: Vec<iommu_vtd::Bdf> = path.into_iter().map(vbdf).collect();
     iommu_vtd::coverage(&reach(io), bdf.segment, &path)
 }

@@ -17,7 +17,7 @@ use spin::Mutex;
 use super::default_domain::{attach_passthrough, attach_unclaimed, is_unclaimed_domain, Unclaimed};
 use super::dma_iommu::{flush_queue_timer, VtdDomain};
 use super::dmar::{bring_up, coverage, dma_aliases, resolve, unit_for};
-use super::{get, with_unit, Iommu, Unused, IOMMU, SETUP, TOPOLOGY};
+use super::{get, with_unit, Iommu, Unused, IOMMU, SETUP};
 use crate::acpi;
 use crate::arch::apic;
 
@@ -32,6 +32,7 @@ pub(super) struct Setup {
     /// Flush-queue deadline in timer ticks (`iommu.fq_delay_ms=`).
     pub(super) fq_delay_ticks: u64,
 }
+
 /// Reads the boot options and the DMAR's flags; the units are dealt with
 /// once the PCI topology is known (`set_topology`), before any driver binds.
 pub fn init() {
@@ -84,6 +85,7 @@ pub fn init() {
         set_topology(pci::Topology::default(), &[]);
     }
 }
+
 /// Called (through the PCI layer's topology hook) after enumeration, before
 /// any driver binds: DMAR scope paths of any length can now be resolved and
 /// the devices' classes and IDs are known, so the units are set up
@@ -92,12 +94,12 @@ pub fn init() {
 /// they get), the PCI windows kept out of their IOVA spaces, and translation
 /// turned on with every covered device in the pass-through domain.
 pub fn set_topology(topo: pci::Topology, devices: &[pci::PciDevice]) {
-    let topo = TOPOLOGY.call_once(|| topo);
     let Some(s) = SETUP.get() else { return };
     let Some(Ok(dmar)) = acpi::get().and_then(|p| p.dmar.as_ref()) else {
         return;
     };
-    let io = IOMMU.call_once(|| bring_up(s, dmar, devices));
+    let io = IOMMU.call_once(|| bring_up(s, dmar, topo, devices));
+    let topo = &io.topology;
     if io.mode == Mode::Off {
         return;
     }
@@ -151,6 +153,7 @@ pub fn set_topology(topo: pci::Topology, devices: &[pci::PciDevice]) {
     }
     enable(io, devices, s.fail_enable);
 }
+
 /// Gives a driver-bound device its own translated domain (mode Translate).
 /// `None`: no IOMMU covers it, or the mode keeps bus = physical.
 pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<SharedDomain> {
@@ -281,6 +284,7 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
         }
     }
 }
+
 /// Before any driver binds, every covered function gets a default domain,
 /// then translation is switched on. A driver bound later moves its device
 /// into a translated domain of its own (`attach_dma_domain`), only on a unit

@@ -53,7 +53,7 @@ pub use bench::{
 };
 pub use debugfs::{attachment_of, domain_of, translate};
 pub use default_domain::Unclaimed;
-pub use dma_iommu::flush_lazy_queues;
+pub use dma_iommu::{flush_lazy_queues, iommu_error_of};
 pub use dmar::dma_aliases;
 pub use fault::{collect_faults, fault_count, fault_history, fault_vector};
 pub use iommu::{attach_dma_domain, init};
@@ -128,6 +128,7 @@ impl Unused {
         }
     }
 }
+
 /// One DRHD of the DMAR, whether or not its unit came up: a failed unit
 /// still owns the devices its scopes name (they get no IOMMU, never the
 /// catch-all unit).
@@ -194,14 +195,16 @@ pub struct Iommu {
     pub forced_by_platform: bool,
     /// IOVA ranges kept out of every domain (PCI windows), merged.
     pub iova_windows: Vec<(u64, u64)>,
+    /// The enumerated PCI topology (parents, bridge kinds, bus numbers), handed
+    /// over by the PCI layer before drivers bind.
+    pub topology: pci::Topology,
+    /// The vector of the units' fault-event MSI (0: none).
+    pub fault_vector: u8,
 }
 
 static SETUP: Once<iommu::Setup> = Once::new();
 
 static IOMMU: Once<Iommu> = Once::new();
-/// The enumerated PCI topology (parents, bridge kinds, bus numbers), handed
-/// over by the PCI layer before drivers bind.
-static TOPOLOGY: Once<pci::Topology> = Once::new();
 
 pub fn get() -> Option<&'static Iommu> {
     IOMMU.get()
