@@ -343,11 +343,20 @@ fn stale_iotlb(e: &Edu) -> Result<Outcome, AttackError> {
     })
 }
 
-static INJECTED: AtomicU64 = AtomicU64::new(0);
-static INJECT_VECTOR: AtomicU8 = AtomicU8::new(0);
+/// `msi-inject`'s target: the vector it aims the device at (0: none yet) and
+/// how many times that vector arrived (counted by its interrupt handler).
+struct InjectTarget {
+    vector: AtomicU8,
+    delivered: AtomicU64,
+}
+
+static INJECT: InjectTarget = InjectTarget {
+    vector: AtomicU8::new(0),
+    delivered: AtomicU64::new(0),
+};
 
 fn injected(_f: &mut crate::arch::idt::TrapFrame) {
-    INJECTED.fetch_add(1, Ordering::Relaxed);
+    INJECT.delivered.fetch_add(1, Ordering::Relaxed);
 }
 
 fn msi_inject(e: &Edu) -> Result<Outcome, AttackError> {
@@ -356,23 +365,26 @@ fn msi_inject(e: &Edu) -> Result<Outcome, AttackError> {
             "edu reaches only 28 bits (QEMU's default dma_mask), not 0xFEE0_0000: boot --profile attack (edu,dma_mask=0xffffffff)",
         ));
     }
-    let mut v = INJECT_VECTOR.load(Ordering::Relaxed);
+    let mut v = INJECT.vector.load(Ordering::Relaxed);
     if v == 0 {
         v = apic::alloc_vector(injected).map_err(AttackError::NoVector)?;
-        INJECT_VECTOR.store(v, Ordering::Relaxed);
+        INJECT.vector.store(v, Ordering::Relaxed);
     }
     let (addr, data) = apic::msi_message(v);
     load_device(e, &data.to_le_bytes())?;
-    let (before, f) = (INJECTED.load(Ordering::Relaxed), iommu::fault_count());
+    let (before, f) = (
+        INJECT.delivered.load(Ordering::Relaxed),
+        iommu::fault_count(),
+    );
     e.transfer(EduDir::FromDevice, DmaAddr::new(addr), 4)
         .map_err(AttackError::Device)?;
     // The interrupt is the write itself; give it a generous bound to arrive.
     let hz = tsc::tsc_hz().max(1);
     let end = tsc::rdtsc() + hz;
-    while INJECTED.load(Ordering::Relaxed) == before && tsc::rdtsc() < end {
+    while INJECT.delivered.load(Ordering::Relaxed) == before && tsc::rdtsc() < end {
         core::hint::spin_loop();
     }
-    let got = INJECTED.load(Ordering::Relaxed) - before;
+    let got = INJECT.delivered.load(Ordering::Relaxed) - before;
     let faults = faults_since(f);
     Ok(Outcome {
         verdict: if got > 0 {

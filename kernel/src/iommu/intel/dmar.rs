@@ -13,8 +13,7 @@ use iommu_vtd::{Config, Coverage, RemappingUnit};
 use spin::Mutex;
 
 use super::dma_iommu::pci_windows;
-use super::iommu::Setup;
-use super::{fault, get, relax, DrhdEntry, Iommu, KFrames, UnitEntry, Unused};
+use super::{fault, get, relax, DrhdEntry, Iommu, KFrames, Setup, UnitEntry, Unused};
 use crate::arch::apic;
 use crate::mm::{self as kmm, direct, IoMem};
 use crate::sync::IrqSpinLock;

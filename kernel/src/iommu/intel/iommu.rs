@@ -17,21 +17,9 @@ use spin::Mutex;
 use super::default_domain::{attach_passthrough, attach_unclaimed, is_unclaimed_domain, Unclaimed};
 use super::dma_iommu::{flush_queue_timer, VtdDomain};
 use super::dmar::{bring_up, coverage, dma_aliases, resolve, unit_for};
-use super::{get, with_unit, Iommu, Unused, IOMMU, SETUP};
+use super::{get, with_unit, Iommu, Setup, Unused, IOMMU, SETUP};
 use crate::acpi;
 use crate::arch::apic;
-
-/// The boot options, read by `init`, used once the PCI topology is known.
-pub(super) struct Setup {
-    pub(super) mode: Mode,
-    pub(super) strict: bool,
-    pub(super) forced_by_platform: bool,
-    pub(super) inval: Option<iommu_vtd::InvalMode>,
-    pub(super) igfx_off: bool,
-    pub(super) fail_enable: bool,
-    /// Flush-queue deadline in timer ticks (`iommu.fq_delay_ms=`).
-    pub(super) fq_delay_ticks: u64,
-}
 
 /// Reads the boot options and the DMAR's flags; the units are dealt with
 /// once the PCI topology is known (`set_topology`), before any driver binds.

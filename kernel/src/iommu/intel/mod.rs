@@ -202,10 +202,26 @@ pub struct Iommu {
     pub fault_vector: u8,
 }
 
-static SETUP: Once<iommu::Setup> = Once::new();
+/// The boot options, read by `init`, used once the PCI topology is known.
+struct Setup {
+    mode: Mode,
+    strict: bool,
+    forced_by_platform: bool,
+    inval: Option<iommu_vtd::InvalMode>,
+    igfx_off: bool,
+    fail_enable: bool,
+    /// Flush-queue deadline in timer ticks (`iommu.fq_delay_ms=`).
+    fq_delay_ticks: u64,
+}
 
+/// The boot options `init` read, kept for when the PCI topology arrives.
+static SETUP: Once<Setup> = Once::new();
+
+/// The units and who is attached where: set once, when the PCI topology
+/// arrives (`set_topology`); `None` without a usable DMAR.
 static IOMMU: Once<Iommu> = Once::new();
 
+/// The IOMMU state, once the units are set up.
 pub fn get() -> Option<&'static Iommu> {
     IOMMU.get()
 }
