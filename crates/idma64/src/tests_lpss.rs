@@ -93,7 +93,7 @@ fn probe_fails_in_d3hot_and_works_after_the_function_is_brought_to_d0() {
     assert_eq!(m.read32(lpss::PRIV + lpss::CAPS), u32::MAX);
     assert!(matches!(
         Idma64::new(IdmaWindow(&m), &a, Bump(BASE)),
-        Err(DmaError::Timeout)
+        Err(EngineError::Timeout)
     ));
     let mut waited = Vec::new();
     let up = pm::set_d0(&c, UART_BDF, Some(PM_CAP), &mut |us| waited.push(us)).unwrap();
@@ -137,7 +137,7 @@ fn uart_loopback(m: &LpssModel<&Arena>) {
     m.write8(uart::MCR, uart::MCR_LOOP);
 }
 
-fn slave(dir: Direction, port: u64, burst: u32) -> SlaveConfig {
+fn slave(dir: TransferDirection, port: u64, burst: u32) -> SlaveConfig {
     SlaveConfig {
         direction: dir,
         src_addr: DmaAddr::new(port),
@@ -168,16 +168,16 @@ fn slave_tx_and_rx_through_the_uart_loopback_move_only_on_request() {
     let n = 3000usize; // not a multiple of the trigger: the tail needs the timeout
     let out: Vec<u8> = (0..n).map(|i| (i * 7 + 3) as u8).collect();
     a.write(PhysAddr::new(SRC), &out);
-    e.slave_config(rx, slave(Direction::DevToMem, port, 8))
+    e.slave_config(rx, slave(TransferDirection::DevToMem, port, 8))
         .unwrap();
     let d = e
-        .prep_slave_sg(rx, &[(DmaAddr::new(DST), n)], Direction::DevToMem)
+        .prep_slave_sg(rx, &[(DmaAddr::new(DST), n)], TransferDirection::DevToMem)
         .unwrap();
     let ck_rx = e.submit(d).unwrap();
-    e.slave_config(tx, slave(Direction::MemToDev, port, 8))
+    e.slave_config(tx, slave(TransferDirection::MemToDev, port, 8))
         .unwrap();
     let d = e
-        .prep_slave_sg(tx, &[(DmaAddr::new(SRC), n)], Direction::MemToDev)
+        .prep_slave_sg(tx, &[(DmaAddr::new(SRC), n)], TransferDirection::MemToDev)
         .unwrap();
     let ck_tx = e.submit(d).unwrap();
     e.issue_pending(rx).unwrap();
@@ -209,10 +209,10 @@ fn rx_moves_only_on_the_uart_request_trigger_or_timeout() {
     // FIFOs on, DMA mode 1, loopback, but nothing transmitted: the RX request never
     // rises, so a peripheral-to-memory transfer waits however long the engine runs.
     uart_loopback(&m);
-    e.slave_config(rx, slave(Direction::DevToMem, port, 8))
+    e.slave_config(rx, slave(TransferDirection::DevToMem, port, 8))
         .unwrap();
     let d = e
-        .prep_slave_sg(rx, &[(DmaAddr::new(DST), 64)], Direction::DevToMem)
+        .prep_slave_sg(rx, &[(DmaAddr::new(DST), 64)], TransferDirection::DevToMem)
         .unwrap();
     let ck = e.submit(d).unwrap();
     e.issue_pending(rx).unwrap();
@@ -263,10 +263,16 @@ fn cyclic_rx_from_the_uart_calls_back_per_period() {
     let (mut e, tx, rx) = engine(&a, &m);
     uart_loopback(&m);
     // A 1 KiB ring of 4 periods on the RX channel.
-    e.slave_config(rx, slave(Direction::DevToMem, port, 8))
+    e.slave_config(rx, slave(TransferDirection::DevToMem, port, 8))
         .unwrap();
     let mut d = e
-        .prep_dma_cyclic(rx, DmaAddr::new(DST), 1024, 256, Direction::DevToMem)
+        .prep_dma_cyclic(
+            rx,
+            DmaAddr::new(DST),
+            1024,
+            256,
+            TransferDirection::DevToMem,
+        )
         .unwrap();
     let periods = Arc::new(Mutex::new(0usize));
     let p2 = periods.clone();
@@ -280,10 +286,10 @@ fn cyclic_rx_from_the_uart_calls_back_per_period() {
     let n = 1536usize;
     let out: Vec<u8> = (0..n).map(|i| (i * 31 + 5) as u8).collect();
     a.write(PhysAddr::new(SRC), &out);
-    e.slave_config(tx, slave(Direction::MemToDev, port, 8))
+    e.slave_config(tx, slave(TransferDirection::MemToDev, port, 8))
         .unwrap();
     let d = e
-        .prep_slave_sg(tx, &[(DmaAddr::new(SRC), n)], Direction::MemToDev)
+        .prep_slave_sg(tx, &[(DmaAddr::new(SRC), n)], TransferDirection::MemToDev)
         .unwrap();
     let ck_tx = e.submit(d).unwrap();
     e.issue_pending(tx).unwrap();

@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use dma::stream::{DmaBuf, DmaStream, FromDevice, ToDevice};
-use dmaengine::{ChanId, DmaCaps, DmaError, DmaStatus, SlaveConfig};
+use dmaengine::{ChanId, DmaCaps, DmaStatus, EngineError, SlaveConfig};
 use hal::DmaAddr;
 
 use super::{KTest, TestResult};
@@ -121,7 +121,7 @@ fn sim_memcpy_residue() -> TestResult {
         let st = e.tx_status(chan, c)?;
         kassert_ok(st.status == DmaStatus::InProgress && st.residue == len)?;
         e.issue_pending(chan)?;
-        Ok::<_, DmaError>(c)
+        Ok::<_, EngineError>(c)
     })
     .map_err(|e| alloc::format!("{e}"))?;
     // Watch the residue go down while the engine runs.
@@ -155,11 +155,11 @@ fn sim_memcpy_residue() -> TestResult {
     Ok(())
 }
 
-fn kassert_ok(c: bool) -> Result<(), DmaError> {
+fn kassert_ok(c: bool) -> Result<(), EngineError> {
     if c {
         Ok(())
     } else {
-        Err(DmaError::Unsupported)
+        Err(EngineError::Unsupported)
     }
 }
 
@@ -171,7 +171,7 @@ fn sim_terminate() -> TestResult {
         let d = e.prep_memcpy(chan, b.dst.dma_addr(), b.src.dma_addr(), len)?;
         let c = e.submit(d)?;
         e.issue_pending(chan)?;
-        Ok::<_, DmaError>(c)
+        Ok::<_, EngineError>(c)
     })
     .map_err(|e| alloc::format!("{e}"))?;
     // Wait for the engine to have moved some bytes (the model moves 64 KiB a
@@ -212,12 +212,12 @@ fn sim_pause_resume() -> TestResult {
     let chan = sim_chan(DmaCaps::MEMCPY)?;
     let len = 2 << 20;
     let b = bufs(chan, len)?;
-    let err = |e: DmaError| alloc::format!("{e}");
+    let err = |e: EngineError| alloc::format!("{e}");
     let cookie = kde::with(|e| {
         let d = e.prep_memcpy(chan, b.dst.dma_addr(), b.src.dma_addr(), len)?;
         let c = e.submit(d)?;
         e.issue_pending(chan)?;
-        Ok::<_, DmaError>(c)
+        Ok::<_, EngineError>(c)
     })
     .map_err(err)?;
     super::wait_until(super::EVENT_BOUND_MS, || {
@@ -258,7 +258,7 @@ fn sim_cyclic() -> TestResult {
     let chan = sim_chan(DmaCaps::CYCLIC)?;
     let b = bufs(chan, 16384)?;
     let cfg = SlaveConfig {
-        direction: dmaengine::Direction::MemToDev,
+        direction: dmaengine::TransferDirection::MemToDev,
         src_addr: DmaAddr::new(0),
         dst_addr: b.dst.dma_addr(),
         src_addr_width: 4,
@@ -275,7 +275,7 @@ fn sim_cyclic() -> TestResult {
             b.src.dma_addr(),
             16384,
             4096,
-            dmaengine::Direction::MemToDev,
+            dmaengine::TransferDirection::MemToDev,
         )?;
         d.set_callback(move |_, _| {
             p2.fetch_add(1, Ordering::AcqRel);
@@ -308,7 +308,7 @@ fn sim_cyclic() -> TestResult {
 fn misuse() -> TestResult {
     let chan = sim_chan(DmaCaps::SLAVE)?;
     let good = SlaveConfig {
-        direction: dmaengine::Direction::DevToMem,
+        direction: dmaengine::TransferDirection::DevToMem,
         src_addr: DmaAddr::new(0x1000),
         dst_addr: DmaAddr::new(0),
         src_addr_width: 4,
@@ -320,7 +320,7 @@ fn misuse() -> TestResult {
         let no_cfg = e.prep_slave_sg(
             chan,
             &[(DmaAddr::new(0x10_0000), 64)],
-            dmaengine::Direction::DevToMem,
+            dmaengine::TransferDirection::DevToMem,
         );
         let wide = e.slave_config(
             chan,
@@ -339,23 +339,27 @@ fn misuse() -> TestResult {
         let m2m = e.slave_config(
             chan,
             SlaveConfig {
-                direction: dmaengine::Direction::MemToMem,
+                direction: dmaengine::TransferDirection::MemToMem,
                 ..good
             },
         );
         (no_cfg.err(), wide.err(), burst.err(), m2m.err())
     });
     kassert!(
-        matches!(r.0, Some(DmaError::NotConfigured(_))),
+        matches!(r.0, Some(EngineError::NotConfigured(_))),
         "prep without config: {:?}",
         r.0
     );
     kassert!(
-        r.1 == Some(DmaError::BadBusWidth(8)),
+        r.1 == Some(EngineError::BadBusWidth(8)),
         "8-byte device width: {:?}",
         r.1
     );
-    kassert!(r.2 == Some(DmaError::BadBurst(256)), "burst 256: {:?}", r.2);
+    kassert!(
+        r.2 == Some(EngineError::BadBurst(256)),
+        "burst 256: {:?}",
+        r.2
+    );
     kassert!(r.3.is_some(), "MemToMem slave config accepted");
     kde::release(chan).map_err(|e| alloc::format!("{e}"))?;
     // A released channel refuses everything; releasing twice is an error, not a crash.
@@ -364,7 +368,7 @@ fn misuse() -> TestResult {
             .err()
     });
     kassert!(
-        matches!(after, Some(DmaError::ChannelNotHeld(_))),
+        matches!(after, Some(EngineError::ChannelNotHeld(_))),
         "prep on a released channel: {after:?}"
     );
     kassert!(kde::release(chan).is_err(), "double release accepted");
@@ -389,7 +393,7 @@ fn misuse() -> TestResult {
         });
         let c = e.submit(d)?;
         e.issue_pending(chan)?;
-        Ok::<_, DmaError>(c)
+        Ok::<_, EngineError>(c)
     })
     .map_err(|e| alloc::format!("{e}"))?;
     let st = kde::wait(chan, cookie, 1000).map_err(|e| alloc::format!("{e}"))?;
@@ -413,7 +417,7 @@ fn misuse() -> TestResult {
             .err()
     });
     kassert!(
-        matches!(nochan, Some(DmaError::NoSuchDevice(99))),
+        matches!(nochan, Some(EngineError::NoSuchDevice(99))),
         "{nochan:?}"
     );
     Ok(())
@@ -433,7 +437,7 @@ fn dmatest_sim_edu() -> TestResult {
             size: 8192,
             corrupt: false,
         };
-        let s = dmatest::run_channel(&mut out, c, &p)?;
+        let s = dmatest::run_channel(&mut out, c, &p).map_err(|e| alloc::format!("{e}"))?;
         let tail: alloc::vec::Vec<&str> = out.lines().rev().take(4).collect();
         kassert!(
             s.tests == 4 && s.failures == 0,
@@ -446,7 +450,7 @@ fn dmatest_sim_edu() -> TestResult {
         let corrupt = dmatest::run_channel(&mut out, c, &dmatest::Params { corrupt: true, ..p });
         let simulated = kde::dev_info(c.dev).is_some_and(|i| i.desc.contains("(simulated)"));
         if simulated {
-            let s = corrupt?;
+            let s = corrupt.map_err(|e| alloc::format!("{e}"))?;
             kassert!(
                 s.failures == 1,
                 "{c}: corruption not reported: {}",
@@ -468,7 +472,7 @@ fn isa_rules() -> TestResult {
     let chan = kde::request("ktest", DmaCaps::SLAVE, |c| c.dev == isa && c.chan == 3)
         .map_err(|e| alloc::format!("{e}"))?;
     let cfg = SlaveConfig {
-        direction: dmaengine::Direction::DevToMem,
+        direction: dmaengine::TransferDirection::DevToMem,
         src_addr: DmaAddr::new(0x3F5),
         dst_addr: DmaAddr::new(0),
         src_addr_width: 1,
@@ -491,21 +495,21 @@ fn isa_rules() -> TestResult {
             .prep_slave_sg(
                 chan,
                 &[(DmaAddr::new(0x100_0000), 512)],
-                dmaengine::Direction::DevToMem,
+                dmaengine::TransferDirection::DevToMem,
             )
             .err();
         let cross = e
             .prep_slave_sg(
                 chan,
                 &[(DmaAddr::new(0x1_FF00), 512)],
-                dmaengine::Direction::DevToMem,
+                dmaengine::TransferDirection::DevToMem,
             )
             .err();
         let two = e
             .prep_slave_sg(
                 chan,
                 &[(DmaAddr::new(0x1_0000), 512), (DmaAddr::new(0x2_0000), 512)],
-                dmaengine::Direction::DevToMem,
+                dmaengine::TransferDirection::DevToMem,
             )
             .err();
         let memcpy = e
@@ -515,27 +519,27 @@ fn isa_rules() -> TestResult {
     });
     kde::release(chan).map_err(|e| alloc::format!("{e}"))?;
     kassert!(
-        r.0 == Some(DmaError::BadBusWidth(2)),
+        r.0 == Some(EngineError::BadBusWidth(2)),
         "16-bit width on an 8-bit channel: {:?}",
         r.0
     );
     kassert!(
-        matches!(r.1, Some(DmaError::BadAddress(_))),
+        matches!(r.1, Some(EngineError::BadAddress(_))),
         "above 16 MiB: {:?}",
         r.1
     );
     kassert!(
-        matches!(r.2, Some(DmaError::BadAddress(_))),
+        matches!(r.2, Some(EngineError::BadAddress(_))),
         "across 64 KiB: {:?}",
         r.2
     );
     kassert!(
-        r.3 == Some(DmaError::TooManySegments { max: 1, got: 2 }),
+        r.3 == Some(EngineError::TooManySegments { max: 1, got: 2 }),
         "two segments: {:?}",
         r.3
     );
     kassert!(
-        matches!(r.4, Some(DmaError::NotCapable(_))),
+        matches!(r.4, Some(EngineError::NotCapable(_))),
         "memcpy on the 8237: {:?}",
         r.4
     );
@@ -557,7 +561,8 @@ fn dmatest_floppy() -> TestResult {
             size: 0,
             corrupt: false,
         },
-    )?;
+    )
+    .map_err(|e| alloc::format!("{e}"))?;
     kassert!(s.tests == 12 && s.failures == 0, "{} {}", s.line(), out);
     Ok(())
 }
@@ -576,7 +581,7 @@ fn uart_chans(
 }
 
 fn uart_slave_loopback() -> TestResult {
-    use dmaengine::Direction::{DevToMem, MemToDev};
+    use dmaengine::TransferDirection::{DevToMem, MemToDev};
     let (u, tx, rx) = uart_chans()?;
     // Not a multiple of the RX trigger (16): the tail comes by the character timeout.
     let len = 3000;
@@ -591,7 +596,7 @@ fn uart_slave_loopback() -> TestResult {
         let ck_tx = e.submit(d)?;
         e.issue_pending(rx)?;
         e.issue_pending(tx)?;
-        Ok::<_, DmaError>((ck_tx, ck_rx))
+        Ok::<_, EngineError>((ck_tx, ck_rx))
     })
     .map_err(|e| alloc::format!("{e}"))?;
     let st = kde::wait(rx, ck_rx, super::EVENT_BOUND_MS).map_err(|e| alloc::format!("{e}"))?;
@@ -618,7 +623,7 @@ fn uart_slave_loopback() -> TestResult {
 }
 
 fn uart_cyclic_rx() -> TestResult {
-    use dmaengine::Direction::{DevToMem, MemToDev};
+    use dmaengine::TransferDirection::{DevToMem, MemToDev};
     let (u, tx, rx) = uart_chans()?;
     // A 1 KiB ring of four 256-byte periods on RX; 1.5 rings' worth sent on TX.
     let (ring, period, sent) = (1024usize, 256usize, 1536usize);
@@ -642,7 +647,7 @@ fn uart_cyclic_rx() -> TestResult {
         let d = e.prep_slave_sg(tx, &[(b.src.dma_addr(), sent)], MemToDev)?;
         let ck = e.submit(d)?;
         e.issue_pending(tx)?;
-        Ok::<_, DmaError>(ck)
+        Ok::<_, EngineError>(ck)
     })
     .map_err(|e| alloc::format!("{e}"))?;
     let want = (sent / period) as u32;
