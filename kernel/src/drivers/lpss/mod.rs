@@ -17,16 +17,15 @@
 //! The function's one interrupt (MSI when it has the capability) is shared by the
 //! host controller and the iDMA64; without MSI the channels are polled.
 
+pub mod lli;
 pub mod sim;
 pub mod uart;
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
-use hal::{DmaAddr, PhysAddr, RegisterAccess};
+use hal::RegisterAccess;
 use pci::lpss::{self, private};
 use pci::{
     Bdf, DeviceCtx, MsiMessage, PciDeviceId, PciDriver, PlatformCtx, PlatformDriver, ProbeError,
@@ -239,37 +238,6 @@ impl PciDriver for LpssDriver {
     }
 }
 
-/// LLI memory for the iDMA64: coherent allocations of the parent function, kept until
-/// the driver frees them.
-struct CoherentLli {
-    dev: Arc<dma::DmaDevice>,
-    live: BTreeMap<u64, SendCoherent>,
-}
-
-/// A coherent allocation that may move between contexts.
-struct SendCoherent(#[allow(dead_code)] dma::Coherent);
-
-// SAFETY: `Coherent` holds a pointer into the kernel's direct map, valid everywhere in
-// the kernel; the value is owned (moved, never shared), so sending it is sound.
-unsafe impl Send for SendCoherent {}
-
-impl idma64::LliAllocator for CoherentLli {
-    fn alloc(&mut self, bytes: usize) -> Option<(PhysAddr, DmaAddr)> {
-        let c = self.dev.alloc_coherent(bytes).ok()?.into_device();
-        let (pa, dma) = (c.phys(), c.dma_addr());
-        self.live.insert(pa.as_u64(), SendCoherent(c));
-        Some((pa, dma))
-    }
-    fn free(&mut self, pa: PhysAddr, _bytes: usize) {
-        if self.live.remove(&pa.as_u64()).is_none() {
-            log::error!(
-                "idma64: freeing LLI memory {:#x} that was not allocated",
-                pa.as_u64()
-            );
-        }
-    }
-}
-
 /// The iDMA64 platform driver (the `idma64` child of an LPSS function).
 pub struct Idma64Driver;
 
@@ -297,10 +265,12 @@ impl PlatformDriver for Idma64Driver {
         let dev = dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
         dev.set_mask_and_coherent(u64::MAX)
             .map_err(|_| ProbeError::MissingResource("a 64-bit DMA mask"))?;
-        let lli = CoherentLli {
-            dev: dev.clone(),
-            live: BTreeMap::new(),
-        };
+        // LLIs from DMA pools of the parent (Linux: dma_pool_create("idma64_desc", …)).
+        let lli = lli::PoolLli::new(dev.clone()).map_err(|e| {
+            log::error!("idma64 on {parent}: LLI pools: {e}");
+            ProbeError::MissingResource("DMA pools for the iDMA64 LLIs")
+        })?;
+        let pools = lli.pools().clone();
         let mut drv = idma64::Idma64::new(regs, crate::mm::direct::direct(), lli)
             .map_err(|_| ProbeError::Device("iDMA64 did not turn off (DMA_EN stuck)"))?;
         // The driver's bounded polls wait a calibrated microsecond between reads.
@@ -311,6 +281,7 @@ impl PlatformDriver for Idma64Driver {
             w.phys
         );
         let id = crate::dmaengine::register(dmaengine::Boxed::new_dyn(drv), desc, Some(dev));
+        lli::record(id, pools);
         if simulated {
             crate::dmaengine::set_fault_injection(id, sim::corrupt_next_byte);
         }
