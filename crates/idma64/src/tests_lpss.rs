@@ -32,29 +32,8 @@ impl LliAllocator for Bump {
     fn free(&mut self, _: PhysAddr, _: usize) {}
 }
 
-/// The iDMA64 window of the function: BAR0 + 0x800.
-struct IdmaWindow<'a>(&'a LpssModel<&'a Arena>);
-
-impl RegisterAccess for IdmaWindow<'_> {
-    fn read8(&self, o: usize) -> u8 {
-        self.0.read8(lpss::IDMA + o)
-    }
-    fn read16(&self, o: usize) -> u16 {
-        self.0.read16(lpss::IDMA + o)
-    }
-    fn read32(&self, o: usize) -> u32 {
-        self.0.read32(lpss::IDMA + o)
-    }
-    fn write8(&self, o: usize, v: u8) {
-        self.0.write8(lpss::IDMA + o, v)
-    }
-    fn write16(&self, o: usize, v: u16) {
-        self.0.write16(lpss::IDMA + o, v)
-    }
-    fn write32(&self, o: usize, v: u32) {
-        self.0.write32(lpss::IDMA + o, v)
-    }
-}
+/// The iDMA64 window of the function: BAR0 + 0x800, found as the LPSS binding finds it.
+type IdmaWindow<'a> = ::lpss::SubWindow<&'a LpssModel<&'a Arena>>;
 
 type Drv<'a> = Idma64<IdmaWindow<'a>, &'a Arena, Bump>;
 
@@ -92,7 +71,7 @@ fn probe_fails_in_d3hot_and_works_after_the_function_is_brought_to_d0() {
     // reads 0, the probe gives up.
     assert_eq!(m.read32(lpss::PRIV + lpss::CAPS), u32::MAX);
     assert!(matches!(
-        Idma64::new(IdmaWindow(&m), &a, Bump(BASE)),
+        Idma64::new(::lpss::idma64_window(&m), &a, Bump(BASE)),
         Err(EngineError::Timeout)
     ));
     let mut waited = Vec::new();
@@ -105,7 +84,7 @@ fn probe_fails_in_d3hot_and_works_after_the_function_is_brought_to_d0() {
         0x10,
         "UART, iDMA present"
     );
-    let d = Idma64::new(IdmaWindow(&m), &a, Bump(BASE)).unwrap();
+    let d = Idma64::new(::lpss::idma64_window(&m), &a, Bump(BASE)).unwrap();
     let mut e = DmaEngine::new();
     e.register(d);
     let ch = e.request_channel(DmaCaps::MEMCPY, |_| true).unwrap();
@@ -150,7 +129,7 @@ fn slave(dir: TransferDirection, port: u64, burst: u32) -> SlaveConfig {
 }
 
 fn engine<'a>(a: &'a Arena, m: &'a LpssModel<&'a Arena>) -> (DmaEngine<Drv<'a>>, ChanId, ChanId) {
-    let d = Idma64::new(IdmaWindow(m), a, Bump(BASE)).unwrap();
+    let d = Idma64::new(::lpss::idma64_window(m), a, Bump(BASE)).unwrap();
     let mut e = DmaEngine::new();
     e.register(d);
     let tx = e.request_channel(DmaCaps::SLAVE, |c| c.chan == 0).unwrap();

@@ -26,7 +26,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use hal::RegisterAccess;
-use pci::lpss::{self, private};
+use pci::lpss as lpss_res;
 use pci::{
     Bdf, DeviceCtx, MsiMessage, PciDeviceId, PciDriver, PlatformCtx, PlatformDriver, ProbeError,
 };
@@ -36,58 +36,48 @@ use self::sim::SimBar;
 use crate::arch::idt::TrapFrame;
 use crate::mm::{self as kmm, IoMem};
 
-/// An LPSS BAR0 or iDMA64 window: real MMIO, or the simulated function's registers.
+/// An LPSS BAR0 or iDMA64 window: real MMIO, or the simulated function's registers
+/// from an offset of its BAR0.
 pub enum Window {
     /// Uncached mapping of the real registers.
     Mmio(IoMem),
-    /// The simulated function's BAR0, from `base`.
-    Sim { base: usize },
+    /// The simulated function's BAR0, from an offset.
+    Sim(lpss::SubWindow<SimBar>),
+}
+
+impl Window {
+    fn regs(&self) -> &dyn RegisterAccess {
+        match self {
+            Window::Mmio(m) => m,
+            Window::Sim(w) => w,
+        }
+    }
 }
 
 impl RegisterAccess for Window {
     fn read8(&self, o: usize) -> u8 {
-        match self {
-            Window::Mmio(m) => m.read8(o),
-            Window::Sim { base } => SimBar.read8(base + o),
-        }
+        self.regs().read8(o)
     }
     fn read16(&self, o: usize) -> u16 {
-        match self {
-            Window::Mmio(m) => m.read16(o),
-            Window::Sim { base } => SimBar.read16(base + o),
-        }
+        self.regs().read16(o)
     }
     fn read32(&self, o: usize) -> u32 {
-        match self {
-            Window::Mmio(m) => m.read32(o),
-            Window::Sim { base } => SimBar.read32(base + o),
-        }
+        self.regs().read32(o)
     }
     fn write8(&self, o: usize, v: u8) {
-        match self {
-            Window::Mmio(m) => m.write8(o, v),
-            Window::Sim { base } => SimBar.write8(base + o, v),
-        }
+        self.regs().write8(o, v)
     }
     fn write16(&self, o: usize, v: u16) {
-        match self {
-            Window::Mmio(m) => m.write16(o, v),
-            Window::Sim { base } => SimBar.write16(base + o, v),
-        }
+        self.regs().write16(o, v)
     }
     fn write32(&self, o: usize, v: u32) {
-        match self {
-            Window::Mmio(m) => m.write32(o, v),
-            Window::Sim { base } => SimBar.write32(base + o, v),
-        }
+        self.regs().write32(o, v)
     }
 }
 
 fn window(bdf: Bdf, phys: u64, offset: u64, len: u64) -> Result<Window, ProbeError> {
     if sim::is_sim(bdf) {
-        return Ok(Window::Sim {
-            base: offset as usize,
-        });
+        return Ok(Window::Sim(lpss::SubWindow::new(SimBar, offset as usize)));
     }
     kmm::ioremap(phys, len)
         .map(Window::Mmio)
@@ -154,30 +144,19 @@ impl PciDriver for LpssDriver {
         let bdf = ctx.bdf();
         let bar = *ctx
             .device
-            .bar(lpss::LPSS_BAR)
+            .bar(lpss_res::LPSS_BAR)
             .ok_or(ProbeError::MissingResource("BAR0"))?;
-        if !bar.is_memory() || bar.size < lpss::IDMA64_OFFSET + lpss::IDMA64_LEN {
+        if !bar.is_memory() || bar.size < lpss_res::IDMA64_OFFSET + lpss_res::IDMA64_LEN {
             return Err(ProbeError::MissingResource("a 4 KiB memory BAR0"));
         }
         pci::command::enable_memory(ctx.config, bdf);
         let regs = window(bdf, bar.address, 0, bar.size)?;
-        let p = lpss::PRIV_OFFSET as usize;
-        let caps = regs.read32(p + private::CAPS as usize);
-        if caps == u32::MAX {
-            return Err(ProbeError::Device(
-                "CAPS reads all-ones: the function does not decode (not in D0?)",
-            ));
-        }
-        // Out of reset (Linux writes 0, then 0x7), and tell the block its own address.
-        regs.write32(p + private::RESETS as usize, 0);
-        regs.write32(p + private::RESETS as usize, private::RESETS_RELEASE);
-        regs.write32(p + private::REMAP_ADDR as usize, bar.address as u32);
-        regs.write32(
-            p + private::REMAP_ADDR as usize + 4,
-            (bar.address >> 32) as u32,
-        );
-        let function = lpss::caps_function(caps);
-        let has_idma = lpss::has_idma(caps);
+        let info = lpss::bring_up(&regs, bar.address).map_err(|e| match e {
+            lpss::LpssError::NotDecoding => {
+                ProbeError::Device("CAPS reads all-ones: the function does not decode (not in D0?)")
+            }
+        })?;
+        let (caps, function, has_idma) = (info.caps, info.function, info.has_idma);
         let fname = function.map_or_else(
             || alloc::string::String::from("unknown"),
             |f| alloc::format!("{f}"),
@@ -214,7 +193,7 @@ impl PciDriver for LpssDriver {
         }
         ctx.enable_bus_master();
         if has_idma {
-            ctx.register_child(lpss::idma64_child())
+            ctx.register_child(lpss_res::idma64_child())
                 .map_err(ProbeError::Child)?;
         }
         if function == Some(pci::names::LpssFunction::Uart) {
@@ -224,7 +203,7 @@ impl PciDriver for LpssDriver {
         if let Some(f) = function {
             // Registered, not bound: the UART has only the loopback client above; no
             // I2C or SPI host drivers.
-            ctx.register_child(lpss::host_child(f))
+            ctx.register_child(lpss_res::host_child(f))
                 .map_err(ProbeError::Child)?;
         }
         Ok(())
@@ -243,7 +222,7 @@ pub struct Idma64Driver;
 
 impl PlatformDriver for Idma64Driver {
     fn name(&self) -> &'static str {
-        lpss::IDMA64_NAME
+        lpss_res::IDMA64_NAME
     }
 
     fn probe(&self, ctx: &mut PlatformCtx<'_>) -> Result<(), ProbeError> {
