@@ -20,9 +20,9 @@ enum BenchError {
     /// `--bs` is larger than the disk.
     LargerThanDisk { bs: u64, sectors: u64 },
     /// The AHCI controller did not come back on the mode's DMA device.
-    AhciRebind(ahci::BindError<alloc::string::String>),
+    AhciRebind(ahci::BindError<crate::iommu::Error>),
     /// The NVMe controller did not come back on the mode's DMA device.
-    NvmeRebind(nvme::BindError<alloc::string::String>),
+    NvmeRebind(nvme::BindError<crate::iommu::Error>),
 }
 
 impl From<BlkError> for BenchError {
@@ -264,7 +264,7 @@ pub fn blkbench(cmd: &Command, args: &[&str]) -> CmdResult {
         )));
     }
     let rebind = |dev: alloc::sync::Arc<dma::DmaDevice>,
-                  between: &mut dyn FnMut() -> Result<(), alloc::string::String>|
+                  between: &mut dyn FnMut() -> Result<(), crate::iommu::Error>|
      -> Result<(), BenchError> {
         if kind == "nvme" {
             nvme::rebind(bdf, dev, between).map_err(BenchError::NvmeRebind)
