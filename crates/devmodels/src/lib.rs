@@ -23,6 +23,7 @@
 extern crate alloc;
 
 pub mod ahci;
+pub mod edu;
 pub mod idma64;
 pub mod lpss;
 pub mod nvme;
