@@ -151,6 +151,13 @@ impl fmt::Display for EduError {
     }
 }
 
+/// Shell and test code that reports errors as text.
+impl From<EduError> for alloc::string::String {
+    fn from(e: EduError) -> Self {
+        alloc::format!("{e}")
+    }
+}
+
 /// Which way a transfer goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EduDir {
@@ -374,10 +381,11 @@ impl<R: RegisterAccess> Edu<R> {
         self.typed(EduDir::ToDevice, src.dma_addr(), src.len(), len, wait)
     }
 
-    /// Copies `len` bytes of the device buffer (offset 0) into `dst`.
+    /// Copies `len` bytes of the device buffer (offset 0) into `dst` (the CPU sees
+    /// them after `sync_for_cpu` or unmap, which need the stream back).
     pub fn from_device<D: DeviceWrites>(
         &self,
-        dst: &mut DmaStream<D>,
+        dst: &DmaStream<D>,
         len: usize,
         wait: &mut dyn Wait,
     ) -> Result<Completion, EduError> {

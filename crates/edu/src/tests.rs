@@ -52,7 +52,7 @@ fn round_trip<B: DmaBus>(
     drop(out);
     let mut back =
         DmaStream::<FromDevice>::map(dev, DmaBuf::alloc_below(m, len, limit).unwrap()).unwrap();
-    edu.from_device(&mut back, len, &mut Tick(md)).unwrap();
+    edu.from_device(&back, len, &mut Tick(md)).unwrap();
     let got = back.sync_for_cpu().to_vec();
     assert_eq!(got, data);
     (got, bus)

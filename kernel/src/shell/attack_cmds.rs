@@ -130,7 +130,7 @@ fn load_device(e: &Edu, data: &[u8]) -> Result<(), String> {
     let mut b = reachable_page(0)?;
     b.write(0, data);
     let s = DmaStream::<ToDevice>::map(&e.dma, b).map_err(|m| alloc::format!("{}", m.error))?;
-    let r = e.transfer(EduDir::ToDevice, s.dma_addr(), data.len());
+    let r = e.to_device(&s, data.len());
     drop(s.unmap());
     r.map_err(String::from)
 }
@@ -145,7 +145,8 @@ fn kernel_write(e: &Edu) -> Result<Outcome, String> {
     }
     load_device(e, &[0xEE; 64])?;
     let before = iommu::fault_count();
-    e.transfer(EduDir::FromDevice, DmaAddr::new(pa), 64)?;
+    // SAFETY: the attack under study: a physical address no mapping covers.
+    unsafe { e.transfer_raw(EduDir::FromDevice, DmaAddr::new(pa), 64) }?;
     let faults = faults_since(before);
     let changed = canary.to_vec().iter().filter(|&&b| b != 0xC3).count();
     Ok(Outcome {
@@ -184,7 +185,8 @@ fn sub_page(e: &Edu) -> Result<Outcome, String> {
     let base = bus.as_u64() & !0xFFF;
     let len = SECRET_AT + SECRET.len();
     let before = iommu::fault_count();
-    let r = e.transfer(EduDir::ToDevice, DmaAddr::new(base), len);
+    // SAFETY: the attack under study: a read past the 64 mapped bytes.
+    let r = unsafe { e.transfer_raw(EduDir::ToDevice, DmaAddr::new(base), len) };
     let faults = faults_since(before);
     let unmapped = e.dma.unmap_single(bus, 64, dma::DmaDirection::ToDevice);
     r?;
@@ -193,7 +195,7 @@ fn sub_page(e: &Edu) -> Result<Outcome, String> {
     let out = reachable_page(0)?;
     let s = DmaStream::<dma::FromDevice>::map(&e.dma, out)
         .map_err(|m| alloc::format!("{}", m.error))?;
-    e.transfer(EduDir::FromDevice, s.dma_addr(), len)?;
+    e.from_device(&s, len)?;
     let got = s.unmap().to_vec();
     let leaked = got[SECRET_AT..len]
         .iter()
@@ -243,7 +245,7 @@ fn stale_iotlb(e: &Edu) -> Result<Outcome, String> {
         DmaStream::<Bidirectional>::map(&e.dma, buf).map_err(|m| alloc::format!("{}", m.error))?;
     let bus = s.dma_addr();
     // The device uses the mapping (the unit caches the translation) ...
-    e.transfer(EduDir::ToDevice, bus, 64)?;
+    e.to_device(&s, 64)?;
     // ... the driver is done with it ...
     let mut buf = s.unmap();
     let hz = tsc::tsc_hz().max(1);
@@ -256,7 +258,8 @@ fn stale_iotlb(e: &Edu) -> Result<Outcome, String> {
     for _ in 0..attempts {
         buf.fill(0x11);
         let f = iommu::fault_count();
-        e.transfer(EduDir::FromDevice, bus, 64)?;
+        // SAFETY: the attack under study: a stale bus address after unmap.
+        unsafe { e.transfer_raw(EduDir::FromDevice, bus, 64) }?;
         iommu::collect_faults();
         let changed = buf.to_vec()[..64].iter().any(|&b| b != 0x11);
         if changed {
@@ -325,7 +328,8 @@ fn msi_inject(e: &Edu) -> Result<Outcome, String> {
     let (addr, data) = apic::msi_message(v);
     load_device(e, &data.to_le_bytes())?;
     let (before, f) = (INJECTED.load(Ordering::Relaxed), iommu::fault_count());
-    e.transfer(EduDir::FromDevice, DmaAddr::new(addr), 4)?;
+    // SAFETY: the attack under study: a write to the MSI address window.
+    unsafe { e.transfer_raw(EduDir::FromDevice, DmaAddr::new(addr), 4) }?;
     // The interrupt is the write itself; give it a generous bound to arrive.
     let hz = tsc::tsc_hz().max(1);
     let end = tsc::rdtsc() + hz;
