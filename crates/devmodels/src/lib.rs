@@ -24,6 +24,7 @@ extern crate alloc;
 
 pub mod ahci;
 pub mod edu;
+pub mod i8237;
 pub mod idma64;
 pub mod lpss;
 pub mod nvme;
