@@ -121,7 +121,10 @@ impl DmaProvider for I8237 {
         // Clear stale terminal-count bits of this channel before it runs.
         self.tc |= i8237::status() & 0x0F;
         self.tc &= !(1 << chan);
-        match i8237::program(chan as u8, d.addr, d.len, dir) {
+        // SAFETY: `d` came from prep_slave_sg, whose segment a dmaengine client
+        // mapped for this provider through the DMA API (the floppy's ISA buffer) and
+        // keeps until the descriptor completes or the channel is stopped (masked).
+        match unsafe { i8237::program(chan as u8, d.addr, d.len, dir) } {
             Ok(()) => self.active[chan] = Some(*d),
             Err(e) => {
                 log::warn!("i8237: channel {chan}: {e}");
