@@ -11,7 +11,7 @@
 //!   [`regs::BUFFER`]; a transfer must lie inside it;
 //! * QEMU 7.2 aborts the virtual machine on a 0-byte transfer and on one that reaches the
 //!   buffer's last byte (an off-by-one in `edu_check_range`), so the largest transfer
-//!   is [`MAX_TRANSFER`] = 4095 bytes and a transfer must end before offset 4095;
+//!   is [`MAX_TRANSFER`] = 4095 bytes and no transfer may touch offset 4095;
 //! * the engine ANDs bus addresses with its 28-bit DMA mask ([`DMA_BITS`]), so the
 //!   device's `DmaDevice` must say so (swiotlb then bounces what lies above).
 //!
@@ -139,8 +139,8 @@ impl fmt::Display for EduError {
             EduError::Empty => f.write_str("a 0-byte edu transfer (QEMU 7.2 aborts on it)"),
             EduError::OutsideBuffer { offset, len } => write!(
                 f,
-                "edu transfer of {len} bytes at buffer offset {offset} does not end before \
-                 byte 4095 of the 4 KiB buffer (QEMU 7.2 aborts on 4096)"
+                "edu transfer of {len} bytes at buffer offset {offset} leaves the 4 KiB \
+                 buffer or touches its last byte (QEMU 7.2 aborts on those)"
             ),
             EduError::BeyondMapping { len, mapped } => {
                 write!(f, "{len} bytes asked, the mapping holds {mapped}")
