@@ -12,8 +12,19 @@ use crate::drivers::edu::{self as edudrv, MAX_DMA};
 use crate::mm::IoMem;
 use crate::sync::IrqSpinLock;
 
-/// dmaengine device per edu function, once registered.
-static BY_BDF: IrqSpinLock<Vec<(pci::Bdf, usize)>> = IrqSpinLock::new(Vec::new());
+/// dmaengine device per edu function, once registered, with the driver object its
+/// provider drives (kept across unbind: a rebind reuses it, so BAR0 has one owner).
+static BY_BDF: IrqSpinLock<Vec<(pci::Bdf, usize, Arc<hw::Edu<IoMem>>)>> =
+    IrqSpinLock::new(Vec::new());
+
+/// The driver object the provider of `bdf` drives, if the function had one.
+pub fn driver_object(bdf: pci::Bdf) -> Option<Arc<hw::Edu<IoMem>>> {
+    BY_BDF
+        .lock()
+        .iter()
+        .find(|(b, ..)| *b == bdf)
+        .map(|(.., e)| e.clone())
+}
 static READY: spin::Once<()> = spin::Once::new();
 
 /// The edu driver bound (or re-bound) `bdf`: after boot, point its provider at the
@@ -23,15 +34,13 @@ pub fn bound(slot: usize, bdf: pci::Bdf, edu: Arc<hw::Edu<IoMem>>, dma: Arc<dma:
     if READY.get().is_none() {
         return; // `init` registers what is bound at boot
     }
-    let known = BY_BDF.lock().iter().find(|(b, _)| *b == bdf).map(|x| x.1);
+    let known = BY_BDF.lock().iter().find(|(b, ..)| *b == bdf).map(|x| x.1);
     match known {
         Some(id) => {
+            // The probe reused the object this provider drives (`driver_object`).
             if let Some(info) = crate::dmaengine::dev_info(id) {
                 info.set_dma(Some(dma));
             }
-            // The provider keeps the driver object of the first bind (its Arc keeps
-            // that BAR0 mapping alive); the rebind's new object is not used here.
-            drop(edu);
             edudrv::set_dma_done_callback(slot, dma_done, id);
         }
         None => add(slot, bdf, edu, dma),
@@ -44,12 +53,12 @@ fn provider(edu: Arc<hw::Edu<IoMem>>) -> ::dmaengine::DynProvider {
 
 fn add(slot: usize, bdf: pci::Bdf, edu: Arc<hw::Edu<IoMem>>, dma: Arc<dma::DmaDevice>) {
     let id = crate::dmaengine::register(
-        provider(edu),
+        provider(edu.clone()),
         alloc::format!("edu on {bdf}, 1 channel, RAM <-> 4 KiB device buffer (28-bit DMA mask)"),
         Some(dma),
     );
     crate::dmaengine::set_max_len(id, MAX_DMA);
-    BY_BDF.lock().push((bdf, id));
+    BY_BDF.lock().push((bdf, id, edu));
     edudrv::set_dma_done_callback(slot, dma_done, id);
 }
 

@@ -219,11 +219,20 @@ impl PciDriver for EduDriver {
             .device
             .bar(0)
             .ok_or(ProbeError::MissingResource("BAR0"))?;
-        let regs = kmm::ioremap(bar.address, bar.size)
-            .map_err(|_| ProbeError::MissingResource("an uncached mapping of BAR0"))?;
-        let (va, len) = (regs.virt().as_u64(), regs.size() as usize);
-        let dev = hw::Edu::probe(regs)
-            .map_err(|_| ProbeError::Device("BAR0 identification register is not edu's"))?;
+        // A function bound before keeps its driver object (its dmaengine provider
+        // drives it): one owner of BAR0, mapped once.
+        let dev =
+            match dmaengine::driver_object(ctx.bdf()) {
+                Some(d) if d.regs().phys() == bar.address => d,
+                _ => {
+                    let regs = kmm::ioremap(bar.address, bar.size)
+                        .map_err(|_| ProbeError::MissingResource("an uncached mapping of BAR0"))?;
+                    Arc::new(hw::Edu::probe(regs).map_err(|_| {
+                        ProbeError::Device("BAR0 identification register is not edu's")
+                    })?)
+                }
+            };
+        let (va, len) = (dev.regs().virt().as_u64(), dev.regs().size() as usize);
         let version = dev.version();
         let msi_off = ctx
             .device
@@ -268,7 +277,6 @@ impl PciDriver for EduDriver {
             .dma
             .set_mask_and_coherent(bits)
             .map_err(ProbeError::DmaMask)?;
-        let dev = Arc::new(dev);
         EDU.lock().push(Edu {
             dev: dev.clone(),
             vector,
