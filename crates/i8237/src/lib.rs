@@ -18,6 +18,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+extern crate alloc;
+
+pub mod engine;
+
 use core::fmt;
 
 /// Port I/O as the 8237 needs it (byte-wide, fixed PC port numbers).
