@@ -23,6 +23,8 @@
 extern crate alloc;
 
 pub mod ahci;
+pub mod edu;
+pub mod i8237;
 pub mod idma64;
 pub mod lpss;
 pub mod nvme;

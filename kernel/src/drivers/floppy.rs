@@ -46,9 +46,31 @@ fn irq6(_f: &mut TrapFrame) {
 pub enum FloppyError {
     NoDrive,
     Timeout(&'static str),
-    Controller { st0: u8, st1: u8, st2: u8 },
-    OutOfRange { lba: u32, count: u32 },
-    Setup(alloc::string::String),
+    Controller {
+        st0: u8,
+        st1: u8,
+        st2: u8,
+    },
+    OutOfRange {
+        lba: u32,
+        count: u32,
+    },
+    /// IRQ 6 could not be routed.
+    Irq(&'static str),
+    /// ISA DMA channel 2 could not be claimed.
+    IsaChannel(i8237::IsaDmaError),
+    /// No 64 KiB bounce area in the DMA zone.
+    Buffer(crate::mm::MmError),
+    /// The 8237 is not registered with dmaengine.
+    NoIsaController,
+    /// A dmaengine step (channel request, slave config, prep/submit) failed.
+    Engine(dmaengine::EngineError),
+    /// The DMA of a read did not complete.
+    Transfer {
+        chan: ChanId,
+        status: DmaStatus,
+        residue: usize,
+    },
 }
 
 impl core::fmt::Display for FloppyError {
@@ -71,7 +93,19 @@ impl core::fmt::Display for FloppyError {
                     lba + count
                 )
             }
-            FloppyError::Setup(e) => f.write_str(e),
+            FloppyError::Irq(e) => write!(f, "IRQ 6: {e}"),
+            FloppyError::IsaChannel(e) => write!(f, "{e}"),
+            FloppyError::Buffer(e) => write!(f, "DMA buffer: {e}"),
+            FloppyError::NoIsaController => f.write_str("no ISA DMA controller registered"),
+            FloppyError::Engine(e) => write!(f, "dmaengine: {e}"),
+            FloppyError::Transfer {
+                chan,
+                status,
+                residue,
+            } => write!(
+                f,
+                "{chan}: transfer ended {status:?} with {residue} bytes left"
+            ),
         }
     }
 }
@@ -132,16 +166,14 @@ pub fn init() -> Result<(), FloppyError> {
     if drive0_type() == 0 {
         return Err(FloppyError::NoDrive);
     }
-    apic::route_isa_irq(6, irq6).map_err(|e| FloppyError::Setup(alloc::format!("IRQ 6: {e}")))?;
-    i8237::request(DMA_CHANNEL, "floppy").map_err(|e| FloppyError::Setup(alloc::format!("{e}")))?;
-    let buf = kmm::alloc_frames(BUF_ORDER, ZoneLimit::Dma)
-        .map_err(|e| FloppyError::Setup(alloc::format!("DMA buffer: {e}")))?;
-    let isa = crate::drivers::i8237::dmaengine::dev()
-        .ok_or_else(|| FloppyError::Setup("no ISA DMA controller registered".into()))?;
+    apic::route_isa_irq(6, irq6).map_err(FloppyError::Irq)?;
+    i8237::request(DMA_CHANNEL, "floppy").map_err(FloppyError::IsaChannel)?;
+    let buf = kmm::alloc_frames(BUF_ORDER, ZoneLimit::Dma).map_err(FloppyError::Buffer)?;
+    let isa = crate::drivers::i8237::dmaengine::dev().ok_or(FloppyError::NoIsaController)?;
     let chan = kdmaengine::request("floppy", DmaCaps::SLAVE, |c| {
         c.dev == isa && c.chan == DMA_CHANNEL as usize
     })
-    .map_err(|e| FloppyError::Setup(alloc::format!("dmaengine channel: {e}")))?;
+    .map_err(FloppyError::Engine)?;
     // The device side is the controller's data register; the 8237 moves one byte per
     // DREQ/DACK cycle.
     let cfg = SlaveConfig {
@@ -153,8 +185,7 @@ pub fn init() -> Result<(), FloppyError> {
         src_maxburst: 1,
         dst_maxburst: 1,
     };
-    kdmaengine::with(|e| e.slave_config(chan, cfg))
-        .map_err(|e| FloppyError::Setup(alloc::format!("slave config: {e}")))?;
+    kdmaengine::with(|e| e.slave_config(chan, cfg)).map_err(FloppyError::Engine)?;
     // Reset: nRESET 0 → 1 raises IRQ 6; then one SENSE INTERRUPT per drive.
     IRQ.store(false, Ordering::Release);
     outb(DOR, 0x00);
@@ -240,7 +271,7 @@ pub fn read(lba: u32, count: u32, out: &mut alloc::vec::Vec<u8>) -> Result<u64, 
             e.issue_pending(ch)?;
             Ok::<_, dmaengine::EngineError>(c)
         })
-        .map_err(|e| FloppyError::Setup(alloc::format!("{ch}: {e}")))?;
+        .map_err(FloppyError::Engine)?;
         IRQ.store(false, Ordering::Release);
         // READ DATA (MFM): drive/head, C, H, R, N=2 (512 B), EOT, GPL, DTL.
         for b in [
@@ -269,13 +300,13 @@ pub fn read(lba: u32, count: u32, out: &mut alloc::vec::Vec<u8>) -> Result<u64, 
         match dma {
             Ok(st) if st.status == DmaStatus::Complete => {}
             Ok(st) => {
-                return Err(FloppyError::Setup(alloc::format!(
-                    "{ch}: transfer ended {:?} with {} bytes left",
-                    st.status,
-                    st.residue
-                )))
+                return Err(FloppyError::Transfer {
+                    chan: ch,
+                    status: st.status,
+                    residue: st.residue,
+                })
             }
-            Err(e) => return Err(FloppyError::Setup(alloc::format!("{ch}: {e}"))),
+            Err(e) => return Err(FloppyError::Engine(e)),
         }
         if res[0] & 0xC0 != 0 {
             return Err(FloppyError::Controller {

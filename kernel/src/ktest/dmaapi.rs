@@ -127,14 +127,20 @@ fn high_bounces() -> TestResult {
 }
 
 fn edu_limits() -> TestResult {
-    let r = edu::with_edu(|e| e.transfer(EduDir::ToDevice, hal::DmaAddr::new(0x10_0000), 4096))
-        .ok_or("edu not bound")?;
+    // SAFETY: refused before the device is programmed (the length is the test).
+    let r = edu::with_edu(|e| unsafe {
+        e.transfer_raw(EduDir::ToDevice, hal::DmaAddr::new(0x10_0000), 4096)
+    })
+    .ok_or("edu not bound")?;
     kassert!(
         r.is_err(),
         "a 4096-byte transfer (which aborts QEMU 7.2) was started"
     );
-    let r = edu::with_edu(|e| e.transfer(EduDir::ToDevice, hal::DmaAddr::new(0x10_0000), 0))
-        .ok_or("edu not bound")?;
+    // SAFETY: refused before the device is programmed (the length is the test).
+    let r = edu::with_edu(|e| unsafe {
+        e.transfer_raw(EduDir::ToDevice, hal::DmaAddr::new(0x10_0000), 0)
+    })
+    .ok_or("edu not bound")?;
     kassert!(
         r.is_err(),
         "an empty transfer (which aborts QEMU 7.2) was started"
@@ -227,7 +233,9 @@ fn bench_figures() -> TestResult {
 fn deliberate_clamp() -> TestResult {
     let buf = DmaBuf::alloc(&kdma::HIGH, 64).map_err(|e| alloc::format!("{e}"))?;
     let raw = hal::DmaAddr::new(buf.phys().as_u64()); // what a driver must never do
-    edu::with_edu(|e| e.transfer(EduDir::FromDevice, raw, 64))
+                                                      // SAFETY: deliberate: the clamp check needs a raw address above the mask;
+                                                      // `buf` stays allocated (and unused) while the device writes it.
+    edu::with_edu(|e| unsafe { e.transfer_raw(EduDir::FromDevice, raw, 64) })
         .ok_or("edu not bound")?
         .map_err(alloc::string::String::from)?;
     Ok(())

@@ -88,9 +88,13 @@ fn cross(owner: usize, other: usize) -> TestResult {
     let iova = s.dma_addr();
     let other_bdf = with_edu_at(other, |e| e.bdf).ok_or("second edu missing")?;
     let before = iommu::fault_count();
-    with_edu_at(other, |e| e.transfer(EduDir::FromDevice, iova, 256))
-        .ok_or("second edu missing")?
-        .map_err(alloc::string::String::from)?;
+    // SAFETY: deliberate: `iova` belongs to the other device's domain; the IOMMU
+    // must block it (this test checks that).
+    with_edu_at(other, |e| unsafe {
+        e.transfer_raw(EduDir::FromDevice, iova, 256)
+    })
+    .ok_or("second edu missing")?
+    .map_err(alloc::string::String::from)?;
     super::wait_until(super::EVENT_BOUND_MS, || {
         iommu::collect_faults();
         iommu::fault_count() > before
@@ -298,7 +302,8 @@ fn sg_contiguous() -> TestResult {
         // through an ordinary mapping for us to compare.
         for join in 1..3u64 {
             let from = seg.addr.as_u64() + join * 4096 - 0x800;
-            e.transfer(EduDir::ToDevice, hal::DmaAddr::new(from), 0xf00)
+            // SAFETY: `from` lies inside the live SgMapping `seg` belongs to.
+            unsafe { e.transfer_raw(EduDir::ToDevice, hal::DmaAddr::new(from), 0xf00) }
                 .map_err(alloc::string::String::from)?;
             let back = DmaStream::<FromDevice>::map(
                 &e.dma,
@@ -306,7 +311,7 @@ fn sg_contiguous() -> TestResult {
                     .map_err(|e| alloc::format!("{e}"))?,
             )
             .map_err(|e| alloc::format!("{}", e.error))?;
-            e.transfer(EduDir::FromDevice, back.dma_addr(), 0xf00)
+            e.from_device(&back, 0xf00)
                 .map_err(alloc::string::String::from)?;
             let got = back.unmap().to_vec();
             let want = |k: usize| {

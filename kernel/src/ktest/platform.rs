@@ -281,7 +281,7 @@ fn edu_msi() -> TestResult {
     let before = edu::irq_count();
     let vector = edu::vector();
     let vec_before = crate::arch::idt::irq_count(vector);
-    edu::with_edu(|e| e.regs.write32(edu::REG_IRQ_RAISE, 0x0002_0000)).ok_or("edu not bound")?;
+    edu::with_edu(|e| e.dev.raise_irq(0x0002_0000)).ok_or("edu not bound")?;
     super::wait_until(super::EVENT_BOUND_MS, || edu::irq_count() != before);
     kassert!(
         edu::irq_count() == before + 1,
@@ -297,7 +297,7 @@ fn edu_msi() -> TestResult {
         "handler saw status {:#x}",
         edu::last_status()
     );
-    let status = edu::with_edu(|e| e.regs.read32(edu::REG_IRQ_STATUS)).ok_or("edu gone")?;
+    let status = edu::with_edu(|e| e.dev.irq_status()).ok_or("edu gone")?;
     kassert!(status == 0, "interrupt status {status:#x} not acknowledged");
     Ok(())
 }

@@ -69,7 +69,7 @@ pub enum AttackError {
     /// A buffer or a legitimate mapping the attack needs could not be had.
     Dma(dma::DmaError),
     /// edu refused a transfer (its length or address checks).
-    Device(&'static str),
+    Device(::edu::EduError),
     /// No interrupt vector was free to aim the injected MSI at.
     NoVector(&'static str),
     /// The canary page's physical address is also one of edu's live IOVAs,
@@ -81,13 +81,19 @@ impl core::fmt::Display for AttackError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             AttackError::Dma(e) => write!(f, "{e}"),
-            AttackError::Device(e) => f.write_str(e),
+            AttackError::Device(e) => write!(f, "{e}"),
             AttackError::NoVector(e) => f.write_str(e),
             AttackError::CanaryIsLiveIova(pa) => write!(
                 f,
                 "the canary's address {pa:#x} happens to be a live IOVA of edu; try again"
             ),
         }
+    }
+}
+
+impl From<::edu::EduError> for AttackError {
+    fn from(e: ::edu::EduError) -> Self {
+        AttackError::Device(e)
     }
 }
 
@@ -170,7 +176,7 @@ fn load_device(e: &Edu, data: &[u8]) -> Result<(), AttackError> {
     let mut b = reachable_page(0)?;
     b.write(0, data);
     let s = DmaStream::<ToDevice>::map(&e.dma, b)?;
-    let r = e.transfer(EduDir::ToDevice, s.dma_addr(), data.len());
+    let r = e.to_device(&s, data.len());
     drop(s.unmap());
     r.map_err(AttackError::Device)
 }
@@ -183,8 +189,8 @@ fn kernel_write(e: &Edu) -> Result<Outcome, AttackError> {
     }
     load_device(e, &[0xEE; 64])?;
     let before = iommu::fault_count();
-    e.transfer(EduDir::FromDevice, DmaAddr::new(pa), 64)
-        .map_err(AttackError::Device)?;
+    // SAFETY: the attack under study: a physical address no mapping covers.
+    unsafe { e.transfer_raw(EduDir::FromDevice, DmaAddr::new(pa), 64) }?;
     let faults = faults_since(before);
     let changed = canary.to_vec().iter().filter(|&&b| b != 0xC3).count();
     Ok(Outcome {
@@ -222,7 +228,8 @@ fn sub_page(e: &Edu) -> Result<Outcome, AttackError> {
     let base = bus.as_u64() & !0xFFF;
     let len = SECRET_AT + SECRET.len();
     let before = iommu::fault_count();
-    let r = e.transfer(EduDir::ToDevice, DmaAddr::new(base), len);
+    // SAFETY: the attack under study: a read past the 64 mapped bytes.
+    let r = unsafe { e.transfer_raw(EduDir::ToDevice, DmaAddr::new(base), len) };
     let faults = faults_since(before);
     let unmapped = e.dma.unmap_single(bus, 64, dma::DmaDirection::ToDevice);
     r.map_err(AttackError::Device)?;
@@ -230,8 +237,7 @@ fn sub_page(e: &Edu) -> Result<Outcome, AttackError> {
     // What the device now holds, written back through a legitimate mapping.
     let out = reachable_page(0)?;
     let s = DmaStream::<dma::FromDevice>::map(&e.dma, out)?;
-    e.transfer(EduDir::FromDevice, s.dma_addr(), len)
-        .map_err(AttackError::Device)?;
+    e.from_device(&s, len)?;
     let got = s.unmap().to_vec();
     let leaked = got[SECRET_AT..len]
         .iter()
@@ -280,8 +286,7 @@ fn stale_iotlb(e: &Edu) -> Result<Outcome, AttackError> {
     let s = DmaStream::<Bidirectional>::map(&e.dma, buf)?;
     let bus = s.dma_addr();
     // The device uses the mapping (the unit caches the translation) ...
-    e.transfer(EduDir::ToDevice, bus, 64)
-        .map_err(AttackError::Device)?;
+    e.to_device(&s, 64)?;
     // ... the driver is done with it ...
     let mut buf = s.unmap();
     let hz = tsc::tsc_hz().max(1);
@@ -294,8 +299,8 @@ fn stale_iotlb(e: &Edu) -> Result<Outcome, AttackError> {
     for _ in 0..attempts {
         buf.fill(0x11);
         let f = iommu::fault_count();
-        e.transfer(EduDir::FromDevice, bus, 64)
-            .map_err(AttackError::Device)?;
+        // SAFETY: the attack under study: a stale bus address after unmap.
+        unsafe { e.transfer_raw(EduDir::FromDevice, bus, 64) }?;
         iommu::collect_faults();
         let changed = buf.to_vec()[..64].iter().any(|&b| b != 0x11);
         if changed {
@@ -376,8 +381,8 @@ fn msi_inject(e: &Edu) -> Result<Outcome, AttackError> {
         INJECT.delivered.load(Ordering::Relaxed),
         iommu::fault_count(),
     );
-    e.transfer(EduDir::FromDevice, DmaAddr::new(addr), 4)
-        .map_err(AttackError::Device)?;
+    // SAFETY: the attack under study: a write to the MSI address window.
+    unsafe { e.transfer_raw(EduDir::FromDevice, DmaAddr::new(addr), 4) }?;
     // The interrupt is the write itself; give it a generous bound to arrive.
     let hz = tsc::tsc_hz().max(1);
     let end = tsc::rdtsc() + hz;

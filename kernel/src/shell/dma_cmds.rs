@@ -78,14 +78,12 @@ pub fn round_trip(
             let s = DmaStream::<ToDevice>::map(dev, buf).map_err(|e| fail(e.error))?;
             let via = via_of(dev, s.dma_addr());
             let bus = s.dma_addr().as_u64();
-            e.transfer(EduDir::ToDevice, s.dma_addr(), len)
-                .map_err(fail)?;
+            e.to_device(&s, len).map_err(fail)?;
             drop(s.unmap());
             // Read it back with an independent mapping.
             let back =
                 DmaStream::<FromDevice>::map(dev, reachable(len)?).map_err(|e| fail(e.error))?;
-            e.transfer(EduDir::FromDevice, back.dma_addr(), len)
-                .map_err(fail)?;
+            e.from_device(&back, len).map_err(fail)?;
             (cpu_phys, bus, via, back.unmap().to_vec())
         }
         EduDir::FromDevice => {
@@ -93,16 +91,14 @@ pub fn round_trip(
             let mut src = reachable(len)?;
             src.write(0, &want);
             let s = DmaStream::<ToDevice>::map(dev, src).map_err(|e| fail(e.error))?;
-            e.transfer(EduDir::ToDevice, s.dma_addr(), len)
-                .map_err(fail)?;
+            e.to_device(&s, len).map_err(fail)?;
             drop(s);
             let buf = test_buf(len)?;
             let cpu_phys = buf.phys().as_u64();
             let r = DmaStream::<FromDevice>::map(dev, buf).map_err(|e| fail(e.error))?;
             let via = via_of(dev, r.dma_addr());
             let bus = r.dma_addr().as_u64();
-            e.transfer(EduDir::FromDevice, r.dma_addr(), len)
-                .map_err(fail)?;
+            e.from_device(&r, len).map_err(fail)?;
             (cpu_phys, bus, via, r.unmap().to_vec())
         }
     };
@@ -142,7 +138,9 @@ pub fn unmapped_write(e: &Edu, len: usize) -> Result<Blocked, CmdError> {
     buf.fill(0x5A);
     let before = crate::iommu::fault_count();
     // Deliberately a stale bus address: the one thing drivers must not do.
-    e.transfer(EduDir::FromDevice, iova, len).map_err(fail)?;
+    // SAFETY: deliberate misuse under study: `iova` was unmapped above; the IOMMU
+    // (or, without one, the still-allocated buffer) is what this demonstrates.
+    unsafe { e.transfer_raw(EduDir::FromDevice, iova, len) }.map_err(fail)?;
     crate::arch::apic::sleep_ms(20);
     crate::iommu::collect_faults();
     let n = (crate::iommu::fault_count() - before) as usize;

@@ -52,8 +52,7 @@ fn load_device(e: &Edu, data: &[u8]) -> Result<(), CmdError> {
         DmaBuf::alloc_below(&kdma::PLATFORM, data.len(), dma::dma_bit_mask(28)).map_err(fail)?;
     b.write(0, data);
     let s = DmaStream::<ToDevice>::map(&e.dma, b).map_err(|x| fail(x.error))?;
-    e.transfer(EduDir::ToDevice, s.dma_addr(), data.len())
-        .map_err(fail)?;
+    e.to_device(&s, data.len()).map_err(fail)?;
     Ok(())
 }
 
@@ -61,8 +60,7 @@ fn load_device(e: &Edu, data: &[u8]) -> Result<(), CmdError> {
 fn read_device(e: &Edu, len: usize) -> Result<Vec<u8>, CmdError> {
     let b = DmaBuf::alloc_below(&kdma::PLATFORM, len, dma::dma_bit_mask(28)).map_err(fail)?;
     let s = DmaStream::<FromDevice>::map(&e.dma, b).map_err(|x| fail(x.error))?;
-    e.transfer(EduDir::FromDevice, s.dma_addr(), len)
-        .map_err(fail)?;
+    e.from_device(&s, len).map_err(fail)?;
     Ok(s.unmap().to_vec())
 }
 
@@ -80,8 +78,7 @@ fn coherent(e: &Edu) -> CmdResult {
         c.dma_addr().as_u64()
     );
     load_device(e, &want)?;
-    e.transfer(EduDir::FromDevice, c.dma_addr(), len)
-        .map_err(fail)?;
+    e.coherent(EduDir::FromDevice, &c, len).map_err(fail)?;
     let mut got = alloc::vec![0u8; len];
     c.read_bytes(0, &mut got);
     kprintln!(
@@ -90,8 +87,7 @@ fn coherent(e: &Edu) -> CmdResult {
     );
     let back = pattern(len, 0x77);
     c.write_bytes(0, &back);
-    e.transfer(EduDir::ToDevice, c.dma_addr(), len)
-        .map_err(fail)?;
+    e.coherent(EduDir::ToDevice, &c, len).map_err(fail)?;
     let seen = read_device(e, len)?;
     kprintln!(
         "  CPU wrote, device read at once: {} of {len} bytes are the CPU's (no sync call)",
@@ -122,7 +118,7 @@ fn streaming(e: &Edu, nosync: bool) -> CmdResult {
         bus.as_u64(),
         via(&e.dma, bus)
     );
-    e.transfer(EduDir::FromDevice, bus, len).map_err(fail)?;
+    e.from_device(&s, len).map_err(fail)?;
     let mut raw = alloc::vec![0u8; len];
     crate::mm::direct::direct().read(pa, &mut raw);
     let before = matching(&raw, &want);

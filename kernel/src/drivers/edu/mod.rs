@@ -1,58 +1,40 @@
-//! QEMU's `edu` teaching device (1234:11e8, hw-facts §5): BAR0 registers, an
-//! MSI counted by its handler.
+//! QEMU's `edu` teaching device (1234:11e8, hw-facts §5): the kernel binding of the
+//! `edu` crate — the PCI driver table entry, BAR0 `ioremap`, the MSI vector and its
+//! handler, the DMA mask, and waiting for a transfer. The register block and the
+//! programming sequence belong to the crate's [`hw::Edu`]; the dmaengine provider
+//! (`dmaengine`) drives the same object.
 
 pub mod dmaengine;
 
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
+use ::edu as hw;
+use dma::{Coherent, DeviceReads, DeviceWrites, DmaStream};
 use pci::{DeviceCtx, MsiMessage, PciDeviceId, PciDriver, ProbeError};
 
 use crate::arch::idt::TrapFrame;
 use crate::mm::{self as kmm, IoMem};
 use crate::sync::IrqSpinLock;
 
-pub const VENDOR: u16 = 0x1234;
-pub const DEVICE: u16 = 0x11e8;
+pub use hw::{EduDir, EduError, DEVICE, VENDOR};
 
-// BAR0 registers (hw-facts §5.2); offsets below 0x80 take 4-byte accesses only.
-pub const REG_IDENT: usize = 0x00;
-pub const REG_LIVENESS: usize = 0x04;
-pub const REG_IRQ_STATUS: usize = 0x24;
-pub const REG_IRQ_RAISE: usize = 0x60;
-pub const REG_IRQ_ACK: usize = 0x64;
-pub const REG_DMA_SRC: usize = 0x80;
-pub const REG_DMA_DST: usize = 0x88;
-pub const REG_DMA_COUNT: usize = 0x90;
-pub const REG_DMA_CMD: usize = 0x98;
-const DMA_RUN: u64 = 1 << 0;
-const DMA_TO_RAM: u64 = 1 << 1;
-const DMA_IRQ: u64 = 1 << 2;
 /// The device-side buffer window (hw-facts §5.3).
-pub const EDU_BUFFER: u64 = 0x40000;
+pub const EDU_BUFFER: u64 = hw::regs::BUFFER;
 /// QEMU 7.2 aborts on a full 4096-byte transfer (an off-by-one in its range
 /// check), so 4095 bytes is the largest safe transfer.
-pub const MAX_DMA: usize = 4095;
-/// Interrupt status bit edu raises when a DMA with DMA_IRQ completes.
-const IRQ_DMA_DONE: u32 = 0x100;
+pub const MAX_DMA: usize = hw::MAX_TRANSFER;
 
-/// The probed device: its registers stay mapped while bound.
+/// The probed device: its driver object stays while bound.
 pub struct Edu {
-    pub regs: IoMem,
+    /// The register block's one owner (shared with the dmaengine provider).
+    pub dev: Arc<hw::Edu<IoMem>>,
     pub vector: u8,
     pub bdf: pci::Bdf,
     /// The device as the DMA API knows it (28-bit mask, its backend).
-    pub dma: alloc::sync::Arc<dma::DmaDevice>,
+    pub dma: Arc<dma::DmaDevice>,
     /// Index into the interrupt slots.
     pub slot: usize,
-}
-
-/// Which way a transfer goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EduDir {
-    /// RAM → the device's buffer.
-    ToDevice,
-    /// The device's buffer → RAM.
-    FromDevice,
 }
 
 /// Per-device interrupt state, indexed by `Edu::slot`: the MSI handler finds
@@ -60,9 +42,10 @@ pub enum EduDir {
 struct Slot {
     vector: AtomicU8,
     regs_va: AtomicU64,
-    dma_done: core::sync::atomic::AtomicBool,
+    regs_len: AtomicUsize,
+    dma_done: AtomicBool,
     /// The argument of the DMA-done callback for this device (`usize::MAX`: none).
-    engine: core::sync::atomic::AtomicUsize,
+    engine: AtomicUsize,
 }
 
 const MAX_EDU: usize = 4;
@@ -70,8 +53,9 @@ const MAX_EDU: usize = 4;
 const EMPTY_SLOT: Slot = Slot {
     vector: AtomicU8::new(0),
     regs_va: AtomicU64::new(0),
-    dma_done: core::sync::atomic::AtomicBool::new(false),
-    engine: core::sync::atomic::AtomicUsize::new(usize::MAX),
+    regs_len: AtomicUsize::new(0),
+    dma_done: AtomicBool::new(false),
+    engine: AtomicUsize::new(usize::MAX),
 };
 static SLOTS: [Slot; MAX_EDU] = [EMPTY_SLOT; MAX_EDU];
 static DMA_BY_MSI: AtomicU64 = AtomicU64::new(0);
@@ -85,48 +69,78 @@ pub fn dma_completions() -> (u64, u64) {
     )
 }
 
-impl Edu {
-    /// Runs one transfer between edu's buffer and bus address `bus` (which
-    /// must come from the DMA API) and waits for it: by MSI, with a polling
-    /// fallback on the RUN bit, bounded to 2 s.
-    pub fn transfer(&self, dir: EduDir, bus: hal::DmaAddr, len: usize) -> Result<(), &'static str> {
-        if len == 0 || len > MAX_DMA {
-            return Err("edu transfers are 1..=4095 bytes (QEMU 7.2 aborts on 4096)");
-        }
-        if self.regs.read64(REG_DMA_CMD) & DMA_RUN != 0 {
-            return Err("a transfer is already running");
-        }
-        let (src, dst, cmd) = match dir {
-            EduDir::ToDevice => (bus.as_u64(), EDU_BUFFER, DMA_RUN | DMA_IRQ),
-            EduDir::FromDevice => (EDU_BUFFER, bus.as_u64(), DMA_RUN | DMA_TO_RAM | DMA_IRQ),
-        };
-        let done = &SLOTS[self.slot].dma_done;
-        done.store(false, Ordering::Release);
-        // 8-byte writes: a 4-byte write zero-extends the 64-bit field.
-        self.regs.write64(REG_DMA_SRC, src);
-        self.regs.write64(REG_DMA_DST, dst);
-        self.regs.write64(REG_DMA_COUNT, len as u64);
-        hal::wmb();
-        self.regs.write64(REG_DMA_CMD, cmd);
+/// Waits for a transfer: by MSI, with a polling fallback on the RUN bit, bounded to 2 s.
+struct MsiWait<'a>(&'a AtomicBool);
+
+impl hw::Wait for MsiWait<'_> {
+    fn wait(&mut self, busy: &dyn Fn() -> bool) -> Result<hw::Completion, EduError> {
         for _ in 0..400 {
             crate::arch::apic::sleep_ms(5);
-            if done.swap(false, Ordering::AcqRel) {
+            if self.0.swap(false, Ordering::AcqRel) {
                 DMA_BY_MSI.fetch_add(1, Ordering::Relaxed);
-                hal::rmb();
-                return Ok(());
+                return Ok(hw::Completion::Interrupt);
             }
-            if self.regs.read64(REG_DMA_CMD) & DMA_RUN == 0 {
+            if !busy() {
                 // Done, but the MSI did not arrive (yet): polling fallback.
                 DMA_BY_POLL.fetch_add(1, Ordering::Relaxed);
-                hal::rmb();
-                return Ok(());
+                return Ok(hw::Completion::Polled);
             }
         }
-        Err("DMA did not complete within 2 s")
+        Err(EduError::Timeout)
     }
 }
 
-/// The bound device (one edu is enough for the labs; a second one stays unbound).
+impl Edu {
+    fn waiter(&self) -> MsiWait<'static> {
+        let done = &SLOTS[self.slot].dma_done;
+        done.store(false, Ordering::Release);
+        MsiWait(done)
+    }
+
+    /// Copies the first `len` bytes of a mapping of this device into edu's buffer.
+    pub fn to_device<D: DeviceReads>(
+        &self,
+        src: &DmaStream<D>,
+        len: usize,
+    ) -> Result<(), EduError> {
+        self.dev.to_device(src, len, &mut self.waiter()).map(drop)
+    }
+
+    /// Copies `len` bytes of edu's buffer into a mapping of this device.
+    pub fn from_device<D: DeviceWrites>(
+        &self,
+        dst: &DmaStream<D>,
+        len: usize,
+    ) -> Result<(), EduError> {
+        self.dev.from_device(dst, len, &mut self.waiter()).map(drop)
+    }
+
+    /// A transfer between coherent memory of this device and edu's buffer.
+    pub fn coherent(&self, dir: EduDir, mem: &Coherent, len: usize) -> Result<(), EduError> {
+        self.dev
+            .coherent(dir, mem, len, &mut self.waiter())
+            .map(drop)
+    }
+
+    /// Runs one transfer between edu's buffer and any bus address, and waits for it.
+    ///
+    /// # Safety
+    /// The device reads (`ToDevice`) or writes (`FromDevice`) `len` bytes at `bus`:
+    /// unless `bus` is a live mapping of this device from the DMA API, that is any
+    /// memory the device reaches. Only the deliberate-misuse demonstrations (stale
+    /// IOVAs, the attack profile, the clamp check) call this.
+    pub unsafe fn transfer_raw(
+        &self,
+        dir: EduDir,
+        bus: hal::DmaAddr,
+        len: usize,
+    ) -> Result<(), EduError> {
+        // SAFETY: the caller's contract.
+        unsafe { self.dev.transfer_raw(dir, bus, len, &mut self.waiter()) }.map(drop)
+    }
+}
+
+/// The bound devices (in probe order).
 static EDU: IrqSpinLock<alloc::vec::Vec<Edu>> = IrqSpinLock::new(alloc::vec::Vec::new());
 
 static IRQS: AtomicU64 = AtomicU64::new(0);
@@ -156,15 +170,20 @@ fn msi_handler(f: &mut TrapFrame) {
     if va == 0 {
         return;
     }
-    // SAFETY: REGS_VA is non-zero only while the driver is bound and BAR0 is
-    // mapped uncached (remove() clears it before the mapping goes away);
-    // 0x24 and 0x64 are 4-byte registers.
-    let status = unsafe { core::ptr::read_volatile((va + REG_IRQ_STATUS as u64) as *const u32) };
-    // SAFETY: as above. With MSI nothing is deasserted, but the status must
-    // still be acknowledged (hw-facts §5.4).
-    unsafe { core::ptr::write_volatile((va + REG_IRQ_ACK as u64) as *mut u32, status) };
+    // SAFETY: regs_va is non-zero only while the driver is bound and BAR0 is
+    // mapped uncached for regs_len bytes (remove() clears it before the mapping
+    // goes away); the view is used for this handler only.
+    let regs = unsafe {
+        hal::Mmio::new(
+            hal::VirtAddr::new(va),
+            slot.regs_len.load(Ordering::Acquire),
+        )
+    };
+    // With MSI nothing is deasserted, but the status must still be acknowledged
+    // (hw-facts §5.4).
+    let status = hw::ack_irq(&regs);
     LAST_STATUS.fetch_or(status as u64, Ordering::SeqCst);
-    if status & IRQ_DMA_DONE != 0 {
+    if status & hw::regs::IRQ_DMA_DONE != 0 {
         slot.dma_done.store(true, Ordering::Release);
         let arg = slot.engine.load(Ordering::Acquire);
         if arg != usize::MAX {
@@ -200,14 +219,21 @@ impl PciDriver for EduDriver {
             .device
             .bar(0)
             .ok_or(ProbeError::MissingResource("BAR0"))?;
-        let regs = kmm::ioremap(bar.address, bar.size)
-            .map_err(|_| ProbeError::MissingResource("an uncached mapping of BAR0"))?;
-        let ident = regs.read32(REG_IDENT);
-        if ident & 0xFFFF != 0x00ED {
-            return Err(ProbeError::Device(
-                "BAR0 identification register is not edu's",
-            ));
-        }
+        // A function bound before keeps its driver object (its dmaengine provider
+        // drives it): one owner of BAR0, mapped once.
+        let dev =
+            match dmaengine::driver_object(ctx.bdf()) {
+                Some(d) if d.regs().phys() == bar.address => d,
+                _ => {
+                    let regs = kmm::ioremap(bar.address, bar.size)
+                        .map_err(|_| ProbeError::MissingResource("an uncached mapping of BAR0"))?;
+                    Arc::new(hw::Edu::probe(regs).map_err(|_| {
+                        ProbeError::Device("BAR0 identification register is not edu's")
+                    })?)
+                }
+            };
+        let (va, len) = (dev.regs().virt().as_u64(), dev.regs().size() as usize);
+        let version = dev.version();
         let msi_off = ctx
             .device
             .find_capability(pci::caps::id::MSI)
@@ -218,9 +244,8 @@ impl PciDriver for EduDriver {
         let msg =
             MsiMessage::x86(crate::arch::apic::lapic_id(), vector).map_err(ProbeError::Msi)?;
         SLOTS[slot].vector.store(vector, Ordering::SeqCst);
-        SLOTS[slot]
-            .regs_va
-            .store(regs.virt().as_u64(), Ordering::Release);
+        SLOTS[slot].regs_len.store(len, Ordering::Release);
+        SLOTS[slot].regs_va.store(va, Ordering::Release);
         msi.enable(ctx.config, msg, 1).map_err(ProbeError::Msi)?;
         pci::command::set_intx_disabled(ctx.config, ctx.bdf(), true);
         pci::command::enable_memory(ctx.config, ctx.bdf());
@@ -230,36 +255,36 @@ impl PciDriver for EduDriver {
         log::info!(
             "edu {}: version {}.{}, BAR0 {:#x} ({} KiB), MSI vector {vector:#x}",
             ctx.bdf(),
-            ident >> 24,
-            (ident >> 16) & 0xFF,
+            version.major,
+            version.minor,
             bar.address,
             bar.size / 1024
         );
         let name = alloc::format!("{} edu", ctx.bdf());
-        let dev = crate::dma::pci_dma_device(&name, ctx.bdf(), ctx.device.parent);
+        let dma_dev = crate::dma::pci_dma_device(&name, ctx.bdf(), ctx.device.parent);
         // edu's engine ANDs addresses with its dma_mask property, (1 << 28) - 1
         // unless QEMU was told otherwise (hw-facts §5.3); `edu.dma_bits=N` says
         // it was (the `attack` profile starts edu with dma_mask=0xffffffff).
         let bits = crate::cmdline::boot_cmdline()
             .get("edu.dma_bits")
             .and_then(|b| b.parse::<u32>().ok())
-            .filter(|b| (28..=64).contains(b))
-            .unwrap_or(28);
-        dev.set_mask_and_coherent(dma::dma_bit_mask(bits))
+            .filter(|b| (hw::DMA_BITS..=64).contains(b))
+            .unwrap_or(hw::DMA_BITS);
+        dma_dev
+            .set_mask_and_coherent(dma::dma_bit_mask(bits))
             .map_err(|_| ProbeError::MissingResource("edu's DMA mask"))?;
         ctx.device
             .dma
             .set_mask_and_coherent(bits)
             .map_err(ProbeError::DmaMask)?;
-        let (phys, size) = (regs.phys(), regs.size());
         EDU.lock().push(Edu {
-            regs,
+            dev: dev.clone(),
             vector,
             bdf: ctx.bdf(),
-            dma: dev.clone(),
+            dma: dma_dev.clone(),
             slot,
         });
-        crate::drivers::edu::dmaengine::bound(slot, ctx.bdf(), phys, size, dev);
+        dmaengine::bound(slot, ctx.bdf(), dev, dma_dev);
         Ok(())
     }
 
@@ -290,7 +315,6 @@ impl PciDriver for EduDriver {
     }
 }
 
-/// Runs `f` with the bound edu device, if any.
 /// Adds the edu driver to the PCI registry.
 pub fn register(reg: &mut pci::DriverRegistry, cfg: &dyn pci::ConfigAccess) {
     reg.register_driver(cfg, alloc::boxed::Box::new(EduDriver));
@@ -309,6 +333,7 @@ pub fn set_dma_done_callback(slot: usize, callback: fn(usize), arg: usize) {
     }
 }
 
+/// Runs `f` with the first bound edu device, if any.
 pub fn with_edu<R>(f: impl FnOnce(&Edu) -> R) -> Option<R> {
     with_edu_at(0, f)
 }
@@ -318,31 +343,35 @@ pub fn with_edu_at<R>(i: usize, f: impl FnOnce(&Edu) -> R) -> Option<R> {
     EDU.lock().get(i).map(f)
 }
 
+/// Why `edu info` printed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotBound;
+
+impl core::fmt::Display for NotBound {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("no edu device bound (the default profiles have one: -device edu)")
+    }
+}
+
 /// What `edu info` shows: identification, a liveness round trip, interrupts.
-pub fn info(out: &mut dyn core::fmt::Write) -> Result<(), &'static str> {
+pub fn info(out: &mut dyn core::fmt::Write) -> Result<(), NotBound> {
     with_edu(|e| {
-        let ident = e.regs.read32(REG_IDENT);
-        // Liveness: the register returns the bitwise NOT of what was written.
-        e.regs.write32(REG_LIVENESS, 0x1234_5678);
-        let live = e.regs.read32(REG_LIVENESS);
+        let v = e.dev.version();
+        let regs = e.dev.regs();
         let _ = writeln!(
             out,
             "edu {} (QEMU educational device): version {}.{}, BAR0 at {:#x}, {} KiB",
             e.bdf,
-            ident >> 24,
-            (ident >> 16) & 0xFF,
-            e.regs.phys(),
-            e.regs.size() / 1024
+            v.major,
+            v.minor,
+            regs.phys(),
+            regs.size() / 1024
         );
-        let _ = writeln!(
-            out,
-            "liveness: wrote 0x12345678, read {live:#010x} ({})",
-            if live == !0x1234_5678u32 {
-                "alive"
-            } else {
-                "NOT the inverse: device not responding"
-            }
-        );
+        // Liveness: the register returns the bitwise NOT of what was written.
+        let _ = match e.dev.check_alive(0x1234_5678) {
+            Ok(live) => writeln!(out, "liveness: wrote 0x12345678, read {live:#010x} (alive)"),
+            Err(err) => writeln!(out, "liveness: {err}: device not responding"),
+        };
         let _ = writeln!(
             out,
             "interrupts: MSI vector {:#04x}, {} received, status bits seen {:#x}",
@@ -352,10 +381,12 @@ pub fn info(out: &mut dyn core::fmt::Write) -> Result<(), &'static str> {
         );
         let _ = writeln!(
             out,
-            "DMA mask: 28 bits (the device ANDs addresses with 0x0fffffff)"
+            "DMA mask: {} bits (the device ANDs addresses with {:#x})",
+            hw::DMA_BITS,
+            hw::DMA_MASK
         );
     })
-    .ok_or("no edu device bound (the default profiles have one: -device edu)")
+    .ok_or(NotBound)
 }
 
 /// Whether the edu driver holds the device at `bdf`.
