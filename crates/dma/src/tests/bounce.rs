@@ -469,15 +469,17 @@ fn dropping_a_stream_unmaps_and_frees() {
 fn swiotlb_init_checks_the_range() {
     use crate::SwiotlbInitError;
     let p = machine();
+    // SAFETY (all three): the fake machine's reserved swiotlb region, owned by this test.
+    let new = |start, size| unsafe { Swiotlb::new(p, PhysAddr::new(start), size) };
     assert_eq!(
-        Swiotlb::new(p, PhysAddr::new(SWIOTLB_BASE + 0x400), 4096).unwrap_err(),
+        new(SWIOTLB_BASE + 0x400, 4096).unwrap_err(),
         SwiotlbInitError::Misaligned(PhysAddr::new(SWIOTLB_BASE + 0x400))
     );
     assert_eq!(
-        Swiotlb::new(p, PhysAddr::new(SWIOTLB_BASE), 2047).unwrap_err(),
+        new(SWIOTLB_BASE, 2047).unwrap_err(),
         SwiotlbInitError::TooSmall(2047)
     );
-    let s = Swiotlb::new(p, PhysAddr::new(SWIOTLB_BASE), 5000).unwrap();
+    let s = new(SWIOTLB_BASE, 5000).unwrap();
     let st = s.stats();
     assert_eq!((st.total_slots, st.used_slots, st.size), (2, 0, 4096));
     assert_eq!(s.last(), SWIOTLB_BASE + 4095);

@@ -179,7 +179,9 @@ pub fn machine() -> &'static TestPlatform {
 }
 
 pub fn swiotlb(p: &'static TestPlatform) -> Arc<Swiotlb> {
-    Arc::new(Swiotlb::new(p, PhysAddr::new(SWIOTLB_BASE), SWIOTLB_SIZE).unwrap())
+    // SAFETY: the fake machine's reserved swiotlb region (no page allocator hands it
+    // out); each machine is fresh, so the pool is its only user.
+    Arc::new(unsafe { Swiotlb::new(p, PhysAddr::new(SWIOTLB_BASE), SWIOTLB_SIZE) }.unwrap())
 }
 
 /// Collects dma-debug events.
