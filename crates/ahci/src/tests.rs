@@ -270,7 +270,9 @@ fn a_32_bit_hba_gets_high_buffers_through_swiotlb() {
     let mc = machine();
     let md = model(Direct(mc), false, &[0]);
     let clock = Clock::default();
-    let pool = Arc::new(Swiotlb::new(mc, PhysAddr::new(SWIOTLB_BASE), SWIOTLB_SIZE).unwrap());
+    // SAFETY: the fake machine's swiotlb region, reserved for this pool alone.
+    let pool =
+        Arc::new(unsafe { Swiotlb::new(mc, PhysAddr::new(SWIOTLB_BASE), SWIOTLB_SIZE) }.unwrap());
     let dev = device(mc, DmaBackend::Swiotlb(pool.clone()));
     let mut h = probe(&md, dev.clone(), &clock);
     assert!(!h.cap().contains(Cap::S64A));

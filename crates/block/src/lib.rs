@@ -301,7 +301,10 @@ pub fn split_request(
         out.push(Request {
             lba: *next_lba,
             sectors,
-            sg: core::mem::take(cur).into_iter().collect(),
+            // SAFETY: every entry of `cur` is a sub-range of an entry of the caller's
+            // table, whose unsafe constructor vouched for that memory.
+            #[allow(unsafe_code)]
+            sg: unsafe { SgTable::from_entries(core::mem::take(cur)) },
             segments,
         });
         *next_lba += sectors;

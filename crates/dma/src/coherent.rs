@@ -8,6 +8,7 @@
 #![allow(unsafe_code)]
 
 use crate::debug::MapType;
+use crate::mapping::Place;
 use crate::platform::{alloc_below, order_for};
 use crate::{DmaBackend, DmaDevice, DmaDirection, DmaError, PAGE_SIZE};
 use alloc::sync::Arc;
@@ -51,7 +52,7 @@ unsafe impl Sync for Alloc {}
 
 impl Drop for Alloc {
     fn drop(&mut self) {
-        match self.dev.release(
+        match self.dev.unmap_phys(
             self.dma,
             self.len,
             DmaDirection::Bidirectional,
@@ -91,7 +92,13 @@ impl DmaDevice {
         };
         // Always zeroed (Linux ≥ 5.0).
         mem.fill(pa, 0, bytes);
-        let dma = match self.record_coherent(pa, size) {
+        let dma = match self.map_phys(
+            pa,
+            size,
+            DmaDirection::Bidirectional,
+            MapType::Coherent,
+            Place::Backend,
+        ) {
             Ok(d) => d,
             Err(e) => {
                 self.platform.free_pages(pa, order);

@@ -1,14 +1,19 @@
 //! dma-debug (Linux `CONFIG_DMA_API_DEBUG`, hw-facts §3.8).
 //!
-//! Every mapping and coherent allocation is recorded per device (the records are also
-//! what unmap uses to find a bounce slot or IOVA, so they exist with or without the
-//! feature). With the `debug` feature (and always in this crate's tests), misuse found
-//! while looking records up is *reported*: a [`DebugEvent`] goes to the device's sink,
-//! else the global sink, else the log, and is counted per [`DebugKind`] globally and per
-//! device. Without the feature the same misuse still returns an error; only the report
-//! and the counters are skipped.
+//! A registry apart from the map path: unmap and sync find their mapping in the device's
+//! own table (`maptable`), not here. With the `debug` cargo feature (on by default; the
+//! kernel keeps it on), each device's [`DeviceDebug`] checks every unmap and sync
+//! against the mapping found (wrong size, wrong direction, wrong function), remembers
+//! recently unmapped entries to tell a double unmap from garbage, and reports a leak at
+//! driver unbind: a [`DebugEvent`] goes to the device's sink, else the global sink, else
+//! the log, and is counted per [`DebugKind`] globally and per device. Without the
+//! feature the registry and every check compile to nothing; misuse the map path itself
+//! refuses (unknown address, wrong function, sync out of range, mask) still returns an
+//! error.
 
 use crate::{DmaDirection, PhysAddr};
+#[cfg(feature = "debug")]
+use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -270,45 +275,269 @@ pub fn global_counts() -> [(DebugKind, u64); DEBUG_KINDS] {
     DebugKind::ALL.map(|k| (k, global_count(k)))
 }
 
-/// True when this build reports misuse (feature `debug`, or this crate's tests).
-pub const ENABLED: bool = cfg!(any(test, feature = "debug"));
-
-/// Per-device reporting state.
-#[derive(Default)]
-pub(crate) struct DeviceDebug {
-    counts: [AtomicU64; DEBUG_KINDS],
-    sink: spin::RwLock<Option<Arc<dyn DebugSink>>>,
-}
-
-impl DeviceDebug {
-    pub(crate) fn set_sink(&self, sink: Option<Arc<dyn DebugSink>>) {
-        *self.sink.write() = sink;
-    }
-
-    pub(crate) fn count(&self, kind: DebugKind) -> u64 {
-        self.counts[kind as usize].load(Ordering::Relaxed)
-    }
-
-    /// Counts and delivers `ev` (a no-op unless reporting is enabled).
-    pub(crate) fn report(&self, ev: DebugEvent) {
-        if !ENABLED {
-            return;
-        }
-        self.counts[ev.kind as usize].fetch_add(1, Ordering::Relaxed);
-        GLOBAL_COUNTS[ev.kind as usize].fetch_add(1, Ordering::Relaxed);
-        let own = self.sink.read().clone();
-        if let Some(s) = own {
-            s.report(&ev);
-            return;
-        }
-        let global = *GLOBAL_SINK.read();
-        match global {
-            Some(s) => s.report(&ev),
-            None => log::error!("{ev}"),
-        }
-    }
-}
+/// True when this build reports misuse (the `debug` feature).
+pub const ENABLED: bool = cfg!(feature = "debug");
 
 /// How many unmapped entries a device remembers, to tell a double unmap from an unmap
 /// of garbage.
-pub(crate) const RECENT_UNMAPS: usize = 64;
+#[cfg(feature = "debug")]
+const RECENT_UNMAPS: usize = 64;
+
+/// A device's dma-debug registry: counters, sink, recently unmapped entries. Empty, and
+/// every check a no-op, without the `debug` feature.
+#[derive(Default)]
+pub(crate) struct DeviceDebug {
+    #[cfg(feature = "debug")]
+    counts: [AtomicU64; DEBUG_KINDS],
+    #[cfg(feature = "debug")]
+    sink: spin::RwLock<Option<Arc<dyn DebugSink>>>,
+    #[cfg(feature = "debug")]
+    recent: spin::Mutex<VecDeque<MappingInfo>>,
+}
+
+/// A report's fields beyond kind, device, address and size.
+#[derive(Default)]
+#[cfg_attr(not(feature = "debug"), allow(dead_code))]
+struct Extra {
+    dir: Option<DmaDirection>,
+    map_type: Option<MapType>,
+    original: Option<MappingInfo>,
+    mask: Option<u64>,
+    count: usize,
+}
+
+#[cfg_attr(not(feature = "debug"), allow(unused_variables))]
+impl DeviceDebug {
+    pub(crate) fn set_sink(&self, sink: Option<Arc<dyn DebugSink>>) {
+        #[cfg(feature = "debug")]
+        {
+            *self.sink.write() = sink;
+        }
+    }
+
+    pub(crate) fn count(&self, kind: DebugKind) -> u64 {
+        #[cfg(feature = "debug")]
+        {
+            self.counts[kind as usize].load(Ordering::Relaxed)
+        }
+        #[cfg(not(feature = "debug"))]
+        {
+            0
+        }
+    }
+
+    /// Counts and delivers one report. Called outside every DMA-layer lock.
+    fn report(&self, device: &Arc<str>, kind: DebugKind, addr: DmaAddr, size: usize, x: Extra) {
+        #[cfg(feature = "debug")]
+        {
+            let ev = DebugEvent {
+                kind,
+                device: device.clone(),
+                addr,
+                size,
+                dir: x.dir,
+                map_type: x.map_type,
+                original: x.original,
+                mask: x.mask,
+                count: x.count,
+            };
+            self.counts[kind as usize].fetch_add(1, Ordering::Relaxed);
+            GLOBAL_COUNTS[kind as usize].fetch_add(1, Ordering::Relaxed);
+            let own = self.sink.read().clone();
+            if let Some(s) = own {
+                s.report(&ev);
+                return;
+            }
+            let global = *GLOBAL_SINK.read();
+            match global {
+                Some(s) => s.report(&ev),
+                None => log::error!("{ev}"),
+            }
+        }
+    }
+
+    /// A streaming map outside the mask with nothing to bounce or remap it.
+    pub(crate) fn mask_violation(
+        &self,
+        device: &Arc<str>,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+        map_type: MapType,
+        mask: u64,
+    ) {
+        let x = Extra {
+            dir: Some(dir),
+            map_type: Some(map_type),
+            mask: Some(mask),
+            ..Extra::default()
+        };
+        let addr = DmaAddr::new(phys.as_u64());
+        self.report(device, DebugKind::MaskViolation, addr, len, x);
+    }
+
+    /// An unmap of an address with no live mapping: the error cookie, a double unmap
+    /// (naming the original), or garbage.
+    pub(crate) fn unmap_not_mapped(
+        &self,
+        device: &Arc<str>,
+        addr: DmaAddr,
+        len: usize,
+        dir: DmaDirection,
+        map_type: MapType,
+    ) {
+        #[cfg(feature = "debug")]
+        {
+            let mut x = Extra {
+                dir: Some(dir),
+                map_type: Some(map_type),
+                ..Extra::default()
+            };
+            let kind = if addr == crate::DMA_MAPPING_ERROR {
+                DebugKind::UnmapInvalidAddress
+            } else {
+                let recent = self.recent.lock();
+                x.original = recent.iter().rev().find(|o| o.addr == addr).copied();
+                match x.original {
+                    Some(_) => DebugKind::DoubleUnmap,
+                    None => DebugKind::UnmapNotMapped,
+                }
+            };
+            self.report(device, kind, addr, len, x);
+        }
+    }
+
+    /// An unmap through the wrong function (refused; the mapping stays).
+    pub(crate) fn unmap_wrong_type(
+        &self,
+        device: &Arc<str>,
+        original: &MappingInfo,
+        addr: DmaAddr,
+        len: usize,
+        dir: DmaDirection,
+        map_type: MapType,
+    ) {
+        let x = Extra {
+            dir: Some(dir),
+            map_type: Some(map_type),
+            original: Some(*original),
+            ..Extra::default()
+        };
+        self.report(device, DebugKind::UnmapWrongType, addr, len, x);
+    }
+
+    /// A completed unmap of `original`: checks the caller's size and direction and
+    /// remembers the entry (for double unmaps).
+    pub(crate) fn unmapped(
+        &self,
+        device: &Arc<str>,
+        original: &MappingInfo,
+        addr: DmaAddr,
+        len: usize,
+        dir: DmaDirection,
+        map_type: MapType,
+    ) {
+        #[cfg(feature = "debug")]
+        {
+            for (bad, kind) in [
+                (original.size != len, DebugKind::UnmapSizeMismatch),
+                (original.dir != dir, DebugKind::UnmapDirectionMismatch),
+            ] {
+                if bad {
+                    let x = Extra {
+                        dir: Some(dir),
+                        map_type: Some(map_type),
+                        original: Some(*original),
+                        ..Extra::default()
+                    };
+                    self.report(device, kind, addr, len, x);
+                }
+            }
+            let mut recent = self.recent.lock();
+            if recent.len() == RECENT_UNMAPS {
+                recent.pop_front();
+            }
+            recent.push_back(*original);
+        }
+    }
+
+    /// A sync of an address with no live mapping.
+    pub(crate) fn sync_not_mapped(
+        &self,
+        device: &Arc<str>,
+        addr: DmaAddr,
+        len: usize,
+        dir: DmaDirection,
+    ) {
+        let x = Extra {
+            dir: Some(dir),
+            ..Extra::default()
+        };
+        self.report(device, DebugKind::SyncNotMapped, addr, len, x);
+    }
+
+    /// A sync running past the end of `original`.
+    pub(crate) fn sync_out_of_range(
+        &self,
+        device: &Arc<str>,
+        original: &MappingInfo,
+        addr: DmaAddr,
+        len: usize,
+        dir: DmaDirection,
+    ) {
+        let x = Extra {
+            dir: Some(dir),
+            original: Some(*original),
+            ..Extra::default()
+        };
+        self.report(device, DebugKind::SyncOutOfRange, addr, len, x);
+    }
+
+    /// A sync inside `original`: Linux's `check_sync` direction rules.
+    pub(crate) fn synced(
+        &self,
+        device: &Arc<str>,
+        original: &MappingInfo,
+        addr: DmaAddr,
+        len: usize,
+        dir: DmaDirection,
+        for_cpu: bool,
+    ) {
+        let mapped = original.dir;
+        if mapped == DmaDirection::Bidirectional {
+            return;
+        }
+        for (bad, kind) in [
+            (dir != mapped, DebugKind::SyncDirectionMismatch),
+            (
+                for_cpu && mapped != DmaDirection::FromDevice && dir != DmaDirection::ToDevice,
+                DebugKind::SyncReadOnlyForCpu,
+            ),
+            (
+                !for_cpu && mapped != DmaDirection::ToDevice && dir != DmaDirection::FromDevice,
+                DebugKind::SyncWriteOnlyForDevice,
+            ),
+        ] {
+            if bad {
+                let x = Extra {
+                    dir: Some(dir),
+                    original: Some(*original),
+                    ..Extra::default()
+                };
+                self.report(device, kind, addr, len, x);
+            }
+        }
+    }
+
+    /// Mappings still alive at driver unbind: one report naming the first of `count`.
+    pub(crate) fn leaks(&self, device: &Arc<str>, count: usize, first: &MappingInfo) {
+        let x = Extra {
+            dir: Some(first.dir),
+            map_type: Some(first.map_type),
+            original: Some(*first),
+            count,
+            ..Extra::default()
+        };
+        self.report(device, DebugKind::Leak, first.addr, first.size, x);
+    }
+}

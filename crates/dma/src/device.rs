@@ -2,7 +2,7 @@
 
 use crate::debug::{DebugKind, DebugSink, DeviceDebug, MappingInfo};
 use crate::iommu::SharedDomain;
-use crate::mapping::MapState;
+use crate::maptable::MapTable;
 use crate::platform::DmaPlatform;
 use crate::swiotlb::Swiotlb;
 use crate::{dma_bit_mask, DmaError, ZONE_DMA_LIMIT};
@@ -78,7 +78,8 @@ pub struct DmaDevice {
     /// Set for an untrusted device (Linux `pci_dev->untrusted`): the pool its
     /// sub-page streaming buffers are bounced through under an IOMMU.
     untrusted: spin::RwLock<Option<Arc<Swiotlb>>>,
-    pub(crate) maps: spin::Mutex<MapState>,
+    /// Live mappings by bus address: what unmap and sync look up.
+    pub(crate) maps: spin::Mutex<MapTable>,
     pub(crate) debug: DeviceDebug,
 }
 
@@ -117,7 +118,7 @@ impl DmaDevice {
             params: spin::Mutex::new(params),
             backend: spin::RwLock::new(backend),
             untrusted: spin::RwLock::new(None),
-            maps: spin::Mutex::new(MapState::default()),
+            maps: spin::Mutex::new(MapTable::default()),
             debug: DeviceDebug::default(),
         })
     }
@@ -297,34 +298,25 @@ impl DmaDevice {
 
     /// Live mappings and coherent allocations, for a `dma` shell view.
     pub fn mappings(&self) -> Vec<MappingInfo> {
-        self.maps.lock().live.iter().map(|m| m.info()).collect()
+        self.maps.lock().infos().collect()
     }
 
     /// Number of live mappings and coherent allocations.
     pub fn mapping_count(&self) -> usize {
-        self.maps.lock().live.len()
+        self.maps.lock().len()
     }
 
     /// The kernel calls this when the driver unbinds (Linux dma-debug's
-    /// `dma_debug_device_change`): reports a [`DebugKind::Leak`] naming one leaked entry
-    /// if any mapping or allocation is still alive, and returns how many there are.
+    /// `dma_debug_device_change`): reports a [`DebugKind::Leak`] naming the oldest leaked entry
+    /// if any mapping or allocation is still alive (with the `debug` feature), and
+    /// returns how many there are.
     pub fn check_leaks(&self) -> usize {
         let (count, first) = {
             let g = self.maps.lock();
-            (g.live.len(), g.live.first().map(|m| m.info()))
+            (g.len(), g.oldest())
         };
         if let Some(first) = first {
-            self.debug.report(crate::DebugEvent {
-                kind: DebugKind::Leak,
-                device: self.name.clone(),
-                addr: first.addr,
-                size: first.size,
-                dir: Some(first.dir),
-                map_type: Some(first.map_type),
-                original: Some(first),
-                mask: None,
-                count,
-            });
+            self.debug.leaks(&self.name, count, &first);
         }
         count
     }

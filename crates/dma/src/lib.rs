@@ -6,11 +6,15 @@
 //!   [`PhysMemory`](hal::PhysMemory) access, the top of RAM, cache-maintenance hooks.
 //! * [`DmaDevice`] — a device's DMA parameters (masks, segment limits) and its backend
 //!   ([`DmaBackend`]: direct, direct + [`Swiotlb`] bounce, or an [`IommuDomain`]).
+//! * The one choke point every mapping goes through (one map path, one unmap path;
+//!   `mapping`), with each device's live mappings in a table keyed by bus address.
 //! * The raw streaming layer on [`DmaDevice`] (`map_single` / `unmap_single` /
-//!   `sync_single_for_{cpu,device}`), the one choke point every mapping goes through.
+//!   `sync_single_for_{cpu,device}`): `map_single` and [`SgTable::push`] take a
+//!   physical address, so they are `unsafe fn` with a `# Safety` contract.
 //! * Typed layers built on it: [`DmaStream<Dir>`](DmaStream), [`SgMapping`],
 //!   [`CoherentBox`] → [`Coherent`], [`DmaPool`].
-//! * [`debug`] — dma-debug: a registry of live mappings and typed reports of misuse.
+//! * [`debug`] — dma-debug: a separate registry of misuse checks and typed reports,
+//!   compiled out without the `debug` feature.
 //!
 //! [`DmaAddr`] is the only bus-address type; only this crate creates one.
 #![cfg_attr(not(test), no_std)]
@@ -23,14 +27,17 @@ extern crate alloc;
 pub mod coherent;
 pub mod debug;
 pub mod device;
+mod dma_iommu;
 pub mod error;
 pub mod iommu;
 mod mapping;
+mod maptable;
 pub mod platform;
 pub mod pool;
 pub mod sg;
 pub mod stream;
 pub mod swiotlb;
+mod sync;
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,7 @@
-//! The one choke point: every streaming mapping, sg piece and coherent allocation is
-//! recorded here, and every unmap and sync looks its record up here.
+//! The one choke point (Linux `kernel/dma/mapping.c` with dma-direct and swiotlb's map
+//! and unmap): every streaming mapping, scatter-gather piece and coherent allocation is
+//! made by [`DmaDevice::map_phys`] and torn down by [`DmaDevice::unmap_phys`], and the
+//! raw layer (`map_single` & co.) is a thin, `unsafe` wrapper around them.
 //!
 //! Copy rules follow Linux `swiotlb.c` / `Documentation/core-api/dma-api-howto.rst`
 //! (hw-facts §3.5):
@@ -12,17 +14,19 @@
 //!
 //! Cache hooks (`DmaPlatform::cache_sync_*`) run only for non-coherent devices, on the
 //! memory the device touches (the bounce slot when bouncing), in Linux's order: for the
-//! device after the copy in, for the CPU before the copy out.
+//! device after the copy in, for the CPU before the copy out. The syncs are in
+//! [`crate::sync`], the IOMMU backend in [`crate::dma_iommu`], the table of live
+//! mappings in [`crate::maptable`].
 
-use crate::debug::{DebugEvent, DebugKind, MapType, MappingInfo, Via, RECENT_UNMAPS};
-use crate::iommu::{IommuError, IommuPerm, SharedDomain};
+use crate::debug::{MapType, MappingInfo, Via};
+use crate::iommu::SharedDomain;
+use crate::maptable::Taken;
 use crate::swiotlb::{AllocFail, Slots, Swiotlb, MAX_MAPPING};
-use crate::{DmaBackend, DmaDevice, DmaDirection, DmaError, DMA_MAPPING_ERROR};
-use alloc::collections::VecDeque;
+use crate::{DmaBackend, DmaDevice, DmaDirection, DmaError};
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use hal::{DmaAddr, PhysAddr};
 
+/// How the device reaches a live mapping, and what unmap must undo.
 #[derive(Clone)]
 pub(crate) enum MapKind {
     Direct,
@@ -43,7 +47,8 @@ pub(crate) enum MapKind {
     IommuSg,
 }
 
-/// One live mapping.
+/// One live mapping: everything unmap and sync need (bounce slot, IOVA length), kept
+/// in the device's [`MapTable`](crate::maptable::MapTable) under its bus address.
 #[derive(Clone)]
 pub(crate) struct Mapping {
     pub dma: DmaAddr,
@@ -73,7 +78,7 @@ impl Mapping {
     }
 
     /// The memory the device actually accesses for byte `off` of the mapping.
-    fn device_phys(&self, off: usize) -> PhysAddr {
+    pub(crate) fn device_phys(&self, off: usize) -> PhysAddr {
         match self.bounce_slots() {
             Some((_, slots)) => slots.tlb + off as u64,
             None => self.phys + off as u64,
@@ -82,7 +87,7 @@ impl Mapping {
 
     /// The bounce pool and slots, when the device sees a copy of the buffer
     /// (swiotlb for a mask, or an untrusted device's bounce under the IOMMU).
-    fn bounce_slots(&self) -> Option<(&Arc<Swiotlb>, &Slots)> {
+    pub(crate) fn bounce_slots(&self) -> Option<(&Arc<Swiotlb>, &Slots)> {
         match &self.kind {
             MapKind::Bounce { pool, slots } => Some((pool, slots)),
             MapKind::Iommu {
@@ -94,11 +99,14 @@ impl Mapping {
     }
 }
 
-/// Live records and a short memory of unmapped ones.
-#[derive(Default)]
-pub(crate) struct MapState {
-    pub live: Vec<Mapping>,
-    pub recent: VecDeque<MappingInfo>,
+/// Where a mapping's bus address comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// The device's backend decides: direct, bounce or a fresh IOVA.
+    Backend,
+    /// A scatter-gather piece already mapped at this bus address, inside an IOVA range
+    /// its [`crate::SgMapping`] owns (`iommu_dma_map_sg`'s one range per list).
+    InSgRange(DmaAddr),
 }
 
 /// Linux `dma_capable()`: can a device with DMA mask `mask` reach every byte of
@@ -115,27 +123,21 @@ fn dma_capable(phys: u64, len: usize, mask: u64) -> bool {
 }
 
 impl DmaDevice {
-    fn event(&self, kind: DebugKind, addr: DmaAddr, size: usize) -> DebugEvent {
-        DebugEvent {
-            kind,
-            device: self.name.clone(),
-            addr,
-            size,
-            dir: None,
-            map_type: None,
-            original: None,
-            mask: None,
-            count: 0,
-        }
-    }
-
-    /// Maps `[phys, phys+len)` for the device: direct, bounce or IOMMU. Records it.
-    pub(crate) fn prepare(
+    /// The one map path. Maps `[phys, phys+len)` for the device — direct, bounced, or
+    /// through the IOMMU (bounced first for an untrusted device's sub-page buffer); a
+    /// coherent allocation gets a Bidirectional mapping under the coherent mask and
+    /// never bounces — runs the cache hook, and records the mapping in the device's
+    /// table under its bus address.
+    ///
+    /// The caller owns `[phys, phys+len)` (a [`crate::DmaBuf`], a coherent allocation,
+    /// or what an `unsafe` raw-layer caller vouched for) until [`unmap_phys`](Self::unmap_phys).
+    pub(crate) fn map_phys(
         &self,
         phys: PhysAddr,
         len: usize,
         dir: DmaDirection,
         map_type: MapType,
+        place: Place,
     ) -> Result<DmaAddr, DmaError> {
         if len == 0 {
             return Err(DmaError::ZeroLength {
@@ -146,53 +148,99 @@ impl DmaDevice {
             .checked_add(len as u64 - 1)
             .ok_or(DmaError::AddressOverflow { phys, len })?;
         let p = self.params();
-        let m = match self.backend() {
+        let (dma, kind, coherent) = match (place, map_type) {
+            (Place::InSgRange(dma), _) => (dma, MapKind::IommuSg, p.coherent),
+            (Place::Backend, MapType::Coherent) => match self.backend() {
+                DmaBackend::Iommu(domain) => {
+                    let (dma, kind) =
+                        self.map_iommu(domain, phys, len, dir, p.coherent_dma_mask)?;
+                    (dma, kind, true)
+                }
+                // Already under the coherent mask: alloc_coherent chose the pages.
+                _ => (DmaAddr::new(phys.as_u64()), MapKind::Direct, true),
+            },
+            (Place::Backend, _) => {
+                let (dma, kind) = self.map_streaming(phys, len, dir, map_type, &p)?;
+                (dma, kind, p.coherent)
+            }
+        };
+        let m = Mapping {
+            dma,
+            len,
+            dir,
+            phys,
+            map_type,
+            kind,
+            coherent,
+        };
+        // Coherent memory needs no cache maintenance (x86; hw-facts §3.3).
+        if !m.coherent {
+            self.platform
+                .cache_sync_for_device(m.device_phys(0), len, dir);
+        }
+        self.maps.lock().insert(m);
+        Ok(dma)
+    }
+
+    /// The backend's choice for a streaming mapping.
+    fn map_streaming(
+        &self,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+        map_type: MapType,
+        p: &crate::DmaParams,
+    ) -> Result<(DmaAddr, MapKind), DmaError> {
+        match self.backend() {
             DmaBackend::Iommu(domain) => match self.untrusted_pool() {
                 Some(pool) if !Self::fills_pages(&domain, phys, len) => {
-                    self.map_iommu_bounced(domain, pool, phys, len, dir, &p)?
+                    self.map_iommu_bounced(domain, pool, phys, len, dir, p)
                 }
-                _ => self.map_iommu(domain, phys, len, dir, p.dma_mask, p.coherent)?,
+                _ => self.map_iommu(domain, phys, len, dir, p.dma_mask),
             },
             backend => {
                 // dma_capable(): the last byte must be under the mask. Forced bouncing
                 // only means something when there is a pool to bounce through.
                 let bounce_forced = p.force_bounce && matches!(backend, DmaBackend::Swiotlb(_));
                 if dma_capable(phys.as_u64(), len, p.dma_mask) && !bounce_forced {
-                    Mapping {
-                        dma: DmaAddr::new(phys.as_u64()),
-                        len,
-                        dir,
-                        phys,
-                        map_type,
-                        kind: MapKind::Direct,
-                        coherent: p.coherent,
-                    }
+                    Ok((DmaAddr::new(phys.as_u64()), MapKind::Direct))
                 } else if let DmaBackend::Swiotlb(pool) = backend {
-                    self.map_bounce(pool, phys, len, dir, &p)?
+                    self.map_bounce(pool, phys, len, p)
                 } else {
-                    let mut ev =
-                        self.event(DebugKind::MaskViolation, DmaAddr::new(phys.as_u64()), len);
-                    ev.dir = Some(dir);
-                    ev.map_type = Some(map_type);
-                    ev.mask = Some(p.dma_mask);
-                    self.debug.report(ev);
-                    return Err(DmaError::MaskViolation {
+                    self.debug
+                        .mask_violation(&self.name, phys, len, dir, map_type, p.dma_mask);
+                    Err(DmaError::MaskViolation {
                         device: self.name.clone(),
                         phys,
                         len,
                         mask: p.dma_mask,
-                    });
+                    })
                 }
             }
-        };
-        let m = Mapping { map_type, ..m };
-        if !m.coherent {
-            self.platform
-                .cache_sync_for_device(m.device_phys(0), len, dir);
         }
-        let dma = m.dma;
-        self.maps.lock().live.push(m);
-        Ok(dma)
+    }
+
+    /// The swiotlb's refusal as this device's error (one conversion for every bounce).
+    pub(crate) fn bounce_error(&self, e: AllocFail, len: usize) -> DmaError {
+        match e {
+            AllocFail::TooLarge { size } => DmaError::MappingTooLarge {
+                device: self.name.clone(),
+                size,
+                max: MAX_MAPPING,
+            },
+            AllocFail::Full { used, total } => {
+                log::warn!(
+                    "{}: swiotlb buffer is full (sz: {len} bytes), total {total} (slots), used {used} (slots)",
+                    self.name
+                );
+                DmaError::SwiotlbFull {
+                    device: self.name.clone(),
+                    size: len,
+                    used,
+                    total,
+                }
+            }
+        }
     }
 
     fn map_bounce(
@@ -200,30 +248,11 @@ impl DmaDevice {
         pool: Arc<Swiotlb>,
         phys: PhysAddr,
         len: usize,
-        dir: DmaDirection,
         p: &crate::DmaParams,
-    ) -> Result<Mapping, DmaError> {
+    ) -> Result<(DmaAddr, MapKind), DmaError> {
         let slots = pool
             .alloc(phys, len, p.min_align_mask, p.segment_boundary_mask)
-            .map_err(|e| match e {
-                AllocFail::TooLarge { size } => DmaError::MappingTooLarge {
-                    device: self.name.clone(),
-                    size,
-                    max: MAX_MAPPING,
-                },
-                AllocFail::Full { used, total } => {
-                    log::warn!(
-                        "{}: swiotlb buffer is full (sz: {len} bytes), total {total} (slots), used {used} (slots)",
-                        self.name
-                    );
-                    DmaError::SwiotlbFull {
-                        device: self.name.clone(),
-                        size: len,
-                        used,
-                        total,
-                    }
-                }
-            })?;
+            .map_err(|e| self.bounce_error(e, len))?;
         let tlb_end = slots.tlb.as_u64() + len as u64 - 1;
         if tlb_end > p.dma_mask {
             pool.release(slots);
@@ -241,181 +270,57 @@ impl DmaDevice {
         // exercise(swiotlb): stub
         // let _ = Swiotlb::bounce; // todo (exercise swiotlb): fill the slots before the device sees them
         // exercise(swiotlb): end
-        Ok(Mapping {
-            dma: DmaAddr::new(slots.tlb.as_u64()),
-            len,
-            dir,
-            phys,
-            map_type: MapType::Single,
-            kind: MapKind::Bounce { pool, slots },
-            coherent: p.coherent,
-        })
+        Ok((
+            DmaAddr::new(slots.tlb.as_u64()),
+            MapKind::Bounce { pool, slots },
+        ))
     }
 
-    pub(crate) fn map_iommu(
+    /// The one unmap path: finds the record by bus address in the device's table (no
+    /// registry, no scan), checks it (a different type is refused; a different size or
+    /// direction is reported and the recorded ones are used — what was really mapped),
+    /// and tears it down.
+    pub(crate) fn unmap_phys(
         &self,
-        domain: SharedDomain,
-        phys: PhysAddr,
+        addr: DmaAddr,
         len: usize,
         dir: DmaDirection,
-        mask: u64,
-        coherent: bool,
-    ) -> Result<Mapping, DmaError> {
-        let mut d = domain.lock();
-        let granule = d.granule().max(1);
-        let offset = phys.as_u64() % granule;
-        let iova_len = (offset + len as u64).div_ceil(granule) * granule;
-        let exhausted = || DmaError::IovaExhausted {
-            device: self.name.clone(),
-            len: iova_len,
-            mask,
-        };
-        let page = PhysAddr::new(phys.as_u64() - offset);
-        let iova = match d.alloc_and_map(iova_len, mask, page, IommuPerm::for_direction(dir)) {
-            Ok(iova) => iova,
-            Err(IommuError::IovaExhausted) => return Err(exhausted()),
-            Err(error) => {
-                return Err(DmaError::Iommu {
+        map_type: MapType,
+    ) -> Result<(), DmaError> {
+        // Reports go out after the table lock is dropped.
+        let taken = self.maps.lock().take(addr, len, dir, map_type);
+        match taken {
+            Taken::None => {
+                self.debug
+                    .unmap_not_mapped(&self.name, addr, len, dir, map_type);
+                Err(DmaError::NotMapped {
                     device: self.name.clone(),
-                    error,
+                    addr,
+                    len,
                 })
             }
-        };
-        // Trust but check: an IOVA above the mask would be silently truncated by the
-        // device (edu clamps to 28 bits before translation).
-        if iova.as_u64().saturating_add(iova_len - 1) > mask {
-            if let Err(e) = d.unmap_and_free(iova, iova_len) {
-                log::error!(
-                    "{}: IOVA {iova:#x} above the mask; undoing it failed ({e})",
-                    self.name
-                );
+            Taken::WrongType(o) => {
+                self.debug
+                    .unmap_wrong_type(&self.name, &o, addr, len, dir, map_type);
+                Err(DmaError::WrongMapType {
+                    device: self.name.clone(),
+                    addr,
+                    mapped: o.map_type,
+                    given: map_type,
+                })
             }
-            return Err(exhausted());
-        }
-        drop(d);
-        Ok(Mapping {
-            dma: DmaAddr::new(iova.as_u64() + offset),
-            len,
-            dir,
-            phys,
-            map_type: MapType::Single,
-            kind: MapKind::Iommu {
-                domain,
-                iova,
-                iova_len,
-                bounce: None,
-            },
-            coherent,
-        })
-    }
-
-    /// Whether `[phys, phys+len)` is whole IOMMU pages (nothing else shares them).
-    fn fills_pages(domain: &SharedDomain, phys: PhysAddr, len: usize) -> bool {
-        let granule = domain.lock().granule().max(1);
-        phys.as_u64().is_multiple_of(granule) && (len as u64).is_multiple_of(granule)
-    }
-
-    /// An untrusted device's sub-page buffer (Linux `iommu_dma_map_page` with
-    /// `dev_use_swiotlb`): copied into page-aligned bounce slots whose padding
-    /// is zeroed, and those slots mapped. The buffer is copied in whatever the
-    /// direction, so the slots never show the device what they held before.
-    fn map_iommu_bounced(
-        &self,
-        domain: SharedDomain,
-        pool: Arc<Swiotlb>,
-        phys: PhysAddr,
-        len: usize,
-        dir: DmaDirection,
-        p: &crate::DmaParams,
-    ) -> Result<Mapping, DmaError> {
-        let granule = domain.lock().granule().max(1) as usize;
-        let padded = len.div_ceil(granule) * granule;
-        // A page or more with no min-align mask: the pool hands out page-aligned
-        // slots (Swiotlb::alloc's historical guarantee).
-        let slots = pool
-            .alloc(PhysAddr::new(0), padded, 0, p.segment_boundary_mask)
-            .map_err(|e| match e {
-                AllocFail::TooLarge { size } => DmaError::MappingTooLarge {
-                    device: self.name.clone(),
-                    size,
-                    max: MAX_MAPPING,
-                },
-                AllocFail::Full { used, total } => DmaError::SwiotlbFull {
-                    device: self.name.clone(),
-                    size: len,
-                    used,
-                    total,
-                },
-            })?;
-        debug_assert!(slots.tlb.as_u64().is_multiple_of(granule as u64));
-        pool.bounce(phys, slots.tlb, len, DmaDirection::ToDevice);
-        self.platform
-            .mem()
-            .fill(slots.tlb + len as u64, 0, padded - len);
-        match self.map_iommu(domain, slots.tlb, len, dir, p.dma_mask, p.coherent) {
-            Ok(m) => Ok(Mapping {
-                phys,
-                kind: match m.kind {
-                    MapKind::Iommu {
-                        domain,
-                        iova,
-                        iova_len,
-                        ..
-                    } => MapKind::Iommu {
-                        domain,
-                        iova,
-                        iova_len,
-                        bounce: Some((pool, slots)),
-                    },
-                    k => k,
-                },
-                ..m
-            }),
-            Err(e) => {
-                pool.release(slots);
-                Err(e)
+            Taken::Mapping(m) => {
+                self.debug
+                    .unmapped(&self.name, &m.info(), addr, len, dir, map_type);
+                self.teardown(m);
+                Ok(())
             }
         }
     }
 
-    /// Records a coherent allocation at `[phys, phys+len)` (already under the coherent
-    /// mask when direct) and returns its bus address; through the IOMMU it gets an IOVA
-    /// under the coherent mask, readable and writable.
-    pub(crate) fn record_coherent(&self, phys: PhysAddr, len: usize) -> Result<DmaAddr, DmaError> {
-        let p = self.params();
-        let m = match self.backend() {
-            DmaBackend::Iommu(domain) => self.map_iommu(
-                domain,
-                phys,
-                len,
-                DmaDirection::Bidirectional,
-                p.coherent_dma_mask,
-                true,
-            )?,
-            _ => Mapping {
-                dma: DmaAddr::new(phys.as_u64()),
-                len,
-                dir: DmaDirection::Bidirectional,
-                phys,
-                map_type: MapType::Coherent,
-                kind: MapKind::Direct,
-                coherent: true,
-            },
-        };
-        // Coherent memory needs no cache maintenance (x86; hw-facts §3.3).
-        let m = Mapping {
-            map_type: MapType::Coherent,
-            coherent: true,
-            ..m
-        };
-        let dma = m.dma;
-        self.maps.lock().live.push(m);
-        Ok(dma)
-    }
-
-    /// Tears a mapping down: cache hook, copy back, release slots; or IOMMU unmap, IOTLB
-    /// flush, and only then the IOVA back to the allocator.
-    pub(crate) fn unprepare(&self, m: Mapping) {
+    /// Undoes what [`map_phys`](Self::map_phys) did: cache hook, copy back, release
+    /// slots; or IOMMU unmap, IOTLB flush, and only then the IOVA back to the allocator.
+    fn teardown(&self, m: Mapping) {
         if !m.coherent {
             self.platform
                 .cache_sync_for_cpu(m.device_phys(0), m.len, m.dir);
@@ -441,25 +346,14 @@ impl DmaDevice {
                 iova_len,
                 bounce,
             } => {
-                // Order matters (DESIGN.md §4): remove the translation, invalidate the
-                // IOTLB, and only then let the IOVA be handed out again. If either step
-                // fails the device might still reach the old page through this IOVA, so
-                // it is never freed (leaked on purpose). `unmap_and_free` keeps that
-                // order (or a flush queue's equivalent).
-                let unmapped = domain.lock().unmap_and_free(iova, iova_len);
-                if let Err(e) = &unmapped {
-                    log::error!(
-                        "{}: IOMMU unmap of {iova:#x}+{iova_len:#x} failed ({e}); IOVA leaked",
-                        self.name
-                    );
-                }
+                let unmapped = self.iommu_unmap_range(&domain, iova, iova_len);
                 if let Some((pool, slots)) = bounce {
                     if m.dir.device_writes() {
                         pool.bounce(m.phys, slots.tlb, m.len, DmaDirection::FromDevice);
                     }
                     // Slots the device may still reach (a failed unmap) are
                     // leaked with their IOVA, never handed to someone else.
-                    if unmapped.is_ok() {
+                    if unmapped {
                         pool.release(slots);
                     }
                 }
@@ -467,228 +361,28 @@ impl DmaDevice {
         }
     }
 
-    /// Looks up, checks and removes the record for an unmap; reports misuse.
-    pub(crate) fn take_mapping(
-        &self,
-        addr: DmaAddr,
-        len: usize,
-        dir: DmaDirection,
-        map_type: MapType,
-    ) -> Result<Mapping, DmaError> {
-        let mut events = Vec::new();
-        let result = {
-            let mut g = self.maps.lock();
-            let score = |m: &Mapping| {
-                (m.map_type == map_type) as u8 * 4 + (m.len == len) as u8 * 2 + (m.dir == dir) as u8
-            };
-            let best = g
-                .live
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| m.dma == addr)
-                .max_by_key(|(_, m)| score(m))
-                .map(|(i, _)| i);
-            match best {
-                None => {
-                    let kind;
-                    let mut original = None;
-                    if addr == DMA_MAPPING_ERROR {
-                        kind = DebugKind::UnmapInvalidAddress;
-                    } else if let Some(o) = g.recent.iter().rev().find(|o| o.addr == addr) {
-                        kind = DebugKind::DoubleUnmap;
-                        original = Some(*o);
-                    } else {
-                        kind = DebugKind::UnmapNotMapped;
-                    }
-                    let mut ev = self.event(kind, addr, len);
-                    ev.dir = Some(dir);
-                    ev.map_type = Some(map_type);
-                    ev.original = original;
-                    events.push(ev);
-                    Err(DmaError::NotMapped {
-                        device: self.name.clone(),
-                        addr,
-                        len,
-                    })
-                }
-                Some(i) if g.live[i].map_type != map_type => {
-                    let o = g.live[i].info();
-                    let mut ev = self.event(DebugKind::UnmapWrongType, addr, len);
-                    ev.dir = Some(dir);
-                    ev.map_type = Some(map_type);
-                    ev.original = Some(o);
-                    events.push(ev);
-                    Err(DmaError::WrongMapType {
-                        device: self.name.clone(),
-                        addr,
-                        mapped: o.map_type,
-                        given: map_type,
-                    })
-                }
-                Some(i) => {
-                    let m = g.live.swap_remove(i);
-                    let o = m.info();
-                    for (bad, kind) in [
-                        (m.len != len, DebugKind::UnmapSizeMismatch),
-                        (m.dir != dir, DebugKind::UnmapDirectionMismatch),
-                    ] {
-                        if bad {
-                            let mut ev = self.event(kind, addr, len);
-                            ev.dir = Some(dir);
-                            ev.map_type = Some(map_type);
-                            ev.original = Some(o);
-                            events.push(ev);
-                        }
-                    }
-                    if g.recent.len() == RECENT_UNMAPS {
-                        g.recent.pop_front();
-                    }
-                    g.recent.push_back(o);
-                    Ok(m)
-                }
-            }
-        };
-        for ev in events {
-            self.debug.report(ev);
-        }
-        result
-    }
-
-    /// Unmaps a mapping made through the choke point. A size or direction different from
-    /// the map's is reported, and the recorded ones are used (what was really mapped).
-    pub(crate) fn release(
-        &self,
-        addr: DmaAddr,
-        len: usize,
-        dir: DmaDirection,
-        map_type: MapType,
-    ) -> Result<(), DmaError> {
-        let m = self.take_mapping(addr, len, dir, map_type)?;
-        self.unprepare(m);
-        Ok(())
-    }
-
-    /// Shared body of both syncs. Follows Linux's `check_sync` for reports; the sync is
-    /// done with the caller's direction as Linux does.
-    pub(crate) fn sync(
-        &self,
-        addr: DmaAddr,
-        len: usize,
-        dir: DmaDirection,
-        for_cpu: bool,
-    ) -> Result<(), DmaError> {
-        let mut events = Vec::new();
-        let found = {
-            let g = self.maps.lock();
-            // Several live mappings may contain `addr` (the same buffer mapped twice
-            // direct): prefer the one that starts there and has the caller's direction.
-            g.live
-                .iter()
-                .filter(|m| {
-                    addr.as_u64() >= m.dma.as_u64() && addr.as_u64() - m.dma.as_u64() < m.len as u64
-                })
-                .max_by_key(|m| (m.dma == addr) as u8 * 2 + (m.dir == dir) as u8)
-                .cloned()
-        };
-        let Some(m) = found else {
-            let mut ev = self.event(DebugKind::SyncNotMapped, addr, len);
-            ev.dir = Some(dir);
-            self.debug.report(ev);
-            return Err(DmaError::NotMapped {
-                device: self.name.clone(),
-                addr,
-                len,
-            });
-        };
-        let off = (addr.as_u64() - m.dma.as_u64()) as usize;
-        let o = m.info();
-        let mk = |kind| {
-            let mut ev = self.event(kind, addr, len);
-            ev.dir = Some(dir);
-            ev.original = Some(o);
-            ev
-        };
-        if off + len > m.len {
-            self.debug.report(mk(DebugKind::SyncOutOfRange));
-            return Err(DmaError::SyncOutOfRange {
-                device: self.name.clone(),
-                addr,
-                len,
-                map_len: m.len,
-            });
-        }
-        if m.dir != DmaDirection::Bidirectional {
-            if dir != m.dir {
-                events.push(mk(DebugKind::SyncDirectionMismatch));
-            }
-            if for_cpu && m.dir != DmaDirection::FromDevice && dir != DmaDirection::ToDevice {
-                events.push(mk(DebugKind::SyncReadOnlyForCpu));
-            }
-            if !for_cpu && m.dir != DmaDirection::ToDevice && dir != DmaDirection::FromDevice {
-                events.push(mk(DebugKind::SyncWriteOnlyForDevice));
-            }
-        }
-        for ev in events {
-            self.debug.report(ev);
-        }
-        if for_cpu {
-            if !m.coherent {
-                self.platform
-                    .cache_sync_for_cpu(m.device_phys(off), len, dir);
-            }
-            if let Some((pool, slots)) = m.bounce_slots() {
-                // sync_for_cpu: `len` bytes at offset `off` of the mapping.
-                // exercise(swiotlb): begin
-                if dir.device_writes() {
-                    pool.bounce(
-                        m.phys + off as u64,
-                        slots.tlb + off as u64,
-                        len,
-                        DmaDirection::FromDevice,
-                    );
-                }
-                // exercise(swiotlb): stub
-                // let _ = (pool, slots, off);
-                // todo!("exercise swiotlb: sync a bounced range for the CPU")
-                // exercise(swiotlb): end
-            }
-        } else {
-            if let Some((pool, slots)) = m.bounce_slots() {
-                // sync_for_device: `len` bytes at offset `off` of the mapping.
-                // exercise(swiotlb): begin
-                if dir.device_reads() {
-                    pool.bounce(
-                        m.phys + off as u64,
-                        slots.tlb + off as u64,
-                        len,
-                        DmaDirection::ToDevice,
-                    );
-                }
-                // exercise(swiotlb): stub
-                // let _ = (pool, slots, off);
-                // todo!("exercise swiotlb: sync a bounced range for the device")
-                // exercise(swiotlb): end
-            }
-            if !m.coherent {
-                self.platform
-                    .cache_sync_for_device(m.device_phys(off), len, dir);
-            }
-        }
-        Ok(())
-    }
-
     // ----- the raw layer (Linux dma_map_single & co.) -----
 
     /// `dma_map_single`: maps `[phys, phys+len)` for the device and returns the bus
     /// address to program. Bounces (swiotlb) or translates (IOMMU) as the backend and
-    /// mask require. The caller keeps the memory alive and untouched until unmap.
-    pub fn map_single(
+    /// mask require. Safe code uses [`DmaStream`](crate::DmaStream) instead.
+    ///
+    /// # Safety
+    ///
+    /// The device may read (and, unless `dir` is `ToDevice`, write) `[phys, phys+len)`
+    /// from now until [`unmap_single`](Self::unmap_single) of the returned address. The
+    /// caller must own that memory for the whole time: RAM the platform handed out
+    /// (not MMIO, not page tables, not memory another owner may reuse), kept allocated
+    /// and not accessed by the CPU except between the `sync_single_for_cpu` /
+    /// `sync_single_for_device` pair, and unmapped before it is freed.
+    #[allow(unsafe_code)]
+    pub unsafe fn map_single(
         &self,
         phys: PhysAddr,
         len: usize,
         dir: DmaDirection,
     ) -> Result<DmaAddr, DmaError> {
-        self.prepare(phys, len, dir, MapType::Single)
+        self.map_phys(phys, len, dir, MapType::Single, Place::Backend)
     }
 
     /// `dma_unmap_single`: must get the address, size and direction of the map; anything
@@ -700,7 +394,7 @@ impl DmaDevice {
         len: usize,
         dir: DmaDirection,
     ) -> Result<(), DmaError> {
-        self.release(addr, len, dir, MapType::Single)
+        self.unmap_phys(addr, len, dir, MapType::Single)
     }
 
     /// `dma_sync_single_for_cpu` (`addr` may point inside a mapping, as with

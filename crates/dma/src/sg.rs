@@ -21,7 +21,7 @@
 
 use crate::debug::MapType;
 use crate::iommu::{IommuPerm, SharedDomain};
-use crate::mapping::{MapKind, Mapping};
+use crate::mapping::Place;
 use crate::swiotlb::MAX_MAPPING;
 use crate::{DmaBackend, DmaDevice, DmaDirection, DmaError};
 use alloc::sync::Arc;
@@ -37,7 +37,9 @@ pub struct SgEntry {
     pub len: usize,
 }
 
-/// A scatter list. The caller keeps the memory alive while it is mapped.
+/// A scatter list. Every entry was vouched for by an `unsafe` caller
+/// ([`push`](Self::push), [`from_entries`](Self::from_entries)), which keeps the
+/// memory alive while it is mapped; mapping a table is then safe.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SgTable {
     entries: Vec<SgEntry>,
@@ -50,21 +52,33 @@ impl SgTable {
     }
 
     /// Appends an entry.
-    pub fn push(&mut self, phys: PhysAddr, len: usize) {
+    ///
+    /// # Safety
+    ///
+    /// [`DmaDevice::map_sg`] of this table lets the device read or write
+    /// `[phys, phys+len)`. The caller must own that memory (RAM the platform handed
+    /// out, not MMIO or another owner's) and keep it allocated, and not touched by the
+    /// CPU outside the syncs, for as long as any mapping of this table lives.
+    #[allow(unsafe_code)]
+    pub unsafe fn push(&mut self, phys: PhysAddr, len: usize) {
         self.entries.push(SgEntry { phys, len });
+    }
+
+    /// A table of `entries`, in order.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push`](Self::push), for every entry.
+    #[allow(unsafe_code)]
+    pub unsafe fn from_entries<I: IntoIterator<Item = SgEntry>>(entries: I) -> Self {
+        SgTable {
+            entries: entries.into_iter().collect(),
+        }
     }
 
     /// The entries (`orig_nents` of them).
     pub fn entries(&self) -> &[SgEntry] {
         &self.entries
-    }
-}
-
-impl FromIterator<SgEntry> for SgTable {
-    fn from_iter<I: IntoIterator<Item = SgEntry>>(iter: I) -> Self {
-        SgTable {
-            entries: iter.into_iter().collect(),
-        }
     }
 }
 
@@ -211,7 +225,7 @@ impl DmaDevice {
             }
             for piece in split_entry(*e, max_piece, p.segment_boundary_mask) {
                 // On error `m` drops and unmaps what was mapped so far.
-                let dma = self.prepare(piece.phys, piece.len, dir, MapType::Sg)?;
+                let dma = self.map_phys(piece.phys, piece.len, dir, MapType::Sg, Place::Backend)?;
                 m.pieces.push((dma, piece.len));
             }
         }
@@ -224,7 +238,8 @@ impl DmaDevice {
 
 impl DmaDevice {
     /// The IOMMU path of [`DmaDevice::map_sg`]: one IOVA range for the whole
-    /// list (see the module notes). On error nothing stays mapped or allocated.
+    /// list (see the module notes), then each piece recorded through the map path.
+    /// On error nothing stays mapped or allocated.
     fn map_sg_iommu(
         &self,
         m: &mut SgMapping,
@@ -233,10 +248,9 @@ impl DmaDevice {
     ) -> Result<(), DmaError> {
         let p = self.params();
         let dir = m.dir;
-        let mut d = domain.lock();
-        let granule = d.granule().max(1);
-        // Each entry's place in the range: (offset in its first granule, span).
-        let mut total: u64 = 0;
+        let granule = domain.lock().granule().max(1);
+        // Each entry widened to whole granules: (page, span), and its offset.
+        let mut runs = Vec::with_capacity(table.entries().len());
         for e in table.entries() {
             if e.len == 0 {
                 return Err(DmaError::ZeroLength {
@@ -244,62 +258,28 @@ impl DmaDevice {
                 });
             }
             let off = e.phys.as_u64() % granule;
-            let span = (off + e.len as u64).div_ceil(granule) * granule;
-            total = total.checked_add(span).ok_or(DmaError::AddressOverflow {
-                phys: e.phys,
-                len: e.len,
-            })?;
+            let span = (off + e.len as u64)
+                .checked_next_multiple_of(granule)
+                .ok_or(DmaError::AddressOverflow {
+                    phys: e.phys,
+                    len: e.len,
+                })?;
+            runs.push((PhysAddr::new(e.phys.as_u64() - off), span));
         }
-        if total == 0 {
+        if runs.is_empty() {
             return Ok(());
         }
-        let exhausted = || DmaError::IovaExhausted {
-            device: self.name.clone(),
-            len: total,
-            mask: p.dma_mask,
-        };
-        let iova = d.alloc_iova(total, p.dma_mask).ok_or_else(exhausted)?;
-        if iova.as_u64().saturating_add(total - 1) > p.dma_mask {
-            d.free_iova(iova, total);
-            return Err(exhausted());
-        }
         let perm = IommuPerm::for_direction(dir);
-        let mut at = 0u64;
-        for e in table.entries() {
-            let off = e.phys.as_u64() % granule;
-            let span = (off + e.len as u64).div_ceil(granule) * granule;
-            let page = PhysAddr::new(e.phys.as_u64() - off);
-            if let Err(error) = d.map(DmaAddr::new(iova.as_u64() + at), page, span, perm) {
-                // Undo what is mapped; a failed undo leaks the range, as unmap does.
-                if at == 0 || (d.unmap(iova, at).is_ok() && d.flush_iotlb(iova, at).is_ok()) {
-                    d.free_iova(iova, total);
-                }
-                return Err(DmaError::Iommu {
-                    device: self.name.clone(),
-                    error,
-                });
-            }
-            m.pieces
-                .push((DmaAddr::new(iova.as_u64() + at + off), e.len));
-            at += span;
-        }
-        drop(d);
+        let (iova, total) = self.iommu_map_runs(&domain, &runs, p.dma_mask, perm)?;
+        // From here `m` owns the range: on error its drop unmaps the pieces recorded
+        // so far and then the range.
         m.iova = Some((domain, iova, total));
-        // The pieces' records, for dma-debug and the syncs.
-        let mut g = self.maps.lock();
-        for (e, &(dma, len)) in table.entries().iter().zip(&m.pieces) {
-            if !p.coherent {
-                self.platform.cache_sync_for_device(e.phys, len, dir);
-            }
-            g.live.push(Mapping {
-                dma,
-                len,
-                dir,
-                phys: e.phys,
-                map_type: MapType::Sg,
-                kind: MapKind::IommuSg,
-                coherent: p.coherent,
-            });
+        let mut at = 0u64;
+        for (e, &(page, span)) in table.entries().iter().zip(&runs) {
+            let dma = DmaAddr::new(iova.as_u64() + at + (e.phys.as_u64() - page.as_u64()));
+            self.map_phys(e.phys, e.len, dir, MapType::Sg, Place::InSgRange(dma))?;
+            m.pieces.push((dma, e.len));
+            at += span;
         }
         Ok(())
     }
@@ -351,7 +331,7 @@ impl SgMapping {
 
     fn do_unmap(&mut self) {
         for (a, l) in self.pieces.drain(..) {
-            if let Err(e) = self.dev.release(a, l, self.dir, MapType::Sg) {
+            if let Err(e) = self.dev.unmap_phys(a, l, self.dir, MapType::Sg) {
                 log::error!("dma_unmap_sg: {e}");
             }
         }
@@ -359,11 +339,7 @@ impl SgMapping {
         if let Some((domain, iova, len)) = self.iova.take() {
             // One range: unmap, invalidate, and only then free the IOVA (a
             // failure leaks it, since the device might still reach the pages).
-            if let Err(e) = domain.lock().unmap_and_free(iova, len) {
-                log::error!(
-                    "dma_unmap_sg: IOMMU unmap of {iova:#x}+{len:#x} failed ({e}); IOVA leaked"
-                );
-            }
+            self.dev.iommu_unmap_range(&domain, iova, len);
         }
     }
 }

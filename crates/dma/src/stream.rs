@@ -42,6 +42,7 @@
 //! ```
 
 use crate::debug::MapType;
+use crate::mapping::Place;
 use crate::platform::{alloc_below, order_for, DmaPlatform};
 use crate::{DmaDevice, DmaDirection, DmaError, PAGE_SIZE};
 use alloc::sync::Arc;
@@ -224,7 +225,7 @@ pub struct MapError {
 impl<D: Direction> DmaStream<D> {
     /// Maps `buf` for `dev` in direction `D` (through the raw layer's choke point).
     pub fn map(dev: &Arc<DmaDevice>, buf: DmaBuf) -> Result<Self, MapError> {
-        match dev.prepare(buf.pa, buf.len, D::DIR, MapType::Single) {
+        match dev.map_phys(buf.pa, buf.len, D::DIR, MapType::Single, Place::Backend) {
             Ok(dma) => Ok(DmaStream {
                 dev: dev.clone(),
                 buf: Some(buf),

@@ -99,7 +99,14 @@ pub(crate) enum AllocFail {
 impl Swiotlb {
     /// A pool over `[start, start+size)`, which the kernel has reserved for it. `size` is
     /// rounded down to whole slots.
-    pub fn new(
+    ///
+    /// # Safety
+    ///
+    /// The pool copies buffers into `[start, start+size)` and lets devices read and
+    /// write it. The caller must own that range (RAM the platform can reach through
+    /// [`DmaPlatform::mem`], used by nothing else) for as long as the pool lives.
+    #[allow(unsafe_code)]
+    pub unsafe fn new(
         platform: &'static dyn DmaPlatform,
         start: PhysAddr,
         size: usize,

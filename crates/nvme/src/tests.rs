@@ -401,7 +401,9 @@ fn bounced_through_swiotlb_the_page_offsets_survive() {
     let mc = machine();
     let md = model(Direct(mc), opts());
     let clock = Clock::default();
-    let pool = Arc::new(Swiotlb::new(mc, PhysAddr::new(SWIOTLB_BASE), SWIOTLB_SIZE).unwrap());
+    // SAFETY: the fake machine's swiotlb region, reserved for this pool alone.
+    let pool =
+        Arc::new(unsafe { Swiotlb::new(mc, PhysAddr::new(SWIOTLB_BASE), SWIOTLB_SIZE) }.unwrap());
     let dev = device(mc, DmaBackend::Swiotlb(pool.clone()));
     dev.set_force_bounce(true);
     let mut c = probe(&md, dev.clone(), &clock);

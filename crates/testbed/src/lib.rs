@@ -143,14 +143,15 @@ impl DmaBus for Direct {
 }
 
 /// A scatter list of (physical address, length) pieces.
+/// Host tests only: the addresses are the fake [`Machine`]'s memory.
 pub fn table(entries: &[(u64, usize)]) -> dma::SgTable {
-    entries
-        .iter()
-        .map(|&(p, l)| dma::SgEntry {
-            phys: PhysAddr::new(p),
-            len: l,
-        })
-        .collect()
+    let entries = entries.iter().map(|&(p, l)| dma::SgEntry {
+        phys: PhysAddr::new(p),
+        len: l,
+    });
+    // SAFETY: testbed is a host-only test crate: its tables address the fake
+    // Machine's memory, which the calling test owns; no real device exists.
+    unsafe { dma::SgTable::from_entries(entries) }
 }
 
 /// The bytes of the pieces, in order.

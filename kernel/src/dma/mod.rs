@@ -176,21 +176,40 @@ pub fn recent_reports() -> alloc::vec::Vec<String> {
     SINK.recent.lock().iter().cloned().collect()
 }
 
+/// Why [`init`] could not set up the bounce pool.
+#[derive(Debug)]
+pub enum InitError {
+    /// No frames for the pool in ZONE_DMA32 or ZONE_DMA.
+    NoMemory(kmm::MmError),
+    /// The pool refused the range.
+    Swiotlb(dma::SwiotlbInitError),
+}
+
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            InitError::NoMemory(e) => write!(f, "no memory for the bounce pool: {e}"),
+            InitError::Swiotlb(e) => write!(f, "swiotlb: {e}"),
+        }
+    }
+}
+
 /// Sets up the bounce pool as low as the allocator gives (the DMA32 zone's
 /// lowest block, just above 16 MiB) and routes dma-debug to the log.
-pub fn init() -> Result<(), String> {
+pub fn init() -> Result<(), InitError> {
     dma::debug::set_global_sink(&SINK);
     let pa = kmm::alloc_frames(10, ZoneLimit::Dma32)
         .or_else(|_| kmm::alloc_frames(10, ZoneLimit::Dma))
-        .map_err(|e| alloc::format!("no memory for the bounce pool: {e}"))?;
+        .map_err(InitError::NoMemory)?;
     if pa.as_u64() + SWIOTLB_SIZE as u64 > HIGH_FLOOR {
         log::warn!(
             "dma: bounce pool at {:#x} is above 256 MiB: 28-bit devices cannot use it",
             pa.as_u64()
         );
     }
-    let pool =
-        Swiotlb::new(&PLATFORM, pa, SWIOTLB_SIZE).map_err(|e| alloc::format!("swiotlb: {e}"))?;
+    // SAFETY: `pa` is 2^10 frames just taken from the frame allocator for the pool
+    // alone, and never freed: the pool lives as long as the kernel.
+    let pool = unsafe { Swiotlb::new(&PLATFORM, pa, SWIOTLB_SIZE) }.map_err(InitError::Swiotlb)?;
     SWIOTLB.call_once(|| Arc::new(pool));
     Ok(())
 }

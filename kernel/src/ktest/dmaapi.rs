@@ -158,17 +158,19 @@ fn debug_checks() -> TestResult {
         .map_err(|e| alloc::format!("{e}"))?;
     let high = DmaBuf::alloc(&kdma::HIGH, 256).map_err(|e| alloc::format!("{e}"))?;
     use DmaDirection::*;
-    let a = dev
-        .map_single(low.phys(), 256, ToDevice)
-        .map_err(|e| alloc::format!("{e}"))?;
+    // SAFETY (every map_single below): `low` and `high` are this test's own DmaBufs,
+    // alive until it returns, after every mapping of them is gone or reported leaked
+    // (the device is a software one; no hardware is pointed at them).
+    let a =
+        unsafe { dev.map_single(low.phys(), 256, ToDevice) }.map_err(|e| alloc::format!("{e}"))?;
     // Wrong size, then the mapping is gone: a second unmap is a double unmap.
     let _ = dev.unmap_single(a, 128, ToDevice);
     let _ = dev.unmap_single(a, 256, ToDevice);
     // Never mapped.
     let _ = dev.unmap_single(hal::DmaAddr::new(0xdead_0000), 16, ToDevice);
     // Wrong direction at unmap; sync of an unmapped buffer; forbidden sync.
-    let b = dev
-        .map_single(low.phys(), 256, FromDevice)
+    // SAFETY: as above.
+    let b = unsafe { dev.map_single(low.phys(), 256, FromDevice) }
         .map_err(|e| alloc::format!("{e}"))?;
     // The device only writes this buffer; syncing it for the device as if it
     // were to be read by it is the misuse (Linux dma-debug check 18).
@@ -177,12 +179,13 @@ fn debug_checks() -> TestResult {
     let _ = dev.sync_single_for_cpu(b, 256, FromDevice);
     // Outside the mask with no swiotlb or IOMMU behind the device.
     kassert!(
-        dev.map_single(high.phys(), 256, ToDevice).is_err(),
+        // SAFETY: as above.
+        unsafe { dev.map_single(high.phys(), 256, ToDevice) }.is_err(),
         "a mapping above the mask succeeded"
     );
     // A mapping left live when the "driver" goes away.
-    let _c = dev
-        .map_single(low.phys(), 64, Bidirectional)
+    // SAFETY: as above.
+    let _c = unsafe { dev.map_single(low.phys(), 64, Bidirectional) }
         .map_err(|e| alloc::format!("{e}"))?;
     kassert!(dev.check_leaks() == 1, "leak not found");
     for kind in [

@@ -268,13 +268,12 @@ fn sg_contiguous() -> TestResult {
             b.write(0, &[i + 1; 4096]);
             pages.push(b);
         }
-        let table: SgTable = pages
-            .iter()
-            .map(|b| SgEntry {
-                phys: b.phys(),
-                len: 4096,
-            })
-            .collect();
+        let entries = pages.iter().map(|b| SgEntry {
+            phys: b.phys(),
+            len: 4096,
+        });
+        // SAFETY: each entry is a whole owned DmaBuf of `pages`, kept until after unmap.
+        let table = unsafe { SgTable::from_entries(entries) };
         let m = e
             .dma
             .map_sg(table, DmaDirection::ToDevice)

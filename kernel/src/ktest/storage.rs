@@ -19,7 +19,8 @@ fn read_mbr() -> Result<alloc::vec::Vec<u8>, alloc::string::String> {
     ahci::with_disk("sda", |d, _| {
         let buf = dma::DmaBuf::alloc(&crate::dma::PLATFORM, 4096).map_err(|e| format!("{e}"))?;
         let mut sg = dma::SgTable::new();
-        sg.push(buf.phys(), 4096);
+        // SAFETY: `buf` is an owned 4 KiB DmaBuf that outlives the read.
+        unsafe { sg.push(buf.phys(), 4096) };
         d.read(0, &sg).map_err(|e| format!("{e}"))?;
         Ok(buf.to_vec())
     })

@@ -221,9 +221,12 @@ fn sub_page(e: &Edu) -> Result<Outcome, AttackError> {
     let mut page = reachable_page(0)?;
     page.write(SECRET_AT, SECRET);
     let pa = page.phys().as_u64();
-    let bus = e
-        .dma
-        .map_single(page.phys(), 64, dma::DmaDirection::ToDevice)?;
+    // SAFETY: `page` is an owned DMA page, kept (and not freed) until after the unmap
+    // below; the device is meant to see its first 64 bytes.
+    let bus = unsafe {
+        e.dma
+            .map_single(page.phys(), 64, dma::DmaDirection::ToDevice)
+    }?;
     // The device reads past its 64 bytes: the whole page up to the secret's end.
     let base = bus.as_u64() & !0xFFF;
     let len = SECRET_AT + SECRET.len();

@@ -180,7 +180,8 @@ pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
         let mut off = 0;
         while off < len {
             let n = (len - off).min(dma::PAGE_SIZE);
-            sg.push(buf.phys() + off as u64, n);
+            // SAFETY: a piece of `buf`, an owned DmaBuf that outlives the I/O on `sg`.
+            unsafe { sg.push(buf.phys() + off as u64, n) };
             off += n;
         }
         if let BlkOp::Write(seed) = op {
@@ -339,7 +340,8 @@ fn read_show_sg(cmd: &Command, dev: &str, lba: &str, count: &str, flags: &[&str]
         } else {
             (0, dma::PAGE_SIZE.min(left))
         };
-        sg.push(p.phys() + off as u64, n);
+        // SAFETY: a piece of `p`, one of `pages`, owned DmaBufs that outlive the I/O.
+        unsafe { sg.push(p.phys() + off as u64, n) };
         left -= n;
     }
     let r = with_blk(dev, |d, dmadev| {

@@ -167,7 +167,9 @@ fn sg(e: &Edu, maxseg: Option<usize>, pages: bool) -> CmdResult {
         let p = pattern(n, 0x10 * i as u8 + 3);
         b.write(off, &p);
         want.extend_from_slice(&p);
-        table.push(hal::PhysAddr::new(b.phys().as_u64() + off as u64), n);
+        // SAFETY: `[off, off+n)` lies inside `b`, a DmaBuf this function owns and keeps
+        // in `bufs` until after the mapping of `table` is gone.
+        unsafe { table.push(hal::PhysAddr::new(b.phys().as_u64() + off as u64), n) };
         bufs.push(b);
     }
     let old = e.dma.params().max_segment_size;

@@ -59,7 +59,7 @@ fn unmap_of_the_error_cookie() {
 fn double_unmap_names_the_original() {
     let (_p, dev, sink, buf) = setup();
     let a = dev
-        .map_single(buf.phys(), 100, DmaDirection::FromDevice)
+        .map_owned(buf.phys(), 100, DmaDirection::FromDevice)
         .unwrap();
     dev.unmap_single(a, 100, DmaDirection::FromDevice).unwrap();
     assert!(sink.take().is_empty());
@@ -82,7 +82,7 @@ fn unmap_with_a_different_size_uses_the_real_one() {
     let (dev, sink) = edu(p, DmaBackend::Swiotlb(pool.clone()));
     let buf = DmaBuf::alloc(p, 8192).unwrap(); // high: bounced
     let a = dev
-        .map_single(buf.phys(), 5000, DmaDirection::FromDevice)
+        .map_owned(buf.phys(), 5000, DmaDirection::FromDevice)
         .unwrap();
     device_write(p, a.checked_add(4999).unwrap(), &[0x77]);
     dev.unmap_single(a, 100, DmaDirection::FromDevice).unwrap();
@@ -98,7 +98,7 @@ fn unmap_with_a_different_size_uses_the_real_one() {
 fn unmap_with_a_different_direction() {
     let (_p, dev, sink, buf) = setup();
     let a = dev
-        .map_single(buf.phys(), 100, DmaDirection::ToDevice)
+        .map_owned(buf.phys(), 100, DmaDirection::ToDevice)
         .unwrap();
     dev.unmap_single(a, 100, DmaDirection::FromDevice).unwrap();
     let ev = one(&sink, DebugKind::UnmapDirectionMismatch);
@@ -135,7 +135,7 @@ fn unmap_of_coherent_memory_through_unmap_single_is_refused() {
 fn sync_of_unmapped_memory() {
     let (_p, dev, sink, buf) = setup();
     let a = dev
-        .map_single(buf.phys(), 100, DmaDirection::FromDevice)
+        .map_owned(buf.phys(), 100, DmaDirection::FromDevice)
         .unwrap();
     dev.unmap_single(a, 100, DmaDirection::FromDevice).unwrap();
     let e = dev
@@ -149,7 +149,7 @@ fn sync_of_unmapped_memory() {
 fn sync_past_the_end_of_the_mapping() {
     let (_p, dev, sink, buf) = setup();
     let a = dev
-        .map_single(buf.phys(), 100, DmaDirection::FromDevice)
+        .map_owned(buf.phys(), 100, DmaDirection::FromDevice)
         .unwrap();
     let e = dev
         .sync_single_for_cpu(a.checked_add(50).unwrap(), 51, DmaDirection::FromDevice)
@@ -169,7 +169,7 @@ fn sync_in_the_wrong_direction() {
     // ToDevice mapping synced for the CPU as FromDevice: different direction, and
     // syncing device read-only memory for the CPU.
     let a = dev
-        .map_single(buf.phys(), 100, DmaDirection::ToDevice)
+        .map_owned(buf.phys(), 100, DmaDirection::ToDevice)
         .unwrap();
     dev.sync_single_for_cpu(a, 100, DmaDirection::FromDevice)
         .unwrap();
@@ -189,7 +189,7 @@ fn sync_in_the_wrong_direction() {
     assert!(sink.take().is_empty());
     // FromDevice mapping synced for the device as ToDevice.
     let b = dev
-        .map_single(buf.phys() + 0x1000u64, 100, DmaDirection::FromDevice)
+        .map_owned(buf.phys() + 0x1000u64, 100, DmaDirection::FromDevice)
         .unwrap();
     dev.sync_single_for_device(b, 100, DmaDirection::ToDevice)
         .unwrap();
@@ -206,7 +206,7 @@ fn sync_in_the_wrong_direction() {
         .unwrap();
     // A bidirectional mapping accepts any direction.
     let c = dev
-        .map_single(buf.phys() + 0x1800u64, 100, DmaDirection::Bidirectional)
+        .map_owned(buf.phys() + 0x1800u64, 100, DmaDirection::Bidirectional)
         .unwrap();
     dev.sync_single_for_cpu(c, 100, DmaDirection::ToDevice)
         .unwrap();
@@ -223,7 +223,7 @@ fn mapping_outside_the_mask_without_a_fixing_backend() {
     let buf = DmaBuf::alloc(p, 4096).unwrap();
     let before = global_count(DebugKind::MaskViolation);
     assert!(matches!(
-        dev.map_single(buf.phys(), 4096, DmaDirection::ToDevice),
+        dev.map_owned(buf.phys(), 4096, DmaDirection::ToDevice),
         Err(DmaError::MaskViolation { .. })
     ));
     let ev = one(&sink, DebugKind::MaskViolation);
@@ -239,7 +239,7 @@ fn leaks_at_driver_removal() {
     assert_eq!(dev.check_leaks(), 0);
     assert!(sink.take().is_empty());
     let a = dev
-        .map_single(buf.phys(), 100, DmaDirection::ToDevice)
+        .map_owned(buf.phys(), 100, DmaDirection::ToDevice)
         .unwrap();
     let s = DmaStream::<FromDevice>::map(&dev, DmaBuf::alloc(p, 10).unwrap()).unwrap();
     let c = dev.alloc_coherent(10).unwrap();

@@ -183,7 +183,7 @@ fn iommu_keeps_the_offset_inside_the_page_and_sets_write_permission() {
     let phys = PhysAddr::new(buf.phys().as_u64() + 0xF00);
     // 0x200 bytes from 0xF00 spans two pages.
     let a = dev
-        .map_single(phys, 0x200, DmaDirection::FromDevice)
+        .map_owned(phys, 0x200, DmaDirection::FromDevice)
         .unwrap();
     assert_eq!(a.as_u64() & 0xFFF, 0xF00);
     let d = dom.lock();
@@ -201,17 +201,17 @@ fn iommu_unmap_flushes_before_the_iova_is_freed_and_reused() {
     let (dev, dom, _) = iommu_edu(p);
     let buf = DmaBuf::alloc(p, 4096).unwrap();
     let a = dev
-        .map_single(buf.phys(), 4096, DmaDirection::Bidirectional)
+        .map_owned(buf.phys(), 4096, DmaDirection::Bidirectional)
         .unwrap();
     // A second mapping while the first is live gets a different IOVA.
     let b = dev
-        .map_single(buf.phys(), 4096, DmaDirection::Bidirectional)
+        .map_owned(buf.phys(), 4096, DmaDirection::Bidirectional)
         .unwrap();
     assert_ne!(a, b);
     dev.unmap_single(a, 4096, DmaDirection::Bidirectional)
         .unwrap();
     let c = dev
-        .map_single(buf.phys(), 4096, DmaDirection::Bidirectional)
+        .map_owned(buf.phys(), 4096, DmaDirection::Bidirectional)
         .unwrap();
     assert_eq!(c, a, "IOVA reused only after it was freed");
     let d = dom.lock();
@@ -254,7 +254,7 @@ fn iommu_map_failure_gives_the_iova_back() {
     dom.lock().fail_map = true;
     let buf = DmaBuf::alloc(p, 4096).unwrap();
     let e = dev
-        .map_single(buf.phys(), 4096, DmaDirection::ToDevice)
+        .map_owned(buf.phys(), 4096, DmaDirection::ToDevice)
         .unwrap_err();
     assert!(matches!(
         e,
@@ -277,10 +277,10 @@ fn iommu_iova_space_exhausted_under_the_mask() {
     dev.set_mask(dma_bit_mask(21)).unwrap(); // IOVAs 1 MiB..2 MiB only
     let buf = DmaBuf::alloc(p, 2 << 20).unwrap();
     assert!(dev
-        .map_single(buf.phys(), 1 << 20, DmaDirection::ToDevice)
+        .map_owned(buf.phys(), 1 << 20, DmaDirection::ToDevice)
         .is_ok());
     let e = dev
-        .map_single(buf.phys(), 4096, DmaDirection::ToDevice)
+        .map_owned(buf.phys(), 4096, DmaDirection::ToDevice)
         .unwrap_err();
     assert!(matches!(e, DmaError::IovaExhausted { mask, .. } if mask == dma_bit_mask(21)));
 }
@@ -316,7 +316,7 @@ fn sg_through_the_iommu_merges_consecutive_iovas() {
             phys: b.phys(),
             len: 4096,
         })
-        .collect();
+        .collect_sg();
     let m = dev.map_sg(t, DmaDirection::FromDevice).unwrap();
     assert_eq!(m.segments().len(), 1);
     assert_eq!(m.segments()[0].len, 3 * 4096);
@@ -331,7 +331,7 @@ fn a_failed_iotlb_flush_never_frees_the_iova() {
     let (dev, dom, _) = iommu_edu(p);
     let buf = DmaBuf::alloc(p, 4096).unwrap();
     let a = dev
-        .map_single(buf.phys(), 4096, DmaDirection::ToDevice)
+        .map_owned(buf.phys(), 4096, DmaDirection::ToDevice)
         .unwrap();
     dom.lock().fail_flush = true;
     dev.unmap_single(a, 4096, DmaDirection::ToDevice).unwrap();
@@ -344,7 +344,7 @@ fn a_failed_iotlb_flush_never_frees_the_iova() {
     );
     drop(d);
     let b = dev
-        .map_single(buf.phys(), 4096, DmaDirection::ToDevice)
+        .map_owned(buf.phys(), 4096, DmaDirection::ToDevice)
         .unwrap();
     assert_ne!(b, a);
 }
@@ -362,7 +362,7 @@ fn untrusted_sub_page_buffers_are_bounced_into_zero_padded_pages() {
     page.write(0x800, b"top-secret-key!!");
     let phys = PhysAddr::new(page.phys().as_u64() + 0x40);
     let a = dev
-        .map_single(phys, 64, DmaDirection::Bidirectional)
+        .map_owned(phys, 64, DmaDirection::Bidirectional)
         .unwrap();
     {
         let d = dom.lock();
@@ -414,7 +414,7 @@ fn a_trusted_device_sees_the_rest_of_a_sub_page_buffers_page() {
     let mut page = DmaBuf::alloc(p, 4096).unwrap();
     page.write(0x800, b"top-secret-key!!");
     let a = dev
-        .map_single(page.phys(), 64, DmaDirection::ToDevice)
+        .map_owned(page.phys(), 64, DmaDirection::ToDevice)
         .unwrap();
     let pa = dom.lock().translate(a.as_u64() + 0x800, false).unwrap();
     assert_eq!(p.bytes(pa, 16), b"top-secret-key!!");

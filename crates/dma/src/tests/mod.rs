@@ -4,8 +4,10 @@
 
 mod bounce;
 mod coherent;
+#[cfg(feature = "debug")]
 mod debug;
 mod iommu;
+mod maptable;
 mod pool;
 mod sg;
 mod vtd_sg;
@@ -177,7 +179,9 @@ pub fn machine() -> &'static TestPlatform {
 }
 
 pub fn swiotlb(p: &'static TestPlatform) -> Arc<Swiotlb> {
-    Arc::new(Swiotlb::new(p, PhysAddr::new(SWIOTLB_BASE), SWIOTLB_SIZE).unwrap())
+    // SAFETY: the fake machine's reserved swiotlb region (no page allocator hands it
+    // out); each machine is fresh, so the pool is its only user.
+    Arc::new(unsafe { Swiotlb::new(p, PhysAddr::new(SWIOTLB_BASE), SWIOTLB_SIZE) }.unwrap())
 }
 
 /// Collects dma-debug events.
@@ -238,3 +242,39 @@ fn test_platform_allocates_by_zone_and_frees() {
     p.free_pages(c, 0);
     assert_eq!(p.pages_in_use(), 0);
 }
+
+/// The raw, `unsafe` layer on test-platform memory, under one safety argument.
+pub trait RawMap {
+    /// [`DmaDevice::map_single`].
+    fn map_owned(
+        &self,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+    ) -> Result<DmaAddr, crate::DmaError>;
+}
+
+impl RawMap for DmaDevice {
+    fn map_owned(
+        &self,
+        phys: PhysAddr,
+        len: usize,
+        dir: DmaDirection,
+    ) -> Result<DmaAddr, crate::DmaError> {
+        // SAFETY: the tests map arena RAM of the fake machine that they allocated and
+        // keep until unmap (or addresses the map path must refuse); the arena is
+        // plain host memory no other code uses.
+        unsafe { self.map_single(phys, len, dir) }
+    }
+}
+
+/// [`crate::SgTable::from_entries`] for tests, under the same argument as [`RawMap`].
+pub trait CollectSg: Iterator<Item = crate::SgEntry> + Sized {
+    /// Collects the entries into a table.
+    fn collect_sg(self) -> crate::SgTable {
+        // SAFETY: as for `RawMap::map_owned`: fake-machine RAM the test owns.
+        unsafe { crate::SgTable::from_entries(self) }
+    }
+}
+
+impl<I: Iterator<Item = crate::SgEntry>> CollectSg for I {}

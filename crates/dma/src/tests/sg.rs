@@ -129,7 +129,7 @@ fn map_sg_merges_contiguous_direct_entries_and_splits_at_the_limits() {
             phys: PhysAddr::new(b + i * 0x8000),
             len: 0x8000,
         })
-        .collect();
+        .collect_sg();
     let m = dev.map_sg(t.clone(), DmaDirection::ToDevice).unwrap();
     assert_eq!(m.segments(), &[seg(b, 0x10000), seg(b + 0x10000, 0x10000)]);
     assert_eq!(m.table(), &t);
@@ -144,7 +144,7 @@ fn map_sg_merges_contiguous_direct_entries_and_splits_at_the_limits() {
         len: 0x2000,
     }]
     .into_iter()
-    .collect();
+    .collect_sg();
     let m = dev.map_sg(t, DmaDirection::ToDevice).unwrap();
     assert_eq!(
         m.segments(),
@@ -176,7 +176,7 @@ fn map_sg_bounces_entries_above_the_mask_and_copies_back() {
         },
     ]
     .into_iter()
-    .collect();
+    .collect_sg();
     let mut m = dev.map_sg(t, DmaDirection::FromDevice).unwrap();
     let segs = m.segments().to_vec();
     assert_eq!(segs.len(), 2);
@@ -212,7 +212,7 @@ fn map_sg_failure_leaves_nothing_mapped() {
         },
     ]
     .into_iter()
-    .collect();
+    .collect_sg();
     assert!(dev.map_sg(t, DmaDirection::ToDevice).is_err());
     assert_eq!(dev.mapping_count(), 0);
 }
@@ -248,7 +248,7 @@ proptest! {
                 expect.extend(v);
                 SgEntry { phys: b.phys() + off as u64, len }
             })
-            .collect();
+            .collect_sg();
         let m = dev.map_sg(t, DmaDirection::ToDevice).unwrap();
         let mut seen = Vec::new();
         for s in m.segments() {

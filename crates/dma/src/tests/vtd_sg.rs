@@ -135,7 +135,7 @@ fn page_aligned_pieces_get_one_contiguous_iova_range() {
             phys: pa,
             len: 4096,
         })
-        .collect();
+        .collect_sg();
     let m = dev.map_sg(table, DmaDirection::FromDevice).unwrap();
     assert_eq!(m.segments().len(), 1, "{:?}", m.segments());
     let seg = m.segments()[0];
@@ -175,7 +175,7 @@ fn page_aligned_pieces_get_one_contiguous_iova_range() {
             phys: pa,
             len: 4096,
         })
-        .collect();
+        .collect_sg();
     let m2 = dev.map_sg(again, DmaDirection::ToDevice).unwrap();
     assert_eq!(m2.iova_range().unwrap().0, start, "range not reusable");
     assert_eq!(d.lock().maps, maps_before + 3);
@@ -193,7 +193,7 @@ fn unaligned_interior_pieces_break_segments_but_share_the_range() {
     let table: SgTable = [a, b, c]
         .iter()
         .map(|&(phys, len)| crate::sg::SgEntry { phys, len })
-        .collect();
+        .collect_sg();
     let m = dev.map_sg(table, DmaDirection::Bidirectional).unwrap();
     let (start, len) = m.iova_range().unwrap();
     let segs = m.segments().to_vec();
@@ -226,7 +226,7 @@ fn a_failed_piece_unmaps_the_others_and_frees_the_range() {
             phys: pa,
             len: 4096,
         })
-        .collect();
+        .collect_sg();
     d.lock().fail_map_at = Some(3);
     let err = dev
         .map_sg(table.clone(), DmaDirection::ToDevice)

@@ -195,7 +195,8 @@ fn bench_once(a: &BenchArgs<'_>) -> Result<BenchStats, BenchError> {
         } else {
             (len - off).min(dma::PAGE_SIZE)
         };
-        sg.push(buf.phys() + off as u64, n);
+        // SAFETY: a piece of `buf`, an owned DmaBuf that outlives the I/O on `sg`.
+        unsafe { sg.push(buf.phys() + off as u64, n) };
         off += n;
     }
     // The same LBA sequence in every mode (a fixed seed), so the checksums compare.
