@@ -124,7 +124,10 @@ fn round_trip_through_ram() {
 fn round_trip_through_swiotlb_with_the_28_bit_mask() {
     let m = machine();
     let md = EduModel::new(Direct(m));
-    let pool = Arc::new(Swiotlb::new(m, PhysAddr::new(SWIOTLB_BASE), SWIOTLB_SIZE).unwrap());
+    // SAFETY: the pool's range lies in the test arena, reserved for it and used by
+    // nothing else in this test.
+    let pool =
+        Arc::new(unsafe { Swiotlb::new(m, PhysAddr::new(SWIOTLB_BASE), SWIOTLB_SIZE) }.unwrap());
     let dev = device(m, DmaBackend::Swiotlb(pool));
     // Buffers anywhere (the machine hands out its high region first, above 4 GiB):
     // the device sees bounce slots below 256 MiB.
