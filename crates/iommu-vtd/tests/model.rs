@@ -693,7 +693,7 @@ fn lazy_flush_queue_releases_iovas_only_after_a_domain_flush() {
         assert_eq!(got, [0x3000, 0x2000, 0x1000]);
         assert!(m.dma(0, EDU.devfn, 0x2000, 4, false).is_ok());
         u.unmap(a, 0x2000, 0x1000).unwrap();
-        assert_eq!(u.free_iova(a, 0x2000, 0), Ok(0x1000));
+        assert_eq!(u.queue_iova(a, 0x2000, 0), Ok(0x1000));
         assert!(u.alloc_iova(a, 0x1000, mask).is_err(), "reuse before flush");
         assert_eq!(u.flush_queue_tick(a, 1), Ok(false));
         assert_eq!(u.flush_queue_tick(a, 10), Ok(true), "delay bound reached");
@@ -933,7 +933,7 @@ fn dma_crate_backend_order() {
                 .reason,
             5
         );
-        u.free_iova_flushed(a, iova).unwrap();
+        u.free_iova(a, iova).unwrap();
         assert_eq!(u.alloc_iova(a, 0x2000, u32::MAX as u64), Ok(iova));
     });
 }

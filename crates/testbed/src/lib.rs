@@ -210,9 +210,7 @@ pub mod vtd {
                 .map(DmaAddr::new)
         }
         fn free_iova(&mut self, iova: DmaAddr, _len: u64) {
-            self.unit
-                .free_iova_flushed(self.did, iova.as_u64())
-                .unwrap();
+            self.unit.free_iova(self.did, iova.as_u64()).unwrap();
         }
         fn map(
             &mut self,

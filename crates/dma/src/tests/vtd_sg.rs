@@ -42,9 +42,7 @@ impl IommuDomain for ModelDomain {
         a.map(DmaAddr::new)
     }
     fn free_iova(&mut self, iova: DmaAddr, _len: u64) {
-        self.unit
-            .free_iova_flushed(self.did, iova.as_u64())
-            .unwrap();
+        self.unit.free_iova(self.did, iova.as_u64()).unwrap();
     }
     fn map(
         &mut self,
