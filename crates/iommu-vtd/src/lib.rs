@@ -46,7 +46,7 @@ pub use inval::{ContextInval, InvalMode, IotlbInval};
 pub use iova::{IovaAllocator, IovaError};
 pub use regs::{Cap, Ecap};
 pub use scope::{coverage, Coverage, UnitScope};
-pub use tables::{Bdf, Perm};
+pub use tables::Perm;
 pub use unit::{
     quiesce, Config, DomainId, DomainKind, Error, Handoff, RemappingUnit, Stats, Translation,
     UnmapInfo,

@@ -173,9 +173,10 @@ pub mod vtd {
     use super::*;
     use devmodels::vtd::VtdModel;
     use dma::{IommuDomain, IommuError, IommuPerm};
+    use hal::Bdf;
     use hal::DmaAddr;
     use iommu_vtd::{
-        Bdf, Config as VtdConfig, DomainId, DomainKind, FrameAlloc, InvalMode, Perm, RemappingUnit,
+        Config as VtdConfig, DomainId, DomainKind, FrameAlloc, InvalMode, Perm, RemappingUnit,
     };
     use std::sync::Arc;
 
@@ -250,7 +251,7 @@ pub mod vtd {
             let dev = d.dev;
             d.unit
                 .registers()
-                .dma_read(dev.bus, dev.devfn, addr, buf)
+                .dma_read(dev.bus, dev.devfn(), addr, buf)
                 .map_err(|_| BusFault { addr, write: false })
         }
         fn dma_write(&self, addr: u64, data: &[u8]) -> Result<(), BusFault> {
@@ -258,7 +259,7 @@ pub mod vtd {
             let dev = d.dev;
             d.unit
                 .registers()
-                .dma_write(dev.bus, dev.devfn, addr, data)
+                .dma_write(dev.bus, dev.devfn(), addr, data)
                 .map_err(|_| BusFault { addr, write: true })
         }
     }

@@ -50,7 +50,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             ),
         };
         let (lo, hi) = tables::context_entry(ptr, tt, aw, d.0);
-        let ce = ct + bdf.devfn as u64 * 16;
+        let ce = ct + bdf.devfn() as u64 * 16;
         // High qword first, then the low one with P: the unit never sees a present
         // entry with a stale DID/AW.
         self.write_entry(ce + 8u64, hi);
@@ -72,7 +72,11 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             // buffer flush when CAP.RWBF (§6.8).
             self.flush_write_buffer()?;
         }
-        log::info!("DMAR: {bdf} attached to domain {} ({kind:?})", d.0);
+        log::info!(
+            "DMAR: {} attached to domain {} ({kind:?})",
+            bdf.short(),
+            d.0
+        );
         Ok(())
     }
 
@@ -84,7 +88,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             .remove(&bdf.sid())
             .ok_or(Error::NotAttached(bdf))?;
         if let Some(ct) = self.context_tables.get(&bdf.bus).copied() {
-            let ce = ct + bdf.devfn as u64 * 16;
+            let ce = ct + bdf.devfn() as u64 * 16;
             self.write_entry(ce, 0);
             self.write_entry(ce + 8u64, 0);
         }
@@ -147,7 +151,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
         if re & tables::ROOT_P == 0 {
             return Err(FaultReason::ROOT_NOT_PRESENT);
         }
-        let ce = PhysAddr::new(re & tables::ADDR_MASK) + bdf.devfn as u64 * 16;
+        let ce = PhysAddr::new(re & tables::ADDR_MASK) + bdf.devfn() as u64 * 16;
         let (lo, hi) = (self.mem.read_u64(ce), self.mem.read_u64(ce + 8u64));
         if lo & tables::CTX_P == 0 {
             return Err(FaultReason::CONTEXT_NOT_PRESENT);

@@ -304,14 +304,16 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
     /// Whether an RMRR names `bdf` (its firmware keeps using that memory, so it
     /// cannot be left with nothing mapped).
     pub fn has_rmrr(&self, bdf: Bdf) -> bool {
-        self.rmrrs.iter().any(|r| r.devices.contains(&bdf))
+        self.rmrrs
+            .iter()
+            .any(|r| r.devices.iter().any(|x| x.sid() == bdf.sid()))
     }
 
     pub(super) fn apply_rmrrs(&mut self, bdf: Bdf, d: DomainId) -> Result<(), Error> {
         let ranges: Vec<(u64, u64)> = self
             .rmrrs
             .iter()
-            .filter(|r| r.devices.contains(&bdf))
+            .filter(|r| r.devices.iter().any(|x| x.sid() == bdf.sid()))
             .map(|r| (r.base, r.len))
             .collect();
         for (base, len) in ranges {

@@ -32,11 +32,12 @@ use crate::intremap::IrteError;
 use crate::inval::{InvalMode, IotlbInval};
 use crate::iova::IovaError;
 use crate::regs::{self, Cap, Ecap, Gsts};
-use crate::tables::{Bdf, Perm};
+use crate::tables::Perm;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 use domain::{DomainTable, Rmrr};
+use hal::Bdf;
 use hal::{PhysAddr, PhysMemory, RegisterAccess, PAGE_SIZE};
 use invalidate::Queue;
 use irq_remapping::IntRemap;
@@ -113,7 +114,7 @@ impl fmt::Display for Error {
             Error::DomainIdsExhausted => write!(f, "no free domain id"),
             Error::NoSuchDomain(d) => write!(f, "no {d}"),
             Error::DomainBusy(d) => write!(f, "{d} still has devices attached"),
-            Error::NotAttached(b) => write!(f, "{b} is not attached to a domain"),
+            Error::NotAttached(b) => write!(f, "{} is not attached to a domain", b.short()),
             Error::NotTranslated(d) => write!(f, "{d} has no page tables"),
             Error::AlreadyMapped(a) => write!(f, "IOVA {a:#x} is already mapped"),
             Error::NotMapped(a) => {
@@ -133,7 +134,8 @@ impl fmt::Display for Error {
             }
             Error::AliasInOtherDomain(b, d) => write!(
                 f,
-                "requester ID {b} is in {d}: devices sharing it must share its domain"
+                "requester ID {} is in {d}: devices sharing it must share its domain",
+                b.short()
             ),
             Error::NoInterruptRemapping => {
                 write!(f, "interrupt remapping not supported (ECAP.IR = 0)")

@@ -262,10 +262,10 @@ fn bring_up(s: &Setup, dmar: &acpi_tables::dmar::Dmar, devices: &[pci::PciDevice
         );
     }
     let class_of = |seg: u16| {
-        move |b: iommu_vtd::Bdf| {
+        move |b: pci::Bdf| {
             devices
                 .iter()
-                .find(|d| d.bdf.segment == seg && vbdf(d.bdf) == b)
+                .find(|d| d.bdf.segment == seg && d.bdf.sid() == b.sid())
                 .map(|d| d.class.as_u32())
         }
     };
@@ -478,7 +478,7 @@ pub fn set_topology(topo: pci::Topology, devices: &[pci::PciDevice]) {
             .rmrrs()
             .filter(|r| r.segment == e.segment && r.limit > r.base)
         {
-            let devs: Vec<iommu_vtd::Bdf> = r
+            let devs: Vec<pci::Bdf> = r
                 .scopes
                 .iter()
                 .filter_map(|s| resolve(topo, r.segment, s))
@@ -526,9 +526,9 @@ pub fn set_topology(topo: pci::Topology, devices: &[pci::PciDevice]) {
 
 /// A DMAR device scope's PCI function, its path followed through the
 /// enumerated bridges (multi-hop paths included).
-fn resolve(topo: &pci::Topology, segment: u16, s: &DeviceScope) -> Option<iommu_vtd::Bdf> {
+fn resolve(topo: &pci::Topology, segment: u16, s: &DeviceScope) -> Option<pci::Bdf> {
     s.resolve(|b, d, f| topo.secondary_bus(segment, b, d, f))
-        .map(|(b, d, f)| iommu_vtd::Bdf::new(b, d, f))
+        .and_then(|(b, d, f)| pci::Bdf::new(segment, b, d, f))
 }
 
 /// Every DRHD's reach, scopes resolved (crates/iommu-vtd's `coverage` input).
@@ -561,13 +561,10 @@ fn reach_of(d: &DrhdEntry) -> iommu_vtd::UnitScope {
 
 /// The requester IDs `bdf`'s DMA can carry (its own first, then those
 /// bridges above it substitute), from the topology.
-pub fn dma_aliases(bdf: pci::Bdf) -> Vec<iommu_vtd::Bdf> {
+pub fn dma_aliases(bdf: pci::Bdf) -> Vec<pci::Bdf> {
     TOPOLOGY
         .get()
         .map_or_else(|| alloc::vec![bdf], |t| t.dma_aliases(bdf))
-        .into_iter()
-        .map(vbdf)
-        .collect()
 }
 
 /// Which DRHD covers `bdf`: a scope naming it or any bridge above it (the
@@ -582,7 +579,6 @@ pub fn coverage(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Coverage {
         Some(t) => path.extend(t.ancestors(bdf)),
         None => path.extend(parent),
     }
-    let path: Vec<iommu_vtd::Bdf> = path.into_iter().map(vbdf).collect();
     iommu_vtd::coverage(&reach(io), bdf.segment, &path)
 }
 
@@ -594,10 +590,6 @@ pub fn unit_for(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<usize> {
         Coverage::Unit(i) => io.drhds.get(i).and_then(|d| d.unit),
         _ => None,
     }
-}
-
-fn vbdf(b: pci::Bdf) -> iommu_vtd::Bdf {
-    iommu_vtd::Bdf::new(b.bus, b.device, b.function)
 }
 
 /// A translated domain of one unit, as the DMA API sees it.
@@ -1014,7 +1006,7 @@ fn usable_ram() -> Vec<(PhysAddr, u64)> {
 fn attach_passthrough(
     u: &mut Unit,
     entry: &UnitEntry,
-    aliases: &[iommu_vtd::Bdf],
+    aliases: &[pci::Bdf],
 ) -> Result<Option<(DomainId, Unclaimed)>, iommu_vtd::Error> {
     // In a group already placed: the same domain (one ID).
     if let Some(did) = u.group_domain(aliases) {
@@ -1042,7 +1034,7 @@ fn attach_passthrough(
 fn attach_unclaimed(
     u: &mut Unit,
     entry: &UnitEntry,
-    aliases: &[iommu_vtd::Bdf],
+    aliases: &[pci::Bdf],
     isa_bridge: bool,
 ) -> Result<Option<(DomainId, Unclaimed)>, iommu_vtd::Error> {
     if let Some(did) = u.group_domain(aliases) {
@@ -1148,7 +1140,7 @@ pub fn domain_of(bdf: pci::Bdf) -> Option<(usize, DomainId)> {
 pub fn translate(bdf: pci::Bdf, iova: u64) -> Result<iommu_vtd::Translation, String> {
     let io = get().ok_or("no IOMMU")?;
     let ui = unit_for(bdf, None).ok_or_else(|| alloc::format!("no remapping unit covers {bdf}"))?;
-    let rid = dma_aliases(bdf).last().copied().unwrap_or(vbdf(bdf));
+    let rid = dma_aliases(bdf).last().copied().unwrap_or(bdf);
     with_unit(&io.units[ui].unit, |u| u.translate(rid, iova)).map_err(|r| alloc::format!("{r}"))
 }
 
