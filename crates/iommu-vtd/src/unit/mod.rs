@@ -1,17 +1,17 @@
 //! [`RemappingUnit`]: one DRHD (remapping hardware unit) driven end to end, laid
 //! out as the hardware is:
 //!
-//! * [`init`] — bring-up and the global command register (GCMD/GSTS), the
+//! * `init` — bring-up and the global command register (GCMD/GSTS), the
 //!   firmware hand-off ([`quiesce`]), translation on/off, write-buffer flush.
-//! * [`context`] — the root and context tables: attach and detach a device, the
+//! * `context` — the root and context tables: attach and detach a device, the
 //!   software walk from the root ([`RemappingUnit::translate`]).
-//! * [`invalidate`] — the invalidation interfaces: register-based (CCMD/IOTLB) and
+//! * `invalidate` — the invalidation interfaces: register-based (CCMD/IOTLB) and
 //!   queued invalidation (the invalidation queue and its wait descriptors).
-//! * [`faults`] — the fault recording registers.
-//! * [`domain`] — domain IDs, create/destroy, identity domains, RMRRs, each
+//! * `faults` — the fault recording registers.
+//! * `domain` — domain IDs, create/destroy, identity domains, RMRRs, each
 //!   domain's IOVA space.
-//! * [`pagetable`] — second-level page tables: map, unmap, walk.
-//! * [`irq_remapping`] — the interrupt remapping table and its IRTEs.
+//! * `pagetable` — second-level page tables: map, unmap, walk.
+//! * `irq_remapping` — the interrupt remapping table and its IRTEs.
 //!
 //! The strict/lazy flush-queue policy is not here: [`crate::flush_queue`] calls
 //! this unit (as Linux's dma-iommu calls the Intel driver).
