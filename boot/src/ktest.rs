@@ -1368,6 +1368,28 @@ pub const SHELL_CASES: &[ShellCase] = &[
         line_counts: &[("error:", 0), ("warning:", 0)],
         verify: Some(verify_storage),
     },
+    // Issue 14 item 5 in QEMU: a command the device never completes ends in a timeout
+    // error, not a hang, and the next requests work. QEMU 7.2's NVMe holds an
+    // Asynchronous Event Request until it has an event (`nvme_aer`: NVME_NO_COMPLETE)
+    // and has none, so `blk aer` waits the driver's 5 s timeout, the controller is
+    // reset, and the reads after it must still match the images byte for byte.
+    ShellCase {
+        name: "storage_a_command_never_completed_times_out_and_the_next_works",
+        profile: "storage",
+        cmdline: "",
+        input: b"blk aer nvme0n1\nblk read sdb 0 2\nblk read sdb 65472 64\nblk read nvme0n1 0 2\nblk read nvme0n1 30000 64\nblk aer sdb\nlsblk\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "error: blk: nvme0n1: nvme: command 0x0c on queue 0 did not complete in 5000 ms (controller reset)",
+            "nvme0n1: controller reset, queues re-created",
+            "nvme0n1: 2 sector(s) of 512 bytes from LBA 0, read by 0000:",
+            "nvme0n1: 64 sector(s) of 512 bytes from LBA 30000, read by 0000:",
+            "'sdb' is not an NVMe namespace",
+            " nvme: completions by MSI-X, vectors 0x",
+        ],
+        line_counts: &[("error:", 2)],
+        verify: Some(verify_storage),
+    },
 ];
 
 /// The numbers after `what` on the first line containing `key`: ("3 commands by

@@ -11,7 +11,9 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::any::Any;
 
-use crate::{ChanEvent, Direction, DmaAddr, DmaCaps, DmaError, DmaProvider, SlaveConfig};
+use crate::{
+    ChanEvent, DmaAddr, DmaCaps, DmaProvider, EngineError, SlaveConfig, TransferDirection,
+};
 
 /// A type-erased hardware descriptor.
 pub type AnyDesc = Box<dyn Any + Send>;
@@ -56,7 +58,7 @@ where
     fn channel_count(&self) -> usize {
         self.0.channel_count()
     }
-    fn check_config(&self, cfg: &SlaveConfig) -> Result<(), DmaError> {
+    fn check_config(&self, cfg: &SlaveConfig) -> Result<(), EngineError> {
         self.0.check_config(cfg)
     }
     fn prep_memcpy(
@@ -65,16 +67,16 @@ where
         dst: DmaAddr,
         src: DmaAddr,
         len: usize,
-    ) -> Result<AnyDesc, DmaError> {
+    ) -> Result<AnyDesc, EngineError> {
         Ok(Box::new(self.0.prep_memcpy(chan, dst, src, len)?))
     }
     fn prep_slave_sg(
         &mut self,
         chan: usize,
         sg: &[(DmaAddr, usize)],
-        dir: Direction,
+        dir: TransferDirection,
         cfg: &SlaveConfig,
-    ) -> Result<AnyDesc, DmaError> {
+    ) -> Result<AnyDesc, EngineError> {
         Ok(Box::new(self.0.prep_slave_sg(chan, sg, dir, cfg)?))
     }
     fn prep_cyclic(
@@ -83,9 +85,9 @@ where
         buf: DmaAddr,
         buf_len: usize,
         period_len: usize,
-        dir: Direction,
+        dir: TransferDirection,
         cfg: &SlaveConfig,
-    ) -> Result<AnyDesc, DmaError> {
+    ) -> Result<AnyDesc, EngineError> {
         Ok(Box::new(
             self.0
                 .prep_cyclic(chan, buf, buf_len, period_len, dir, cfg)?,
@@ -110,10 +112,10 @@ where
     fn residue(&self, chan: usize, desc: &AnyDesc) -> usize {
         down::<P::Desc>(self.0.name(), desc).map_or(0, |d| self.0.residue(chan, d))
     }
-    fn pause(&mut self, chan: usize) -> Result<(), DmaError> {
+    fn pause(&mut self, chan: usize) -> Result<(), EngineError> {
         self.0.pause(chan)
     }
-    fn resume(&mut self, chan: usize) -> Result<(), DmaError> {
+    fn resume(&mut self, chan: usize) -> Result<(), EngineError> {
         self.0.resume(chan)
     }
     fn free_desc(&mut self, desc: AnyDesc) {
@@ -138,7 +140,7 @@ impl<T: DmaProvider + ?Sized> DmaProvider for Box<T> {
     fn channel_count(&self) -> usize {
         (**self).channel_count()
     }
-    fn check_config(&self, cfg: &SlaveConfig) -> Result<(), DmaError> {
+    fn check_config(&self, cfg: &SlaveConfig) -> Result<(), EngineError> {
         (**self).check_config(cfg)
     }
     fn prep_memcpy(
@@ -147,16 +149,16 @@ impl<T: DmaProvider + ?Sized> DmaProvider for Box<T> {
         dst: DmaAddr,
         src: DmaAddr,
         len: usize,
-    ) -> Result<T::Desc, DmaError> {
+    ) -> Result<T::Desc, EngineError> {
         (**self).prep_memcpy(chan, dst, src, len)
     }
     fn prep_slave_sg(
         &mut self,
         chan: usize,
         sg: &[(DmaAddr, usize)],
-        dir: Direction,
+        dir: TransferDirection,
         cfg: &SlaveConfig,
-    ) -> Result<T::Desc, DmaError> {
+    ) -> Result<T::Desc, EngineError> {
         (**self).prep_slave_sg(chan, sg, dir, cfg)
     }
     fn prep_cyclic(
@@ -165,9 +167,9 @@ impl<T: DmaProvider + ?Sized> DmaProvider for Box<T> {
         buf: DmaAddr,
         buf_len: usize,
         period_len: usize,
-        dir: Direction,
+        dir: TransferDirection,
         cfg: &SlaveConfig,
-    ) -> Result<T::Desc, DmaError> {
+    ) -> Result<T::Desc, EngineError> {
         (**self).prep_cyclic(chan, buf, buf_len, period_len, dir, cfg)
     }
     fn desc_len(&self, desc: &T::Desc) -> usize {
@@ -182,10 +184,10 @@ impl<T: DmaProvider + ?Sized> DmaProvider for Box<T> {
     fn residue(&self, chan: usize, desc: &T::Desc) -> usize {
         (**self).residue(chan, desc)
     }
-    fn pause(&mut self, chan: usize) -> Result<(), DmaError> {
+    fn pause(&mut self, chan: usize) -> Result<(), EngineError> {
         (**self).pause(chan)
     }
-    fn resume(&mut self, chan: usize) -> Result<(), DmaError> {
+    fn resume(&mut self, chan: usize) -> Result<(), EngineError> {
         (**self).resume(chan)
     }
     fn free_desc(&mut self, desc: T::Desc) {

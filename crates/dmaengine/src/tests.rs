@@ -30,9 +30,9 @@ impl DmaProvider for Fake {
     fn channel_count(&self) -> usize {
         2
     }
-    fn check_config(&self, cfg: &SlaveConfig) -> Result<(), DmaError> {
+    fn check_config(&self, cfg: &SlaveConfig) -> Result<(), EngineError> {
         if cfg.src_addr_width > 4 {
-            return Err(DmaError::BadBusWidth(cfg.src_addr_width));
+            return Err(EngineError::BadBusWidth(cfg.src_addr_width));
         }
         Ok(())
     }
@@ -42,16 +42,16 @@ impl DmaProvider for Fake {
         _: DmaAddr,
         _: DmaAddr,
         len: usize,
-    ) -> Result<usize, DmaError> {
+    ) -> Result<usize, EngineError> {
         Ok(len)
     }
     fn prep_slave_sg(
         &mut self,
         _: usize,
         sg: &[(DmaAddr, usize)],
-        _: Direction,
+        _: TransferDirection,
         _: &SlaveConfig,
-    ) -> Result<usize, DmaError> {
+    ) -> Result<usize, EngineError> {
         Ok(sg.iter().map(|s| s.1).sum())
     }
     fn desc_len(&self, d: &usize) -> usize {
@@ -69,11 +69,11 @@ impl DmaProvider for Fake {
     fn residue(&self, ch: usize, d: &usize) -> usize {
         d - self.done[ch]
     }
-    fn pause(&mut self, ch: usize) -> Result<(), DmaError> {
+    fn pause(&mut self, ch: usize) -> Result<(), EngineError> {
         self.paused[ch] = true;
         Ok(())
     }
-    fn resume(&mut self, ch: usize) -> Result<(), DmaError> {
+    fn resume(&mut self, ch: usize) -> Result<(), EngineError> {
         self.paused[ch] = false;
         Ok(())
     }
@@ -83,9 +83,9 @@ impl DmaProvider for Fake {
         _: DmaAddr,
         buf_len: usize,
         _: usize,
-        _: Direction,
+        _: TransferDirection,
         _: &SlaveConfig,
-    ) -> Result<usize, DmaError> {
+    ) -> Result<usize, EngineError> {
         Ok(buf_len)
     }
     fn free_desc(&mut self, _: usize) {
@@ -132,7 +132,7 @@ fn names_caps_and_filtered_request() {
     assert_eq!(e.request_channel(DmaCaps::MEMCPY, |_| true).unwrap().dev, 0);
     assert_eq!(
         e.request_channel(DmaCaps::MEMCPY, |_| true),
-        Err(DmaError::NoChannel)
+        Err(EngineError::NoChannel)
     );
     e.release(c).unwrap();
     assert_eq!(
@@ -265,12 +265,12 @@ fn misuse_is_a_typed_error() {
     let (mut e, c) = engine();
     // Slave prep without configuration.
     assert_eq!(
-        e.prep_slave_sg(c, &[(DmaAddr::new(0), 4)], Direction::MemToDev)
+        e.prep_slave_sg(c, &[(DmaAddr::new(0), 4)], TransferDirection::MemToDev)
             .err(),
-        Some(DmaError::NotConfigured(c))
+        Some(EngineError::NotConfigured(c))
     );
     let mut cfg = SlaveConfig {
-        direction: Direction::MemToDev,
+        direction: TransferDirection::MemToDev,
         src_addr: DmaAddr::ZERO,
         dst_addr: DmaAddr::new(0xfe00_0000),
         src_addr_width: 3,
@@ -278,35 +278,35 @@ fn misuse_is_a_typed_error() {
         src_maxburst: 1,
         dst_maxburst: 1,
     };
-    assert_eq!(e.slave_config(c, cfg), Err(DmaError::BadBusWidth(3)));
+    assert_eq!(e.slave_config(c, cfg), Err(EngineError::BadBusWidth(3)));
     cfg.src_addr_width = 8; // valid in general, but the provider refuses it
-    assert_eq!(e.slave_config(c, cfg), Err(DmaError::BadBusWidth(8)));
+    assert_eq!(e.slave_config(c, cfg), Err(EngineError::BadBusWidth(8)));
     cfg.src_addr_width = 4;
-    cfg.direction = Direction::MemToMem;
+    cfg.direction = TransferDirection::MemToMem;
     assert_eq!(
         e.slave_config(c, cfg),
-        Err(DmaError::BadDirection(Direction::MemToMem))
+        Err(EngineError::BadDirection(TransferDirection::MemToMem))
     );
-    cfg.direction = Direction::MemToDev;
+    cfg.direction = TransferDirection::MemToDev;
     e.slave_config(c, cfg).unwrap();
     assert!(e
-        .prep_slave_sg(c, &[(DmaAddr::new(0), 4)], Direction::MemToDev)
+        .prep_slave_sg(c, &[(DmaAddr::new(0), 4)], TransferDirection::MemToDev)
         .is_ok());
     assert_eq!(
         e.prep_memcpy(c, DmaAddr::ZERO, DmaAddr::ZERO, 0).err(),
-        Some(DmaError::BadLength(0))
+        Some(EngineError::BadLength(0))
     );
     // Prepared before release, submitted after: refused, resources freed.
     let d = memcpy(&mut e, c, 4);
     e.release(c).unwrap();
     let freed = e.provider(0).unwrap().freed;
-    assert_eq!(e.submit(d), Err(DmaError::ChannelNotHeld(c)));
+    assert_eq!(e.submit(d), Err(EngineError::ChannelNotHeld(c)));
     assert_eq!(e.provider(0).unwrap().freed, freed + 1);
     assert_eq!(
         e.prep_memcpy(c, DmaAddr::ZERO, DmaAddr::ZERO, 4).err(),
-        Some(DmaError::ChannelNotHeld(c))
+        Some(EngineError::ChannelNotHeld(c))
     );
-    assert_eq!(e.issue_pending(c), Err(DmaError::ChannelNotHeld(c)));
+    assert_eq!(e.issue_pending(c), Err(EngineError::ChannelNotHeld(c)));
     // Capability missing.
     let mut e2 = DmaEngine::new();
     e2.register(Fake {
@@ -316,10 +316,10 @@ fn misuse_is_a_typed_error() {
     let c2 = e2.request_channel(DmaCaps::SLAVE, |_| true).unwrap();
     assert_eq!(
         e2.prep_memcpy(c2, DmaAddr::ZERO, DmaAddr::ZERO, 4).err(),
-        Some(DmaError::NotCapable(DmaCaps::MEMCPY))
+        Some(EngineError::NotCapable(DmaCaps::MEMCPY))
     );
     assert_eq!(
-        DmaError::ChannelNotHeld(c).to_string(),
+        EngineError::ChannelNotHeld(c).to_string(),
         "channel dma0chan0 is not held by a client"
     );
     // Submitting twice does not compile: `submit` takes the descriptor by value.
@@ -327,7 +327,7 @@ fn misuse_is_a_typed_error() {
 
 fn slave_cfg() -> SlaveConfig {
     SlaveConfig {
-        direction: Direction::MemToDev,
+        direction: TransferDirection::MemToDev,
         src_addr: DmaAddr::new(0),
         dst_addr: DmaAddr::new(0xfe00_0000),
         src_addr_width: 4,
@@ -347,17 +347,35 @@ fn cyclic_runs_a_callback_per_period_until_terminated() {
     let c = e.request_channel(DmaCaps::CYCLIC, |_| true).unwrap();
     // Without a slave configuration the prep is refused.
     assert!(matches!(
-        e.prep_dma_cyclic(c, DmaAddr::new(0x10000), 4096, 1024, Direction::MemToDev),
-        Err(DmaError::NotConfigured(_))
+        e.prep_dma_cyclic(
+            c,
+            DmaAddr::new(0x10000),
+            4096,
+            1024,
+            TransferDirection::MemToDev
+        ),
+        Err(EngineError::NotConfigured(_))
     ));
     e.slave_config(c, slave_cfg()).unwrap();
     // A ring that is not a whole number of periods is refused.
     assert!(matches!(
-        e.prep_dma_cyclic(c, DmaAddr::new(0x10000), 4000, 1024, Direction::MemToDev),
-        Err(DmaError::BadLength(_))
+        e.prep_dma_cyclic(
+            c,
+            DmaAddr::new(0x10000),
+            4000,
+            1024,
+            TransferDirection::MemToDev
+        ),
+        Err(EngineError::BadLength(_))
     ));
     let mut d = e
-        .prep_dma_cyclic(c, DmaAddr::new(0x10000), 4096, 1024, Direction::MemToDev)
+        .prep_dma_cyclic(
+            c,
+            DmaAddr::new(0x10000),
+            4096,
+            1024,
+            TransferDirection::MemToDev,
+        )
         .unwrap();
     assert!(d.is_cyclic());
     let periods = Arc::new(Mutex::new(0usize));
@@ -395,8 +413,8 @@ fn cyclic_runs_a_callback_per_period_until_terminated() {
     let (mut e2, c2) = engine();
     e2.slave_config(c2, slave_cfg()).unwrap();
     assert!(matches!(
-        e2.prep_dma_cyclic(c2, DmaAddr::new(0), 4096, 1024, Direction::MemToDev),
-        Err(DmaError::NotCapable(DmaCaps::CYCLIC))
+        e2.prep_dma_cyclic(c2, DmaAddr::new(0), 4096, 1024, TransferDirection::MemToDev),
+        Err(EngineError::NotCapable(DmaCaps::CYCLIC))
     ));
 }
 
@@ -418,8 +436,8 @@ impl DmaProvider for Other {
     fn channel_count(&self) -> usize {
         1
     }
-    fn check_config(&self, _: &SlaveConfig) -> Result<(), DmaError> {
-        Err(DmaError::Unsupported)
+    fn check_config(&self, _: &SlaveConfig) -> Result<(), EngineError> {
+        Err(EngineError::Unsupported)
     }
     fn prep_memcpy(
         &mut self,
@@ -427,17 +445,17 @@ impl DmaProvider for Other {
         _: DmaAddr,
         _: DmaAddr,
         len: usize,
-    ) -> Result<u32, DmaError> {
+    ) -> Result<u32, EngineError> {
         Ok(len as u32 | 0x8000_0000)
     }
     fn prep_slave_sg(
         &mut self,
         _: usize,
         _: &[(DmaAddr, usize)],
-        _: Direction,
+        _: TransferDirection,
         _: &SlaveConfig,
-    ) -> Result<u32, DmaError> {
-        Err(DmaError::Unsupported)
+    ) -> Result<u32, EngineError> {
+        Err(EngineError::Unsupported)
     }
     fn desc_len(&self, d: &u32) -> usize {
         (*d & 0xffff) as usize
@@ -449,11 +467,11 @@ impl DmaProvider for Other {
     fn residue(&self, _: usize, _: &u32) -> usize {
         0
     }
-    fn pause(&mut self, _: usize) -> Result<(), DmaError> {
-        Err(DmaError::Unsupported)
+    fn pause(&mut self, _: usize) -> Result<(), EngineError> {
+        Err(EngineError::Unsupported)
     }
-    fn resume(&mut self, _: usize) -> Result<(), DmaError> {
-        Err(DmaError::Unsupported)
+    fn resume(&mut self, _: usize) -> Result<(), EngineError> {
+        Err(EngineError::Unsupported)
     }
     fn free_desc(&mut self, _: u32) {}
     fn handle_irq(&mut self, ev: &mut Vec<ChanEvent>) -> bool {
@@ -505,5 +523,8 @@ fn one_engine_holds_different_drivers() {
     );
     assert_eq!(e.tx_status(c, ck).unwrap().status, DmaStatus::Complete);
     // Slave config is the driver's decision: "other" refuses every config.
-    assert_eq!(e.slave_config(c, slave_cfg()), Err(DmaError::Unsupported));
+    assert_eq!(
+        e.slave_config(c, slave_cfg()),
+        Err(EngineError::Unsupported)
+    );
 }

@@ -43,160 +43,10 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
-use dmaengine::{ChanEvent, Direction, DmaCaps, DmaError, DmaProvider, SlaveConfig};
+use dmaengine::{ChanEvent, DmaCaps, DmaProvider, EngineError, SlaveConfig, TransferDirection};
 use hal::{DmaAddr, PhysAddr, PhysMemory, RegisterAccess};
 
-/// Register map (offsets in the iDMA64 window) and field encodings.
-pub mod regs {
-    /// Number of channels the driver uses.
-    pub const NR_CHAN: usize = 2;
-    /// Per-channel register block stride.
-    pub const CH_LENGTH: usize = 0x58;
-    /// Source address (64-bit).
-    pub const SAR: usize = 0x00;
-    /// Destination address (64-bit).
-    pub const DAR: usize = 0x08;
-    /// Linked-list pointer (64-bit).
-    pub const LLP: usize = 0x10;
-    /// Control, low word.
-    pub const CTL_LO: usize = 0x18;
-    /// Control, high word (BLOCK_TS, DONE).
-    pub const CTL_HI: usize = 0x1c;
-    /// Configuration, low word.
-    pub const CFG_LO: usize = 0x40;
-    /// Configuration, high word.
-    pub const CFG_HI: usize = 0x44;
-
-    /// Interrupt type offsets within the RAW/STATUS/MASK/CLEAR groups.
-    pub const INT_XFER: usize = 0x00;
-    /// Block-complete interrupt type offset.
-    pub const INT_BLOCK: usize = 0x08;
-    /// Source-transaction interrupt type offset.
-    pub const INT_SRC_TRAN: usize = 0x10;
-    /// Destination-transaction interrupt type offset.
-    pub const INT_DST_TRAN: usize = 0x18;
-    /// Error interrupt type offset.
-    pub const INT_ERROR: usize = 0x20;
-    /// All five interrupt types.
-    pub const INT_TYPES: [usize; 5] = [INT_XFER, INT_BLOCK, INT_SRC_TRAN, INT_DST_TRAN, INT_ERROR];
-    /// Raw interrupt status group.
-    pub const RAW: usize = 0x2c0;
-    /// Masked interrupt status group.
-    pub const STATUS: usize = 0x2e8;
-    /// Interrupt mask group (write-enable convention).
-    pub const MASK: usize = 0x310;
-    /// Interrupt clear group (W1C).
-    pub const CLEAR: usize = 0x338;
-    /// Combined interrupt status.
-    pub const STATUS_INT: usize = 0x360;
-    /// Global configuration (bit 0 DMA_EN).
-    pub const DMA_CFG: usize = 0x398;
-    /// Channel enable (write-enable convention).
-    pub const CH_EN: usize = 0x3a0;
-    /// DMA_CFG.DMA_EN.
-    pub const DMA_EN: u32 = 1;
-
-    /// Value to set channel bits `m` in a write-enable register.
-    pub const fn we_set(m: u32) -> u32 {
-        (m << 8) | m
-    }
-    /// Value to clear channel bits `m` in a write-enable register.
-    pub const fn we_clear(m: u32) -> u32 {
-        m << 8
-    }
-
-    bitflags::bitflags! {
-        /// Single-bit fields of CTL_LO (and of an LLI's `ctllo`).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub struct CtlLo: u32 {
-            /// Interrupt when this block completes.
-            const INT_EN = 1 << 0;
-            /// Destination address fixed.
-            const DST_FIX = 1 << 8;
-            /// Source address fixed.
-            const SRC_FIX = 1 << 10;
-            /// Fetch the next LLI for the destination.
-            const LLP_DST_EN = 1 << 27;
-            /// Fetch the next LLI for the source.
-            const LLP_SRC_EN = 1 << 28;
-            const _ = !0;
-        }
-    }
-    /// CTL_LO.DST_TR_WIDTH (log2 bytes).
-    pub const fn ctl_dst_width(log2: u32) -> u32 {
-        (log2 & 7) << 1
-    }
-    /// CTL_LO.SRC_TR_WIDTH (log2 bytes).
-    pub const fn ctl_src_width(log2: u32) -> u32 {
-        (log2 & 7) << 4
-    }
-    /// CTL_LO.DEST_MSIZE (log2 items).
-    pub const fn ctl_dst_msize(code: u32) -> u32 {
-        (code & 7) << 11
-    }
-    /// CTL_LO.SRC_MSIZE (log2 items).
-    pub const fn ctl_src_msize(code: u32) -> u32 {
-        (code & 7) << 14
-    }
-    /// CTL_LO.TT_FC: memory to memory.
-    pub const FC_M2M: u32 = 0 << 20;
-    /// CTL_LO.TT_FC: memory to peripheral.
-    pub const FC_M2P: u32 = 1 << 20;
-    /// CTL_LO.TT_FC: peripheral to memory.
-    pub const FC_P2M: u32 = 2 << 20;
-    /// CTL_HI.BLOCK_TS mask (bytes, 17 bits).
-    pub const BLOCK_TS_MASK: u32 = 0x1_ffff;
-    /// Largest block the hardware takes (CTL_HI.BLOCK_TS, bytes).
-    pub const HW_MAX_BLOCK: usize = 0x1_ffff;
-    /// Largest block the driver builds: [`HW_MAX_BLOCK`] rounded down to the widest
-    /// transfer (4 bytes), so a split keeps later chunks aligned.
-    pub const MAX_BLOCK: usize = HW_MAX_BLOCK & !3;
-    /// CTL_HI.DONE.
-    pub const CTLHI_DONE: u32 = 1 << 17;
-
-    bitflags::bitflags! {
-        /// CFG_LO bits.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub struct CfgLo: u32 {
-            /// Destination burst align.
-            const DST_BURST_ALIGN = 1 << 0;
-            /// Source burst align.
-            const SRC_BURST_ALIGN = 1 << 1;
-            /// Suspend the channel.
-            const CH_SUSP = 1 << 8;
-            /// Channel FIFO empty (read-only).
-            const FIFO_EMPTY = 1 << 9;
-            /// Drain the FIFO while suspending.
-            const CH_DRAIN = 1 << 10;
-            /// Optimize destination burst length.
-            const DST_OPT_BL = 1 << 20;
-            /// Optimize source burst length.
-            const SRC_OPT_BL = 1 << 21;
-            const _ = !0;
-        }
-    }
-    /// CFG_HI.SRC_PER.
-    pub const fn cfg_src_per(p: u32) -> u32 {
-        p & 0xf
-    }
-    /// CFG_HI.DST_PER.
-    pub const fn cfg_dst_per(p: u32) -> u32 {
-        (p & 0xf) << 4
-    }
-
-    /// Size of a hardware LLI.
-    pub const LLI_SIZE: usize = 40;
-    /// LLI field offsets.
-    pub const LLI_SAR: usize = 0x00;
-    /// LLI DAR offset.
-    pub const LLI_DAR: usize = 0x08;
-    /// LLI LLP offset.
-    pub const LLI_LLP: usize = 0x10;
-    /// LLI CTL_LO offset.
-    pub const LLI_CTL_LO: usize = 0x18;
-    /// LLI CTL_HI offset.
-    pub const LLI_CTL_HI: usize = 0x1c;
-}
+pub mod regs;
 
 use regs::{CfgLo, CtlLo};
 
@@ -274,25 +124,25 @@ fn mem_width(addr: u64, len: usize) -> u32 {
     (addr | len as u64 | 4).trailing_zeros()
 }
 
-fn dev_width(bytes: u8) -> Result<u32, DmaError> {
+fn dev_width(bytes: u8) -> Result<u32, EngineError> {
     match bytes {
         1 | 2 | 4 => Ok(bytes.trailing_zeros()),
-        w => Err(DmaError::BadBusWidth(w)),
+        w => Err(EngineError::BadBusWidth(w)),
     }
 }
 
-fn burst_code(b: u32) -> Result<u32, DmaError> {
+fn burst_code(b: u32) -> Result<u32, EngineError> {
     match b {
         0 => Ok(0),
         b if b.is_power_of_two() && b <= 128 => Ok(b.trailing_zeros()),
-        b => Err(DmaError::BadBurst(b)),
+        b => Err(EngineError::BadBurst(b)),
     }
 }
 
 impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
     /// Probes the controller: turns it off (DMA_CFG = 0, every interrupt masked) and
     /// waits for DMA_EN to read 0.
-    pub fn new(regs: R, mem: M, alloc: A) -> Result<Self, DmaError> {
+    pub fn new(regs: R, mem: M, alloc: A) -> Result<Self, EngineError> {
         let d = Idma64 {
             regs,
             mem,
@@ -306,7 +156,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
     }
 
     /// Controller off: DMA_CFG = 0, all interrupt types masked for all channels.
-    pub fn off(&self) -> Result<(), DmaError> {
+    pub fn off(&self) -> Result<(), EngineError> {
         let all = (1u32 << regs::NR_CHAN) - 1;
         self.regs.write32(regs::DMA_CFG, 0);
         for t in regs::INT_TYPES {
@@ -317,7 +167,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
         if self.poll(|| self.regs.read32(regs::DMA_CFG) & regs::DMA_EN == 0) {
             Ok(())
         } else {
-            Err(DmaError::Timeout)
+            Err(EngineError::Timeout)
         }
     }
 
@@ -348,17 +198,17 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> Idma64<R, M, A> {
         &self.alloc
     }
 
-    fn build(&mut self, segs: &[Seg]) -> Result<Idma64Desc, DmaError> {
+    fn build(&mut self, segs: &[Seg]) -> Result<Idma64Desc, EngineError> {
         self.build_chain(segs, false)
     }
 
     /// Writes the LLIs. A chain ends with llp = 0 and INT_EN on its last block only;
     /// a ring has INT_EN on every block (one per period) and its last llp points back
     /// at the first LLI.
-    fn build_chain(&mut self, segs: &[Seg], ring: bool) -> Result<Idma64Desc, DmaError> {
+    fn build_chain(&mut self, segs: &[Seg], ring: bool) -> Result<Idma64Desc, EngineError> {
         let n = segs.len();
         let bytes = n * regs::LLI_SIZE;
-        let (pa, dma) = self.alloc.alloc(bytes).ok_or(DmaError::NoMemory)?;
+        let (pa, dma) = self.alloc.alloc(bytes).ok_or(EngineError::NoMemory)?;
         let addr = |i: usize| dma.as_u64() + (i * regs::LLI_SIZE) as u64;
         // LLI `i` lives at CPU address `pa + i * LLI_SIZE` (write it with
         // `self.mem.write`) and at bus address `addr(i)` (what `llp` fields hold).
@@ -463,11 +313,11 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
         regs::NR_CHAN
     }
 
-    fn check_config(&self, cfg: &SlaveConfig) -> Result<(), DmaError> {
+    fn check_config(&self, cfg: &SlaveConfig) -> Result<(), EngineError> {
         match cfg.direction {
-            Direction::MemToDev => dev_width(cfg.dst_addr_width)?,
-            Direction::DevToMem => dev_width(cfg.src_addr_width)?,
-            d => return Err(DmaError::BadDirection(d)),
+            TransferDirection::MemToDev => dev_width(cfg.dst_addr_width)?,
+            TransferDirection::DevToMem => dev_width(cfg.src_addr_width)?,
+            d => return Err(EngineError::BadDirection(d)),
         };
         burst_code(cfg.src_maxburst)?;
         burst_code(cfg.dst_maxburst)?;
@@ -480,9 +330,9 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
         dst: DmaAddr,
         src: DmaAddr,
         len: usize,
-    ) -> Result<Idma64Desc, DmaError> {
+    ) -> Result<Idma64Desc, EngineError> {
         if len == 0 {
-            return Err(DmaError::BadLength(0));
+            return Err(EngineError::BadLength(0));
         }
         let mut segs = Vec::new();
         let mut off = 0usize;
@@ -507,9 +357,9 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
         &mut self,
         _chan: usize,
         sg: &[(DmaAddr, usize)],
-        dir: Direction,
+        dir: TransferDirection,
         cfg: &SlaveConfig,
-    ) -> Result<Idma64Desc, DmaError> {
+    ) -> Result<Idma64Desc, EngineError> {
         let segs = slave_segs(sg, dir, cfg)?;
         self.build(&segs)
     }
@@ -520,12 +370,12 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
         buf: DmaAddr,
         buf_len: usize,
         period_len: usize,
-        dir: Direction,
+        dir: TransferDirection,
         cfg: &SlaveConfig,
-    ) -> Result<Idma64Desc, DmaError> {
+    ) -> Result<Idma64Desc, EngineError> {
         // One block per period, so each period ends with a block interrupt.
         if period_len == 0 || period_len > regs::MAX_BLOCK || !buf_len.is_multiple_of(period_len) {
-            return Err(DmaError::BadLength(period_len));
+            return Err(EngineError::BadLength(period_len));
         }
         let periods: Vec<(DmaAddr, usize)> = (0..buf_len / period_len)
             .map(|i| {
@@ -622,7 +472,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
         bytes.saturating_sub((ctlhi & regs::BLOCK_TS_MASK) as usize)
     }
 
-    fn pause(&mut self, ch: usize) -> Result<(), DmaError> {
+    fn pause(&mut self, ch: usize) -> Result<(), EngineError> {
         self.set_cfg_lo(ch, CfgLo::CH_SUSP, CfgLo::CH_DRAIN);
         // Suspended without drain, a channel may keep data in its FIFO (a peripheral-
         // to-memory channel mid-burst): FIFO_EMPTY then never sets, yet the channel is
@@ -633,7 +483,7 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
         Ok(())
     }
 
-    fn resume(&mut self, ch: usize) -> Result<(), DmaError> {
+    fn resume(&mut self, ch: usize) -> Result<(), EngineError> {
         self.set_cfg_lo(ch, CfgLo::empty(), CfgLo::CH_SUSP);
         Ok(())
     }
@@ -677,15 +527,15 @@ impl<R: RegisterAccess, M: PhysMemory, A: LliAllocator> DmaProvider for Idma64<R
 /// Slave segments over `(addr, len)` pieces, each split at the block maximum.
 fn slave_segs(
     sg: &[(DmaAddr, usize)],
-    dir: Direction,
+    dir: TransferDirection,
     cfg: &SlaveConfig,
-) -> Result<Vec<Seg>, DmaError> {
+) -> Result<Vec<Seg>, EngineError> {
     let burst = regs::ctl_src_msize(burst_code(cfg.src_maxburst)?)
         | regs::ctl_dst_msize(burst_code(cfg.dst_maxburst)?);
     let mut segs = Vec::new();
     for &(addr, len) in sg {
         if len == 0 {
-            return Err(DmaError::BadLength(0));
+            return Err(EngineError::BadLength(0));
         }
         let mut off = 0usize;
         while off < len {
@@ -696,7 +546,7 @@ fn slave_segs(
         }
     }
     if segs.is_empty() {
-        return Err(DmaError::BadLength(0));
+        return Err(EngineError::BadLength(0));
     }
     Ok(segs)
 }
@@ -706,17 +556,17 @@ fn slave_segs(
 fn slave_seg(
     m: u64,
     n: usize,
-    dir: Direction,
+    dir: TransferDirection,
     cfg: &SlaveConfig,
     burst: u32,
-) -> Result<Seg, DmaError> {
+) -> Result<Seg, EngineError> {
     // The FIFO side has a fixed address (DST_FIX or SRC_FIX) and the width of the
     // slave configuration (`dev_width`); the memory side increments, with the widest
     // width its address and length allow (`mem_width`). Flow control: FC_M2P to a
-    // device, FC_P2M from one. Any other direction is `DmaError::BadDirection`.
+    // device, FC_P2M from one. Any other direction is `EngineError::BadDirection`.
     // exercise(idma64-lli): begin
     Ok(match dir {
-        Direction::MemToDev => Seg {
+        TransferDirection::MemToDev => Seg {
             sar: m,
             dar: cfg.dst_addr.as_u64(),
             len: n,
@@ -725,7 +575,7 @@ fn slave_seg(
                 | regs::ctl_dst_width(dev_width(cfg.dst_addr_width)?)
                 | burst,
         },
-        Direction::DevToMem => Seg {
+        TransferDirection::DevToMem => Seg {
             sar: cfg.src_addr.as_u64(),
             dar: m,
             len: n,
@@ -734,7 +584,7 @@ fn slave_seg(
                 | regs::ctl_dst_width(mem_width(m, n))
                 | burst,
         },
-        d => return Err(DmaError::BadDirection(d)),
+        d => return Err(EngineError::BadDirection(d)),
     })
     // exercise(idma64-lli): stub
     // let _ = (m, n, dir, cfg, burst);

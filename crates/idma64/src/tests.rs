@@ -79,7 +79,7 @@ fn submit_memcpy(
     e.submit(d).unwrap()
 }
 
-fn slave_cfg(dir: Direction, width: u8, burst: u32) -> SlaveConfig {
+fn slave_cfg(dir: TransferDirection, width: u8, burst: u32) -> SlaveConfig {
     SlaveConfig {
         direction: dir,
         src_addr: DmaAddr::new(RX_FIFO),
@@ -156,7 +156,7 @@ fn slave_sg_both_directions_every_bus_width() {
     for (k, w) in [1u8, 2, 4].into_iter().enumerate() {
         let base = SRC + 0x2_0000 * k as u64;
         // TX: three scattered segments, memory → FIFO.
-        e.slave_config(tx, slave_cfg(Direction::MemToDev, w, 8))
+        e.slave_config(tx, slave_cfg(TransferDirection::MemToDev, w, 8))
             .unwrap();
         let sg = [(base, 512usize), (base + 0x1000, 64), (base + 0x3000, 1024)];
         let mut want = Vec::new();
@@ -164,11 +164,13 @@ fn slave_sg_both_directions_every_bus_width() {
             want.extend(pattern(&a, at, len, i as u8 * 7));
         }
         let sgd: Vec<(DmaAddr, usize)> = sg.iter().map(|&(p, l)| (DmaAddr::new(p), l)).collect();
-        let d = e.prep_slave_sg(tx, &sgd, Direction::MemToDev).unwrap();
+        let d = e
+            .prep_slave_sg(tx, &sgd, TransferDirection::MemToDev)
+            .unwrap();
         assert_eq!(d.len(), 1600);
         let ck_tx = e.submit(d).unwrap();
         // RX: FIFO → two memory segments.
-        e.slave_config(rx, slave_cfg(Direction::DevToMem, w, 4))
+        e.slave_config(rx, slave_cfg(TransferDirection::DevToMem, w, 4))
             .unwrap();
         let incoming: Vec<u8> = (0..768u32).map(|i| (i * 7 + w as u32) as u8).collect();
         m.push_fifo(RX_FIFO, &incoming);
@@ -177,7 +179,9 @@ fn slave_sg_both_directions_every_bus_width() {
             (DmaAddr::new(dst), 256usize),
             (DmaAddr::new(dst + 0x800), 512),
         ];
-        let d = e.prep_slave_sg(rx, &rsg, Direction::DevToMem).unwrap();
+        let d = e
+            .prep_slave_sg(rx, &rsg, TransferDirection::DevToMem)
+            .unwrap();
         let ck_rx = e.submit(d).unwrap();
         let before = m.blocks().len();
         e.issue_pending(tx).unwrap();
@@ -420,28 +424,28 @@ fn configs_the_controller_cannot_do_are_refused() {
     let mut e = setup(&a, &m);
     let c = e.request_channel(DmaCaps::SLAVE, |_| true).unwrap();
     assert_eq!(
-        e.slave_config(c, slave_cfg(Direction::MemToDev, 8, 1)),
-        Err(DmaError::BadBusWidth(8))
+        e.slave_config(c, slave_cfg(TransferDirection::MemToDev, 8, 1)),
+        Err(EngineError::BadBusWidth(8))
     );
     assert_eq!(
-        e.slave_config(c, slave_cfg(Direction::DevToMem, 4, 3)),
-        Err(DmaError::BadBurst(3))
+        e.slave_config(c, slave_cfg(TransferDirection::DevToMem, 4, 3)),
+        Err(EngineError::BadBurst(3))
     );
     assert_eq!(
-        e.slave_config(c, slave_cfg(Direction::MemToDev, 4, 256)),
-        Err(DmaError::BadBurst(256))
+        e.slave_config(c, slave_cfg(TransferDirection::MemToDev, 4, 256)),
+        Err(EngineError::BadBurst(256))
     );
     assert_eq!(
-        e.slave_config(c, slave_cfg(Direction::MemToMem, 4, 1)),
-        Err(DmaError::BadDirection(Direction::MemToMem))
+        e.slave_config(c, slave_cfg(TransferDirection::MemToMem, 4, 1)),
+        Err(EngineError::BadDirection(TransferDirection::MemToMem))
     );
-    e.slave_config(c, slave_cfg(Direction::MemToDev, 2, 16))
+    e.slave_config(c, slave_cfg(TransferDirection::MemToDev, 2, 16))
         .unwrap();
     e.release(c).unwrap();
     assert_eq!(
-        e.prep_slave_sg(c, &[(DmaAddr::new(SRC), 4)], Direction::MemToDev)
+        e.prep_slave_sg(c, &[(DmaAddr::new(SRC), 4)], TransferDirection::MemToDev)
             .err(),
-        Some(DmaError::ChannelNotHeld(c))
+        Some(EngineError::ChannelNotHeld(c))
     );
 }
 
@@ -453,16 +457,22 @@ fn cyclic_ring_wraps_with_an_interrupt_per_period_until_terminated() {
     m.set_step_bytes(256);
     let mut e = setup(&a, &m);
     let c = e.request_channel(DmaCaps::CYCLIC, |_| true).unwrap();
-    e.slave_config(c, slave_cfg(Direction::MemToDev, 4, 8))
+    e.slave_config(c, slave_cfg(TransferDirection::MemToDev, 4, 8))
         .unwrap();
     let ring = pattern(&a, SRC, 1024, 3);
     // A period longer than one hardware block is refused.
     assert!(matches!(
-        e.prep_dma_cyclic(c, DmaAddr::new(SRC), 0x40000, 0x20000, Direction::MemToDev),
-        Err(DmaError::BadLength(0x20000))
+        e.prep_dma_cyclic(
+            c,
+            DmaAddr::new(SRC),
+            0x40000,
+            0x20000,
+            TransferDirection::MemToDev
+        ),
+        Err(EngineError::BadLength(0x20000))
     ));
     let mut d = e
-        .prep_dma_cyclic(c, DmaAddr::new(SRC), 1024, 256, Direction::MemToDev)
+        .prep_dma_cyclic(c, DmaAddr::new(SRC), 1024, 256, TransferDirection::MemToDev)
         .unwrap();
     assert_eq!(d.hw().nr_lli(), 4);
     let periods = Arc::new(Mutex::new(0usize));
@@ -515,13 +525,13 @@ fn long_slave_transfer_on_a_4_byte_peripheral_splits_aligned() {
     m.set_step_bytes(1 << 20);
     let mut e = setup(&a, &m);
     let c = e.request_channel(DmaCaps::SLAVE, |_| true).unwrap();
-    e.slave_config(c, slave_cfg(Direction::DevToMem, 4, 8))
+    e.slave_config(c, slave_cfg(TransferDirection::DevToMem, 4, 8))
         .unwrap();
     let len = 0x3_0000;
     let incoming: Vec<u8> = (0..len).map(|i| (i * 13 + 1) as u8).collect();
     m.push_fifo(RX_FIFO, &incoming);
     let d = e
-        .prep_slave_sg(c, &[(DmaAddr::new(DST), len)], Direction::DevToMem)
+        .prep_slave_sg(c, &[(DmaAddr::new(DST), len)], TransferDirection::DevToMem)
         .unwrap();
     let ck = e.submit(d).unwrap();
     e.issue_pending(c).unwrap();
@@ -596,11 +606,11 @@ fn pause_with_data_in_the_fifo_is_tolerated_and_polls_wait() {
     let mut e = DmaEngine::new();
     assert_eq!(e.register(d), 0);
     let c = e.request_channel(DmaCaps::SLAVE, |_| true).unwrap();
-    e.slave_config(c, slave_cfg(Direction::DevToMem, 4, 8))
+    e.slave_config(c, slave_cfg(TransferDirection::DevToMem, 4, 8))
         .unwrap();
     m.push_fifo(RX_FIFO, &[0x5a; 128]);
     let d = e
-        .prep_slave_sg(c, &[(DmaAddr::new(DST), 256)], Direction::DevToMem)
+        .prep_slave_sg(c, &[(DmaAddr::new(DST), 256)], TransferDirection::DevToMem)
         .unwrap();
     let ck = e.submit(d).unwrap();
     e.issue_pending(c).unwrap();
@@ -628,11 +638,11 @@ fn cyclic_residue_counts_down_through_the_last_period() {
     m.set_step_bytes(128);
     let mut e = setup(&a, &m);
     let c = e.request_channel(DmaCaps::CYCLIC, |_| true).unwrap();
-    e.slave_config(c, slave_cfg(Direction::MemToDev, 4, 8))
+    e.slave_config(c, slave_cfg(TransferDirection::MemToDev, 4, 8))
         .unwrap();
     pattern(&a, SRC, 1024, 3);
     let d = e
-        .prep_dma_cyclic(c, DmaAddr::new(SRC), 1024, 256, Direction::MemToDev)
+        .prep_dma_cyclic(c, DmaAddr::new(SRC), 1024, 256, TransferDirection::MemToDev)
         .unwrap();
     let ck = e.submit(d).unwrap();
     e.issue_pending(c).unwrap();

@@ -32,29 +32,8 @@ impl LliAllocator for Bump {
     fn free(&mut self, _: PhysAddr, _: usize) {}
 }
 
-/// The iDMA64 window of the function: BAR0 + 0x800.
-struct IdmaWindow<'a>(&'a LpssModel<&'a Arena>);
-
-impl RegisterAccess for IdmaWindow<'_> {
-    fn read8(&self, o: usize) -> u8 {
-        self.0.read8(lpss::IDMA + o)
-    }
-    fn read16(&self, o: usize) -> u16 {
-        self.0.read16(lpss::IDMA + o)
-    }
-    fn read32(&self, o: usize) -> u32 {
-        self.0.read32(lpss::IDMA + o)
-    }
-    fn write8(&self, o: usize, v: u8) {
-        self.0.write8(lpss::IDMA + o, v)
-    }
-    fn write16(&self, o: usize, v: u16) {
-        self.0.write16(lpss::IDMA + o, v)
-    }
-    fn write32(&self, o: usize, v: u32) {
-        self.0.write32(lpss::IDMA + o, v)
-    }
-}
+/// The iDMA64 window of the function: BAR0 + 0x800, found as the LPSS binding finds it.
+type IdmaWindow<'a> = ::lpss::SubWindow<&'a LpssModel<&'a Arena>>;
 
 type Drv<'a> = Idma64<IdmaWindow<'a>, &'a Arena, Bump>;
 
@@ -92,8 +71,8 @@ fn probe_fails_in_d3hot_and_works_after_the_function_is_brought_to_d0() {
     // reads 0, the probe gives up.
     assert_eq!(m.read32(lpss::PRIV + lpss::CAPS), u32::MAX);
     assert!(matches!(
-        Idma64::new(IdmaWindow(&m), &a, Bump(BASE)),
-        Err(DmaError::Timeout)
+        Idma64::new(::lpss::idma64_window(&m), &a, Bump(BASE)),
+        Err(EngineError::Timeout)
     ));
     let mut waited = Vec::new();
     let up = pm::set_d0(&c, UART_BDF, Some(PM_CAP), &mut |us| waited.push(us)).unwrap();
@@ -105,7 +84,7 @@ fn probe_fails_in_d3hot_and_works_after_the_function_is_brought_to_d0() {
         0x10,
         "UART, iDMA present"
     );
-    let d = Idma64::new(IdmaWindow(&m), &a, Bump(BASE)).unwrap();
+    let d = Idma64::new(::lpss::idma64_window(&m), &a, Bump(BASE)).unwrap();
     let mut e = DmaEngine::new();
     e.register(d);
     let ch = e.request_channel(DmaCaps::MEMCPY, |_| true).unwrap();
@@ -137,7 +116,7 @@ fn uart_loopback(m: &LpssModel<&Arena>) {
     m.write8(uart::MCR, uart::MCR_LOOP);
 }
 
-fn slave(dir: Direction, port: u64, burst: u32) -> SlaveConfig {
+fn slave(dir: TransferDirection, port: u64, burst: u32) -> SlaveConfig {
     SlaveConfig {
         direction: dir,
         src_addr: DmaAddr::new(port),
@@ -150,7 +129,7 @@ fn slave(dir: Direction, port: u64, burst: u32) -> SlaveConfig {
 }
 
 fn engine<'a>(a: &'a Arena, m: &'a LpssModel<&'a Arena>) -> (DmaEngine<Drv<'a>>, ChanId, ChanId) {
-    let d = Idma64::new(IdmaWindow(m), a, Bump(BASE)).unwrap();
+    let d = Idma64::new(::lpss::idma64_window(m), a, Bump(BASE)).unwrap();
     let mut e = DmaEngine::new();
     e.register(d);
     let tx = e.request_channel(DmaCaps::SLAVE, |c| c.chan == 0).unwrap();
@@ -168,16 +147,16 @@ fn slave_tx_and_rx_through_the_uart_loopback_move_only_on_request() {
     let n = 3000usize; // not a multiple of the trigger: the tail needs the timeout
     let out: Vec<u8> = (0..n).map(|i| (i * 7 + 3) as u8).collect();
     a.write(PhysAddr::new(SRC), &out);
-    e.slave_config(rx, slave(Direction::DevToMem, port, 8))
+    e.slave_config(rx, slave(TransferDirection::DevToMem, port, 8))
         .unwrap();
     let d = e
-        .prep_slave_sg(rx, &[(DmaAddr::new(DST), n)], Direction::DevToMem)
+        .prep_slave_sg(rx, &[(DmaAddr::new(DST), n)], TransferDirection::DevToMem)
         .unwrap();
     let ck_rx = e.submit(d).unwrap();
-    e.slave_config(tx, slave(Direction::MemToDev, port, 8))
+    e.slave_config(tx, slave(TransferDirection::MemToDev, port, 8))
         .unwrap();
     let d = e
-        .prep_slave_sg(tx, &[(DmaAddr::new(SRC), n)], Direction::MemToDev)
+        .prep_slave_sg(tx, &[(DmaAddr::new(SRC), n)], TransferDirection::MemToDev)
         .unwrap();
     let ck_tx = e.submit(d).unwrap();
     e.issue_pending(rx).unwrap();
@@ -209,10 +188,10 @@ fn rx_moves_only_on_the_uart_request_trigger_or_timeout() {
     // FIFOs on, DMA mode 1, loopback, but nothing transmitted: the RX request never
     // rises, so a peripheral-to-memory transfer waits however long the engine runs.
     uart_loopback(&m);
-    e.slave_config(rx, slave(Direction::DevToMem, port, 8))
+    e.slave_config(rx, slave(TransferDirection::DevToMem, port, 8))
         .unwrap();
     let d = e
-        .prep_slave_sg(rx, &[(DmaAddr::new(DST), 64)], Direction::DevToMem)
+        .prep_slave_sg(rx, &[(DmaAddr::new(DST), 64)], TransferDirection::DevToMem)
         .unwrap();
     let ck = e.submit(d).unwrap();
     e.issue_pending(rx).unwrap();
@@ -263,10 +242,16 @@ fn cyclic_rx_from_the_uart_calls_back_per_period() {
     let (mut e, tx, rx) = engine(&a, &m);
     uart_loopback(&m);
     // A 1 KiB ring of 4 periods on the RX channel.
-    e.slave_config(rx, slave(Direction::DevToMem, port, 8))
+    e.slave_config(rx, slave(TransferDirection::DevToMem, port, 8))
         .unwrap();
     let mut d = e
-        .prep_dma_cyclic(rx, DmaAddr::new(DST), 1024, 256, Direction::DevToMem)
+        .prep_dma_cyclic(
+            rx,
+            DmaAddr::new(DST),
+            1024,
+            256,
+            TransferDirection::DevToMem,
+        )
         .unwrap();
     let periods = Arc::new(Mutex::new(0usize));
     let p2 = periods.clone();
@@ -280,10 +265,10 @@ fn cyclic_rx_from_the_uart_calls_back_per_period() {
     let n = 1536usize;
     let out: Vec<u8> = (0..n).map(|i| (i * 31 + 5) as u8).collect();
     a.write(PhysAddr::new(SRC), &out);
-    e.slave_config(tx, slave(Direction::MemToDev, port, 8))
+    e.slave_config(tx, slave(TransferDirection::MemToDev, port, 8))
         .unwrap();
     let d = e
-        .prep_slave_sg(tx, &[(DmaAddr::new(SRC), n)], Direction::MemToDev)
+        .prep_slave_sg(tx, &[(DmaAddr::new(SRC), n)], TransferDirection::MemToDev)
         .unwrap();
     let ck_tx = e.submit(d).unwrap();
     e.issue_pending(tx).unwrap();

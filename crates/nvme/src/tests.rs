@@ -510,6 +510,37 @@ fn a_command_that_never_completes_times_out_and_the_controller_is_reset() {
     assert!(!c.failed());
 }
 
+/// The command `blk aer` sends in QEMU: a controller completes an Asynchronous Event
+/// Request only when it has an event, so with none it times out like a hung command,
+/// the controller is reset, and the next I/O works.
+#[test]
+fn an_async_event_request_with_no_event_times_out_and_the_next_read_works() {
+    let mc = machine();
+    let md = model(Direct(mc), opts());
+    let clock = Clock::default();
+    let dev = device(mc, DmaBackend::Direct);
+    let mut c = probe(&md, dev.clone(), &clock);
+    let t0 = clock.us();
+    let e = c.async_event_request().unwrap_err();
+    assert_eq!(
+        e,
+        NvmeError::Timeout {
+            qid: 0,
+            opcode: opc::ASYNC_EVENT_REQUEST,
+            ms: 50
+        }
+    );
+    assert!(e.to_string().contains("did not complete in 50 ms"), "{e}");
+    let waited = clock.us() - t0;
+    assert!((50_000..200_000).contains(&waited), "waited {waited} µs");
+    assert_eq!((md.resets(), c.resets()), (1, 1));
+    assert_eq!(md.io_queues(), 1, "the I/O queue pair was re-created");
+    let p = pages(mc, 1);
+    c.read(9, &table(&[(p[0], 512)])).unwrap();
+    assert_eq!(mc.bytes(p[0], 512), md.disk_bytes(9 * 512, 512));
+    assert!(!c.failed());
+}
+
 #[test]
 fn controller_fatal_status_is_reported_and_recovered() {
     let mc = machine();

@@ -9,16 +9,17 @@
 //! peripheral: ISA channel 2 through the floppy, whose sectors are compared with the
 //! image the runner generated.
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::fmt::Write;
+use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use dma::stream::{Bidirectional, DmaBuf, DmaStream, ToDevice};
-use dmaengine::{ChanId, DmaCaps, DmaStatus};
+use dmaengine::{ChanId, DmaCaps, DmaStatus, EngineError};
 
 use crate::arch::tsc;
 use crate::sync::{HookTable, HookTableFull};
@@ -30,6 +31,79 @@ const PATTERN_OVERWRITE: u8 = 0x20;
 const PATTERN_COUNT_MASK: u8 = 0x1f;
 const MAX_ERROR_LINES: usize = 32;
 const TIMEOUT_MS: u64 = 3000;
+
+/// Why dmatest could not run on a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DmatestError {
+    /// `--corrupt` asked of an engine that cannot be told to flip a byte.
+    CorruptNeedsSim(ChanId),
+    /// The channel's device is not registered with dmaengine.
+    NoDevice(ChanId),
+    /// The provider registered no device to map buffers for.
+    NoMapDevice(ChanId),
+    /// Another client holds the channel.
+    InUse {
+        /// The channel.
+        chan: ChanId,
+        /// The client holding it.
+        by: &'static str,
+    },
+    /// Requesting the channel failed.
+    Request(ChanId, EngineError),
+}
+
+impl fmt::Display for DmatestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DmatestError::CorruptNeedsSim(c) => write!(
+                f,
+                "{c}: --corrupt needs the simulated iDMA64 (only the model can be told to flip a byte)"
+            ),
+            DmatestError::NoDevice(c) => write!(f, "no DMA device for {c}"),
+            DmatestError::NoMapDevice(c) => {
+                write!(f, "{c}: the provider has no device to map buffers for")
+            }
+            DmatestError::InUse { chan, by } => write!(f, "{chan} is in use by {by}"),
+            DmatestError::Request(c, e) => write!(f, "{c}: {e}"),
+        }
+    }
+}
+
+/// Why one memcpy test failed before its data could be checked (the text in the
+/// quotes of a dmatest result line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CopyError {
+    /// A test buffer could not be allocated.
+    Buffer(dma::DmaError),
+    /// A test buffer could not be mapped for the device.
+    Map,
+    /// Preparing, submitting or issuing the copy failed.
+    Prep(EngineError),
+    /// Waiting for the copy failed: it did not complete in time
+    /// ([`EngineError::Timeout`]) or its status could not be read.
+    Wait(EngineError),
+    /// The copy completed with an error status.
+    Status(DmaStatus),
+    /// The cookie completed but the callback never ran.
+    NoCallback,
+}
+
+impl fmt::Display for CopyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CopyError::Buffer(e) => write!(f, "buffer: {e}"),
+            CopyError::Map => f.write_str("dma mapping error"),
+            CopyError::Prep(e) => write!(f, "prep error: {e}"),
+            CopyError::Wait(EngineError::Timeout) => f.write_str("test timed out"),
+            CopyError::Wait(e) => write!(f, "wait error: {e}"),
+            CopyError::Status(s) => write!(f, "completion error status {s:?}"),
+            CopyError::NoCallback => f.write_str("completion without callback"),
+        }
+    }
+}
+
+/// A sector device's read failure, with its own error type kept.
+pub type SectorError = Box<dyn fmt::Display + Send>;
 
 /// What to run.
 #[derive(Clone, Copy, Debug)]
@@ -210,7 +284,7 @@ pub fn memcpy_tests(
     sum
 }
 
-type CopyOutcome = Result<(Vec<u8>, Vec<u8>, u64), String>;
+type CopyOutcome = Result<(Vec<u8>, Vec<u8>, u64), CopyError>;
 
 fn one_copy(
     chan: ChanId,
@@ -222,16 +296,16 @@ fn one_copy(
     corrupt: bool,
 ) -> CopyOutcome {
     let platform = &crate::dma::PLATFORM;
-    let mut src = DmaBuf::alloc(platform, size).map_err(|e| format!("buffer: {e}"))?;
-    let mut dst = DmaBuf::alloc(platform, size).map_err(|e| format!("buffer: {e}"))?;
+    let mut src = DmaBuf::alloc(platform, size).map_err(CopyError::Buffer)?;
+    let mut dst = DmaBuf::alloc(platform, size).map_err(CopyError::Buffer)?;
     let mut s = vec![0u8; size];
     let mut d = vec![0u8; size];
     fill(&mut s, PATTERN_SRC, src_off, len, PATTERN_COPY);
     fill(&mut d, PATTERN_DST, dst_off, len, PATTERN_OVERWRITE);
     src.write(0, &s);
     dst.write(0, &d);
-    let src = DmaStream::<ToDevice>::map(dev, src).map_err(|_| "dma mapping error")?;
-    let dst = DmaStream::<Bidirectional>::map(dev, dst).map_err(|_| "dma mapping error")?;
+    let src = DmaStream::<ToDevice>::map(dev, src).map_err(|_| CopyError::Map)?;
+    let dst = DmaStream::<Bidirectional>::map(dev, dst).map_err(|_| CopyError::Map)?;
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
     if corrupt {
@@ -248,16 +322,16 @@ fn one_copy(
         desc.set_callback(move |_, _| flag.store(true, Ordering::Release));
         let c = e.submit(desc)?;
         e.issue_pending(chan)?;
-        Ok::<_, dmaengine::DmaError>(c)
+        Ok::<_, dmaengine::EngineError>(c)
     })
-    .map_err(|e| format!("prep error: {e}"))?;
-    let st = super::wait(chan, cookie, TIMEOUT_MS).map_err(|_| String::from("test timed out"))?;
+    .map_err(CopyError::Prep)?;
+    let st = super::wait(chan, cookie, TIMEOUT_MS).map_err(CopyError::Wait)?;
     let ns = tsc::ticks_to_ns(tsc::rdtsc() - t0);
     if st.status != DmaStatus::Complete {
-        return Err(format!("completion error status {:?}", st.status));
+        return Err(CopyError::Status(st.status));
     }
     if !done.load(Ordering::Acquire) {
-        return Err(String::from("completion without callback"));
+        return Err(CopyError::NoCallback);
     }
     Ok((src.unmap().to_vec(), dst.unmap().to_vec(), ns))
 }
@@ -285,7 +359,7 @@ pub struct SectorDevice {
     pub channel: fn() -> Option<ChanId>,
     pub sectors: u32,
     /// Reads `count` sectors from `lba`, appending them to the vector.
-    pub read: fn(u32, u32, &mut Vec<u8>) -> Result<(), String>,
+    pub read: fn(u32, u32, &mut Vec<u8>) -> Result<(), SectorError>,
 }
 
 static SECTOR_DEVICES: HookTable<&'static SectorDevice, 2> = HookTable::new();
@@ -389,23 +463,19 @@ pub fn default_channels() -> Vec<ChanId> {
 
 /// Runs dmatest on one channel: memcpy when it can, through the floppy for ISA
 /// channel 2. Requests and releases the channel itself.
-pub fn run_channel(out: &mut dyn Write, chan: ChanId, p: &Params) -> Result<Summary, String> {
+pub fn run_channel(out: &mut dyn Write, chan: ChanId, p: &Params) -> Result<Summary, DmatestError> {
     if p.corrupt && !is_simulated(chan) {
-        return Err(format!(
-            "{chan}: --corrupt needs the simulated iDMA64 (only the model can be told to flip a byte)"
-        ));
+        return Err(DmatestError::CorruptNeedsSim(chan));
     }
     if let Some(d) = sector_device(chan) {
         return Ok(sector_tests(out, chan, d, p));
     }
-    let info = super::dev_info(chan.dev).ok_or_else(|| format!("no DMA device for {chan}"))?;
-    let dev = info
-        .dma()
-        .ok_or_else(|| format!("{chan}: the provider has no device to map buffers for"))?;
+    let info = super::dev_info(chan.dev).ok_or(DmatestError::NoDevice(chan))?;
+    let dev = info.dma().ok_or(DmatestError::NoMapDevice(chan))?;
     let got = super::request("dmatest", DmaCaps::MEMCPY, |c| c == chan).map_err(|e| {
         match super::client_of(chan) {
-            Some(who) => format!("{chan} is in use by {who}"),
-            None => format!("{chan}: {e}"),
+            Some(by) => DmatestError::InUse { chan, by },
+            None => DmatestError::Request(chan, e),
         }
     })?;
     let mut p = *p;

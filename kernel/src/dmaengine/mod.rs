@@ -21,7 +21,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use dmaengine::{ChanId, Cookie, DmaEngine, DmaError, DmaStatus, DynProvider, TxState};
+use dmaengine::{ChanId, Cookie, DmaEngine, DmaStatus, DynProvider, EngineError, TxState};
 use spin::Once;
 
 use crate::sync::IrqSpinLock;
@@ -146,18 +146,18 @@ pub fn request(
     client: &'static str,
     mask: dmaengine::DmaCaps,
     filter: impl FnMut(ChanId) -> bool,
-) -> Result<ChanId, DmaError> {
+) -> Result<ChanId, EngineError> {
     let mut g = REG.lock();
-    let r = g.as_mut().ok_or(DmaError::NoChannel)?;
+    let r = g.as_mut().ok_or(EngineError::NoChannel)?;
     let c = r.engine.request_channel(mask, filter)?;
     r.clients.push((c, client));
     Ok(c)
 }
 
 /// Releases a channel (terminates what runs on it).
-pub fn release(c: ChanId) -> Result<(), DmaError> {
+pub fn release(c: ChanId) -> Result<(), EngineError> {
     let mut g = REG.lock();
-    let r = g.as_mut().ok_or(DmaError::NoSuchDevice(c.dev))?;
+    let r = g.as_mut().ok_or(EngineError::NoSuchDevice(c.dev))?;
     r.clients.retain(|(id, _)| *id != c);
     r.engine.release(c)
 }
@@ -171,7 +171,7 @@ pub fn client_of(c: ChanId) -> Option<&'static str> {
 
 /// Waits (sleeping between timer ticks) until `cookie` on `c` is no longer in
 /// progress, or `timeout_ms` passes; returns the final state.
-pub fn wait(c: ChanId, cookie: Cookie, timeout_ms: u64) -> Result<TxState, DmaError> {
+pub fn wait(c: ChanId, cookie: Cookie, timeout_ms: u64) -> Result<TxState, EngineError> {
     let until =
         crate::arch::apic::ticks() + timeout_ms.div_ceil(1000 / crate::arch::apic::TICK_HZ) + 1;
     loop {
@@ -180,7 +180,7 @@ pub fn wait(c: ChanId, cookie: Cookie, timeout_ms: u64) -> Result<TxState, DmaEr
             return Ok(st);
         }
         if crate::arch::apic::ticks() > until {
-            return Err(DmaError::Timeout);
+            return Err(EngineError::Timeout);
         }
         if dev_info(c.dev).is_some_and(|d| d.polled.load(Ordering::Acquire)) {
             irq(c.dev);

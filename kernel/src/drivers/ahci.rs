@@ -154,27 +154,15 @@ pub fn start() {
     let pending = core::mem::take(&mut *PENDING.lock());
     for p in pending {
         let first = disks().len();
-        match Hba::probe(
-            p.regs,
-            p.dev,
-            TscDelay,
-            Config {
-                command_timeout_ms: 5000,
-                first_disk_index: first,
-            },
-        ) {
-            Ok(mut hba) => {
-                match p.irq {
+        match bring_up(p.bdf, p.regs, p.dev, p.irq, first) {
+            Ok(c) => {
+                match c.irq {
                     Ok(vector) => {
-                        for s in IRQ_SLOTS.lock().iter_mut().filter(|s| s.bdf == p.bdf) {
-                            s.shared = Some(hba.irq_shared().clone());
-                        }
-                        hba.enable_interrupts(true);
-                        log::info!("ahci {}: completions by MSI, vector {vector:#04x}", p.bdf);
+                        log::info!("ahci {}: completions by MSI, vector {vector:#04x}", p.bdf)
                     }
                     Err(why) => log::info!("ahci {}: completions polled ({why})", p.bdf),
                 }
-                for d in hba.disks() {
+                for d in c.hba.disks() {
                     log::info!(
                         "ahci {}: {} on port {}: \"{}\", {} sectors ({} MiB)",
                         p.bdf,
@@ -185,13 +173,7 @@ pub fn start() {
                         (d.id.sectors * d.id.sector_size as u64) >> 20
                     );
                 }
-                with_hbas(|h| {
-                    h.push(Controller {
-                        bdf: p.bdf,
-                        hba,
-                        irq: p.irq,
-                    })
-                });
+                with_hbas(|h| h.push(c));
             }
             Err(e) => {
                 // The handler only touches an HBA whose `shared` is set: none here.
@@ -204,6 +186,41 @@ pub fn start() {
     // domain-selective invalidation) rather than leave it to the 100 ms timer, which
     // would do it in the middle of whatever runs next (the heap tests see it).
     crate::iommu::flush_lazy_queues();
+}
+
+/// The one bring-up of an HBA, for [`start`] and [`rebind`]: reset and probe it on
+/// `dev` (its disks named from `first_disk_index`), then, when it has an MSI vector,
+/// point the interrupt handler's slot at these registers and this HBA's shared state
+/// and turn completion by interrupt on (GHC.IE). The function's MSI configuration
+/// was written by the PCI probe and survives an HBA reset.
+fn bring_up(
+    bdf: pci::Bdf,
+    regs: IoMem,
+    dev: Arc<dma::DmaDevice>,
+    irq: Result<u8, &'static str>,
+    first_disk_index: usize,
+) -> Result<Controller, ahci::AhciError> {
+    // SAFETY: as in `setup_msi`: the handler reads these registers only once
+    // `shared` is set below, while the HBA owns `regs` (moving an IoMem keeps its
+    // mapping); the slot lets go of them before the HBA drops (remove(), rebind()).
+    let irq_regs = unsafe { IrqRegs::new(&regs) };
+    let mut hba = Hba::probe(
+        regs,
+        dev,
+        TscDelay,
+        Config {
+            command_timeout_ms: 5000,
+            first_disk_index,
+        },
+    )?;
+    if irq.is_ok() {
+        if let Some(s) = IRQ_SLOTS.lock().iter_mut().find(|s| s.bdf == bdf) {
+            s.regs = irq_regs;
+            s.shared = Some(hba.irq_shared().clone());
+        }
+        hba.enable_interrupts(true);
+    }
+    Ok(Controller { bdf, hba, irq })
 }
 
 /// Runs `f` with the bound controllers (interrupts stay on: a command sleeps for
@@ -231,7 +248,7 @@ pub fn disks() -> Vec<(pci::Bdf, usize, DiskInfo)> {
 pub fn with_disk<R>(
     name: &str,
     f: impl FnOnce(&mut dyn block::BlockDevice, &Arc<dma::DmaDevice>) -> R,
-) -> Result<R, String> {
+) -> Result<R, BindError> {
     with_hbas(|h| {
         for c in h.iter_mut() {
             let Some(i) = c.hba.disks().iter().position(|d| d.name == name) else {
@@ -240,10 +257,10 @@ pub fn with_disk<R>(
             let dev = c.hba.dma_device().clone();
             return match c.hba.disk(i) {
                 Some(mut d) => Ok(f(&mut d, &dev)),
-                None => Err(alloc::format!("{name}: no IDENTIFY data")),
+                None => Err(BindError::NoIdentify(name.into())),
             };
         }
-        Err(alloc::format!("no disk called '{name}' (see lsblk)"))
+        Err(BindError::NoSuchDisk(name.into()))
     })
 }
 
@@ -333,17 +350,52 @@ pub fn controller_of(name: &str) -> Option<(pci::Bdf, Arc<dma::DmaDevice>)> {
     })
 }
 
+/// Why a disk could not be reached ([`with_disk`]) or an HBA not brought up again
+/// ([`rebind`]; `E` is the error of the step the caller runs in between).
+#[derive(Debug)]
+pub enum BindError<E = core::convert::Infallible> {
+    /// No AHCI disk has this name.
+    NoSuchDisk(String),
+    /// The disk's port has no IDENTIFY data.
+    NoIdentify(String),
+    /// No HBA is bound at this function.
+    NotBound(pci::Bdf),
+    /// The function has no ABAR (BAR5).
+    NoAbar(pci::Bdf),
+    /// ABAR could not be mapped again.
+    Ioremap(pci::Bdf, crate::mm::MmError),
+    /// The HBA did not come up again (its disks are gone).
+    Probe(pci::Bdf, ahci::AhciError),
+    /// The caller's step between teardown and bring-up failed (the HBA stays down).
+    Between(E),
+}
+
+impl<E: core::fmt::Display> core::fmt::Display for BindError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BindError::NoSuchDisk(name) => write!(f, "no disk called '{name}' (see lsblk)"),
+            BindError::NoIdentify(name) => write!(f, "{name}: no IDENTIFY data"),
+            BindError::NotBound(bdf) => write!(f, "ahci {bdf}: not bound"),
+            BindError::NoAbar(bdf) => write!(f, "ahci {bdf}: no ABAR"),
+            BindError::Ioremap(bdf, e) => write!(f, "ahci {bdf}: ioremap ABAR: {e}"),
+            BindError::Probe(bdf, e) => write!(f, "ahci {bdf}: {e}"),
+            BindError::Between(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// Quiesces the controller at `bdf` and brings it up again on `dev` (`blkbench`
 /// swaps the DMA backend this way): the HBA is dropped (ports stopped, so no
 /// DMA is in flight, and its command lists and FIS areas freed through the
 /// old device), `between` runs (it re-points the IOMMU context entry), then
-/// ABAR is mapped again and the HBA reset and probed with `dev`, keeping its
-/// place and its disks' names. Its disks are gone if the probe fails.
-pub fn rebind(
+/// ABAR is mapped again and the HBA brought up by the same [`bring_up`] as at
+/// boot, with `dev`, keeping its place and its disks' names. Its disks are gone
+/// if the probe fails.
+pub fn rebind<E>(
     bdf: pci::Bdf,
     dev: Arc<dma::DmaDevice>,
-    between: impl FnOnce() -> Result<(), String>,
-) -> Result<(), String> {
+    between: impl FnOnce() -> Result<(), E>,
+) -> Result<(), BindError<E>> {
     let (at, first) = with_hbas(|h| {
         let at = h.iter().position(|c| c.bdf == bdf);
         let first: usize = h[..at.unwrap_or(h.len())]
@@ -352,44 +404,21 @@ pub fn rebind(
             .sum();
         (at.map(|i| (i, h.remove(i))), first)
     });
-    let (at, old) = at.ok_or_else(|| alloc::format!("ahci {bdf}: not bound"))?;
+    let (at, old) = at.ok_or(BindError::NotBound(bdf))?;
     let irq = old.irq;
     // The handler leaves an HBA without `shared` alone: none while it is down.
     for s in IRQ_SLOTS.lock().iter_mut().filter(|s| s.bdf == bdf) {
         s.shared = None;
     }
     drop(old);
-    between()?;
+    between().map_err(BindError::Between)?;
     let bar = crate::pci::devices()
         .into_iter()
         .find(|d| d.bdf == bdf)
         .and_then(|d| d.bar(5).copied())
-        .ok_or_else(|| alloc::format!("ahci {bdf}: no ABAR"))?;
-    let regs = crate::mm::ioremap(bar.address, bar.size)
-        .map_err(|e| alloc::format!("ahci {bdf}: ioremap ABAR: {e}"))?;
-    // SAFETY: as in `setup_msi`: the handler reads these registers only once
-    // `shared` is set below, while the new HBA owns `regs`.
-    let irq_regs = unsafe { IrqRegs::new(&regs) };
-    let mut hba = Hba::probe(
-        regs,
-        dev,
-        TscDelay,
-        Config {
-            command_timeout_ms: 5000,
-            first_disk_index: first,
-        },
-    )
-    .map_err(|e| alloc::format!("ahci {bdf}: {e}"))?;
-    // The function's MSI configuration survives the HBA reset: point the
-    // handler at the new registers and HBA, and turn interrupts on again.
-    if irq.is_ok() {
-        for s in IRQ_SLOTS.lock().iter_mut().filter(|s| s.bdf == bdf) {
-            s.regs = irq_regs;
-            s.shared = Some(hba.irq_shared().clone());
-            break;
-        }
-        hba.enable_interrupts(true);
-    }
-    with_hbas(|h| h.insert(at.min(h.len()), Controller { bdf, hba, irq }));
+        .ok_or(BindError::NoAbar(bdf))?;
+    let regs = crate::mm::ioremap(bar.address, bar.size).map_err(|e| BindError::Ioremap(bdf, e))?;
+    let c = bring_up(bdf, regs, dev, irq, first).map_err(|e| BindError::Probe(bdf, e))?;
+    with_hbas(|h| h.insert(at.min(h.len()), c));
     Ok(())
 }

@@ -145,7 +145,7 @@ pub fn init() -> Result<(), FloppyError> {
     // The device side is the controller's data register; the 8237 moves one byte per
     // DREQ/DACK cycle.
     let cfg = SlaveConfig {
-        direction: dmaengine::Direction::DevToMem,
+        direction: dmaengine::TransferDirection::DevToMem,
         src_addr: DmaAddr::new(FIFO as u64),
         dst_addr: DmaAddr::new(0),
         src_addr_width: 1,
@@ -199,7 +199,7 @@ static DMATEST: crate::dmaengine::dmatest::SectorDevice = crate::dmaengine::dmat
     read: |lba, count, out| {
         read(lba, count, out)
             .map(|_| ())
-            .map_err(|e| alloc::format!("{e}"))
+            .map_err(|e| alloc::boxed::Box::new(e) as _)
     },
 };
 
@@ -234,11 +234,11 @@ pub fn read(lba: u32, count: u32, out: &mut alloc::vec::Vec<u8>) -> Result<u64, 
             let d = e.prep_slave_sg(
                 ch,
                 &[(DmaAddr::new(fdc.buf.as_u64()), len)],
-                dmaengine::Direction::DevToMem,
+                dmaengine::TransferDirection::DevToMem,
             )?;
             let c = e.submit(d)?;
             e.issue_pending(ch)?;
-            Ok::<_, dmaengine::DmaError>(c)
+            Ok::<_, dmaengine::EngineError>(c)
         })
         .map_err(|e| FloppyError::Setup(alloc::format!("{ch}: {e}")))?;
         IRQ.store(false, Ordering::Release);

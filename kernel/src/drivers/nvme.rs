@@ -186,35 +186,19 @@ pub fn start() {
     let pending = core::mem::take(&mut *PENDING.lock());
     for p in pending {
         let instance = with_ctrls(|c| c.len());
-        let irq_vectors = p.irq.as_ref().map_or(0, |v| v.len() as u16);
-        match Controller::probe(
-            p.regs,
-            p.dev,
-            TscDelay,
-            Config {
-                command_timeout_ms: 5000,
-                instance,
-                irq_vectors,
-                ..Config::default()
-            },
-        ) {
-            Ok(mut ctrl) => {
-                match &p.irq {
-                    Ok(v) => {
-                        for s in IRQ_SLOTS.lock().iter_mut().filter(|s| s.bdf == p.bdf) {
-                            s.cqs = ctrl.completion_queues();
-                        }
-                        match ctrl.enable_interrupts(true) {
-                            Ok(()) => log::info!(
-                                "nvme {}: completions by MSI-X, vectors {} (admin, I/O)",
-                                p.bdf,
-                                vector_list(v)
-                            ),
-                            Err(e) => log::warn!("nvme {}: {e}; completions polled", p.bdf),
-                        }
-                    }
+        match bring_up(p.bdf, p.regs, p.dev, p.irq, instance) {
+            Ok(b) => {
+                match &b.irq {
+                    Ok(v) if b.ctrl.interrupts_enabled() => log::info!(
+                        "nvme {}: completions by MSI-X, vectors {} (admin, I/O)",
+                        p.bdf,
+                        vector_list(v)
+                    ),
+                    // bring_up() said why.
+                    Ok(_) => {}
                     Err(why) => log::info!("nvme {}: completions polled ({why})", p.bdf),
                 }
+                let ctrl = &b.ctrl;
                 let info = ctrl.info();
                 match ctrl.namespace() {
                     Some(ns) => log::info!(
@@ -230,13 +214,7 @@ pub fn start() {
                     ),
                     None => log::warn!("nvme {}: namespace 1 is not usable", p.bdf),
                 }
-                with_ctrls(|c| {
-                    c.push(Bound {
-                        bdf: p.bdf,
-                        ctrl,
-                        irq: p.irq,
-                    })
-                });
+                with_ctrls(|c| c.push(b));
             }
             Err(e) => {
                 // The handler only touches a controller whose `cqs` are set: none here.
@@ -247,6 +225,47 @@ pub fn start() {
     }
     // As for AHCI: release the lazily-freed IOVAs of Identify's buffers now.
     crate::iommu::flush_lazy_queues();
+}
+
+/// The one bring-up of a controller, for [`start`] and [`rebind`]: reset, enable and
+/// identify it on `dev` as `nvme<instance>`, with as many interrupt vectors as the
+/// PCI probe programmed; then, when it has them, give the interrupt handler's slot
+/// these registers and the controller's completion queues and turn waiting by
+/// interrupt on. The MSI-X table keeps its entries across a controller reset.
+fn bring_up(
+    bdf: pci::Bdf,
+    regs: IoMem,
+    dev: Arc<dma::DmaDevice>,
+    irq: Result<Vec<u8>, &'static str>,
+    instance: usize,
+) -> Result<Bound, nvme::NvmeError> {
+    // SAFETY: as in `setup_msix`: the handler touches these registers only through
+    // the queues set below, while the controller owns `regs` (moving an IoMem keeps
+    // its mapping); the slot lets go of them before the controller drops (remove(),
+    // rebind()).
+    let irq_regs = unsafe { IrqRegs::new(&regs) };
+    let irq_vectors = irq.as_ref().map_or(0, |v| v.len() as u16);
+    let mut ctrl = Controller::probe(
+        regs,
+        dev,
+        TscDelay,
+        Config {
+            command_timeout_ms: 5000,
+            instance,
+            irq_vectors,
+            ..Config::default()
+        },
+    )?;
+    if irq.is_ok() {
+        if let Some(s) = IRQ_SLOTS.lock().iter_mut().find(|s| s.bdf == bdf) {
+            s.regs = irq_regs;
+            s.cqs = ctrl.completion_queues();
+        }
+        if let Err(e) = ctrl.enable_interrupts(true) {
+            log::warn!("nvme {bdf}: {e}; completions polled");
+        }
+    }
+    Ok(Bound { bdf, ctrl, irq })
 }
 
 /// Runs `f` with the bound controllers (interrupts stay on: a command sleeps for its
@@ -276,7 +295,7 @@ pub fn disks() -> Vec<(pci::Bdf, String, CtrlInfo, Namespace)> {
 pub fn with_disk<R>(
     name: &str,
     f: impl FnOnce(&mut dyn block::BlockDevice, &Arc<dma::DmaDevice>) -> R,
-) -> Result<R, String> {
+) -> Result<R, BindError> {
     with_ctrls(|c| {
         for b in c.iter_mut() {
             if b.ctrl.name() != name {
@@ -285,10 +304,25 @@ pub fn with_disk<R>(
             let dev = b.ctrl.dma_device().clone();
             return match b.ctrl.disk() {
                 Some(mut d) => Ok(f(&mut d, &dev)),
-                None => Err(alloc::format!("{name}: namespace not usable")),
+                None => Err(BindError::NamespaceNotUsable(name.into())),
             };
         }
-        Err(alloc::format!("no disk called '{name}' (see lsblk)"))
+        Err(BindError::NoSuchDisk(name.into()))
+    })
+}
+
+/// Sends one Asynchronous Event Request to the controller of namespace `name` and
+/// waits for it (`Controller::async_event_request`). A controller completes an AER
+/// only when it has an event to report; QEMU has none here, so the request ends in
+/// the command timeout and a controller reset: `blk aer`, the in-QEMU check that a
+/// command the device never completes is a timeout error, not a hang.
+pub fn async_event_request(name: &str) -> Result<Result<u32, nvme::NvmeError>, BindError> {
+    with_ctrls(|c| {
+        let b = c
+            .iter_mut()
+            .find(|b| b.ctrl.name() == name)
+            .ok_or_else(|| BindError::NoSuchDisk(name.into()))?;
+        Ok(b.ctrl.async_event_request())
     })
 }
 
@@ -371,62 +405,70 @@ pub fn controller_of(name: &str) -> Option<(pci::Bdf, Arc<dma::DmaDevice>)> {
     })
 }
 
+/// Why a namespace could not be reached ([`with_disk`]) or a controller not brought
+/// up again ([`rebind`]; `E` is the error of the step the caller runs in between).
+#[derive(Debug)]
+pub enum BindError<E = core::convert::Infallible> {
+    /// No NVMe namespace has this name.
+    NoSuchDisk(String),
+    /// The controller's namespace 1 is not usable.
+    NamespaceNotUsable(String),
+    /// No controller is bound at this function.
+    NotBound(pci::Bdf),
+    /// The function has no BAR0.
+    NoBar0(pci::Bdf),
+    /// BAR0 could not be mapped again.
+    Ioremap(pci::Bdf, crate::mm::MmError),
+    /// The controller did not come up again (its namespace is gone).
+    Probe(pci::Bdf, nvme::NvmeError),
+    /// The caller's step between teardown and bring-up failed (the controller stays
+    /// down).
+    Between(E),
+}
+
+impl<E: core::fmt::Display> core::fmt::Display for BindError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BindError::NoSuchDisk(name) => write!(f, "no disk called '{name}' (see lsblk)"),
+            BindError::NamespaceNotUsable(name) => write!(f, "{name}: namespace not usable"),
+            BindError::NotBound(bdf) => write!(f, "nvme {bdf}: not bound"),
+            BindError::NoBar0(bdf) => write!(f, "nvme {bdf}: no BAR0"),
+            BindError::Ioremap(bdf, e) => write!(f, "nvme {bdf}: ioremap BAR0: {e}"),
+            BindError::Probe(bdf, e) => write!(f, "nvme {bdf}: {e}"),
+            BindError::Between(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// As `ahci::rebind`: disables the controller at `bdf` (dropping it frees its
 /// queues through the old DMA device), runs `between` (the IOMMU re-pointing),
-/// maps BAR0 again and brings the controller up on `dev` under the same name.
-pub fn rebind(
+/// maps BAR0 again and brings the controller up on `dev` under the same name, by
+/// the same [`bring_up`] as at boot.
+pub fn rebind<E>(
     bdf: pci::Bdf,
     dev: Arc<dma::DmaDevice>,
-    between: impl FnOnce() -> Result<(), String>,
-) -> Result<(), String> {
+    between: impl FnOnce() -> Result<(), E>,
+) -> Result<(), BindError<E>> {
     let taken = with_ctrls(|c| {
         c.iter()
             .position(|b| b.bdf == bdf)
             .map(|i| (i, c.remove(i)))
     });
-    let (instance, old) = taken.ok_or_else(|| alloc::format!("nvme {bdf}: not bound"))?;
+    let (instance, old) = taken.ok_or(BindError::NotBound(bdf))?;
     let irq = old.irq.clone();
     // No completion queues while the controller is down: the handler does nothing.
     for s in IRQ_SLOTS.lock().iter_mut().filter(|s| s.bdf == bdf) {
         s.cqs = Vec::new();
     }
     drop(old);
-    between()?;
+    between().map_err(BindError::Between)?;
     let bar = crate::pci::devices()
         .into_iter()
         .find(|d| d.bdf == bdf)
         .and_then(|d| d.bar(0).copied())
-        .ok_or_else(|| alloc::format!("nvme {bdf}: no BAR0"))?;
-    let regs = crate::mm::ioremap(bar.address, bar.size)
-        .map_err(|e| alloc::format!("nvme {bdf}: ioremap BAR0: {e}"))?;
-    // SAFETY: as in `setup_msix`: the handler touches these registers only
-    // through the queues set below, while the new controller owns `regs`.
-    let irq_regs = unsafe { IrqRegs::new(&regs) };
-    let irq_vectors = irq.as_ref().map_or(0, |v| v.len() as u16);
-    let mut ctrl = Controller::probe(
-        regs,
-        dev,
-        TscDelay,
-        Config {
-            command_timeout_ms: 5000,
-            instance,
-            irq_vectors,
-            ..Config::default()
-        },
-    )
-    .map_err(|e| alloc::format!("nvme {bdf}: {e}"))?;
-    // The MSI-X table keeps its entries across the controller reset: give the
-    // handler the new registers and queues, and turn interrupts on again.
-    if irq.is_ok() {
-        for s in IRQ_SLOTS.lock().iter_mut().filter(|s| s.bdf == bdf) {
-            s.regs = irq_regs;
-            s.cqs = ctrl.completion_queues();
-            break;
-        }
-        if let Err(e) = ctrl.enable_interrupts(true) {
-            log::warn!("nvme {bdf}: {e}; completions polled");
-        }
-    }
-    with_ctrls(|c| c.insert(instance.min(c.len()), Bound { bdf, ctrl, irq }));
+        .ok_or(BindError::NoBar0(bdf))?;
+    let regs = crate::mm::ioremap(bar.address, bar.size).map_err(|e| BindError::Ioremap(bdf, e))?;
+    let b = bring_up(bdf, regs, dev, irq, instance).map_err(|e| BindError::Probe(bdf, e))?;
+    with_ctrls(|c| c.insert(instance.min(c.len()), b));
     Ok(())
 }

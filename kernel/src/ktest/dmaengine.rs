@@ -6,12 +6,15 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use dma::stream::{DmaBuf, DmaStream, FromDevice, ToDevice};
-use dmaengine::{ChanId, DmaCaps, DmaError, DmaStatus, SlaveConfig};
+use dmaengine::{ChanId, DmaCaps, DmaStatus, EngineError, SlaveConfig};
 use hal::DmaAddr;
 
 use super::{KTest, TestResult};
 use crate::dmaengine::{self as kde, dmatest};
 use crate::kassert;
+
+mod lli;
+mod uart;
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -63,14 +66,20 @@ pub static TESTS: &[KTest] = &[
         manual: false,
     },
     KTest {
+        name: "dmaengine::idma64_llis_share_pool_pages_and_a_leak_is_reported",
+        run: lli::llis_share_pool_pages,
+        profiles: &["idma64-sim"],
+        manual: false,
+    },
+    KTest {
         name: "dmaengine::lpss_uart_slave_tx_rx_loopback_by_handshake",
-        run: uart_slave_loopback,
+        run: uart::uart_slave_loopback,
         profiles: &["idma64-sim-uart"],
         manual: false,
     },
     KTest {
         name: "dmaengine::lpss_uart_cyclic_rx_periods_by_handshake",
-        run: uart_cyclic_rx,
+        run: uart::uart_cyclic_rx,
         profiles: &["idma64-sim-uart"],
         manual: false,
     },
@@ -121,7 +130,7 @@ fn sim_memcpy_residue() -> TestResult {
         let st = e.tx_status(chan, c)?;
         kassert_ok(st.status == DmaStatus::InProgress && st.residue == len)?;
         e.issue_pending(chan)?;
-        Ok::<_, DmaError>(c)
+        Ok::<_, EngineError>(c)
     })
     .map_err(|e| alloc::format!("{e}"))?;
     // Watch the residue go down while the engine runs.
@@ -155,11 +164,11 @@ fn sim_memcpy_residue() -> TestResult {
     Ok(())
 }
 
-fn kassert_ok(c: bool) -> Result<(), DmaError> {
+fn kassert_ok(c: bool) -> Result<(), EngineError> {
     if c {
         Ok(())
     } else {
-        Err(DmaError::Unsupported)
+        Err(EngineError::Unsupported)
     }
 }
 
@@ -171,7 +180,7 @@ fn sim_terminate() -> TestResult {
         let d = e.prep_memcpy(chan, b.dst.dma_addr(), b.src.dma_addr(), len)?;
         let c = e.submit(d)?;
         e.issue_pending(chan)?;
-        Ok::<_, DmaError>(c)
+        Ok::<_, EngineError>(c)
     })
     .map_err(|e| alloc::format!("{e}"))?;
     // Wait for the engine to have moved some bytes (the model moves 64 KiB a
@@ -212,12 +221,12 @@ fn sim_pause_resume() -> TestResult {
     let chan = sim_chan(DmaCaps::MEMCPY)?;
     let len = 2 << 20;
     let b = bufs(chan, len)?;
-    let err = |e: DmaError| alloc::format!("{e}");
+    let err = |e: EngineError| alloc::format!("{e}");
     let cookie = kde::with(|e| {
         let d = e.prep_memcpy(chan, b.dst.dma_addr(), b.src.dma_addr(), len)?;
         let c = e.submit(d)?;
         e.issue_pending(chan)?;
-        Ok::<_, DmaError>(c)
+        Ok::<_, EngineError>(c)
     })
     .map_err(err)?;
     super::wait_until(super::EVENT_BOUND_MS, || {
@@ -258,7 +267,7 @@ fn sim_cyclic() -> TestResult {
     let chan = sim_chan(DmaCaps::CYCLIC)?;
     let b = bufs(chan, 16384)?;
     let cfg = SlaveConfig {
-        direction: dmaengine::Direction::MemToDev,
+        direction: dmaengine::TransferDirection::MemToDev,
         src_addr: DmaAddr::new(0),
         dst_addr: b.dst.dma_addr(),
         src_addr_width: 4,
@@ -275,7 +284,7 @@ fn sim_cyclic() -> TestResult {
             b.src.dma_addr(),
             16384,
             4096,
-            dmaengine::Direction::MemToDev,
+            dmaengine::TransferDirection::MemToDev,
         )?;
         d.set_callback(move |_, _| {
             p2.fetch_add(1, Ordering::AcqRel);
@@ -308,7 +317,7 @@ fn sim_cyclic() -> TestResult {
 fn misuse() -> TestResult {
     let chan = sim_chan(DmaCaps::SLAVE)?;
     let good = SlaveConfig {
-        direction: dmaengine::Direction::DevToMem,
+        direction: dmaengine::TransferDirection::DevToMem,
         src_addr: DmaAddr::new(0x1000),
         dst_addr: DmaAddr::new(0),
         src_addr_width: 4,
@@ -320,7 +329,7 @@ fn misuse() -> TestResult {
         let no_cfg = e.prep_slave_sg(
             chan,
             &[(DmaAddr::new(0x10_0000), 64)],
-            dmaengine::Direction::DevToMem,
+            dmaengine::TransferDirection::DevToMem,
         );
         let wide = e.slave_config(
             chan,
@@ -339,23 +348,27 @@ fn misuse() -> TestResult {
         let m2m = e.slave_config(
             chan,
             SlaveConfig {
-                direction: dmaengine::Direction::MemToMem,
+                direction: dmaengine::TransferDirection::MemToMem,
                 ..good
             },
         );
         (no_cfg.err(), wide.err(), burst.err(), m2m.err())
     });
     kassert!(
-        matches!(r.0, Some(DmaError::NotConfigured(_))),
+        matches!(r.0, Some(EngineError::NotConfigured(_))),
         "prep without config: {:?}",
         r.0
     );
     kassert!(
-        r.1 == Some(DmaError::BadBusWidth(8)),
+        r.1 == Some(EngineError::BadBusWidth(8)),
         "8-byte device width: {:?}",
         r.1
     );
-    kassert!(r.2 == Some(DmaError::BadBurst(256)), "burst 256: {:?}", r.2);
+    kassert!(
+        r.2 == Some(EngineError::BadBurst(256)),
+        "burst 256: {:?}",
+        r.2
+    );
     kassert!(r.3.is_some(), "MemToMem slave config accepted");
     kde::release(chan).map_err(|e| alloc::format!("{e}"))?;
     // A released channel refuses everything; releasing twice is an error, not a crash.
@@ -364,7 +377,7 @@ fn misuse() -> TestResult {
             .err()
     });
     kassert!(
-        matches!(after, Some(DmaError::ChannelNotHeld(_))),
+        matches!(after, Some(EngineError::ChannelNotHeld(_))),
         "prep on a released channel: {after:?}"
     );
     kassert!(kde::release(chan).is_err(), "double release accepted");
@@ -389,7 +402,7 @@ fn misuse() -> TestResult {
         });
         let c = e.submit(d)?;
         e.issue_pending(chan)?;
-        Ok::<_, DmaError>(c)
+        Ok::<_, EngineError>(c)
     })
     .map_err(|e| alloc::format!("{e}"))?;
     let st = kde::wait(chan, cookie, 1000).map_err(|e| alloc::format!("{e}"))?;
@@ -413,7 +426,7 @@ fn misuse() -> TestResult {
             .err()
     });
     kassert!(
-        matches!(nochan, Some(DmaError::NoSuchDevice(99))),
+        matches!(nochan, Some(EngineError::NoSuchDevice(99))),
         "{nochan:?}"
     );
     Ok(())
@@ -433,7 +446,7 @@ fn dmatest_sim_edu() -> TestResult {
             size: 8192,
             corrupt: false,
         };
-        let s = dmatest::run_channel(&mut out, c, &p)?;
+        let s = dmatest::run_channel(&mut out, c, &p).map_err(|e| alloc::format!("{e}"))?;
         let tail: alloc::vec::Vec<&str> = out.lines().rev().take(4).collect();
         kassert!(
             s.tests == 4 && s.failures == 0,
@@ -446,7 +459,7 @@ fn dmatest_sim_edu() -> TestResult {
         let corrupt = dmatest::run_channel(&mut out, c, &dmatest::Params { corrupt: true, ..p });
         let simulated = kde::dev_info(c.dev).is_some_and(|i| i.desc.contains("(simulated)"));
         if simulated {
-            let s = corrupt?;
+            let s = corrupt.map_err(|e| alloc::format!("{e}"))?;
             kassert!(
                 s.failures == 1,
                 "{c}: corruption not reported: {}",
@@ -468,7 +481,7 @@ fn isa_rules() -> TestResult {
     let chan = kde::request("ktest", DmaCaps::SLAVE, |c| c.dev == isa && c.chan == 3)
         .map_err(|e| alloc::format!("{e}"))?;
     let cfg = SlaveConfig {
-        direction: dmaengine::Direction::DevToMem,
+        direction: dmaengine::TransferDirection::DevToMem,
         src_addr: DmaAddr::new(0x3F5),
         dst_addr: DmaAddr::new(0),
         src_addr_width: 1,
@@ -491,21 +504,21 @@ fn isa_rules() -> TestResult {
             .prep_slave_sg(
                 chan,
                 &[(DmaAddr::new(0x100_0000), 512)],
-                dmaengine::Direction::DevToMem,
+                dmaengine::TransferDirection::DevToMem,
             )
             .err();
         let cross = e
             .prep_slave_sg(
                 chan,
                 &[(DmaAddr::new(0x1_FF00), 512)],
-                dmaengine::Direction::DevToMem,
+                dmaengine::TransferDirection::DevToMem,
             )
             .err();
         let two = e
             .prep_slave_sg(
                 chan,
                 &[(DmaAddr::new(0x1_0000), 512), (DmaAddr::new(0x2_0000), 512)],
-                dmaengine::Direction::DevToMem,
+                dmaengine::TransferDirection::DevToMem,
             )
             .err();
         let memcpy = e
@@ -515,27 +528,27 @@ fn isa_rules() -> TestResult {
     });
     kde::release(chan).map_err(|e| alloc::format!("{e}"))?;
     kassert!(
-        r.0 == Some(DmaError::BadBusWidth(2)),
+        r.0 == Some(EngineError::BadBusWidth(2)),
         "16-bit width on an 8-bit channel: {:?}",
         r.0
     );
     kassert!(
-        matches!(r.1, Some(DmaError::BadAddress(_))),
+        matches!(r.1, Some(EngineError::BadAddress(_))),
         "above 16 MiB: {:?}",
         r.1
     );
     kassert!(
-        matches!(r.2, Some(DmaError::BadAddress(_))),
+        matches!(r.2, Some(EngineError::BadAddress(_))),
         "across 64 KiB: {:?}",
         r.2
     );
     kassert!(
-        r.3 == Some(DmaError::TooManySegments { max: 1, got: 2 }),
+        r.3 == Some(EngineError::TooManySegments { max: 1, got: 2 }),
         "two segments: {:?}",
         r.3
     );
     kassert!(
-        matches!(r.4, Some(DmaError::NotCapable(_))),
+        matches!(r.4, Some(EngineError::NotCapable(_))),
         "memcpy on the 8237: {:?}",
         r.4
     );
@@ -557,110 +570,8 @@ fn dmatest_floppy() -> TestResult {
             size: 0,
             corrupt: false,
         },
-    )?;
+    )
+    .map_err(|e| alloc::format!("{e}"))?;
     kassert!(s.tests == 12 && s.failures == 0, "{} {}", s.line(), out);
-    Ok(())
-}
-
-/// The LPSS UART in loopback with its iDMA64's two channels: TX on channel 0, RX on 1.
-fn uart_chans(
-) -> Result<(crate::drivers::lpss::uart::LpssUart, ChanId, ChanId), alloc::string::String> {
-    let u = crate::drivers::lpss::uart::get().ok_or("no LPSS UART function bound")?;
-    let dev = u.dma_dev().ok_or("the UART's iDMA64 is not registered")?;
-    u.set_loopback(true);
-    let tx = kde::request("ktest", DmaCaps::SLAVE, |c| c.dev == dev && c.chan == 0)
-        .map_err(|e| alloc::format!("request tx: {e}"))?;
-    let rx = kde::request("ktest", DmaCaps::SLAVE, |c| c.dev == dev && c.chan == 1)
-        .map_err(|e| alloc::format!("request rx: {e}"))?;
-    Ok((u, tx, rx))
-}
-
-fn uart_slave_loopback() -> TestResult {
-    use dmaengine::Direction::{DevToMem, MemToDev};
-    let (u, tx, rx) = uart_chans()?;
-    // Not a multiple of the RX trigger (16): the tail comes by the character timeout.
-    let len = 3000;
-    let b = bufs(tx, len)?;
-    let irqs0 = kde::dev_info(tx.dev).map_or(0, |i| i.irqs.load(Ordering::Relaxed));
-    let (ck_tx, ck_rx) = kde::with(|e| {
-        e.slave_config(rx, u.slave_config(DevToMem, 8))?;
-        let d = e.prep_slave_sg(rx, &[(b.dst.dma_addr(), len)], DevToMem)?;
-        let ck_rx = e.submit(d)?;
-        e.slave_config(tx, u.slave_config(MemToDev, 8))?;
-        let d = e.prep_slave_sg(tx, &[(b.src.dma_addr(), len)], MemToDev)?;
-        let ck_tx = e.submit(d)?;
-        e.issue_pending(rx)?;
-        e.issue_pending(tx)?;
-        Ok::<_, DmaError>((ck_tx, ck_rx))
-    })
-    .map_err(|e| alloc::format!("{e}"))?;
-    let st = kde::wait(rx, ck_rx, super::EVENT_BOUND_MS).map_err(|e| alloc::format!("{e}"))?;
-    kassert!(
-        st.status == DmaStatus::Complete,
-        "rx {:?}, residue {}",
-        st.status,
-        st.residue
-    );
-    let st = kde::wait(tx, ck_tx, super::EVENT_BOUND_MS).map_err(|e| alloc::format!("{e}"))?;
-    kassert!(st.status == DmaStatus::Complete, "tx {:?}", st.status);
-    let irqs = kde::dev_info(tx.dev).map_or(0, |i| i.irqs.load(Ordering::Relaxed)) - irqs0;
-    kassert!(irqs >= 1, "completion without an interrupt");
-    kassert!(
-        u.line_status() & crate::drivers::lpss::uart::LSR_OE == 0,
-        "RX overrun"
-    );
-    let got = b.dst.unmap().to_vec();
-    kassert!(got == b.pattern, "received bytes differ from the sent ones");
-    crate::kprintln!("lpss uart: {len} bytes looped back by DMA handshake, {irqs} interrupts");
-    kde::release(tx).map_err(|e| alloc::format!("{e}"))?;
-    kde::release(rx).map_err(|e| alloc::format!("{e}"))?;
-    Ok(())
-}
-
-fn uart_cyclic_rx() -> TestResult {
-    use dmaengine::Direction::{DevToMem, MemToDev};
-    let (u, tx, rx) = uart_chans()?;
-    // A 1 KiB ring of four 256-byte periods on RX; 1.5 rings' worth sent on TX.
-    let (ring, period, sent) = (1024usize, 256usize, 1536usize);
-    let b = bufs(tx, sent)?;
-    let dev = kde::dev_info(rx.dev)
-        .and_then(|i| i.dma())
-        .ok_or("no DMA device")?;
-    let r = DmaBuf::alloc(&crate::dma::PLATFORM, ring).map_err(|e| alloc::format!("{e}"))?;
-    let r = DmaStream::<FromDevice>::map(&dev, r).map_err(|e| alloc::format!("{}", e.error))?;
-    let periods = Arc::new(AtomicU32::new(0));
-    let p2 = periods.clone();
-    let ck_tx = kde::with(|e| {
-        e.slave_config(rx, u.slave_config(DevToMem, 8))?;
-        let mut d = e.prep_dma_cyclic(rx, r.dma_addr(), ring, period, DevToMem)?;
-        d.set_callback(move |_, _| {
-            p2.fetch_add(1, Ordering::AcqRel);
-        });
-        e.submit(d)?;
-        e.issue_pending(rx)?;
-        e.slave_config(tx, u.slave_config(MemToDev, 8))?;
-        let d = e.prep_slave_sg(tx, &[(b.src.dma_addr(), sent)], MemToDev)?;
-        let ck = e.submit(d)?;
-        e.issue_pending(tx)?;
-        Ok::<_, DmaError>(ck)
-    })
-    .map_err(|e| alloc::format!("{e}"))?;
-    let want = (sent / period) as u32;
-    super::wait_until(super::EVENT_BOUND_MS, || {
-        periods.load(Ordering::Acquire) >= want
-    });
-    let n = periods.load(Ordering::Acquire);
-    kassert!(n == want, "{n} period callbacks, want {want}");
-    let st = kde::wait(tx, ck_tx, super::EVENT_BOUND_MS).map_err(|e| alloc::format!("{e}"))?;
-    kassert!(st.status == DmaStatus::Complete, "tx {:?}", st.status);
-    kde::with(|e| e.terminate_all(rx)).map_err(|e| alloc::format!("{e}"))?;
-    // The ring holds the last 1024 bytes: periods 4 and 5 overwrote 0 and 1.
-    let mut expect = b.pattern[1024..1536].to_vec();
-    expect.extend_from_slice(&b.pattern[512..1024]);
-    let got = r.unmap().to_vec();
-    kassert!(got == expect, "ring contents differ from the bytes sent");
-    crate::kprintln!("lpss uart: cyclic rx, {n} period callbacks, ring checked");
-    kde::release(tx).map_err(|e| alloc::format!("{e}"))?;
-    kde::release(rx).map_err(|e| alloc::format!("{e}"))?;
     Ok(())
 }

@@ -22,7 +22,8 @@ fn read_mbr() -> Result<alloc::vec::Vec<u8>, alloc::string::String> {
         sg.push(buf.phys(), 4096);
         d.read(0, &sg).map_err(|e| format!("{e}"))?;
         Ok(buf.to_vec())
-    })?
+    })
+    .map_err(|e| format!("{e}"))?
 }
 
 fn ahci_reads_by_msi() -> TestResult {

@@ -62,10 +62,51 @@ impl Outcome {
     }
 }
 
+/// Why an attack could not be run to its end (distinct from "blocked": these
+/// are failures of the bench itself).
+#[derive(Debug)]
+pub enum AttackError {
+    /// A buffer or a legitimate mapping the attack needs could not be had.
+    Dma(dma::DmaError),
+    /// edu refused a transfer (its length or address checks).
+    Device(&'static str),
+    /// No interrupt vector was free to aim the injected MSI at.
+    NoVector(&'static str),
+    /// The canary page's physical address is also one of edu's live IOVAs,
+    /// so a write there would not show what an unmapped address does.
+    CanaryIsLiveIova(u64),
+}
+
+impl core::fmt::Display for AttackError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AttackError::Dma(e) => write!(f, "{e}"),
+            AttackError::Device(e) => f.write_str(e),
+            AttackError::NoVector(e) => f.write_str(e),
+            AttackError::CanaryIsLiveIova(pa) => write!(
+                f,
+                "the canary's address {pa:#x} happens to be a live IOVA of edu; try again"
+            ),
+        }
+    }
+}
+
+impl From<dma::DmaError> for AttackError {
+    fn from(e: dma::DmaError) -> Self {
+        AttackError::Dma(e)
+    }
+}
+
+impl From<dma::MapError> for AttackError {
+    fn from(m: dma::MapError) -> Self {
+        AttackError::Dma(m.error)
+    }
+}
+
 struct Attack {
     name: &'static str,
     summary: &'static str,
-    run: fn(&Edu) -> Result<Outcome, String>,
+    run: fn(&Edu) -> Result<Outcome, AttackError>,
 }
 
 const ATTACKS: &[Attack] = &[
@@ -118,34 +159,32 @@ fn faults_since(before: u64) -> Vec<String> {
 }
 
 /// A page-sized buffer edu can reach (below its 28-bit mask), filled with `byte`.
-fn reachable_page(byte: u8) -> Result<DmaBuf, String> {
-    let mut b = DmaBuf::alloc_below(&kdma::PLATFORM, 4096, dma::dma_bit_mask(28))
-        .map_err(|e| alloc::format!("{e}"))?;
+fn reachable_page(byte: u8) -> Result<DmaBuf, AttackError> {
+    let mut b = DmaBuf::alloc_below(&kdma::PLATFORM, 4096, dma::dma_bit_mask(28))?;
     b.fill(byte);
     Ok(b)
 }
 
 /// Loads edu's internal buffer with `data` through a legitimate mapping.
-fn load_device(e: &Edu, data: &[u8]) -> Result<(), String> {
+fn load_device(e: &Edu, data: &[u8]) -> Result<(), AttackError> {
     let mut b = reachable_page(0)?;
     b.write(0, data);
-    let s = DmaStream::<ToDevice>::map(&e.dma, b).map_err(|m| alloc::format!("{}", m.error))?;
+    let s = DmaStream::<ToDevice>::map(&e.dma, b)?;
     let r = e.transfer(EduDir::ToDevice, s.dma_addr(), data.len());
     drop(s.unmap());
-    r.map_err(String::from)
+    r.map_err(AttackError::Device)
 }
 
-fn kernel_write(e: &Edu) -> Result<Outcome, String> {
+fn kernel_write(e: &Edu) -> Result<Outcome, AttackError> {
     let canary = reachable_page(0xC3)?;
     let pa = canary.phys().as_u64();
     if iommu::domain_of(e.bdf).is_some() && iommu::translate(e.bdf, pa).is_ok() {
-        return Err(alloc::format!(
-            "the canary's address {pa:#x} happens to be a live IOVA of edu; try again"
-        ));
+        return Err(AttackError::CanaryIsLiveIova(pa));
     }
     load_device(e, &[0xEE; 64])?;
     let before = iommu::fault_count();
-    e.transfer(EduDir::FromDevice, DmaAddr::new(pa), 64)?;
+    e.transfer(EduDir::FromDevice, DmaAddr::new(pa), 64)
+        .map_err(AttackError::Device)?;
     let faults = faults_since(before);
     let changed = canary.to_vec().iter().filter(|&&b| b != 0xC3).count();
     Ok(Outcome {
@@ -169,7 +208,7 @@ fn kernel_write(e: &Edu) -> Result<Outcome, String> {
 const SECRET_AT: usize = 2048;
 const SECRET: &[u8; 16] = b"top-secret-key!!";
 
-fn sub_page(e: &Edu) -> Result<Outcome, String> {
+fn sub_page(e: &Edu) -> Result<Outcome, AttackError> {
     // One page: a 64-byte buffer the driver maps at its start, and a secret
     // the kernel keeps further down the same page (written by the CPU, never
     // mapped for anyone).
@@ -178,8 +217,7 @@ fn sub_page(e: &Edu) -> Result<Outcome, String> {
     let pa = page.phys().as_u64();
     let bus = e
         .dma
-        .map_single(page.phys(), 64, dma::DmaDirection::ToDevice)
-        .map_err(|m| alloc::format!("{m}"))?;
+        .map_single(page.phys(), 64, dma::DmaDirection::ToDevice)?;
     // The device reads past its 64 bytes: the whole page up to the secret's end.
     let base = bus.as_u64() & !0xFFF;
     let len = SECRET_AT + SECRET.len();
@@ -187,13 +225,13 @@ fn sub_page(e: &Edu) -> Result<Outcome, String> {
     let r = e.transfer(EduDir::ToDevice, DmaAddr::new(base), len);
     let faults = faults_since(before);
     let unmapped = e.dma.unmap_single(bus, 64, dma::DmaDirection::ToDevice);
-    r?;
-    unmapped.map_err(|m| alloc::format!("{m}"))?;
+    r.map_err(AttackError::Device)?;
+    unmapped?;
     // What the device now holds, written back through a legitimate mapping.
     let out = reachable_page(0)?;
-    let s = DmaStream::<dma::FromDevice>::map(&e.dma, out)
-        .map_err(|m| alloc::format!("{}", m.error))?;
-    e.transfer(EduDir::FromDevice, s.dma_addr(), len)?;
+    let s = DmaStream::<dma::FromDevice>::map(&e.dma, out)?;
+    e.transfer(EduDir::FromDevice, s.dma_addr(), len)
+        .map_err(AttackError::Device)?;
     let got = s.unmap().to_vec();
     let leaked = got[SECRET_AT..len]
         .iter()
@@ -233,17 +271,17 @@ fn sub_page(e: &Edu) -> Result<Outcome, String> {
 /// waiting for it to close (attempts of ~100 ms each).
 const STALE_ATTEMPTS: usize = 100;
 
-fn stale_iotlb(e: &Edu) -> Result<Outcome, String> {
+fn stale_iotlb(e: &Edu) -> Result<Outcome, AttackError> {
     let translated = iommu::domain_of(e.bdf).is_some();
     // Earlier unmaps waiting in a lazy flush queue would close the window
     // early (the queue flushes when its oldest entry is due): start empty.
     iommu::flush_lazy_queues();
     let buf = reachable_page(0xAB)?;
-    let s =
-        DmaStream::<Bidirectional>::map(&e.dma, buf).map_err(|m| alloc::format!("{}", m.error))?;
+    let s = DmaStream::<Bidirectional>::map(&e.dma, buf)?;
     let bus = s.dma_addr();
     // The device uses the mapping (the unit caches the translation) ...
-    e.transfer(EduDir::ToDevice, bus, 64)?;
+    e.transfer(EduDir::ToDevice, bus, 64)
+        .map_err(AttackError::Device)?;
     // ... the driver is done with it ...
     let mut buf = s.unmap();
     let hz = tsc::tsc_hz().max(1);
@@ -256,7 +294,8 @@ fn stale_iotlb(e: &Edu) -> Result<Outcome, String> {
     for _ in 0..attempts {
         buf.fill(0x11);
         let f = iommu::fault_count();
-        e.transfer(EduDir::FromDevice, bus, 64)?;
+        e.transfer(EduDir::FromDevice, bus, 64)
+            .map_err(AttackError::Device)?;
         iommu::collect_faults();
         let changed = buf.to_vec()[..64].iter().any(|&b| b != 0x11);
         if changed {
@@ -304,35 +343,48 @@ fn stale_iotlb(e: &Edu) -> Result<Outcome, String> {
     })
 }
 
-static INJECTED: AtomicU64 = AtomicU64::new(0);
-static INJECT_VECTOR: AtomicU8 = AtomicU8::new(0);
-
-fn injected(_f: &mut crate::arch::idt::TrapFrame) {
-    INJECTED.fetch_add(1, Ordering::Relaxed);
+/// `msi-inject`'s target: the vector it aims the device at (0: none yet) and
+/// how many times that vector arrived (counted by its interrupt handler).
+struct InjectTarget {
+    vector: AtomicU8,
+    delivered: AtomicU64,
 }
 
-fn msi_inject(e: &Edu) -> Result<Outcome, String> {
+static INJECT: InjectTarget = InjectTarget {
+    vector: AtomicU8::new(0),
+    delivered: AtomicU64::new(0),
+};
+
+fn injected(_f: &mut crate::arch::idt::TrapFrame) {
+    INJECT.delivered.fetch_add(1, Ordering::Relaxed);
+}
+
+fn msi_inject(e: &Edu) -> Result<Outcome, AttackError> {
     if e.dma.params().dma_mask < 0xFFFF_FFFF {
         return Ok(Outcome::unavailable(
             "edu reaches only 28 bits (QEMU's default dma_mask), not 0xFEE0_0000: boot --profile attack (edu,dma_mask=0xffffffff)",
         ));
     }
-    let mut v = INJECT_VECTOR.load(Ordering::Relaxed);
+    let mut v = INJECT.vector.load(Ordering::Relaxed);
     if v == 0 {
-        v = apic::alloc_vector(injected).map_err(String::from)?;
-        INJECT_VECTOR.store(v, Ordering::Relaxed);
+        v = apic::alloc_vector(injected).map_err(AttackError::NoVector)?;
+        INJECT.vector.store(v, Ordering::Relaxed);
     }
     let (addr, data) = apic::msi_message(v);
     load_device(e, &data.to_le_bytes())?;
-    let (before, f) = (INJECTED.load(Ordering::Relaxed), iommu::fault_count());
-    e.transfer(EduDir::FromDevice, DmaAddr::new(addr), 4)?;
+    let (before, f) = (
+        INJECT.delivered.load(Ordering::Relaxed),
+        iommu::fault_count(),
+    );
+    e.transfer(EduDir::FromDevice, DmaAddr::new(addr), 4)
+        .map_err(AttackError::Device)?;
     // The interrupt is the write itself; give it a generous bound to arrive.
     let hz = tsc::tsc_hz().max(1);
     let end = tsc::rdtsc() + hz;
-    while INJECTED.load(Ordering::Relaxed) == before && tsc::rdtsc() < end {
+    while INJECT.delivered.load(Ordering::Relaxed) == before && tsc::rdtsc() < end {
         core::hint::spin_loop();
     }
-    let got = INJECTED.load(Ordering::Relaxed) - before;
+    let got = INJECT.delivered.load(Ordering::Relaxed) - before;
     let faults = faults_since(f);
     Ok(Outcome {
         verdict: if got > 0 {
@@ -351,7 +403,7 @@ fn msi_inject(e: &Edu) -> Result<Outcome, String> {
     })
 }
 
-fn ats(_e: &Edu) -> Result<Outcome, String> {
+fn ats(_e: &Edu) -> Result<Outcome, AttackError> {
     Ok(Outcome::unavailable(
         "no emulated device issues ATS translation requests in QEMU 7.2: a device with ATS asks the IOMMU for a translation once, caches it, and sends 'already translated' requests the IOMMU passes unchecked, so a lying device reaches any address; Linux never enables ATS for untrusted devices (5.8)",
     ))

@@ -4,6 +4,50 @@
 use super::{parse_u64, CmdError, CmdResult, Command};
 use crate::drivers::{ahci, nvme};
 use crate::kprintln;
+use alloc::vec::Vec;
+
+mod bench;
+
+pub use bench::blkbench;
+
+/// Why a `blk` request (or one of `blkbench`'s) failed.
+#[derive(Debug)]
+pub(super) enum BlkError {
+    /// The AHCI disk could not be reached.
+    Ahci(ahci::BindError),
+    /// The NVMe namespace could not be reached.
+    Nvme(nvme::BindError),
+    /// No memory for the data buffer.
+    Alloc(dma::DmaError),
+    /// The block layer refused the request, or the device failed it.
+    Io(block::BlockError),
+    /// `--mask BITS`: the device refused the narrowed mask.
+    Mask { bits: u32, error: dma::DmaError },
+    /// The NVMe controller failed a command of its own (`blk aer`).
+    NvmeCommand(::nvme::NvmeError),
+}
+
+impl core::fmt::Display for BlkError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BlkError::Ahci(e) => write!(f, "{e}"),
+            BlkError::Nvme(e) => write!(f, "{e}"),
+            BlkError::Alloc(e) => write!(f, "{e}"),
+            BlkError::Io(e) => write!(f, "{e}"),
+            BlkError::Mask { bits, error } => write!(f, "--mask {bits}: {error}"),
+            BlkError::NvmeCommand(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// `blk: <dev>: <error>`, without naming the disk twice (a device error names it
+/// already; the block layer's own checks do not).
+fn blk_failed(dev: &str, e: &dyn core::fmt::Display) -> CmdError {
+    let e = alloc::format!("{e}");
+    let sep = if e.starts_with(dev) { "" } else { ": " };
+    let d = if sep.is_empty() { "" } else { dev };
+    CmdError::Failed(alloc::format!("blk: {d}{sep}{e}"))
+}
 
 pub fn lsblk(cmd: &Command, args: &[&str]) -> CmdResult {
     cmd.no_args(args)?;
@@ -105,6 +149,7 @@ pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
         ["read", dev, lba] => (BlkOp::Read, *dev, *lba, "1", 64),
         ["read", dev, lba, count] => (BlkOp::Read, *dev, *lba, *count, 64),
         ["read", dev, lba, count, flags @ ..] => return read_show_sg(cmd, dev, lba, count, flags),
+        ["aer", dev] => return aer(cmd, dev),
         [w @ ("write" | "verify"), dev, lba, count, "--pattern", seed] => {
             let seed = parse_u64(seed).ok_or_else(|| bad("pattern seed", seed))?;
             let op = if *w == "write" {
@@ -128,8 +173,7 @@ pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
     let run = |d: &mut dyn block::BlockDevice, dmadev: &alloc::sync::Arc<dma::DmaDevice>| {
         let ss = d.sector_size();
         let len = count as usize * ss;
-        let mut buf =
-            dma::DmaBuf::alloc(&crate::dma::PLATFORM, len).map_err(|e| alloc::format!("{e}"))?;
+        let mut buf = dma::DmaBuf::alloc(&crate::dma::PLATFORM, len).map_err(BlkError::Alloc)?;
         // One physically contiguous buffer, given as page-sized pieces: the DMA API
         // merges what is contiguous for the device (one PRD entry, or one IOVA run).
         let mut sg = dma::SgTable::new();
@@ -143,20 +187,16 @@ pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
             let mut data = alloc::vec![0u8; len];
             block::pattern::fill_pattern(seed, lba, ss, &mut data);
             buf.write(0, &data);
-            d.write(lba, &sg).map_err(|e| alloc::format!("{e}"))?;
+            d.write(lba, &sg).map_err(BlkError::Io)?;
             // The data is only on the medium once the volatile cache is flushed.
-            d.flush().map_err(|e| alloc::format!("{e}"))?;
+            d.flush().map_err(BlkError::Io)?;
         } else {
-            d.read(lba, &sg).map_err(|e| alloc::format!("{e}"))?;
+            d.read(lba, &sg).map_err(BlkError::Io)?;
         }
         let name = dmadev.name();
-        Ok::<_, alloc::string::String>((buf.to_vec(), ss, name.into(), buf.phys()))
+        Ok::<_, BlkError>((buf.to_vec(), ss, name.into(), buf.phys()))
     };
-    let r = if dev.starts_with("nvme") {
-        nvme::with_disk(dev, run)
-    } else {
-        ahci::with_disk(dev, run)
-    };
+    let r = with_blk(dev, run);
     let (data, ss, name, phys): (
         alloc::vec::Vec<u8>,
         usize,
@@ -164,12 +204,7 @@ pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
         hal::PhysAddr,
     ) = r
         .map_err(|e| CmdError::Failed(alloc::format!("blk: {e}")))?
-        .map_err(|e| {
-            // A device error names the disk already; the block layer's own checks do not.
-            let sep = if e.starts_with(dev) { "" } else { ": " };
-            let dev = if sep.is_empty() { "" } else { dev };
-            CmdError::Failed(alloc::format!("blk: {dev}{sep}{e}"))
-        })?;
+        .map_err(|e| blk_failed(dev, &e))?;
     match op {
         BlkOp::Read => {
             kprintln!(
@@ -194,383 +229,46 @@ pub fn blk(cmd: &Command, args: &[&str]) -> CmdResult {
     Ok(())
 }
 
+/// `blk aer <nvme…>`: one Asynchronous Event Request, waited for as any command.
+/// QEMU completes it only on an event and has none, so this is a command the device
+/// never completes: it must end in the driver's timeout error and a controller
+/// reset, after which the next request works (issue 14, item 5).
+fn aer(cmd: &Command, dev: &str) -> CmdResult {
+    if !dev.starts_with("nvme") {
+        return Err(cmd.bad_arg(alloc::format!("blk aer: '{dev}' is not an NVMe namespace")));
+    }
+    let t0 = crate::arch::tsc::rdtsc();
+    let r = nvme::async_event_request(dev)
+        .map_err(BlkError::Nvme)
+        .and_then(|r| r.map_err(BlkError::NvmeCommand));
+    let ms = crate::arch::tsc::ticks_to_ns(crate::arch::tsc::rdtsc() - t0) / 1_000_000;
+    match r {
+        Ok(dw0) => {
+            kprintln!("{dev}: asynchronous event after {ms} ms: CQE dword 0 {dw0:#010x}");
+            Ok(())
+        }
+        Err(e) => {
+            kprintln!("{dev}: asynchronous event request ended after {ms} ms");
+            Err(blk_failed(dev, &e))
+        }
+    }
+}
+
 /// Runs `f` on disk `dev` (`nvme…` or an AHCI `sd…`).
 fn with_blk<R>(
     dev: &str,
     f: impl FnOnce(&mut dyn block::BlockDevice, &alloc::sync::Arc<dma::DmaDevice>) -> R,
-) -> Result<R, alloc::string::String> {
+) -> Result<R, BlkError> {
     if dev.starts_with("nvme") {
-        nvme::with_disk(dev, f)
+        nvme::with_disk(dev, f).map_err(BlkError::Nvme)
     } else {
-        ahci::with_disk(dev, f)
+        ahci::with_disk(dev, f).map_err(BlkError::Ahci)
     }
-}
-
-/// The IOMMU modes `blkbench` measures, in its table's order.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum BenchMode {
-    /// Bus address = physical (pass-through context entry under VT-d).
-    Direct,
-    /// Every mapping bounced through the swiotlb pool (`swiotlb=force`).
-    Swiotlb,
-    /// A translated domain, IOTLB invalidated at every unmap.
-    Strict,
-    /// A translated domain with the flush queue.
-    Lazy,
-}
-
-impl BenchMode {
-    const ALL: [BenchMode; 4] = [
-        BenchMode::Direct,
-        BenchMode::Swiotlb,
-        BenchMode::Strict,
-        BenchMode::Lazy,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            BenchMode::Direct => "direct",
-            BenchMode::Swiotlb => "swiotlb",
-            BenchMode::Strict => "strict",
-            BenchMode::Lazy => "lazy",
-        }
-    }
-}
-
-/// What one mode measured.
-struct BenchStats {
-    bytes: u64,
-    /// Sum of the requests' times (qd 1: the device is idle in between).
-    busy_ns: u64,
-    median_ns: u64,
-    p99_ns: u64,
-    /// A checksum of every byte read (outside the timed part): every mode
-    /// read the same sectors, so it must agree with the direct mode's.
-    sum: u64,
-}
-
-/// The parsed `blkbench` arguments.
-struct BenchArgs<'a> {
-    dev: &'a str,
-    bs: u64,
-    count: u64,
-    random: bool,
-    /// One scatter-list entry for the whole buffer instead of one per page.
-    contig: bool,
-}
-
-/// Largest request `blkbench` issues (one buffer of contiguous pages).
-const BENCH_MAX_BS: u64 = 1 << 20;
-const BENCH_MAX_COUNT: u64 = 65536;
-
-fn bench_args<'a>(cmd: &Command, args: &[&'a str]) -> Result<(BenchArgs<'a>, u64), CmdError> {
-    let [dev, rest @ ..] = args else {
-        return Err(cmd.usage_error());
-    };
-    if dev.starts_with('-') {
-        return Err(cmd.bad_arg(alloc::format!("expected a disk name before '{dev}'")));
-    }
-    let mut a = BenchArgs {
-        dev,
-        bs: 128 * 1024,
-        count: 256,
-        random: false,
-        contig: false,
-    };
-    let mut qd = 1;
-    let mut it = rest.iter();
-    while let Some(flag) = it.next() {
-        let mut value = |what: &str| {
-            it.next()
-                .ok_or_else(|| cmd.bad_arg(alloc::format!("{flag} needs {what}")))
-        };
-        match *flag {
-            "--bs" => {
-                let v = value("a size in bytes (e.g. 4k, 128k)")?;
-                a.bs = parse_u64(v)
-                    .filter(|b| (512..=BENCH_MAX_BS).contains(b) && b % 512 == 0)
-                    .ok_or_else(|| {
-                        cmd.bad_arg(alloc::format!(
-                            "bad block size '{v}' (a multiple of 512 from 512 to 1m)"
-                        ))
-                    })?;
-            }
-            "--count" => {
-                let v = value("a number of requests")?;
-                a.count = parse_u64(v)
-                    .filter(|c| (1..=BENCH_MAX_COUNT).contains(c))
-                    .ok_or_else(|| {
-                        cmd.bad_arg(alloc::format!("bad count '{v}' (1..{BENCH_MAX_COUNT})"))
-                    })?;
-            }
-            "--qd" => {
-                let v = value("a queue depth")?;
-                qd = parse_u64(v)
-                    .filter(|q| (1..=1024).contains(q))
-                    .ok_or_else(|| {
-                        cmd.bad_arg(alloc::format!("bad queue depth '{v}' (1..1024)"))
-                    })?;
-            }
-            "--random" => a.random = true,
-            "--contig" => a.contig = true,
-            other => return Err(cmd.bad_arg(alloc::format!("unknown option '{other}'"))),
-        }
-    }
-    Ok((a, qd))
-}
-
-/// Reads `a.count` requests of `a.bs` bytes through the disk's current DMA
-/// device: one untimed request first (the emulator translates the code path on
-/// first use), then each request TSC-timed on its own.
-fn bench_once(a: &BenchArgs<'_>) -> Result<BenchStats, alloc::string::String> {
-    use crate::arch::tsc;
-    let (ss, cap) = with_blk(a.dev, |d, _| (d.sector_size() as u64, d.capacity()))?;
-    if !a.bs.is_multiple_of(ss) {
-        return Err(alloc::format!(
-            "block size {} is not a multiple of the {ss}-byte sector",
-            a.bs
-        ));
-    }
-    let per = a.bs / ss;
-    let slots = cap / per;
-    if slots == 0 {
-        return Err(alloc::format!(
-            "block size {} is larger than the disk ({cap} sectors)",
-            a.bs
-        ));
-    }
-    let len = a.bs as usize;
-    let buf = dma::DmaBuf::alloc(&crate::dma::PLATFORM, len).map_err(|e| alloc::format!("{e}"))?;
-    // One entry per page, as pages of a page cache would come (the buffer is
-    // contiguous, so the DMA API may merge them), or with --contig one entry.
-    let mut sg = dma::SgTable::new();
-    let mut off = 0;
-    while off < len {
-        let n = if a.contig {
-            len
-        } else {
-            (len - off).min(dma::PAGE_SIZE)
-        };
-        sg.push(buf.phys() + off as u64, n);
-        off += n;
-    }
-    // The same LBA sequence in every mode (a fixed seed), so the checksums compare.
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut lba_of = |i: u64| {
-        if a.random {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((x >> 33) % slots) * per
-        } else {
-            (i % slots) * per
-        }
-    };
-    // Untimed: the emulator translates the code path on first use.
-    with_blk(a.dev, |d, _| d.read(0, &sg))?.map_err(|e| alloc::format!("{e}"))?;
-    let mut lat = Vec::with_capacity(a.count as usize);
-    let mut sum: u64 = 0;
-    for i in 0..a.count {
-        let lba = lba_of(i);
-        let (r, ticks) = with_blk(a.dev, |d, _| {
-            let t0 = tsc::rdtsc();
-            let r = d.read(lba, &sg);
-            (r, tsc::rdtsc() - t0)
-        })?;
-        r.map_err(|e| alloc::format!("{e}"))?;
-        lat.push(tsc::ticks_to_ns(ticks));
-        for (j, w) in buf.to_vec().chunks(8).enumerate() {
-            let mut v = [0u8; 8];
-            v[..w.len()].copy_from_slice(w);
-            sum = sum
-                .rotate_left(5)
-                .wrapping_add(u64::from_le_bytes(v) ^ (j as u64).wrapping_add(lba));
-        }
-    }
-    let busy_ns = lat.iter().sum::<u64>().max(1);
-    lat.sort_unstable();
-    let n = lat.len();
-    Ok(BenchStats {
-        bytes: a.bs * a.count,
-        busy_ns,
-        median_ns: lat[n / 2],
-        p99_ns: lat[(n * 99 / 100).min(n - 1)],
-        sum,
-    })
-}
-
-use alloc::vec::Vec;
-
-/// `blkbench <dev> [--bs N] [--count N] [--qd N] [--random]`: the same reads in
-/// every IOMMU mode in one boot. Between modes the controller is quiesced
-/// (dropped), its context entry re-pointed and the controller brought up again
-/// on a DMA device of the mode's backend; at the end it goes back to the
-/// device and domain it had.
-pub fn blkbench(cmd: &Command, args: &[&str]) -> CmdResult {
-    let (a, qd) = bench_args(cmd, args)?;
-    let fail = |e: alloc::string::String| CmdError::Failed(alloc::format!("blkbench: {e}"));
-    let (kind, found) = if a.dev.starts_with("nvme") {
-        ("nvme", nvme::controller_of(a.dev))
-    } else {
-        ("ahci", ahci::controller_of(a.dev))
-    };
-    let (bdf, orig) =
-        found.ok_or_else(|| fail(alloc::format!("no disk called '{}' (see lsblk)", a.dev)))?;
-    if qd > 1 {
-        return Err(fail(alloc::format!(
-            "{}: --qd {qd}: the {kind} driver is synchronous (qd 1: one command in flight, completion polled); use --qd 1",
-            a.dev
-        )));
-    }
-    let rebind = |dev: alloc::sync::Arc<dma::DmaDevice>,
-                  between: &mut dyn FnMut() -> Result<(), alloc::string::String>| {
-        if kind == "nvme" {
-            nvme::rebind(bdf, dev, between)
-        } else {
-            ahci::rebind(bdf, dev, between)
-        }
-    };
-    // Where the device is now under VT-d (restored at the end).
-    let home = crate::iommu::attachment_of(bdf);
-    let no_xlate = crate::iommu::why_no_translation(bdf);
-    kprintln!(
-        "blkbench {}: {} x {} bytes, {} reads, qd 1 ({kind} driver: synchronous), TSC-timed per request{}",
-        a.dev,
-        a.count,
-        a.bs,
-        if a.random { "random" } else { "sequential" },
-        if a.contig { ", one scatter-list entry per request" } else { "" }
-    );
-    kprintln!(
-        "{:<8} {:>9} {:>9} {:>11} {:>9} {:>11} {:>8}  data",
-        "mode",
-        "MB/s",
-        "IOPS",
-        "median us",
-        "p99 us",
-        "bytes",
-        "x direct"
-    );
-    // A mode's device, once its controller is gone: no mapping may be left.
-    let retire = |prev: Option<(alloc::sync::Arc<dma::DmaDevice>, Option<dma::SharedDomain>)>| {
-        if let Some((dev, _)) = prev {
-            let leaked = dev.check_leaks();
-            if leaked > 0 {
-                kprintln!(
-                    "warning: {leaked} DMA mapping(s) of {} still live",
-                    dev.name()
-                );
-            }
-        }
-    };
-    let mut prev: Option<(alloc::sync::Arc<dma::DmaDevice>, Option<dma::SharedDomain>)> = None;
-    let mut direct_rate: Option<u64> = None;
-    let mut direct_sum: Option<u64> = None;
-    for mode in BenchMode::ALL {
-        let params = orig.params();
-        let name = alloc::format!("{bdf} {kind} [blkbench {}]", mode.name());
-        let (backend, target, _domain) = match mode {
-            BenchMode::Direct => (
-                dma::DmaBackend::Direct,
-                crate::iommu::BenchTarget::PassThrough,
-                None,
-            ),
-            BenchMode::Swiotlb => match crate::dma::swiotlb() {
-                Some(pool) => (
-                    dma::DmaBackend::Swiotlb(pool),
-                    crate::iommu::BenchTarget::PassThrough,
-                    None,
-                ),
-                None => {
-                    kprintln!("{:<8} n/a (no swiotlb pool this boot)", mode.name());
-                    continue;
-                }
-            },
-            BenchMode::Strict | BenchMode::Lazy => {
-                if let Some(why) = &no_xlate {
-                    kprintln!("{:<8} n/a ({why})", mode.name());
-                    continue;
-                }
-                match crate::iommu::bench_domain_for(bdf, mode == BenchMode::Strict) {
-                    Ok((d, did)) => (
-                        dma::DmaBackend::Iommu(d.clone()),
-                        crate::iommu::BenchTarget::Domain(did),
-                        Some(d),
-                    ),
-                    Err(e) => {
-                        kprintln!("{:<8} n/a ({e})", mode.name());
-                        continue;
-                    }
-                }
-            }
-        };
-        let dev = dma::DmaDevice::with_params(&name, &crate::dma::PLATFORM, backend, params);
-        if mode == BenchMode::Swiotlb {
-            dev.set_force_bounce(true);
-        }
-        let r = rebind(dev.clone(), &mut || {
-            if home.is_some() {
-                crate::iommu::bench_attach(bdf, target).map(|_| ())
-            } else {
-                Ok(())
-            }
-        });
-        retire(prev.take());
-        let r = r.and_then(|()| bench_once(&a));
-        match r {
-            Ok(s) => {
-                // MB/s (10^6 bytes) times 10^8, so two decimals survive integer maths.
-                let rate_x100 = (s.bytes as u128 * 100_000_000_000 / s.busy_ns as u128) as u64;
-                let base = *direct_rate.get_or_insert(rate_x100);
-                let ratio = rate_x100 * 100 / base.max(1);
-                let same = *direct_sum.get_or_insert(s.sum) == s.sum;
-                kprintln!(
-                    "{:<8} {:>6}.{:02} {:>9} {:>7}.{:03} {:>5}.{:03} {:>11} {:>5}.{:02}  {}",
-                    mode.name(),
-                    rate_x100 / 100_000_000,
-                    rate_x100 / 1_000_000 % 100,
-                    s.bytes / a.bs * 1_000_000_000 / s.busy_ns,
-                    s.median_ns / 1000,
-                    s.median_ns % 1000,
-                    s.p99_ns / 1000,
-                    s.p99_ns % 1000,
-                    s.bytes,
-                    ratio / 100,
-                    ratio % 100,
-                    if same {
-                        "same as direct"
-                    } else {
-                        "DIFFERS from direct"
-                    }
-                );
-            }
-            Err(e) => kprintln!("{:<8} error: {e}", mode.name()),
-        }
-        // Kept until the next rebind has moved the device out of its domain:
-        // a VT-d domain dropped while a device is still attached cannot give
-        // its ID back.
-        prev = Some((dev, _domain));
-    }
-    // Back to the original device and context entry.
-    let r = rebind(orig.clone(), &mut || match home {
-        Some((_, did)) => {
-            crate::iommu::bench_attach(bdf, crate::iommu::BenchTarget::Domain(did)).map(|_| ())
-        }
-        None => Ok(()),
-    });
-    crate::iommu::flush_lazy_queues();
-    retire(prev.take());
-    match (r, home) {
-        (Ok(()), Some((_, did))) => kprintln!("restored: {} on {} in {did}", a.dev, orig.name()),
-        (Ok(()), None) => kprintln!("restored: {} on {}", a.dev, orig.name()),
-        (Err(e), _) => return Err(fail(alloc::format!("restoring {}: {e}", a.dev))),
-    }
-    Ok(())
 }
 
 /// Allocates one page of the buddy allocator for a scattered buffer.
-fn sg_page() -> Result<dma::DmaBuf, alloc::string::String> {
-    dma::DmaBuf::alloc(&crate::dma::PLATFORM, dma::PAGE_SIZE).map_err(|e| alloc::format!("{e}"))
+fn sg_page() -> Result<dma::DmaBuf, BlkError> {
+    dma::DmaBuf::alloc(&crate::dma::PLATFORM, dma::PAGE_SIZE).map_err(BlkError::Alloc)
 }
 
 /// `blk read <dev> <lba> <count> --show-sg [--first N] [--mask BITS]` (Lab 08): the
@@ -616,11 +314,7 @@ fn read_show_sg(cmd: &Command, dev: &str, lba: &str, count: &str, flags: &[&str]
     if !show {
         return Err(bad("--first and --mask go with --show-sg".into()));
     }
-    let fail = |e: alloc::string::String| {
-        let sep = if e.starts_with(dev) { "" } else { ": " };
-        let d = if sep.is_empty() { "" } else { dev };
-        CmdError::Failed(alloc::format!("blk: {d}{sep}{e}"))
-    };
+    let fail = |e: BlkError| blk_failed(dev, &e);
     let ss = with_blk(dev, |d, _| d.sector_size()).map_err(fail)?;
     let total = count as usize * ss;
     // Pages 0, 2, 4, ... of twice as many: no two pieces are neighbours.
@@ -652,7 +346,7 @@ fn read_show_sg(cmd: &Command, dev: &str, lba: &str, count: &str, flags: &[&str]
         let saved = dmadev.params();
         if let Some(bits) = mask {
             if let Err(e) = dmadev.set_mask(dma::dma_bit_mask(bits)) {
-                return Err(alloc::format!("--mask {bits}: {e}"));
+                return Err(BlkError::Mask { bits, error: e });
             }
         }
         block::trace::arm();
@@ -730,7 +424,7 @@ fn read_show_sg(cmd: &Command, dev: &str, lba: &str, count: &str, flags: &[&str]
     if rows.is_empty() && r.is_ok() {
         kprintln!("{dev}: (the driver recorded no command)");
     }
-    r.map_err(|e| fail(alloc::format!("{e}")))?;
+    r.map_err(|e| fail(BlkError::Io(e)))?;
     // Gather the pieces back in order for the dump.
     let mut data = Vec::with_capacity(total);
     for (e, p) in sg.entries().iter().zip(&used) {

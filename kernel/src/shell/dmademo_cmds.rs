@@ -206,7 +206,7 @@ fn sg(e: &Edu, maxseg: Option<usize>, pages: bool) -> CmdResult {
     let chan = kde::request("dmademo", DmaCaps::SLAVE, |c| c.dev == edu_dev).map_err(fail)?;
     let segs: Vec<(DmaAddr, usize)> = mapped.segments().iter().map(|s| (s.addr, s.len)).collect();
     let cfg = SlaveConfig {
-        direction: dmaengine::Direction::MemToDev,
+        direction: dmaengine::TransferDirection::MemToDev,
         src_addr: DmaAddr::new(0),
         dst_addr: DmaAddr::new(EDU_BUFFER),
         src_addr_width: 4,
@@ -216,10 +216,10 @@ fn sg(e: &Edu, maxseg: Option<usize>, pages: bool) -> CmdResult {
     };
     let r = kde::with(|en| {
         en.slave_config(chan, cfg)?;
-        let d = en.prep_slave_sg(chan, &segs, dmaengine::Direction::MemToDev)?;
+        let d = en.prep_slave_sg(chan, &segs, dmaengine::TransferDirection::MemToDev)?;
         let c = en.submit(d)?;
         en.issue_pending(chan)?;
-        Ok::<_, dmaengine::DmaError>(c)
+        Ok::<_, dmaengine::EngineError>(c)
     })
     .and_then(|c| kde::wait(chan, c, 5000));
     let _ = kde::release(chan);

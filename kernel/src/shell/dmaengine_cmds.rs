@@ -187,7 +187,7 @@ pub fn dmaengine_cmd(cmd: &Command, args: &[&str]) -> CmdResult {
 }
 
 fn demo_steps(chan: ChanId, cyclic: bool) -> CmdResult {
-    let fail = |e: dmaengine::DmaError| CmdError::Failed(format!("{chan}: {e}"));
+    let fail = |e: dmaengine::EngineError| CmdError::Failed(format!("{chan}: {e}"));
     let info = kde::dev_info(chan.dev).ok_or_else(|| CmdError::Failed("no device".into()))?;
     let dev = info
         .dma()
@@ -209,7 +209,7 @@ fn demo_steps(chan: ChanId, cyclic: bool) -> CmdResult {
         // A ring of 4 periods streamed to a device register (the simulated FIFO
         // address is not a FIFO: the engine writes every byte to it).
         let cfg = SlaveConfig {
-            direction: dmaengine::Direction::MemToDev,
+            direction: dmaengine::TransferDirection::MemToDev,
             src_addr: hal::DmaAddr::new(0),
             dst_addr: dst.dma_addr(),
             src_addr_width: 4,
@@ -229,7 +229,7 @@ fn demo_steps(chan: ChanId, cyclic: bool) -> CmdResult {
                 src.dma_addr(),
                 len,
                 len / 4,
-                dmaengine::Direction::MemToDev,
+                dmaengine::TransferDirection::MemToDev,
             )?;
             kprintln!(
                 "3. prep: dmaengine_prep_dma_cyclic({} bytes, period {}) -> descriptor",

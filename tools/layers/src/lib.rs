@@ -15,6 +15,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub mod size;
+
 /// Module name -> the modules it imports (itself excluded).
 pub type Edges = BTreeMap<String, BTreeSet<String>>;
 

@@ -13,7 +13,7 @@
 
 use alloc::vec::Vec;
 
-use dmaengine::{ChanEvent, Direction, DmaCaps, DmaError, DmaProvider, SlaveConfig};
+use dmaengine::{ChanEvent, DmaCaps, DmaProvider, EngineError, SlaveConfig, TransferDirection};
 use hal::DmaAddr;
 
 use crate::drivers::edu::{self as edudrv, EDU_BUFFER, MAX_DMA};
@@ -84,14 +84,14 @@ impl DmaProvider for EduDma {
         1
     }
 
-    fn check_config(&self, cfg: &SlaveConfig) -> Result<(), DmaError> {
+    fn check_config(&self, cfg: &SlaveConfig) -> Result<(), EngineError> {
         let dev = match cfg.direction {
-            Direction::MemToDev => cfg.dst_addr,
-            Direction::DevToMem => cfg.src_addr,
-            d => return Err(DmaError::BadDirection(d)),
+            TransferDirection::MemToDev => cfg.dst_addr,
+            TransferDirection::DevToMem => cfg.src_addr,
+            d => return Err(EngineError::BadDirection(d)),
         };
         if !in_buffer(dev.as_u64(), 1) {
-            return Err(DmaError::BadAddress(dev));
+            return Err(EngineError::BadAddress(dev));
         }
         Ok(())
     }
@@ -102,7 +102,7 @@ impl DmaProvider for EduDma {
         dst: DmaAddr,
         src: DmaAddr,
         len: usize,
-    ) -> Result<EduDesc, DmaError> {
+    ) -> Result<EduDesc, EngineError> {
         let mut hops = Vec::new();
         let mut off = 0;
         while off < len {
@@ -128,24 +128,24 @@ impl DmaProvider for EduDma {
         &mut self,
         _chan: usize,
         sg: &[(DmaAddr, usize)],
-        dir: Direction,
+        dir: TransferDirection,
         cfg: &SlaveConfig,
-    ) -> Result<EduDesc, DmaError> {
+    ) -> Result<EduDesc, EngineError> {
         let mut dev = match dir {
-            Direction::MemToDev => cfg.dst_addr.as_u64(),
-            Direction::DevToMem => cfg.src_addr.as_u64(),
-            d => return Err(DmaError::BadDirection(d)),
+            TransferDirection::MemToDev => cfg.dst_addr.as_u64(),
+            TransferDirection::DevToMem => cfg.src_addr.as_u64(),
+            d => return Err(EngineError::BadDirection(d)),
         };
         let mut hops = Vec::new();
         for &(mem, len) in sg {
             if len > MAX_DMA {
-                return Err(DmaError::BadLength(len));
+                return Err(EngineError::BadLength(len));
             }
             if !in_buffer(dev, len) {
-                return Err(DmaError::BadAddress(DmaAddr::new(dev)));
+                return Err(EngineError::BadAddress(DmaAddr::new(dev)));
             }
             let (src, dst, to_ram) = match dir {
-                Direction::MemToDev => (mem.as_u64(), dev, false),
+                TransferDirection::MemToDev => (mem.as_u64(), dev, false),
                 _ => (dev, mem.as_u64(), true),
             };
             hops.push(Hop {
@@ -207,12 +207,12 @@ impl DmaProvider for EduDma {
             .min(d.total)
     }
 
-    fn pause(&mut self, _chan: usize) -> Result<(), DmaError> {
-        Err(DmaError::Unsupported)
+    fn pause(&mut self, _chan: usize) -> Result<(), EngineError> {
+        Err(EngineError::Unsupported)
     }
 
-    fn resume(&mut self, _chan: usize) -> Result<(), DmaError> {
-        Err(DmaError::Unsupported)
+    fn resume(&mut self, _chan: usize) -> Result<(), EngineError> {
+        Err(EngineError::Unsupported)
     }
 
     fn free_desc(&mut self, _d: EduDesc) {}

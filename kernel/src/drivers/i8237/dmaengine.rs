@@ -10,7 +10,7 @@
 
 use alloc::vec::Vec;
 
-use dmaengine::{ChanEvent, Direction, DmaCaps, DmaError, DmaProvider, SlaveConfig};
+use dmaengine::{ChanEvent, DmaCaps, DmaProvider, EngineError, SlaveConfig, TransferDirection};
 use hal::DmaAddr;
 
 use crate::drivers::i8237::{self, IsaDmaError};
@@ -34,11 +34,11 @@ pub struct I8237 {
     failed: u8,
 }
 
-fn isa_err(e: IsaDmaError, addr: u64) -> DmaError {
+fn isa_err(e: IsaDmaError, addr: u64) -> EngineError {
     match e {
-        IsaDmaError::TooLong(l) => DmaError::BadLength(l),
-        IsaDmaError::Empty => DmaError::BadLength(0),
-        _ => DmaError::BadAddress(DmaAddr::new(addr)),
+        IsaDmaError::TooLong(l) => EngineError::BadLength(l),
+        IsaDmaError::Empty => EngineError::BadLength(0),
+        _ => EngineError::BadAddress(DmaAddr::new(addr)),
     }
 }
 
@@ -57,21 +57,21 @@ impl DmaProvider for I8237 {
         CHANNELS
     }
 
-    fn check_config(&self, cfg: &SlaveConfig) -> Result<(), DmaError> {
+    fn check_config(&self, cfg: &SlaveConfig) -> Result<(), EngineError> {
         let w = match cfg.direction {
-            Direction::MemToDev => cfg.dst_addr_width,
-            Direction::DevToMem => cfg.src_addr_width,
-            d => return Err(DmaError::BadDirection(d)),
+            TransferDirection::MemToDev => cfg.dst_addr_width,
+            TransferDirection::DevToMem => cfg.src_addr_width,
+            d => return Err(EngineError::BadDirection(d)),
         };
         if w != 1 {
-            return Err(DmaError::BadBusWidth(w));
+            return Err(EngineError::BadBusWidth(w));
         }
         let burst = match cfg.direction {
-            Direction::MemToDev => cfg.dst_maxburst,
+            TransferDirection::MemToDev => cfg.dst_maxburst,
             _ => cfg.src_maxburst,
         };
         if burst > 1 {
-            return Err(DmaError::BadBurst(burst));
+            return Err(EngineError::BadBurst(burst));
         }
         Ok(())
     }
@@ -82,20 +82,20 @@ impl DmaProvider for I8237 {
         _: DmaAddr,
         _: DmaAddr,
         _: usize,
-    ) -> Result<IsaDesc, DmaError> {
+    ) -> Result<IsaDesc, EngineError> {
         // The AT wiring of the 8237 has no memory-to-memory transfers.
-        Err(DmaError::NotCapable(DmaCaps::MEMCPY))
+        Err(EngineError::NotCapable(DmaCaps::MEMCPY))
     }
 
     fn prep_slave_sg(
         &mut self,
         _chan: usize,
         sg: &[(DmaAddr, usize)],
-        dir: Direction,
+        dir: TransferDirection,
         _cfg: &SlaveConfig,
-    ) -> Result<IsaDesc, DmaError> {
+    ) -> Result<IsaDesc, EngineError> {
         let [(addr, len)] = sg else {
-            return Err(DmaError::TooManySegments {
+            return Err(EngineError::TooManySegments {
                 max: 1,
                 got: sg.len(),
             });
@@ -104,7 +104,7 @@ impl DmaProvider for I8237 {
         Ok(IsaDesc {
             addr: addr.as_u64(),
             len: *len,
-            to_memory: dir == Direction::DevToMem,
+            to_memory: dir == TransferDirection::DevToMem,
         })
     }
 
@@ -146,12 +146,12 @@ impl DmaProvider for I8237 {
         i8237::residue(chan as u8) & 0xFFFF
     }
 
-    fn pause(&mut self, chan: usize) -> Result<(), DmaError> {
+    fn pause(&mut self, chan: usize) -> Result<(), EngineError> {
         i8237::mask(chan as u8);
         Ok(())
     }
 
-    fn resume(&mut self, chan: usize) -> Result<(), DmaError> {
+    fn resume(&mut self, chan: usize) -> Result<(), EngineError> {
         i8237::unmask(chan as u8);
         Ok(())
     }

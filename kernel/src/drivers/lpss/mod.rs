@@ -17,17 +17,16 @@
 //! The function's one interrupt (MSI when it has the capability) is shared by the
 //! host controller and the iDMA64; without MSI the channels are polled.
 
+pub mod lli;
 pub mod sim;
 pub mod uart;
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
-use hal::{DmaAddr, PhysAddr, RegisterAccess};
-use pci::lpss::{self, private};
+use hal::RegisterAccess;
+use pci::lpss as lpss_res;
 use pci::{
     Bdf, DeviceCtx, MsiMessage, PciDeviceId, PciDriver, PlatformCtx, PlatformDriver, ProbeError,
 };
@@ -37,58 +36,48 @@ use self::sim::SimBar;
 use crate::arch::idt::TrapFrame;
 use crate::mm::{self as kmm, IoMem};
 
-/// An LPSS BAR0 or iDMA64 window: real MMIO, or the simulated function's registers.
+/// An LPSS BAR0 or iDMA64 window: real MMIO, or the simulated function's registers
+/// from an offset of its BAR0.
 pub enum Window {
     /// Uncached mapping of the real registers.
     Mmio(IoMem),
-    /// The simulated function's BAR0, from `base`.
-    Sim { base: usize },
+    /// The simulated function's BAR0, from an offset.
+    Sim(lpss::SubWindow<SimBar>),
+}
+
+impl Window {
+    fn regs(&self) -> &dyn RegisterAccess {
+        match self {
+            Window::Mmio(m) => m,
+            Window::Sim(w) => w,
+        }
+    }
 }
 
 impl RegisterAccess for Window {
     fn read8(&self, o: usize) -> u8 {
-        match self {
-            Window::Mmio(m) => m.read8(o),
-            Window::Sim { base } => SimBar.read8(base + o),
-        }
+        self.regs().read8(o)
     }
     fn read16(&self, o: usize) -> u16 {
-        match self {
-            Window::Mmio(m) => m.read16(o),
-            Window::Sim { base } => SimBar.read16(base + o),
-        }
+        self.regs().read16(o)
     }
     fn read32(&self, o: usize) -> u32 {
-        match self {
-            Window::Mmio(m) => m.read32(o),
-            Window::Sim { base } => SimBar.read32(base + o),
-        }
+        self.regs().read32(o)
     }
     fn write8(&self, o: usize, v: u8) {
-        match self {
-            Window::Mmio(m) => m.write8(o, v),
-            Window::Sim { base } => SimBar.write8(base + o, v),
-        }
+        self.regs().write8(o, v)
     }
     fn write16(&self, o: usize, v: u16) {
-        match self {
-            Window::Mmio(m) => m.write16(o, v),
-            Window::Sim { base } => SimBar.write16(base + o, v),
-        }
+        self.regs().write16(o, v)
     }
     fn write32(&self, o: usize, v: u32) {
-        match self {
-            Window::Mmio(m) => m.write32(o, v),
-            Window::Sim { base } => SimBar.write32(base + o, v),
-        }
+        self.regs().write32(o, v)
     }
 }
 
 fn window(bdf: Bdf, phys: u64, offset: u64, len: u64) -> Result<Window, ProbeError> {
     if sim::is_sim(bdf) {
-        return Ok(Window::Sim {
-            base: offset as usize,
-        });
+        return Ok(Window::Sim(lpss::SubWindow::new(SimBar, offset as usize)));
     }
     kmm::ioremap(phys, len)
         .map(Window::Mmio)
@@ -155,30 +144,19 @@ impl PciDriver for LpssDriver {
         let bdf = ctx.bdf();
         let bar = *ctx
             .device
-            .bar(lpss::LPSS_BAR)
+            .bar(lpss_res::LPSS_BAR)
             .ok_or(ProbeError::MissingResource("BAR0"))?;
-        if !bar.is_memory() || bar.size < lpss::IDMA64_OFFSET + lpss::IDMA64_LEN {
+        if !bar.is_memory() || bar.size < lpss_res::IDMA64_OFFSET + lpss_res::IDMA64_LEN {
             return Err(ProbeError::MissingResource("a 4 KiB memory BAR0"));
         }
         pci::command::enable_memory(ctx.config, bdf);
         let regs = window(bdf, bar.address, 0, bar.size)?;
-        let p = lpss::PRIV_OFFSET as usize;
-        let caps = regs.read32(p + private::CAPS as usize);
-        if caps == u32::MAX {
-            return Err(ProbeError::Device(
-                "CAPS reads all-ones: the function does not decode (not in D0?)",
-            ));
-        }
-        // Out of reset (Linux writes 0, then 0x7), and tell the block its own address.
-        regs.write32(p + private::RESETS as usize, 0);
-        regs.write32(p + private::RESETS as usize, private::RESETS_RELEASE);
-        regs.write32(p + private::REMAP_ADDR as usize, bar.address as u32);
-        regs.write32(
-            p + private::REMAP_ADDR as usize + 4,
-            (bar.address >> 32) as u32,
-        );
-        let function = lpss::caps_function(caps);
-        let has_idma = lpss::has_idma(caps);
+        let info = lpss::bring_up(&regs, bar.address).map_err(|e| match e {
+            lpss::LpssError::NotDecoding => {
+                ProbeError::Device("CAPS reads all-ones: the function does not decode (not in D0?)")
+            }
+        })?;
+        let (caps, function, has_idma) = (info.caps, info.function, info.has_idma);
         let fname = function.map_or_else(
             || alloc::string::String::from("unknown"),
             |f| alloc::format!("{f}"),
@@ -215,7 +193,7 @@ impl PciDriver for LpssDriver {
         }
         ctx.enable_bus_master();
         if has_idma {
-            ctx.register_child(lpss::idma64_child())
+            ctx.register_child(lpss_res::idma64_child())
                 .map_err(ProbeError::Child)?;
         }
         if function == Some(pci::names::LpssFunction::Uart) {
@@ -225,7 +203,7 @@ impl PciDriver for LpssDriver {
         if let Some(f) = function {
             // Registered, not bound: the UART has only the loopback client above; no
             // I2C or SPI host drivers.
-            ctx.register_child(lpss::host_child(f))
+            ctx.register_child(lpss_res::host_child(f))
                 .map_err(ProbeError::Child)?;
         }
         Ok(())
@@ -239,43 +217,12 @@ impl PciDriver for LpssDriver {
     }
 }
 
-/// LLI memory for the iDMA64: coherent allocations of the parent function, kept until
-/// the driver frees them.
-struct CoherentLli {
-    dev: Arc<dma::DmaDevice>,
-    live: BTreeMap<u64, SendCoherent>,
-}
-
-/// A coherent allocation that may move between contexts.
-struct SendCoherent(#[allow(dead_code)] dma::Coherent);
-
-// SAFETY: `Coherent` holds a pointer into the kernel's direct map, valid everywhere in
-// the kernel; the value is owned (moved, never shared), so sending it is sound.
-unsafe impl Send for SendCoherent {}
-
-impl idma64::LliAllocator for CoherentLli {
-    fn alloc(&mut self, bytes: usize) -> Option<(PhysAddr, DmaAddr)> {
-        let c = self.dev.alloc_coherent(bytes).ok()?.into_device();
-        let (pa, dma) = (c.phys(), c.dma_addr());
-        self.live.insert(pa.as_u64(), SendCoherent(c));
-        Some((pa, dma))
-    }
-    fn free(&mut self, pa: PhysAddr, _bytes: usize) {
-        if self.live.remove(&pa.as_u64()).is_none() {
-            log::error!(
-                "idma64: freeing LLI memory {:#x} that was not allocated",
-                pa.as_u64()
-            );
-        }
-    }
-}
-
 /// The iDMA64 platform driver (the `idma64` child of an LPSS function).
 pub struct Idma64Driver;
 
 impl PlatformDriver for Idma64Driver {
     fn name(&self) -> &'static str {
-        lpss::IDMA64_NAME
+        lpss_res::IDMA64_NAME
     }
 
     fn probe(&self, ctx: &mut PlatformCtx<'_>) -> Result<(), ProbeError> {
@@ -297,10 +244,12 @@ impl PlatformDriver for Idma64Driver {
         let dev = dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
         dev.set_mask_and_coherent(u64::MAX)
             .map_err(|_| ProbeError::MissingResource("a 64-bit DMA mask"))?;
-        let lli = CoherentLli {
-            dev: dev.clone(),
-            live: BTreeMap::new(),
-        };
+        // LLIs from DMA pools of the parent (Linux: dma_pool_create("idma64_desc", …)).
+        let lli = lli::PoolLli::new(dev.clone()).map_err(|e| {
+            log::error!("idma64 on {parent}: LLI pools: {e}");
+            ProbeError::MissingResource("DMA pools for the iDMA64 LLIs")
+        })?;
+        let pools = lli.pools().clone();
         let mut drv = idma64::Idma64::new(regs, crate::mm::direct::direct(), lli)
             .map_err(|_| ProbeError::Device("iDMA64 did not turn off (DMA_EN stuck)"))?;
         // The driver's bounded polls wait a calibrated microsecond between reads.
@@ -311,6 +260,7 @@ impl PlatformDriver for Idma64Driver {
             w.phys
         );
         let id = crate::dmaengine::register(dmaengine::Boxed::new_dyn(drv), desc, Some(dev));
+        lli::record(id, pools);
         if simulated {
             crate::dmaengine::set_fault_injection(id, sim::corrupt_next_byte);
         }

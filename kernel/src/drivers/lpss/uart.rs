@@ -97,7 +97,11 @@ impl LpssUart {
 
     /// The slave configuration for `dir` with byte-wide accesses and `burst` items per
     /// request.
-    pub fn slave_config(&self, dir: dmaengine::Direction, burst: u32) -> dmaengine::SlaveConfig {
+    pub fn slave_config(
+        &self,
+        dir: dmaengine::TransferDirection,
+        burst: u32,
+    ) -> dmaengine::SlaveConfig {
         dmaengine::SlaveConfig {
             direction: dir,
             src_addr: self.data_addr(),

@@ -3,11 +3,11 @@
 //! The fault-event interrupt only moves records out of the units' fault
 //! recording registers into a fixed ring of typed entries: no allocation, no
 //! formatting. They are logged and formatted later, in thread context, when
-//! the shell or a test asks (`collect_faults`, `fault_history`).
+//! the shell or a test asks (`collect_faults`, `fault_history`). The timer's
+//! flush-queue hook leaves its failures here too, for the same reason.
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use iommu_vtd::FaultRecord;
 
@@ -49,26 +49,39 @@ impl Ring {
     }
 }
 
-static RING: IrqSpinLock<Ring> = IrqSpinLock::new(Ring {
-    entries: [None; FAULT_RING],
-    pushed: 0,
-    logged: 0,
-});
-static FAULT_COUNT: AtomicU64 = AtomicU64::new(0);
-/// Fault messages: 10 per 5 s (uptime in ms), the rest counted.
-static FAULT_LOG_LIMIT: IrqSpinLock<iommu_vtd::RateLimit> =
-    IrqSpinLock::new(iommu_vtd::RateLimit::new(5_000, 10));
-/// A unit reported a primary fault overflow (records lost) not yet logged.
-static OVERFLOW: AtomicBool = AtomicBool::new(false);
-/// The vector of the units' fault-event MSI (0: none).
-static FAULT_VECTOR: AtomicU8 = AtomicU8::new(0);
-
-pub fn fault_vector() -> u8 {
-    FAULT_VECTOR.load(Ordering::Relaxed)
+/// What interrupt context (the fault event, the timer's flush-queue hook)
+/// leaves for thread context to log: fixed size, typed, one lock.
+struct FaultLog {
+    ring: Ring,
+    /// Fault messages: 10 per 5 s (uptime in ms), the rest counted.
+    limit: iommu_vtd::RateLimit,
+    /// A unit reported a primary fault overflow (records lost) not yet logged.
+    overflow: bool,
+    /// The last flush-queue failure in the timer interrupt (unit base,
+    /// error), not yet logged.
+    flush_queue_error: Option<(u64, iommu_vtd::Error)>,
 }
 
-pub(super) fn set_fault_vector(v: u8) {
-    FAULT_VECTOR.store(v, Ordering::Relaxed);
+static FAULTS: IrqSpinLock<FaultLog> = IrqSpinLock::new(FaultLog {
+    ring: Ring {
+        entries: [None; FAULT_RING],
+        pushed: 0,
+        logged: 0,
+    },
+    limit: iommu_vtd::RateLimit::new(5_000, 10),
+    overflow: false,
+    flush_queue_error: None,
+});
+
+/// The vector of the units' fault-event MSI (0: none).
+pub fn fault_vector() -> u8 {
+    super::get().map_or(0, |io| io.fault_vector)
+}
+
+/// Keeps a flush-queue failure of the timer interrupt for the next
+/// `collect_faults` to log (allocation- and format-free).
+pub(super) fn record_flush_queue_error(unit: u64, err: iommu_vtd::Error) {
+    FAULTS.lock().flush_queue_error = Some((unit, err));
 }
 
 /// Moves pending records of every unit into the ring. Allocation- and
@@ -82,14 +95,13 @@ fn drain_units() {
             continue;
         };
         let overflowed = u.drain_faults(|record| {
-            RING.lock().push(FaultEntry {
+            FAULTS.lock().ring.push(FaultEntry {
                 unit: e.base,
                 record,
             });
-            FAULT_COUNT.fetch_add(1, Ordering::SeqCst);
         });
         if overflowed {
-            OVERFLOW.store(true, Ordering::Relaxed);
+            FAULTS.lock().overflow = true;
         }
     }
 }
@@ -103,15 +115,21 @@ pub(super) fn fault_irq(_f: &mut TrapFrame) {
 /// recorded; returns how many faults it logged.
 pub fn collect_faults() -> usize {
     drain_units();
-    super::log_flush_queue_error();
-    if OVERFLOW.swap(false, Ordering::Relaxed) {
+    let (overflow, flush_queue_error) = {
+        let mut l = FAULTS.lock();
+        (core::mem::take(&mut l.overflow), l.flush_queue_error.take())
+    };
+    if let Some((base, err)) = flush_queue_error {
+        log::warn!("iommu {base:#x}: flush queue: {err}");
+    }
+    if overflow {
         log::warn!("DMAR: primary fault overflow, faults were lost");
     }
     let mut n = 0;
     loop {
         // One entry per lock hold: the log must not be written under RING.
         let next = {
-            let mut r = RING.lock();
+            let r = &mut FAULTS.lock().ring;
             let seq = r.held_from(r.logged).start;
             if seq >= r.pushed {
                 break;
@@ -126,7 +144,7 @@ pub fn collect_faults() -> usize {
             // printing.
             let now_ms = crate::arch::tsc::uptime_ns() / 1_000_000;
             let (log_it, dropped) = {
-                let mut l = FAULT_LOG_LIMIT.lock();
+                let l = &mut FAULTS.lock().limit;
                 let ok = l.allow(now_ms);
                 (ok, if ok { l.take_suppressed() } else { 0 })
             };
@@ -144,8 +162,8 @@ pub fn collect_faults() -> usize {
 
 /// The faults still held (at most `FAULT_RING`), oldest first, typed.
 pub fn fault_entries() -> Vec<FaultEntry> {
-    let r = RING.lock();
-    r.held_from(0).filter_map(|s| r.get(s)).collect()
+    let l = FAULTS.lock();
+    l.ring.held_from(0).filter_map(|s| l.ring.get(s)).collect()
 }
 
 /// The faults still held, oldest first, as `iommu faults` prints them.
@@ -158,5 +176,5 @@ pub fn fault_history() -> Vec<String> {
 
 /// Faults recorded since boot (including those the ring no longer holds).
 pub fn fault_count() -> u64 {
-    FAULT_COUNT.load(Ordering::SeqCst)
+    FAULTS.lock().ring.pushed
 }
