@@ -433,11 +433,11 @@ mod vtd {
     //! address is an IOVA the model's page walk translates.
     use super::*;
 
-    use iommu_vtd::Bdf;
+    use hal::Bdf;
 
     use testbed::vtd::{Shared, Translated};
 
-    const AHCI: Bdf = Bdf::new(0, 0x1f, 2);
+    const AHCI: Bdf = Bdf::b(0, 0x1f, 2);
 
     fn setup(mc: &'static Machine) -> Shared {
         testbed::vtd::setup(mc, AHCI)

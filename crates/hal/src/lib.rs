@@ -5,6 +5,8 @@
 //! MMIO and port I/O) and on the host (tests use `Arena`, feature `arena`, as fake physical memory).
 //!
 //! * [`DmaAddr`] — bus/device addresses, kept apart from [`PhysAddr`] (DESIGN.md §1).
+//! * [`Bdf`] — a PCI function address (segment, bus, device, function) and its
+//!   requester ID.
 //! * [`PhysMemory`] — byte access to physical memory; [`DirectMap`] implements it for the
 //!   kernel through its linear map of all RAM.
 //! * [`RegisterAccess`] — 8/16/32/64-bit register access at an offset (MMIO or port I/O).
@@ -28,7 +30,7 @@ pub mod direct;
 pub mod phys;
 pub mod regs;
 
-pub use addr::DmaAddr;
+pub use addr::{Bdf, BdfError, DmaAddr};
 #[cfg(any(test, all(feature = "arena", not(target_os = "none"))))]
 pub use arena::Arena;
 pub use barrier::{clflush_range, dma_rmb, dma_wmb, mb, rmb, wmb};

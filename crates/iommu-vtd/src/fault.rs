@@ -1,8 +1,8 @@
 //! Fault recording registers decoded (spec §7.2.1, §11.4.14; reason codes from the
 //! spec's Appendix "Non-recoverable fault reason encodings", hw-facts 4.11).
 
-use crate::tables::Bdf;
 use core::fmt;
+use hal::Bdf;
 
 /// Fault reason code (FR, bits 103:96 of a fault recording register).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,13 +156,14 @@ impl fmt::Display for FaultRecord {
             return write!(
                 f,
                 "IR fault: {} interrupt index {i}, reason {}",
-                self.source, self.reason
+                self.source.short(),
+                self.reason
             );
         }
         write!(
             f,
             "DMAR fault: {} {} at {:#x}, reason {}",
-            self.source,
+            self.source.short(),
             if self.write { "write" } else { "read" },
             self.addr,
             self.reason
@@ -251,7 +252,7 @@ mod tests {
     #[test]
     fn qemu_examples_from_hw_facts_4_11() {
         let r = FaultRecord::decode(0, 0x4000_5000, 0x80ff_ff05_0000_0008).unwrap();
-        assert_eq!(r.source, Bdf::new(0, 1, 0));
+        assert_eq!(r.source, Bdf::b(0, 1, 0));
         assert_eq!(r.addr, 0x4000_5000);
         assert!(r.write);
         assert_eq!(r.reason, FaultReason::WRITE_DENIED);

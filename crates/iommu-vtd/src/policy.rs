@@ -9,7 +9,7 @@
 
 use crate::regs::Cap;
 use crate::scope::UnitScope;
-use crate::tables::Bdf;
+use hal::Bdf;
 
 /// What the kernel does with the remapping units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn graphics_and_empty_units() {
-        let gfx = Bdf::new(0, 2, 0);
+        let gfx = Bdf::b(0, 2, 0);
         let unit = UnitScope {
             endpoints: alloc::vec![gfx],
             usable: true,

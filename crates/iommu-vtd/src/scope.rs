@@ -15,7 +15,7 @@
 
 use alloc::vec::Vec;
 
-use crate::tables::Bdf;
+use hal::Bdf;
 
 /// One DRHD's reach, its scopes resolved to requester IDs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,51 +1,6 @@
 //! Root, context and second-level entry formats in legacy mode (RTADDR.TTM = 00),
 //! spec §9.1 (root entry), §9.3 (context entry), §9.8 (second-level paging entries).
 
-use core::fmt;
-
-/// A PCI requester: bus and devfn (device << 3 | function). The source-id the unit
-/// sees is `bus << 8 | devfn` (spec §3.4.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Bdf {
-    /// Bus number: index into the root table.
-    pub bus: u8,
-    /// Device and function: index into the context table.
-    pub devfn: u8,
-}
-
-impl Bdf {
-    /// From bus, device (0..32) and function (0..8).
-    pub const fn new(bus: u8, dev: u8, func: u8) -> Bdf {
-        Bdf {
-            bus,
-            devfn: (dev & 0x1f) << 3 | (func & 7),
-        }
-    }
-    /// From a 16-bit source-id.
-    pub const fn from_sid(sid: u16) -> Bdf {
-        Bdf {
-            bus: (sid >> 8) as u8,
-            devfn: sid as u8,
-        }
-    }
-    /// The source-id.
-    pub const fn sid(self) -> u16 {
-        (self.bus as u16) << 8 | self.devfn as u16
-    }
-}
-
-impl fmt::Display for Bdf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:02x}:{:02x}.{}",
-            self.bus,
-            self.devfn >> 3,
-            self.devfn & 7
-        )
-    }
-}
-
 bitflags::bitflags! {
     /// Access permissions of a mapping (second-level R/W bits, §9.8).
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,13 +92,15 @@ pub fn sl_entry(addr: u64, perm: Perm, large: bool) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hal::Bdf;
 
     #[test]
     fn bdf_and_sid() {
-        let edu = Bdf::new(0, 1, 0);
+        // The requester ID is `hal::Bdf`'s (one BDF type for PCI and VT-d).
+        let edu = Bdf::b(0, 1, 0);
         assert_eq!(edu.sid(), 0x0008);
         assert_eq!(Bdf::from_sid(0x0008), edu);
-        assert_eq!(std::format!("{}", Bdf::new(0xff, 0x1f, 7)), "ff:1f.7");
+        assert_eq!(std::format!("{}", Bdf::b(0xff, 0x1f, 7).short()), "ff:1f.7");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use devmodels::vtd::{
     VtdModel, CLIENT_CAP, CLIENT_ECAP, GFX_CAP, GFX_ECAP, GFX_ECAP_CML, GSTS_IRES, GSTS_QIES,
     GSTS_TES, SERVER_CAP, SERVER_ECAP,
 };
+use hal::Bdf;
 use hal::{Arena, PhysAddr, PhysMemory};
 use iommu_vtd::policy;
 use iommu_vtd::*;
@@ -15,7 +16,7 @@ type Unit<'a> = RemappingUnit<&'a VtdModel<&'a Arena>, &'a Arena, BumpFrames>;
 
 const MIB: u64 = 1 << 20;
 const ARENA: u64 = 16 * MIB;
-const DEV: Bdf = Bdf::new(0, 0x15, 0);
+const DEV: Bdf = Bdf::b(0, 0x15, 0);
 const UNITS: [(&str, u64, u64); 4] = [
     ("client", CLIENT_CAP, CLIENT_ECAP),
     ("graphics (SKL)", GFX_CAP, GFX_ECAP),
@@ -71,7 +72,7 @@ fn real_units_bring_up_map_and_invalidate() {
                         )
                         .unwrap();
                     assert!(iova + 0x3000 <= limit, "{name}: IOVA {iova:#x} beyond MGAW");
-                    m.dma_write(0, DEV.devfn, iova + 0x1000, b"abcd").unwrap();
+                    m.dma_write(0, DEV.devfn(), iova + 0x1000, b"abcd").unwrap();
                     assert_eq!(
                         m.memory().to_vec(PhysAddr::new(0x20_1000), 4),
                         b"abcd",
@@ -80,7 +81,7 @@ fn real_units_bring_up_map_and_invalidate() {
                     u.unmap_dma(d, iova, 0x3000, 0, true).unwrap();
                     // PSI=0 / MAMV=0 (graphics) must still invalidate: the stale IOTLB entry
                     // is gone.
-                    let f = m.dma(0, DEV.devfn, iova + 0x1000, 4, false).unwrap_err();
+                    let f = m.dma(0, DEV.devfn(), iova + 0x1000, 4, false).unwrap_err();
                     assert_eq!(f.reason, 6, "{name} {inval:?}: not invalidated");
                 },
             );
@@ -131,13 +132,13 @@ fn fault_records_at_fro_0x400_and_eight_records_at_0x100() {
                 let mut got = u.take_faults();
                 assert_eq!(got.len(), records, "one per record, the rest overflowed");
                 // The walk starts at FSTS.FRI (QEMU points it at the newest record).
-                got.sort_by_key(|r| r.source.devfn);
+                got.sort_by_key(|r| r.source.devfn());
                 for (i, r) in got.iter().enumerate() {
-                    assert_eq!(r.source, Bdf::new(0, 4, i as u8), "record {i}");
+                    assert_eq!(r.source, Bdf::b(0, 4, i as u8), "record {i}");
                     assert_eq!(r.addr, 0x10_0000 + i as u64 * 0x1000);
                 }
                 // Records cleared: the next fault is recorded again.
-                assert!(m.dma(0, DEV.devfn, 0x40_0000, 4, false).is_err());
+                assert!(m.dma(0, DEV.devfn(), 0x40_0000, 4, false).is_err());
                 let again = u.take_faults();
                 assert_eq!(again.len(), 1);
                 assert_eq!(again[0].addr, 0x40_0000);
@@ -176,7 +177,7 @@ fn firmware_left_translation_queue_and_interrupt_remapping_on() {
                     .map_dma(d, PhysAddr::new(0x30_0000), 0x1000, Perm::READ, !0)
                     .unwrap();
                 assert_eq!(
-                    m.dma(0, DEV.devfn, iova, 4, false).unwrap(),
+                    m.dma(0, DEV.devfn(), iova, 4, false).unwrap(),
                     PhysAddr::new(0x30_0000),
                     "{name}"
                 );
@@ -213,7 +214,7 @@ fn iommu_off_turns_off_what_firmware_left_on() {
             "{name}"
         );
         // Untranslated now: a device reaches physical memory directly.
-        model.dma_write(0, DEV.devfn, 0x30_0000, b"off!").unwrap();
+        model.dma_write(0, DEV.devfn(), 0x30_0000, b"off!").unwrap();
         assert_eq!(arena.to_vec(PhysAddr::new(0x30_0000), 4), b"off!");
         // Nothing left on: nothing to do, nothing written.
         let before = model.writes().len();
@@ -337,7 +338,7 @@ fn default_domain_takes_a_high_id() {
                 assert_eq!(u.create_domain(DomainKind::Translated), Ok(DomainId(1)));
                 u.attach(DEV, def).unwrap();
                 u.enable_translation().unwrap();
-                m.dma_write(0, DEV.devfn, 0x30_0000, b"1:1!").unwrap();
+                m.dma_write(0, DEV.devfn(), 0x30_0000, b"1:1!").unwrap();
                 assert_eq!(m.memory().to_vec(PhysAddr::new(0x30_0000), 4), b"1:1!");
             },
         );

@@ -11,7 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use acpi_tables::dmar::{DeviceScope, Dmar, ScopeType};
-use iommu_vtd::{coverage, Bdf, Coverage, UnitScope};
+use hal::Bdf;
+use iommu_vtd::{coverage, Coverage, UnitScope};
 use pci::topology::{BridgeKind, BridgeNode, Node};
 use pci::Topology;
 
@@ -93,7 +94,7 @@ impl Implied {
 }
 
 fn vb(b: pci::Bdf) -> Bdf {
-    Bdf::new(b.bus, b.device, b.function)
+    Bdf::b(b.bus, b.device, b.function)
 }
 
 fn path(t: &Topology, b: pci::Bdf) -> Vec<Bdf> {
@@ -167,8 +168,8 @@ fn every_corpus_dmar_routes_its_devices_to_the_naming_unit() {
                     let r = s.resolve(|b, dv, f| topo.secondary_bus(d.segment, b, dv, f));
                     let Some((b, dv, f)) = r else { continue };
                     match s.scope_type {
-                        ScopeType::PciEndpoint => u.endpoints.push(Bdf::new(b, dv, f)),
-                        ScopeType::PciSubHierarchy => u.bridges.push(Bdf::new(b, dv, f)),
+                        ScopeType::PciEndpoint => u.endpoints.push(Bdf::b(b, dv, f)),
+                        ScopeType::PciSubHierarchy => u.bridges.push(Bdf::b(b, dv, f)),
                         _ => {}
                     }
                 }
@@ -280,7 +281,7 @@ fn corpus_graphics_units_are_found_and_can_be_left_off() {
         .filter(|p| p.join("dmar.dat").is_file())
         .collect();
     machines.sort();
-    let igfx = Bdf::new(0, 2, 0);
+    let igfx = Bdf::b(0, 2, 0);
     let (mut with_gfx, mut checked_devices) = (0usize, 0usize);
     let mut problems = Vec::new();
     for m in &machines {
@@ -309,8 +310,8 @@ fn corpus_graphics_units_are_found_and_can_be_left_off() {
                     let r = s.resolve(|b, dv, f| topo.secondary_bus(d.segment, b, dv, f));
                     let Some((b, dv, f)) = r else { continue };
                     match s.scope_type {
-                        ScopeType::PciEndpoint => u.endpoints.push(Bdf::new(b, dv, f)),
-                        ScopeType::PciSubHierarchy => u.bridges.push(Bdf::new(b, dv, f)),
+                        ScopeType::PciEndpoint => u.endpoints.push(Bdf::b(b, dv, f)),
+                        ScopeType::PciSubHierarchy => u.bridges.push(Bdf::b(b, dv, f)),
                         _ => {}
                     }
                 }
@@ -321,7 +322,7 @@ fn corpus_graphics_units_are_found_and_can_be_left_off() {
         let class_of = |seg: u16| {
             let topo = &topo;
             move |b: Bdf| {
-                let pb = pci::Bdf::new(seg, b.bus, b.devfn >> 3, b.devfn & 7)?;
+                let pb = pci::Bdf::new(seg, b.bus, b.devfn() >> 3, b.devfn() & 7)?;
                 topo.get(pb)?;
                 Some(if b == igfx && seg == 0 {
                     0x03_0000

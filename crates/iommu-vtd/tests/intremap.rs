@@ -2,6 +2,7 @@
 //! VT-d model's MSI path (spec chapter 5; the model caches IRTEs as hardware does).
 
 use devmodels::vtd::{Interrupt, VtdModel, GSTS_CFIS, GSTS_IRES, GSTS_IRTPS, QEMU_CAP, QEMU_ECAP};
+use hal::Bdf;
 use hal::{Arena, PhysAddr, PhysMemory, RegisterAccess};
 use iommu_vtd::intremap::{ioapic_rte, remappable_msi};
 use iommu_vtd::regs;
@@ -10,8 +11,8 @@ use iommu_vtd::*;
 type Unit<'a> = RemappingUnit<&'a VtdModel<&'a Arena>, &'a Arena, BumpFrames>;
 
 const MIB: u64 = 1 << 20;
-const EDU: Bdf = Bdf::new(0, 1, 0);
-const NIC: Bdf = Bdf::new(0, 2, 0);
+const EDU: Bdf = Bdf::b(0, 1, 0);
+const NIC: Bdf = Bdf::b(0, 2, 0);
 
 fn with_ir(ecap: u64, mode: InvalMode, f: impl FnOnce(&VtdModel<&Arena>, &mut Unit<'_>, &Arena)) {
     let arena = Arena::new(PhysAddr::new(0), 16 * MIB as usize);
@@ -35,7 +36,7 @@ fn with_unit(f: impl FnOnce(&VtdModel<&Arena>, &mut Unit<'_>, &Arena)) {
 
 /// The device at `bdf` writes `data` to `addr` (its MSI).
 fn msi(m: &VtdModel<&Arena>, bdf: Bdf, addr: u64, data: u32) -> Result<(), devmodels::vtd::Fault> {
-    m.dma_write(bdf.bus, bdf.devfn, addr, &data.to_le_bytes())
+    m.dma_write(bdf.bus, bdf.devfn(), addr, &data.to_le_bytes())
 }
 
 fn last_vector(m: &VtdModel<&Arena>) -> Option<u8> {

@@ -4,6 +4,7 @@
 use devmodels::vtd::{
     VtdModel, GSTS_QIES, GSTS_RTPS, GSTS_TES, GSTS_WBFS, QEMU_CAP, QEMU_CAP_AW48, QEMU_ECAP,
 };
+use hal::Bdf;
 use hal::{Arena, PhysAddr, PhysMemory, RegisterAccess};
 use iommu_vtd::regs;
 use iommu_vtd::unit::Stats;
@@ -15,8 +16,8 @@ const MIB: u64 = 1 << 20;
 /// Arena: [0, 16 MiB). Data pages live below 8 MiB, tables come from [8, 16) MiB.
 const ARENA: u64 = 16 * MIB;
 
-const EDU: Bdf = Bdf::new(0, 1, 0);
-const NIC: Bdf = Bdf::new(0, 2, 0);
+const EDU: Bdf = Bdf::b(0, 1, 0);
+const NIC: Bdf = Bdf::b(0, 2, 0);
 
 fn cfg(mode: InvalMode) -> Config {
     Config {
@@ -276,13 +277,13 @@ fn landing(levels_cap: u64, expect_levels: u8) {
         .unwrap();
         for off in [0u64, 0x10, 0x1ff8, 0x2abc] {
             assert_eq!(
-                m.dma(0, EDU.devfn, iova + off, 4, true).unwrap(),
+                m.dma(0, EDU.devfn(), iova + off, 4, true).unwrap(),
                 PhysAddr::new(0x20_7000 + off),
                 "iova {:#x}",
                 iova + off
             );
         }
-        m.dma_write(0, EDU.devfn, iova + 0xffe, b"hello").unwrap();
+        m.dma_write(0, EDU.devfn(), iova + 0xffe, b"hello").unwrap();
         assert_eq!(m.memory().to_vec(PhysAddr::new(0x20_7ffe), 5), b"hello");
         // 2 MiB page (CAP.SLLPS bit 0).
         u.map(
@@ -294,12 +295,12 @@ fn landing(levels_cap: u64, expect_levels: u8) {
         )
         .unwrap();
         assert_eq!(
-            m.dma(0, EDU.devfn, 0x4012_3456, 1, false).unwrap(),
+            m.dma(0, EDU.devfn(), 0x4012_3456, 1, false).unwrap(),
             PhysAddr::new(0x52_3456)
         );
         assert_eq!(u.translate(EDU, 0x4012_3456).unwrap().page_size, 2 * MIB);
         // Read-only: a write faults with reason 5.
-        let f = m.dma(0, EDU.devfn, 0x4000_0000, 4, true).unwrap_err();
+        let f = m.dma(0, EDU.devfn(), 0x4000_0000, 4, true).unwrap_err();
         assert_eq!((f.reason, f.write), (5, true));
         // High IOVAs: only 4-level tables reach beyond 2^39.
         let high = 1u64 << 40;
@@ -307,7 +308,7 @@ fn landing(levels_cap: u64, expect_levels: u8) {
             u.map(d, high, PhysAddr::new(0x30_0000), 0x1000, Perm::READ)
                 .unwrap();
             assert_eq!(
-                m.dma(0, EDU.devfn, high + 8, 8, false).unwrap(),
+                m.dma(0, EDU.devfn(), high + 8, 8, false).unwrap(),
                 PhysAddr::new(0x30_0008)
             );
         } else {
@@ -315,7 +316,7 @@ fn landing(levels_cap: u64, expect_levels: u8) {
                 u.map(d, high, PhysAddr::new(0x30_0000), 0x1000, Perm::READ),
                 Err(Error::BeyondAddressWidth(high + 0xfff))
             );
-            assert_eq!(m.dma(0, EDU.devfn, high, 8, false).unwrap_err().reason, 4);
+            assert_eq!(m.dma(0, EDU.devfn(), high, 8, false).unwrap_err().reason, 4);
         }
     });
 }
@@ -350,7 +351,7 @@ fn no_large_pages_without_sllps() {
             .unwrap();
             assert_eq!(u.translate(EDU, 0x4000_0000).unwrap().page_size, 0x1000);
             assert_eq!(
-                m.dma(0, EDU.devfn, 0x401f_f000, 1, false).unwrap(),
+                m.dma(0, EDU.devfn(), 0x401f_f000, 1, false).unwrap(),
                 PhysAddr::new(0x5f_f000)
             );
         },
@@ -380,27 +381,27 @@ fn devices_are_isolated_and_faults_name_the_culprit() {
             .unwrap();
         // Same IOVA, different devices, different pages.
         assert_eq!(
-            m.dma(0, EDU.devfn, 0x10_0000, 8, true).unwrap(),
+            m.dma(0, EDU.devfn(), 0x10_0000, 8, true).unwrap(),
             PhysAddr::new(0x1000)
         );
         assert_eq!(
-            m.dma(0, NIC.devfn, 0x10_0000, 8, true).unwrap(),
+            m.dma(0, NIC.devfn(), 0x10_0000, 8, true).unwrap(),
             PhysAddr::new(0x3000)
         );
         // B cannot reach A's other page.
-        let f = m.dma(0, NIC.devfn, 0x20_0010, 8, false).unwrap_err();
+        let f = m.dma(0, NIC.devfn(), 0x20_0010, 8, false).unwrap_err();
         assert!(f.recorded);
         assert_eq!(m.msis(), [(0xfee0_0000, 0x41)], "fault event MSI sent");
         assert!(u.fault_status().contains(regs::Fsts::PPF));
         // A second fault from B while F is set is compressed, one from A overflows
         // (QEMU has one fault recording register).
         assert!(
-            !m.dma(0, NIC.devfn, 0x30_0000, 8, true)
+            !m.dma(0, NIC.devfn(), 0x30_0000, 8, true)
                 .unwrap_err()
                 .recorded
         );
         assert!(
-            !m.dma(0, EDU.devfn, 0x30_0000, 8, true)
+            !m.dma(0, EDU.devfn(), 0x30_0000, 8, true)
                 .unwrap_err()
                 .recorded
         );
@@ -422,7 +423,7 @@ fn devices_are_isolated_and_faults_name_the_culprit() {
             u.fault_status() & (regs::Fsts::PPF | regs::Fsts::PFO),
             regs::Fsts::empty()
         );
-        let f = m.dma(0, EDU.devfn, 0x30_0000, 8, true).unwrap_err();
+        let f = m.dma(0, EDU.devfn(), 0x30_0000, 8, true).unwrap_err();
         assert!(f.recorded);
         let faults = u.take_faults();
         assert_eq!(faults.len(), 1);
@@ -447,13 +448,13 @@ fn drain_faults_hands_records_over_and_reports_overflow() {
         assert!(!u.drain_faults(|r| got.push(r)));
         assert!(got.is_empty());
         assert!(
-            m.dma(0, EDU.devfn, 0x10_0000, 8, true)
+            m.dma(0, EDU.devfn(), 0x10_0000, 8, true)
                 .unwrap_err()
                 .recorded
         );
         // QEMU has one recording register: a fault from another device overflows.
         assert!(
-            !m.dma(0, NIC.devfn, 0x20_0000, 8, false)
+            !m.dma(0, NIC.devfn(), 0x20_0000, 8, false)
                 .unwrap_err()
                 .recorded
         );
@@ -465,7 +466,7 @@ fn drain_faults_hands_records_over_and_reports_overflow() {
         );
         // Cleared: the next fault is recorded, and no overflow is reported again.
         assert!(
-            m.dma(0, NIC.devfn, 0x20_0000, 8, false)
+            m.dma(0, NIC.devfn(), 0x20_0000, 8, false)
                 .unwrap_err()
                 .recorded
         );
@@ -487,7 +488,10 @@ fn unattached_devices_fault_with_root_or_context_not_present() {
             "bus 1 has no root entry"
         );
         u.take_faults();
-        assert_eq!(m.dma(0, NIC.devfn, 0x1000, 4, false).unwrap_err().reason, 2);
+        assert_eq!(
+            m.dma(0, NIC.devfn(), 0x1000, 4, false).unwrap_err().reason,
+            2
+        );
         let r = u.take_faults();
         assert_eq!(
             (r[0].source, r[0].reason),
@@ -495,7 +499,7 @@ fn unattached_devices_fault_with_root_or_context_not_present() {
         );
         // The software walk agrees on the reasons.
         assert_eq!(
-            u.translate(Bdf::new(1, 0, 0), 0x1000),
+            u.translate(Bdf::b(1, 0, 0), 0x1000),
             Err(FaultReason::ROOT_NOT_PRESENT)
         );
         assert_eq!(
@@ -514,10 +518,13 @@ fn detach_blocks_dma_at_once() {
             u.enable_translation().unwrap();
             u.map(a, 0x1000, PhysAddr::new(0x9000), 0x1000, Perm::READ)
                 .unwrap();
-            assert!(m.dma(0, EDU.devfn, 0x1000, 4, false).is_ok());
+            assert!(m.dma(0, EDU.devfn(), 0x1000, 4, false).is_ok());
             assert!(m.context_cache_len() == 1 && m.iotlb_len() == 1);
             assert_eq!(u.detach(EDU), Ok(a));
-            assert_eq!(m.dma(0, EDU.devfn, 0x1000, 4, false).unwrap_err().reason, 2);
+            assert_eq!(
+                m.dma(0, EDU.devfn(), 0x1000, 4, false).unwrap_err().reason,
+                2
+            );
             assert_eq!(u.detach(EDU), Err(Error::NotAttached(EDU)));
             assert_eq!(u.destroy_domain(a), Ok(()));
         });
@@ -538,8 +545,8 @@ fn stale_iotlb_entry_stays_until_the_right_invalidation() {
                 .unwrap();
             u.map(a, 0x20_0000, PhysAddr::new(0x2000), 0x1000, rw)
                 .unwrap();
-            assert!(m.dma(0, EDU.devfn, 0x10_0000, 4, true).is_ok());
-            assert!(m.dma(0, EDU.devfn, 0x20_0000, 4, true).is_ok());
+            assert!(m.dma(0, EDU.devfn(), 0x10_0000, 4, true).is_ok());
+            assert!(m.dma(0, EDU.devfn(), 0x20_0000, 4, true).is_ok());
             let info = u.unmap(a, 0x10_0000, 0x1000).unwrap();
             assert_eq!(
                 info.inval,
@@ -553,32 +560,34 @@ fn stale_iotlb_entry_stays_until_the_right_invalidation() {
             // Gone from the tables, but the model still translates from its IOTLB.
             assert!(u.translate(EDU, 0x10_0000).is_err());
             assert_eq!(
-                m.dma(0, EDU.devfn, 0x10_0000, 4, true).unwrap(),
+                m.dma(0, EDU.devfn(), 0x10_0000, 4, true).unwrap(),
                 PhysAddr::new(0x1000),
                 "{mode:?}: stale entry must be visible before invalidation"
             );
             // An invalidation for another domain does not help.
             u.flush_iotlb(IotlbInval::Domain(a.0 + 1)).unwrap();
-            assert!(m.dma(0, EDU.devfn, 0x10_0000, 4, true).is_ok());
+            assert!(m.dma(0, EDU.devfn(), 0x10_0000, 4, true).is_ok());
             u.flush_unmap(&info).unwrap();
             assert_eq!(
-                m.dma(0, EDU.devfn, 0x10_0000, 4, true).unwrap_err().reason,
+                m.dma(0, EDU.devfn(), 0x10_0000, 4, true)
+                    .unwrap_err()
+                    .reason,
                 5
             );
             // Page-selective: the other page's cached entry survived.
             assert_eq!(m.iotlb_len(), 1);
-            assert!(m.dma(0, EDU.devfn, 0x20_0000, 4, true).is_ok());
+            assert!(m.dma(0, EDU.devfn(), 0x20_0000, 4, true).is_ok());
             // Remapping an IOVA to another page is invisible until invalidated, too.
             let info = u.unmap(a, 0x20_0000, 0x1000).unwrap();
             u.map(a, 0x20_0000, PhysAddr::new(0x7000), 0x1000, rw)
                 .unwrap();
             assert_eq!(
-                m.dma(0, EDU.devfn, 0x20_0000, 4, true).unwrap(),
+                m.dma(0, EDU.devfn(), 0x20_0000, 4, true).unwrap(),
                 PhysAddr::new(0x2000)
             );
             u.flush_unmap(&info).unwrap();
             assert_eq!(
-                m.dma(0, EDU.devfn, 0x20_0000, 4, true).unwrap(),
+                m.dma(0, EDU.devfn(), 0x20_0000, 4, true).unwrap(),
                 PhysAddr::new(0x7000)
             );
         });
@@ -595,16 +604,16 @@ fn stale_context_entry_stays_until_context_invalidation() {
             u.enable_translation().unwrap();
             u.map(a, 0x1000, PhysAddr::new(0x5000), 0x1000, Perm::READ)
                 .unwrap();
-            assert!(m.dma(0, EDU.devfn, 0x1000, 4, false).is_ok());
-            assert!(m.dma(0, NIC.devfn, 0x1000, 4, false).is_ok());
+            assert!(m.dma(0, EDU.devfn(), 0x1000, 4, false).is_ok());
+            assert!(m.dma(0, NIC.devfn(), 0x1000, 4, false).is_ok());
             // Clear both context entries behind the driver's back.
             let re = m.memory().read_u64(u.root_table());
             let ct = PhysAddr::new(re & !0xfff);
             for bdf in [EDU, NIC] {
-                m.memory().write_u64(ct + bdf.devfn as u64 * 16, 0);
+                m.memory().write_u64(ct + bdf.devfn() as u64 * 16, 0);
             }
             assert!(
-                m.dma(0, EDU.devfn, 0x1000, 4, false).is_ok(),
+                m.dma(0, EDU.devfn(), 0x1000, 4, false).is_ok(),
                 "cached context entry"
             );
             u.flush_context(ContextInval::Device {
@@ -613,13 +622,19 @@ fn stale_context_entry_stays_until_context_invalidation() {
                 fm: 0,
             })
             .unwrap();
-            assert_eq!(m.dma(0, EDU.devfn, 0x1000, 4, false).unwrap_err().reason, 2);
+            assert_eq!(
+                m.dma(0, EDU.devfn(), 0x1000, 4, false).unwrap_err().reason,
+                2
+            );
             assert!(
-                m.dma(0, NIC.devfn, 0x1000, 4, false).is_ok(),
+                m.dma(0, NIC.devfn(), 0x1000, 4, false).is_ok(),
                 "device-selective spared NIC"
             );
             u.flush_context(ContextInval::Global).unwrap();
-            assert_eq!(m.dma(0, NIC.devfn, 0x1000, 4, false).unwrap_err().reason, 2);
+            assert_eq!(
+                m.dma(0, NIC.devfn(), 0x1000, 4, false).unwrap_err().reason,
+                2
+            );
         });
     });
 }
@@ -632,7 +647,7 @@ fn qi_errors_are_reported_and_the_queue_recovers() {
         u.enable_translation().unwrap();
         u.map(a, 0x1000, PhysAddr::new(0x5000), 0x1000, Perm::READ)
             .unwrap();
-        assert!(m.dma(0, EDU.devfn, 0x1000, 4, false).is_ok());
+        assert!(m.dma(0, EDU.devfn(), 0x1000, 4, false).is_ok());
         let info = u.unmap(a, 0x1000, 0x1000).unwrap();
         let head = (m.read64(regs::IQH) >> 4) as u32;
         m.inject_queue_error();
@@ -643,12 +658,15 @@ fn qi_errors_are_reported_and_the_queue_recovers() {
             "IQE cleared"
         );
         assert!(
-            m.dma(0, EDU.devfn, 0x1000, 4, false).is_ok(),
+            m.dma(0, EDU.devfn(), 0x1000, 4, false).is_ok(),
             "not invalidated"
         );
         // The queue works again: retry.
         u.flush_unmap(&info).unwrap();
-        assert_eq!(m.dma(0, EDU.devfn, 0x1000, 4, false).unwrap_err().reason, 6);
+        assert_eq!(
+            m.dma(0, EDU.devfn(), 0x1000, 4, false).unwrap_err().reason,
+            6
+        );
         // A queue that never runs is a timeout, not a hang.
         m.set_stuck_invalidation(true);
         assert_eq!(
@@ -691,13 +709,16 @@ fn lazy_flush_queue_releases_iovas_only_after_a_domain_flush() {
             got.push(x);
         }
         assert_eq!(got, [0x3000, 0x2000, 0x1000]);
-        assert!(m.dma(0, EDU.devfn, 0x2000, 4, false).is_ok());
+        assert!(m.dma(0, EDU.devfn(), 0x2000, 4, false).is_ok());
         u.unmap(a, 0x2000, 0x1000).unwrap();
-        assert_eq!(u.free_iova(a, 0x2000, 0), Ok(0x1000));
+        assert_eq!(u.queue_iova(a, 0x2000, 0), Ok(0x1000));
         assert!(u.alloc_iova(a, 0x1000, mask).is_err(), "reuse before flush");
         assert_eq!(u.flush_queue_tick(a, 1), Ok(false));
         assert_eq!(u.flush_queue_tick(a, 10), Ok(true), "delay bound reached");
-        assert_eq!(m.dma(0, EDU.devfn, 0x2000, 4, false).unwrap_err().reason, 6);
+        assert_eq!(
+            m.dma(0, EDU.devfn(), 0x2000, 4, false).unwrap_err().reason,
+            6
+        );
         assert_eq!(u.alloc_iova(a, 0x1000, mask), Ok(0x2000));
     });
 }
@@ -718,25 +739,27 @@ fn passthrough_and_identity_domains() {
             // Pass-through: everything, even beyond RAM, is untranslated (and the
             // context entry's AW was acceptable to the model, else reason 3).
             assert_eq!(
-                m.dma(0, EDU.devfn, 0x12_3456, 4, true).unwrap(),
+                m.dma(0, EDU.devfn(), 0x12_3456, 4, true).unwrap(),
                 PhysAddr::new(0x12_3456)
             );
             assert_eq!(
-                m.dma(0, EDU.devfn, 0x1_0000_0000, 4, true).unwrap(),
+                m.dma(0, EDU.devfn(), 0x1_0000_0000, 4, true).unwrap(),
                 PhysAddr::new(0x1_0000_0000)
             );
             // Identity: RAM 1:1 with 2 MiB pages, nothing beyond.
             assert_eq!(
-                m.dma(0, NIC.devfn, 0x30_1234, 4, true).unwrap(),
+                m.dma(0, NIC.devfn(), 0x30_1234, 4, true).unwrap(),
                 PhysAddr::new(0x30_1234)
             );
             assert_eq!(
-                m.dma(0, NIC.devfn, 0x7f_fffc, 4, false).unwrap(),
+                m.dma(0, NIC.devfn(), 0x7f_fffc, 4, false).unwrap(),
                 PhysAddr::new(0x7f_fffc)
             );
             assert_eq!(u.translate(NIC, 0x30_1234).unwrap().page_size, 2 * MIB);
             assert_eq!(
-                m.dma(0, NIC.devfn, 0x80_0000, 4, false).unwrap_err().reason,
+                m.dma(0, NIC.devfn(), 0x80_0000, 4, false)
+                    .unwrap_err()
+                    .reason,
                 6
             );
             assert_eq!(u.translate(EDU, 0x5000).unwrap().page_size, 0);
@@ -754,19 +777,19 @@ fn rmrr_ranges_are_identity_mapped_for_their_devices_only() {
         u.attach(NIC, b).unwrap();
         u.enable_translation().unwrap();
         assert_eq!(
-            m.dma(0, NIC.devfn, 0x7_0010, 4, true).unwrap(),
+            m.dma(0, NIC.devfn(), 0x7_0010, 4, true).unwrap(),
             PhysAddr::new(0x7_0010)
         );
         assert_eq!(
-            m.dma(0, NIC.devfn, 0x7_1ff0, 4, true).unwrap(),
+            m.dma(0, NIC.devfn(), 0x7_1ff0, 4, true).unwrap(),
             PhysAddr::new(0x7_1ff0)
         );
         assert_eq!(
-            m.dma(0, NIC.devfn, 0x7_2000, 4, true).unwrap_err().reason,
+            m.dma(0, NIC.devfn(), 0x7_2000, 4, true).unwrap_err().reason,
             5
         );
         assert_eq!(
-            m.dma(0, EDU.devfn, 0x7_0010, 4, true).unwrap_err().reason,
+            m.dma(0, EDU.devfn(), 0x7_0010, 4, true).unwrap_err().reason,
             5
         );
         // The RMRR range is never handed out as an IOVA in NIC's domain.
@@ -776,7 +799,7 @@ fn rmrr_ranges_are_identity_mapped_for_their_devices_only() {
         // Re-attaching (to another domain) maps it there as well.
         u.attach(NIC, a).unwrap();
         assert_eq!(
-            m.dma(0, NIC.devfn, 0x7_0010, 4, true).unwrap(),
+            m.dma(0, NIC.devfn(), 0x7_0010, 4, true).unwrap(),
             PhysAddr::new(0x7_0010)
         );
     });
@@ -800,7 +823,7 @@ fn non_coherent_walks_flush_every_written_entry() {
             u.attach(EDU, a).unwrap();
             u.enable_translation().unwrap();
             assert_eq!(
-                m.dma(0, EDU.devfn, 0x1000, 1, false).unwrap(),
+                m.dma(0, EDU.devfn(), 0x1000, 1, false).unwrap(),
                 PhysAddr::new(0x5000)
             );
         });
@@ -868,28 +891,31 @@ fn dma_api_path_strict_and_lazy() {
             .unwrap();
         assert_eq!(iova & 0xfff, 0xf80);
         assert!(iova + 0x100 <= 1 << 28);
-        m.dma_write(0, EDU.devfn, iova, &[0xa5; 0x100]).unwrap();
+        m.dma_write(0, EDU.devfn(), iova, &[0xa5; 0x100]).unwrap();
         assert_eq!(
             m.memory().to_vec(PhysAddr::new(0x12_4000), 0x80),
             [0xa5; 0x80]
         );
         // Strict: unmapped and invalidated at once, and the IOVA is reusable.
         u.unmap_dma(a, iova, 0x100, 0, true).unwrap();
-        assert_eq!(m.dma(0, EDU.devfn, iova, 4, false).unwrap_err().reason, 6);
+        assert_eq!(m.dma(0, EDU.devfn(), iova, 4, false).unwrap_err().reason, 6);
         let again = u.map_dma(a, pa, 0x100, Perm::READ, edu_mask).unwrap();
         assert_eq!(again, iova, "strict mode frees after its own flush");
         // Lazy: the stale translation may live until the queue flushes, and the IOVA
         // is not handed out again before that.
-        assert!(m.dma(0, EDU.devfn, again, 4, false).is_ok());
+        assert!(m.dma(0, EDU.devfn(), again, 4, false).is_ok());
         u.unmap_dma(a, again, 0x100, 1, false).unwrap();
         assert!(
-            m.dma(0, EDU.devfn, again, 4, false).is_ok(),
+            m.dma(0, EDU.devfn(), again, 4, false).is_ok(),
             "lazy: still cached"
         );
         let other = u.map_dma(a, pa, 0x100, Perm::READ, edu_mask).unwrap();
         assert_ne!(other & !0xfff, again & !0xfff);
         assert_eq!(u.flush_queue_tick(a, 100), Ok(true));
-        assert_eq!(m.dma(0, EDU.devfn, again, 4, false).unwrap_err().reason, 6);
+        assert_eq!(
+            m.dma(0, EDU.devfn(), again, 4, false).unwrap_err().reason,
+            6
+        );
         // A failed map gives its IOVA back at once.
         let probe = u
             .iova_allocator(a)
@@ -923,17 +949,20 @@ fn dma_crate_backend_order() {
         let iova = u.alloc_iova(a, 0x2000, u32::MAX as u64).unwrap();
         u.map(a, iova, PhysAddr::new(0x4_0000), 0x2000, Perm::WRITE)
             .unwrap();
-        assert!(m.dma(0, EDU.devfn, iova + 0x1000, 4, true).is_ok());
+        assert!(m.dma(0, EDU.devfn(), iova + 0x1000, 4, true).is_ok());
         u.unmap(a, iova, 0x2000).unwrap();
-        assert!(m.dma(0, EDU.devfn, iova + 0x1000, 4, true).is_ok(), "stale");
+        assert!(
+            m.dma(0, EDU.devfn(), iova + 0x1000, 4, true).is_ok(),
+            "stale"
+        );
         u.flush_iotlb_range(a, iova, 0x2000).unwrap();
         assert_eq!(
-            m.dma(0, EDU.devfn, iova + 0x1000, 4, true)
+            m.dma(0, EDU.devfn(), iova + 0x1000, 4, true)
                 .unwrap_err()
                 .reason,
             5
         );
-        u.free_iova_flushed(a, iova).unwrap();
+        u.free_iova(a, iova).unwrap();
         assert_eq!(u.alloc_iova(a, 0x2000, u32::MAX as u64), Ok(iova));
     });
 }
@@ -952,7 +981,7 @@ fn caching_mode_invalidates_on_not_present_to_present() {
             assert_eq!(m.invalidation_counts(), (before.0 + 1, before.1 + 2));
             u.enable_translation().unwrap();
             assert_eq!(
-                m.dma(0, EDU.devfn, 0x1000, 4, false).unwrap(),
+                m.dma(0, EDU.devfn(), 0x1000, 4, false).unwrap(),
                 PhysAddr::new(0x5000)
             );
         });
@@ -1053,11 +1082,11 @@ mod random_ops {
                     for slot in 0..16u8 {
                         let iova = slot_iova(slot, levels);
                         for off in [0u64, 0x1ffc] {
-                            let got = m.dma(0, EDU.devfn, iova + off, 4, false);
+                            let got = m.dma(0, EDU.devfn(), iova + off, 4, false);
                             match reference.get(&slot) {
                                 Some(&(pa, _, ro)) => {
                                     assert_eq!(got.unwrap(), PhysAddr::new(pa + off));
-                                    let w = m.dma(0, EDU.devfn, iova + off, 4, true);
+                                    let w = m.dma(0, EDU.devfn(), iova + off, 4, true);
                                     assert_eq!(w.is_err(), ro, "write permission");
                                 }
                                 None => assert_eq!(got.unwrap_err().reason, 6),
@@ -1095,19 +1124,19 @@ fn consecutive_maps_and_a_reused_domain_id_land_right() {
             u.map(a, iova, PhysAddr::new(pa), 0x1000, Perm::READ)
                 .unwrap();
             assert_eq!(
-                m.dma(0, EDU.devfn, iova + 8, 4, false),
+                m.dma(0, EDU.devfn(), iova + 8, 4, false),
                 Ok(PhysAddr::new(pa + 8))
             );
         }
         u.unmap(a, base + 0x1000, 0x1000).unwrap();
         u.flush_iotlb_range(a, base + 0x1000, 0x1000).unwrap();
         assert_eq!(
-            m.dma(0, EDU.devfn, base + 0x1000, 4, false)
+            m.dma(0, EDU.devfn(), base + 0x1000, 4, false)
                 .unwrap_err()
                 .reason,
             6
         );
-        assert!(m.dma(0, EDU.devfn, base, 4, false).is_ok());
+        assert!(m.dma(0, EDU.devfn(), base, 4, false).is_ok());
         u.detach(EDU).unwrap();
         u.destroy_domain(a).unwrap();
         let b = u.create_domain(DomainKind::Translated).unwrap();
@@ -1122,10 +1151,10 @@ fn consecutive_maps_and_a_reused_domain_id_land_right() {
         )
         .unwrap();
         assert_eq!(
-            m.dma(0, EDU.devfn, base + 0x4000, 4, false),
+            m.dma(0, EDU.devfn(), base + 0x4000, 4, false),
             Ok(PhysAddr::new(0x30_0000))
         );
-        assert_eq!(m.dma(0, EDU.devfn, base, 4, false).unwrap_err().reason, 6);
+        assert_eq!(m.dma(0, EDU.devfn(), base, 4, false).unwrap_err().reason, 6);
     });
 }
 
@@ -1152,20 +1181,20 @@ fn flush_queues_due_bounds_the_delay_without_another_unmap() {
                 u32::MAX as u64,
             )
             .unwrap();
-        assert!(m.dma(0, EDU.devfn, iova, 4, false).is_ok());
+        assert!(m.dma(0, EDU.devfn(), iova, 4, false).is_ok());
         u.unmap_dma(a, iova, 0x100, 5, false).unwrap();
         assert!(
-            m.dma(0, EDU.devfn, iova, 4, false).is_ok(),
+            m.dma(0, EDU.devfn(), iova, 4, false).is_ok(),
             "lazy: still cached"
         );
         assert_eq!(u.flush_queues_due(14), Ok(0), "flushed before its delay");
-        assert!(m.dma(0, EDU.devfn, iova, 4, false).is_ok());
+        assert!(m.dma(0, EDU.devfn(), iova, 4, false).is_ok());
         assert_eq!(
             u.flush_queues_due(15),
             Ok(1),
             "the idle domain was flushed too"
         );
-        assert_eq!(m.dma(0, EDU.devfn, iova, 4, false).unwrap_err().reason, 6);
+        assert_eq!(m.dma(0, EDU.devfn(), iova, 4, false).unwrap_err().reason, 6);
         assert_eq!(u.iova_allocator(a).unwrap().pending(), 0);
         assert_eq!(u.flush_queues_due(1000), Ok(0));
         let _ = idle;
@@ -1175,7 +1204,7 @@ fn flush_queues_due_bounds_the_delay_without_another_unmap() {
 /// The context entry (lo, hi) the unit wrote for `bdf`.
 fn context_entry_of(m: &VtdModel<&Arena>, u: &Unit<'_>, bdf: Bdf) -> (u64, u64) {
     let re = m.memory().read_u64(u.root_table() + bdf.bus as u64 * 16);
-    let ce = PhysAddr::new(re & !0xfff) + bdf.devfn as u64 * 16;
+    let ce = PhysAddr::new(re & !0xfff) + bdf.devfn() as u64 * 16;
     (m.memory().read_u64(ce), m.memory().read_u64(ce + 8u64))
 }
 
@@ -1204,7 +1233,7 @@ fn pass_through_entries_name_the_largest_sagaw_not_the_domain_depth() {
         );
         u.enable_translation().unwrap();
         assert_eq!(
-            m.dma(0, EDU.devfn, 0x12_3456, 4, true).unwrap(),
+            m.dma(0, EDU.devfn(), 0x12_3456, 4, true).unwrap(),
             PhysAddr::new(0x12_3456)
         );
     });

@@ -5,7 +5,7 @@
 //! alias or a wrong unit shows up as a DMA fault, not as a table we read back.
 
 use devmodels::vtd::{Bridge, BridgeKind, VtdModel, QEMU_CAP, QEMU_ECAP};
-use hal::{Arena, PhysAddr};
+use hal::{Arena, Bdf, PhysAddr};
 use iommu_vtd::*;
 use pci::fake::machines;
 use pci::{enumerate, ScanOptions, Topology};
@@ -20,7 +20,7 @@ fn topology(cfg: &pci::fake::FakeConfig) -> Topology {
 }
 
 fn vbdf(b: pci::Bdf) -> Bdf {
-    Bdf::new(b.bus, b.device, b.function)
+    Bdf::b(b.bus, b.device, b.function)
 }
 
 /// The device, then the bridges above it, as `coverage` wants them.
@@ -41,8 +41,8 @@ fn qemu_unit() -> UnitScope {
     UnitScope {
         segment: 0,
         include_all: false,
-        endpoints: vec![Bdf::new(0, 0, 0), Bdf::new(0, 3, 0)],
-        bridges: vec![Bdf::new(0, 4, 0)],
+        endpoints: vec![Bdf::b(0, 0, 0), Bdf::b(0, 3, 0)],
+        bridges: vec![Bdf::b(0, 4, 0)],
         usable: true,
     }
 }
@@ -85,7 +85,7 @@ fn a_device_behind_a_switch_is_covered_by_the_root_port_scope() {
     // Another segment, or a device no scope names: nobody's.
     assert_eq!(coverage(&[qemu_unit()], 1, &path(&t, edu)), Coverage::None);
     assert_eq!(
-        coverage(&[qemu_unit()], 0, &[Bdf::new(0, 7, 0)]),
+        coverage(&[qemu_unit()], 0, &[Bdf::b(0, 7, 0)]),
         Coverage::None
     );
     // And its DMA, through the switch's ports, translates in its domain.
@@ -120,7 +120,7 @@ fn the_nearest_scope_wins_and_include_all_takes_the_rest() {
     let t = topology(&machines::pcie_switch());
     let edu = pci::Bdf::b(3, 0, 0);
     let downstream = UnitScope {
-        endpoints: vec![Bdf::new(3, 0, 0)],
+        endpoints: vec![Bdf::b(3, 0, 0)],
         ..UnitScope {
             usable: true,
             ..Default::default()
@@ -137,7 +137,7 @@ fn the_nearest_scope_wins_and_include_all_takes_the_rest() {
         coverage(&units, 0, &path(&t, pci::Bdf::b(2, 0, 0))),
         Coverage::Unit(1)
     );
-    assert_eq!(coverage(&units, 0, &[Bdf::new(0, 9, 0)]), Coverage::Unit(0));
+    assert_eq!(coverage(&units, 0, &[Bdf::b(0, 9, 0)]), Coverage::Unit(0));
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn a_failed_unit_keeps_its_devices_away_from_the_catch_all_unit() {
     let edu = pci::Bdf::b(3, 0, 0);
     assert_eq!(coverage(&units, 0, &path(&t, edu)), Coverage::FailedUnit(0));
     assert_eq!(coverage(&units, 0, &path(&t, edu)).unit(), None);
-    assert_eq!(coverage(&units, 0, &[Bdf::new(0, 9, 0)]), Coverage::Unit(1));
+    assert_eq!(coverage(&units, 0, &[Bdf::b(0, 9, 0)]), Coverage::Unit(1));
     // A failed catch-all unit is no unit either.
     let units = [UnitScope {
         include_all: true,
@@ -164,7 +164,7 @@ fn a_failed_unit_keeps_its_devices_away_from_the_catch_all_unit() {
         ..Default::default()
     }];
     assert_eq!(
-        coverage(&units, 0, &[Bdf::new(0, 9, 0)]),
+        coverage(&units, 0, &[Bdf::b(0, 9, 0)]),
         Coverage::FailedUnit(0)
     );
 }
@@ -197,7 +197,7 @@ fn devices_behind_a_pcie_to_pci_bridge_dma_through_its_alias_and_share_a_domain(
     with_unit(&[ROOT_PORT, PCIE_TO_PCI, PCI_BRIDGE], |m, u| {
         // What the model says arrives at the unit: 02:00.0 for all three.
         for e in [edu1, edu2, edu3] {
-            let rid = m.requester_id(e.bus, vbdf(e).devfn);
+            let rid = m.requester_id(e.bus, vbdf(e).devfn());
             assert_eq!(Bdf::from_sid(rid), vbdf(t.requester_id(e)), "{e}");
         }
         let d = u.create_domain(DomainKind::Translated).unwrap();
@@ -212,7 +212,7 @@ fn devices_behind_a_pcie_to_pci_bridge_dma_through_its_alias_and_share_a_domain(
         )
         .unwrap();
         u.enable_translation().unwrap();
-        m.dma_write(2, vbdf(edu1).devfn, 0x10_0000, b"behind the bridge")
+        m.dma_write(2, vbdf(edu1).devfn(), 0x10_0000, b"behind the bridge")
             .unwrap();
         assert_eq!(
             m.memory().to_vec(PhysAddr::new(0x20_0000), 17),
@@ -225,13 +225,13 @@ fn devices_behind_a_pcie_to_pci_bridge_dma_through_its_alias_and_share_a_domain(
         assert_eq!(u.domain_of(vbdf(edu2)), Some(d));
         // ...and it reaches the first one's buffer: no isolation between them.
         let mut buf = [0u8; 6];
-        m.dma_read(2, vbdf(edu2).devfn, 0x10_0007, &mut buf)
+        m.dma_read(2, vbdf(edu2).devfn(), 0x10_0007, &mut buf)
             .unwrap();
         assert_eq!(&buf, b"the br");
         // Behind a conventional bridge further down: still 02:00.0.
         assert_eq!(u.group_domain(&aliases(&t, edu3)), Some(d));
         u.attach_aliases(&aliases(&t, edu3), d).unwrap();
-        m.dma_read(3, vbdf(edu3).devfn, 0x10_0000, &mut buf)
+        m.dma_read(3, vbdf(edu3).devfn(), 0x10_0000, &mut buf)
             .unwrap();
         assert_eq!(&buf, b"behind");
     });
@@ -249,13 +249,13 @@ fn without_the_alias_context_entry_bridged_dma_faults() {
             .unwrap();
         u.enable_translation().unwrap();
         let f = m
-            .dma_write(2, vbdf(edu1).devfn, 0x10_0000, b"x")
+            .dma_write(2, vbdf(edu1).devfn(), 0x10_0000, b"x")
             .unwrap_err();
-        assert_eq!(Bdf::from_sid(f.sid), Bdf::new(2, 0, 0));
+        assert_eq!(Bdf::from_sid(f.sid), Bdf::b(2, 0, 0));
         assert_eq!(f.reason, 0x2, "context entry not present for 02:00.0");
         // With every alias it works.
         u.attach_aliases(&aliases(&t, edu1), d).unwrap();
-        m.dma_write(2, vbdf(edu1).devfn, 0x10_0000, b"x").unwrap();
+        m.dma_write(2, vbdf(edu1).devfn(), 0x10_0000, b"x").unwrap();
     });
 }
 
@@ -269,11 +269,11 @@ fn an_alias_held_by_another_domain_is_refused_untouched() {
         u.attach_aliases(&aliases(&t, edu1), d1).unwrap();
         assert_eq!(
             u.attach_aliases(&aliases(&t, edu2), d2),
-            Err(Error::AliasInOtherDomain(Bdf::new(2, 0, 0), d1))
+            Err(Error::AliasInOtherDomain(Bdf::b(2, 0, 0), d1))
         );
         // Nothing was written for edu2, and 02:00.0 still belongs to d1.
         assert_eq!(u.domain_of(vbdf(edu2)), None);
-        assert_eq!(u.domain_of(Bdf::new(2, 0, 0)), Some(d1));
+        assert_eq!(u.domain_of(Bdf::b(2, 0, 0)), Some(d1));
         assert_eq!(
             u.attach_aliases(&aliases(&t, edu2), DomainId(99)),
             Err(Error::NoSuchDomain(DomainId(99)))

@@ -567,11 +567,11 @@ mod vtd {
     //! and queue address is an IOVA the model's page walk translates.
     use super::*;
 
-    use iommu_vtd::Bdf;
+    use hal::Bdf;
 
     use testbed::vtd::{Shared, Translated};
 
-    const NVME: Bdf = Bdf::new(0, 4, 0);
+    const NVME: Bdf = Bdf::b(0, 4, 0);
 
     fn setup(mc: &'static Machine) -> Shared {
         testbed::vtd::setup(mc, NVME)

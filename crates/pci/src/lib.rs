@@ -38,7 +38,7 @@ pub mod regs;
 pub mod topology;
 pub mod warn;
 
-pub use addr::Bdf;
+pub use addr::{pci_address, Bdf, BdfError};
 pub use bar::{size_bars, Bar, BarKind};
 pub use caps::{capabilities, ext_capabilities, Capability, ExtCapability};
 pub use command::{disable_bus_master, enable_bus_master, read_command, set_decoding};

@@ -174,9 +174,10 @@ pub mod vtd {
     use super::*;
     use devmodels::vtd::VtdModel;
     use dma::{IommuDomain, IommuError, IommuPerm};
+    use hal::Bdf;
     use hal::DmaAddr;
     use iommu_vtd::{
-        Bdf, Config as VtdConfig, DomainId, DomainKind, FrameAlloc, InvalMode, Perm, RemappingUnit,
+        Config as VtdConfig, DomainId, DomainKind, FrameAlloc, InvalMode, Perm, RemappingUnit,
     };
     use std::sync::Arc;
 
@@ -211,9 +212,7 @@ pub mod vtd {
                 .map(DmaAddr::new)
         }
         fn free_iova(&mut self, iova: DmaAddr, _len: u64) {
-            self.unit
-                .free_iova_flushed(self.did, iova.as_u64())
-                .unwrap();
+            self.unit.free_iova(self.did, iova.as_u64()).unwrap();
         }
         fn map(
             &mut self,
@@ -253,7 +252,7 @@ pub mod vtd {
             let dev = d.dev;
             d.unit
                 .registers()
-                .dma_read(dev.bus, dev.devfn, addr, buf)
+                .dma_read(dev.bus, dev.devfn(), addr, buf)
                 .map_err(|_| BusFault { addr, write: false })
         }
         fn dma_write(&self, addr: u64, data: &[u8]) -> Result<(), BusFault> {
@@ -261,7 +260,7 @@ pub mod vtd {
             let dev = d.dev;
             d.unit
                 .registers()
-                .dma_write(dev.bus, dev.devfn, addr, data)
+                .dma_write(dev.bus, dev.devfn(), addr, data)
                 .map_err(|_| BusFault { addr, write: true })
         }
     }

@@ -6,7 +6,8 @@ use super::*;
 use crate::iommu::{IommuDomain, IommuError, IommuPerm};
 use crate::{DmaError, SgTable};
 use devmodels::vtd::VtdModel;
-use iommu_vtd::{Bdf, Config, DomainId, DomainKind, FrameAlloc, InvalMode, Perm, RemappingUnit};
+use hal::Bdf;
+use iommu_vtd::{Config, DomainId, DomainKind, FrameAlloc, InvalMode, Perm, RemappingUnit};
 
 /// Table pages from the test machine's allocator.
 struct PlatFrames(&'static TestPlatform);
@@ -22,7 +23,7 @@ impl FrameAlloc for PlatFrames {
 
 type Unit = RemappingUnit<VtdModel<&'static TestPlatform>, &'static TestPlatform, PlatFrames>;
 
-const EDU: Bdf = Bdf::new(0, 3, 0);
+const EDU: Bdf = Bdf::b(0, 3, 0);
 
 /// The DMA API's view of one translated VT-d domain (what the kernel's
 /// `VtdDomain` does, strict mode), with call counters and a map failure switch.
@@ -42,9 +43,7 @@ impl IommuDomain for ModelDomain {
         a.map(DmaAddr::new)
     }
     fn free_iova(&mut self, iova: DmaAddr, _len: u64) {
-        self.unit
-            .free_iova_flushed(self.did, iova.as_u64())
-            .unwrap();
+        self.unit.free_iova(self.did, iova.as_u64()).unwrap();
     }
     fn map(
         &mut self,
@@ -111,7 +110,7 @@ fn lands(d: &Shared, iova: u64, len: usize, write: bool) -> Result<u64, u8> {
     d.lock()
         .unit
         .registers()
-        .dma(EDU.bus, EDU.devfn, iova, len, write)
+        .dma(EDU.bus, EDU.devfn(), iova, len, write)
         .map(|pa| pa.as_u64())
         .map_err(|f| f.reason)
 }
@@ -155,7 +154,7 @@ fn page_aligned_pieces_get_one_contiguous_iova_range() {
     d.lock()
         .unit
         .registers()
-        .dma_write(EDU.bus, EDU.devfn, seg.addr.as_u64(), &data)
+        .dma_write(EDU.bus, EDU.devfn(), seg.addr.as_u64(), &data)
         .unwrap();
     for (i, pa) in pages.iter().enumerate() {
         assert_eq!(p.bytes(pa.as_u64(), 4096), vec![(i + 1) as u8; 4096]);

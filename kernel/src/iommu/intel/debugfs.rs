@@ -4,7 +4,7 @@
 use iommu_vtd::policy::Mode;
 use iommu_vtd::DomainId;
 
-use super::dmar::{dma_aliases, unit_for, vbdf};
+use super::dmar::{dma_aliases, unit_for};
 use super::{get, with_unit, Error};
 
 /// The domain a device is in, if it has one of its own.
@@ -23,7 +23,7 @@ pub fn domain_of(bdf: pci::Bdf) -> Option<(usize, DomainId)> {
 pub fn translate(bdf: pci::Bdf, iova: u64) -> Result<iommu_vtd::Translation, Error> {
     let io = get().ok_or(Error::NoIommu)?;
     let ui = unit_for(bdf, None).ok_or(Error::NoUnit(bdf))?;
-    let rid = dma_aliases(bdf).last().copied().unwrap_or(vbdf(bdf));
+    let rid = dma_aliases(bdf).last().copied().unwrap_or(bdf);
     with_unit(&io.units[ui].unit, |u| u.translate(rid, iova)).map_err(Error::Walk)
 }
 

@@ -46,7 +46,7 @@ pub(super) fn usable_ram() -> Vec<(PhysAddr, u64)> {
 pub(super) fn attach_passthrough(
     u: &mut Unit,
     entry: &UnitEntry,
-    aliases: &[iommu_vtd::Bdf],
+    aliases: &[pci::Bdf],
 ) -> Result<Option<(DomainId, Unclaimed)>, iommu_vtd::Error> {
     // In a group already placed: the same domain (one ID).
     if let Some(did) = u.group_domain(aliases) {
@@ -74,7 +74,7 @@ pub(super) fn attach_passthrough(
 pub(super) fn attach_unclaimed(
     u: &mut Unit,
     entry: &UnitEntry,
-    aliases: &[iommu_vtd::Bdf],
+    aliases: &[pci::Bdf],
     isa_bridge: bool,
 ) -> Result<Option<(DomainId, Unclaimed)>, iommu_vtd::Error> {
     if let Some(did) = u.group_domain(aliases) {

@@ -88,10 +88,10 @@ impl IommuDomain for VtdDomain {
             if self.strict {
                 // unmap and the IOTLB flush already happened (the DMA layer's
                 // order): reusable at once.
-                let _ = u.free_iova_flushed(self.did, iova.as_u64());
+                let _ = u.free_iova(self.did, iova.as_u64());
             } else {
                 // Lazy: parked until the flush queue's domain flush.
-                let _ = u.free_iova(self.did, iova.as_u64(), now);
+                let _ = u.queue_iova(self.did, iova.as_u64(), now);
                 let _ = u.flush_queue_tick(self.did, now);
             }
         })

@@ -44,10 +44,10 @@ pub(super) fn bring_up(
         );
     }
     let class_of = |seg: u16| {
-        move |b: iommu_vtd::Bdf| {
+        move |b: pci::Bdf| {
             devices
                 .iter()
-                .find(|d| d.bdf.segment == seg && vbdf(d.bdf) == b)
+                .find(|d| d.bdf.segment == seg && d.bdf.sid() == b.sid())
                 .map(|d| d.class.as_u32())
         }
     };
@@ -193,13 +193,9 @@ pub(super) fn map_unit_registers(base: u64, drhd_size: u64) -> Option<(IoMem, us
 
 /// A DMAR device scope's PCI function, its path followed through the
 /// enumerated bridges (multi-hop paths included).
-pub(super) fn resolve(
-    topo: &pci::Topology,
-    segment: u16,
-    s: &DeviceScope,
-) -> Option<iommu_vtd::Bdf> {
+pub(super) fn resolve(topo: &pci::Topology, segment: u16, s: &DeviceScope) -> Option<pci::Bdf> {
     s.resolve(|b, d, f| topo.secondary_bus(segment, b, d, f))
-        .map(|(b, d, f)| iommu_vtd::Bdf::new(b, d, f))
+        .and_then(|(b, d, f)| pci::Bdf::new(segment, b, d, f))
 }
 
 /// Every DRHD's reach, scopes resolved (crates/iommu-vtd's `coverage` input).
@@ -230,12 +226,8 @@ pub(super) fn reach_of(topo: &pci::Topology, d: &DrhdEntry) -> iommu_vtd::UnitSc
 
 /// The requester IDs `bdf`'s DMA can carry (its own first, then those
 /// bridges above it substitute), from the topology.
-pub fn dma_aliases(bdf: pci::Bdf) -> Vec<iommu_vtd::Bdf> {
-    get()
-        .map_or_else(|| alloc::vec![bdf], |io| io.topology.dma_aliases(bdf))
-        .into_iter()
-        .map(vbdf)
-        .collect()
+pub fn dma_aliases(bdf: pci::Bdf) -> Vec<pci::Bdf> {
+    get().map_or_else(|| alloc::vec![bdf], |io| io.topology.dma_aliases(bdf))
 }
 
 /// Which DRHD covers `bdf`: a scope naming it or any bridge above it (the
@@ -248,7 +240,6 @@ pub fn coverage(bdf: pci::Bdf, _parent: Option<pci::Bdf>) -> Coverage {
     };
     let mut path = alloc::vec![bdf];
     path.extend(io.topology.ancestors(bdf));
-    let path: Vec<iommu_vtd::Bdf> = path.into_iter().map(vbdf).collect();
     iommu_vtd::coverage(&reach(io), bdf.segment, &path)
 }
 
@@ -260,8 +251,4 @@ pub fn unit_for(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<usize> {
         Coverage::Unit(i) => io.drhds.get(i).and_then(|d| d.unit),
         _ => None,
     }
-}
-
-pub(super) fn vbdf(b: pci::Bdf) -> iommu_vtd::Bdf {
-    iommu_vtd::Bdf::new(b.bus, b.device, b.function)
 }

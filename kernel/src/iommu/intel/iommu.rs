@@ -96,7 +96,7 @@ pub fn set_topology(topo: pci::Topology, devices: &[pci::PciDevice]) {
             .rmrrs()
             .filter(|r| r.segment == e.segment && r.limit > r.base)
         {
-            let devs: Vec<iommu_vtd::Bdf> = r
+            let devs: Vec<pci::Bdf> = r
                 .scopes
                 .iter()
                 .filter_map(|s| resolve(topo, r.segment, s))
