@@ -158,10 +158,10 @@ fn without_the_mask_a_high_buffer_is_clamped_by_the_device() {
 
 mod vtd {
     use super::*;
-    use iommu_vtd::Bdf;
+    use hal::Bdf;
     use testbed::vtd::{setup, Translated};
 
-    const EDU: Bdf = Bdf::new(0, 3, 0);
+    const EDU: Bdf = Bdf::b(0, 3, 0);
 
     #[test]
     fn round_trip_through_the_vtd_model() {
