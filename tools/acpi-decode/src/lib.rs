@@ -10,6 +10,7 @@ use acpi_tables::fadt::Fadt;
 use acpi_tables::hpet::Hpet;
 use acpi_tables::madt::{Madt, MadtEntry};
 use acpi_tables::mcfg::Mcfg;
+use acpi_tables::platform::image::{kernel_view, DumpError, KernelView};
 use acpi_tables::walk::{RootTable, Rsdp};
 use acpi_tables::{Error, GenericAddress, Lossy, SdtHeader, Warning};
 
@@ -65,10 +66,76 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Decoded, Error> {
             &[]
         }
     };
+    if let Some(view) = kernel_view(bytes) {
+        kernel(&mut out, view);
+    }
     Ok(Decoded {
         text: out,
         warnings: warnings.iter().map(|w| w.to_string()).collect(),
     })
+}
+
+/// What the kernel takes from the table: the output of the same
+/// `acpi_tables::platform` functions it calls at boot (on the `acpi` crate).
+fn kernel(out: &mut String, view: Result<KernelView, DumpError>) {
+    out.push_str("\n[Kernel view]\n");
+    let view = match view {
+        Ok(v) => v,
+        Err(e) => {
+            line(out, 0, "Refused", e);
+            return;
+        }
+    };
+    match view {
+        KernelView::Madt(i) => {
+            line(out, 0, "Local APIC", format!("{:#x}", i.local_apic));
+            line(out, 0, "Dual 8259", i.has_8259);
+            let usable = i.cpus.iter().filter(|c| c.usable).count();
+            line(
+                out,
+                0,
+                "CPUs",
+                format!("{} ({usable} usable)", i.cpus.len()),
+            );
+            for io in &i.io_apics {
+                let v = format!(
+                    "id {} at {:#x}, GSI base {}",
+                    io.id, io.address, io.gsi_base
+                );
+                line(out, 0, "IO-APIC", v);
+            }
+            for o in &i.overrides {
+                let v = format!(
+                    "ISA IRQ {} -> GSI {}{}{}",
+                    o.isa_irq,
+                    o.gsi,
+                    if o.active_low { ", active low" } else { "" },
+                    if o.level { ", level" } else { "" }
+                );
+                line(out, 0, "Override", v);
+            }
+        }
+        KernelView::Mcfg(ws) => {
+            for w in &ws {
+                let v = format!(
+                    "{:#x} segment {} buses {:#04x}-{:#04x}",
+                    w.base, w.segment, w.bus_start, w.bus_end
+                );
+                line(out, 0, "ECAM window", v);
+            }
+        }
+        KernelView::Hpet(base) => line(out, 0, "HPET base", format!("{base:#x}")),
+        KernelView::Fadt(f) => {
+            let port = |p: Option<u16>| p.map_or("none".to_string(), |p| format!("{p:#x}"));
+            line(out, 0, "PM1a control", port(f.pm1a_cnt));
+            line(out, 0, "PM1b control", port(f.pm1b_cnt));
+            let reset = f.reset.map_or("none".to_string(), |(p, v)| {
+                format!("write {v:#x} to port {p:#x}")
+            });
+            line(out, 0, "Reset", reset);
+            line(out, 0, "Flags", format!("{:#010x}", f.flags));
+        }
+    }
 }
 
 /// `Name : value` with the name right-aligned like iasl does.
