@@ -3,6 +3,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::*;
+use crate::error::{ErrorKind, Location, WarningKind};
 use crate::testutil::*;
 
 fn parse_ok(t: &[u8]) -> Dmar {

@@ -4,9 +4,13 @@
 //!   chapter 8), the input of the IOMMU layer. Every length is checked; a
 //!   malformed table is an [`Error`] value, quirks seen in real firmware are
 //!   [`Warning`]s next to the parse result.
-//! * [`madt`], [`mcfg`], [`hpet`], [`fadt`]: small decoders over byte slices.
-//!   The kernel reads these tables through the `acpi` crate; these serve the
-//!   host tool (`acpi-decode`) and the tests, so they stay simple.
+//! * [`platform`]: what the kernel takes from MADT, MCFG, HPET and FADT
+//!   (APICs, overrides, CPUs, ECAM windows, HPET base, PM1/reset/flags), read
+//!   with the `acpi` crate. The kernel calls these at boot; `acpi-decode` and
+//!   the corpus test call the same functions on dumps ([`platform::image`]).
+//! * [`madt`], [`mcfg`], [`hpet`], [`fadt`]: field-by-field decoders over
+//!   byte slices for `acpi-decode`'s full listing (every field, offsets,
+//!   warnings), which the `acpi` crate does not give. The kernel does not use them.
 //! * [`walk`]: RSDP → RSDT/XSDT → table list over a [`walk::PhysRead`] trait,
 //!   so it runs against a byte image on the host and the direct map in the
 //!   kernel.
@@ -16,6 +20,8 @@
 //! records advances by a validated, non-zero length.
 
 #![cfg_attr(not(test), no_std)]
+// `Madt::parse_interrupt_model_in` takes an allocator (`alloc::alloc::Global`).
+#![feature(allocator_api)]
 #![deny(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 // Tests may index and unwrap: a panic there is a test failure, not a parser bug.
@@ -37,6 +43,7 @@ mod gas;
 pub mod hpet;
 pub mod madt;
 pub mod mcfg;
+pub mod platform;
 pub mod sdt;
 #[cfg(test)]
 mod testutil;

@@ -10,42 +10,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
-/// Per-device DMA parameters (DESIGN.md §4; defaults as Linux's for PCI devices,
-/// hw-facts §3.1 and §3.6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DmaParams {
-    /// Highest bus address for streaming mappings (`dma_mask`). Default 32 bits.
-    pub dma_mask: u64,
-    /// Highest bus address for coherent allocations. Default 32 bits.
-    pub coherent_dma_mask: u64,
-    /// Largest scatter-gather segment. Default 64 KiB.
-    pub max_segment_size: usize,
-    /// A segment must not cross an address where bits above this mask change.
-    /// Default `0xFFFF_FFFF`.
-    pub segment_boundary_mask: u64,
-    /// Low address bits a bounce buffer must keep from the original
-    /// (`dma_set_min_align_mask`). Default 0.
-    pub min_align_mask: u64,
-    /// Whether the device snoops CPU caches (`dev_is_dma_coherent`). True on x86; when
-    /// false the platform's cache hooks run on map, unmap and sync.
-    pub coherent: bool,
-    /// Bounce every streaming mapping through the swiotlb (`swiotlb=force`).
-    pub force_bounce: bool,
-}
-
-impl Default for DmaParams {
-    fn default() -> Self {
-        DmaParams {
-            dma_mask: dma_bit_mask(32),
-            coherent_dma_mask: dma_bit_mask(32),
-            max_segment_size: 64 * 1024,
-            segment_boundary_mask: 0xFFFF_FFFF,
-            min_align_mask: 0,
-            coherent: true,
-            force_bounce: false,
-        }
-    }
-}
+/// Per-device DMA parameters: one type for the PCI and DMA layers (it lives in `hal`).
+pub use hal::DmaParams;
 
 /// How a device's streaming mappings reach memory.
 #[derive(Clone)]

@@ -71,14 +71,8 @@ pub const ZONE_DMA32_LIMIT: u64 = dma_bit_mask(32);
 /// reported as [`DebugKind::UnmapInvalidAddress`].
 pub const DMA_MAPPING_ERROR: DmaAddr = DmaAddr::new(u64::MAX);
 
-/// `DMA_BIT_MASK(n)`: the low `n` bits set (`n` ≥ 64 gives all ones).
-pub const fn dma_bit_mask(bits: u32) -> u64 {
-    if bits >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << bits) - 1
-    }
-}
+/// `DMA_BIT_MASK(n)` and the mask-width error, shared with the PCI layer.
+pub use hal::{dma_bit_mask, DmaMaskError};
 
 /// Direction of a streaming mapping (values as Linux's `enum dma_data_direction`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

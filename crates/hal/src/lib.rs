@@ -11,6 +11,7 @@
 //!   kernel through its linear map of all RAM.
 //! * [`RegisterAccess`] — 8/16/32/64-bit register access at an offset (MMIO or port I/O).
 //! * [`barrier`] — `wmb`/`rmb`/`mb` and `clflush_range`.
+//! * [`DmaParams`] — a device's DMA masks and segment limits, shared by the PCI and DMA layers.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@ pub mod addr;
 pub mod arena;
 pub mod barrier;
 pub mod direct;
+pub mod dma_params;
 pub mod phys;
 pub mod regs;
 
@@ -35,6 +37,7 @@ pub use addr::{Bdf, BdfError, DmaAddr};
 pub use arena::Arena;
 pub use barrier::{clflush_range, dma_rmb, dma_wmb, mb, rmb, wmb};
 pub use direct::DirectMap;
+pub use dma_params::{dma_bit_mask, DmaMaskError, DmaParams};
 pub use phys::PhysMemory;
 pub use regs::{Mmio, PortIo, RegisterAccess};
 pub use x86_64::{PhysAddr, VirtAddr};

@@ -21,56 +21,16 @@ pub use x86_64::structures::paging::PageTableFlags;
 use crate::buddy::{FrameAllocator, ZoneLimit};
 use crate::pat::{self, CacheType};
 
-/// Entries per table.
-const ENTRIES: u64 = 512;
-/// Physical address bits 12..51 of an entry pointing to a table or a 4 KiB page.
-const ADDR_4K: u64 = 0x000f_ffff_ffff_f000;
-/// Physical address bits 21..51 of a 2 MiB leaf.
-const ADDR_2M: u64 = 0x000f_ffff_ffe0_0000;
-/// Physical address bits 30..51 of a 1 GiB leaf.
-const ADDR_1G: u64 = 0x000f_ffff_c000_0000;
+mod entry;
+mod error;
+mod tlb;
 
-const P: u64 = PageTableFlags::PRESENT.bits();
-const PS: u64 = PageTableFlags::HUGE_PAGE.bits();
-
-/// Page sizes a leaf can map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PageSize {
-    /// 4 KiB, a PTE in a level-1 table.
-    Size4K,
-    /// 2 MiB, a PDE with PS=1.
-    Size2M,
-    /// 1 GiB, a PDPTE with PS=1 (recognised by `translate`/`unmap`; not created).
-    Size1G,
-}
-
-impl PageSize {
-    /// Size in bytes.
-    pub const fn bytes(self) -> u64 {
-        match self {
-            PageSize::Size4K => 1 << 12,
-            PageSize::Size2M => 1 << 21,
-            PageSize::Size1G => 1 << 30,
-        }
-    }
-
-    /// Level of the table holding a leaf of this size (1 = PT, 2 = PD, 3 = PDPT).
-    const fn level(self) -> u8 {
-        match self {
-            PageSize::Size4K => 1,
-            PageSize::Size2M => 2,
-            PageSize::Size1G => 3,
-        }
-    }
-
-    const fn addr_mask(self) -> u64 {
-        match self {
-            PageSize::Size4K => ADDR_4K,
-            PageSize::Size2M => ADDR_2M,
-            PageSize::Size1G => ADDR_1G,
-        }
-    }
-}
+pub use entry::PageSize;
+use entry::{ADDR_2M, ADDR_4K, ENTRIES, P, PS};
+pub use error::{MapError, UnmapError};
+#[cfg(target_os = "none")]
+pub use tlb::Invlpg;
+pub use tlb::{NoTlb, RecordingTlb, TlbInvalidate};
 
 /// Supplies zeroable frames for new page tables.
 pub trait FrameSource {
@@ -87,131 +47,6 @@ impl FrameSource for FrameAllocator<'_> {
 impl<F: FnMut() -> Option<PhysAddr>> FrameSource for F {
     fn alloc_table_frame(&mut self) -> Option<PhysAddr> {
         self()
-    }
-}
-
-/// TLB invalidation, done by the kernel with `invlpg` (and a CR3 reload for
-/// `invalidate_all`); host tests record the calls.
-pub trait TlbInvalidate {
-    /// Invalidates the translation for the page containing `va`.
-    fn invalidate_page(&mut self, va: VirtAddr);
-}
-
-/// A [`TlbInvalidate`] that remembers every invalidated address (for host tests).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RecordingTlb {
-    /// Addresses in call order.
-    pub invalidated: alloc::vec::Vec<VirtAddr>,
-}
-
-impl TlbInvalidate for RecordingTlb {
-    fn invalidate_page(&mut self, va: VirtAddr) {
-        self.invalidated.push(va);
-    }
-}
-
-/// A [`TlbInvalidate`] that does nothing: for tables not loaded in CR3 (being built, or
-/// another address space), where no TLB can hold their entries.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoTlb;
-
-impl TlbInvalidate for NoTlb {
-    fn invalidate_page(&mut self, _va: VirtAddr) {}
-}
-
-/// The kernel's [`TlbInvalidate`]: `invlpg` on the current CPU (SDM Vol. 2A "INVLPG").
-/// Ring 0 only, hence only on the kernel target. With more than one CPU running, a
-/// shootdown of the other CPUs is also needed; this kernel runs on one.
-#[cfg(target_os = "none")]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Invlpg;
-
-#[cfg(target_os = "none")]
-impl TlbInvalidate for Invlpg {
-    fn invalidate_page(&mut self, va: VirtAddr) {
-        x86_64::instructions::tlb::flush(va);
-    }
-}
-
-/// Mapping errors. On error nothing was changed (a failed `map_range` undoes its part).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MapError {
-    /// The virtual or physical address (or length) is not aligned to the page size.
-    Misaligned,
-    /// A leaf already maps this page (`existing` is the frame it maps).
-    AlreadyMapped {
-        /// The virtual address in the way.
-        va: VirtAddr,
-        /// What it maps.
-        existing: PhysAddr,
-    },
-    /// A 4 KiB mapping inside a region already mapped by a 2 MiB/1 GiB page.
-    HugePageOverlap {
-        /// Start of the huge page in the way.
-        huge_va: VirtAddr,
-    },
-    /// A 2 MiB mapping where a page table already exists (it may hold 4 KiB mappings).
-    TableInTheWay {
-        /// Start of the 2 MiB region.
-        va: VirtAddr,
-    },
-    /// The frame source ran out of frames for an intermediate table.
-    OutOfFrames,
-    /// 1 GiB leaves are not created by this mapper.
-    UnsupportedSize,
-    /// The virtual range wraps around the end of the address space.
-    RangeOverflow,
-}
-
-impl fmt::Display for MapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MapError::Misaligned => f.write_str("address not aligned to the page size"),
-            MapError::AlreadyMapped { va, existing } => write!(
-                f,
-                "{:#x} is already mapped to {:#x}",
-                va.as_u64(),
-                existing.as_u64()
-            ),
-            MapError::HugePageOverlap { huge_va } => {
-                write!(f, "overlaps the huge page at {:#x}", huge_va.as_u64())
-            }
-            MapError::TableInTheWay { va } => write!(
-                f,
-                "a page table already covers the 2 MiB region at {:#x}",
-                va.as_u64()
-            ),
-            MapError::OutOfFrames => f.write_str("out of frames for page tables"),
-            MapError::UnsupportedSize => f.write_str("page size not supported for mapping"),
-            MapError::RangeOverflow => f.write_str("virtual range wraps around"),
-        }
-    }
-}
-
-/// Errors of `unmap` and `set_flags`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnmapError {
-    /// Nothing is mapped at this address.
-    NotMapped(VirtAddr),
-    /// The address is inside a mapped page but not at its start.
-    NotPageStart {
-        /// Address given.
-        va: VirtAddr,
-        /// Size of the page containing it.
-        size: PageSize,
-    },
-}
-
-impl fmt::Display for UnmapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UnmapError::NotMapped(va) => write!(f, "{:#x} is not mapped", va.as_u64()),
-            UnmapError::NotPageStart { va, size } => write!(
-                f,
-                "{:#x} is inside a {size:?} page, not at its start",
-                va.as_u64()
-            ),
-        }
     }
 }
 

@@ -1,7 +1,6 @@
-//! The record enumeration produces for each function, and its DMA parameters.
+//! The record enumeration produces for each function (its DMA parameters are `hal::DmaParams`).
 
 use alloc::vec::Vec;
-use core::fmt;
 
 use crate::addr::Bdf;
 use crate::bar::Bar;
@@ -126,74 +125,8 @@ impl BridgeWindows {
     }
 }
 
-/// Per-device DMA parameters (DESIGN.md §4; defaults as Linux's).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DmaParams {
-    /// Highest bus address for streaming mappings, as a mask.
-    pub dma_mask: u64,
-    /// Highest bus address for coherent allocations.
-    pub coherent_dma_mask: u64,
-    /// Largest single scatter-gather segment.
-    pub max_segment_size: u32,
-    /// A segment must not cross an address where these bits change.
-    pub segment_boundary_mask: u64,
-}
-
-impl Default for DmaParams {
-    fn default() -> Self {
-        DmaParams {
-            dma_mask: dma_bit_mask(32),
-            coherent_dma_mask: dma_bit_mask(32),
-            max_segment_size: 64 * 1024,
-            segment_boundary_mask: 0xFFFF_FFFF,
-        }
-    }
-}
-
-/// `DMA_BIT_MASK(n)`: the low `n` bits set (n clamped to 64).
-pub const fn dma_bit_mask(bits: u32) -> u64 {
-    if bits >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << bits) - 1
-    }
-}
-
-/// A DMA mask narrower than the platform can honour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DmaMaskError {
-    /// Bits asked for.
-    pub bits: u32,
-}
-
-impl fmt::Display for DmaMaskError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "DMA mask of {} bits not supported (need 24..=64)",
-            self.bits
-        )
-    }
-}
-
-impl DmaParams {
-    /// Sets both masks to `bits` (Linux `dma_set_mask_and_coherent`). Below 24 bits
-    /// no zone can satisfy it (the x86 DMA zone is 16 MiB).
-    pub fn set_mask_and_coherent(&mut self, bits: u32) -> Result<(), DmaMaskError> {
-        self.set_mask(bits)?;
-        self.coherent_dma_mask = dma_bit_mask(bits);
-        Ok(())
-    }
-
-    /// Sets the streaming mask.
-    pub fn set_mask(&mut self, bits: u32) -> Result<(), DmaMaskError> {
-        if !(24..=64).contains(&bits) {
-            return Err(DmaMaskError { bits });
-        }
-        self.dma_mask = dma_bit_mask(bits);
-        Ok(())
-    }
-}
+/// The one DMA-parameters type, shared with the DMA layer (it lives in `hal`).
+pub use hal::{dma_bit_mask, DmaMaskError, DmaParams};
 
 /// One PCI function as enumeration found it.
 #[derive(Clone, Debug, PartialEq, Eq)]

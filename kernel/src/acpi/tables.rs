@@ -1,16 +1,13 @@
 //! What the firmware's ACPI tables say about this machine: interrupt
 //! controllers (MADT), PCI ECAM windows (MCFG), the HPET, and the FADT's power
-//! registers, read once at boot with the `acpi` crate.
+//! registers, read once at boot through `acpi_tables::platform` (the `acpi`
+//! crate underneath; the same functions the corpus test runs on real dumps).
 
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
-use acpi::address::AddressSpace;
-use acpi::fadt::Fadt;
-use acpi::hpet::HpetInfo;
-use acpi::mcfg::Mcfg;
-use acpi::platform::interrupt::InterruptModel;
-use acpi::{AcpiHandler, AcpiTables, PhysicalMapping, PlatformInfo};
+use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use acpi_tables::platform;
 use spin::Once;
 
 use crate::mm::direct;
@@ -39,12 +36,25 @@ impl AcpiHandler for DirectMapHandler {
 /// The MADT's interrupt model, in the types the APIC code takes.
 pub use crate::arch::apic::{IoApicInfo, IrqOverride};
 
-#[derive(Debug, Clone, Copy)]
-pub struct EcamWindow {
-    pub base: u64,
-    pub segment: u16,
-    pub bus_start: u8,
-    pub bus_end: u8,
+/// An MCFG entry: where a segment's buses' configuration space is mapped.
+pub use acpi_tables::platform::EcamWindow;
+
+/// Why the DMAR could not be had: reading it from memory, or parsing it.
+#[derive(Debug)]
+pub enum DmarError {
+    /// The table's bytes could not be read (bad pointer or length).
+    Read(acpi_tables::walk::WalkError),
+    /// Our parser rejected it.
+    Parse(acpi_tables::Error),
+}
+
+impl core::fmt::Display for DmarError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DmarError::Read(e) => write!(f, "reading the table: {e}"),
+            DmarError::Parse(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -61,11 +71,17 @@ pub struct Platform {
     pub pm1a_cnt: Option<u16>,
     pub pm1b_cnt: Option<u16>,
     pub s5: Option<(u8, u8)>,
+    /// Processors the MADT lists, boot processor first.
+    pub cpus: Vec<platform::Cpu>,
+    /// The FADT's reset register (I/O port, value), when it says it has one.
+    pub reset: Option<(u16, u8)>,
+    /// The FADT's fixed feature flags.
+    pub fadt_flags: u32,
     /// Every table the RSDT/XSDT lists (our own walker, for the `acpi` view).
     pub tables: Vec<acpi_tables::walk::TableInfo>,
     /// The DMAR, parsed by our parser; `None` when the firmware has none
-    /// (no VT-d), an error text when it is malformed.
-    pub dmar: Option<Result<acpi_tables::dmar::Dmar, alloc::string::String>>,
+    /// (no VT-d), the error when it is unreadable or malformed.
+    pub dmar: Option<Result<acpi_tables::dmar::Dmar, DmarError>>,
 }
 
 /// `PhysRead` over the direct map that refuses addresses outside the ranges
@@ -113,8 +129,8 @@ fn read_own_tables(p: &mut Platform) {
         return;
     };
     let parsed = acpi_tables::walk::read_table(&MappedPhys, info.address, 64 * 1024)
-        .map_err(|e| alloc::format!("{e}"))
-        .and_then(|bytes| acpi_tables::dmar::parse(&bytes).map_err(|e| alloc::format!("{e}")));
+        .map_err(DmarError::Read)
+        .and_then(|bytes| acpi_tables::dmar::parse(&bytes).map_err(DmarError::Parse));
     match &parsed {
         Ok(d) => {
             for w in &d.warnings {
@@ -136,11 +152,6 @@ static PLATFORM: Once<Platform> = Once::new();
 
 pub fn get() -> Option<&'static Platform> {
     PLATFORM.get()
-}
-
-fn io_port(gas: acpi::address::GenericAddress) -> Option<u16> {
-    (gas.address_space == AddressSpace::SystemIo && gas.address != 0 && gas.address <= 0xFFFF)
-        .then_some(gas.address as u16)
 }
 
 /// Finds `\_S5` in an AML stream and returns (SLP_TYPa, SLP_TYPb).
@@ -205,59 +216,49 @@ pub fn init(rsdp: Option<u64>) -> &'static Platform {
             }
         };
         p.acpi_revision = tables.revision();
-        match PlatformInfo::new(&tables) {
-            Ok(info) => {
-                if let InterruptModel::Apic(apic) = info.interrupt_model {
-                    p.local_apic = apic.local_apic_address;
-                    p.has_8259 = apic.also_has_legacy_pics;
-                    p.io_apics = apic
-                        .io_apics
-                        .iter()
-                        .map(|io| IoApicInfo {
-                            id: io.id,
-                            address: io.address as u64,
-                            gsi_base: io.global_system_interrupt_base,
-                        })
-                        .collect();
-                    p.overrides = apic
-                        .interrupt_source_overrides
-                        .iter()
-                        .map(|o| IrqOverride {
-                            isa_irq: o.isa_source,
-                            gsi: o.global_system_interrupt,
-                            active_low: matches!(o.polarity, acpi::platform::interrupt::Polarity::ActiveLow),
-                            level: matches!(o.trigger_mode, acpi::platform::interrupt::TriggerMode::Level),
-                        })
-                        .collect();
-                }
-            }
-            Err(e) => log::warn!("acpi: MADT: {e:?}"),
-        }
-        match tables.find_table::<Mcfg>() {
-            Ok(mcfg) => {
-                p.ecam = mcfg
-                    .entries()
+        match platform::interrupts(&tables) {
+            Ok(irq) => {
+                p.local_apic = irq.local_apic;
+                p.has_8259 = irq.has_8259;
+                p.io_apics = irq
+                    .io_apics
                     .iter()
-                    .map(|e| EcamWindow {
-                        base: e.base_address,
-                        segment: e.pci_segment_group,
-                        bus_start: e.bus_number_start,
-                        bus_end: e.bus_number_end,
+                    .map(|io| IoApicInfo {
+                        id: io.id,
+                        address: io.address,
+                        gsi_base: io.gsi_base,
                     })
-                    .collect()
+                    .collect();
+                p.overrides = irq
+                    .overrides
+                    .iter()
+                    .map(|o| IrqOverride {
+                        isa_irq: o.isa_irq,
+                        gsi: o.gsi,
+                        active_low: o.active_low,
+                        level: o.level,
+                    })
+                    .collect();
+                p.cpus = irq.cpus;
             }
-            Err(e) => log::info!("acpi: no usable MCFG ({e:?}); PCI will use port I/O"),
+            Err(e) => log::warn!("acpi: MADT: {e}"),
         }
-        match HpetInfo::new(&tables) {
-            Ok(h) => p.hpet = Some(h.base_address as u64),
-            Err(e) => log::info!("acpi: no HPET ({e:?})"),
+        match platform::ecam_windows(&tables) {
+            Ok(w) => p.ecam = w,
+            Err(e) => log::info!("acpi: no usable MCFG ({e}); PCI will use port I/O"),
         }
-        match tables.find_table::<Fadt>() {
-            Ok(fadt) => {
-                p.pm1a_cnt = fadt.pm1a_control_block().ok().and_then(io_port);
-                p.pm1b_cnt = fadt.pm1b_control_block().ok().flatten().and_then(io_port);
+        match platform::hpet_base(&tables) {
+            Ok(base) => p.hpet = Some(base),
+            Err(e) => log::info!("acpi: no HPET ({e})"),
+        }
+        match platform::fadt_info(&tables) {
+            Ok(f) => {
+                p.pm1a_cnt = f.pm1a_cnt;
+                p.pm1b_cnt = f.pm1b_cnt;
+                p.reset = f.reset;
+                p.fadt_flags = f.flags;
             }
-            Err(e) => log::warn!("acpi: FADT: {e:?}"),
+            Err(e) => log::warn!("acpi: FADT: {e}"),
         }
         if let Ok(dsdt) = tables.dsdt() {
             let va = direct::to_virt(dsdt.address as u64).as_ptr::<u8>();
@@ -270,8 +271,9 @@ pub fn init(rsdp: Option<u64>) -> &'static Platform {
         }
         read_own_tables(&mut p);
         log::info!(
-            "acpi: revision {}, local APIC {:#x}, {} IO-APIC(s), {} ECAM window(s), HPET {}, PM1a_CNT {}, \\_S5 {:?}",
+            "acpi: revision {}, {} CPU(s), local APIC {:#x}, {} IO-APIC(s), {} ECAM window(s), HPET {}, PM1a_CNT {}, \\_S5 {:?}",
             p.acpi_revision,
+            p.cpus.len(),
             p.local_apic,
             p.io_apics.len(),
             p.ecam.len(),

@@ -214,13 +214,24 @@ pub fn init() -> Result<(), InitError> {
     Ok(())
 }
 
-/// A PCI function's DMA device named `name`, on [`backend_for`]'s backend,
-/// marked untrusted (sub-page buffers bounced under the IOMMU) when the user
-/// said so with `pci.untrusted=`.
-pub fn pci_dma_device(name: &str, bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Arc<dma::DmaDevice> {
+/// A PCI function's DMA device named `name`, on [`backend_for`]'s backend, with
+/// the function's DMA parameters as its driver's probe set them (`pci::PciDevice::dma`:
+/// one copy, set once, handed over here), marked untrusted (sub-page buffers
+/// bounced under the IOMMU) when the user said so with `pci.untrusted=`. Fails
+/// when the backend cannot serve the masks.
+pub fn pci_dma_device(
+    name: &str,
+    bdf: pci::Bdf,
+    parent: Option<pci::Bdf>,
+    params: dma::DmaParams,
+) -> Result<Arc<dma::DmaDevice>, dma::DmaError> {
     let backend = backend_for(bdf, parent);
     let translated = matches!(backend, dma::DmaBackend::Iommu(_));
-    let dev = dma::DmaDevice::new(name, &PLATFORM, backend);
+    let dev = dma::DmaDevice::with_params(name, &PLATFORM, backend, params);
+    // The PCI layer checked only the masks' width; the DMA layer's setters check
+    // that this backend can serve them (same values, no second source).
+    dev.set_mask(params.dma_mask)?;
+    dev.set_coherent_mask(params.coherent_dma_mask)?;
     if crate::pci::is_untrusted(bdf) {
         match (translated, swiotlb()) {
             (true, Some(pool)) => {
@@ -237,7 +248,7 @@ pub fn pci_dma_device(name: &str, bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Ar
             ),
         }
     }
-    dev
+    Ok(dev)
 }
 
 /// The DMA backend for a PCI function: its own IOMMU domain when VT-d

@@ -71,7 +71,8 @@ pub(crate) fn probe_bus_master(
     pci::command::enable_memory(ctx.config, ctx.bdf());
     ctx.enable_bus_master();
     let name = alloc::format!("{} {driver}", ctx.bdf());
-    let dev = crate::dma::pci_dma_device(&name, ctx.bdf(), ctx.device.parent);
+    let dev = crate::dma::pci_dma_device(&name, ctx.bdf(), ctx.device.parent, ctx.device.dma)
+        .map_err(|_| pci::ProbeError::MissingResource("a DMA mask the platform can serve"))?;
     Ok((bar, regs, dev))
 }
 

@@ -114,17 +114,38 @@ pub fn legacy() -> Mechanism {
     })))
 }
 
+/// Why ECAM could not be set up over the MCFG window.
+#[derive(Debug)]
+pub enum MechanismError {
+    /// The MCFG window's bus range is unusable.
+    Window(pci::config::ConfigError),
+    /// Mapping the window failed.
+    Map(crate::mm::MmError),
+    /// The mapped window was refused by the ECAM accessor.
+    Ecam(pci::config::ConfigError),
+}
+
+impl core::fmt::Display for MechanismError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MechanismError::Window(e) => write!(f, "MCFG window: {e}"),
+            MechanismError::Map(e) => write!(f, "mapping ECAM: {e}"),
+            MechanismError::Ecam(e) => write!(f, "ECAM: {e}"),
+        }
+    }
+}
+
 /// Builds the mechanism: ECAM over the first MCFG window when there is one
 /// (and `want` allows), else the legacy ports.
-pub fn mechanism(want: Want) -> Result<(Mechanism, u16, u8), String> {
+pub fn mechanism(want: Want) -> Result<(Mechanism, u16, u8), MechanismError> {
     let ecam = acpi::get().and_then(|p| p.ecam.first().copied());
     match (want, ecam) {
         (Want::Auto, Some(w)) => {
             let (phys, len) = pci::config::mcfg_window(w.base, w.bus_start..=w.bus_end)
-                .map_err(|e| alloc::format!("MCFG window: {e}"))?;
-            let mmio = kmm::ioremap(phys, len).map_err(|e| alloc::format!("mapping ECAM: {e}"))?;
+                .map_err(MechanismError::Window)?;
+            let mmio = kmm::ioremap(phys, len).map_err(MechanismError::Map)?;
             let ecam = pci::Ecam::new(mmio, len, w.segment, w.bus_start..=w.bus_end)
-                .map_err(|e| alloc::format!("ECAM: {e}"))?;
+                .map_err(MechanismError::Ecam)?;
             Ok((Mechanism::new(Kind::Ecam(ecam)), w.segment, w.bus_start))
         }
         _ => Ok((legacy(), 0, 0)),
@@ -134,7 +155,8 @@ pub fn mechanism(want: Want) -> Result<(Mechanism, u16, u8), String> {
 pub struct PciState {
     pub cfg: Mechanism,
     pub registry: DriverRegistry,
-    pub warnings: Vec<String>,
+    /// What the scan found odd, kept typed and printed by `lspci`.
+    pub warnings: Vec<pci::Warning>,
 }
 
 // SAFETY: the kernel runs on one CPU and the state is only reached through the
@@ -192,11 +214,7 @@ pub fn init(want: Want) {
             d.class.as_u32()
         );
     }
-    let warnings: Vec<String> = found
-        .warnings
-        .iter()
-        .map(|w| alloc::format!("{w}"))
-        .collect();
+    let warnings = found.warnings.clone();
     for w in &warnings {
         log::warn!("pci: {w}");
     }

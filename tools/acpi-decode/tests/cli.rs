@@ -176,3 +176,30 @@ fn no_arguments_is_usage() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage"));
 }
+
+/// The `[Kernel view]` block is what `acpi_tables::platform` (the functions the
+/// kernel calls at boot) takes from each table.
+#[test]
+fn kernel_view_is_printed() {
+    let m = machine("linuxhw__All_In_One__Acer__Aspire__Aspire_Z3-715__9F6A5601CE04");
+    let out = run(&[
+        &m.join("apic.dat"),
+        &m.join("mcfg.dat"),
+        &m.join("hpet.dat"),
+        &m.join("facp.dat"),
+    ]);
+    assert!(out.status.success());
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(s.matches("[Kernel view]").count(), 4, "{s}");
+    for want in [
+        "CPUs : 4 (4 usable)",
+        "IO-APIC : id 2 at 0xfec00000, GSI base 0",
+        "Override : ISA IRQ 9 -> GSI 9, level",
+        "ECAM window : 0xe0000000 segment 0 buses 0x00-0xff",
+        "HPET base : 0xfed00000",
+        "PM1a control : 0x1804",
+        "Reset : write 0x6 to port 0xcf9",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in\n{s}");
+    }
+}

@@ -261,7 +261,6 @@ impl PciDriver for EduDriver {
             bar.size / 1024
         );
         let name = alloc::format!("{} edu", ctx.bdf());
-        let dma_dev = crate::dma::pci_dma_device(&name, ctx.bdf(), ctx.device.parent);
         // edu's engine ANDs addresses with its dma_mask property, (1 << 28) - 1
         // unless QEMU was told otherwise (hw-facts §5.3); `edu.dma_bits=N` says
         // it was (the `attack` profile starts edu with dma_mask=0xffffffff).
@@ -270,13 +269,14 @@ impl PciDriver for EduDriver {
             .and_then(|b| b.parse::<u32>().ok())
             .filter(|b| (hw::DMA_BITS..=64).contains(b))
             .unwrap_or(hw::DMA_BITS);
-        dma_dev
-            .set_mask_and_coherent(dma::dma_bit_mask(bits))
-            .map_err(|_| ProbeError::MissingResource("edu's DMA mask"))?;
+        // Set once, on the PCI function; its DMA device gets these parameters.
         ctx.device
             .dma
             .set_mask_and_coherent(bits)
             .map_err(ProbeError::DmaMask)?;
+        let dma_dev =
+            crate::dma::pci_dma_device(&name, ctx.bdf(), ctx.device.parent, ctx.device.dma)
+                .map_err(|_| ProbeError::MissingResource("edu's DMA mask"))?;
         EDU.lock().push(Edu {
             dev: dev.clone(),
             vector,

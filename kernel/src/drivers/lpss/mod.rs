@@ -233,7 +233,7 @@ impl PlatformDriver for Idma64Driver {
         ctx.dma
             .set_mask_and_coherent(64)
             .map_err(ProbeError::DmaMask)?;
-        ctx.dma.max_segment_size = idma64::regs::MAX_BLOCK as u32;
+        ctx.dma.max_segment_size = idma64::regs::MAX_BLOCK as usize;
         let simulated = sim::is_sim(parent);
         let backend = if simulated {
             dma::DmaBackend::Direct
@@ -241,8 +241,11 @@ impl PlatformDriver for Idma64Driver {
             crate::dma::backend_for(parent, None)
         };
         let name = alloc::format!("{parent} idma64");
-        let dev = dma::DmaDevice::new(&name, &crate::dma::PLATFORM, backend);
-        dev.set_mask_and_coherent(u64::MAX)
+        // The parameters set above, handed over once (not set a second time).
+        let params = *ctx.dma;
+        let dev = dma::DmaDevice::with_params(&name, &crate::dma::PLATFORM, backend, params);
+        dev.set_mask(params.dma_mask)
+            .and_then(|()| dev.set_coherent_mask(params.coherent_dma_mask))
             .map_err(|_| ProbeError::MissingResource("a 64-bit DMA mask"))?;
         // LLIs from DMA pools of the parent (Linux: dma_pool_create("idma64_desc", …)).
         let lli = lli::PoolLli::new(dev.clone()).map_err(|e| {
