@@ -346,16 +346,27 @@ pub fn route_gsi(
     level: bool,
     handler: IrqHandler,
 ) -> Result<u8, &'static str> {
-    let vector = IOAPIC_VECTOR_BASE
-        .checked_add(u8::try_from(gsi).map_err(|_| "GSI too large")?)
-        .filter(|v| *v < DYN_FIRST)
-        .ok_or("GSI beyond the IO-APIC vector range")?;
+    let vector = gsi_vector(gsi).map_err(|e| e.as_str())?;
     idt::register_handler(vector, handler).map_err(|_| "vector already taken")?;
+    program_gsi(gsi, vector, active_low, level).map_err(|e| e.as_str())?;
+    Ok(vector)
+}
+
+/// The vector GSI `gsi` is delivered on (0x30 + gsi).
+fn gsi_vector(gsi: u32) -> Result<u8, GsiError> {
+    IOAPIC_VECTOR_BASE
+        .checked_add(u8::try_from(gsi).map_err(|_| GsiError::BeyondVectors(gsi))?)
+        .filter(|v| *v < DYN_FIRST)
+        .ok_or(GsiError::BeyondVectors(gsi))
+}
+
+/// Writes the IO-APIC redirection entry of `gsi`: fixed delivery to this CPU.
+fn program_gsi(gsi: u32, vector: u8, active_low: bool, level: bool) -> Result<(), GsiError> {
     let ioapics = IOAPICS.lock();
     let io = ioapics
         .iter()
         .find(|io| (io.gsi_base..io.gsi_base + io.lines).contains(&gsi))
-        .ok_or("no IO-APIC serves this GSI")?;
+        .ok_or(GsiError::NoIoApic(gsi))?;
     let mut low = vector as u32; // fixed delivery, physical destination
     if active_low {
         low |= 1 << 13;
@@ -364,7 +375,154 @@ pub fn route_gsi(
         low |= 1 << 15;
     }
     io.set_entry(gsi - io.gsi_base, low, (lapic_id() as u32) << 24);
-    Ok(vector)
+    Ok(())
+}
+
+/// Why a GSI could not be routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GsiError {
+    /// The GSI is past the IO-APIC vector range (0x30..0x4F: GSIs 0..=31).
+    BeyondVectors(u32),
+    /// No IO-APIC in the MADT serves this GSI.
+    NoIoApic(u32),
+    /// The line is already routed exclusively (an ISA device's edge line).
+    Exclusive(u32),
+    /// The line is shared, but with another trigger mode or polarity.
+    ModeMismatch(u32),
+    /// Every slot on the shared line is taken.
+    TooManySharers(u32),
+}
+
+impl GsiError {
+    fn as_str(self) -> &'static str {
+        match self {
+            GsiError::BeyondVectors(_) => "GSI beyond the IO-APIC vector range",
+            GsiError::NoIoApic(_) => "no IO-APIC serves this GSI",
+            GsiError::Exclusive(_) => "the GSI is routed exclusively to another handler",
+            GsiError::ModeMismatch(_) => "the GSI is shared with another trigger mode or polarity",
+            GsiError::TooManySharers(_) => "every handler slot on the shared GSI is taken",
+        }
+    }
+}
+
+impl core::fmt::Display for GsiError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let gsi = match *self {
+            GsiError::BeyondVectors(g)
+            | GsiError::NoIoApic(g)
+            | GsiError::Exclusive(g)
+            | GsiError::ModeMismatch(g)
+            | GsiError::TooManySharers(g) => g,
+        };
+        write!(f, "GSI {gsi}: {}", self.as_str())
+    }
+}
+
+/// Handlers one shared line can hold (a PCI INTx line on a laptop is shared by
+/// the functions of one slot and whatever else the board wired to it).
+pub const MAX_SHARERS: usize = 4;
+
+/// A handler on a shared line: returns whether its device had raised the line
+/// (Linux's `IRQ_HANDLED`), so a line nobody claims can be counted.
+pub type SharedHandler = fn() -> bool;
+
+#[derive(Clone, Copy)]
+struct SharedLine {
+    active_low: bool,
+    level: bool,
+    handlers: [Option<SharedHandler>; MAX_SHARERS],
+    unclaimed: u64,
+}
+
+const GSI_LINES: usize = (DYN_FIRST - IOAPIC_VECTOR_BASE) as usize;
+static SHARED: crate::sync::IrqSpinLock<[Option<SharedLine>; GSI_LINES]> =
+    crate::sync::IrqSpinLock::new([None; GSI_LINES]);
+
+/// Entry for every shared line's vector: calls each handler on the line. The
+/// handlers acknowledge their devices, so by the EOI the dispatcher sends after
+/// this returns a level-triggered line has dropped (or fires again, correctly,
+/// for a device that raised it meanwhile).
+fn shared_dispatch(f: &mut TrapFrame) {
+    let idx = (f.vector as usize).wrapping_sub(IOAPIC_VECTOR_BASE as usize);
+    // Copy the handler list out: a handler may route another line.
+    let Some(line) = SHARED.lock().get(idx).copied().flatten() else {
+        return;
+    };
+    let mut claimed = false;
+    for h in line.handlers.iter().flatten() {
+        claimed |= h();
+    }
+    if !claimed {
+        if let Some(Some(l)) = SHARED.lock().get_mut(idx) {
+            l.unclaimed += 1;
+        }
+    }
+}
+
+/// Adds `handler` to GSI `gsi` as a shared line (PCI INTx: level-triggered,
+/// usually active-low; the polarity and trigger come from the ACPI `_PRT` or the
+/// link device's `_CRS`). The first sharer programs the IO-APIC entry; later ones
+/// must ask for the same mode. Returns the vector.
+pub fn request_shared_gsi(
+    gsi: u32,
+    active_low: bool,
+    level: bool,
+    handler: SharedHandler,
+) -> Result<u8, GsiError> {
+    let vector = gsi_vector(gsi)?;
+    let idx = (vector - IOAPIC_VECTOR_BASE) as usize;
+    let mut lines = SHARED.lock();
+    match &mut lines[idx] {
+        Some(line) => {
+            if line.active_low != active_low || line.level != level {
+                return Err(GsiError::ModeMismatch(gsi));
+            }
+            if line.handlers.contains(&Some(handler)) {
+                return Ok(vector);
+            }
+            let slot = line
+                .handlers
+                .iter_mut()
+                .find(|h| h.is_none())
+                .ok_or(GsiError::TooManySharers(gsi))?;
+            *slot = Some(handler);
+            Ok(vector)
+        }
+        empty @ None => {
+            let served = IOAPICS
+                .lock()
+                .iter()
+                .any(|io| (io.gsi_base..io.gsi_base + io.lines).contains(&gsi));
+            if !served {
+                return Err(GsiError::NoIoApic(gsi));
+            }
+            idt::register_handler(vector, shared_dispatch).map_err(|_| GsiError::Exclusive(gsi))?;
+            let mut handlers = [None; MAX_SHARERS];
+            handlers[0] = Some(handler);
+            *empty = Some(SharedLine {
+                active_low,
+                level,
+                handlers,
+                unclaimed: 0,
+            });
+            drop(lines);
+            program_gsi(gsi, vector, active_low, level)?;
+            Ok(vector)
+        }
+    }
+}
+
+/// A shared line as the `irq` view shows it: (trigger is level, active low,
+/// handlers installed, interrupts no handler claimed).
+pub fn shared_gsi_info(gsi: u32) -> Option<(bool, bool, usize, u64)> {
+    let vector = gsi_vector(gsi).ok()?;
+    let line = SHARED.lock()[(vector - IOAPIC_VECTOR_BASE) as usize]?;
+    Some((
+        line.level,
+        line.active_low,
+        line.handlers.iter().flatten().count(),
+        line.unclaimed,
+    ))
 }
 
 /// Allocates a vector for an MSI/MSI-X source and installs `handler`.

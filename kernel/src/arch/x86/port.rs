@@ -26,3 +26,13 @@ pub fn outl(port: u16, value: u32) {
     // SAFETY: as in `outb`.
     unsafe { Port::<u32>::new(port).write(value) }
 }
+
+pub fn inw(port: u16) -> u16 {
+    // SAFETY: as in `inb`.
+    unsafe { Port::<u16>::new(port).read() }
+}
+
+pub fn inl(port: u16) -> u32 {
+    // SAFETY: as in `inb`.
+    unsafe { Port::<u32>::new(port).read() }
+}
