@@ -4,6 +4,7 @@
 //! the `acpi` crate; our own DMAR parser), QEMU's fw_cfg (`fwcfg`: the command line and files), and ACPI
 //! power-off (`power`).
 
+pub mod aml;
 pub mod fwcfg;
 pub mod power;
 pub mod tables;

@@ -21,6 +21,7 @@ mod dmaapi;
 mod dmaengine;
 mod harness;
 mod interrupts;
+mod intx;
 mod iommu;
 mod isa;
 mod memory;
@@ -55,6 +56,7 @@ fn all() -> impl Iterator<Item = &'static KTest> {
         .chain(interrupts::TESTS.iter())
         .chain(sync::TESTS.iter())
         .chain(platform::TESTS.iter())
+        .chain(intx::TESTS.iter())
         .chain(isa::TESTS.iter())
         .chain(dmaengine::TESTS.iter())
         .chain(dmaapi::TESTS.iter())

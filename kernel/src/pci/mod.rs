@@ -11,6 +11,8 @@ use crate::acpi;
 use crate::mm::{self as kmm, IoMem};
 use crate::sync::{HookTable, HookTableFull, IrqSpinLock};
 
+pub mod intx;
+
 /// The two ways to reach configuration space.
 pub enum Kind {
     Ecam(pci::Ecam<IoMem>),
@@ -230,10 +232,32 @@ pub fn init(want: Want) {
         registry,
         warnings,
     });
+    // The AML may read configuration space (through `with`, so the state must
+    // be in place and its lock free); the INTx routes must be known before a
+    // driver probes.
+    crate::acpi::aml::set_pci_config(aml_config_read, aml_config_write);
+    if let Some(rsdp) = acpi::get().map(|p| p.rsdp).filter(|r| *r != 0) {
+        match crate::acpi::aml::init(rsdp) {
+            Ok(()) => intx::route_all(&topology, &devices_now(), root),
+            Err(e) => log::warn!("pci: no INTx routing: {e}"),
+        }
+    }
     with(|p| {
         let PciState { cfg, registry, .. } = p;
         DRIVERS.for_each(|register| register(registry, &*cfg));
     });
+}
+
+fn devices_now() -> Vec<PciDevice> {
+    with(|p| p.registry.devices().cloned().collect()).unwrap_or_default()
+}
+
+fn aml_config_read(bdf: Bdf, offset: u16) -> u32 {
+    with(|p| p.cfg.read32(bdf, offset)).unwrap_or(!0)
+}
+
+fn aml_config_write(bdf: Bdf, offset: u16, value: u32) {
+    with(|p| p.cfg.write32(bdf, offset, value));
 }
 
 /// A driver's registration with the bus's driver table (Linux: `pci_register_driver`):
