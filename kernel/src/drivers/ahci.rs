@@ -15,9 +15,10 @@
 //! hands the crate's `IrqShared` to the handler and sets GHC.IE. The handler
 //! (`ahci::handle_interrupt`) acknowledges PxIS and IS and latches PxIS; the waiter
 //! sleeps in `hlt` until then, with the crate's per-command timeout. With
-//! `ahci.poll=1`, or without MSI (INTx is not routed: the kernel does not read the
-//! ACPI `_PRT` that maps PCI pins to IO-APIC lines), commands complete by polling
-//! PxCI/PxIS. `lsblk` says which, with counts.
+//! Without MSI, or with `ahci.intx=1`, the HBA's legacy pin is used instead: the
+//! line the firmware's `_PRT` routes it to (`pci::intx`), level-triggered and
+//! shared, the handler chained on it. With `ahci.poll=1`, or when neither works,
+//! commands complete by polling PxCI/PxIS. `lsblk` says which, with counts.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -56,12 +57,29 @@ impl Delay for TscDelay {
     }
 }
 
+/// How an HBA's completion interrupt reaches the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqLine {
+    /// Its own MSI vector.
+    Msi(u8),
+    /// Its INTx pin, on the IO-APIC input the `_PRT` names (shared, level).
+    Intx { gsi: u32, vector: u8 },
+}
+
+impl IrqLine {
+    pub fn vector(self) -> u8 {
+        match self {
+            IrqLine::Msi(v) | IrqLine::Intx { vector: v, .. } => v,
+        }
+    }
+}
+
 /// One bound controller.
 pub struct Controller {
     pub bdf: pci::Bdf,
     pub hba: Hba<IoMem, TscDelay>,
-    /// The MSI vector, or why completions are polled.
-    pub irq: Result<u8, &'static str>,
+    /// The interrupt line, or why completions are polled.
+    pub irq: Result<IrqLine, &'static str>,
 }
 
 /// Not an `IrqSpinLock`: a command sleeps for its interrupt while the lock is held,
@@ -73,14 +91,16 @@ struct Pending {
     bdf: pci::Bdf,
     regs: IoMem,
     dev: Arc<dma::DmaDevice>,
-    /// The MSI vector, or why completions are polled.
-    irq: Result<u8, &'static str>,
+    /// The interrupt line, or why completions are polled.
+    irq: Result<IrqLine, &'static str>,
 }
 
 /// What the interrupt handler needs of one HBA.
 struct IrqSlot {
     bdf: pci::Bdf,
     vector: u8,
+    /// On a shared INTx line (served by [`ahci_intx`], not by vector).
+    intx: bool,
     regs: IrqRegs,
     /// Set once the HBA is up (before, GHC.IE is off and nothing is pending).
     shared: Option<Arc<IrqShared>>,
@@ -95,16 +115,34 @@ fn ahci_irq(f: &mut TrapFrame) {
     let Some(slots) = IRQ_SLOTS.try_lock() else {
         return;
     };
-    for s in slots.iter().filter(|s| u64::from(s.vector) == f.vector) {
+    for s in slots
+        .iter()
+        .filter(|s| !s.intx && u64::from(s.vector) == f.vector)
+    {
         if let Some(shared) = &s.shared {
             ahci::handle_interrupt(&s.regs, shared);
         }
     }
 }
 
+/// The HBAs' handler on their shared INTx lines: serves every HBA that uses one
+/// and says whether any had raised it (another device on the line may have).
+fn ahci_intx() -> bool {
+    let Some(slots) = IRQ_SLOTS.try_lock() else {
+        return false;
+    };
+    let mut ours = false;
+    for s in slots.iter().filter(|s| s.intx) {
+        if let Some(shared) = &s.shared {
+            ours |= ahci::handle_interrupt(&s.regs, shared);
+        }
+    }
+    ours
+}
+
 /// How one HBA completes commands, for `lsblk`: (controller, MSI vector or why
 /// polled, counters).
-pub fn irq_info() -> Vec<(pci::Bdf, Result<u8, &'static str>, IrqStats)> {
+pub fn irq_info() -> Vec<(pci::Bdf, Result<IrqLine, &'static str>, IrqStats)> {
     with_hbas(|h| {
         h.iter()
             .map(|c| (c.bdf, c.irq, c.hba.irq_shared().stats()))
@@ -112,16 +150,57 @@ pub fn irq_info() -> Vec<(pci::Bdf, Result<u8, &'static str>, IrqStats)> {
     })
 }
 
-/// The MSI vector of the HBA at `bdf`, if its completions come by interrupt.
-pub fn vector(bdf: pci::Bdf) -> Option<u8> {
+/// The interrupt line of the HBA at `bdf`, if its completions come by interrupt.
+pub fn irq_line(bdf: pci::Bdf) -> Option<IrqLine> {
     with_hbas(|h| h.iter().find(|c| c.bdf == bdf).and_then(|c| c.irq.ok()))
+}
+
+/// The HBA's interrupt: MSI, else (or with `ahci.intx=1`) its INTx line.
+fn setup_irq(ctx: &mut DeviceCtx<'_>, regs: &IoMem) -> Result<IrqLine, &'static str> {
+    let args = crate::cmdline::boot_cmdline();
+    if args.get("ahci.poll") == Some("1") {
+        return Err("ahci.poll=1");
+    }
+    let msi = if args.get("ahci.intx") == Some("1") {
+        Err("ahci.intx=1")
+    } else {
+        setup_msi(ctx, regs).map(IrqLine::Msi)
+    };
+    match msi {
+        Ok(line) => Ok(line),
+        Err(why) => {
+            log::info!("ahci {}: no MSI ({why}); trying its INTx pin", ctx.bdf());
+            setup_intx(ctx, regs)
+        }
+    }
+}
+
+/// Chains the HBA's handler on the IO-APIC input its pin is routed to and lets
+/// the function assert the pin (Interrupt Disable off, MSI off).
+fn setup_intx(ctx: &mut DeviceCtx<'_>, regs: &IoMem) -> Result<IrqLine, &'static str> {
+    let bdf = ctx.bdf();
+    let (gsi, vector) = match crate::pci::intx::request(bdf, ahci_intx) {
+        Ok(r) => r,
+        Err(e) => {
+            log::info!("ahci {bdf}: no INTx line: {e}");
+            return Err("no MSI and no routed INTx line");
+        }
+    };
+    crate::arch::apic::set_vector_name(vector, "INTx (IO-APIC, shared)");
+    IRQ_SLOTS.lock().push(IrqSlot {
+        bdf,
+        vector,
+        intx: true,
+        // SAFETY: as in `setup_msi`.
+        regs: unsafe { IrqRegs::new(regs) },
+        shared: None,
+    });
+    pci::command::set_intx_disabled(ctx.config, bdf, false);
+    Ok(IrqLine::Intx { gsi, vector })
 }
 
 /// Enables the function's MSI on a new vector whose handler serves this HBA.
 fn setup_msi(ctx: &mut DeviceCtx<'_>, regs: &IoMem) -> Result<u8, &'static str> {
-    if crate::cmdline::boot_cmdline().get("ahci.poll") == Some("1") {
-        return Err("ahci.poll=1");
-    }
     let off = ctx
         .device
         .find_capability(pci::caps::id::MSI)
@@ -135,6 +214,7 @@ fn setup_msi(ctx: &mut DeviceCtx<'_>, regs: &IoMem) -> Result<u8, &'static str> 
     IRQ_SLOTS.lock().push(IrqSlot {
         bdf: ctx.bdf(),
         vector,
+        intx: false,
         // SAFETY: the handler reads the registers only once `shared` is set, i.e.
         // while the HBA owns `regs` (moving an IoMem keeps its mapping); the slot is
         // removed before the HBA drops (remove()) or when its probe failed (start()).
@@ -157,9 +237,13 @@ pub fn start() {
         match bring_up(p.bdf, p.regs, p.dev, p.irq, first) {
             Ok(c) => {
                 match c.irq {
-                    Ok(vector) => {
+                    Ok(IrqLine::Msi(vector)) => {
                         log::info!("ahci {}: completions by MSI, vector {vector:#04x}", p.bdf)
                     }
+                    Ok(IrqLine::Intx { gsi, vector }) => log::info!(
+                        "ahci {}: completions by INTx, GSI {gsi} (from _PRT), vector {vector:#04x}",
+                        p.bdf
+                    ),
                     Err(why) => log::info!("ahci {}: completions polled ({why})", p.bdf),
                 }
                 for d in c.hba.disks() {
@@ -197,7 +281,7 @@ fn bring_up(
     bdf: pci::Bdf,
     regs: IoMem,
     dev: Arc<dma::DmaDevice>,
-    irq: Result<u8, &'static str>,
+    irq: Result<IrqLine, &'static str>,
     first_disk_index: usize,
 ) -> Result<Controller, ahci::AhciError> {
     // SAFETY: as in `setup_msi`: the handler reads these registers only once
@@ -302,7 +386,7 @@ impl PciDriver for AhciDriver {
             bar.address,
             cap.ports()
         );
-        let irq = setup_msi(ctx, &regs);
+        let irq = setup_irq(ctx, &regs);
         if let Err(why) = irq {
             log::info!(
                 "ahci {}: no interrupt ({why}); completions will be polled",
@@ -322,6 +406,9 @@ impl PciDriver for AhciDriver {
         let bdf = ctx.bdf();
         // The handler lets go of the registers before they are unmapped.
         IRQ_SLOTS.lock().retain(|s| s.bdf != bdf);
+        // The pin too, if it was in use (the shared line's handler stays, serving
+        // no HBA of this function now).
+        pci::command::set_intx_disabled(ctx.config, bdf, true);
         if let Some(off) = ctx.device.find_capability(pci::caps::id::MSI) {
             if let Ok(msi) = pci::Msi::read(ctx.config, bdf, off as u16) {
                 msi.disable(ctx.config);

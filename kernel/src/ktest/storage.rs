@@ -32,8 +32,12 @@ fn ahci_reads_by_msi() -> TestResult {
         .into_iter()
         .find(|(_, _, d)| d.name == "sda")
         .ok_or("no sda")?;
-    let vector =
-        ahci::vector(bdf).ok_or("sda's HBA has no MSI vector: its completions are polled")?;
+    let vector = match ahci::irq_line(bdf)
+        .ok_or("sda's HBA has no interrupt: its completions are polled")?
+    {
+        ahci::IrqLine::Msi(v) => v,
+        l => return Err(alloc::format!("sda's HBA uses {l:?}, not MSI")),
+    };
     let stats = || {
         ahci::irq_info()
             .into_iter()

@@ -88,11 +88,18 @@ pub fn lsblk(cmd: &Command, args: &[&str]) -> CmdResult {
 fn irq_lines() {
     for (bdf, irq, s) in ahci::irq_info() {
         match irq {
-            Ok(v) => kprintln!(
+            Ok(ahci::IrqLine::Msi(v)) => kprintln!(
                 "{bdf} ahci: completions by MSI, vector {v:#04x}: {} interrupts, {} commands by interrupt, {} polled",
                 s.interrupts,
                 s.completed_by_irq,
                 s.completed_by_poll
+            ),
+            Ok(ahci::IrqLine::Intx { gsi, vector }) => kprintln!(
+                "{bdf} ahci: completions by INTx on GSI {gsi} (from _PRT), vector {vector:#04x}: {} interrupts, {} commands by interrupt, {} polled, {} interrupts not ours",
+                s.interrupts,
+                s.completed_by_irq,
+                s.completed_by_poll,
+                s.not_ours
             ),
             Err(why) => kprintln!(
                 "{bdf} ahci: completions polled ({why}): {} commands",
