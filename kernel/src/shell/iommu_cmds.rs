@@ -140,7 +140,7 @@ fn domains() -> CmdResult {
             kprintln!(
                 "{}: {did} (translated, shared: DMA arrives as requester ID {} for all; no isolation between them) on unit {:#x}",
                 names.join(", "),
-                rid.map_or(alloc::string::String::from("?"), |r| alloc::format!("{r}")),
+                rid.map_or(alloc::string::String::from("?"), |r| alloc::format!("{}", r.short())),
                 io.units[*ui].base
             );
         }

@@ -243,7 +243,7 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
             let ids = aliases
                 .iter()
                 .skip(1)
-                .map(|a| alloc::format!(" {a}"))
+                .map(|a| alloc::format!(" {}", a.short()))
                 .collect::<String>();
             if shared {
                 log::info!(
