@@ -9,4 +9,4 @@ pub mod fwcfg;
 pub mod power;
 pub mod tables;
 
-pub use tables::{find_s5, get, init};
+pub use tables::{get, init};

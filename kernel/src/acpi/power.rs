@@ -12,9 +12,9 @@ use crate::arch::reboot::{exit_qemu, QemuExit};
 pub fn poweroff() -> ! {
     const SLP_EN: u16 = 1 << 13;
     let p = crate::acpi::get();
-    // \_S5 evaluated by the AML interpreter when the namespace loaded.
+    // \_S5 evaluated by the AML interpreter (when the namespace loaded).
     let s5 = crate::acpi::aml::sleep_type_s5().ok();
-    match p.and_then(|p| Some((p.pm1a_cnt?, p.pm1b_cnt, s5.or(p.s5)?))) {
+    match p.and_then(|p| Some((p.pm1a_cnt?, p.pm1b_cnt, s5?))) {
         Some((pm1a, pm1b, (typ_a, typ_b))) => {
             log::info!(
                 "power: requesting ACPI S5 (soft off) via PM1a_CNT {pm1a:#x}, SLP_TYP {typ_a}"

@@ -67,10 +67,10 @@ pub struct Platform {
     pub has_8259: bool,
     pub ecam: Vec<EcamWindow>,
     pub hpet: Option<u64>,
-    /// PM1a/PM1b control blocks (I/O ports) and the DSDT's \_S5 sleep types.
+    /// PM1a/PM1b control blocks (I/O ports); `\_S5`'s sleep types come from the
+    /// AML interpreter (`acpi::aml`).
     pub pm1a_cnt: Option<u16>,
     pub pm1b_cnt: Option<u16>,
-    pub s5: Option<(u8, u8)>,
     /// Processors the MADT lists, boot processor first.
     pub cpus: Vec<platform::Cpu>,
     /// The FADT's reset register (I/O port, value), when it says it has one.
@@ -154,48 +154,6 @@ pub fn get() -> Option<&'static Platform> {
     PLATFORM.get()
 }
 
-/// Finds `\_S5` in an AML stream and returns (SLP_TYPa, SLP_TYPb).
-///
-/// A full AML interpreter is out of scope; like most small kernels we look for
-/// the encoding firmware uses in practice: `NameOp "_S5_" PackageOp PkgLength
-/// NumElements <elem> <elem>` (ACPI spec §20.2.5.2 NameOp, §20.2.5.4
-/// PackageOp; elements are ZeroOp, OneOp or BytePrefix n).
-pub fn find_s5(aml: &[u8]) -> Option<(u8, u8)> {
-    let at = aml.windows(4).position(|w| w == b"_S5_")?;
-    let before_ok = at >= 1
-        && (aml[at - 1] == 0x08 || (at >= 2 && aml[at - 1] == b'\\' && aml[at - 2] == 0x08));
-    if !before_ok {
-        return None;
-    }
-    let mut i = at + 4;
-    if *aml.get(i)? != 0x12 {
-        return None;
-    }
-    i += 1;
-    // PkgLength: bits 7:6 of the lead byte count the extra bytes.
-    let extra = (*aml.get(i)? >> 6) as usize;
-    i += 1 + extra;
-    i += 1; // NumElements
-    let mut element = || -> Option<u8> {
-        let op = *aml.get(i)?;
-        match op {
-            0x00 | 0x01 => {
-                i += 1;
-                Some(op)
-            }
-            0x0A => {
-                let v = *aml.get(i + 1)?;
-                i += 2;
-                Some(v)
-            }
-            _ => None,
-        }
-    };
-    let a = element()?;
-    let b = element().unwrap_or(a);
-    Some((a, b))
-}
-
 /// Reads the tables. Errors are logged and leave the fields empty: a machine
 /// with broken tables still boots, it just has less to show.
 pub fn init(rsdp: Option<u64>) -> &'static Platform {
@@ -260,18 +218,9 @@ pub fn init(rsdp: Option<u64>) -> &'static Platform {
             }
             Err(e) => log::warn!("acpi: FADT: {e}"),
         }
-        if let Ok(dsdt) = tables.dsdt() {
-            let va = direct::to_virt(dsdt.address as u64).as_ptr::<u8>();
-            // Bound the scan: real DSDTs are well under 1 MiB.
-            let len = (dsdt.length as usize).min(1 << 20);
-            // SAFETY: the DSDT's AML stream lies in ACPI memory covered by the
-            // direct map; we only read it.
-            let aml = unsafe { core::slice::from_raw_parts(va, len) };
-            p.s5 = find_s5(aml);
-        }
         read_own_tables(&mut p);
         log::info!(
-            "acpi: revision {}, {} CPU(s), local APIC {:#x}, {} IO-APIC(s), {} ECAM window(s), HPET {}, PM1a_CNT {}, \\_S5 {:?}",
+            "acpi: revision {}, {} CPU(s), local APIC {:#x}, {} IO-APIC(s), {} ECAM window(s), HPET {}, PM1a_CNT {}",
             p.acpi_revision,
             p.cpus.len(),
             p.local_apic,
@@ -279,7 +228,6 @@ pub fn init(rsdp: Option<u64>) -> &'static Platform {
             p.ecam.len(),
             p.hpet.map_or("none".into(), |a| alloc::format!("{a:#x}")),
             p.pm1a_cnt.map_or("none".into(), |a| alloc::format!("{a:#x}")),
-            p.s5
         );
         p
     })
