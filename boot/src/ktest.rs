@@ -1069,6 +1069,19 @@ pub const SHELL_CASES: &[ShellCase] = &[
         verify: None,
     },
     ShellCase {
+        // Issue #17 item 11: INTx behind a PCIe-to-PCI bridge. QEMU's root ports
+        // and bridges carry no _PRT, so each pin is swizzled ((pin - 1 + device)
+        // mod 4) up to the root-bus slot, whose q35 _PRT entry gives the GSI.
+        name: "pci_bridge_intx_pins_swizzle_to_the_root_port_slot",
+        profile: "pci-bridge",
+        cmdline: "",
+        input: b"irq\npoweroff\n",
+        end: End::Exited(0),
+        contains: &["PCI INTx pins, routed by _PRT:", "0000:00:1f.2 INTA -> GSI 16 (level, active high)"],
+        line_counts: &[("error:", 0)],
+        verify: Some(verify_bridge_swizzle),
+    },
+    ShellCase {
         // Mappings held for `iommu domains`, `dma` and `./run.sh report`; without
         // an IOMMU the streaming one bounces and holds swiotlb slots until released.
         name: "dmademo_keep_holds_mappings_until_release",
@@ -1472,6 +1485,45 @@ fn verify_ahci_intx_counts(text: &str) -> Result<(), String> {
         return Err(format!(
             "{by_irq} by interrupt, {irqs} interrupts, {polled} polled; want >= 2, >= that, <= 6 (IDENTIFY)"
         ));
+    }
+    Ok(())
+}
+
+/// QEMU's q35 `PRTA`: the GSI of root-bus slot `slot`, pin `pin` (1 = INTA).
+fn q35_gsi(slot: u8, pin: u8) -> u32 {
+    let i = u32::from(pin - 1);
+    match slot {
+        0x00..=0x17 => 20 + ((u32::from(slot) & 3) + i) % 4,
+        0x18 | 0x1e => 20 + i,
+        _ => 16 + i,
+    }
+}
+
+/// edu 02:03.0 INTA and 02:05.0 INTA swizzle through the bridge (device 0 on bus
+/// 1) to INTD and INTB of the root port's slot, and get that slot's GSIs.
+fn verify_bridge_swizzle(text: &str) -> Result<(), String> {
+    for (bdf, want_pin) in [("0000:02:03.0 INTA", 'D'), ("0000:02:05.0 INTA", 'B')] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(bdf))
+            .ok_or_else(|| format!("no route line for {bdf}"))?;
+        let at = line
+            .find("slot 0x")
+            .ok_or_else(|| format!("{bdf}: not swizzled through the bridges: {line}"))?;
+        let slot = u8::from_str_radix(&line[at + 7..at + 9], 16)
+            .map_err(|e| format!("{bdf}: slot in '{line}': {e}"))?;
+        let pin_at = &line[at + 10..];
+        if !pin_at.starts_with(&format!("INT{want_pin})")) {
+            return Err(format!(
+                "{bdf}: want INT{want_pin} at the root slot: {line}"
+            ));
+        }
+        let gsi = q35_gsi(slot, want_pin as u8 - b'A' + 1);
+        if !line.contains(&format!("-> GSI {gsi} ")) {
+            return Err(format!(
+                "{bdf}: q35 gives GSI {gsi} for slot {slot:#x} INT{want_pin}: {line}"
+            ));
+        }
     }
     Ok(())
 }

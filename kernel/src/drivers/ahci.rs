@@ -66,14 +66,6 @@ pub enum IrqLine {
     Intx { gsi: u32, vector: u8 },
 }
 
-impl IrqLine {
-    pub fn vector(self) -> u8 {
-        match self {
-            IrqLine::Msi(v) | IrqLine::Intx { vector: v, .. } => v,
-        }
-    }
-}
-
 /// One bound controller.
 pub struct Controller {
     pub bdf: pci::Bdf,

@@ -425,7 +425,54 @@ fn irq(cmd: &Command, args: &[&str]) -> CmdResult {
         apic::TICK_HZ,
         apic::timer_hz() / 1000
     );
+    intx_routes();
     Ok(())
+}
+
+/// Each PCI function's INTx pin and the IO-APIC input the firmware's `_PRT`
+/// routes it to, with the line's state when a driver took it.
+fn intx_routes() {
+    let routes = crate::pci::intx::routes();
+    if routes.is_empty() {
+        kprintln!("PCI INTx: no routes (no function with a pin, or the AML did not load)");
+        return;
+    }
+    kprintln!("PCI INTx pins, routed by _PRT:");
+    for (bdf, pin, r) in routes {
+        let pin_name = crate::pci::intx::pin_name(pin);
+        match r {
+            Ok(r) => {
+                let swizzled = if r.looked_up != (bdf.device, pin) || bdf.bus != 0 {
+                    alloc::format!(
+                        " (through the bridges: slot {:#04x} INT{})",
+                        r.looked_up.0,
+                        crate::pci::intx::pin_name(r.looked_up.1)
+                    )
+                } else {
+                    alloc::string::String::new()
+                };
+                let line = match apic::shared_gsi_info(r.gsi) {
+                    Some((_, _, n, unclaimed)) => alloc::format!(
+                        "; line in use by {n} handler(s), {unclaimed} interrupt(s) nobody claimed"
+                    ),
+                    None => alloc::string::String::new(),
+                };
+                kprintln!(
+                    "  {bdf} INT{pin_name} -> GSI {} ({}, active {}) via {}{}{swizzled}{line}",
+                    r.gsi,
+                    if r.level { "level" } else { "edge" },
+                    if r.active_low { "low" } else { "high" },
+                    r.prt,
+                    r.link
+                        .as_deref()
+                        .map_or(alloc::string::String::new(), |l| alloc::format!(
+                            " link {l}"
+                        ))
+                );
+            }
+            Err(e) => kprintln!("  {bdf} INT{pin_name}: no route ({e})"),
+        }
+    }
 }
 
 fn edu(cmd: &Command, args: &[&str]) -> CmdResult {
