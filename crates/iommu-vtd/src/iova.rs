@@ -148,7 +148,9 @@ impl IovaAllocator {
             hint: 0,
             oldest_pending: None,
             pending_list: Vec::new(),
-            cache: Default::default(),
+            // Full capacity up front: the flush queue's timer releases ranges into
+            // these caches from the timer interrupt, which must not allocate.
+            cache: core::array::from_fn(|_| Vec::with_capacity(CACHE_DEPTH)),
         }
     }
 
