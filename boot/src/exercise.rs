@@ -364,6 +364,32 @@ pub fn sync_tree(root: &Path, dest: &Path, overrides: &[(PathBuf, String)]) -> R
     Ok(())
 }
 
+/// Removes every file under `dest` that is not a tracked file of `root` (a scratch
+/// copy made by [`sync_tree`]; `sync_tree` only adds and overwrites). Only for the
+/// suite's own scratch tree: a user's `--out` directory is never pruned.
+pub fn prune_untracked(root: &Path, dest: &Path) -> Result<usize, String> {
+    if !dest.exists() {
+        return Ok(0);
+    }
+    let tracked: std::collections::BTreeSet<PathBuf> = tracked_files(root)?.into_iter().collect();
+    let mut removed = 0;
+    let mut stack = vec![dest.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for e in entries {
+            let p = e.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+            let rel = p.strip_prefix(dest).unwrap_or(&p).to_path_buf();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !tracked.contains(&rel) {
+                std::fs::remove_file(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Applies `patch` (git diff format) to the plain directory `dir`.
 pub fn apply_patch(dir: &Path, patch: &Path) -> Result<(), String> {
     let parent = dir.parent().unwrap_or(dir);
@@ -1007,6 +1033,11 @@ pub fn suite(root: &Path) -> Vec<(String, bool, String)> {
         Err(e) => return vec![("exercises::load".into(), false, e)],
     };
     let tree = root.join("target/exercise-suite/tree");
+    // The scratch tree outlives a run: files the checkout no longer has (moved or
+    // split since) would still be compiled there.
+    if let Err(e) = prune_untracked(root, &tree) {
+        return vec![("exercises::scratch_tree".into(), false, e)];
+    }
     // Its own target directory, never this checkout's: cargo hashes a workspace crate by
     // its path inside the workspace, so the scratch tree's `dma` and this checkout's
     // would share artifacts, and a stub's build could be taken for this checkout's.
@@ -1125,6 +1156,24 @@ fn g() {}
 // fn g() { todo!() }
 // exercise(y): end
 ";
+
+    #[test]
+    fn prune_removes_only_files_the_checkout_no_longer_tracks() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dest = std::env::temp_dir().join(format!("prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::create_dir_all(dest.join("crates/devmodels/src")).unwrap();
+        // A file the checkout tracks, and one it moved away (a stale copy).
+        std::fs::write(dest.join("Cargo.toml"), "x").unwrap();
+        std::fs::write(dest.join("crates/devmodels/src/gone_since.rs"), "x").unwrap();
+        let removed = prune_untracked(&root, &dest).unwrap();
+        let kept = dest.join("Cargo.toml").exists();
+        let stale = dest.join("crates/devmodels/src/gone_since.rs").exists();
+        let _ = std::fs::remove_dir_all(&dest);
+        assert_eq!(removed, 1);
+        assert!(kept, "a tracked file was removed");
+        assert!(!stale, "the stale file is still there");
+    }
 
     #[test]
     fn cut_keeps_guidance_and_uncomments_the_stub() {
