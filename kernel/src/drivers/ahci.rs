@@ -368,10 +368,8 @@ impl PciDriver for AhciDriver {
         } else {
             32
         };
-        ctx.device
-            .dma
-            .set_mask_and_coherent(bits)
-            .map_err(ProbeError::DmaMask)?;
+        // The mask is set once, on the DMA device, by the driver crate's bring-up
+        // (`Hba::probe`: 64 bits with CAP.S64A, else 32), as Linux's ahci_configure_dma_masks.
         log::info!(
             "ahci {}: ABAR {:#x}, {} ports, {bits}-bit DMA; disks come up after the IOMMU",
             ctx.bdf(),

@@ -347,10 +347,8 @@ impl PciDriver for NvmeDriver {
     fn probe(&self, ctx: &mut DeviceCtx<'_>) -> Result<(), ProbeError> {
         let (bar, regs, dev) =
             super::probe_bus_master(ctx, 0, "nvme", "BAR0", "an uncached mapping of BAR0")?;
-        ctx.device
-            .dma
-            .set_mask_and_coherent(64)
-            .map_err(ProbeError::DmaMask)?;
+        // The mask is set once, on the DMA device, by the driver crate's bring-up
+        // (`nvme::Controller::probe`, as Linux's nvme_pci_enable does).
         log::info!(
             "nvme {}: BAR0 {:#x} ({} KiB), 64-bit DMA; the namespace comes up after the IOMMU",
             ctx.bdf(),
