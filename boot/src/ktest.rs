@@ -1825,6 +1825,7 @@ pub const SUITE_PROFILES: &[(&str, Firmware)] = &[
     ("two-edu", Firmware::Bios),
     ("floppy", Firmware::Bios),
     ("idma64-sim", Firmware::Bios),
+    ("idma64-sim-intx", Firmware::Bios),
     ("idma64-sim-uart", Firmware::Bios),
     ("uefi", Firmware::Uefi),
 ];

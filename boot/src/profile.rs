@@ -229,6 +229,16 @@ pub const PROFILES: &[Profile] = &[
         cmdline: "iommu=on idma64=sim",
     },
     Profile {
+        name: "idma64-sim-intx",
+        summary: "as idma64-sim, but the LPSS function has no MSI (as on many laptops): its interrupts come on the INTx line the ACPI _PRT routes",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: IOMMU_EDU,
+        floppy: false,
+        nvme: false,
+        cmdline: "iommu=on idma64=sim-intx",
+    },
+    Profile {
         name: "idma64-sim-uart",
         summary: "as default plus a simulated Intel LPSS UART function with an iDMA64 (idma64=sim-uart): loopback, DMA request lines",
         firmware: Firmware::Bios,

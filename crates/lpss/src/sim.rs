@@ -1,4 +1,4 @@
-//! The simulated LPSS function (`idma64=sim`, `idma64=sim-uart`): QEMU has no iDMA64,
+//! The simulated LPSS function (`idma64=sim`, `idma64=sim-uart`, `idma64=sim-intx`): QEMU has no iDMA64,
 //! so the kernel lays a `pci::fake` function over the real configuration mechanism and
 //! serves BAR0 from the `devmodels::lpss` model. This module is that function's
 //! description and wiring, host-tested: its configuration space ([`config_space`]) and
@@ -38,6 +38,9 @@ pub enum SimKind {
     I2c,
     /// A UART function whose 16550 block has loopback and DMA request lines.
     Uart,
+    /// The I2C function as many laptops wire it: no MSI capability, only its INTx
+    /// pin (INTA), routed by the ACPI `_PRT` and shared.
+    I2cIntx,
 }
 
 impl SimKind {
@@ -46,39 +49,53 @@ impl SimKind {
         match v {
             Some("sim") => Some(SimKind::I2c),
             Some("sim-uart") => Some(SimKind::Uart),
+            Some("sim-intx") => Some(SimKind::I2cIntx),
             _ => None,
         }
     }
     /// Where the function appears.
     pub fn bdf(self) -> Bdf {
         match self {
-            SimKind::I2c => SIM_BDF,
+            SimKind::I2c | SimKind::I2cIntx => SIM_BDF,
             SimKind::Uart => SIM_UART_BDF,
         }
     }
     /// The model's function type (CAPS bits 7:4).
     pub fn function(self) -> Function {
         match self {
-            SimKind::I2c => Function::I2c,
+            SimKind::I2c | SimKind::I2cIntx => Function::I2c,
             SimKind::Uart => Function::Uart,
         }
     }
 }
 
 /// The function's configuration space: Intel IDs and class, a 4 KiB 64-bit BAR0 at
-/// [`SIM_BAR`], an MSI capability (64-bit, one vector) and a PM capability in D3hot.
+/// [`SIM_BAR`], an MSI capability (64-bit, one vector; not for `I2cIntx`), INTA, and a
+/// PM capability in D3hot.
 pub fn config_space(kind: SimKind) -> FakeFunction {
     let (device, class) = match kind {
-        SimKind::I2c => (SIM_DEVICE, 0x0c_8000),
+        SimKind::I2c | SimKind::I2cIntx => (SIM_DEVICE, 0x0c_8000),
         SimKind::Uart => (SIM_UART_DEVICE, 0x11_8000),
     };
-    FakeFunction::endpoint(0x8086, device, class, 0x21)
+    let f = FakeFunction::endpoint(0x8086, device, class, 0x21)
         .subsystem(0x8086, 0x7270)
         .interrupt(0xFF, 1)
-        .bar64(0, 0x1000, false, SIM_BAR)
-        .cap_ptr(MSI_CAP)
-        .msi(MSI_CAP, PM_CAP, true, false, 0)
-        .pm(PM_CAP, 0, false, 3)
+        .bar64(0, 0x1000, false, SIM_BAR);
+    match kind {
+        SimKind::I2cIntx => f.cap_ptr(PM_CAP).pm(PM_CAP, 0, false, 3),
+        _ => f
+            .cap_ptr(MSI_CAP)
+            .msi(MSI_CAP, PM_CAP, true, false, 0)
+            .pm(PM_CAP, 0, false, 3),
+    }
+}
+
+/// Whether the function may assert its INTx pin: Interrupt Disable (command bit
+/// 10) clear and MSI not enabled (PCI 3.0 §6.8.1.3: with MSI on, the pin is off).
+pub fn intx_allowed(cfg: &FakeConfig, bdf: Bdf, msi_enabled: bool) -> bool {
+    use pci::ConfigAccess;
+    let cmd = cfg.read32(bdf, 0x04) & 0xFFFF;
+    cmd & (1 << 10) == 0 && !msi_enabled
 }
 
 /// The fake configuration space holding the function at its slot.

@@ -146,3 +146,41 @@ fn brought_up_function_copies_through_its_idma64() {
     assert_eq!(e.tx_status(ch, ck).unwrap().status, DmaStatus::Complete);
     assert_eq!(a.to_vec(PhysAddr::new(DST), 4096), src);
 }
+
+#[test]
+fn intx_only_function_has_no_msi_and_asserts_its_pin_only_when_allowed() {
+    use pci::ConfigAccess;
+    let kind = SimKind::I2cIntx;
+    let cfg = sim::config(kind);
+    let bdf = kind.bdf();
+    // The capability list holds PM only, and the pin is INTA.
+    let cap0 = (cfg.read32(bdf, 0x34) & 0xFF) as u8;
+    assert_eq!(cap0, PM_CAP, "first capability");
+    assert_eq!(
+        (cfg.read32(bdf, PM_CAP as u16) >> 8) & 0xFF,
+        0,
+        "PM is the last capability"
+    );
+    assert_eq!((cfg.read32(bdf, 0x3C) >> 8) & 0xFF, 1, "interrupt pin INTA");
+    // The pin follows the command register's Interrupt Disable bit.
+    assert!(
+        sim::intx_allowed(&cfg, bdf, false),
+        "pin allowed after reset"
+    );
+    pci::command::set_intx_disabled(&cfg, bdf, true);
+    assert!(
+        !sim::intx_allowed(&cfg, bdf, false),
+        "pin asserted with Interrupt Disable set"
+    );
+    pci::command::set_intx_disabled(&cfg, bdf, false);
+    assert!(
+        !sim::intx_allowed(&cfg, bdf, true),
+        "pin asserted with MSI on"
+    );
+    // The MSI variant still has its MSI capability first.
+    let msi_cfg = sim::config(SimKind::I2c);
+    assert_eq!(
+        (msi_cfg.read32(SimKind::I2c.bdf(), 0x34) & 0xFF) as u8,
+        MSI_CAP
+    );
+}

@@ -15,7 +15,10 @@
 //! even in D0.
 //!
 //! The function's one interrupt (MSI when it has the capability) is shared by the
-//! host controller and the iDMA64; without MSI the channels are polled.
+//! host controller and the iDMA64. Without MSI (as on many laptops) its INTx pin is
+//! used: the IO-APIC input the ACPI `_PRT` routes it to, level-triggered and shared
+//! with whatever else the board wired there (`pci::intx`). With neither, the
+//! channels are polled (and cyclic transfers get no period callbacks).
 
 pub mod lli;
 pub mod sim;
@@ -88,6 +91,8 @@ fn window(bdf: Bdf, phys: u64, offset: u64, len: u64) -> Result<Window, ProbeErr
 struct IrqSlot {
     bdf: AtomicU32,
     vector: AtomicU8,
+    /// The vector is a shared INTx line's, served by [`intx_handler`].
+    intx: core::sync::atomic::AtomicBool,
     dev: AtomicUsize,
 }
 const SLOTS: usize = 16;
@@ -96,6 +101,7 @@ const NO_DEV: usize = usize::MAX;
 const EMPTY: IrqSlot = IrqSlot {
     bdf: AtomicU32::new(u32::MAX),
     vector: AtomicU8::new(0),
+    intx: core::sync::atomic::AtomicBool::new(false),
     dev: AtomicUsize::new(NO_DEV),
 };
 static IRQ_SLOTS: [IrqSlot; SLOTS] = [EMPTY; SLOTS];
@@ -111,15 +117,27 @@ fn slot_of(b: Bdf) -> Option<&'static IrqSlot> {
 }
 
 fn irq_handler(f: &mut TrapFrame) {
-    for s in IRQ_SLOTS
-        .iter()
-        .filter(|s| s.vector.load(Ordering::Acquire) as u64 == f.vector)
-    {
+    for s in IRQ_SLOTS.iter().filter(|s| {
+        !s.intx.load(Ordering::Acquire) && s.vector.load(Ordering::Acquire) as u64 == f.vector
+    }) {
         let dev = s.dev.load(Ordering::Acquire);
         if dev != NO_DEV {
             crate::dmaengine::irq(dev);
         }
     }
+}
+
+/// The functions' handler on their shared INTx lines: runs the iDMA64 of each
+/// function that uses one; says whether any had an interrupt pending.
+fn intx_handler() -> bool {
+    let mut ours = false;
+    for s in IRQ_SLOTS.iter().filter(|s| s.intx.load(Ordering::Acquire)) {
+        let dev = s.dev.load(Ordering::Acquire);
+        if dev != NO_DEV {
+            ours |= crate::dmaengine::irq(dev);
+        }
+    }
+    ours
 }
 
 /// The LPSS PCI driver.
@@ -189,7 +207,23 @@ impl PciDriver for LpssDriver {
                 "lpss {bdf}: MSI vector {vector:#x}, shared by the host controller and iDMA64"
             );
         } else {
-            log::info!("lpss {bdf}: no MSI capability; iDMA64 completions are polled");
+            match crate::pci::intx::request(bdf, intx_handler) {
+                Ok((gsi, vector)) => {
+                    crate::arch::apic::set_vector_name(vector, "INTx (IO-APIC, shared)");
+                    slot.intx.store(true, Ordering::Release);
+                    slot.vector.store(vector, Ordering::Release);
+                    if sim::is_sim(bdf) {
+                        sim::set_intx_vector(vector);
+                    }
+                    pci::command::set_intx_disabled(ctx.config, bdf, false);
+                    log::info!(
+                        "lpss {bdf}: no MSI capability; INTx on GSI {gsi} (from _PRT), vector {vector:#x}, shared by the host controller and iDMA64"
+                    );
+                }
+                Err(e) => log::info!(
+                    "lpss {bdf}: no MSI capability and no INTx line ({e}); iDMA64 completions are polled"
+                ),
+            }
         }
         ctx.enable_bus_master();
         if has_idma {

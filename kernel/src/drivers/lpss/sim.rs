@@ -1,5 +1,6 @@
 //! A simulated Intel LPSS function with an iDMA64 (`idma64=sim`, profile
-//! `idma64-sim`; `idma64=sim-uart`, a UART function). QEMU has no iDMA64 model, so this
+//! `idma64-sim`; `idma64=sim-uart`, a UART function; `idma64=sim-intx`, the I2C
+//! function without MSI, interrupting on its `_PRT`-routed INTx line). QEMU has no iDMA64 model, so this
 //! one is ours: the function's configuration space and wiring are `lpss::sim`'s (a
 //! `pci::fake` function in D3hot, laid over the real mechanism at its slot), and BAR0's
 //! registers are served by the LPSS function model from `crates/devmodels` that the
@@ -40,6 +41,19 @@ struct Sim {
 static SIM: Once<Sim> = Once::new();
 static VECTOR: AtomicU8 = AtomicU8::new(0);
 static MSI_ON: AtomicBool = AtomicBool::new(false);
+/// The INTx-only function (`idma64=sim-intx`): the vector its pin's IO-APIC input
+/// is delivered on (set by the driver once it took the line), and whether the
+/// function may assert the pin (Interrupt Disable clear, MSI off).
+static INTX_VECTOR: AtomicU8 = AtomicU8::new(0);
+static INTX_ALLOWED: AtomicBool = AtomicBool::new(false);
+
+/// Tells the model which vector its INTx line arrives on: the simulated function
+/// has no wire to the IO-APIC, so asserting the pin is delivering that vector
+/// (a self-IPI) while an interrupt is pending, once per model tick, as a level
+/// line keeps interrupting until the device is acknowledged.
+pub fn set_intx_vector(vector: u8) {
+    INTX_VECTOR.store(vector, Ordering::Release);
+}
 
 /// Whether `bdf` is the simulated function (lock-free: probes call it).
 pub fn is_sim(bdf: Bdf) -> bool {
@@ -84,6 +98,8 @@ fn config_written(cfg: &FakeConfig, bdf: Bdf) {
         VECTOR.store(t.vector, Ordering::Release);
         MSI_ON.store(t.enabled, Ordering::Release);
     }
+    let msi = MSI_ON.load(Ordering::Acquire);
+    INTX_ALLOWED.store(lpss::sim::intx_allowed(cfg, bdf, msi), Ordering::Release);
 }
 
 /// The model's clock, from the timer interrupt. Skips the tick if the driver holds the
@@ -104,6 +120,11 @@ fn tick(_now: u64) {
     drop(model);
     if pending && MSI_ON.load(Ordering::Acquire) {
         crate::arch::apic::send_self_ipi(VECTOR.load(Ordering::Acquire));
+    } else if pending && INTX_ALLOWED.load(Ordering::Acquire) {
+        let v = INTX_VECTOR.load(Ordering::Acquire);
+        if v != 0 {
+            crate::arch::apic::send_self_ipi(v);
+        }
     }
 }
 
