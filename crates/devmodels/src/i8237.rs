@@ -138,11 +138,7 @@ impl<M: PhysMemory> I8237Model<M> {
         let mut s = self.s.borrow_mut();
         match port {
             0x00..=0x0F | 0xC0..=0xDF => {
-                let (k, reg) = if port < 0x10 {
-                    (0, port)
-                } else {
-                    (1, (port - 0xC0) >> 1)
-                };
+                let (k, reg) = chip_register(port);
                 let chip = &mut s.chips[k];
                 match reg {
                     0..=7 => {
@@ -179,11 +175,7 @@ impl<M: PhysMemory> I8237Model<M> {
         let mut s = self.s.borrow_mut();
         match port {
             0x00..=0x0F | 0xC0..=0xDF => {
-                let (k, reg) = if port < 0x10 {
-                    (0, port)
-                } else {
-                    (1, (port - 0xC0) >> 1)
-                };
+                let (k, reg) = chip_register(port);
                 let chip = &mut s.chips[k];
                 match reg {
                     0..=7 => {
@@ -302,6 +294,16 @@ impl<M: PhysMemory> I8237Model<M> {
             }
         }
         done
+    }
+}
+
+/// Which chip and register a port in 0x00..=0x0F (8-bit chip, one port per
+/// register) or 0xC0..=0xDF (16-bit chip, registers on even ports) addresses.
+fn chip_register(port: u16) -> (usize, u16) {
+    if port < 0x10 {
+        (0, port)
+    } else {
+        (1, (port - 0xC0) >> 1)
     }
 }
 
