@@ -829,8 +829,61 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "DMAR fault: 00:03.0 write at 0x",
             "error: attack: unknown attack 'bogus'",
             "error: attack: no edu bound at 0000:00:09.0",
+            // Interrupt remapping is on (the default with VT-d): the three
+            // forged messages and what QEMU 7.2 makes of each.
+            "interrupt remapping on (intremap=on): device MSIs name IRTEs",
+            "a unit that follows the spec blocks it, fault 0x25; QEMU 7.2 does not implement CFI)",
+            "source-id check: requester 00:00.0 only)",
+            "QEMU 7.2 checks it only for real MSIs, not for a device's DMA writes)",
+            "got: 0 interrupt(s) on any vector but the IO-APIC lines' and edu's own (blocked: the entry is not present",
         ],
         line_counts: &[("error:", 2)],
+        verify: None,
+    },
+    ShellCase {
+        // Issue #15: the strict column again with interrupt remapping off:
+        // the injected vector is named by the message itself.
+        name: "attack_matrix_strict_without_interrupt_remapping",
+        profile: "attack",
+        cmdline: "intremap=off",
+        input: b"attack msi-inject\nattack matrix\niommu ir\nirq\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "iommu: interrupt remapping off (intremap=off); interrupts in compatibility format",
+            "(no interrupt remapping: the message itself names the vector)",
+            "interrupt remapping off: MSIs in compatibility format",
+            "kernel-write  blocked",
+            "sub-page      ALLOWED",
+            "stale-iotlb   blocked",
+            "msi-inject    ALLOWED",
+            "ats           n/a",
+            "interrupt remapping: off (intremap=off); MSIs and IO-APIC entries are in compatibility format",
+            "interrupt remapping off: every interrupt message is in compatibility format",
+        ],
+        line_counts: &[("error:", 0), ("naming IRTE", 0), ("[remapped: IRTE", 0)],
+        verify: None,
+    },
+    ShellCase {
+        // Issue #15 item 1: the interrupt remapping table as the unit reads
+        // it, and which vectors come through it.
+        name: "interrupt_remapping_table_and_remapped_vectors",
+        profile: "default",
+        cmdline: "",
+        input: b"edu dma to 64\niommu ir\nirq\niommu\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "iommu: interrupt remapping on (1 unit(s), xAPIC destinations, compatibility format blocked)",
+            "interrupt remapping: on, 1 unit(s),",
+            "compatibility format blocked (GSTS.CFIS=0; QEMU 7.2 delivers it anyway)",
+            "IRTE  vector  dest  trigger  source-id check          used by",
+            "IO-APIC 0 line, GSI 4",
+            "requester 00:03.0",
+            "MSI 00:03.0",
+            "[remapped: IRTE",
+            "interrupt remapping on: device MSIs and IO-APIC lines come through IRTEs",
+            "interrupt remapping ENABLED, table 0x",
+        ],
+        line_counts: &[("error:", 0)],
         verify: None,
     },
     ShellCase {

@@ -9,7 +9,7 @@
 
 pub mod x86;
 
-pub use x86::{apic, gdt, hpet, idt, port, reboot, tsc};
+pub use x86::{apic, gdt, hpet, idt, ioapic, irq_remap, port, reboot, tsc};
 
 /// Stops the CPU for good (interrupts off, `hlt` forever).
 pub fn halt_forever() -> ! {

@@ -201,8 +201,8 @@ fn setup_msi(ctx: &mut DeviceCtx<'_>, regs: &IoMem) -> Result<u8, &'static str> 
         pci::Msi::read(ctx.config, ctx.bdf(), off as u16).map_err(|_| "bad MSI capability")?;
     let vector = crate::arch::apic::alloc_vector(ahci_irq)?;
     crate::arch::apic::set_vector_name(vector, "MSI ahci");
-    let msg = pci::MsiMessage::x86(crate::arch::apic::lapic_id(), vector)
-        .map_err(|_| "no MSI message for this CPU")?;
+    let (address, data) = crate::arch::apic::msi_for(ctx.bdf(), vector);
+    let msg = pci::MsiMessage { address, data };
     IRQ_SLOTS.lock().push(IrqSlot {
         bdf: ctx.bdf(),
         vector,

@@ -161,8 +161,8 @@ fn setup_msix(ctx: &mut DeviceCtx<'_>, regs: &IoMem) -> Result<Vec<u8>, &'static
     }
     msix.enable_masked(ctx.config);
     for (i, v) in vectors.iter().enumerate() {
-        let msg = pci::MsiMessage::x86(crate::arch::apic::lapic_id(), *v)
-            .map_err(|_| "no MSI message for this CPU")?;
+        let (address, data) = crate::arch::apic::msi_for(ctx.bdf(), *v);
+        let msg = pci::MsiMessage { address, data };
         msix.program_entry(table, i as u16, msg, false)
             .map_err(|_| "MSI-X entry refused")?;
     }

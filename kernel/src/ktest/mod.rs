@@ -23,6 +23,7 @@ mod harness;
 mod interrupts;
 mod intx;
 mod iommu;
+mod irq_remap;
 mod isa;
 mod memory;
 mod platform;
@@ -61,6 +62,7 @@ fn all() -> impl Iterator<Item = &'static KTest> {
         .chain(dmaengine::TESTS.iter())
         .chain(dmaapi::TESTS.iter())
         .chain(iommu::TESTS.iter())
+        .chain(irq_remap::TESTS.iter())
         .chain(console::TESTS.iter())
         .chain(harness::TESTS.iter())
         .chain(storage::TESTS.iter())

@@ -14,17 +14,19 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use dma::{Bidirectional, DmaBuf, DmaStream, ToDevice};
 use hal::DmaAddr;
 
 use super::{CmdError, CmdResult, Command};
-use crate::arch::{apic, tsc};
+use crate::arch::tsc;
 use crate::dma as kdma;
 use crate::drivers::edu::{self, Edu, EduDir};
 use crate::iommu::{self, Mode};
 use crate::kprintln;
+
+mod msi_inject;
+use msi_inject::msi_inject;
 
 fn fail(msg: impl core::fmt::Display) -> CmdError {
     CmdError::Failed(alloc::format!("attack: {msg}"))
@@ -351,66 +353,6 @@ fn stale_iotlb(e: &Edu) -> Result<Outcome, AttackError> {
     })
 }
 
-/// `msi-inject`'s target: the vector it aims the device at (0: none yet) and
-/// how many times that vector arrived (counted by its interrupt handler).
-struct InjectTarget {
-    vector: AtomicU8,
-    delivered: AtomicU64,
-}
-
-static INJECT: InjectTarget = InjectTarget {
-    vector: AtomicU8::new(0),
-    delivered: AtomicU64::new(0),
-};
-
-fn injected(_f: &mut crate::arch::idt::TrapFrame) {
-    INJECT.delivered.fetch_add(1, Ordering::Relaxed);
-}
-
-fn msi_inject(e: &Edu) -> Result<Outcome, AttackError> {
-    if e.dma.params().dma_mask < 0xFFFF_FFFF {
-        return Ok(Outcome::unavailable(
-            "edu reaches only 28 bits (QEMU's default dma_mask), not 0xFEE0_0000: boot --profile attack (edu,dma_mask=0xffffffff)",
-        ));
-    }
-    let mut v = INJECT.vector.load(Ordering::Relaxed);
-    if v == 0 {
-        v = apic::alloc_vector(injected).map_err(AttackError::NoVector)?;
-        INJECT.vector.store(v, Ordering::Relaxed);
-    }
-    let (addr, data) = apic::msi_message(v);
-    load_device(e, &data.to_le_bytes())?;
-    let (before, f) = (
-        INJECT.delivered.load(Ordering::Relaxed),
-        iommu::fault_count(),
-    );
-    // SAFETY: the attack under study: a write to the MSI address window.
-    unsafe { e.transfer_raw(EduDir::FromDevice, DmaAddr::new(addr), 4) }?;
-    // The interrupt is the write itself; give it a generous bound to arrive.
-    let hz = tsc::tsc_hz().max(1);
-    let end = tsc::rdtsc() + hz;
-    while INJECT.delivered.load(Ordering::Relaxed) == before && tsc::rdtsc() < end {
-        core::hint::spin_loop();
-    }
-    let got = INJECT.delivered.load(Ordering::Relaxed) - before;
-    let faults = faults_since(f);
-    Ok(Outcome {
-        verdict: if got > 0 {
-            Verdict::Allowed
-        } else {
-            Verdict::Blocked
-        },
-        bytes: 0,
-        lines: alloc::vec![
-            alloc::format!(
-                "tried: write {data:#x} (vector {v:#x}, fixed delivery) to {addr:#x}, an MSI the kernel never gave it"
-            ),
-            alloc::format!("got: vector {v:#x} delivered {got} time(s)"),
-        ],
-        faults,
-    })
-}
-
 fn ats(_e: &Edu) -> Result<Outcome, AttackError> {
     Ok(Outcome::unavailable(
         "no emulated device issues ATS translation requests in QEMU 7.2: a device with ATS asks the IOMMU for a translation once, caches it, and sends 'already translated' requests the IOMMU passes unchecked, so a lying device reaches any address; Linux never enables ATS for untrusted devices (5.8)",
@@ -508,6 +450,14 @@ fn matrix(device: Option<pci::Bdf>) -> CmdResult {
         rows.push((a.name, o));
     }
     kprintln!("attack matrix (mode {mode}; edu as the device)");
+    kprintln!(
+        "interrupt remapping {}",
+        if crate::arch::irq_remap::enabled() {
+            "on (intremap=on): device MSIs name IRTEs"
+        } else {
+            "off: MSIs in compatibility format"
+        }
+    );
     if mode_name() == "off" {
         kprintln!("no IOMMU translates edu's DMA (iommu=off, or no VT-d in this machine): its bus addresses are physical addresses");
     }

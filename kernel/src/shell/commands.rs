@@ -177,11 +177,12 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "iommu",
-        usage: "[domains | faults | translate <bb:dd.f> <iova>]",
-        summary: "VT-d units (CAP/ECAP decoded, mode), domains and mappings, fault history, table walks",
+        usage: "[domains | ir | faults | translate <bb:dd.f> <iova>]",
+        summary: "VT-d units (CAP/ECAP decoded, mode), domains and mappings, the interrupt remapping table, fault history, table walks",
         examples: &[
             "iommu",
             "iommu domains",
+            "iommu ir",
             "iommu faults",
             "iommu translate 00:03.0 0x1000",
         ],
@@ -416,8 +417,21 @@ fn irq(cmd: &Command, args: &[&str]) -> CmdResult {
     for v in 32..=255u8 {
         let n = crate::arch::idt::irq_count(v);
         if n > 0 {
-            kprintln!("{v:#04x}    {n:<10}  {}", apic::vector_name(v));
+            match crate::arch::irq_remap::irte_of(v) {
+                Some(i) => kprintln!(
+                    "{v:#04x}    {n:<10}  {}  [remapped: IRTE {i}]",
+                    apic::vector_name(v)
+                ),
+                None => kprintln!("{v:#04x}    {n:<10}  {}", apic::vector_name(v)),
+            }
         }
+    }
+    if crate::arch::irq_remap::enabled() {
+        kprintln!(
+            "interrupt remapping on: device MSIs and IO-APIC lines come through IRTEs (`iommu ir`)"
+        );
+    } else {
+        kprintln!("interrupt remapping off: every interrupt message is in compatibility format");
     }
     kprintln!(
         "LAPIC timer: {} ticks at {} Hz (timer clock {} kHz)",

@@ -12,6 +12,7 @@ pub fn iommu(cmd: &Command, args: &[&str]) -> CmdResult {
     match args {
         [] => units(),
         ["domains"] => domains(),
+        ["ir"] => ir(),
         ["faults"] => {
             iommu::collect_faults();
             let h = iommu::fault_history();
@@ -103,6 +104,14 @@ fn units() -> CmdResult {
                 "  IOVAs kept out of {} PCI window range(s) and the interrupt window",
                 u.iova_windows().len()
             );
+            match u.irt_address() {
+                Some(t) if u.interrupt_remapping_enabled() => kprintln!(
+                    "  interrupt remapping ENABLED, table {:#x} ({} entries in use; `iommu ir`)",
+                    t.as_u64(),
+                    u.irte_blocks().len()
+                ),
+                _ => kprintln!("  interrupt remapping disabled"),
+            }
             kprintln!("  CAP  {}", u.cap());
             kprintln!("  ECAP {}", u.ecap());
             let s = u.stats();
@@ -218,4 +227,82 @@ fn domains() -> CmdResult {
         }
     }
     Ok(())
+}
+
+/// The interrupt remapping tables: every IRTE handed out, read back from the
+/// table in memory (what the unit itself will read), with who uses it.
+fn ir() -> CmdResult {
+    use iommu::irq_remapping::{self as ir, IrteUser};
+    let io = iommu::get().ok_or_else(|| fail("no IOMMU (no DMAR table)"))?;
+    let Some(st) = ir::state() else {
+        let why = ir::why_off().map_or(alloc::string::String::from("VT-d is off"), |w| {
+            alloc::format!("{w}")
+        });
+        kprintln!("interrupt remapping: off ({why}); MSIs and IO-APIC entries are in compatibility format");
+        return Ok(());
+    };
+    let given = ir::given();
+    kprintln!(
+        "interrupt remapping: on, {} unit(s), {} IRTE(s) in use",
+        st.units.len(),
+        given.len()
+    );
+    for &ui in &st.units {
+        let e = &io.units[ui];
+        with_unit(&e.unit, |u| {
+            let cfis = u.gsts().bits() & (1 << 23) != 0;
+            kprintln!(
+                "unit {:#x}: table {:#x}, compatibility format {}",
+                e.base,
+                u.irt_address().map_or(0, |a| a.as_u64()),
+                if cfis {
+                    "passes (GSTS.CFIS=1)"
+                } else {
+                    "blocked (GSTS.CFIS=0; QEMU 7.2 delivers it anyway)"
+                }
+            );
+            kprintln!("  IRTE  vector  dest  trigger  source-id check          used by");
+            for g in given.iter().filter(|g| g.unit == ui) {
+                let user = match g.user {
+                    IrteUser::Msi(b) => alloc::format!(
+                        "MSI {} ({})",
+                        b.short(),
+                        crate::arch::apic::vector_name(g.vector)
+                    ),
+                    IrteUser::IoApic(id, _) => alloc::format!(
+                        "IO-APIC {id} line, GSI {}",
+                        g.vector.wrapping_sub(crate::arch::apic::IOAPIC_VECTOR_BASE)
+                    ),
+                };
+                match u.irte(g.index) {
+                    Ok(t) if t.present => kprintln!(
+                        "  {:>4}  {:#04x}    {:>4}  {:<7}  {:<23}  {user}",
+                        g.index,
+                        t.vector,
+                        t.xapic_id(),
+                        if t.level { "level" } else { "edge" },
+                        source_check(t.source)
+                    ),
+                    Ok(_) => kprintln!("  {:>4}  not present  {user}", g.index),
+                    Err(err) => kprintln!("  {:>4}  unreadable ({err})  {user}", g.index),
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
+fn source_check(s: iommu_vtd::SourceValidation) -> alloc::string::String {
+    match s {
+        iommu_vtd::SourceValidation::None => "none (any requester)".into(),
+        iommu_vtd::SourceValidation::Requester { sid, sq: 0 } => {
+            alloc::format!("requester {}", pci::Bdf::from_sid(sid).short())
+        }
+        iommu_vtd::SourceValidation::Requester { sid, sq } => {
+            alloc::format!("requester {} (SQ {sq})", pci::Bdf::from_sid(sid).short())
+        }
+        iommu_vtd::SourceValidation::Bus { start, end } => {
+            alloc::format!("bus {start:02x}..{end:02x}")
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Interrupt controllers: the legacy 8259 PICs (remapped, then masked), the
-//! local APIC (EOI, the periodic tick) and the IO-APIC (device lines routed
-//! with the MADT's overrides), plus vector allocation for MSI/MSI-X.
+//! local APIC (EOI, the periodic tick), plus vector allocation for MSI/MSI-X.
+//! The IO-APIC lines are in `ioapic`, the MSI messages in `irq_remap`; both
+//! are re-exported here, where callers always found them.
 //!
 //! Vector map: 0x20–0x2F legacy PIC (masked; only spurious ones can arrive),
 //! 0x30–0x4F IO-APIC lines (GSI n → 0x30 + n), 0x50–0xDF allocated (MSI),
@@ -15,6 +16,12 @@ use crate::arch::idt::{self, IrqHandler, TrapFrame};
 use crate::arch::port::{inb, outb};
 use crate::mm::{self as kmm, IoMem};
 use crate::sync::{HookTable, HookTableFull};
+
+pub use super::ioapic::{
+    request_shared_gsi, route_isa_irq, shared_gsi_info, GsiError, IoApicInfo, IrqOverride,
+    SharedHandler,
+};
+pub use super::irq_remap::{msi_for, msi_message};
 
 pub const IOAPIC_VECTOR_BASE: u8 = 0x30;
 const DYN_FIRST: u8 = 0x50;
@@ -46,19 +53,10 @@ struct Lapic {
     id: u8,
 }
 
-struct IoApic {
-    regs: IoMem,
-    gsi_base: u32,
-    lines: u32,
-}
-
 static LAPIC: Once<Lapic> = Once::new();
-static IOAPICS: Mutex<alloc::vec::Vec<IoApic>> = Mutex::new(alloc::vec::Vec::new());
 static READY: AtomicBool = AtomicBool::new(false);
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
-/// The MADT's interrupt source overrides, kept for `route_isa_irq`.
-static OVERRIDES: Once<&'static [IrqOverride]> = Once::new();
 static NEXT_DYN: AtomicU8 = AtomicU8::new(DYN_FIRST);
 
 /// Signals end of interrupt to the local APIC; a no-op before it is set up.
@@ -107,23 +105,6 @@ fn disable_8259() {
     outb(PIC1 + 1, 0xFF);
     outb(PIC2 + 1, 0xFF);
     let _ = inb(PIC1 + 1);
-}
-
-impl IoApic {
-    fn read(&self, reg: u32) -> u32 {
-        self.regs.write32(0x00, reg);
-        self.regs.read32(0x10)
-    }
-    fn write(&self, reg: u32, value: u32) {
-        self.regs.write32(0x00, reg);
-        self.regs.write32(0x10, value);
-    }
-    fn set_entry(&self, line: u32, low: u32, high: u32) {
-        // Mask first so the entry is never live half-written.
-        self.write(0x10 + 2 * line, LVT_MASKED);
-        self.write(0x11 + 2 * line, high);
-        self.write(0x10 + 2 * line, low);
-    }
 }
 
 fn timer_handler(_f: &mut TrapFrame) {
@@ -229,23 +210,6 @@ fn calibrate_timer(l: &Lapic) -> u64 {
     counted * 1_000_000_000 / ns
 }
 
-/// An IO-APIC as the MADT describes it (ACPI spec §5.2.12.3).
-#[derive(Debug, Clone, Copy)]
-pub struct IoApicInfo {
-    pub id: u8,
-    pub address: u64,
-    pub gsi_base: u32,
-}
-
-/// An ISA interrupt source override from the MADT (ACPI spec §5.2.12.5).
-#[derive(Debug, Clone, Copy)]
-pub struct IrqOverride {
-    pub isa_irq: u8,
-    pub gsi: u32,
-    pub active_low: bool,
-    pub level: bool,
-}
-
 /// What the firmware's MADT says about the interrupt controllers; the ACPI
 /// layer reads it and boot code hands it down here.
 pub struct Topology {
@@ -255,7 +219,6 @@ pub struct Topology {
 }
 
 pub fn init(p: Topology) -> Result<(), &'static str> {
-    OVERRIDES.call_once(|| p.overrides);
     if p.local_apic == 0 {
         return Err("MADT gives no local APIC");
     }
@@ -281,35 +244,7 @@ pub fn init(p: Topology) -> Result<(), &'static str> {
     let _ = idt::register_handler(ERROR_VECTOR, error_handler);
     let _ = idt::register_handler(TIMER_VECTOR, timer_handler);
 
-    let mut ioapics = alloc::vec::Vec::new();
-    for info in p.io_apics {
-        let Ok(regs) = kmm::ioremap(info.address, 0x20) else {
-            log::warn!(
-                "apic: cannot map IO-APIC {} at {:#x}",
-                info.id,
-                info.address
-            );
-            continue;
-        };
-        let mut io = IoApic {
-            regs,
-            gsi_base: info.gsi_base,
-            lines: 0,
-        };
-        io.lines = ((io.read(0x01) >> 16) & 0xFF) + 1;
-        for line in 0..io.lines {
-            io.set_entry(line, LVT_MASKED, 0);
-        }
-        log::info!(
-            "apic: IO-APIC {} at {:#x}: GSIs {}-{}",
-            info.id,
-            info.address,
-            io.gsi_base,
-            io.gsi_base + io.lines - 1
-        );
-        ioapics.push(io);
-    }
-    *IOAPICS.lock() = ioapics;
+    super::ioapic::init(p.io_apics, p.overrides);
 
     let hz = calibrate_timer(lapic);
     TIMER_HZ.store(hz, Ordering::Relaxed);
@@ -327,204 +262,6 @@ pub fn init(p: Topology) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Routes ISA IRQ `irq` (after MADT overrides) to `handler`; returns the vector.
-pub fn route_isa_irq(irq: u8, handler: IrqHandler) -> Result<u8, &'static str> {
-    // ISA lines are edge-triggered, active high, identity-mapped to GSIs unless
-    // the MADT says otherwise (ACPI spec §5.2.12.5).
-    let (gsi, active_low, level) = OVERRIDES
-        .get()
-        .and_then(|o| o.iter().find(|o| o.isa_irq == irq))
-        .map_or((irq as u32, false, false), |o| {
-            (o.gsi, o.active_low, o.level)
-        });
-    route_gsi(gsi, active_low, level, handler)
-}
-
-pub fn route_gsi(
-    gsi: u32,
-    active_low: bool,
-    level: bool,
-    handler: IrqHandler,
-) -> Result<u8, &'static str> {
-    let vector = gsi_vector(gsi).map_err(|e| e.as_str())?;
-    idt::register_handler(vector, handler).map_err(|_| "vector already taken")?;
-    program_gsi(gsi, vector, active_low, level).map_err(|e| e.as_str())?;
-    Ok(vector)
-}
-
-/// The vector GSI `gsi` is delivered on (0x30 + gsi).
-fn gsi_vector(gsi: u32) -> Result<u8, GsiError> {
-    IOAPIC_VECTOR_BASE
-        .checked_add(u8::try_from(gsi).map_err(|_| GsiError::BeyondVectors(gsi))?)
-        .filter(|v| *v < DYN_FIRST)
-        .ok_or(GsiError::BeyondVectors(gsi))
-}
-
-/// Writes the IO-APIC redirection entry of `gsi`: fixed delivery to this CPU.
-fn program_gsi(gsi: u32, vector: u8, active_low: bool, level: bool) -> Result<(), GsiError> {
-    let ioapics = IOAPICS.lock();
-    let io = ioapics
-        .iter()
-        .find(|io| (io.gsi_base..io.gsi_base + io.lines).contains(&gsi))
-        .ok_or(GsiError::NoIoApic(gsi))?;
-    let mut low = vector as u32; // fixed delivery, physical destination
-    if active_low {
-        low |= 1 << 13;
-    }
-    if level {
-        low |= 1 << 15;
-    }
-    io.set_entry(gsi - io.gsi_base, low, (lapic_id() as u32) << 24);
-    Ok(())
-}
-
-/// Why a GSI could not be routed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GsiError {
-    /// The GSI is past the IO-APIC vector range (0x30..0x4F: GSIs 0..=31).
-    BeyondVectors(u32),
-    /// No IO-APIC in the MADT serves this GSI.
-    NoIoApic(u32),
-    /// The line is already routed exclusively (an ISA device's edge line).
-    Exclusive(u32),
-    /// The line is shared, but with another trigger mode or polarity.
-    ModeMismatch(u32),
-    /// Every slot on the shared line is taken.
-    TooManySharers(u32),
-}
-
-impl GsiError {
-    fn as_str(self) -> &'static str {
-        match self {
-            GsiError::BeyondVectors(_) => "GSI beyond the IO-APIC vector range",
-            GsiError::NoIoApic(_) => "no IO-APIC serves this GSI",
-            GsiError::Exclusive(_) => "the GSI is routed exclusively to another handler",
-            GsiError::ModeMismatch(_) => "the GSI is shared with another trigger mode or polarity",
-            GsiError::TooManySharers(_) => "every handler slot on the shared GSI is taken",
-        }
-    }
-}
-
-impl core::fmt::Display for GsiError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let gsi = match *self {
-            GsiError::BeyondVectors(g)
-            | GsiError::NoIoApic(g)
-            | GsiError::Exclusive(g)
-            | GsiError::ModeMismatch(g)
-            | GsiError::TooManySharers(g) => g,
-        };
-        write!(f, "GSI {gsi}: {}", self.as_str())
-    }
-}
-
-/// Handlers one shared line can hold (a PCI INTx line on a laptop is shared by
-/// the functions of one slot and whatever else the board wired to it).
-pub const MAX_SHARERS: usize = 4;
-
-/// A handler on a shared line: returns whether its device had raised the line
-/// (Linux's `IRQ_HANDLED`), so a line nobody claims can be counted.
-pub type SharedHandler = fn() -> bool;
-
-#[derive(Clone, Copy)]
-struct SharedLine {
-    active_low: bool,
-    level: bool,
-    handlers: [Option<SharedHandler>; MAX_SHARERS],
-    unclaimed: u64,
-}
-
-const GSI_LINES: usize = (DYN_FIRST - IOAPIC_VECTOR_BASE) as usize;
-static SHARED: crate::sync::IrqSpinLock<[Option<SharedLine>; GSI_LINES]> =
-    crate::sync::IrqSpinLock::new([None; GSI_LINES]);
-
-/// Entry for every shared line's vector: calls each handler on the line. The
-/// handlers acknowledge their devices, so by the EOI the dispatcher sends after
-/// this returns a level-triggered line has dropped (or fires again, correctly,
-/// for a device that raised it meanwhile).
-fn shared_dispatch(f: &mut TrapFrame) {
-    let idx = (f.vector as usize).wrapping_sub(IOAPIC_VECTOR_BASE as usize);
-    // Copy the handler list out: a handler may route another line.
-    let Some(line) = SHARED.lock().get(idx).copied().flatten() else {
-        return;
-    };
-    let mut claimed = false;
-    for h in line.handlers.iter().flatten() {
-        claimed |= h();
-    }
-    if !claimed {
-        if let Some(Some(l)) = SHARED.lock().get_mut(idx) {
-            l.unclaimed += 1;
-        }
-    }
-}
-
-/// Adds `handler` to GSI `gsi` as a shared line (PCI INTx: level-triggered,
-/// usually active-low; the polarity and trigger come from the ACPI `_PRT` or the
-/// link device's `_CRS`). The first sharer programs the IO-APIC entry; later ones
-/// must ask for the same mode. Returns the vector.
-pub fn request_shared_gsi(
-    gsi: u32,
-    active_low: bool,
-    level: bool,
-    handler: SharedHandler,
-) -> Result<u8, GsiError> {
-    let vector = gsi_vector(gsi)?;
-    let idx = (vector - IOAPIC_VECTOR_BASE) as usize;
-    let mut lines = SHARED.lock();
-    match &mut lines[idx] {
-        Some(line) => {
-            if line.active_low != active_low || line.level != level {
-                return Err(GsiError::ModeMismatch(gsi));
-            }
-            if line.handlers.contains(&Some(handler)) {
-                return Ok(vector);
-            }
-            let slot = line
-                .handlers
-                .iter_mut()
-                .find(|h| h.is_none())
-                .ok_or(GsiError::TooManySharers(gsi))?;
-            *slot = Some(handler);
-            Ok(vector)
-        }
-        empty @ None => {
-            let served = IOAPICS
-                .lock()
-                .iter()
-                .any(|io| (io.gsi_base..io.gsi_base + io.lines).contains(&gsi));
-            if !served {
-                return Err(GsiError::NoIoApic(gsi));
-            }
-            idt::register_handler(vector, shared_dispatch).map_err(|_| GsiError::Exclusive(gsi))?;
-            let mut handlers = [None; MAX_SHARERS];
-            handlers[0] = Some(handler);
-            *empty = Some(SharedLine {
-                active_low,
-                level,
-                handlers,
-                unclaimed: 0,
-            });
-            drop(lines);
-            program_gsi(gsi, vector, active_low, level)?;
-            Ok(vector)
-        }
-    }
-}
-
-/// A shared line as the `irq` view shows it: (trigger is level, active low,
-/// handlers installed, interrupts no handler claimed).
-pub fn shared_gsi_info(gsi: u32) -> Option<(bool, bool, usize, u64)> {
-    let vector = gsi_vector(gsi).ok()?;
-    let line = SHARED.lock()[(vector - IOAPIC_VECTOR_BASE) as usize]?;
-    Some((
-        line.level,
-        line.active_low,
-        line.handlers.iter().flatten().count(),
-        line.unclaimed,
-    ))
-}
-
 /// Allocates a vector for an MSI/MSI-X source and installs `handler`.
 pub fn alloc_vector(handler: IrqHandler) -> Result<u8, &'static str> {
     loop {
@@ -540,13 +277,6 @@ pub fn alloc_vector(handler: IrqHandler) -> Result<u8, &'static str> {
             return Ok(v);
         }
     }
-}
-
-/// The MSI address/data pair that delivers `vector` to this CPU: address
-/// 0xFEE0_0000 | destination APIC ID << 12, data = vector, fixed, edge
-/// (SDM Vol. 3A §11.11).
-pub fn msi_message(vector: u8) -> (u64, u32) {
-    (0xFEE0_0000 | ((lapic_id() as u64) << 12), vector as u32)
 }
 
 /// Waits `ms` milliseconds sleeping in `hlt` between ticks.

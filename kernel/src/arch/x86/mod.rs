@@ -6,6 +6,8 @@ pub mod apic;
 pub mod gdt;
 pub mod hpet;
 pub mod idt;
+pub mod ioapic;
+pub mod irq_remap;
 pub mod port;
 pub mod reboot;
 pub mod tsc;

@@ -241,8 +241,8 @@ impl PciDriver for EduDriver {
         let msi = pci::Msi::read(ctx.config, ctx.bdf(), msi_off as u16).map_err(ProbeError::Msi)?;
         let vector =
             crate::arch::apic::alloc_vector(msi_handler).map_err(ProbeError::MissingResource)?;
-        let msg =
-            MsiMessage::x86(crate::arch::apic::lapic_id(), vector).map_err(ProbeError::Msi)?;
+        let (address, data) = crate::arch::apic::msi_for(ctx.bdf(), vector);
+        let msg = MsiMessage { address, data };
         SLOTS[slot].vector.store(vector, Ordering::SeqCst);
         SLOTS[slot].regs_len.store(len, Ordering::Release);
         SLOTS[slot].regs_va.store(va, Ordering::Release);

@@ -198,8 +198,8 @@ impl PciDriver for LpssDriver {
             let msi = pci::Msi::read(ctx.config, bdf, off as u16).map_err(ProbeError::Msi)?;
             let vector = crate::arch::apic::alloc_vector(irq_handler)
                 .map_err(ProbeError::MissingResource)?;
-            let msg =
-                MsiMessage::x86(crate::arch::apic::lapic_id(), vector).map_err(ProbeError::Msi)?;
+            let (address, data) = crate::arch::apic::msi_for(bdf, vector);
+            let msg = MsiMessage { address, data };
             msi.enable(ctx.config, msg, 1).map_err(ProbeError::Msi)?;
             pci::command::set_intx_disabled(ctx.config, bdf, true);
             slot.vector.store(vector, Ordering::Release);

@@ -66,6 +66,14 @@ pub fn init() {
                 }
             },
         },
+        intremap: match cmdline.get("intremap") {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(v) => {
+                log::warn!("iommu: unknown option intremap={v} (on, off); taken as on");
+                true
+            }
+        },
     });
     // The PCI layer hands over its topology before drivers bind.
     if let Err(e) = crate::pci::register_topology_hook(set_topology) {
@@ -140,6 +148,7 @@ pub fn set_topology(topo: pci::Topology, devices: &[pci::PciDevice]) {
         }
     }
     enable(io, devices, s.fail_enable);
+    super::irq_remapping::enable(io, s.intremap);
 }
 
 /// Gives a driver-bound device its own translated domain (mode Translate).

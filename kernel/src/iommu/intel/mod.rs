@@ -11,8 +11,9 @@
 //! every unmap invalidates the IOTLB before the IOVA can be reused; 0: a flush
 //! queue batches them), `iommu.qi=0` (register-based invalidation even when
 //! the unit offers queued), `iommu.igfx=off` (leave the integrated graphics'
-//! own unit off; the graphics device then DMAs untranslated), and the debug
-//! option `iommu.fail_enable=1` (pretend turning translation on failed, to show
+//! own unit off; the graphics device then DMAs untranslated), and `intremap=on|off`
+//! (default on: interrupt remapping on every unit once VT-d is up, with
+//! `iommu=on` or `pt`), and the debug option `iommu.fail_enable=1` (pretend turning translation on failed, to show
 //! the fallback to direct/swiotlb DMA).
 //!
 //! Order (Linux's, so no driver ever DMAs through an IOVA that is not
@@ -35,6 +36,8 @@
 //! - `dma_iommu`: the DMA API's `IommuDomain` on a VT-d domain, strict or
 //!   lazy, the flush queue's timer hook, the PCI windows kept out of IOVA
 //!   space (drivers/iommu/dma-iommu.c).
+//! - `irq_remapping`: interrupt remapping turned on, an IRTE per MSI and
+//!   IO-APIC line (drivers/iommu/intel/irq_remapping.c).
 //! - `fault`: the fault-event interrupt and the fault log (dmar.c's fault half).
 //! - `debugfs`: what the `iommu` shell views read: a device's domain, a
 //!   table walk (drivers/iommu/intel/debugfs.c).
@@ -47,6 +50,7 @@ mod dma_iommu;
 mod dmar;
 mod fault;
 mod iommu;
+pub mod irq_remapping;
 
 pub use bench::{
     bench_attach, bench_domain, bench_domain_for, bench_domain_id, why_no_translation, BenchTarget,
@@ -212,6 +216,8 @@ struct Setup {
     fail_enable: bool,
     /// Flush-queue deadline in timer ticks (`iommu.fq_delay_ms=`).
     fq_delay_ticks: u64,
+    /// `intremap=on|off` (default on): interrupt remapping with the units.
+    intremap: bool,
 }
 
 /// The boot options `init` read, kept for when the PCI topology arrives.
