@@ -6,7 +6,10 @@
 //! garbled or from another build gives a report with fewer parts, never a
 //! panic. Every section the page shows says so when its part is missing.
 
+pub mod intremap;
 pub mod render;
+
+pub use intremap::{IntRemap, IrUnit, Irte, IrteState};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,6 +26,7 @@ pub const COMMANDS: &[&str] = &[
     "buddyinfo",
     "dmademo keep 8192",
     "iommu",
+    "iommu ir",
     "iommu domains",
     "dma",
     "dmademo release",
@@ -172,6 +176,13 @@ pub struct IommuUnit {
     pub cap: Option<String>,
     pub ecap: Option<String>,
     pub invalidations: Option<String>,
+    /// `interrupt remapping ENABLED` (true) or `disabled` (false); `None` in
+    /// logs of builds without interrupt remapping.
+    pub ir_enabled: Option<bool>,
+    /// The interrupt remapping table's address, when enabled.
+    pub ir_table: Option<u64>,
+    /// `N entries in use`.
+    pub ir_in_use: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -342,6 +353,8 @@ pub struct Report {
     pub blocks: Option<Vec<BlockDev>>,
     /// `attack matrix` tables, one per run in the log.
     pub attacks: Vec<AttackMatrix>,
+    /// `iommu ir`: the interrupt remapping table (`None`: not in the log).
+    pub intremap: Option<IntRemap>,
     /// Shell commands seen, in order.
     pub commands: Vec<String>,
     /// `error: ...` lines the shell printed.
@@ -355,6 +368,9 @@ pub struct Report {
 pub struct AttackMatrix {
     /// `strict`, `lazy`, `pt`, `off`, with `+untrusted` when edu was marked so.
     pub mode: String,
+    /// Whether interrupt remapping was on for the run (`None`: the log's
+    /// build did not say).
+    pub interrupt_remapping: Option<bool>,
     pub rows: Vec<AttackRow>,
 }
 
@@ -516,6 +532,11 @@ pub fn parse(log: &str) -> Report {
             ["buddyinfo"] => parse_buddyinfo(&mut r, &c.lines),
             ["iommu"] => parse_iommu(&mut r, &c.lines),
             ["iommu", "domains"] => parse_domains(&mut r, &c.lines),
+            ["iommu", "ir"] => {
+                if let Some(ir) = intremap::parse(&c.lines) {
+                    r.intremap = Some(ir);
+                }
+            }
             ["dma"] => parse_dma(&mut r, &c.lines),
             ["lsblk"] => parse_lsblk(&mut r, &c.lines),
             ["attack", "matrix", ..] => parse_attack_matrix(&mut r, &c.lines),
@@ -1144,13 +1165,24 @@ fn parse_iommu(r: &mut Report, lines: &[String]) {
                 u.ecap = Some(c.trim().to_string());
             } else if let Some(c) = t.strip_prefix("invalidations: ") {
                 u.invalidations = Some(c.to_string());
+            } else if let Some(x) = t.strip_prefix("interrupt remapping ") {
+                // `ENABLED, table 0x.. (7 entries in use; `iommu ir`)` or `disabled`
+                u.ir_enabled = Some(x.starts_with("ENABLED"));
+                u.ir_table = x
+                    .split_once("table ")
+                    .and_then(|(_, a)| parse_hex(a.split_whitespace().next().unwrap_or("")));
+                u.ir_in_use = x
+                    .split_once(" entries in use")
+                    .and_then(|(head, _)| head.rsplit(['(', ' ']).next())
+                    .and_then(|n| n.parse().ok());
             }
         }
     }
 }
 
-/// `attack matrix (mode lazy+untrusted; edu as the device)`, a header line,
-/// then `kernel-write  blocked  0  1` rows.
+/// `attack matrix (mode lazy+untrusted; edu as the device)`, in newer builds
+/// `interrupt remapping on (intremap=on): ...` or `interrupt remapping off: ...`,
+/// a header line, then `kernel-write  blocked  0  1` rows.
 fn parse_attack_matrix(r: &mut Report, lines: &[String]) {
     let Some(start) = lines
         .iter()
@@ -1166,9 +1198,20 @@ fn parse_attack_matrix(r: &mut Report, lines: &[String]) {
         .to_string();
     let mut m = AttackMatrix {
         mode,
+        interrupt_remapping: None,
         rows: Vec::new(),
     };
     for l in &lines[start + 1..] {
+        if let Some(ir) = l.strip_prefix("interrupt remapping ") {
+            if m.interrupt_remapping.is_none() && m.rows.is_empty() {
+                m.interrupt_remapping = match ir.split([' ', ':']).next() {
+                    Some("on") => Some(true),
+                    Some("off") => Some(false),
+                    _ => None,
+                };
+            }
+            continue;
+        }
         let w: Vec<&str> = l.split_whitespace().collect();
         if let [attack, verdict @ ("ALLOWED" | "blocked" | "n/a"), bytes, faults] = w.as_slice() {
             if let (Ok(bytes), Ok(faults)) = (bytes.parse(), faults.parse()) {

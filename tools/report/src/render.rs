@@ -1,9 +1,12 @@
 //! One self-contained HTML page: inline CSS and SVG, no scripts, no requests.
 //!
-//! Sections have fixed ids (`pci`, `memory`, `iommu`, `dma`) and the parts
-//! tests look for carry `data-` attributes (`data-bdf`, `data-zone`,
-//! `data-domain`, `data-mappings`). A part the log lacks renders as a
+//! Sections have fixed ids (`pci`, `memory`, `iommu`, `dma`, `block`; and
+//! `intremap`, `attacks` when the log's build has them) and the parts tests
+//! look for carry `data-` attributes (`data-bdf`, `data-zone`, `data-domain`,
+//! `data-mappings`, `data-irte`). A part the log lacks renders as a
 //! paragraph of class `missing` that says "not in this log".
+
+mod intremap;
 
 use std::fmt::Write;
 
@@ -92,6 +95,7 @@ pub fn html(r: &Report, title: &str) -> String {
     pci(&mut o, r);
     memory(&mut o, r);
     iommu(&mut o, r);
+    intremap::section(&mut o, r);
     dma(&mut o, r);
     blocks(&mut o, r);
     attacks(&mut o, r);
@@ -130,8 +134,14 @@ fn header(o: &mut String, r: &Report, title: &str) {
             .collect();
         let _ = write!(o, "<br>Shell commands in the log: {}", cmds.join(", "));
     }
-    o.push_str("</p>\n<nav><a href=\"#pci\">PCI tree</a><a href=\"#memory\">Memory map by zone</a>\
-                <a href=\"#iommu\">IOMMU domains</a><a href=\"#dma\">DMA controllers</a><a href=\"#block\">Block devices</a></nav>\n</header>\n");
+    o.push_str(
+        "</p>\n<nav><a href=\"#pci\">PCI tree</a><a href=\"#memory\">Memory map by zone</a>\
+                <a href=\"#iommu\">IOMMU domains</a>",
+    );
+    if intremap::shown(r) {
+        o.push_str("<a href=\"#intremap\">Interrupt remapping</a>");
+    }
+    o.push_str("<a href=\"#dma\">DMA controllers</a><a href=\"#block\">Block devices</a></nav>\n</header>\n");
 }
 
 fn ids(f: &PciFunction) -> String {
@@ -614,11 +624,22 @@ fn iommu(o: &mut String, r: &Report) {
         let _ = writeln!(o, "<p>{}</p>", esc(m));
     }
     if !io.units.is_empty() {
-        o.push_str("<table class=\"units\"><tr><th>unit</th><th>tables</th><th>translation</th><th>root table</th><th>invalidations</th></tr>\n");
+        // Builds before interrupt remapping print no such line: no column then.
+        let ir = io.units.iter().any(|u| u.ir_enabled.is_some());
+        let _ = writeln!(
+            o,
+            "<table class=\"units\"><tr><th>unit</th><th>tables</th><th>translation</th><th>root table</th>{}<th>invalidations</th></tr>",
+            if ir { "<th>interrupt remapping</th>" } else { "" }
+        );
         for u in &io.units {
+            let ir_cell = if ir {
+                format!("<td>{}</td>", esc(&intremap::unit_state(u)))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 o,
-                "<tr class=\"unit\"><td class=\"addr\">{:#x}</td><td>{}</td><td>{}</td><td class=\"addr\">{}</td><td>{}</td></tr>",
+                "<tr class=\"unit\"><td class=\"addr\">{:#x}</td><td>{}</td><td>{}</td><td class=\"addr\">{}</td>{ir_cell}<td>{}</td></tr>",
                 u.base,
                 esc(u.summary.as_deref().unwrap_or("?")),
                 match u.enabled {
@@ -800,8 +821,6 @@ fn dma(o: &mut String, r: &Report) {
     o.push_str("</section>\n");
 }
 
-/// `lsblk`'s disks, each with its controller's live mappings from `iommu domains`
-/// (command lists, FIS areas, queues: mapped while the controller runs).
 /// `attack matrix` runs in the log: attack x mode, as the kernel judged them.
 fn attacks(o: &mut String, r: &Report) {
     if r.attacks.is_empty() {
@@ -809,7 +828,12 @@ fn attacks(o: &mut String, r: &Report) {
     }
     o.push_str("<section id=\"attacks\">\n<h2>Attack matrix</h2>\n<table>\n<tr><th>attack</th>");
     for m in &r.attacks {
-        let _ = write!(o, "<th>{}</th>", esc(&m.mode));
+        let ir = match m.interrupt_remapping {
+            Some(true) => " · IR on",
+            Some(false) => " · IR off",
+            None => "",
+        };
+        let _ = write!(o, "<th>{}{ir}</th>", esc(&m.mode));
     }
     o.push_str("</tr>\n");
     let mut names: Vec<&str> = Vec::new();
@@ -836,9 +860,11 @@ fn attacks(o: &mut String, r: &Report) {
         }
         o.push_str("</tr>\n");
     }
-    o.push_str("</table>\n<p class=\"note\">edu as the malicious device; ALLOWED: the device got what it tried (bytes read or changed, an interrupt); blocked: the IOMMU stopped it (see Lab 09)</p>\n</section>\n");
+    o.push_str("</table>\n<p class=\"note\">edu as the malicious device; ALLOWED: the device got what it tried (bytes read or changed, an interrupt); blocked: the IOMMU stopped it (see Lab 09); IR on/off: interrupt remapping during the run</p>\n</section>\n");
 }
 
+/// `lsblk`'s disks, each with its controller's live mappings from `iommu domains`
+/// (command lists, FIS areas, queues: mapped while the controller runs).
 fn blocks(o: &mut String, r: &Report) {
     o.push_str("<section id=\"block\">\n<h2>Block devices</h2>\n");
     let Some(blocks) = &r.blocks else {

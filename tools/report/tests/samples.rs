@@ -1,9 +1,11 @@
 //! The parser and the page on real serial logs (tests/data, recorded from
 //! `./run.sh --profile P` with `report::COMMANDS` typed), and on logs that
-//! are cut short, garbled or empty.
+//! are cut short, garbled or empty. `intremap.log` and `intremap-off.log` are
+//! written by hand in the shell's format for `iommu ir` and the matrix's
+//! interrupt remapping line (two units, every IRTE row form).
 
 use proptest::prelude::*;
-use report::{parse, render, Bdf, DomainKind};
+use report::{parse, render, Bdf, DomainKind, IrteState};
 
 fn data(name: &str) -> String {
     let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -287,6 +289,16 @@ proptest! {
     }
 
     #[test]
+    fn intremap_log_cut_anywhere_renders(frac in 0.0f64..1.0) {
+        let log = data("intremap.log");
+        let mut at = (log.len() as f64 * frac) as usize;
+        while !log.is_char_boundary(at) {
+            at -= 1;
+        }
+        assert_page_ok(&render::html(&parse(&log[..at]), "cut"));
+    }
+
+    #[test]
     fn garbled_lines_render(
         picks in prop::collection::vec(0usize..400, 0..300),
         junk in prop::collection::vec("[ -~\t\u{1b}\r]{0,60}", 0..40),
@@ -336,4 +348,136 @@ fn attack_matrix_in_the_log_becomes_a_table() {
     assert!(s.contains(">ALLOWED</td>"), "{s}");
     // A log without the command has no such section.
     assert!(!render::html(&parse(&data("default.log")), "default.log").contains("id=\"attacks\""));
+}
+
+#[test]
+fn interrupt_remapping_table_is_parsed_per_unit() {
+    let r = parse(&data("intremap.log"));
+    let ir = r.intremap.as_ref().expect("iommu ir in the log");
+    assert_eq!(ir.on, Some(true));
+    assert_eq!(ir.in_use, Some(9));
+    assert_eq!(ir.error, None);
+    let bases: Vec<u64> = ir.units.iter().map(|u| u.base).collect();
+    assert_eq!(bases, [0xfed90000, 0xfed91000]);
+    let u = &ir.units[0];
+    assert_eq!(u.table, Some(0x1234000));
+    assert_eq!(u.compat_blocked, Some(true));
+    assert!(u.compat.as_deref().unwrap().contains("GSTS.CFIS=0"));
+    assert_eq!(ir.units[1].compat_blocked, Some(false));
+    assert_eq!(ir.units[1].entries.len(), 1);
+    let idx: Vec<u32> = u.entries.iter().map(|e| e.index).collect();
+    assert_eq!(idx, [0, 1, 2, 3, 4, 5, 9, 10]);
+    let present = |i: usize| match &u.entries[i].state {
+        IrteState::Present {
+            vector,
+            dest,
+            trigger,
+            source_check,
+        } => (*vector, *dest, trigger.as_str(), source_check.as_str()),
+        other => panic!("IRTE {i}: {other:?}"),
+    };
+    assert_eq!(present(0), (0x31, 0, "edge", "requester ff:00.0"));
+    assert_eq!(u.entries[0].used_by, "IO-APIC 0 line, GSI 1");
+    assert_eq!(present(3), (0x53, 0, "level", "requester 00:1f.2 (SQ 1)"));
+    assert_eq!(u.entries[3].used_by, "MSI 00:1f.2 (MSI ahci)");
+    assert_eq!(present(4).3, "bus 02..03");
+    assert_eq!(u.entries[4].used_by, "MSI 02:00.0 (MSI-X nvme admin)");
+    assert_eq!(present(5), (0x55, 1, "edge", "none (any requester)"));
+    assert_eq!(u.entries[6].state, IrteState::NotPresent);
+    assert_eq!(u.entries[6].used_by, "MSI 00:04.0 (MSI edu)");
+    assert_eq!(
+        u.entries[7].state,
+        IrteState::Unreadable("some error text".into())
+    );
+    assert_eq!(u.entries[7].used_by, "MSI 00:05.0 (MSI edu)");
+
+    // The `iommu` view's line for the unit, and the matrix's.
+    let unit = &r.iommu.as_ref().unwrap().units[0];
+    assert_eq!(unit.ir_enabled, Some(true));
+    assert_eq!(unit.ir_table, Some(0x1234000));
+    assert_eq!(unit.ir_in_use, Some(8));
+    assert_eq!(unit.enabled, Some(true), "translation still read");
+    assert_eq!(r.attacks.len(), 1);
+    assert_eq!(r.attacks[0].interrupt_remapping, Some(true));
+    assert_eq!(r.attacks[0].rows.len(), 5);
+}
+
+#[test]
+fn interrupt_remapping_section_shows_each_irte() {
+    let page = render::html(&parse(&data("intremap.log")), "intremap.log");
+    assert!(page.contains("<a href=\"#intremap\">"));
+    let s = section(&page, "intremap");
+    assert!(s.contains("<h2>Interrupt remapping</h2>"), "{s}");
+    assert!(s.contains("data-intremap=\"on\""), "{s}");
+    assert!(s.contains("unit 0xfed90000 · table 0x1234000"), "{s}");
+    assert!(s.contains("unit 0xfed91000 · table 0x1300000"), "{s}");
+    assert!(
+        s.contains("<th>source-id check</th><th>used by</th>"),
+        "{s}"
+    );
+    assert_eq!(s.matches("<tr class=\"irte\"").count(), 9, "{s}");
+    assert!(
+        s.contains("<tr class=\"irte\" data-irte=\"3\"><td class=\"num\">3</td><td class=\"num\">0x53</td><td class=\"num\">0</td><td>level</td><td>requester 00:1f.2 (SQ 1)</td><td>MSI 00:1f.2 (MSI ahci)</td></tr>"),
+        "{s}"
+    );
+    assert!(
+        s.contains("<td colspan=\"4\">not present</td><td>MSI 00:04.0 (MSI edu)</td>"),
+        "{s}"
+    );
+    assert!(s.contains("unreadable: some error text"), "{s}");
+    assert!(!s.contains("not in this log"), "{s}");
+    // The unit's state beside its translation state, the matrix's in its column head.
+    assert!(
+        section(&page, "iommu").contains("<td>enabled, table 0x1234000 (8 entries in use)</td>"),
+        "{}",
+        section(&page, "iommu")
+    );
+    assert!(section(&page, "attacks").contains("<th>strict · IR on</th>"));
+}
+
+#[test]
+fn interrupt_remapping_off_says_so() {
+    let r = parse(&data("intremap-off.log"));
+    let ir = r.intremap.as_ref().expect("iommu ir in the log");
+    assert_eq!(ir.on, Some(false));
+    assert_eq!(ir.off_reason.as_deref(), Some("intremap=off"));
+    assert!(ir.units.is_empty());
+    assert_eq!(r.iommu.as_ref().unwrap().units[0].ir_enabled, Some(false));
+    assert_eq!(r.attacks[0].interrupt_remapping, Some(false));
+    assert_eq!(r.attacks[0].rows.len(), 5);
+    let page = render::html(&r, "intremap-off.log");
+    let s = section(&page, "intremap");
+    assert!(s.contains("data-intremap=\"off\""), "{s}");
+    assert!(s.contains("compatibility format"), "{s}");
+    assert!(!s.contains("class=\"irte\""), "{s}");
+    assert!(section(&page, "iommu").contains("<td>disabled</td>"));
+    assert!(section(&page, "attacks").contains("<th>strict · IR off</th>"));
+
+    // No IOMMU: the command's error.
+    let r = parse("busmaster> iommu ir\nerror: iommu: no IOMMU (no DMAR table)\n");
+    assert_eq!(
+        r.intremap.as_ref().and_then(|i| i.error.as_deref()),
+        Some("iommu: no IOMMU (no DMAR table)")
+    );
+    assert!(section(&render::html(&r, "x"), "intremap").contains("no IOMMU in this boot"));
+}
+
+#[test]
+fn interrupt_remapping_section_only_when_the_build_knows_it() {
+    // Older builds: no section, no IR column, the matrix head as it was.
+    for log in ["default.log", "attack.log"] {
+        let r = parse(&data(log));
+        assert!(r.intremap.is_none());
+        assert!(r.attacks.iter().all(|m| m.interrupt_remapping.is_none()));
+        let page = render::html(&r, log);
+        assert!(!page.contains("id=\"intremap\""), "{log}");
+        assert!(!page.contains("<th>interrupt remapping</th>"), "{log}");
+    }
+    // A newer build whose log lacks `iommu ir`: the section says what to run.
+    let log = data("intremap.log");
+    let cut = log.replace("busmaster> iommu ir\n", "busmaster> something else\n");
+    let page = render::html(&parse(&cut), "cut");
+    let s = section(&page, "intremap");
+    assert!(s.contains("class=\"missing\""), "{s}");
+    assert!(s.contains("run &#39;iommu ir&#39;"), "{s}");
 }
