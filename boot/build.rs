@@ -81,10 +81,9 @@ fn main() {
         .expect("creating the BIOS disk image");
 
     // The attack-external profile's SSDT (src/ssdt.rs), beside the images.
-    let (dev, func) = ssdt::EXTERNAL_PORT;
     std::fs::write(
         out_dir.join(ssdt::EXTERNAL_PORT_SSDT),
-        ssdt::external_facing_port_ssdt(dev, func),
+        ssdt::attack_external_ssdt(),
     )
     .expect("writing the external-facing-port SSDT");
 

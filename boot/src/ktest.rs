@@ -947,7 +947,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         // SSDT gives root port 00:04.0 ACPI ExternalFacingPort; with no
         // pci.untrusted= the edu below it (01:00.0) is untrusted, so strict
         // mode blocks sub-page exposure with the bounce, and the port itself
-        // is not marked.
+        // is not marked. Port 00:05.0's _DSD is malformed: a warning, no mark.
         name: "attack_matrix_below_external_facing_port",
         profile: "attack-external",
         cmdline: "",
@@ -957,6 +957,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "aml: DSDT and 1 SSDT(s) loaded",
             "pci 0000:00:04.0: ACPI ExternalFacingPort: devices below it are untrusted",
             "pci 0000:01:00.0: untrusted: below external-facing port 0000:00:04.0",
+            "pci 0000:00:05.0: not external-facing: \\_SB_.PCI0.S28_._DSD: property ExternalFacingPort is a string, not an integer",
             "edu: untrusted: strict invalidation, sub-page buffers bounced into zeroed pages",
             "attack matrix (mode strict+untrusted; edu as the device)",
             "kernel-write  blocked",

@@ -128,6 +128,7 @@ const LAPTOP_OPTIN: &[&str] = &[
 /// script generates (boot/src/ssdt.rs) marks `ExternalFacingPort`, as laptop
 /// firmware marks a Thunderbolt port: the kernel must treat the edu as
 /// untrusted with no `pci.untrusted=`. edu reaches 32 bits as in `attack`.
+/// A second, empty root port (00:05.0) gets a malformed `_DSD` in the same SSDT.
 const EXTERNAL_PORT_EDU32: &[&str] = &[
     "-device",
     "intel-iommu",
@@ -135,6 +136,8 @@ const EXTERNAL_PORT_EDU32: &[&str] = &[
     "pcie-root-port,id=rp1,chassis=1,slot=1,addr=4",
     "-device",
     "edu,bus=rp1,dma_mask=0xffffffff",
+    "-device",
+    "pcie-root-port,id=rp2,chassis=2,slot=2,addr=5",
     "-acpitable",
     concat!("file=", env!("OUT_DIR"), "/external-facing-port-ssdt.aml"),
 ];
@@ -901,12 +904,13 @@ mod external_port_tests {
         assert!(table.ends_with(&format!("/{}", crate::ssdt::EXTERNAL_PORT_SSDT)));
         // The build script wrote it, for the root port the profile declares.
         let bytes = std::fs::read(table.trim_start_matches("file=")).unwrap();
-        let (dev, func) = crate::ssdt::EXTERNAL_PORT;
-        assert_eq!(bytes, crate::ssdt::external_facing_port_ssdt(dev, func));
-        assert!(p
-            .devices
-            .iter()
-            .any(|a| a.starts_with("pcie-root-port,") && a.ends_with(&format!(",addr={dev}"))));
+        assert_eq!(bytes, crate::ssdt::attack_external_ssdt());
+        for (dev, _) in [crate::ssdt::EXTERNAL_PORT, crate::ssdt::MALFORMED_PORT] {
+            assert!(p
+                .devices
+                .iter()
+                .any(|a| a.starts_with("pcie-root-port,") && a.ends_with(&format!(",addr={dev}"))));
+        }
         assert!(!p.cmdline.contains("pci.untrusted"));
     }
 }

@@ -18,6 +18,13 @@
 //!             Package () { Package () { "ExternalFacingPort", 1 } }
 //!         })
 //!     }
+//!     Scope (\_SB.PCI0.S28)    // a second port, described wrongly
+//!     {
+//!         Name (_DSD, Package () {
+//!             ToUUID ("daffd814-6eba-4d8c-8a91-bc9bbf4aa301"),
+//!             Package () { Package () { "ExternalFacingPort", "yes" } }
+//!         })
+//!     }
 //! }
 //! ```
 //!
@@ -165,22 +172,37 @@ pub fn qemu_root_bus_device(dev: u8, func: u8) -> String {
     format!("\\_SB.PCI0.S{:02X}", (dev << 3) | (func & 7))
 }
 
-/// The `attack-external` profile's SSDT: the root port at `dev`.`func` gets
-/// `ExternalFacingPort` = 1.
-pub fn external_facing_port_ssdt(dev: u8, func: u8) -> Vec<u8> {
-    let dsd = package(&[
+/// `_DSD` with one device property, `ExternalFacingPort` = `value` (AML).
+fn external_facing_dsd(value: Vec<u8>) -> Vec<u8> {
+    package(&[
         buffer(&DEVICE_PROPERTIES_UUID),
-        package(&[package(&[string("ExternalFacingPort"), integer(1)])]),
-    ]);
-    ssdt(
-        b"EXTFACNG",
-        &scope(&qemu_root_bus_device(dev, func), &name("_DSD", &dsd)),
-    )
+        package(&[package(&[string("ExternalFacingPort"), value])]),
+    ])
 }
 
-/// The root port the `attack-external` profile declares (`addr=4`), and the
-/// file name the build script gives its SSDT.
+/// The `attack-external` profile's SSDT: the root port at [`EXTERNAL_PORT`]
+/// gets `ExternalFacingPort` = 1, and the one at [`MALFORMED_PORT`] a
+/// string there (`"yes"`), which the kernel must refuse with a warning
+/// rather than trust or crash on.
+pub fn attack_external_ssdt() -> Vec<u8> {
+    let port = |(dev, func): (u8, u8), value: Vec<u8>| {
+        scope(
+            &qemu_root_bus_device(dev, func),
+            &name("_DSD", &external_facing_dsd(value)),
+        )
+    };
+    let aml = [
+        port(EXTERNAL_PORT, integer(1)),
+        port(MALFORMED_PORT, string("yes")),
+    ]
+    .concat();
+    ssdt(b"EXTFACNG", &aml)
+}
+
+/// The root ports the `attack-external` profile declares (`addr=4`, `addr=5`),
+/// and the file name the build script gives their SSDT.
 pub const EXTERNAL_PORT: (u8, u8) = (4, 0);
+pub const MALFORMED_PORT: (u8, u8) = (5, 0);
 pub const EXTERNAL_PORT_SSDT: &str = "external-facing-port-ssdt.aml";
 
 #[cfg(test)]
@@ -216,7 +238,7 @@ mod tests {
 
     #[test]
     fn the_external_facing_ssdt_has_a_good_header_and_the_dsd() {
-        let t = external_facing_port_ssdt(4, 0);
+        let t = attack_external_ssdt();
         assert_eq!(&t[..4], b"SSDT");
         assert_eq!(
             u32::from_le_bytes(t[4..8].try_into().unwrap()) as usize,
@@ -226,11 +248,16 @@ mod tests {
         let body = &t[36..];
         // Scope (\_SB.PCI0.S20) { Name (_DSD, Package (2) { Buffer (16) ...
         assert_eq!(body[0], 0x10);
-        // The scope's PkgLength (two bytes: the body is over 62) covers the
-        // rest of the table.
-        assert_eq!(body[1] >> 6, 1);
-        let total = (body[1] & 0xF) as usize | (body[2] as usize) << 4;
-        assert_eq!(total, body.len() - 1);
+        // Two scopes, each PkgLength two bytes long (bodies over 62 bytes),
+        // which together cover the rest of the table.
+        let pkg_len = |at: &[u8]| {
+            assert_eq!(at[1] >> 6, 1);
+            (at[1] & 0xF) as usize | (at[2] as usize) << 4
+        };
+        let first = pkg_len(body);
+        let second = &body[1 + first..];
+        assert_eq!(second[0], 0x10);
+        assert_eq!(1 + pkg_len(second), second.len());
         let rest = &body[3..];
         assert!(rest.starts_with(b"\\\x2f\x03_SB_PCI0S20_\x08_DSD\x12"));
         let uuid_at = t
@@ -243,6 +270,9 @@ mod tests {
             .position(|w| w == b"ExternalFacingPort")
             .unwrap();
         assert_eq!(t[name_at - 1], 0x0D);
-        assert_eq!(&t[name_at + 18..], &[0x00, 0x01]);
+        assert_eq!(&t[name_at + 18..name_at + 20], &[0x00, 0x01]);
+        // The second scope: the malformed port's _DSD (a string value).
+        assert!(second[3..].starts_with(b"\\\x2f\x03_SB_PCI0S28_\x08_DSD\x12"));
+        assert!(second.ends_with(b"ExternalFacingPort\x00\x0Dyes\x00"));
     }
 }
