@@ -42,7 +42,8 @@ pub fn checksum(bytes: &[u8]) -> u8 {
 pub fn with_pkg_length(body: &[u8]) -> Vec<u8> {
     let n = body.len();
     let mut out = Vec::with_capacity(n + 4);
-    if n + 1 <= 0x3F {
+    // One byte holds a total (body + itself) up to 63.
+    if n < 0x3F {
         out.push((n + 1) as u8);
     } else {
         // 2..=4 bytes: lead byte holds the count of following bytes in bits
@@ -102,9 +103,9 @@ pub fn integer(v: u64) -> Vec<u8> {
     match v {
         0 => vec![0x00], // ZeroOp
         1 => vec![0x01], // OneOp
-        0..=0xFF => vec![0x0A, v as u8],
-        0..=0xFFFF => [&[0x0B][..], &(v as u16).to_le_bytes()].concat(),
-        0..=0xFFFF_FFFF => [&[0x0C][..], &(v as u32).to_le_bytes()].concat(),
+        2..=0xFF => vec![0x0A, v as u8],
+        0x100..=0xFFFF => [&[0x0B][..], &(v as u16).to_le_bytes()].concat(),
+        0x1_0000..=0xFFFF_FFFF => [&[0x0C][..], &(v as u32).to_le_bytes()].concat(),
         _ => [&[0x0E][..], &v.to_le_bytes()].concat(),
     }
 }
