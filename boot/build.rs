@@ -17,6 +17,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[allow(dead_code)] // the build script uses only the table it writes
+#[path = "src/ssdt.rs"]
+mod ssdt;
+
 /// llvm-objcopy from the toolchain's llvm-tools component, if installed.
 fn objcopy() -> Option<PathBuf> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
@@ -75,6 +79,13 @@ fn main() {
         .set_boot_config(&config)
         .create_disk_image(&bios_path)
         .expect("creating the BIOS disk image");
+
+    // The attack-external profile's SSDT (src/ssdt.rs), beside the images.
+    std::fs::write(
+        out_dir.join(ssdt::EXTERNAL_PORT_SSDT),
+        ssdt::attack_external_ssdt(),
+    )
+    .expect("writing the external-facing-port SSDT");
 
     println!("cargo:rustc-env=UEFI_PATH={}", uefi_path.display());
     println!("cargo:rustc-env=BIOS_PATH={}", bios_path.display());

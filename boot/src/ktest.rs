@@ -391,6 +391,21 @@ fn verify_dmesg_replay(text: &str) -> Result<(), String> {
 /// A check of a transcript against an independent source.
 pub type Verify = fn(&str) -> Result<(), String>;
 
+/// In `attack-external`, only the function below the external-facing root
+/// port is untrusted: the port itself is not (Linux marks what is below it).
+fn verify_only_below_the_external_port(text: &str) -> Result<(), String> {
+    let marked: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(": untrusted: below external-facing port"))
+        .collect();
+    match marked.as_slice() {
+        [one] if one.contains("pci 0000:01:00.0: ") => Ok(()),
+        _ => Err(format!(
+            "expected only 0000:01:00.0 marked untrusted, got {marked:?}"
+        )),
+    }
+}
+
 /// The bytes of the kernel's `offset: hex bytes |ascii|` dump lines in a transcript.
 fn hexdump_bytes(text: &str) -> Result<Vec<u8>, String> {
     let mut got = Vec::new();
@@ -979,6 +994,33 @@ pub const SHELL_CASES: &[ShellCase] = &[
         ],
         line_counts: &[("error:", 0)],
         verify: None,
+    },
+    ShellCase {
+        // Issue #15: untrusted because the firmware says so. The profile's
+        // SSDT gives root port 00:04.0 ACPI ExternalFacingPort; with no
+        // pci.untrusted= the edu below it (01:00.0) is untrusted, so strict
+        // mode blocks sub-page exposure with the bounce, and the port itself
+        // is not marked. Port 00:05.0's _DSD is malformed: a warning, no mark.
+        name: "attack_matrix_below_external_facing_port",
+        profile: "attack-external",
+        cmdline: "",
+        input: b"attack matrix\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "aml: DSDT and 1 SSDT(s) loaded",
+            "pci 0000:00:04.0: ACPI ExternalFacingPort: devices below it are untrusted",
+            "pci 0000:01:00.0: untrusted: below external-facing port 0000:00:04.0",
+            "pci 0000:00:05.0: not external-facing: \\_SB_.PCI0.S28_._DSD: property ExternalFacingPort is a string, not an integer",
+            "edu: untrusted: strict invalidation, sub-page buffers bounced into zeroed pages",
+            "attack matrix (mode strict+untrusted; edu as the device)",
+            "kernel-write  blocked",
+            "sub-page      blocked",
+            "stale-iotlb   blocked",
+            "the device saw a bounce page, its 64 bytes then zeros",
+            "DMAR fault: 01:00.0 write at 0x",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: Some(verify_only_below_the_external_port),
     },
     ShellCase {
         // Issue #7's acceptance: channels listed, a summary per channel, 0 failures.

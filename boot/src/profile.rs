@@ -124,6 +124,24 @@ const LAPTOP_OPTIN: &[&str] = &[
     ),
 ];
 
+/// An edu behind a PCIe root port (00:04.0 -> 01:00.0) that an SSDT the build
+/// script generates (boot/src/ssdt.rs) marks `ExternalFacingPort`, as laptop
+/// firmware marks a Thunderbolt port: the kernel must treat the edu as
+/// untrusted with no `pci.untrusted=`. edu reaches 32 bits as in `attack`.
+/// A second, empty root port (00:05.0) gets a malformed `_DSD` in the same SSDT.
+const EXTERNAL_PORT_EDU32: &[&str] = &[
+    "-device",
+    "intel-iommu",
+    "-device",
+    "pcie-root-port,id=rp1,chassis=1,slot=1,addr=4",
+    "-device",
+    "edu,bus=rp1,dma_mask=0xffffffff",
+    "-device",
+    "pcie-root-port,id=rp2,chassis=2,slot=2,addr=5",
+    "-acpitable",
+    concat!("file=", env!("OUT_DIR"), "/external-facing-port-ssdt.aml"),
+];
+
 pub const PROFILES: &[Profile] = &[
     Profile {
         name: "default",
@@ -379,6 +397,16 @@ pub const PROFILES: &[Profile] = &[
         // The one suite profile with a DMAR and translation off: the kernel's
         // own default, and high buffers bounce through swiotlb.
         cmdline: "iommu=off",
+    },
+    Profile {
+        name: "attack-external",
+        summary: "as attack, but edu sits behind root port 00:04.0, which an added SSDT marks ACPI ExternalFacingPort: edu is untrusted with no pci.untrusted=",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: EXTERNAL_PORT_EDU32,
+        floppy: false,
+        nvme: false,
+        cmdline: "iommu=on edu.dma_bits=32",
     },
 ];
 
@@ -857,6 +885,33 @@ mod tests {
         assert_eq!(exit_meaning(35).0, 1);
         assert_eq!(exit_meaning(37).0, 2);
         assert_eq!(exit_meaning(1).0, 1);
+    }
+}
+
+#[cfg(test)]
+mod external_port_tests {
+    use super::*;
+
+    #[test]
+    fn attack_external_passes_the_generated_ssdt_and_no_untrusted_option() {
+        let p = find("attack-external").unwrap();
+        let table = p
+            .devices
+            .iter()
+            .position(|a| *a == "-acpitable")
+            .map(|i| p.devices[i + 1])
+            .unwrap();
+        assert!(table.ends_with(&format!("/{}", crate::ssdt::EXTERNAL_PORT_SSDT)));
+        // The build script wrote it, for the root port the profile declares.
+        let bytes = std::fs::read(table.trim_start_matches("file=")).unwrap();
+        assert_eq!(bytes, crate::ssdt::attack_external_ssdt());
+        for (dev, _) in [crate::ssdt::EXTERNAL_PORT, crate::ssdt::MALFORMED_PORT] {
+            assert!(p
+                .devices
+                .iter()
+                .any(|a| a.starts_with("pcie-root-port,") && a.ends_with(&format!(",addr={dev}"))));
+        }
+        assert!(!p.cmdline.contains("pci.untrusted"));
     }
 }
 

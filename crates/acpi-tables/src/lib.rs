@@ -11,6 +11,9 @@
 //! * [`madt`], [`mcfg`], [`hpet`], [`fadt`]: field-by-field decoders over
 //!   byte slices for `acpi-decode`'s full listing (every field, offsets,
 //!   warnings), which the `acpi` crate does not give. The kernel does not use them.
+//! * [`property`]: `_DSD` device properties (the `ExternalFacingPort` of a
+//!   PCIe root port), decoded from a value tree the kernel builds from its
+//!   AML interpreter's result.
 //! * [`walk`]: RSDP → RSDT/XSDT → table list over a [`walk::PhysRead`] trait,
 //!   so it runs against a byte image on the host and the direct map in the
 //!   kernel.
@@ -44,6 +47,9 @@ pub mod hpet;
 pub mod madt;
 pub mod mcfg;
 pub mod platform;
+pub mod property;
+#[cfg(test)]
+mod property_tests;
 pub mod sdt;
 #[cfg(test)]
 mod testutil;

@@ -2,7 +2,8 @@
 //! interpreter (Linux: drivers/acpi/acpica/ and drivers/acpi/pci_irq.c), for
 //! what the static tables cannot say: the `\_S5` sleep type for power-off and
 //! which IO-APIC input each PCI interrupt pin (INTx) is wired to (`_PRT`, and the
-//! `_CRS` of the interrupt link devices it names).
+//! `_CRS` of the interrupt link devices it names), and whether a PCIe root port
+//! leads out of the machine (its `_DSD`'s `ExternalFacingPort`, in [`property`]).
 //!
 //! Loading runs `\_PIC(1)` first, as Linux does, so that firmware which keeps
 //! two routing tables (q35 returns the 8259 one until told otherwise) hands out
@@ -25,6 +26,8 @@ use aml::{AmlContext, AmlError, AmlName, AmlValue, DebugVerbosity, LevelType};
 use spin::{Mutex, Once};
 
 use crate::mm::direct;
+
+pub mod property;
 
 /// PCI configuration access for AML `PciConfig` regions (dword read, dword
 /// write), provided by the PCI layer once it has built its access mechanism (it

@@ -217,7 +217,8 @@ pub fn init() -> Result<(), InitError> {
 /// A PCI function's DMA device named `name`, on [`backend_for`]'s backend, with
 /// the function's DMA parameters as its driver's probe set them (`pci::PciDevice::dma`:
 /// one copy, set once, handed over here), marked untrusted (sub-page buffers
-/// bounced under the IOMMU) when the user said so with `pci.untrusted=`. Fails
+/// bounced under the IOMMU) when the PCI layer says so (`pci.untrusted=`, or
+/// below a root port with ACPI `ExternalFacingPort`). Fails
 /// when the backend cannot serve the masks.
 pub fn pci_dma_device(
     name: &str,

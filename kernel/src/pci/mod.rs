@@ -2,7 +2,6 @@
 //! uncached, or the legacy 0xCF8/0xCFC ports), enumeration at boot, and the
 //! driver registry that binds our drivers to what was found.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use pci::{Bdf, ConfigAccess, DriverRegistry, PciDevice, ScanOptions};
@@ -12,6 +11,9 @@ use crate::mm::{self as kmm, IoMem};
 use crate::sync::{HookTable, HookTableFull, IrqSpinLock};
 
 pub mod intx;
+mod untrusted;
+
+pub use untrusted::{bad_untrusted_entries, is_untrusted};
 
 /// The two ways to reach configuration space.
 pub enum Kind {
@@ -242,6 +244,14 @@ pub fn init(want: Want) {
             Err(e) => log::warn!("pci: no INTx routing: {e}"),
         }
     }
+    // Before drivers bind (their DMA devices ask `is_untrusted`); without
+    // AML every port reads as not external-facing.
+    let ports = with(|p| {
+        let devices: Vec<PciDevice> = p.registry.devices().cloned().collect();
+        untrusted::root_ports(&p.cfg, &devices)
+    })
+    .unwrap_or_default();
+    untrusted::mark_below_external_ports(&ports, &topology);
     with(|p| {
         let PciState { cfg, registry, .. } = p;
         DRIVERS.for_each(|register| register(registry, &*cfg));
@@ -320,31 +330,4 @@ pub fn set_bus_master(bdf: Bdf, on: bool) {
             pci::command::disable_bus_master(&p.cfg, bdf);
         }
     });
-}
-
-/// Whether the user marked `bdf` untrusted (`pci.untrusted=<bdf>[,<bdf>...]`,
-/// Linux's `pci_dev->untrusted`, which it sets for devices behind an
-/// external-facing port): the IOMMU then gives it strict invalidation and no
-/// pass-through, and the DMA API bounces its sub-page buffers.
-pub fn is_untrusted(bdf: Bdf) -> bool {
-    crate::cmdline::boot_cmdline()
-        .get("pci.untrusted")
-        .is_some_and(|list| {
-            list.split(',')
-                .filter_map(|b| b.trim().parse::<Bdf>().ok())
-                .any(|b| b == bdf)
-        })
-}
-
-/// The `pci.untrusted=` entries that do not parse as bus:device.function.
-pub fn bad_untrusted_entries() -> Vec<String> {
-    crate::cmdline::boot_cmdline()
-        .get("pci.untrusted")
-        .map(|list| {
-            list.split(',')
-                .filter(|b| b.trim().parse::<Bdf>().is_err())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
 }
