@@ -982,8 +982,8 @@ pub const SHELL_CASES: &[ShellCase] = &[
         // Issue #15: iommu=pt does not give an untrusted device pass-through.
         name: "attack_matrix_pass_through_untrusted",
         profile: "attack",
-        cmdline: "iommu=pt pci.untrusted=00:03.0",
-        input: b"attack matrix\npoweroff\n",
+        cmdline: "iommu=pt pci.untrusted=00:03.0,00:1f.3",
+        input: b"attack matrix\niommu domains\npoweroff\n",
         end: End::Exited(0),
         contains: &[
             "attack matrix (mode pt+untrusted; edu as the device)",
@@ -991,6 +991,10 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "sub-page      blocked",
             "stale-iotlb   blocked",
             "msi-inject    ALLOWED",
+            // An untrusted function without a driver (the SMBus controller)
+            // is blocked, not passed through, even with iommu=pt.
+            "0000:00:1f.3: domain 254 (blocked: no driver, nothing mapped, every DMA faults; bus mastering off)",
+            "other devices on unit 0xfed90000: domain 255 (pass-through: bus address = physical)",
         ],
         line_counts: &[("error:", 0)],
         verify: None,

@@ -44,7 +44,7 @@ pub static TESTS: &[KTest] = &[
     KTest {
         name: "iommu::functions_without_a_driver_are_blocked",
         run: unclaimed_blocked,
-        profiles: &["default", "iommu-lazy", "iommu-4level"],
+        profiles: &["default", "uefi", "iommu-lazy", "iommu-4level"],
         manual: false,
     },
     KTest {

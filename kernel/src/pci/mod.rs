@@ -222,9 +222,7 @@ pub fn init(want: Want) {
     for w in &warnings {
         log::warn!("pci: {w}");
     }
-    // Before any driver binds: the IOMMU needs the bridges above each device.
     let topology = pci::Topology::from_config(&cfg, &found.devices);
-    TOPOLOGY_HOOKS.for_each(|hook| hook(topology.clone(), &found.devices));
     let mut registry = DriverRegistry::new();
     // PCI PM recovery times (10 ms after D3hot) before a driver probes.
     registry.set_delay(|us| crate::arch::tsc::delay_us(u64::from(us)));
@@ -252,6 +250,11 @@ pub fn init(want: Want) {
     })
     .unwrap_or_default();
     untrusted::mark_below_external_ports(&ports, &topology);
+    // Before any driver binds: the IOMMU needs the bridges above each device
+    // and which are untrusted; it clears bus mastering of the functions it
+    // blocks, through the state stored above (and with its lock free).
+    let devices = devices_now();
+    TOPOLOGY_HOOKS.for_each(|hook| hook(topology.clone(), &devices));
     with(|p| {
         let PciState { cfg, registry, .. } = p;
         DRIVERS.for_each(|register| register(registry, &*cfg));

@@ -290,7 +290,8 @@ pub fn attach_dma_domain(bdf: pci::Bdf, parent: Option<pci::Bdf>) -> Option<Shar
 /// pretends enabling failed.
 ///
 /// With `iommu=pt` the default domain is the unit's pass-through (or
-/// identity) domain. With translation on, a function no driver claims is not
+/// identity) domain, except for an untrusted function (`pci.untrusted=`, or
+/// below an external-facing port), which is blocked as below. With translation on, a function no driver claims is not
 /// left able to reach memory (Linux gives every device a default domain at
 /// once):
 /// - it joins the unit's blocking domain, where nothing is ever mapped, and its
@@ -311,7 +312,9 @@ fn enable(io: &Iommu, devices: &[pci::PciDevice], fail_enable: bool) {
         };
         let entry = &io.units[ui];
         let aliases = dma_aliases(d.bdf);
-        let r = if io.mode == Mode::PassThrough {
+        // An untrusted function never gets pass-through, driver or not
+        // (Linux gives it no identity domain): it is blocked like any other.
+        let r = if io.mode == Mode::PassThrough && !crate::pci::is_untrusted(d.bdf) {
             with_unit(&entry.unit, |u| attach_passthrough(u, entry, &aliases))
         } else {
             let isa = d.class.base == 0x06 && d.class.sub == 0x01;
