@@ -1124,6 +1124,22 @@ pub const SHELL_CASES: &[ShellCase] = &[
         verify: None,
     },
     ShellCase {
+        // Issue #17 item 9: a DMAR's ACPI namespace device (type-5 scope and
+        // its ANDD) is named, with its requester ID and its unit's state.
+        name: "laptop_dmar_acpi_namespace_device_is_named_with_its_requester_id",
+        profile: "laptop-andd",
+        cmdline: "",
+        input: b"dmar\niommu\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "iommu: ACPI namespace device \\_SB.PCI0.I2C0: its unit 0xfed91000 is not in use (bring-up failed)",
+            "ANDD",
+            "ACPI namespace device \\_SB.PCI0.I2C0 (requester 00:15.0): its unit 0xfed91000 is not in use (bring-up failed)",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: None,
+    },
+    ShellCase {
         // Issue #17: an edu behind a PCIe switch. QEMU's DMAR names only the
         // root port 00:04.0 (a sub-hierarchy scope); the kernel must walk
         // every bridge above 03:00.0 to find its unit, or its DMA faults.

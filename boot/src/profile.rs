@@ -111,6 +111,19 @@ const LAPTOP_DMAR: &[&str] = &[
     ),
 ];
 
+/// No VT-d device, but a Kaby Lake-R laptop's DMAR naming an ACPI namespace
+/// device (`\_SB.PCI0.I2C0` at 00:15.0, through an ANDD) (boot/fixtures/README.md).
+const LAPTOP_ANDD: &[&str] = &[
+    "-device",
+    "edu",
+    "-acpitable",
+    concat!(
+        "file=",
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/vostro-5471-dmar.dat"
+    ),
+];
+
 /// No VT-d device, but a Tiger Lake laptop's DMAR whose flags carry
 /// DMA_CTRL_PLATFORM_OPT_IN (boot/fixtures/README.md).
 const LAPTOP_OPTIN: &[&str] = &[
@@ -375,6 +388,16 @@ pub const PROFILES: &[Profile] = &[
         floppy: false,
         nvme: false,
         cmdline: "",
+    },
+    Profile {
+        name: "laptop-andd",
+        summary: "no VT-d device, but a Dell Vostro 5471's DMAR whose INCLUDE_PCI_ALL unit names an ACPI namespace device (I2C0 at 00:15.0); iommu=on",
+        firmware: Firmware::Bios,
+        memory: "2G",
+        devices: LAPTOP_ANDD,
+        floppy: false,
+        nvme: false,
+        cmdline: "iommu=on",
     },
     Profile {
         name: "laptop-optin",

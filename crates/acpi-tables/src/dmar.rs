@@ -482,7 +482,9 @@ impl Dmar {
     }
 }
 
+mod namespace;
 mod parse;
+pub use namespace::{NamespaceDevice, NamespaceProblem};
 pub use parse::parse;
 
 #[cfg(test)]

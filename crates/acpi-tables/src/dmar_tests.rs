@@ -776,3 +776,68 @@ fn all_prefixes_are_handled() {
         }
     }
 }
+
+/// An ANDD: 3 reserved bytes, the device number, the NUL-terminated name.
+fn andd(number: u8, name: &str) -> Vec<u8> {
+    let mut f = vec![0, 0, 0, number];
+    f.extend_from_slice(name.as_bytes());
+    f.push(0);
+    structure(4, &f, &[])
+}
+
+#[test]
+fn namespace_devices_are_matched_with_their_andd_and_requester_id() {
+    // As a Dell Vostro 5471's DMAR has it: the INCLUDE_PCI_ALL unit names
+    // \_SB.PCI0.I2C0 (device number 1) at 00:15.0.
+    let t = dmar(
+        38,
+        1,
+        &[
+            drhd(
+                1,
+                0,
+                0,
+                0xfed9_1000,
+                &[scope(3, 2, 0, &[(0x1e, 7)]), scope(5, 1, 0, &[(0x15, 0)])],
+            ),
+            andd(1, "\\_SB.PCI0.I2C0"),
+        ],
+    );
+    let d = parse_ok(&t);
+    let ns = d.namespace_devices();
+    assert_eq!(ns.len(), 1);
+    assert_eq!(ns[0].drhd_base, 0xfed9_1000);
+    assert_eq!(ns[0].device_number, 1);
+    assert_eq!(ns[0].name.as_deref(), Some("\\_SB.PCI0.I2C0"));
+    assert_eq!(ns[0].requester, Some((0, 0x15, 0)));
+    assert_eq!(ns[0].problem(), None);
+}
+
+#[test]
+fn a_namespace_scope_without_its_andd_or_path_is_a_named_problem() {
+    let t = dmar(
+        38,
+        0,
+        &[
+            drhd(
+                1,
+                0,
+                0,
+                0xfed9_1000,
+                &[scope(5, 7, 0, &[(0x19, 2)]), scope(5, 1, 0, &[])],
+            ),
+            andd(1, "\\_SB.PCI0.UA00"),
+        ],
+    );
+    let d = parse_ok(&t);
+    let ns = d.namespace_devices();
+    assert_eq!(ns.len(), 2);
+    assert_eq!(ns[0].problem(), Some(NamespaceProblem::NoAndd(7)));
+    assert_eq!(ns[0].requester, Some((0, 0x19, 2)));
+    assert_eq!(ns[1].problem(), Some(NamespaceProblem::EmptyPath(1)));
+    assert_eq!(ns[1].name.as_deref(), Some("\\_SB.PCI0.UA00"));
+    assert_eq!(
+        NamespaceProblem::NoAndd(7).to_string(),
+        "no ANDD declares ACPI namespace device number 7"
+    );
+}

@@ -593,3 +593,38 @@ fn sweep_kernel_view_of_platform_tables() {
         }
     }
 }
+
+/// Every real DMAR's ACPI namespace devices (type-5 scopes): each names an
+/// ANDD and a requester ID. In the corpus they are LPSS I2C, UART and SPI
+/// controllers (and one SD host) that the firmware runs in ACPI mode.
+#[test]
+fn sweep_namespace_devices_resolve_to_an_andd_and_a_requester_id() {
+    let mut tables = 0;
+    let mut devices = 0;
+    let mut problems = Vec::new();
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for m in machines() {
+        let machine = m.file_name().unwrap().to_string_lossy().to_string();
+        let Ok(bytes) = fs::read(m.join("dmar.dat")) else {
+            continue;
+        };
+        let Ok(d) = Dmar::parse(&bytes) else { continue };
+        let ns = d.namespace_devices();
+        if ns.is_empty() {
+            continue;
+        }
+        tables += 1;
+        for n in ns {
+            devices += 1;
+            match n.problem() {
+                Some(p) => problems.push(format!("{machine}: {p}")),
+                None => *names.entry(n.name.unwrap_or_default()).or_default() += 1,
+            }
+        }
+    }
+    println!("namespace devices: {devices} in {tables} DMARs: {names:?}");
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(tables, 25, "DMARs with ACPI namespace devices");
+    assert_eq!(names.get("\\_SB.PCI0.I2C0"), Some(&24), "{names:?}");
+    assert!(names.keys().all(|n| n.starts_with("\\_SB.")), "{names:?}");
+}

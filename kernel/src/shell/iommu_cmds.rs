@@ -124,7 +124,38 @@ fn units() -> CmdResult {
             );
         });
     }
+    namespace_devices();
     Ok(())
+}
+
+/// The DMAR's ACPI namespace devices (type-5 scopes) and where they went.
+fn namespace_devices() {
+    use iommu::namespace::Placed;
+    for n in iommu::namespace::devices() {
+        let rid = n.requester.map_or(alloc::string::String::from("?"), |r| {
+            alloc::format!("{}", r.short())
+        });
+        let what = match n.placed {
+            Placed::Domain {
+                base,
+                did,
+                passthrough: false,
+            } => alloc::format!("{did} (blocked: no driver) on unit {base:#x}"),
+            Placed::Domain {
+                base,
+                did,
+                passthrough: true,
+            } => alloc::format!("{did} (pass-through) on unit {base:#x}"),
+            Placed::AsPciFunction => "placed as the PCI function with that requester ID".into(),
+            Placed::UnitUnused(base, why) => {
+                alloc::format!("its unit {base:#x} is not in use ({})", why.reason())
+            }
+            Placed::Problem(p) => alloc::format!("ignored: {p}"),
+            Placed::Failed(e) => alloc::format!("attach failed: {e}"),
+            Placed::NotAttached => "not attached".into(),
+        };
+        kprintln!("ACPI namespace device {} (requester {rid}): {what}", n.name);
+    }
 }
 
 fn domains() -> CmdResult {

@@ -147,6 +147,7 @@ pub fn set_topology(topo: pci::Topology, devices: &[pci::PciDevice]) {
             log::warn!("iommu: no flush-queue timer ({e}); queues flush only when full");
         }
     }
+    super::namespace::place(io, dmar, devices);
     enable(io, devices, s.fail_enable);
     super::irq_remapping::enable(io, s.intremap);
 }

@@ -36,6 +36,8 @@
 //! - `dma_iommu`: the DMA API's `IommuDomain` on a VT-d domain, strict or
 //!   lazy, the flush queue's timer hook, the PCI windows kept out of IOVA
 //!   space (drivers/iommu/dma-iommu.c).
+//! - `namespace`: ACPI namespace devices (DMAR type-5 scopes) placed like
+//!   functions without a driver (dmar.c's ANDD half).
 //! - `irq_remapping`: interrupt remapping turned on, an IRTE per MSI and
 //!   IO-APIC line (drivers/iommu/intel/irq_remapping.c).
 //! - `fault`: the fault-event interrupt and the fault log (dmar.c's fault half).
@@ -51,6 +53,7 @@ mod dmar;
 mod fault;
 mod iommu;
 pub mod irq_remapping;
+pub mod namespace;
 
 pub use bench::{
     bench_attach, bench_domain, bench_domain_for, bench_domain_id, why_no_translation, BenchTarget,
