@@ -56,6 +56,7 @@ impl Implied {
             bdf,
             parent,
             bridge: None,
+            quirk: Default::default(),
         });
     }
 

@@ -34,6 +34,7 @@ pub mod lpss;
 pub mod msi;
 pub mod names;
 pub mod pm;
+pub mod quirks;
 pub mod regs;
 pub mod topology;
 pub mod warn;
@@ -53,6 +54,7 @@ pub use driver::{
 pub use enumerate::{enumerate, Enumeration, ScanOptions};
 pub use msi::{Msi, MsiError, MsiMessage, MsiX};
 pub use names::{lspci_line, lspci_verbose};
+pub use quirks::{dma_quirk, DmaQuirk};
 pub use regs::Command;
 pub use topology::{BridgeKind, BridgeNode, Node, Topology};
 pub use warn::{Warning, WarningKind};

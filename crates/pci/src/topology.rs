@@ -28,6 +28,7 @@ use crate::addr::Bdf;
 use crate::caps::id;
 use crate::config::ConfigAccess;
 use crate::device::PciDevice;
+use crate::quirks::{dma_quirk, DmaQuirk};
 
 /// PCI Express Capabilities register, Device/Port Type (PCIe base spec 5.0
 /// §7.5.3.2), for the types that are bridges.
@@ -109,6 +110,8 @@ pub struct Node {
     pub parent: Option<Bdf>,
     /// Set when the function is a PCI-to-PCI bridge.
     pub bridge: Option<BridgeNode>,
+    /// A requester-ID quirk Linux knows for this function (`quirks`).
+    pub quirk: DmaQuirk,
 }
 
 /// The functions of one enumeration and how they hang together.
@@ -137,6 +140,7 @@ impl Topology {
             .map(|d| Node {
                 bdf: d.bdf,
                 parent: d.parent,
+                quirk: dma_quirk(d.vendor_id, d.device_id, d.subsystem),
                 bridge: d.bridge.map(|b| BridgeNode {
                     kind: BridgeKind::from_port_type(pcie_port_type(cfg, d)),
                     secondary: b.secondary,
@@ -188,20 +192,57 @@ impl Topology {
     /// they really use). A function not in the topology has only its own ID.
     pub fn dma_aliases(&self, bdf: Bdf) -> Vec<Bdf> {
         let mut out = alloc::vec![bdf];
+        let add = |out: &mut Vec<Bdf>, a: Option<Bdf>| {
+            if let Some(a) = a.filter(|a| !out.contains(a)) {
+                out.push(a);
+            }
+        };
+        // The function's own quirk: another function of its slot, or a fixed
+        // ID on its bus (Linux's dma_alias_mask).
+        match self.get(bdf).map_or(DmaQuirk::None, |n| n.quirk) {
+            DmaQuirk::Function0 => add(&mut out, bdf.with_function(0)),
+            DmaQuirk::Function1 => add(&mut out, bdf.with_function(1)),
+            DmaQuirk::Fixed { device, function } => {
+                add(&mut out, Bdf::new(bdf.segment, bdf.bus, device, function))
+            }
+            _ => {}
+        }
         for p in self.ancestors(bdf) {
-            let Some(b) = self.get(p).and_then(|n| n.bridge) else {
-                continue;
+            let Some(node) = self.get(p) else { continue };
+            let Some(b) = node.bridge else { continue };
+            let kind = match (b.kind, node.quirk) {
+                (_, DmaQuirk::BridgeNoAlias) => continue,
+                // A PCIe-to-PCI bridge that hides its PCIe capability: it
+                // aliases like one when its own parent is a PCIe port.
+                (BridgeKind::Conventional, DmaQuirk::PcieBridgeAlias)
+                    if self.parent_is_pcie_not_to_pci(p) =>
+                {
+                    BridgeKind::PcieToPci
+                }
+                (k, _) => k,
             };
-            let alias = match b.kind {
+            let alias = match kind {
                 BridgeKind::PciePort | BridgeKind::OtherPcie(_) => continue,
                 BridgeKind::PcieToPci => Bdf::new(p.segment, b.secondary, 0, 0),
                 BridgeKind::PciToPcie | BridgeKind::Conventional => Some(p),
             };
-            if let Some(a) = alias.filter(|a| !out.contains(a)) {
-                out.push(a);
-            }
+            add(&mut out, alias);
         }
         out
+    }
+
+    /// Whether `bdf`'s parent bridge is PCIe and not a PCIe-to-PCI bridge.
+    fn parent_is_pcie_not_to_pci(&self, bdf: Bdf) -> bool {
+        self.get(bdf)
+            .and_then(|n| n.parent)
+            .and_then(|p| self.get(p))
+            .and_then(|n| n.bridge)
+            .is_some_and(|b| {
+                matches!(
+                    b.kind,
+                    BridgeKind::PciePort | BridgeKind::PciToPcie | BridgeKind::OtherPcie(_)
+                )
+            })
     }
 
     /// The requester ID an IOMMU at the root complex sees for `bdf`'s DMA.

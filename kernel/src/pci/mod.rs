@@ -223,6 +223,23 @@ pub fn init(want: Want) {
         log::warn!("pci: {w}");
     }
     let topology = pci::Topology::from_config(&cfg, &found.devices);
+    for n in topology
+        .nodes()
+        .iter()
+        .filter(|n| n.quirk != pci::DmaQuirk::None)
+    {
+        log::info!(
+            "pci {}: requester-ID quirk: {}; DMA aliases {}",
+            n.bdf,
+            n.quirk.describe(),
+            topology
+                .dma_aliases(n.bdf)
+                .iter()
+                .map(|a| alloc::format!("{}", a.short()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let mut registry = DriverRegistry::new();
     // PCI PM recovery times (10 ms after D3hot) before a driver probes.
     registry.set_delay(|us| crate::arch::tsc::delay_us(u64::from(us)));
