@@ -98,44 +98,29 @@ const PCI_BRIDGE: &[&str] = &[
     "edu,bus=br1,addr=5",
 ];
 
-/// No VT-d device, but a real laptop's DMAR table (boot/fixtures/README.md): its
-/// units are not in the machine, so bring-up must fail cleanly.
-const LAPTOP_DMAR: &[&str] = &[
-    "-device",
-    "edu",
-    "-acpitable",
-    concat!(
-        "file=",
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/thinkpad-x1-carbon-6-dmar.dat"
-    ),
-];
+/// A machine with an edu and no VT-d device, handed a real laptop's DMAR from
+/// `boot/fixtures/` with `-acpitable` (boot/fixtures/README.md).
+macro_rules! laptop_dmar {
+    ($file:literal) => {
+        &[
+            "-device",
+            "edu",
+            "-acpitable",
+            concat!("file=", env!("CARGO_MANIFEST_DIR"), "/fixtures/", $file),
+        ]
+    };
+}
 
-/// No VT-d device, but a Kaby Lake-R laptop's DMAR naming an ACPI namespace
-/// device (`\_SB.PCI0.I2C0` at 00:15.0, through an ANDD) (boot/fixtures/README.md).
-const LAPTOP_ANDD: &[&str] = &[
-    "-device",
-    "edu",
-    "-acpitable",
-    concat!(
-        "file=",
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/vostro-5471-dmar.dat"
-    ),
-];
+/// A ThinkPad's DMAR: its units are not in the machine, so bring-up must fail
+/// cleanly.
+const LAPTOP_DMAR: &[&str] = laptop_dmar!("thinkpad-x1-carbon-6-dmar.dat");
 
-/// No VT-d device, but a Tiger Lake laptop's DMAR whose flags carry
-/// DMA_CTRL_PLATFORM_OPT_IN (boot/fixtures/README.md).
-const LAPTOP_OPTIN: &[&str] = &[
-    "-device",
-    "edu",
-    "-acpitable",
-    concat!(
-        "file=",
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/ideapad-flex5-14itl05-dmar.dat"
-    ),
-];
+/// A Kaby Lake-R laptop's DMAR naming an ACPI namespace device
+/// (`\_SB.PCI0.I2C0` at 00:15.0, through an ANDD).
+const LAPTOP_ANDD: &[&str] = laptop_dmar!("vostro-5471-dmar.dat");
+
+/// A Tiger Lake laptop's DMAR whose flags carry DMA_CTRL_PLATFORM_OPT_IN.
+const LAPTOP_OPTIN: &[&str] = laptop_dmar!("ideapad-flex5-14itl05-dmar.dat");
 
 /// An edu behind a PCIe root port (00:04.0 -> 01:00.0) that an SSDT the build
 /// script generates (boot/src/ssdt.rs) marks `ExternalFacingPort`, as laptop
