@@ -173,12 +173,8 @@ fn ioapic_scopes(io: &Iommu) -> Result<Vec<(u8, usize, pci::Bdf)>, Off> {
             d.scopes
                 .iter()
                 .filter(|s| s.scope_type == ScopeType::IoApic && s.enumeration_id == a.id)
-                .find_map(|s| {
-                    resolve(&io.topology, d.segment, s).or_else(|| {
-                        let (b, dev, f) = s.single_hop_bdf()?;
-                        pci::Bdf::new(d.segment, b, dev, f)
-                    })
-                })
+                // A one-hop path (the usual IO-APIC scope) needs no topology.
+                .find_map(|s| resolve(&io.topology, d.segment, s))
                 .map(|sid| (a.id, ui, sid))
         });
         out.push(found.ok_or(Off::IoApicNotScoped(a.id))?);
