@@ -879,6 +879,23 @@ pub const SHELL_CASES: &[ShellCase] = &[
         verify: None,
     },
     ShellCase {
+        // Bad isolation options are named and the default kept, not a panic
+        // or a silent change of mode.
+        name: "bad_isolation_options_are_named_and_their_defaults_kept",
+        profile: "attack",
+        cmdline: "intremap=maybe iommu.fq_delay_ms=5 iommu.strict=0",
+        input: b"iommu ir\niommu\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "warning: iommu: iommu.fq_delay_ms=5 is not 10..10000; using 100",
+            "warning: iommu: unknown option intremap=maybe (on, off); taken as on",
+            "interrupt remapping: on, 1 unit(s)",
+            "lazy invalidation (flush queue)",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: None,
+    },
+    ShellCase {
         // Issue #15 item 1: the interrupt remapping table as the unit reads
         // it, and which vectors come through it.
         name: "interrupt_remapping_table_and_remapped_vectors",
