@@ -1270,7 +1270,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         input: b"lsblk\nblk read sda 0\nblk read sda 99999999\npoweroff\n",
         end: End::Exited(0),
         contains: &[
-            "sda   0000:00:1f.2 ahci  0",
+            "sda      0000:00:1f.2 ahci   0",
             "QEMU HARDDISK",
             "sda: 1 sector(s) of 512 bytes from LBA 0, read by 0000:00:1f.2 ahci",
             "error: blk: sda: sectors 99999999+1 beyond the end of the disk",
@@ -1285,7 +1285,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         input: b"lsblk\nblk read nvme0n1 0 2\nblk read nvme0n1 100 64\nblk read nvme0n1 2048\npoweroff\n",
         end: End::Exited(0),
         contains: &[
-            "nvme0n1 0000:",
+            "nvme0n1  0000:",
             "2048        1.0 MiB    QEMU NVMe Ctrl",
             "nvme0n1: 2 sector(s) of 512 bytes from LBA 0, read by 0000:",
             "nvme0n1: 64 sector(s) of 512 bytes from LBA 100, read by 0000:",
@@ -1461,7 +1461,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         input: b"lsblk\nblk read sdb 0 2\nblk read sdb 65472 64\nblk read nvme0n1 0 2\nblk read nvme0n1 30000 64\nblk write nvme0n1 100 8 --pattern 7\nblk write sdb 100 8 --pattern 7\nblkbench nvme0n1 --bs 16k --count 8\nblkbench sdb --bs 4k --count 8 --random\nblkbench nvme0n1 --qd 4\nblkbench sdb --bs 1000\nblkbench sdb --count 0\nblkbench sdb --bogus\nblkbench nosuch\nblk verify nvme0n1 100 8 --pattern 7\nblk verify sdb 100 8 --pattern 7\niommu faults\npoweroff\n",
         end: End::Exited(0),
         contains: &[
-            "sdb   0000:00:1f.2 ahci  1     65536       32.0 MiB",
+            "sdb      0000:00:1f.2 ahci   1     65536       32.0 MiB",
             "65536       32.0 MiB   QEMU NVMe Ctrl",
             "nvme0n1: verified: 8 sectors match pattern 7 from LBA 100",
             "sdb: verified: 8 sectors match pattern 7 from LBA 100",
@@ -1484,7 +1484,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         input: b"lsblk\nblk read sdb 0 2\nblk read sdb 65472 64\nblk read nvme0n1 0 2\nblk read nvme0n1 30000 64\nblk write nvme0n1 100 8 --pattern 7\nblk write sdb 100 8 --pattern 7\nblkbench nvme0n1 --bs 8k --count 4\nblk verify nvme0n1 100 8 --pattern 7\nblk verify sdb 100 8 --pattern 7\niommu faults\npoweroff\n",
         end: End::Exited(0),
         contains: &[
-            "sdb   0000:00:1f.2 ahci  1     65536       32.0 MiB",
+            "sdb      0000:00:1f.2 ahci   1     65536       32.0 MiB",
             "65536       32.0 MiB   QEMU NVMe Ctrl",
             "nvme0n1: verified: 8 sectors match pattern 7 from LBA 100",
             "sdb: verified: 8 sectors match pattern 7 from LBA 100",
@@ -1502,7 +1502,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         input: b"lsblk\nblk read sdb 0 2\nblk read sdb 65472 64\nblk read nvme0n1 0 2\nblk read nvme0n1 30000 64\nblk write nvme0n1 100 8 --pattern 7\nblk write sdb 100 8 --pattern 7\nblk verify nvme0n1 100 8 --pattern 7\nblk verify sdb 100 8 --pattern 7\niommu faults\npoweroff\n",
         end: End::Exited(0),
         contains: &[
-            "sdb   0000:00:1f.2 ahci  1     65536       32.0 MiB",
+            "sdb      0000:00:1f.2 ahci   1     65536       32.0 MiB",
             "65536       32.0 MiB   QEMU NVMe Ctrl",
             "nvme0n1: verified: 8 sectors match pattern 7 from LBA 100",
             "sdb: verified: 8 sectors match pattern 7 from LBA 100",
@@ -1519,7 +1519,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         input: b"lsblk\nblk read sdb 0 2\nblk read sdb 65472 64\nblk read nvme0n1 0 2\nblk read nvme0n1 30000 64\nblk write nvme0n1 100 8 --pattern 7\nblk write sdb 100 8 --pattern 7\nblkbench sdb --bs 8k --count 4\nblk verify nvme0n1 100 8 --pattern 7\nblk verify sdb 100 8 --pattern 7\niommu faults\npoweroff\n",
         end: End::Exited(0),
         contains: &[
-            "sdb   0000:00:1f.2 ahci  1     65536       32.0 MiB",
+            "sdb      0000:00:1f.2 ahci   1     65536       32.0 MiB",
             "65536       32.0 MiB   QEMU NVMe Ctrl",
             "nvme0n1: verified: 8 sectors match pattern 7 from LBA 100",
             "sdb: verified: 8 sectors match pattern 7 from LBA 100",
@@ -1776,7 +1776,7 @@ pub const DISK_CASES: &[DiskCase] = &[
             input: b"lsblk\nblk write sdb 100 8 --pattern 42\nblk verify sdb 100 8 --pattern 42\nblk verify sdb 100 9 --pattern 42\npoweroff\n",
             end: End::Exited(0),
             contains: &[
-                "sdb   0000:00:1f.2 ahci  1",
+                "sdb      0000:00:1f.2 ahci   1",
                 "sdb: wrote 8 sector(s) of 512 bytes at LBA 100 with pattern 42",
                 "sdb: verified: 8 sectors match pattern 42 from LBA 100",
                 "error: blk: sdb: mismatch at LBA 108 byte 0:",

@@ -57,13 +57,13 @@ pub fn lsblk(cmd: &Command, args: &[&str]) -> CmdResult {
         kprintln!("no block devices (no AHCI disk or NVMe namespace found)");
         return Ok(());
     }
-    kprintln!("NAME  CONTROLLER       PORT  SECTORS     SIZE       MODEL");
+    kprintln!("NAME     CONTROLLER          PORT  SECTORS     SIZE       MODEL");
     for (bdf, _, d) in disks {
         let bytes = d.id.sectors * d.id.sector_size as u64;
         kprintln!(
-            "{:<5} {} ahci  {:<4}  {:<10}  {:<9}  {}{}",
+            "{:<8} {:<19} {:<4}  {:<10}  {:<9}  {}{}",
             d.name,
-            bdf,
+            alloc::format!("{bdf} ahci"),
             d.port,
             d.id.sectors,
             human(bytes),
@@ -74,7 +74,8 @@ pub fn lsblk(cmd: &Command, args: &[&str]) -> CmdResult {
     for (bdf, name, info, ns) in namespaces {
         let bytes = ns.sectors * ns.sector_size as u64;
         kprintln!(
-            "{name} {bdf} nvme  -     {:<10}  {:<9}  {}",
+            "{name:<8} {:<19} -     {:<10}  {:<9}  {}",
+            alloc::format!("{bdf} nvme"),
             ns.sectors,
             human(bytes),
             info.model
