@@ -573,6 +573,22 @@ fn check_blkbench_tables(text: &str) -> Result<(), String> {
     if tables != asked {
         return Err(format!("{tables} blkbench table(s) for {asked} command(s)"));
     }
+    // Each table is followed by where a request's time goes, a line per mode
+    // that ran, each splitting the request into the DMA API's part and the
+    // device's (figures not judged).
+    let splits = lines
+        .iter()
+        .filter(|l| l.starts_with("where a request's time goes"))
+        .count();
+    let split_rows = lines
+        .iter()
+        .filter(|l| l.contains(" us = DMA API ") && l.contains(" + device side "))
+        .count();
+    if splits != tables || split_rows < tables {
+        return Err(format!(
+            "{splits} time split(s) with {split_rows} row(s) for {tables} blkbench table(s)"
+        ));
+    }
     Ok(())
 }
 

@@ -23,6 +23,8 @@ enum BenchError {
     AhciRebind(ahci::BindError<crate::iommu::Error>),
     /// The NVMe controller did not come back on the mode's DMA device.
     NvmeRebind(nvme::BindError<crate::iommu::Error>),
+    /// Mapping the request's scatter list (timed without I/O) failed.
+    Dma(dma::DmaError),
 }
 
 impl From<BlkError> for BenchError {
@@ -46,6 +48,7 @@ impl core::fmt::Display for BenchError {
             ),
             BenchError::AhciRebind(e) => write!(f, "{e}"),
             BenchError::NvmeRebind(e) => write!(f, "{e}"),
+            BenchError::Dma(e) => write!(f, "{e}"),
         }
     }
 }
@@ -91,6 +94,9 @@ struct BenchStats {
     /// A checksum of every byte read (outside the timed part): every mode
     /// read the same sectors, so it must agree with the direct mode's.
     sum: u64,
+    /// Median of the same scatter list mapped and unmapped on the mode's DMA
+    /// device with no I/O: the DMA API's share of a request.
+    dma_ns: u64,
 }
 
 /// The parsed `blkbench` arguments.
@@ -232,10 +238,26 @@ fn bench_once(a: &BenchArgs<'_>) -> Result<BenchStats, BenchError> {
                 .wrapping_add(u64::from_le_bytes(v) ^ (j as u64).wrapping_add(lba));
         }
     }
+    // The DMA API's part of a request: the same list mapped and unmapped on
+    // the mode's device, no I/O (map_sg + unmap, as the driver does).
+    let mut dma_lat = Vec::with_capacity(64);
+    for _ in 0..a.count.min(64) {
+        let (r, ticks) = with_blk(a.dev, |_, dev| {
+            let t0 = tsc::rdtsc();
+            let r = dev
+                .map_sg(sg.clone(), dma::DmaDirection::FromDevice)
+                .map(|m| drop(m.unmap()));
+            (r, tsc::rdtsc() - t0)
+        })?;
+        r.map_err(BenchError::Dma)?;
+        dma_lat.push(tsc::ticks_to_ns(ticks));
+    }
+    dma_lat.sort_unstable();
     let busy_ns = lat.iter().sum::<u64>().max(1);
     lat.sort_unstable();
     let n = lat.len();
     Ok(BenchStats {
+        dma_ns: dma_lat[dma_lat.len() / 2],
         bytes: a.bs * a.count,
         busy_ns,
         median_ns: lat[n / 2],
@@ -308,6 +330,8 @@ pub fn blkbench(cmd: &Command, args: &[&str]) -> CmdResult {
     };
     let mut prev: Option<(alloc::sync::Arc<dma::DmaDevice>, Option<dma::SharedDomain>)> = None;
     let mut direct_rate: Option<u64> = None;
+    // (mode, DMA API median, request median): printed after the table.
+    let mut dma_split: Vec<(&str, u64, u64)> = Vec::new();
     let mut direct_sum: Option<u64> = None;
     for mode in BenchMode::ALL {
         let params = orig.params();
@@ -362,6 +386,7 @@ pub fn blkbench(cmd: &Command, args: &[&str]) -> CmdResult {
         let r = r.and_then(|()| bench_once(&a));
         match r {
             Ok(s) => {
+                dma_split.push((mode.name(), s.dma_ns, s.median_ns));
                 // MB/s (10^6 bytes) times 10^8, so two decimals survive integer maths.
                 let rate_x100 = (s.bytes as u128 * 100_000_000_000 / s.busy_ns as u128) as u64;
                 let base = *direct_rate.get_or_insert(rate_x100);
@@ -393,6 +418,25 @@ pub fn blkbench(cmd: &Command, args: &[&str]) -> CmdResult {
         // a VT-d domain dropped while a device is still attached cannot give
         // its ID back.
         prev = Some((dev, _domain));
+    }
+    if let Some(&(_, direct_dma, direct_req)) = dma_split.first() {
+        // The device's side (submit to completion, QEMU's translation of the
+        // device's accesses included) is the request minus the DMA API's part.
+        let direct_dev = direct_req as i64 - direct_dma as i64;
+        kprintln!(
+            "where a request's time goes (medians; DMA API = map_sg + unmap of the same list, no I/O):"
+        );
+        for (mode, dma_ns, req_ns) in &dma_split {
+            kprintln!(
+                "  {mode:<8} request {:>5}.{:03} us = DMA API {:>4}.{:03} us + device side {:>5} us ({:+} us over direct's)",
+                req_ns / 1000,
+                req_ns % 1000,
+                dma_ns / 1000,
+                dma_ns % 1000,
+                (*req_ns as i64 - *dma_ns as i64) / 1000,
+                (*req_ns as i64 - *dma_ns as i64 - direct_dev) / 1000
+            );
+        }
     }
     // Back to the original device and context entry.
     let r = rebind(orig.clone(), &mut || match home {
