@@ -49,7 +49,7 @@ pub fn assemble(file: Option<&[u8]>, fw_cfg: &str) -> String {
     let mut words: Vec<&str> = Vec::new();
     match file.map(bootopts::parse) {
         None => log::info!(
-            "cmdline: no options file in the image ({}: the bootloader loaded no ramdisk)",
+            "cmdline: the image has no options file (the bootloader found no file '{}')",
             bootopts::FILE_NAME
         ),
         Some(Err(e)) => log::warn!(

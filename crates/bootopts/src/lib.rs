@@ -30,13 +30,16 @@ pub const MAX_LEN: usize = 4096;
 
 /// What a freshly built image carries: an explanation and no options.
 ///
-/// Never empty: bootloader 0.11's UEFI loader cannot load an empty ramdisk.
+/// Never empty: bootloader 0.11 cannot boot with an empty ramdisk (its UEFI
+/// loader panics allocating zero pages, its BIOS stage 2 never reaches the
+/// kernel); with no file at all it boots without one.
 pub const TEMPLATE: &str = "\
 # Busmaster boot options. Write them below, separated by spaces, e.g.
 #   iommu=force-off iommu.igfx=off intremap=off
 # (README.md \"Boot options\" lists them). A # starts a comment to the end
-# of its line. Keep this file under 4096 bytes and never empty. In QEMU the
-# runner's --cmdline options come after these and win for a repeated key.
+# of its line. Keep this file under 4096 bytes and never empty (an empty
+# file stops the bootloader; delete the file instead). In QEMU the runner's
+# --cmdline options come after these and win for a repeated key.
 ";
 
 /// Why a file is not taken as an options file.
