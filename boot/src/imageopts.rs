@@ -142,6 +142,12 @@ pub fn render(options: &str) -> Result<String, OptionsError> {
 /// comment header).
 pub fn set_options(image: &Path, options: &str) -> Result<(), OptionsError> {
     let text = render(options)?;
+    set_file_bytes(image, text.as_bytes())
+}
+
+/// Replaces the options file's contents with `bytes`, whatever they are (the
+/// suite's junk files; `set_options` for options).
+pub fn set_file_bytes(image: &Path, bytes: &[u8]) -> Result<(), OptionsError> {
     with_fat(image, true, |fs| {
         let fat = |what| move |e| OptionsError::Fat(what, e);
         let mut file = fs
@@ -150,7 +156,7 @@ pub fn set_options(image: &Path, options: &str) -> Result<(), OptionsError> {
             .map_err(fat("opening the options file (ramdisk)"))?;
         file.truncate()
             .map_err(fat("truncating the options file"))?;
-        file.write_all(text.as_bytes())
+        file.write_all(bytes)
             .map_err(fat("writing the options file"))?;
         file.flush().map_err(fat("writing the options file"))
     })

@@ -1938,6 +1938,9 @@ pub struct ImageOptionsCase {
     pub case: ShellCase,
     /// What `image --cmdline` writes into the options file.
     pub file_options: &'static str,
+    /// Bytes then written over the whole file instead (a file that is not an
+    /// options file).
+    pub file_bytes: Option<&'static [u8]>,
 }
 
 /// The options file read by each firmware's loader (BIOS stage 2's own FAT
@@ -1957,6 +1960,7 @@ pub const IMAGE_OPTIONS_CASES: &[ImageOptionsCase] = &[
             verify: None,
         },
         file_options: "intremap=off iommu.strict=0 iommu=off",
+        file_bytes: None,
     },
     ImageOptionsCase {
         case: ShellCase {
@@ -1970,6 +1974,27 @@ pub const IMAGE_OPTIONS_CASES: &[ImageOptionsCase] = &[
             verify: None,
         },
         file_options: "intremap=off iommu.strict=0 iommu=off",
+        file_bytes: None,
+    },
+    ImageOptionsCase {
+        // Binary junk where the options file should be (here NUL bytes after
+        // an option): the kernel says so and boots with fw_cfg's options only.
+        case: ShellCase {
+            name: "options_file_holding_binary_junk_is_ignored",
+            profile: "default",
+            cmdline: "",
+            input: b"iommu\npoweroff\n",
+            end: End::Exited(0),
+            contains: &[
+                "warning: cmdline: the image's options file (ramdisk) is ignored: byte 9 is NUL: binary data, not a text file",
+                "command line: 'iommu=on'",
+                "mode Translate, strict invalidation",
+            ],
+            line_counts: &[("error:", 0)],
+            verify: None,
+        },
+        file_options: "",
+        file_bytes: Some(b"iommu=off\0\x7fELF\x02\x01\x01\0\0\0\xff\xfe\r\n"),
     },
 ];
 
@@ -1983,8 +2008,9 @@ const IMAGE_OPTIONS_SEEN: [&str; 6] = [
     "interrupt remapping: off (intremap=off); MSIs and IO-APIC entries are in compatibility format",
 ];
 
-/// Writes the images with `c.file_options` through the `image` command's code,
-/// then boots the written file and checks the case.
+/// Writes the images with `c.file_options` through the `image` command's code
+/// (and `c.file_bytes` over the file, if given), then boots the written file
+/// and checks the case.
 pub fn check_image_options_case(
     c: &ImageOptionsCase,
     images: &Images,
@@ -1998,6 +2024,12 @@ pub fn check_image_options_case(
     ))
     .join(c.case.name);
     let [bios, uefi] = crate::write_images(images, &out, c.file_options)?;
+    if let Some(bytes) = c.file_bytes {
+        for img in [&bios, &uefi] {
+            crate::imageopts::set_file_bytes(img, bytes)
+                .map_err(|e| format!("{}: {e}", img.display()))?;
+        }
+    }
     let written = Images {
         bios,
         uefi,
