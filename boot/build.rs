@@ -13,6 +13,10 @@
 //! emulation was about a third of the time from power-on to the shell (see
 //! docs/boot-time.md); a boot that goes wrong still says why, on the screen
 //! and the serial port.
+//!
+//! Both images carry the boot options file (crates/bootopts): the bootloader's
+//! ramdisk, a FAT file named `ramdisk` holding only a commented header, for a
+//! user to fill in on the stick (or `./run.sh image --cmdline` to write).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,14 +73,18 @@ fn main() {
 
     let mut config = bootloader::BootConfig::default();
     config.log_level = bootloader_boot_config::LevelFilter::Warn;
+    let options_file = out_dir.join("boot-options.txt");
+    std::fs::write(&options_file, bootopts::TEMPLATE).expect("writing the boot options template");
     let uefi_path = out_dir.join("busmaster-uefi.img");
     bootloader::UefiBoot::new(&image_kernel)
         .set_boot_config(&config)
+        .set_ramdisk(&options_file)
         .create_disk_image(&uefi_path)
         .expect("creating the UEFI disk image");
     let bios_path = out_dir.join("busmaster-bios.img");
     bootloader::BiosBoot::new(&image_kernel)
         .set_boot_config(&config)
+        .set_ramdisk(&options_file)
         .create_disk_image(&bios_path)
         .expect("creating the BIOS disk image");
 

@@ -1978,6 +1978,119 @@ pub const SUITE_PROFILES: &[(&str, Firmware)] = &[
     ("uefi", Firmware::Uefi),
 ];
 
+/// A shell case booted from images written as `./run.sh image --cmdline`
+/// writes them: its options reach the kernel through the image's options file
+/// (the bootloader's ramdisk), as on a USB stick, where no fw_cfg exists.
+pub struct ImageOptionsCase {
+    /// `case.cmdline` and the profile's options still go by fw_cfg, after the
+    /// file's.
+    pub case: ShellCase,
+    /// What `image --cmdline` writes into the options file.
+    pub file_options: &'static str,
+    /// Bytes then written over the whole file instead (a file that is not an
+    /// options file).
+    pub file_bytes: Option<&'static [u8]>,
+}
+
+/// The options file read by each firmware's loader (BIOS stage 2's own FAT
+/// reader, OVMF's), acted on, and overridden by fw_cfg where a key is in both:
+/// the file says `iommu=off`, the profile's fw_cfg options `iommu=on`, and
+/// translation is on.
+pub const IMAGE_OPTIONS_CASES: &[ImageOptionsCase] = &[
+    ImageOptionsCase {
+        case: ShellCase {
+            name: "options_file_written_by_image_cmdline_bios",
+            profile: "default",
+            cmdline: "",
+            input: b"iommu\niommu ir\npoweroff\n",
+            end: End::Exited(0),
+            contains: &IMAGE_OPTIONS_SEEN,
+            line_counts: &[("error:", 0)],
+            verify: None,
+        },
+        file_options: "intremap=off iommu.strict=0 iommu=off",
+        file_bytes: None,
+    },
+    ImageOptionsCase {
+        case: ShellCase {
+            name: "options_file_written_by_image_cmdline_uefi",
+            profile: "uefi",
+            cmdline: "",
+            input: b"iommu\niommu ir\npoweroff\n",
+            end: End::Exited(0),
+            contains: &IMAGE_OPTIONS_SEEN,
+            line_counts: &[("error:", 0)],
+            verify: None,
+        },
+        file_options: "intremap=off iommu.strict=0 iommu=off",
+        file_bytes: None,
+    },
+    ImageOptionsCase {
+        // Binary junk where the options file should be (here NUL bytes after
+        // an option): the kernel says so and boots with fw_cfg's options only.
+        case: ShellCase {
+            name: "options_file_holding_binary_junk_is_ignored",
+            profile: "default",
+            cmdline: "",
+            input: b"iommu\npoweroff\n",
+            end: End::Exited(0),
+            contains: &[
+                "warning: cmdline: the image's options file (ramdisk) is ignored: byte 9 is NUL: binary data, not a text file",
+                "command line: 'iommu=on'",
+                "mode Translate, strict invalidation",
+            ],
+            line_counts: &[("error:", 0)],
+            verify: None,
+        },
+        file_options: "",
+        file_bytes: Some(b"iommu=off\0\x7fELF\x02\x01\x01\0\0\0\xff\xfe\r\n"),
+    },
+];
+
+const IMAGE_OPTIONS_SEEN: [&str; 6] = [
+    "cmdline: 3 option(s) from the image's options file (ramdisk): intremap=off iommu.strict=0 iommu=off",
+    "cmdline: 1 option(s) from fw_cfg (opt/busmaster/cmdline): iommu=on",
+    "command line: 'intremap=off iommu.strict=0 iommu=off iommu=on'",
+    // iommu=on (fw_cfg) beat iommu=off (file); iommu.strict=0 (file) acted on
+    "mode Translate, lazy invalidation (flush queue)",
+    "iommu: interrupt remapping off (intremap=off); interrupts in compatibility format",
+    "interrupt remapping: off (intremap=off); MSIs and IO-APIC entries are in compatibility format",
+];
+
+/// Writes the images with `c.file_options` through the `image` command's code
+/// (and `c.file_bytes` over the file, if given), then boots the written file
+/// and checks the case.
+pub fn check_image_options_case(
+    c: &ImageOptionsCase,
+    images: &Images,
+) -> Result<Transcript, String> {
+    let profile = profile::find(c.case.profile)
+        .ok_or("unknown profile")?
+        .clone();
+    let out = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/tmp/options-images"
+    ))
+    .join(c.case.name);
+    let [bios, uefi] = crate::write_images(images, &out, c.file_options)?;
+    if let Some(bytes) = c.file_bytes {
+        for img in [&bios, &uefi] {
+            crate::imageopts::set_file_bytes(img, bytes)
+                .map_err(|e| format!("{}: {e}", img.display()))?;
+        }
+    }
+    let written = Images {
+        bios,
+        uefi,
+        ..images.clone()
+    };
+    let r = run_shell_case(&c.case, &written, profile, vec![]);
+    if r.is_ok() {
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

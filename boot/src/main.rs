@@ -4,7 +4,7 @@
 //! ```text
 //! boot [run] [--profile NAME] [--uefi] [--cmdline "k=v ..."] [-- QEMU ARGS]
 //! boot test [--host-log FILE --host-status N] [--only SUBSTRING] [--repeat N] [--jobs N]
-//! boot image [--out DIR]
+//! boot image [--out DIR] [--cmdline "k=v ..."]
 //! boot report [--profile NAME] [--out FILE] [--log FILE]
 //! boot boot-time [--runs N] [--oracle SCRIPT | --no-oracle]
 //! boot profiles
@@ -14,6 +14,7 @@
 
 mod boottime;
 mod exercise;
+mod imageopts;
 mod ktest;
 mod labs;
 mod oracle;
@@ -47,7 +48,7 @@ fn images() -> Images {
 const USAGE: &str = "usage:
   run.sh [run] [--profile NAME] [--uefi] [--cmdline \"k=v ...\"] [-- QEMU ARGS...]
   run.sh test [--only SUBSTRING] [--repeat N] [--jobs N]
-  run.sh image [--out DIR]
+  run.sh image [--out DIR] [--cmdline \"k=v ...\"]
   run.sh report [--profile NAME] [--out FILE.html] [--log SERIAL_LOG]
   run.sh boot-time [--runs N] [--oracle SCRIPT | --no-oracle]
   run.sh profiles
@@ -445,7 +446,7 @@ pub(crate) fn usb_boot(images: &Images, firmware: Firmware, label: &str) -> Resu
         "/../target/tmp/usb-images"
     ))
     .join(label);
-    let [bios, uefi] = write_images(images, &out)?;
+    let [bios, uefi] = write_images(images, &out, "")?;
     let stick = Images {
         usb: true,
         bios,
@@ -518,8 +519,15 @@ fn report_cmd(args: &Args) -> i32 {
     }
 }
 
-/// Copies the BIOS and UEFI disk images into `out`; returns their paths.
-fn write_images(images: &Images, out: &std::path::Path) -> Result<[PathBuf; 2], String> {
+/// Copies the BIOS and UEFI disk images into `out`, their options files
+/// holding `options` (none: the template as built); returns their paths.
+pub(crate) fn write_images(
+    images: &Images,
+    out: &std::path::Path,
+    options: &str,
+) -> Result<[PathBuf; 2], String> {
+    // Refuse options that do not fit before anything is written.
+    imageopts::render(options).map_err(|e| format!("--cmdline: {e}"))?;
     std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
     let mut written = Vec::new();
     for (src, name) in [
@@ -529,18 +537,28 @@ fn write_images(images: &Images, out: &std::path::Path) -> Result<[PathBuf; 2], 
         let dst = out.join(name);
         std::fs::copy(src, &dst)
             .map_err(|e| format!("copying {} to {}: {e}", src.display(), dst.display()))?;
+        if !options.trim().is_empty() {
+            imageopts::set_options(&dst, options).map_err(|e| {
+                format!(
+                    "writing the options file ({}) of {}: {e}",
+                    bootopts::FILE_NAME,
+                    dst.display()
+                )
+            })?;
+        }
         written.push(dst);
     }
     Ok([written[0].clone(), written[1].clone()])
 }
 
-/// Copies the disk images somewhere stable and says how to use them.
+/// Copies the disk images somewhere stable, with `--cmdline`'s options in
+/// their options file, and says how to use them.
 fn image(args: &Args) -> i32 {
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("target/images"));
-    let written = match write_images(&images(), &out) {
+    let written = match write_images(&images(), &out, &args.cmdline) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("boot: {e}");
@@ -555,6 +573,46 @@ fn image(args: &Args) -> i32 {
         let size = std::fs::metadata(dst).map(|m| m.len()).unwrap_or(0);
         let _ = writeln!(o, "{} ({} KiB)", dst.display(), size / 1024);
     }
+    // What a booting kernel will find: the file read back from each image.
+    let mut options = Vec::new();
+    for dst in &written {
+        let words = imageopts::read_options(dst).and_then(|bytes| {
+            Ok(bootopts::parse(&bytes)
+                .map_err(imageopts::OptionsError::Parse)?
+                .words()
+                .collect::<Vec<_>>()
+                .join(" "))
+        });
+        match words {
+            Ok(w) => options.push(w),
+            Err(e) => {
+                eprintln!(
+                    "boot: reading back the options file of {}: {e}",
+                    dst.display()
+                );
+                return 1;
+            }
+        }
+    }
+    if options[0] != options[1] {
+        eprintln!("boot: the two images' options files differ: {options:?}");
+        return 1;
+    }
+    let options = &options[0];
+    let _ = if options.is_empty() {
+        writeln!(
+            o,
+            "\nBoot options: none. Set them with --cmdline \"k=v ...\", or on the stick: edit the \
+             file '{}' on its FAT partition (README \"Boot options\").",
+            bootopts::FILE_NAME
+        )
+    } else {
+        writeln!(
+            o,
+            "\nBoot options (the file '{}' on the FAT partition): {options}",
+            bootopts::FILE_NAME,
+        )
+    };
     let _ = writeln!(
         o,
         "\nTo boot a PC from a USB stick, write one image to the whole stick (not a partition):\n  \

@@ -204,6 +204,17 @@ pub fn jobs(
             }),
         );
     }
+    for oc in ktest::IMAGE_OPTIONS_CASES {
+        let full = format!("qemu::{}::shell::{}", oc.case.profile, oc.case.name);
+        let images = images.clone();
+        add(
+            full.clone(),
+            Box::new(move || {
+                let r = ktest::check_image_options_case(oc, &images).map(|_| String::new());
+                vec![Outcome::of(full, r)]
+            }),
+        );
+    }
     {
         // The grader's own proof (issue #16): per exercise, the stub builds and scores
         // 0, the reference scores full, the wrong patch scores below full. One job:

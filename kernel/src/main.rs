@@ -1,8 +1,8 @@
 //! Busmaster: a small x86_64 kernel about DMA.
 //!
 //! Boot order: TSC mark, serial, log, GDT/IDT, heap, TSC calibration, memory
-//! map, command line; then either the shell or, with `mode=test`, the in-kernel
-//! test suite.
+//! map, command line (the image's options file, then fw_cfg); then either the
+//! shell or, with `mode=test`, the in-kernel test suite.
 
 #![no_std]
 #![no_main]
@@ -68,7 +68,17 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         .unwrap_or(0);
     mm::direct::init(offset, limit);
     log::info!("physical memory mapped at {offset:#x}");
-    let cmdline = cmdline::set_boot_cmdline(&acpi::fwcfg::cmdline());
+    // The image's options file, if the bootloader loaded it as its ramdisk.
+    let options_file = boot_info.ramdisk_addr.into_option().map(|addr| {
+        // SAFETY: the bootloader mapped the ramdisk it loaded at this address,
+        // ramdisk_len bytes, readable, in the page tables still in use; its
+        // frames are a Bootloader region of the memory map, which the frame
+        // allocator never hands out (only Usable regions are managed), so
+        // nothing writes them while the slice is read.
+        unsafe { core::slice::from_raw_parts(addr as *const u8, boot_info.ramdisk_len as usize) }
+    });
+    let cmdline =
+        cmdline::set_boot_cmdline(&cmdline::assemble(options_file, &acpi::fwcfg::cmdline()));
     log::info!("command line: '{}'", cmdline.raw());
     mm::memmap::init(&boot_info.memory_regions);
     mm::memmap::log_summary();
