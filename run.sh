@@ -7,7 +7,8 @@
 #   ./run.sh -- QEMU ARGS         extra QEMU arguments, unchanged (e.g. -s -S for GDB)
 #   ./run.sh test                 host tests of every crate + the in-QEMU tests
 #                                 (--only SUBSTRING, --repeat N: count failures per test, --jobs N)
-#   ./run.sh image                write BIOS and UEFI disk images to target/images/
+#   ./run.sh image [--cmdline "opts"]  write BIOS and UEFI disk images to target/images/
+#                                 (their options file holding opts)
 #   ./run.sh report               boot, then one HTML page of the PCI tree, memory zones, IOMMU domains
 #                                 (target/report/index.html; --log FILE renders an existing serial log)
 #   ./run.sh boot-time            measure QEMU start -> shell prompt (BIOS and UEFI) beside Linux
