@@ -288,6 +288,7 @@ pub const MSI_ADDR_SHV: u32 = 1 << 3;
 /// handle[14:0] in bits 19:5, handle[15] in bit 2, bit 4 set, and SHV in bit 3 when
 /// a subhandle is in the data's low 16 bits (multi-message MSI).
 pub fn remappable_msi(handle: u16, subhandle: Option<u16>) -> (u64, u32) {
+    // exercise(irq-remap): begin
     let mut addr = 0xfee0_0000u32
         | ((handle as u32) & 0x7fff) << 5
         | ((handle as u32) >> 15) << 2
@@ -300,6 +301,10 @@ pub fn remappable_msi(handle: u16, subhandle: Option<u16>) -> (u64, u32) {
         None => 0,
     };
     (addr as u64, data)
+    // exercise(irq-remap): stub
+    // let _ = (handle, subhandle);
+    // todo!("exercise irq-remap: the remappable-format MSI address and data")
+    // exercise(irq-remap): end
 }
 
 /// The interrupt index a remappable MSI selects (handle, plus the subhandle when
@@ -323,6 +328,7 @@ pub fn msi_index(addr: u64, data: u32) -> Option<u32> {
 /// polarity 13, and the vector in 7:0, which must equal the IRTE's vector (the
 /// IO-APIC uses it for EOI matching on level interrupts).
 pub fn ioapic_rte(handle: u16, vector: u8, level: bool, active_low: bool, masked: bool) -> u64 {
+    // exercise(irq-remap): begin
     ((handle as u64) & 0x7fff) << 49
         | 1 << 48
         | (masked as u64) << 16
@@ -330,6 +336,10 @@ pub fn ioapic_rte(handle: u16, vector: u8, level: bool, active_low: bool, masked
         | (active_low as u64) << 13
         | ((handle as u64) >> 15) << 11
         | vector as u64
+    // exercise(irq-remap): stub
+    // let _ = (handle, vector, level, active_low, masked);
+    // todo!("exercise irq-remap: the remappable-format IO-APIC redirection entry")
+    // exercise(irq-remap): end
 }
 
 /// An interrupt-entry-cache invalidation (§6.5.2.7, descriptor type 4).
