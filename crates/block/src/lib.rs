@@ -75,6 +75,19 @@ pub enum BlockError {
         /// The boundary mask (page size − 1).
         mask: u64,
     },
+    /// The driver carries one request at a time: [`BlockDevice::start`] is not
+    /// offered (queue depth 1).
+    NotQueued {
+        /// Disk name.
+        disk: String,
+    },
+    /// [`BlockDevice::complete`] was called with nothing in flight.
+    NothingInFlight,
+    /// Every tag is in use: [`BlockDevice::queue_depth`] requests are in flight.
+    QueueFull {
+        /// The depth reached.
+        depth: usize,
+    },
     /// The device failed the request (the driver's own error, rendered).
     Device {
         /// Disk name.
@@ -110,6 +123,14 @@ impl fmt::Display for BlockError {
                 "a gap at byte {offset} inside a sector breaks the {:#x}-byte virtual boundary: bounce the buffer",
                 mask + 1
             ),
+            BlockError::NotQueued { disk } => write!(
+                f,
+                "{disk}: the driver carries one request at a time (queue depth 1)"
+            ),
+            BlockError::NothingInFlight => f.write_str("no request in flight to complete"),
+            BlockError::QueueFull { depth } => {
+                write!(f, "{depth} requests already in flight (the queue depth)")
+            }
             BlockError::Device { disk, lba, detail } => {
                 write!(f, "{disk}: I/O error at sector {lba}: {detail}")
             }
@@ -433,7 +454,20 @@ pub fn count_segments(entries: &[SgEntry], limits: &QueueLimits) -> usize {
     n
 }
 
+/// Names one request in flight: what [`BlockDevice::start`] returned, given back by
+/// [`BlockDevice::complete`] (the driver's command identifier or slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tag(pub u32);
+
 /// A disk, as a driver exposes it to the block layer.
+///
+/// Requests run either one at a time ([`submit`](Self::submit): the call returns when
+/// the device is done) or, where [`queue_depth`](Self::queue_depth) is above 1,
+/// several at once: [`start`](Self::start) hands one to the device and returns, and
+/// [`complete`](Self::complete) waits for whichever ends next. A driver that offers
+/// `start` ends every started request exactly once through `complete`, also when a
+/// timeout or a controller reset ends it (with an error), and unmaps a request's
+/// memory only once the device can no longer reach it.
 pub trait BlockDevice {
     /// The Linux-style name (`sda`, `nvme0n1`).
     fn name(&self) -> &str;
@@ -448,6 +482,29 @@ pub trait BlockDevice {
     fn submit(&mut self, op: Op, req: Request) -> Result<SgTable, BlockError>;
     /// Writes the device's volatile cache to the medium.
     fn flush(&mut self) -> Result<(), BlockError>;
+
+    /// Most requests [`start`](Self::start) may have in flight together (1: the
+    /// driver carries one request at a time and does not offer `start`).
+    fn queue_depth(&self) -> usize {
+        1
+    }
+
+    /// Hands one request that fits [`limits`](Self::limits) to the device without
+    /// waiting for it. The memory in `req.sg` must stay allocated until
+    /// [`complete`](Self::complete) returns this request's tag.
+    fn start(&mut self, op: Op, req: Request) -> Result<Tag, BlockError> {
+        let _ = (op, req);
+        Err(BlockError::NotQueued {
+            disk: self.name().into(),
+        })
+    }
+
+    /// Waits (bounded by the driver's command timeout) for the next started request
+    /// to end and returns its tag, and its scatter list or why it failed.
+    /// `Err(NothingInFlight)` if none was started.
+    fn complete(&mut self) -> Result<(Tag, Result<SgTable, BlockError>), BlockError> {
+        Err(BlockError::NothingInFlight)
+    }
 
     /// Reads `sg`'s length in sectors from sector `lba` into `sg`.
     fn read(&mut self, lba: u64, sg: &SgTable) -> Result<(), BlockError> {

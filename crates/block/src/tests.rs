@@ -410,3 +410,28 @@ fn the_virt_boundary_ends_a_request_at_a_gap_between_pages() {
     );
     assert!(e.to_string().contains("bounce"), "{e}");
 }
+
+#[test]
+fn a_synchronous_driver_refuses_start_and_has_nothing_to_complete() {
+    let mut d = Recorder {
+        limits: limits(4, 8, 65536, u64::MAX),
+        cap: 100,
+        got: Vec::new(),
+        fail_lba: None,
+        flushes: 0,
+    };
+    assert_eq!(d.queue_depth(), 1);
+    let req = Request {
+        lba: 0,
+        sectors: 1,
+        sg: sg(&[(0x10000, 512)]),
+        segments: 1,
+    };
+    let e = d.start(Op::Read, req).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "sda: the driver carries one request at a time (queue depth 1)"
+    );
+    assert_eq!(d.complete().unwrap_err(), BlockError::NothingInFlight);
+    assert!(d.got.is_empty(), "start must not fall back to submit");
+}
