@@ -42,6 +42,7 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
             tables,
             id: None,
             failed: AtomicBool::new(false),
+            queue: ncq::Queue::default(),
         };
         if let Err(e) = self.start_port(p) {
             self.retire(port);
@@ -68,6 +69,10 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
             id.sectors,
             id.sector_size
         );
+        port.queue = ncq::Queue::new(self.depth_for(&id));
+        if port.queue.depth > 1 {
+            log::info!("ahci: port {p}: NCQ, queue depth {}", port.queue.depth);
+        }
         port.id = Some(id);
         Ok(Some(port))
     }
