@@ -62,17 +62,18 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
                 return Err(e);
             }
         };
+        port.queue = ncq::Queue::new(self.depth_for(&id));
+        let ncq = match port.queue.depth {
+            1 => alloc::string::String::from("no NCQ"),
+            n => alloc::format!("NCQ depth {n}"),
+        };
         log::info!(
-            "ahci: port {p}: {} \"{}\" {} sectors of {} bytes",
+            "ahci: port {p}: {} \"{}\" {} sectors of {} bytes, {ncq}",
             port.name,
             id.model,
             id.sectors,
             id.sector_size
         );
-        port.queue = ncq::Queue::new(self.depth_for(&id));
-        if port.queue.depth > 1 {
-            log::info!("ahci: port {p}: NCQ, queue depth {}", port.queue.depth);
-        }
         port.id = Some(id);
         Ok(Some(port))
     }
