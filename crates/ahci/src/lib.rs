@@ -20,8 +20,16 @@
 //!   aligned, ≤ 4 MiB, at most [`MAX_PRDT`] entries. A segment breaking one of those
 //!   rules is an error before anything is issued.
 //! * Commands: IDENTIFY DEVICE, READ/WRITE DMA EXT (48-bit LBA, ≤ 65535 sectors),
-//!   FLUSH CACHE EXT. One command per port at a time, slot 0. Completion: PxCI bit
-//!   clear and no error in PxIS; PRDBC must equal the bytes asked for.
+//!   FLUSH CACHE EXT, one at a time in slot 0 ([`Hba::read`], [`Hba::write`], the
+//!   block layer's `submit`). Completion: PxCI bit clear and no error in PxIS; PRDBC
+//!   must equal the bytes asked for.
+//! * NCQ (`ncq.rs`) when CAP.SNCQ and IDENTIFY word 76 bit 8: READ/WRITE FPDMA
+//!   QUEUED, up to min(CAP.NCS + 1, word 75 + 1, 32) in flight ([`Hba::start`],
+//!   [`Hba::complete`], the block layer's `start`/`complete`), a command slot and
+//!   table per tag, PxSACT then PxCI, each ending when the device's SDB FIS clears
+//!   its PxSACT bit. An NCQ error or timeout recovers the port (COMRESET) before any
+//!   outstanding request is unmapped; after an error the outstanding requests run
+//!   again one at a time without NCQ, after a timeout they all time out.
 //! * Errors: PxIS.TFES/HBFS/HBDS/IFS/OFS or PxTFD.ERR after completion end that
 //!   request with [`AhciError::TaskFile`] / [`AhciError::HostBus`] (status, error
 //!   register and the failing LBA from the D2H FIS), then the port is recovered: stop
@@ -441,7 +449,7 @@ impl<R: RegisterAccess, D: Delay> BlockDevice for AhciDisk<'_, R, D> {
     fn start(&mut self, op: Op, req: Request) -> Result<Tag, BlockError> {
         let lba = req.lba;
         self.hba
-            .start(self.disk, op == Op::Write, lba, req.sg)
+            .start(self.disk, op, lba, req.sg)
             .map_err(|e| self.queue_error(lba, e))
     }
 

@@ -114,16 +114,11 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
         }
     }
 
-    /// Starts a READ (`write` false) or WRITE FPDMA QUEUED of `sg` at `lba` on disk
-    /// number `disk` and returns at once with its tag. `sg`'s memory must stay
-    /// allocated until [`complete`](Self::complete) returns the tag.
-    pub fn start(
-        &mut self,
-        disk: usize,
-        write: bool,
-        lba: u64,
-        sg: SgTable,
-    ) -> Result<Tag, AhciError> {
+    /// Starts a READ or WRITE FPDMA QUEUED of `sg` at `lba` on disk number `disk`
+    /// and returns at once with its tag. `sg`'s memory must stay allocated until
+    /// [`complete`](Self::complete) returns the tag.
+    pub fn start(&mut self, disk: usize, op: Op, lba: u64, sg: SgTable) -> Result<Tag, AhciError> {
+        let write = op == Op::Write;
         let i = self.disk_index(disk)?;
         let mut q = core::mem::take(&mut self.ports[i].queue);
         let r = self.ncq_issue(i, &mut q, write, lba, sg);

@@ -236,6 +236,7 @@ struct Port {
     ncq: Vec<ncq::NcqCmd>,
     ncq_order: NcqOrder,
     ncq_stuck: u32,
+    ncq_eager: bool,
     /// IDENTIFY words 75/76: queue depth, 0 for no NCQ.
     ncq_depth: u16,
     init_d2h_sent: bool,
@@ -363,7 +364,7 @@ impl<B: DmaBus> AhciModel<B> {
         for p in s.ports.iter_mut() {
             let keep = (p.disk.take(), core::mem::take(&mut p.media_errors), p.hung);
             let (flushes, resets) = (p.flushes, p.resets);
-            let ncq = (p.ncq_order, p.ncq_stuck, p.ncq_depth);
+            let ncq = (p.ncq_order, p.ncq_stuck, p.ncq_depth, p.ncq_eager);
             *p = Port {
                 disk: keep.0,
                 media_errors: keep.1,
@@ -373,6 +374,7 @@ impl<B: DmaBus> AhciModel<B> {
                 ncq_order: ncq.0,
                 ncq_stuck: ncq.1,
                 ncq_depth: ncq.2,
+                ncq_eager: ncq.3,
                 cmd: CMD_SUD | CMD_POD,
                 ..Port::default()
             };

@@ -333,3 +333,41 @@ fn queued_reads_complete_under_interrupts() {
     }
     assert!(matches!(d.complete(), Err(BlockError::NothingInFlight)));
 }
+
+#[test]
+fn outstanding_buffers_stay_mapped_until_the_port_is_reset() {
+    // Behind the VT-d model, with a device that goes on with its queue whenever the
+    // driver touches a register (a port stop included): a buffer unmapped before the
+    // COMRESET would be a DMA fault.
+    let mc = machine();
+    let dom = testbed::vtd::setup(mc, hal::Bdf::b(0, 0x1f, 2));
+    let md = model(testbed::vtd::Translated(dom.clone()), true, &[0]);
+    let clock = Clock::default();
+    let shared: dma::SharedDomain = dom.clone();
+    let dev = device(mc, DmaBackend::Iommu(shared));
+    let mut h = probe(&md, dev.clone(), &clock);
+    md.set_ncq_eager(0, true);
+    md.set_media_error(0, lba_of(0) + 1);
+    let b = bufs(mc, 4);
+    let mut d = h.disk(0).unwrap();
+    for (k, &e) in b.iter().enumerate() {
+        d.start(Op::Read, req(lba_of(k), &[e])).unwrap();
+    }
+    let mut ends: Vec<(u32, bool)> = (0..4)
+        .map(|_| {
+            let (t, r) = d.complete().unwrap();
+            (t.0, r.is_ok())
+        })
+        .collect();
+    assert!(md.errors().is_empty(), "{:?}", md.errors());
+    ends.sort();
+    assert_eq!(ends, [(0, false), (1, true), (2, true), (3, true)]);
+    for k in 1..4 {
+        let (a, l) = b[k];
+        assert_eq!(
+            mc.bytes(a, l),
+            md.disk_bytes(0, lba_of(k) as usize * 512, l)
+        );
+    }
+    assert_eq!(data_mappings(&dev), 0);
+}

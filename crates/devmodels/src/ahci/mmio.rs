@@ -17,7 +17,7 @@ impl<B: DmaBus> RegisterAccess for AhciModel<B> {
             let i = (offset - PORT_BASE) / PORT_LEN;
             if i < self.s.borrow().ports.len() {
                 let reg = (offset - PORT_BASE) % PORT_LEN;
-                if reg == 0x34 {
+                if reg == 0x34 || self.s.borrow().ports[i].ncq_eager {
                     // Time passes for queued commands whenever the driver looks.
                     self.ncq_tick(i);
                 }

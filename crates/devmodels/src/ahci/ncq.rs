@@ -4,6 +4,8 @@
 //! the order [`NcqOrder`] picks, and end with a Set Device Bits FIS that clears their
 //! PxSACT bits. A failed one keeps its PxSACT bit, sets STS.ERR with ABRT in the
 //! error register (QEMU's `ncq_err`) and raises PxIS.TFES; the others go on.
+//! [`AhciModel::set_ncq_eager`] makes every port register read a moment in which one
+//! queued command runs.
 
 use super::*;
 
@@ -38,6 +40,13 @@ impl<B: DmaBus> AhciModel<B> {
     /// How queued commands on `port` are picked to run.
     pub fn set_ncq_order(&self, port: usize, order: NcqOrder) {
         self.s.borrow_mut().ports[port].ncq_order = order;
+    }
+
+    /// Runs a queued command on every read of a `port` register, not only PxSACT:
+    /// the device goes on with its queue while the driver does anything else (a
+    /// stop of the port included: QEMU's requests go on after ST is cleared).
+    pub fn set_ncq_eager(&self, port: usize, eager: bool) {
+        self.s.borrow_mut().ports[port].ncq_eager = eager;
     }
 
     /// The queue depth the disk on `port` reports in IDENTIFY (words 75/76; 0: no
