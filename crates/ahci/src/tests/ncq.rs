@@ -362,8 +362,7 @@ fn outstanding_buffers_stay_mapped_until_the_port_is_reset() {
     assert!(md.errors().is_empty(), "{:?}", md.errors());
     ends.sort();
     assert_eq!(ends, [(0, false), (1, true), (2, true), (3, true)]);
-    for k in 1..4 {
-        let (a, l) = b[k];
+    for (k, &(a, l)) in b.iter().enumerate().skip(1) {
         assert_eq!(
             mc.bytes(a, l),
             md.disk_bytes(0, lba_of(k) as usize * 512, l)
