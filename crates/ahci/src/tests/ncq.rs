@@ -370,3 +370,51 @@ fn outstanding_buffers_stay_mapped_until_the_port_is_reset() {
     }
     assert_eq!(data_mappings(&dev), 0);
 }
+
+#[test]
+fn a_32_bit_hba_queues_high_buffers_through_swiotlb_and_copies_back_at_the_end() {
+    let mc = machine();
+    let md = model(Direct(mc), false, &[0]);
+    md.set_ncq_order(0, NcqOrder::Hold);
+    let clock = Clock::default();
+    // SAFETY: the fake machine's swiotlb region, reserved for this pool alone.
+    let pool =
+        Arc::new(unsafe { Swiotlb::new(mc, PhysAddr::new(SWIOTLB_BASE), SWIOTLB_SIZE) }.unwrap());
+    let dev = device(mc, DmaBackend::Swiotlb(pool.clone()));
+    let mut h = probe(&md, dev.clone(), &clock);
+    let b = bufs(mc, 3);
+    assert!(b.iter().all(|&(a, _)| a >= HIGH), "buffers above 4 GiB");
+    let mut d = h.disk(0).unwrap();
+    for (k, &e) in b.iter().enumerate() {
+        d.start(Op::Read, req(lba_of(k), &[e])).unwrap();
+    }
+    // The HBA writes bounce slots below 4 GiB; a buffer gets its data when its tag
+    // ends (the unmap copies it back), not before.
+    assert!(md.ncq_complete(0, 1));
+    assert_eq!(mc.bytes(b[1].0, 4096), vec![0; 4096], "not copied back yet");
+    let (t, r) = d.complete().unwrap();
+    assert_eq!(t, Tag(1));
+    r.unwrap();
+    assert_eq!(
+        mc.bytes(b[1].0, 4096),
+        md.disk_bytes(0, lba_of(1) as usize * 512, 4096)
+    );
+    for tag in [2, 0] {
+        assert!(md.ncq_complete(0, tag));
+        assert_eq!(d.complete().unwrap().0, Tag(tag as u32));
+        let (a, l) = b[tag];
+        assert_eq!(
+            mc.bytes(a, l),
+            md.disk_bytes(0, lba_of(tag) as usize * 512, l)
+        );
+    }
+    for c in md.commands().iter().filter(|c| c.tag.is_some()) {
+        assert!(
+            c.prdt
+                .iter()
+                .all(|&(a, l)| a >= SWIOTLB_BASE
+                    && a + l as u64 <= SWIOTLB_BASE + SWIOTLB_SIZE as u64)
+        );
+    }
+    assert_eq!(pool.stats().used_slots, 0, "bounce slots released");
+}
