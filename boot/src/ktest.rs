@@ -593,6 +593,49 @@ fn check_blkbench_tables(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The blkbench tables (checked as [`check_blkbench_tables`] does) of the same reads
+/// at qd 1 and at qd 8 read the same bytes: per workload (count, size, order), the
+/// direct row's checksum (blkbench's order-independent sum of what it read, which
+/// every other row matches) is the same at both depths.
+fn verify_ncq_bench(text: &str) -> Result<(), String> {
+    check_blkbench_tables(text)?;
+    let lines: Vec<&str> = text.lines().collect();
+    // workload -> [(qd, checksum)]
+    let mut seen: std::collections::BTreeMap<&str, Vec<(&str, &str)>> = Default::default();
+    for (i, l) in lines.iter().enumerate() {
+        let Some(rest) = l.strip_prefix("blkbench ") else {
+            continue;
+        };
+        let Some((_, rest)) = rest.split_once(": ") else {
+            continue;
+        };
+        let Some((workload, rest)) = rest.split_once(", qd ") else {
+            continue;
+        };
+        let qd = rest.split_whitespace().next().unwrap_or("");
+        let sum = lines[i + 1..]
+            .iter()
+            .find(|r| r.starts_with("direct "))
+            .and_then(|r| r.split_once("same as direct ("))
+            .and_then(|(_, s)| s.split_once(')'))
+            .map(|(s, _)| s)
+            .ok_or_else(|| format!("no direct checksum after {l:?}"))?;
+        seen.entry(workload).or_default().push((qd, sum));
+    }
+    if seen.is_empty() {
+        return Err("no blkbench table".into());
+    }
+    for (w, runs) in &seen {
+        if !runs.iter().any(|r| r.0 == "1") || !runs.iter().any(|r| r.0 == "8") {
+            return Err(format!("{w}: not run at both qd 1 and qd 8: {runs:?}"));
+        }
+        if runs.iter().any(|r| r.1 != runs[0].1) {
+            return Err(format!("{w}: qd 1 and qd 8 read different data: {runs:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// The modes took turns: the controller's re-binds between a blkbench header and
 /// its table (the AHCI driver's probe line names the DMA device, "... [blkbench
 /// strict]: AHCI ...") follow direct, swiotlb, strict, lazy (those available) round
@@ -1529,6 +1572,26 @@ pub const SHELL_CASES: &[ShellCase] = &[
         line_counts: &[("error:", 5), ("warning:", 0)],
         verify: Some(verify_storage),
     },
+    // NCQ on the ICH9 AHCI: blkbench keeps 8 reads in flight on sdb (READ FPDMA
+    // QUEUED, a tag each) in every IOMMU mode; each table's rows must agree on the
+    // data (check_blkbench_tables), and the qd 8 runs must read what qd 1 read.
+    ShellCase {
+        name: "ahci_ncq_blkbench_qd8",
+        profile: "storage",
+        cmdline: "",
+        input: b"lsblk\nblkbench sdb --qd 1 --count 256\nblkbench sdb --qd 8 --count 256\nblkbench sdb --qd 8 --count 256 --bs 4k --random\nblkbench sdb --qd 1 --count 256 --bs 4k --random\niommu faults\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "ahci: port 1: sdb \"QEMU HARDDISK\" 65536 sectors of 512 bytes, NCQ depth 32",
+            "qd 8 (8 reads kept in flight through the ahci driver)",
+            "0 fault(s) recorded since boot",
+        ],
+        line_counts: &[
+            ("error:", 0),
+            ("warning:", 0),
+        ],
+        verify: Some(verify_ncq_bench),
+    },
     ShellCase {
         name: "storage_both_disks_iommu_off",
         profile: "storage",
@@ -1875,6 +1938,39 @@ pub const DISK_CASES: &[DiskCase] = &[
                 "sda: 1 sector(s) of 512 bytes from LBA 0, read by 0000:00:1f.2 ahci",
             ],
             line_counts: &[("error:", 1)],
+            verify: None,
+        },
+        disk: WritableDisk::AhciPort1,
+        check: check_unchanged_image,
+        read_error_at: Some(200),
+    },
+    DiskCase {
+        // The same injected error with 8 NCQ reads in flight: the port is recovered,
+        // the tags still outstanding run again one at a time, the one at sector 200
+        // fails with its own error in every mode, the others complete, and the queue
+        // works afterwards.
+        case: ShellCase {
+            name: "ahci_ncq_injected_media_error",
+            profile: "default",
+            cmdline: "",
+            input: b"blkbench sdb --qd 8 --count 64 --bs 4k --rounds 1\nblk read sdb 201\nblkbench sdb --qd 8 --count 16 --bs 4k --rounds 1\npoweroff\n",
+            end: End::Exited(0),
+            contains: &[
+                "warning: sdb: NCQ error (PxIS 0x4",
+                "outstanding; COMRESET, then each again without NCQ",
+                "(lba 200) failed again: ahci port 1: command aborted",
+                "error: sdb: I/O error at sector 200: ahci port 1: command aborted (command 0x25, status 0x41, error 0x04, lba 200)",
+                "sdb: 1 sector(s) of 512 bytes from LBA 201, read by 0000:00:1f.2 ahci",
+                "qd 8 (8 reads kept in flight through the ahci driver)",
+            ],
+            // blkbench puts each mode's error in its row, not on a line of its own.
+            line_counts: &[
+                ("error:", 0),
+                ("direct   error: sdb: I/O error at sector 200", 1),
+                ("swiotlb  error: sdb: I/O error at sector 200", 1),
+                ("strict   error: sdb: I/O error at sector 200", 1),
+                ("lazy     error: sdb: I/O error at sector 200", 1),
+            ],
             verify: None,
         },
         disk: WritableDisk::AhciPort1,

@@ -18,6 +18,51 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
         Ok(parse_identify(&id))
     }
 
+    /// Writes a command table (the command FIS `fis` and one PRD entry per segment)
+    /// and the header of command slot `slot`; the caller sets PxCI (and PxSACT).
+    pub(crate) fn prepare(
+        &self,
+        port: &Port,
+        slot: usize,
+        fis: &[u8; 20],
+        write: bool,
+        segs: &[DmaSegment],
+    ) -> Result<DmaPoolBlock, AhciError> {
+        let p = port.index;
+        if let Err((index, reason)) = check_prdt(segs, self.cap.contains(Cap::S64A)) {
+            let (addr, len) = segs.get(index).map_or((0, 0), |s| (s.addr.as_u64(), s.len));
+            return Err(AhciError::BadSegment {
+                port: p,
+                index,
+                addr,
+                len,
+                reason,
+            });
+        }
+        let table = port.tables.alloc()?;
+        for (i, dw) in fis.as_chunks::<4>().0.iter().enumerate() {
+            table.write::<u32>(regs::CT_CFIS + 4 * i, u32::from_le_bytes(*dw));
+        }
+        for (i, s) in segs.iter().enumerate() {
+            for (j, dw) in regs::prd(s.addr.as_u64(), s.len).iter().enumerate() {
+                table.write::<u32>(regs::CT_PRDT + i * regs::PRD_SIZE + 4 * j, *dw);
+            }
+        }
+        trace_prdt(segs, &table);
+        let ct = table.dma_addr().as_u64();
+        let hdr = slot * regs::CMD_HDR_SIZE;
+        let mut dw0 = regs::FIS_H2D_DWORDS | ((segs.len() as u32) << regs::HDR_PRDTL_SHIFT);
+        if write {
+            dw0 |= regs::HDR_W;
+        }
+        port.area.write::<u32>(hdr + regs::HDR_DW0, dw0);
+        port.area.write::<u32>(hdr + regs::HDR_PRDBC, 0);
+        port.area.write::<u32>(hdr + regs::HDR_CTBA, ct as u32);
+        port.area
+            .write::<u32>(hdr + regs::HDR_CTBAU, (ct >> 32) as u32);
+        Ok(table)
+    }
+
     /// Writes the command table and header for one command and sets PxCI.
     pub(crate) fn issue(
         &self,
@@ -33,38 +78,7 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
             Data::None => &[],
             Data::Segments(s) => s,
         };
-        if let Err((index, reason)) = check_prdt(segs, self.cap.contains(Cap::S64A)) {
-            let (addr, len) = segs.get(index).map_or((0, 0), |s| (s.addr.as_u64(), s.len));
-            return Err(AhciError::BadSegment {
-                port: p,
-                index,
-                addr,
-                len,
-                reason,
-            });
-        }
-        let table = port.tables.alloc()?;
-        let fis = regs::h2d_fis(command, lba, count);
-        for (i, dw) in fis.as_chunks::<4>().0.iter().enumerate() {
-            table.write::<u32>(regs::CT_CFIS + 4 * i, u32::from_le_bytes(*dw));
-        }
-        for (i, s) in segs.iter().enumerate() {
-            for (j, dw) in regs::prd(s.addr.as_u64(), s.len).iter().enumerate() {
-                table.write::<u32>(regs::CT_PRDT + i * regs::PRD_SIZE + 4 * j, *dw);
-            }
-        }
-        trace_prdt(segs, &table);
-        let ct = table.dma_addr().as_u64();
-        let hdr = SLOT * regs::CMD_HDR_SIZE;
-        let mut dw0 = regs::FIS_H2D_DWORDS | ((segs.len() as u32) << regs::HDR_PRDTL_SHIFT);
-        if write {
-            dw0 |= regs::HDR_W;
-        }
-        port.area.write::<u32>(hdr + regs::HDR_DW0, dw0);
-        port.area.write::<u32>(hdr + regs::HDR_PRDBC, 0);
-        port.area.write::<u32>(hdr + regs::HDR_CTBA, ct as u32);
-        port.area
-            .write::<u32>(hdr + regs::HDR_CTBAU, (ct >> 32) as u32);
+        let table = self.prepare(port, SLOT, &regs::h2d_fis(command, lba, count), write, segs)?;
         // Table and header must be in memory before the HBA is told to fetch them.
         hal::dma_wmb();
         self.wpreg(p, regs::PX_IS, u32::MAX);
@@ -154,6 +168,8 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
         write: bool,
         data: Data<'_>,
     ) -> Result<(), AhciError> {
+        // A non-queued command may not be issued while NCQ commands are active.
+        self.ncq_drain(i);
         self.exec(&self.ports[i], command, lba, count, write, data)
     }
 
@@ -184,10 +200,32 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
         write: bool,
     ) -> Result<(), AhciError> {
         let i = self.disk_index(disk)?;
+        let count = self.check_rw(i, lba, sg)?;
+        let dir = if write {
+            DmaDirection::ToDevice
+        } else {
+            DmaDirection::FromDevice
+        };
+        let m = self.dev.map_sg(sg.clone(), dir)?;
+        let segs = m.segments().to_vec();
+        let cmd = if write {
+            regs::ATA_WRITE_DMA_EXT
+        } else {
+            regs::ATA_READ_DMA_EXT
+        };
+        let r = self.exec_recover(i, cmd, lba, count as u16, write, Data::Segments(&segs));
+        // Unmapping copies bounced data back (FromDevice) and tears the IOVAs down.
+        drop(m.unmap());
+        r
+    }
+
+    /// Checks a read or write of `sg` at `lba` against disk `i` and one command;
+    /// returns its sector count.
+    pub(crate) fn check_rw(&self, i: usize, lba: u64, sg: &SgTable) -> Result<u64, AhciError> {
         let port = &self.ports[i];
         let p = port.index;
         let Some(id) = &port.id else {
-            return Err(AhciError::NoDisk(disk));
+            return Err(AhciError::NoDisk(i));
         };
         let total: usize = sg.entries().iter().map(|e| e.len).sum();
         let ss = id.sector_size;
@@ -210,22 +248,7 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
                 reason: "beyond the end of the disk",
             });
         }
-        let dir = if write {
-            DmaDirection::ToDevice
-        } else {
-            DmaDirection::FromDevice
-        };
-        let m = self.dev.map_sg(sg.clone(), dir)?;
-        let segs = m.segments().to_vec();
-        let cmd = if write {
-            regs::ATA_WRITE_DMA_EXT
-        } else {
-            regs::ATA_READ_DMA_EXT
-        };
-        let r = self.exec_recover(i, cmd, lba, count as u16, write, Data::Segments(&segs));
-        // Unmapping copies bounced data back (FromDevice) and tears the IOVAs down.
-        drop(m.unmap());
-        r
+        Ok(count)
     }
 
     /// FLUSH CACHE EXT on disk number `disk`.
@@ -237,6 +260,7 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
     /// Re-reads IDENTIFY DEVICE from disk number `disk`.
     pub fn identify(&mut self, disk: usize) -> Result<Identify, AhciError> {
         let i = self.disk_index(disk)?;
+        self.ncq_drain(i);
         let id = self.identify_port(&self.ports[i])?;
         self.ports[i].id = Some(id.clone());
         Ok(id)

@@ -75,6 +75,17 @@ pub enum AhciError {
         /// Timeout in ms.
         ms: u32,
     },
+    /// `start` on a disk without NCQ (queue depth 1).
+    NotQueued(usize),
+    /// Every NCQ tag of the port is in flight.
+    QueueFull {
+        /// Port.
+        port: usize,
+        /// Tags in flight (the queue depth).
+        depth: usize,
+    },
+    /// `complete` with no started command in flight.
+    NothingInFlight(usize),
     /// The HBA reported a different byte count than the command moves.
     ShortTransfer {
         /// Port.
@@ -147,6 +158,13 @@ impl fmt::Display for AhciError {
                 f,
                 "ahci port {port}: command {command:#04x} did not complete in {ms} ms"
             ),
+            AhciError::NotQueued(p) => {
+                write!(f, "ahci port {p}: no NCQ, one command at a time")
+            }
+            AhciError::QueueFull { port, depth } => {
+                write!(f, "ahci port {port}: all {depth} NCQ tags in flight")
+            }
+            AhciError::NothingInFlight(p) => write!(f, "ahci port {p}: no command in flight"),
             AhciError::ShortTransfer {
                 port,
                 expected,

@@ -17,6 +17,10 @@ pub struct Identify {
     pub lba48: bool,
     /// Logical sector size (word 106 bit 12 → words 117-118, else 512).
     pub sector_size: usize,
+    /// Native Command Queuing supported (word 76 bit 8).
+    pub ncq: bool,
+    /// NCQ queue depth (word 75 bits 4:0, plus one); 1 without NCQ.
+    pub queue_depth: usize,
 }
 
 fn ata_string(id: &[u8], first_word: usize, words: usize) -> String {
@@ -49,7 +53,17 @@ pub fn parse_identify(id: &[u8; 512]) -> Identify {
     } else {
         512
     };
+    // Word 76 of 0 or 0xffff means "not reported" (as Linux's ata_id_has_ncq).
+    let w76 = word(76);
+    let ncq = w76 != 0 && w76 != 0xffff && w76 & (1 << 8) != 0;
+    let queue_depth = if ncq {
+        (word(75) & 0x1f) as usize + 1
+    } else {
+        1
+    };
     Identify {
+        ncq,
+        queue_depth,
         sectors,
         model: ata_string(id, 27, 20),
         serial: ata_string(id, 10, 10),

@@ -11,8 +11,8 @@ pub struct IrqShared {
     port_is: [AtomicU32; regs::MAX_PORTS],
     interrupts: AtomicU64,
     not_ours: AtomicU64,
-    by_irq: AtomicU64,
-    by_poll: AtomicU64,
+    pub(crate) by_irq: AtomicU64,
+    pub(crate) by_poll: AtomicU64,
 }
 
 /// What [`IrqShared::stats`] counts.

@@ -20,8 +20,16 @@
 //!   aligned, ≤ 4 MiB, at most [`MAX_PRDT`] entries. A segment breaking one of those
 //!   rules is an error before anything is issued.
 //! * Commands: IDENTIFY DEVICE, READ/WRITE DMA EXT (48-bit LBA, ≤ 65535 sectors),
-//!   FLUSH CACHE EXT. One command per port at a time, slot 0. Completion: PxCI bit
-//!   clear and no error in PxIS; PRDBC must equal the bytes asked for.
+//!   FLUSH CACHE EXT, one at a time in slot 0 ([`Hba::read`], [`Hba::write`], the
+//!   block layer's `submit`). Completion: PxCI bit clear and no error in PxIS; PRDBC
+//!   must equal the bytes asked for.
+//! * NCQ (`ncq.rs`) when CAP.SNCQ and IDENTIFY word 76 bit 8: READ/WRITE FPDMA
+//!   QUEUED, up to min(CAP.NCS + 1, word 75 + 1, 32) in flight ([`Hba::start`],
+//!   [`Hba::complete`], the block layer's `start`/`complete`), a command slot and
+//!   table per tag, PxSACT then PxCI, each ending when the device's SDB FIS clears
+//!   its PxSACT bit. An NCQ error or timeout recovers the port (COMRESET) before any
+//!   outstanding request is unmapped; after an error the outstanding requests run
+//!   again one at a time without NCQ, after a timeout they all time out.
 //! * Errors: PxIS.TFES/HBFS/HBDS/IFS/OFS or PxTFD.ERR after completion end that
 //!   request with [`AhciError::TaskFile`] / [`AhciError::HostBus`] (status, error
 //!   register and the failing LBA from the D2H FIS), then the port is recovered: stop
@@ -52,6 +60,7 @@ mod eh;
 mod error;
 mod identify;
 mod irq;
+mod ncq;
 mod port;
 mod prdt;
 pub mod regs;
@@ -59,13 +68,14 @@ pub mod regs;
 pub use error::AhciError;
 pub use identify::{parse_identify, Identify};
 pub use irq::{handle_interrupt, IrqShared, IrqStats};
+pub use ncq::Ended;
 use prdt::trace_prdt;
 pub use prdt::{check_prdt, CMD_TABLE_SIZE, MAX_PRDT};
 
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use block::{BlockDevice, BlockError, Op, QueueLimits, Request};
+use block::{BlockDevice, BlockError, Op, QueueLimits, Request, Tag};
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use dma::{
@@ -139,6 +149,8 @@ struct Port {
     id: Option<Identify>,
     /// Out of service after a failed recovery.
     failed: AtomicBool,
+    /// NCQ tags in flight and ended ones not yet collected.
+    queue: ncq::Queue,
 }
 
 /// Received-FIS area offset inside the port's page.
@@ -351,7 +363,8 @@ impl<R: RegisterAccess, D: Delay> Drop for Hba<R, D> {
         if self.irq_mode {
             self.enable_interrupts(false);
         }
-        for port in core::mem::take(&mut self.ports) {
+        for mut port in core::mem::take(&mut self.ports) {
+            self.ncq_teardown(&mut port);
             self.retire(port);
         }
     }
@@ -369,6 +382,19 @@ impl<R: RegisterAccess, D: Delay> AhciDisk<'_, R, D> {
             Some(id) => id,
             // `Hba::disk` only hands out disks with IDENTIFY data.
             None => unreachable!("AhciDisk without IDENTIFY data"),
+        }
+    }
+
+    /// The block layer's own words for "not queued", "queue full", "nothing in
+    /// flight"; anything else is a device error.
+    fn queue_error(&self, lba: u64, e: AhciError) -> BlockError {
+        match e {
+            AhciError::NotQueued(_) => BlockError::NotQueued {
+                disk: self.hba.ports[self.disk].name.clone(),
+            },
+            AhciError::QueueFull { depth, .. } => BlockError::QueueFull { depth },
+            AhciError::NothingInFlight(_) => BlockError::NothingInFlight,
+            e => self.block_error(lba, e),
         }
     }
 
@@ -414,6 +440,24 @@ impl<R: RegisterAccess, D: Delay> BlockDevice for AhciDisk<'_, R, D> {
         self.hba
             .flush(self.disk)
             .map_err(|e| self.block_error(0, e))
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.hba.queue_depth(self.disk)
+    }
+
+    fn start(&mut self, op: Op, req: Request) -> Result<Tag, BlockError> {
+        let lba = req.lba;
+        self.hba
+            .start(self.disk, op, lba, req.sg)
+            .map_err(|e| self.queue_error(lba, e))
+    }
+
+    fn complete(&mut self) -> Result<(Tag, Result<SgTable, BlockError>), BlockError> {
+        match self.hba.complete(self.disk) {
+            Ok(e) => Ok((e.tag, e.result.map_err(|err| self.block_error(e.lba, err)))),
+            Err(e) => Err(self.queue_error(0, e)),
+        }
     }
 }
 

@@ -42,6 +42,7 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
             tables,
             id: None,
             failed: AtomicBool::new(false),
+            queue: ncq::Queue::default(),
         };
         if let Err(e) = self.start_port(p) {
             self.retire(port);
@@ -61,8 +62,13 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
                 return Err(e);
             }
         };
+        port.queue = ncq::Queue::new(self.depth_for(&id));
+        let ncq = match port.queue.depth {
+            1 => alloc::string::String::from("no NCQ"),
+            n => alloc::format!("NCQ depth {n}"),
+        };
         log::info!(
-            "ahci: port {p}: {} \"{}\" {} sectors of {} bytes",
+            "ahci: port {p}: {} \"{}\" {} sectors of {} bytes, {ncq}",
             port.name,
             id.model,
             id.sectors,

@@ -207,6 +207,8 @@ pub const CMD_HDR_SIZE: usize = 32;
 pub const RX_FIS_SIZE: usize = 256;
 /// Offset of the D2H register FIS in the received-FIS area.
 pub const RX_FIS_RFIS: usize = 0x40;
+/// Offset of the Set Device Bits FIS in the received-FIS area (NCQ completions).
+pub const RX_FIS_SDB: usize = 0x58;
 
 /// Command header DW0: FIS length in dwords (bits 4:0).
 pub const HDR_CFL_MASK: u32 = 0x1f;
@@ -259,6 +261,12 @@ pub const ATA_READ_DMA_EXT: u8 = 0x25;
 pub const ATA_WRITE_DMA_EXT: u8 = 0x35;
 /// ATA FLUSH CACHE EXT.
 pub const ATA_FLUSH_CACHE_EXT: u8 = 0xea;
+/// ATA READ FPDMA QUEUED (NCQ).
+pub const ATA_READ_FPDMA_QUEUED: u8 = 0x60;
+/// ATA WRITE FPDMA QUEUED (NCQ).
+pub const ATA_WRITE_FPDMA_QUEUED: u8 = 0x61;
+/// Most NCQ tags (the 5 bits of the tag field, and PxSACT's 32 bits).
+pub const NCQ_MAX_TAGS: usize = 32;
 /// Device register: LBA mode.
 pub const ATA_DEV_LBA: u8 = 1 << 6;
 
@@ -295,6 +303,19 @@ pub fn h2d_fis(command: u8, lba: u64, count: u16) -> [u8; 20] {
         0,
         0,
     ]
+}
+
+/// A register host-to-device FIS for a READ/WRITE FPDMA QUEUED `command`: the
+/// sector count moves to FEATURES (bytes 3 and 11, 0 meaning 65536) and the sector
+/// count field carries the NCQ tag in bits 7:3 (ATA8-ACS 7.23/7.63).
+pub fn fpdma_fis(command: u8, lba: u64, count: u16, tag: usize) -> [u8; 20] {
+    let mut fis = h2d_fis(command, lba, 0);
+    let c = count.to_le_bytes();
+    fis[3] = c[0];
+    fis[11] = c[1];
+    fis[12] = ((tag as u8) & 0x1f) << 3;
+    fis[13] = 0;
+    fis
 }
 
 /// LBA from a register FIS (bytes 4-6 and 8-10), as a device reports the failing

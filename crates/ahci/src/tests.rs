@@ -646,3 +646,5 @@ fn under_interrupts_media_errors_hangs_and_lost_interrupts_end_cleanly() {
         "only the ports' pages and pool chunks"
     );
 }
+
+mod ncq;

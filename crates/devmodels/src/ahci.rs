@@ -5,7 +5,10 @@
 //! The model implements `hal::RegisterAccess` (ABAR) and reaches memory only through a
 //! [`DmaBus`], so a test can put an IOMMU model (or nothing) between the HBA and RAM.
 //! Commands run synchronously when PxCI is written with PxCMD.ST set (QEMU's
-//! `check_cmd`, non-NCQ), one slot after another.
+//! `check_cmd`), one slot after another; READ/WRITE FPDMA QUEUED are only queued
+//! then (their PxCI bit clears) and run later, one per PxSACT read ([`NcqOrder`]).
+//! Behaviour is QEMU 7.2.6 and later (the 7.2 stable series carries the 8.1 NCQ
+//! fixes: TFES on an NCQ error, clearing ST clears PxSACT and PxCI).
 //!
 //! Modelled:
 //! * CAP (NP, NCS = 32 slots, SNCQ, SAM, S64A unless [`Options::s64a`] is false), GHC
@@ -30,6 +33,14 @@
 //!   PxTFD.STS.ERR, the error register and PxIS.TFES, and the D2H FIS carries the
 //!   failing LBA; a PRDT too short for the transfer is PxIS.OFS; a DMA the bus refuses
 //!   (outside RAM, an IOMMU fault) is PxIS.HBFS.
+//! * NCQ (`ncq.rs`): IDENTIFY words 75/76 (depth 32 as QEMU, or
+//!   [`AhciModel::set_ncq_depth`]); the tag in bits 7:3 of the sector count, the count
+//!   in FEATURES; completion by a Set Device Bits FIS at FB + 0x58 that clears the
+//!   tag's PxSACT bit and raises PxIS.SDBS. A failed command (media error, range)
+//!   keeps its PxSACT bit, gets STS.ERR + ABRT (QEMU's `ncq_err`) and PxIS.TFES; the
+//!   port is not halted. COMRESET and HBA reset drop every queued command; clearing
+//!   ST does not (QEMU's requests go on). In order, newest first, or held for
+//!   [`AhciModel::ncq_complete`]; one tag can be made to never complete.
 //! * Fault injection: a media error (UNC, 0x40) at a chosen LBA
 //!   ([`AhciModel::set_media_error`]), a port that accepts commands and never
 //!   completes them ([`AhciModel::set_hung`]), an HBA without S64A.
@@ -42,8 +53,11 @@ use hal::RegisterAccess;
 
 mod bus;
 mod cmd;
+mod mmio;
+mod ncq;
 
 pub use bus::{BusFault, DmaBus, PhysBus};
+pub use ncq::NcqOrder;
 
 /// Model construction options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +147,22 @@ pub enum ModelError {
         /// Offset.
         offset: usize,
     },
+    /// An FPDMA command whose tag is not its command slot (QEMU traces it).
+    TagSlotMismatch {
+        /// Port.
+        port: usize,
+        /// Tag from the FIS.
+        tag: usize,
+        /// Command slot.
+        slot: usize,
+    },
+    /// An FPDMA command with a tag still queued (QEMU drops the command).
+    TagInUse {
+        /// Port.
+        port: usize,
+        /// Tag.
+        tag: usize,
+    },
 }
 
 /// One command the model fetched, with its PRDT as the HBA read it.
@@ -146,15 +176,18 @@ pub struct CmdLog {
     pub command: u8,
     /// 48-bit LBA from the FIS.
     pub lba: u64,
-    /// Sector count from the FIS (0 = 65536 for DMA EXT commands).
+    /// Sector count from the FIS (0 = 65536 for DMA EXT commands; FEATURES for
+    /// FPDMA commands).
     pub count: u32,
+    /// The NCQ tag of an FPDMA command.
+    pub tag: Option<usize>,
     /// Header W bit.
     pub write: bool,
     /// Command table address (as the HBA used it).
     pub ctba: u64,
     /// PRD entries: (data base address, byte count = DBC + 1).
     pub prdt: Vec<(u64, u32)>,
-    /// Completed without error.
+    /// Completed without error (FPDMA commands are logged when they end).
     pub ok: bool,
 }
 
@@ -200,6 +233,12 @@ struct Port {
     media_errors: Vec<u64>,
     hung: bool,
     halted: bool,
+    ncq: Vec<ncq::NcqCmd>,
+    ncq_order: NcqOrder,
+    ncq_stuck: u32,
+    ncq_eager: bool,
+    /// IDENTIFY words 75/76: queue depth, 0 for no NCQ.
+    ncq_depth: u16,
     init_d2h_sent: bool,
     flushes: usize,
     resets: usize,
@@ -254,6 +293,7 @@ impl<B: DmaBus> AhciModel<B> {
     pub fn attach(&self, port: usize, disk: Disk) {
         let mut s = self.s.borrow_mut();
         s.ports[port].disk = Some(disk);
+        s.ports[port].ncq_depth = 32;
         Self::reset_port(&mut s.ports[port]);
     }
 
@@ -324,12 +364,17 @@ impl<B: DmaBus> AhciModel<B> {
         for p in s.ports.iter_mut() {
             let keep = (p.disk.take(), core::mem::take(&mut p.media_errors), p.hung);
             let (flushes, resets) = (p.flushes, p.resets);
+            let ncq = (p.ncq_order, p.ncq_stuck, p.ncq_depth, p.ncq_eager);
             *p = Port {
                 disk: keep.0,
                 media_errors: keep.1,
                 hung: keep.2,
                 flushes,
                 resets,
+                ncq_order: ncq.0,
+                ncq_stuck: ncq.1,
+                ncq_depth: ncq.2,
+                ncq_eager: ncq.3,
                 cmd: CMD_SUD | CMD_POD,
                 ..Port::default()
             };
@@ -341,6 +386,9 @@ impl<B: DmaBus> AhciModel<B> {
     fn reset_port(p: &mut Port) {
         p.serr = 0;
         p.sact = 0;
+        // QEMU cancels every queued NCQ command (`blk_aio_cancel`): none moves data.
+        p.ncq.clear();
+        p.ncq_stuck = 0;
         p.tfd = 0x7f;
         p.sig = 0xffff_ffff;
         p.init_d2h_sent = false;
@@ -493,68 +541,6 @@ impl<B: DmaBus> AhciModel<B> {
         self.s.borrow_mut().errors.push(e);
     }
 }
-impl<B: DmaBus> RegisterAccess for AhciModel<B> {
-    fn read8(&self, offset: usize) -> u8 {
-        (self.read32(offset & !3) >> (8 * (offset & 3))) as u8
-    }
-
-    fn read16(&self, offset: usize) -> u16 {
-        (self.read32(offset & !3) >> (8 * (offset & 2))) as u16
-    }
-
-    fn read32(&self, offset: usize) -> u32 {
-        if offset >= PORT_BASE {
-            let i = (offset - PORT_BASE) / PORT_LEN;
-            if i < self.s.borrow().ports.len() {
-                return self.port_read(i, (offset - PORT_BASE) % PORT_LEN);
-            }
-            return 0;
-        }
-        let s = self.s.borrow();
-        match offset {
-            0x00 => s.cap,
-            0x04 => s.ghc,
-            0x08 => Self::is(&s),
-            0x0c => ((1u64 << s.ports.len()) - 1) as u32,
-            0x10 => 0x0001_0000,
-            _ => 0,
-        }
-    }
-
-    fn write8(&self, offset: usize, _value: u8) {
-        self.model_error(ModelError::BadAccess { offset });
-    }
-
-    fn write16(&self, offset: usize, _value: u16) {
-        self.model_error(ModelError::BadAccess { offset });
-    }
-
-    fn write32(&self, offset: usize, value: u32) {
-        if offset >= PORT_BASE {
-            let i = (offset - PORT_BASE) / PORT_LEN;
-            if i < self.s.borrow().ports.len() {
-                self.port_write(i, (offset - PORT_BASE) % PORT_LEN, value);
-            } else {
-                self.model_error(ModelError::BadAccess { offset });
-            }
-            return;
-        }
-        match offset {
-            0x04 => {
-                if value & 1 != 0 {
-                    self.hba_reset();
-                } else {
-                    self.s.borrow_mut().ghc = (value & 0x3) | 1 << 31;
-                }
-            }
-            // IS is recomputed from PxIS & PxIE (QEMU's `ahci_check_irq`); CAP, PI and
-            // VS are read-only.
-            0x00 | 0x08 | 0x0c | 0x10 => {}
-            _ => self.model_error(ModelError::BadAccess { offset }),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! The model driven by hand (no driver): commands written into arena memory.
@@ -566,6 +552,7 @@ mod tests {
     const FB: u64 = BASE + 0x400;
     const CT: u64 = BASE + 0x1000;
     const DATA: u64 = BASE + 0x4000;
+    const IS_SDBS_T: u32 = 1 << 3;
 
     fn setup(a: &Arena, s64a: bool) -> AhciModel<PhysBus<&Arena>> {
         let m = AhciModel::new(
@@ -730,5 +717,115 @@ mod tests {
         assert_eq!(m.resets(0), 1);
         // No disk on port 1.
         assert_eq!(m.read32(0x1a8), 0);
+    }
+
+    /// Slot `tag`: an FPDMA command (`command` 0x60/0x61) for one PRD entry of
+    /// `sectors` sectors at `data`, then PxSACT and PxCI.
+    fn issue_ncq(
+        a: &Arena,
+        m: &AhciModel<PhysBus<&Arena>>,
+        command: u8,
+        tag: usize,
+        lba: u64,
+        sectors: u16,
+        data: u64,
+    ) {
+        let ct = CT + 0x100 * tag as u64;
+        let fis = [
+            0x27u8,
+            0x80,
+            command,
+            sectors as u8,
+            lba as u8,
+            (lba >> 8) as u8,
+            (lba >> 16) as u8,
+            0x40,
+            (lba >> 24) as u8,
+            0,
+            0,
+            (sectors >> 8) as u8,
+            (tag as u8) << 3,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        a.write(PhysAddr::new(ct), &fis);
+        a.write_u64(PhysAddr::new(ct + 0x80), data);
+        a.write_u32(PhysAddr::new(ct + 0x88), 0);
+        a.write_u32(PhysAddr::new(ct + 0x8c), sectors as u32 * 512 - 1);
+        let hdr = CLB + 32 * tag as u64;
+        let w = if command == 0x61 { 1 << 6 } else { 0 };
+        a.write_u32(PhysAddr::new(hdr), 5 | w | 1 << 16);
+        a.write_u32(PhysAddr::new(hdr + 4), 0);
+        a.write_u64(PhysAddr::new(hdr + 8), ct);
+        m.write32(0x134, 1 << tag);
+        m.write32(0x138, 1 << tag);
+    }
+
+    #[test]
+    fn ncq_commands_queue_then_end_by_sdb_fis_in_the_chosen_order() {
+        let a = Arena::new(PhysAddr::new(BASE), 0x10000);
+        let m = setup(&a, true);
+        m.set_ncq_order(0, NcqOrder::Lifo);
+        for tag in 0..3 {
+            issue_ncq(
+                &a,
+                &m,
+                0x60,
+                tag,
+                2 * tag as u64,
+                1,
+                DATA + 0x200 * tag as u64,
+            );
+        }
+        // Queued: PxCI clear at once, PxSACT holds the tags, no data yet.
+        assert_eq!(m.read32(0x138), 0);
+        assert_eq!(m.ncq_queued(0), [0, 1, 2]);
+        assert_eq!(a.to_vec(PhysAddr::new(DATA), 2), [0, 0]);
+        // Each PxSACT read runs one, newest first.
+        assert_eq!(m.read32(0x134), 0b011);
+        assert_eq!(
+            a.to_vec(PhysAddr::new(DATA + 0x400), 512),
+            m.disk_bytes(0, 4 * 512, 512)
+        );
+        assert_eq!(m.read32(0x110) & IS_SDBS_T, IS_SDBS_T);
+        assert_eq!(
+            a.to_vec(PhysAddr::new(FB + 0x58), 8),
+            [0xa1, 0x40, 0x50, 0, 4, 0, 0, 0]
+        );
+        assert_eq!(m.read32(0x134), 0b001);
+        assert_eq!(m.read32(0x134), 0);
+        assert_eq!(a.to_vec(PhysAddr::new(DATA), 512), m.disk_bytes(0, 0, 512));
+        let tags: Vec<Option<usize>> = m.commands().iter().map(|c| c.tag).collect();
+        assert_eq!(tags, [Some(2), Some(1), Some(0)]);
+        // A media error on one tag: TFES, ERR + ABRT, its bit stays; the others end.
+        m.write32(0x110, u32::MAX);
+        m.set_media_error(0, 9);
+        m.set_ncq_order(0, NcqOrder::Fifo);
+        issue_ncq(&a, &m, 0x60, 3, 9, 1, DATA);
+        issue_ncq(&a, &m, 0x61, 4, 10, 1, DATA + 0x200);
+        assert_eq!(m.read32(0x134), 0b11000, "tag 3 failed, tag 4 not run yet");
+        assert_eq!(m.read32(0x110) & IS_TFES, IS_TFES);
+        assert_eq!(m.read32(0x120) & 0xff01, 0x0401, "ABRT, STS.ERR");
+        assert_eq!(m.read32(0x134), 0b01000, "tag 4 still ends");
+        assert!(!m.commands()[3].ok && m.commands()[4].ok);
+        // Held commands run only when asked; COMRESET drops what is queued.
+        m.set_ncq_order(0, NcqOrder::Hold);
+        issue_ncq(&a, &m, 0x60, 5, 0, 1, DATA);
+        issue_ncq(&a, &m, 0x60, 6, 0, 1, DATA);
+        assert_eq!(m.read32(0x134), 0b1101000);
+        assert!(m.ncq_complete(0, 6));
+        assert_eq!(m.read32(0x134), 0b0101000);
+        m.write32(0x118, 0);
+        m.write32(0x12c, 1);
+        m.write32(0x12c, 0);
+        assert!(m.ncq_queued(0).is_empty());
+        assert_eq!(m.read32(0x134), 0);
+        assert!(!m.ncq_complete(0, 5));
+        assert!(m.errors().is_empty(), "{:?}", m.errors());
     }
 }

@@ -14,11 +14,15 @@
 //! has one, single message) on a vector of its own; once the HBA is up, [`start`]
 //! hands the crate's `IrqShared` to the handler and sets GHC.IE. The handler
 //! (`ahci::handle_interrupt`) acknowledges PxIS and IS and latches PxIS; the waiter
-//! sleeps in `hlt` until then, with the crate's per-command timeout. With
+//! sleeps in `hlt` until then, with the crate's per-command timeout.
 //! Without MSI, or with `ahci.intx=1`, the HBA's legacy pin is used instead: the
 //! line the firmware's `_PRT` routes it to (`pci::intx`), level-triggered and
 //! shared, the handler chained on it. With `ahci.poll=1`, or when neither works,
 //! commands complete by polling PxCI/PxIS. `lsblk` says which, with counts.
+//!
+//! Disks with NCQ (QEMU's report depth 32) keep several reads in flight through
+//! the block layer's `start`/`complete` (`blkbench --qd N`); the crate's `ncq`
+//! module holds the tags, their completion from PxSACT and their error handling.
 
 use alloc::string::String;
 use alloc::sync::Arc;

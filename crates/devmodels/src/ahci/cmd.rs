@@ -38,6 +38,7 @@ impl<B: DmaBus> AhciModel<B> {
             command,
             lba,
             count,
+            tag: None,
             write,
             ctba,
             prdt: Vec::new(),
@@ -63,6 +64,28 @@ impl<B: DmaBus> AhciModel<B> {
                 prdt_ok = false;
             }
             log.prdt.push((dba, bytes));
+        }
+        let fpdma = command == ncq::READ_FPDMA || command == ncq::WRITE_FPDMA;
+        if fpdma && cfis[0] == 0x27 && cfis[1] & 0x80 != 0 && prdt_ok {
+            let sectors = match u16::from_le_bytes([cfis[3], cfis[11]]) {
+                0 => 65536,
+                n => n as u64,
+            };
+            let prdt: u64 = log.prdt.iter().map(|e| e.1 as u64).sum();
+            if prdt < sectors * SECTOR as u64 {
+                // QEMU: `ncq_err` and PxIS.OFS; the tag stays in PxSACT.
+                self.model_error(ModelError::PrdtShort {
+                    port: i,
+                    prdt,
+                    needed: sectors * SECTOR as u64,
+                });
+                p.tfd = (ERR_ABRT as u32) << 8 | (STS_DRDY | STS_ERR) as u32;
+                p.is |= IS_OFS;
+                self.s.borrow_mut().log.push(log);
+                return true;
+            }
+            self.ncq_queue(p, slot, &cfis, log);
+            return true;
         }
         let done = if cfis[0] != 0x27 || cfis[1] & 0x80 == 0 {
             self.model_error(ModelError::BadFis {
@@ -113,7 +136,7 @@ impl<B: DmaBus> AhciModel<B> {
         match command {
             0xec => {
                 let id = match &p.disk {
-                    Some(d) => identify(d),
+                    Some(d) => identify(d, p.ncq_depth),
                     None => [0; 512],
                 };
                 self.scatter(i, prdt, &id)
@@ -225,8 +248,9 @@ impl<B: DmaBus> AhciModel<B> {
     }
 }
 
-/// IDENTIFY DEVICE data for a model disk (512-byte sectors, LBA48, FLUSH EXT).
-pub(super) fn identify(d: &Disk) -> [u8; 512] {
+/// IDENTIFY DEVICE data for a model disk (512-byte sectors, LBA48, FLUSH EXT; NCQ
+/// with `ncq_depth` tags unless 0).
+pub(super) fn identify(d: &Disk, ncq_depth: u16) -> [u8; 512] {
     let mut w = [0u16; 256];
     let put_str = |w: &mut [u16; 256], first: usize, words: usize, s: &str| {
         let mut b: Vec<u8> = s.bytes().take(words * 2).collect();
@@ -242,6 +266,11 @@ pub(super) fn identify(d: &Disk) -> [u8; 512] {
     w[49] = 1 << 9 | 1 << 8; // LBA, DMA
     let n = d.sectors();
     let n28 = n.min(0x0fff_ffff);
+    if ncq_depth > 0 {
+        // QEMU `ide_identify`: queue depth - 1, and word 76 bit 8 (NCQ supported).
+        w[75] = ncq_depth - 1;
+        w[76] = 1 << 8;
+    }
     w[60] = n28 as u16;
     w[61] = (n28 >> 16) as u16;
     w[83] = 1 << 14 | 1 << 13 | 1 << 12 | 1 << 10;
