@@ -115,9 +115,9 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "blkbench",
-        usage: "<dev> [--bs N] [--count N] [--qd N] [--random] [--contig]",
-        summary: "read throughput, IOPS and latency of a disk in every IOMMU mode (direct, swiotlb, strict, lazy) in one boot",
-        examples: &["blkbench nvme0n1                  # 256 x 128 KiB sequential", "blkbench sda --bs 4k --count 512 --random"],
+        usage: "<dev> [--bs N] [--count N] [--qd N] [--rounds N] [--random] [--contig]",
+        summary: "read throughput, IOPS and latency of a disk in every IOMMU mode (direct, swiotlb, strict, lazy) in one boot; the modes take turns (--rounds, 4), --qd keeps N reads in flight",
+        examples: &["blkbench nvme0n1                  # 256 x 128 KiB sequential", "blkbench sda --bs 4k --count 512 --random", "blkbench nvme0n1 --qd 8           # 8 reads in flight"],
         run: super::blk_cmds::blkbench,
     },
     Command {
