@@ -65,10 +65,11 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
 
     /// Sends one Asynchronous Event Request on the admin queue and waits for it as
     /// for any command. A controller completes an AER only when it has an event to
-    /// report (NVMe 1.4 §5.2; QEMU holds it in `aer_reqs`), and this driver runs one
-    /// command per queue at a time, so with nothing to report the request ends in
-    /// [`NvmeError::Timeout`] and a controller reset (which drops the held request);
-    /// the next command works. Linux keeps AERs outstanding instead; the kernel's
+    /// report (NVMe 1.4 §5.2; QEMU holds it in `aer_reqs`), and this driver waits for
+    /// every admin command, so with nothing to report the request ends in
+    /// [`NvmeError::Timeout`] and a controller reset (which drops the held request,
+    /// and ends any read or write [`start_rw`](Self::start_rw) has in flight with
+    /// [`NvmeError::Aborted`]); the next command works. Linux keeps AERs outstanding instead; the kernel's
     /// `blk aer` uses this to show the timeout path on a real (emulated) controller.
     /// `Ok(dw0)`: an event (type, info and log page in CQE dword 0).
     pub fn async_event_request(&mut self) -> Result<u32, NvmeError> {

@@ -442,3 +442,45 @@ fn qd8_under_vtd_each_request_loses_its_iovas_when_it_completes() {
     }
     assert!(md.errors().is_empty(), "{:?}", md.errors());
 }
+
+#[test]
+fn a_media_error_fails_only_its_own_command_in_flight() {
+    let mc = machine();
+    let md = model(Direct(mc), opts());
+    let clock = Clock::default();
+    let dev = device(mc, DmaBackend::Direct);
+    let mut c = probe(&md, dev.clone(), &clock);
+    let bufs = buffers(mc, 3);
+    md.set_media_error(lba_of(1) + 4);
+    md.set_deferred(true);
+    let mut d = c.disk().unwrap();
+    let tags: Vec<Tag> = bufs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| d.start(Op::Read, req(lba_of(i), b)).unwrap())
+        .collect();
+    md.complete_deferred(&md.deferred());
+    let mut results = BTreeMap::new();
+    for _ in 0..3 {
+        let (t, r) = d.complete().unwrap();
+        results.insert(t, r);
+    }
+    let e = results[&tags[1]].clone().unwrap_err();
+    assert!(
+        e.to_string().starts_with(&format!(
+            "nvme0n1: I/O error at sector {}: nvme: unrecovered read error",
+            lba_of(1)
+        )),
+        "{e}"
+    );
+    for i in [0, 2] {
+        assert_eq!(results[&tags[i]], Ok(table(&bufs[i])));
+        assert_eq!(
+            gather(mc, &bufs[i]),
+            md.disk_bytes(lba_of(i) as usize * 512, 0x3200)
+        );
+    }
+    drop(d);
+    assert_eq!(c.resets(), 0, "a status is not a reason to reset");
+    assert_eq!(sg_maps(&dev), 0);
+}
