@@ -477,14 +477,19 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
 impl<R: RegisterAccess, D: Delay> Drop for Controller<R, D> {
     fn drop(&mut self) {
         // The queues are freed with the controller: stop it first.
-        if let Err(e) = self.disable() {
-            // It may still fetch and post: its queue memory must never be reused.
-            log::error!("{}: {e}; its queues are leaked", self.name);
-            core::mem::forget(self.io.take());
-            core::mem::forget(self.admin.take());
-            // And so is the memory of the commands in flight.
-            for c in self.cmds.drain(..) {
-                core::mem::forget(c);
+        match self.disable() {
+            // Stopped: started commands nobody completed can be unmapped (before the
+            // PRP pool goes).
+            Ok(()) => self.cmds.clear(),
+            Err(e) => {
+                // It may still fetch and post: its queue memory must never be reused.
+                log::error!("{}: {e}; its queues are leaked", self.name);
+                core::mem::forget(self.io.take());
+                core::mem::forget(self.admin.take());
+                // And so is the memory of the commands in flight.
+                for c in self.cmds.drain(..) {
+                    core::mem::forget(c);
+                }
             }
         }
     }

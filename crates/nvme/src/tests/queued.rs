@@ -484,3 +484,26 @@ fn a_media_error_fails_only_its_own_command_in_flight() {
     assert_eq!(c.resets(), 0, "a status is not a reason to reset");
     assert_eq!(sg_maps(&dev), 0);
 }
+
+#[test]
+fn requests_left_in_flight_are_drained_by_the_disk_and_unmapped_by_the_controller() {
+    let mc = machine();
+    let md = model(Direct(mc), opts());
+    let clock = Clock::default();
+    let dev = device(mc, DmaBackend::Direct);
+    let mut c = probe(&md, dev.clone(), &clock);
+    let bufs = buffers(mc, 2);
+    // A caller that drops the disk with requests in flight: they are waited for.
+    let mut d = c.disk().unwrap();
+    d.start(Op::Read, req(lba_of(0), &bufs[0])).unwrap();
+    d.start(Op::Read, req(lba_of(1), &bufs[1])).unwrap();
+    drop(d);
+    assert_eq!((c.queued(), sg_maps(&dev)), (0, 0));
+    // A controller dropped with a command in flight: disabled, then unmapped.
+    md.set_deferred(true);
+    c.start_rw(lba_of(0), table(&bufs[0]), false).unwrap();
+    assert_eq!(sg_maps(&dev), 4);
+    drop(c);
+    assert_eq!(md.read32(regs::CSTS) & 1, 0, "disabled");
+    assert_eq!(dev.mapping_count(), 0);
+}
