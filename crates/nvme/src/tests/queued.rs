@@ -364,9 +364,9 @@ fn a_waited_read_takes_its_own_cid_beside_commands_in_flight() {
         .collect();
     got.sort();
     assert_eq!(got, tags);
-    for i in 0..3 {
+    for (i, b) in bufs.iter().take(3).enumerate() {
         assert_eq!(
-            gather(mc, &bufs[i]),
+            gather(mc, b),
             md.disk_bytes(lba_of(i) as usize * 512, 0x3200)
         );
     }
