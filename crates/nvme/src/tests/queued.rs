@@ -507,3 +507,44 @@ fn requests_left_in_flight_are_drained_by_the_disk_and_unmapped_by_the_controlle
     assert_eq!(md.read32(regs::CSTS) & 1, 0, "disabled");
     assert_eq!(dev.mapping_count(), 0);
 }
+
+#[test]
+fn a_waited_command_timing_out_ends_the_started_ones_too() {
+    let mc = machine();
+    let md = model(Direct(mc), opts());
+    let clock = Clock::default();
+    let dev = device(mc, DmaBackend::Direct);
+    let mut c = probe(&md, dev.clone(), &clock);
+    let bufs = buffers(mc, 3);
+    md.set_deferred(true);
+    let started: Vec<u16> = (0..2)
+        .map(|i| c.start_rw(lba_of(i), table(&bufs[i]), false).unwrap())
+        .collect();
+    // The waited read never completes either: its timeout resets the controller.
+    assert!(matches!(
+        c.read(lba_of(2), &table(&bufs[2])),
+        Err(NvmeError::Timeout { qid: 1, .. })
+    ));
+    assert_eq!(
+        sg_maps(&dev),
+        0,
+        "the started commands were unmapped by the reset"
+    );
+    for &t in &started {
+        let done = c.complete_next().unwrap();
+        assert_eq!(done.tag, t);
+        assert_eq!(
+            done.result.unwrap_err(),
+            NvmeError::Aborted {
+                qid: 1,
+                opcode: opc::READ
+            }
+        );
+    }
+    md.set_deferred(false);
+    let t = c.start_rw(5, table(&bufs[0]), false).unwrap();
+    let done = c.complete_next().unwrap();
+    assert_eq!(done.tag, t);
+    done.result.unwrap();
+    assert_eq!(gather(mc, &bufs[0]), md.disk_bytes(5 * 512, 0x3200));
+}
