@@ -31,7 +31,10 @@
 //!   logged but run (data moved, CQE posted) only when a test calls
 //!   [`NvmeModel::complete_deferred`] with their CIDs, in the order it chooses, as a
 //!   real controller completes commands out of submission order;
-//!   [`NvmeModel::post_cqe`] posts an entry for any CID (a late or stray completion).
+//!   [`NvmeModel::post_cqe`] posts an entry for any CID (a late or stray completion);
+//!   with [`NvmeModel::set_dma_until_disabled`] the deferred commands still move
+//!   their data when CC.EN is cleared, before the reset (transfers under way finish
+//!   before the controller reports CSTS.RDY = 0), so memory unmapped too early faults.
 //! * Asynchronous Event Requests (admin 0x0C) are held, never completed: the model has
 //!   no events to report (QEMU holds them in `aer_reqs` the same way); a controller
 //!   reset drops them.
@@ -215,6 +218,8 @@ struct State {
     hung: bool,
     hung_admin: bool,
     deferred: bool,
+    /// Deferred commands move their data when CC.EN is cleared.
+    dma_until_disabled: bool,
     /// Deferred I/O commands: (SQ, CQ, index in `log`).
     held: Vec<(usize, u16, usize)>,
     fatal: bool,
@@ -267,6 +272,7 @@ impl<B: DmaBus> NvmeModel<B> {
                 hung: false,
                 hung_admin: false,
                 deferred: false,
+                dma_until_disabled: false,
                 held: Vec::new(),
                 fatal: false,
                 log: Vec::new(),
@@ -498,6 +504,9 @@ impl<B: DmaBus> RegisterAccess for NvmeModel<B> {
                 if old & CC_EN == 0 && value & CC_EN != 0 {
                     self.enable();
                 } else if old & CC_EN != 0 && value & CC_EN == 0 {
+                    if self.s.borrow().dma_until_disabled {
+                        self.finish_transfers();
+                    }
                     self.controller_reset();
                 }
             }

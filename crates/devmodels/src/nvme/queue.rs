@@ -190,4 +190,21 @@ impl<B: DmaBus> NvmeModel<B> {
         };
         self.complete(qid as usize, cqid, cid, st, 0);
     }
+
+    /// Deferred commands move their data when CC.EN is cleared (their completions
+    /// are dropped with the queues), or not.
+    pub fn set_dma_until_disabled(&self, on: bool) {
+        self.s.borrow_mut().dma_until_disabled = on;
+    }
+
+    /// The deferred commands' data transfers, without completions (CC.EN 1 → 0).
+    pub(super) fn finish_transfers(&self) {
+        let held = core::mem::take(&mut self.s.borrow_mut().held);
+        for (_, _, at) in held {
+            let mut log = self.s.borrow().log[at].clone();
+            let (st, _) = self.io(&mut log);
+            log.status = Some(st);
+            self.s.borrow_mut().log[at] = log;
+        }
+    }
 }

@@ -548,3 +548,38 @@ fn a_waited_command_timing_out_ends_the_started_ones_too() {
     done.result.unwrap();
     assert_eq!(gather(mc, &bufs[0]), md.disk_bytes(5 * 512, 0x3200));
 }
+
+#[test]
+fn under_vtd_commands_ended_by_a_reset_are_unmapped_only_after_the_controller_stopped() {
+    // The controller still moves the data of the commands it holds when CC.EN is
+    // cleared: had the driver unmapped them before disabling it, those writes would
+    // hit unmapped IOVAs and fault.
+    let mc = machine();
+    let dom = testbed::vtd::setup(mc, hal::Bdf::b(0, 4, 0));
+    let md = model(testbed::vtd::Translated(dom.clone()), opts());
+    let clock = Clock::default();
+    let shared: dma::SharedDomain = dom.clone();
+    let dev = device(mc, DmaBackend::Iommu(shared));
+    let mut c = probe(&md, dev.clone(), &clock);
+    let bufs = buffers(mc, 4);
+    md.set_deferred(true);
+    md.set_dma_until_disabled(true);
+    for (i, b) in bufs.iter().enumerate() {
+        c.start_rw(lba_of(i), table(b), false).unwrap();
+    }
+    for _ in 0..4 {
+        assert!(matches!(
+            c.complete_next().unwrap().result,
+            Err(NvmeError::Timeout { .. })
+        ));
+    }
+    assert!(md.errors().is_empty(), "{:?}", md.errors());
+    // The transfers did land (in the still-mapped buffers).
+    for (i, b) in bufs.iter().enumerate() {
+        assert_eq!(
+            gather(mc, b),
+            md.disk_bytes(lba_of(i) as usize * 512, 0x3200)
+        );
+    }
+    assert_eq!(sg_maps(&dev), 0);
+}
