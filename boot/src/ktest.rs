@@ -515,6 +515,7 @@ fn check_blkbench_tables(text: &str) -> Result<(), String> {
             _ => return Err(format!("blkbench header does not parse: {l:?}")),
         };
         tables += 1;
+        check_blkbench_turns(l, &lines[i + 1..])?;
         // The table's rows, past the column header; the log lines the rebinds
         // print in between ("[  time] ...") are not rows.
         let rows: Vec<&str> = lines[i + 1..]
@@ -587,6 +588,41 @@ fn check_blkbench_tables(text: &str) -> Result<(), String> {
     if splits != tables || split_rows < tables {
         return Err(format!(
             "{splits} time split(s) with {split_rows} row(s) for {tables} blkbench table(s)"
+        ));
+    }
+    Ok(())
+}
+
+/// The modes took turns: the controller's re-binds between a blkbench header and
+/// its table (the AHCI driver's probe line names the DMA device, "... [blkbench
+/// strict]: AHCI ...") follow direct, swiotlb, strict, lazy (those available) round
+/// after round, as many rounds as the header says. Headers without such lines
+/// (the NVMe probe line names the disk, not the device) are not judged here.
+fn check_blkbench_turns(header: &str, after: &[&str]) -> Result<(), String> {
+    let rounds: usize = header
+        .split_once("taking turns ")
+        .and_then(|(_, r)| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("blkbench header names no rounds: {header:?}"))?;
+    let turns: Vec<&str> = after
+        .iter()
+        .take_while(|l| !l.starts_with("mode "))
+        .filter_map(|l| l.split_once(" [blkbench ")?.1.split_once(']'))
+        .map(|(mode, _)| mode)
+        .collect();
+    if turns.is_empty() {
+        return Ok(());
+    }
+    let order = ["direct", "swiotlb", "strict", "lazy"];
+    let modes: Vec<&str> = order
+        .iter()
+        .copied()
+        .filter(|m| turns.contains(m))
+        .collect();
+    let want: Vec<&str> = (0..rounds).flat_map(|_| modes.iter().copied()).collect();
+    if turns != want {
+        return Err(format!(
+            "blkbench modes did not take {rounds} turns in order: {turns:?}"
         ));
     }
     Ok(())

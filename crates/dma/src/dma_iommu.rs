@@ -8,6 +8,7 @@ use crate::mapping::MapKind;
 use crate::swiotlb::Swiotlb;
 use crate::{DmaDevice, DmaDirection, DmaError};
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use hal::{DmaAddr, PhysAddr};
 
 impl DmaDevice {
@@ -37,6 +38,19 @@ impl DmaDevice {
             device: self.name.clone(),
             error,
         };
+        // Physically contiguous runs are one map call (Linux `__iommu_map_sg`
+        // does the same): one page-table walk instead of one per entry. The
+        // IOVA layout is the same, since the runs lie back to back there too.
+        let mut merged: Vec<(PhysAddr, u64)> = Vec::with_capacity(runs.len());
+        for &(page, span) in runs {
+            match merged.last_mut() {
+                Some(last) if last.0.as_u64().checked_add(last.1) == Some(page.as_u64()) => {
+                    last.1 += span
+                }
+                _ => merged.push((page, span)),
+            }
+        }
+        let runs = &merged[..];
         let mut d = domain.lock();
         let iova = match runs {
             // One run: the domain's one-step path (VT-d does it under one lock).
