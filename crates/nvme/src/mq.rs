@@ -188,8 +188,19 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
             if polled {
                 cq.reap(&self.regs, false);
             }
-            if let Some((n, dw0, dw3)) = cq.take_any(mask) {
-                self.finish(n, dw0, dw3);
+            // Of those that ended, the one started first (not the lowest slot: a
+            // command in a high slot must not wait behind newer ones).
+            let ready = cq.ready_in(mask);
+            let oldest = self
+                .cmds
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| ready & 1 << n != 0)
+                .filter_map(|(_, c)| c.as_ref())
+                .min_by_key(|c| c.seq)
+                .map(|c| c.cid);
+            if let Some((cid, (dw0, dw3))) = oldest.and_then(|cid| Some((cid, cq.take(cid)?))) {
+                self.finish(queue::slot_of(cid), dw0, dw3);
                 return;
             }
             let csts = self.regs.read32(regs::CSTS);

@@ -258,16 +258,9 @@ impl CompletionQueue {
         Some((v as u32, (v >> 32) as u32))
     }
 
-    /// The completion in the lowest ready slot of `mask`: (slot, dw0, dw3).
-    pub(crate) fn take_any(&self, mask: u64) -> Option<(usize, u32, u32)> {
-        let bits = self.ready.load(Ordering::Acquire) & mask;
-        if bits == 0 {
-            return None;
-        }
-        let n = bits.trailing_zeros() as usize;
-        self.ready.fetch_and(!(1 << n), Ordering::AcqRel);
-        let v = self.slots[n].done.load(Ordering::Relaxed);
-        Some((n, v as u32, (v >> 32) as u32))
+    /// The slots of `mask` holding a completion (bit n: slot n).
+    pub(crate) fn ready_in(&self, mask: u64) -> u64 {
+        self.ready.load(Ordering::Acquire) & mask
     }
 }
 

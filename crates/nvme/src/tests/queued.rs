@@ -583,3 +583,35 @@ fn under_vtd_commands_ended_by_a_reset_are_unmapped_only_after_the_controller_st
     }
     assert_eq!(sg_maps(&dev), 0);
 }
+
+#[test]
+fn of_the_commands_that_ended_the_oldest_is_returned_first() {
+    // CIDs 60..67 sit in slots 60..63 and then 0..3: when all have ended, they come
+    // back in the order they were started, not by slot.
+    let mc = machine();
+    let md = model(Direct(mc), opts());
+    let clock = Clock::default();
+    let mut c = probe(&md, device(mc, DmaBackend::Direct), &clock);
+    let p = pages(mc, 1);
+    for lba in 0..60 {
+        c.read(lba, &table(&[(p[0], 512)])).unwrap();
+    }
+    let bufs = buffers(mc, 8);
+    md.set_deferred(true);
+    let started: Vec<u16> = bufs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| c.start_rw(lba_of(i), table(b), false).unwrap())
+        .collect();
+    assert_eq!(started, (60..68).collect::<Vec<u16>>());
+    let rev: Vec<u16> = md.deferred().into_iter().rev().collect();
+    md.complete_deferred(&rev);
+    let got: Vec<u16> = (0..8)
+        .map(|_| {
+            let d = c.complete_next().unwrap();
+            d.result.unwrap();
+            d.tag
+        })
+        .collect();
+    assert_eq!(got, started);
+}
