@@ -151,7 +151,8 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
             .fold(0, |m, (n, _)| m | 1 << n)
     }
 
-    /// Waits for the next started command to end and returns it: by interrupt when
+    /// Waits for the next started command to end and returns it (of several that
+    /// have ended, the one started first): by interrupt when
     /// they are on (with a last look at the CQ at the timeout: a lost interrupt costs
     /// time, not data), else by polling the phase tag. A command not done within the
     /// command timeout of its start, or CSTS.CFS, resets the controller, and every
