@@ -1666,7 +1666,124 @@ pub const SHELL_CASES: &[ShellCase] = &[
         line_counts: &[("error:", 2)],
         verify: Some(verify_storage),
     },
+    // Several NVMe reads in flight (the driver's start/complete): `blkbench --qd 8`
+    // and `--qd 32` read the same data as `--qd 1` in every mode (direct, swiotlb,
+    // strict, lazy), and each table's checksum is the one the host computes from
+    // the image the runner wrote.
+    ShellCase {
+        name: "storage_nvme_blkbench_qd8_reads_the_image_in_every_mode",
+        profile: "storage",
+        cmdline: "",
+        input: b"blkbench nvme0n1 --qd 1 --count 256\nblkbench nvme0n1 --qd 8 --count 256\nblkbench nvme0n1 --qd 32 --bs 4k --count 256 --random\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "qd 1 (one request at a time through the nvme driver)",
+            "qd 8 (8 reads kept in flight through the nvme driver)",
+            "qd 32 (32 reads kept in flight through the nvme driver)",
+            "restored: nvme0n1 on 0000:00:04.0 nvme in domain",
+        ],
+        line_counts: &[("error:", 0), ("warning:", 0), ("strict ", 3), ("lazy ", 3)],
+        verify: Some(verify_blkbench_sums_of_the_nvme_image),
+    },
+    ShellCase {
+        name: "storage_nvme_blkbench_qd8_reads_the_image_iommu_off",
+        profile: "storage",
+        cmdline: "iommu=off",
+        input: b"blkbench nvme0n1 --qd 8 --count 256\nblkbench nvme0n1 --qd 8 --bs 4k --count 256 --random\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "qd 8 (8 reads kept in flight through the nvme driver)",
+            "strict   n/a (VT-d left off this boot (iommu=off))",
+            "restored: nvme0n1 on 0000:00:04.0 nvme",
+        ],
+        line_counts: &[("error:", 0), ("warning:", 0), ("swiotlb ", 2)],
+        verify: Some(verify_blkbench_sums_of_the_nvme_image),
+    },
 ];
+
+/// blkbench's checksum (`request_sum` in kernel/src/shell/blk_cmds/bench/run.rs),
+/// computed here from the NVMe image: `count` reads of `bs` bytes, sequential or at
+/// blkbench's pseudo-random slots.
+fn blkbench_nvme_image_sum(count: u64, bs: u64, random: bool) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z ^= z >> 30;
+        z = z.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z ^= z >> 27;
+        z = z.wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let ss = 512u64;
+    let per = bs / ss;
+    let slots = 65536 / per;
+    let mut sum = 0u64;
+    for i in 0..count {
+        let slot = if random {
+            mix(i ^ 0x2545_f491_4f6c_dd1d) % slots
+        } else {
+            i % slots
+        };
+        let lba = slot * per;
+        for s in 0..per {
+            let sector = crate::profile::StorageDisk::Nvme.sector((lba + s) as usize);
+            for (k, off) in [0, ss / 2, ss - 8].into_iter().enumerate() {
+                let o = off as usize;
+                let w = u64::from_le_bytes(sector[o..o + 8].try_into().unwrap_or([0; 8]));
+                let v = w ^ (lba + s).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                sum = sum.wrapping_add(mix(v ^ k as u64));
+            }
+        }
+    }
+    sum
+}
+
+/// Every `blkbench nvme0n1` table: its structure ([`check_blkbench_tables`]), and
+/// each mode's checksum equal to the one computed from the image.
+fn verify_blkbench_sums_of_the_nvme_image(text: &str) -> Result<(), String> {
+    check_blkbench_tables(text)?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut checked = 0;
+    for (i, l) in lines.iter().enumerate() {
+        let Some(rest) = l.strip_prefix("blkbench nvme0n1: ") else {
+            continue;
+        };
+        let w: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(Ok(count)), Some(Ok(bs))) = (
+            w.first().map(|c| c.parse::<u64>()),
+            w.get(2).map(|b| b.parse::<u64>()),
+        ) else {
+            return Err(format!("blkbench header does not parse: {l:?}"));
+        };
+        let random = rest.contains(" random reads");
+        let want = format!("({:016x})", blkbench_nvme_image_sum(count, bs, random));
+        // The table's four mode rows (as `check_blkbench_tables` finds them), those
+        // with figures (not "n/a").
+        let rows: Vec<&str> = lines[i + 1..]
+            .iter()
+            .filter(|r| !r.starts_with('['))
+            .skip(1)
+            .take(4)
+            .filter(|r| r.contains(" as direct ("))
+            .copied()
+            .collect();
+        if rows.is_empty() {
+            return Err(format!("{l:?}: no mode read anything"));
+        }
+        for r in rows {
+            if !r.ends_with(&want) {
+                return Err(format!("{l:?}: {r:?} is not the image's checksum {want}"));
+            }
+        }
+        checked += 1;
+    }
+    let want = text
+        .lines()
+        .filter(|l| l.contains("> blkbench nvme0n1 "))
+        .count();
+    if checked != want {
+        return Err(format!("{checked} blkbench nvme0n1 tables for {want} runs"));
+    }
+    Ok(())
+}
 
 /// The numbers after `what` on the first line containing `key`: ("3 commands by
 /// interrupt" → 3).

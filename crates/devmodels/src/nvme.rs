@@ -27,6 +27,14 @@
 //!   [`NvmeModel::set_hung_admin`]), a controller fatal status
 //!   ([`NvmeModel::set_fatal`]: CSTS.CFS, nothing more is processed until CC.EN is
 //!   cleared).
+//! * Completion order: with [`NvmeModel::set_deferred`] I/O commands are fetched and
+//!   logged but run (data moved, CQE posted) only when a test calls
+//!   [`NvmeModel::complete_deferred`] with their CIDs, in the order it chooses, as a
+//!   real controller completes commands out of submission order;
+//!   [`NvmeModel::post_cqe`] posts an entry for any CID (a late or stray completion);
+//!   with [`NvmeModel::set_dma_until_disabled`] the deferred commands still move
+//!   their data when CC.EN is cleared, before the reset (transfers under way finish
+//!   before the controller reports CSTS.RDY = 0), so memory unmapped too early faults.
 //! * Asynchronous Event Requests (admin 0x0C) are held, never completed: the model has
 //!   no events to report (QEMU holds them in `aer_reqs` the same way); a controller
 //!   reset drops them.
@@ -209,6 +217,11 @@ struct State {
     media_errors: Vec<u64>,
     hung: bool,
     hung_admin: bool,
+    deferred: bool,
+    /// Deferred commands move their data when CC.EN is cleared.
+    dma_until_disabled: bool,
+    /// Deferred I/O commands: (SQ, CQ, index in `log`).
+    held: Vec<(usize, u16, usize)>,
     fatal: bool,
     log: Vec<CmdLog>,
     errors: Vec<ModelError>,
@@ -258,6 +271,9 @@ impl<B: DmaBus> NvmeModel<B> {
                 media_errors: Vec::new(),
                 hung: false,
                 hung_admin: false,
+                deferred: false,
+                dma_until_disabled: false,
+                held: Vec::new(),
                 fatal: false,
                 log: Vec::new(),
                 errors: Vec::new(),
@@ -365,6 +381,7 @@ impl<B: DmaBus> NvmeModel<B> {
         s.cqs.iter_mut().for_each(|q| *q = None);
         s.csts = 0;
         s.fatal = false;
+        s.held.clear();
         s.granted_queues = 0;
         s.resets += 1;
     }
@@ -487,6 +504,9 @@ impl<B: DmaBus> RegisterAccess for NvmeModel<B> {
                 if old & CC_EN == 0 && value & CC_EN != 0 {
                     self.enable();
                 } else if old & CC_EN != 0 && value & CC_EN == 0 {
+                    if self.s.borrow().dma_until_disabled {
+                        self.finish_transfers();
+                    }
                     self.controller_reset();
                 }
             }

@@ -55,11 +55,22 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
 
     /// Controller reset after a timeout or a fatal status: CC.EN = 0 stops every
     /// command and the controller's DMA; then bring-up again with the same queues.
-    /// A controller that does not come back is out of service.
+    /// A controller that does not come back is out of service. Commands started by
+    /// [`start_rw`](Self::start_rw) end with [`NvmeError::Aborted`].
     pub fn reset_controller(&mut self) {
+        self.reset_with(ResetCause::Other);
+    }
+
+    /// The reset, ending the commands in flight as `cause` says: they are unmapped
+    /// after the controller is disabled, before it is enabled again.
+    pub(crate) fn reset_with(&mut self, cause: ResetCause) {
         self.resets += 1;
         self.resetting = true;
-        let r = self.enable().and_then(|_| self.create_io_queues());
+        let stopped = self.disable();
+        self.end_in_flight(cause, stopped.is_ok());
+        let r = stopped
+            .and_then(|_| self.enable())
+            .and_then(|_| self.create_io_queues());
         self.resetting = false;
         match r {
             Ok(()) => log::warn!("{}: controller reset, queues re-created", self.name),

@@ -60,6 +60,22 @@ pub enum NvmeError {
     },
     /// The controller failed a reset earlier and is out of service.
     Failed,
+    /// A started command ended because the controller was reset for another
+    /// command's timeout or failure (it may or may not have run).
+    Aborted {
+        /// Queue.
+        qid: u16,
+        /// Opcode.
+        opcode: u8,
+    },
+    /// [`Controller::queue_depth`] commands are in flight already (or, for a waited
+    /// command, every CID of the queue is taken).
+    QueueFull {
+        /// The depth reached.
+        depth: usize,
+    },
+    /// [`Controller::complete_next`] with no command started.
+    NothingInFlight,
 }
 
 impl From<DmaError> for NvmeError {
@@ -131,6 +147,14 @@ impl fmt::Display for NvmeError {
                 "nvme: controller fatal status (CSTS.CFS) during command {opcode:#04x} (controller reset)"
             ),
             NvmeError::Failed => f.write_str("nvme: controller out of service after a failed reset"),
+            NvmeError::Aborted { qid, opcode } => write!(
+                f,
+                "nvme: command {opcode:#04x} on queue {qid} ended by a controller reset (another command failed)"
+            ),
+            NvmeError::QueueFull { depth } => {
+                write!(f, "nvme: {depth} commands already in flight (queue full)")
+            }
+            NvmeError::NothingInFlight => f.write_str("nvme: no command in flight"),
         }
     }
 }

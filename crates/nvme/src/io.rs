@@ -4,8 +4,12 @@
 use super::*;
 
 impl<R: RegisterAccess, D: Delay> Controller<R, D> {
-    /// Runs a command on the admin (`io` false) or I/O queue; a timeout or a fatal
-    /// status resets the controller before returning.
+    /// Runs a command on the admin (`io` false) or I/O queue and waits for it; a
+    /// timeout or a fatal status resets the controller before returning (which ends
+    /// the commands [`start_rw`](Self::start_rw) has in flight too, with an error).
+    /// Those may be in flight meanwhile: this command takes a CID of its own and
+    /// their completions wait in their slots; [`NvmeError::QueueFull`] if every CID
+    /// is taken.
     pub(crate) fn exec(&mut self, io: bool, sqe: [u32; 16]) -> Result<u32, NvmeError> {
         if self.failed {
             return Err(NvmeError::Failed);
@@ -33,6 +37,15 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
                     dnr,
                 })
             }
+            Outcome::Full => {
+                let depth = if io {
+                    self.io.as_ref()
+                } else {
+                    self.admin.as_ref()
+                }
+                .map_or(0, |q| q.room());
+                return Err(NvmeError::QueueFull { depth });
+            }
             Outcome::Timeout => NvmeError::Timeout {
                 qid,
                 opcode,
@@ -42,17 +55,21 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
         };
         log::warn!("{}: {err}", self.name);
         if !self.resetting {
-            self.reset_controller();
+            self.reset_with(match out {
+                Outcome::Fatal => ResetCause::Fatal,
+                _ => ResetCause::Other,
+            });
         }
         Err(err)
     }
 
     /// Sends one Asynchronous Event Request on the admin queue and waits for it as
     /// for any command. A controller completes an AER only when it has an event to
-    /// report (NVMe 1.4 §5.2; QEMU holds it in `aer_reqs`), and this driver runs one
-    /// command per queue at a time, so with nothing to report the request ends in
-    /// [`NvmeError::Timeout`] and a controller reset (which drops the held request);
-    /// the next command works. Linux keeps AERs outstanding instead; the kernel's
+    /// report (NVMe 1.4 §5.2; QEMU holds it in `aer_reqs`), and this driver waits for
+    /// every admin command, so with nothing to report the request ends in
+    /// [`NvmeError::Timeout`] and a controller reset (which drops the held request,
+    /// and ends any read or write [`start_rw`](Self::start_rw) has in flight with
+    /// [`NvmeError::Aborted`]); the next command works. Linux keeps AERs outstanding instead; the kernel's
     /// `blk aer` uses this to show the timeout path on a real (emulated) controller.
     /// `Ok(dw0)`: an event (type, info and log page in CQE dword 0).
     pub fn async_event_request(&mut self) -> Result<u32, NvmeError> {
@@ -91,7 +108,9 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
         self.rw(lba, sg, true)
     }
 
-    pub(crate) fn rw(&mut self, lba: u64, sg: &SgTable, write: bool) -> Result<(), NvmeError> {
+    /// Checks a read or write of `sg` at `lba` against namespace 1 and the maximum
+    /// transfer; returns its block count.
+    pub(crate) fn check_rw(&self, lba: u64, sg: &SgTable) -> Result<u64, NvmeError> {
         let ns = self.ns()?;
         let total: usize = sg.entries().iter().map(|e| e.len).sum();
         let ss = ns.sector_size;
@@ -109,6 +128,12 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
         if lba.checked_add(count).is_none_or(|end| end > ns.sectors) {
             return Err(NvmeError::BadRequest("beyond the end of the namespace"));
         }
+        Ok(count)
+    }
+
+    pub(crate) fn rw(&mut self, lba: u64, sg: &SgTable, write: bool) -> Result<(), NvmeError> {
+        let ns = self.ns()?;
+        let count = self.check_rw(lba, sg)?;
         let dir = if write {
             DmaDirection::ToDevice
         } else {
@@ -117,16 +142,7 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
         let m = self.dev.map_sg(sg.clone(), dir)?;
         let prps = build_prps(m.segments(), &self.prp_pool)?;
         trace_prps(m.segments(), &prps);
-        let mut sqe = [0u32; 16];
-        sqe[0] = if write { opc::WRITE } else { opc::READ } as u32;
-        sqe[1] = ns.nsid;
-        sqe[6] = prps.prp1 as u32;
-        sqe[7] = (prps.prp1 >> 32) as u32;
-        sqe[8] = prps.prp2 as u32;
-        sqe[9] = (prps.prp2 >> 32) as u32;
-        sqe[10] = lba as u32;
-        sqe[11] = (lba >> 32) as u32;
-        sqe[12] = (count - 1) as u32;
+        let sqe = mq::rw_sqe(write, ns.nsid, lba, count, &prps);
         let r = self.exec(true, sqe).map(|_| ());
         // The command is over (or the controller was reset): the list and the
         // mapping can go. Unmapping copies bounced data back (FromDevice).

@@ -29,14 +29,27 @@
 //!   has its handler on the vectors and calls [`Controller::enable_interrupts`]; then
 //!   the waiter sleeps in [`Delay::wait_interrupt`]. Without vectors (the kernel's
 //!   `nvme.poll=1`, no MSI-X) INTMS masks every vector, the I/O CQ has IEN = 0, and
-//!   the waiter **polls** the phase tag every 10 µs. One
-//!   command per queue at a time. A command not completed within the timeout ends with
+//!   the waiter **polls** the phase tag every 10 µs.
+//! * Commands in flight: each CQ has one completion slot per command identifier
+//!   ([`SLOTS`]); the consumer puts an entry into the slot its CID names if that slot
+//!   awaits exactly that CID (the CID's upper bits are a generation, so a late entry
+//!   of an earlier command in the same slot counts as stale). [`Controller::read`],
+//!   [`Controller::write`], [`Controller::flush`] and admin commands wait for their
+//!   own CID; [`Controller::start_rw`] submits a read or write and returns its CID,
+//!   keeping its mapping and PRP list with it, up to [`Controller::queue_depth`] at
+//!   once, and [`Controller::complete_next`] waits for whichever ends next (the
+//!   block layer's `start`/`complete`). Both may be mixed: a waited command takes a
+//!   CID of its own and leaves the others' completions in their slots.
+//! * Errors: a command not completed within the timeout of its start ends with
 //!   [`NvmeError::Timeout`] (in interrupt mode after a last look at the CQ: a lost
 //!   interrupt costs time, not data), CSTS.CFS with [`NvmeError::ControllerFatal`];
-//!   after either
-//!   the controller is reset (disabled, which stops its DMA, then brought up again)
-//!   **before** the request's memory is unmapped. A failed reset takes the controller out
-//!   of service. A completion with a status is [`NvmeError::Status`].
+//!   after either the controller is reset (disabled, which stops its DMA, then
+//!   brought up again) and **only then** is the memory of the failed command, and of
+//!   every other command in flight, unmapped; started commands the reset ends come
+//!   back from `complete_next` with an error ([`NvmeError::Timeout`] if their own
+//!   timeout had passed, else [`NvmeError::Aborted`]). Timeouts are measured in the
+//!   time the driver waited ([`Controller::now_us`]). A failed reset takes the
+//!   controller out of service. A completion with a status is [`NvmeError::Status`].
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -44,28 +57,34 @@
 extern crate alloc;
 
 mod ctrl;
+mod disk;
 mod error;
 mod identify;
 mod io;
+mod mq;
 mod prp;
 mod queue;
 
+pub use disk::NvmeDisk;
 pub use error::{status_name, NvmeError};
 pub use identify::{parse_identify_ctrl, parse_identify_ns, CtrlInfo, Namespace};
+use mq::{Cmd, ResetCause};
+pub use mq::{Completion, MAX_QUEUED};
 use prp::trace_prps;
 pub use prp::{build_prps, Prps};
-pub use queue::{CompletionQueue, CqStats};
+pub use queue::{CompletionQueue, CqStats, SLOTS};
 use queue::{Outcome, Queue};
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use block::{BlockDevice, BlockError, Op, QueueLimits, Request};
+use block::{BlockDevice, BlockError, Op, QueueLimits, Request, Tag};
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use dma::{
     dma_bit_mask, Coherent, DmaBuf, DmaDevice, DmaDirection, DmaError, DmaPool, DmaPoolBlock,
-    DmaSegment, DmaStream, FromDevice, PoolError, SgTable,
+    DmaSegment, DmaStream, FromDevice, PoolError, SgMapping, SgTable,
 };
 use hal::RegisterAccess;
 
@@ -206,6 +225,14 @@ pub struct Controller<R: RegisterAccess, D: Delay> {
     resets: usize,
     /// A handler consumes the CQs on their vectors: the waiter sleeps.
     irq_mode: bool,
+    /// Commands `start_rw` put in flight on the I/O queue, by CID slot.
+    cmds: Vec<Option<Cmd>>,
+    /// Started commands that ended, in the order `complete_next` returns them.
+    finished: VecDeque<Completion>,
+    /// Start order of `cmds`.
+    seq: u64,
+    /// µs the driver has waited ([`Controller::now_us`]).
+    clock_us: AtomicU64,
 }
 
 impl<R: RegisterAccess, D: Delay> fmt::Debug for Controller<R, D> {
@@ -282,6 +309,10 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
             resetting: false,
             resets: 0,
             irq_mode: false,
+            cmds: (0..SLOTS).map(|_| None).collect(),
+            finished: VecDeque::new(),
+            seq: 0,
+            clock_us: AtomicU64::new(0),
         };
         if cfg.irq_vectors == 0 {
             // Completions are polled: mask the interrupt vectors (the admin CQ always
@@ -446,69 +477,21 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
 impl<R: RegisterAccess, D: Delay> Drop for Controller<R, D> {
     fn drop(&mut self) {
         // The queues are freed with the controller: stop it first.
-        if let Err(e) = self.disable() {
-            // It may still fetch and post: its queue memory must never be reused.
-            log::error!("{}: {e}; its queues are leaked", self.name);
-            core::mem::forget(self.io.take());
-            core::mem::forget(self.admin.take());
+        match self.disable() {
+            // Stopped: started commands nobody completed can be unmapped (before the
+            // PRP pool goes).
+            Ok(()) => self.cmds.clear(),
+            Err(e) => {
+                // It may still fetch and post: its queue memory must never be reused.
+                log::error!("{}: {e}; its queues are leaked", self.name);
+                core::mem::forget(self.io.take());
+                core::mem::forget(self.admin.take());
+                // And so is the memory of the commands in flight.
+                for c in self.cmds.drain(..) {
+                    core::mem::forget(c);
+                }
+            }
         }
-    }
-}
-
-/// Namespace 1 as a block device.
-pub struct NvmeDisk<'a, R: RegisterAccess, D: Delay> {
-    ctrl: &'a mut Controller<R, D>,
-}
-
-impl<R: RegisterAccess, D: Delay> NvmeDisk<'_, R, D> {
-    fn ns(&self) -> Namespace {
-        match self.ctrl.ns {
-            Some(ns) => ns,
-            // `Controller::disk` only hands out a usable namespace.
-            None => unreachable!("NvmeDisk without a namespace"),
-        }
-    }
-
-    fn block_error(&self, lba: u64, e: NvmeError) -> BlockError {
-        BlockError::Device {
-            disk: self.ctrl.name.clone(),
-            lba,
-            detail: alloc::format!("{e}"),
-        }
-    }
-}
-
-impl<R: RegisterAccess, D: Delay> BlockDevice for NvmeDisk<'_, R, D> {
-    fn name(&self) -> &str {
-        &self.ctrl.name
-    }
-
-    fn sector_size(&self) -> usize {
-        self.ns().sector_size
-    }
-
-    fn capacity(&self) -> u64 {
-        self.ns().sectors
-    }
-
-    fn limits(&self) -> QueueLimits {
-        match self.ctrl.limits() {
-            Some(l) => l,
-            None => unreachable!("NvmeDisk without a namespace"),
-        }
-    }
-
-    fn submit(&mut self, op: Op, req: Request) -> Result<SgTable, BlockError> {
-        let r = match op {
-            Op::Read => self.ctrl.read(req.lba, &req.sg),
-            Op::Write => self.ctrl.write(req.lba, &req.sg),
-        };
-        r.map_err(|e| self.block_error(req.lba, e))?;
-        Ok(req.sg)
-    }
-
-    fn flush(&mut self) -> Result<(), BlockError> {
-        self.ctrl.flush().map_err(|e| self.block_error(0, e))
     }
 }
 

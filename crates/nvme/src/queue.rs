@@ -1,6 +1,7 @@
 //! Queue pairs (Linux's nvme pci driver: `nvme_alloc_queue`, `nvme_create_queue`,
 //! `nvme_process_cq`, `nvme_poll`): submission and completion queues, the phase tag,
-//! doorbells, the I/O queue pair's creation, and one command's submit-and-wait.
+//! doorbells, per-CID completion slots, the I/O queue pair's creation, and one
+//! command's submit-and-wait.
 
 use super::*;
 
@@ -24,9 +25,14 @@ pub struct CqStats {
 }
 
 /// A completion queue as both the waiter and the interrupt handler use it: the entries
-/// (coherent memory), the consumer's head and phase, and the one awaited completion.
-/// Consumption is serialised by a flag the handler only tries (it never spins), so
-/// the handler cannot deadlock against the code it interrupted.
+/// (coherent memory), the consumer's head and phase, and one completion slot per
+/// command in flight. Consumption is serialised by a flag the handler only tries (it
+/// never spins), so the handler cannot deadlock against the code it interrupted.
+///
+/// A command identifier names its slot in its low bits (`cid % SLOTS`) and a
+/// generation in the bits above, so the same slot's earlier commands have other CIDs:
+/// a late entry for one of them finds the slot awaiting another CID and is counted
+/// `stale`, not taken for the newer command's completion.
 #[derive(Debug)]
 pub struct CompletionQueue {
     qid: u16,
@@ -37,11 +43,9 @@ pub struct CompletionQueue {
     busy: AtomicBool,
     head: AtomicU16,
     phase: AtomicBool,
-    /// CID awaited, | [`AWAITING`]; 0 = none.
-    expect: AtomicU32,
-    /// dw0 | dw3 << 32 of the awaited completion, valid when `ready`.
-    done: AtomicU64,
-    ready: AtomicBool,
+    slots: [Slot; SLOTS],
+    /// Bit n: slot n holds its command's completion, not yet taken.
+    ready: AtomicU64,
     interrupts: AtomicU64,
     by_irq: AtomicU64,
     by_poll: AtomicU64,
@@ -49,7 +53,24 @@ pub struct CompletionQueue {
     wraps: AtomicU64,
 }
 
+/// Completion slots per CQ (and the CID's slot bits): at least the deepest queue.
+pub const SLOTS: usize = 64;
+
 const AWAITING: u32 = 1 << 16;
+
+/// One command's completion slot.
+#[derive(Debug, Default)]
+struct Slot {
+    /// CID awaited, | [`AWAITING`]; 0 = none.
+    expect: AtomicU32,
+    /// dw0 | dw3 << 32 of the completion, valid when the slot's `ready` bit is set.
+    done: AtomicU64,
+}
+
+/// The slot a CID names.
+pub(crate) fn slot_of(cid: u16) -> usize {
+    cid as usize % SLOTS
+}
 
 impl CompletionQueue {
     fn new(mem: Coherent, qid: u16, depth: u16, dstrd: u32, vector: Option<u16>) -> Self {
@@ -62,9 +83,8 @@ impl CompletionQueue {
             busy: AtomicBool::new(false),
             head: AtomicU16::new(0),
             phase: AtomicBool::new(true),
-            expect: AtomicU32::new(0),
-            done: AtomicU64::new(0),
-            ready: AtomicBool::new(false),
+            slots: core::array::from_fn(|_| Slot::default()),
+            ready: AtomicU64::new(0),
             interrupts: AtomicU64::new(0),
             by_irq: AtomicU64::new(0),
             by_poll: AtomicU64::new(0),
@@ -103,7 +123,8 @@ impl CompletionQueue {
         self.reap(regs, true)
     }
 
-    /// Consumes every entry whose phase tag matches, keeps the awaited one, and writes
+    /// Consumes every entry whose phase tag matches, puts each awaited one in its
+    /// command's slot (the others count as stale), and writes
     /// the head doorbell once if anything was consumed; returns how many. Does nothing
     /// (0) if the other side is consuming right now.
     pub fn reap<R: RegisterAccess + ?Sized>(&self, regs: &R, from_irq: bool) -> usize {
@@ -135,12 +156,21 @@ impl CompletionQueue {
                 self.wraps.fetch_add(1, Ordering::Relaxed);
             }
             n += 1;
-            let want = self.expect.load(Ordering::Acquire);
-            if want == (dw3 & 0xffff) | AWAITING {
-                self.expect.store(0, Ordering::Relaxed);
-                self.done
+            let cid = dw3 as u16;
+            let slot = &self.slots[slot_of(cid)];
+            if slot
+                .expect
+                .compare_exchange(
+                    cid as u32 | AWAITING,
+                    0,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                slot.done
                     .store(dw0 as u64 | (dw3 as u64) << 32, Ordering::Relaxed);
-                self.ready.store(true, Ordering::Release);
+                self.ready.fetch_or(1 << slot_of(cid), Ordering::Release);
                 let c = if from_irq {
                     &self.by_irq
                 } else {
@@ -178,8 +208,10 @@ impl CompletionQueue {
         self.lock();
         self.head.store(0, Ordering::Relaxed);
         self.phase.store(true, Ordering::Relaxed);
-        self.expect.store(0, Ordering::Relaxed);
-        self.ready.store(false, Ordering::Relaxed);
+        for s in &self.slots {
+            s.expect.store(0, Ordering::Relaxed);
+        }
+        self.ready.store(0, Ordering::Relaxed);
         let zeros = [0u8; 16];
         for i in 0..self.depth as usize {
             self.mem.write_bytes(16 * i, &zeros);
@@ -187,28 +219,48 @@ impl CompletionQueue {
         self.busy.store(false, Ordering::Release);
     }
 
-    /// Awaits `cid` (before its command is submitted).
-    fn arm(&self, cid: u16) {
-        self.ready.store(false, Ordering::Relaxed);
-        self.expect.store(cid as u32 | AWAITING, Ordering::Release);
+    /// Awaits `cid` in its slot (before its command is submitted).
+    pub(crate) fn arm(&self, cid: u16) {
+        let n = slot_of(cid);
+        self.ready.fetch_and(!(1 << n), Ordering::Relaxed);
+        self.slots[n]
+            .expect
+            .store(cid as u32 | AWAITING, Ordering::Release);
     }
 
-    /// Gives up waiting.
-    fn disarm(&self) {
-        self.expect.store(0, Ordering::Release);
+    /// Gives up waiting for `cid` (its slot is left alone if it awaits another CID).
+    pub(crate) fn disarm(&self, cid: u16) {
+        let _ = self.slots[slot_of(cid)].expect.compare_exchange(
+            cid as u32 | AWAITING,
+            0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
     }
 
-    fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+    /// Whether `cid`'s completion is in its slot.
+    pub(crate) fn is_ready(&self, cid: u16) -> bool {
+        self.ready.load(Ordering::Acquire) & 1 << slot_of(cid) != 0
     }
 
-    /// The awaited completion's (dw0, dw3), once consumed.
-    fn take(&self) -> Option<(u32, u32)> {
-        if !self.ready.swap(false, Ordering::AcqRel) {
+    /// Whether any slot of `mask` (bit n: slot n) holds a completion.
+    pub(crate) fn any_ready(&self, mask: u64) -> bool {
+        self.ready.load(Ordering::Acquire) & mask != 0
+    }
+
+    /// `cid`'s completion (dw0, dw3), once consumed; the slot is free again.
+    pub(crate) fn take(&self, cid: u16) -> Option<(u32, u32)> {
+        let bit = 1u64 << slot_of(cid);
+        if self.ready.fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
             return None;
         }
-        let v = self.done.load(Ordering::Relaxed);
+        let v = self.slots[slot_of(cid)].done.load(Ordering::Relaxed);
         Some((v as u32, (v >> 32) as u32))
+    }
+
+    /// The slots of `mask` holding a completion (bit n: slot n).
+    pub(crate) fn ready_in(&self, mask: u64) -> u64 {
+        self.ready.load(Ordering::Acquire) & mask
     }
 }
 
@@ -220,6 +272,9 @@ pub(crate) struct Queue {
     pub(crate) cq: Arc<CompletionQueue>,
     pub(crate) tail: u16,
     pub(crate) next_cid: u16,
+    /// Bit n: slot n belongs to a command (in flight, or ended and not yet returned
+    /// by `complete`).
+    pub(crate) used: u64,
 }
 
 impl Queue {
@@ -239,13 +294,64 @@ impl Queue {
             cq: Arc::new(CompletionQueue::new(cq, qid, depth, dstrd, vector)),
             tail: 0,
             next_cid: 0,
+            used: 0,
         })
     }
 
-    /// Back to the state after creation: empty, phase 1, the CQ zeroed.
+    /// Back to the state after creation: empty, phase 1, the CQ zeroed. The slots
+    /// stay with their owners, who free them.
     pub(crate) fn reset(&mut self) {
         self.tail = 0;
         self.cq.reset();
+    }
+
+    /// Commands that can be outstanding at once: one SQ entry stays empty (a full
+    /// ring would look empty), and each command has at most one entry in each ring.
+    pub(crate) fn room(&self) -> usize {
+        (self.depth as usize - 1).min(SLOTS)
+    }
+
+    /// A fresh CID whose slot is free: the next in sequence whose slot is not in use
+    /// (so a slot's CIDs differ in their generation bits). `None`: the queue is full.
+    pub(crate) fn alloc_cid(&mut self) -> Option<u16> {
+        if self.used.count_ones() as usize >= self.room() {
+            return None;
+        }
+        for _ in 0..SLOTS {
+            let cid = self.next_cid;
+            self.next_cid = self.next_cid.wrapping_add(1);
+            let bit = 1u64 << slot_of(cid);
+            if self.used & bit == 0 {
+                self.used |= bit;
+                return Some(cid);
+            }
+        }
+        None
+    }
+
+    /// Gives `cid`'s slot back.
+    pub(crate) fn free_cid(&mut self, cid: u16) {
+        self.used &= !(1u64 << slot_of(cid));
+    }
+
+    /// Awaits `cid`, writes `sqe` with it to the SQ and rings the tail doorbell.
+    pub(crate) fn submit<R: RegisterAccess>(
+        &mut self,
+        regs: &R,
+        dstrd: u32,
+        cid: u16,
+        mut sqe: [u32; 16],
+    ) {
+        self.cq.arm(cid);
+        sqe[0] = (sqe[0] & 0xffff) | (cid as u32) << 16;
+        let base = self.tail as usize * 64;
+        for (i, dw) in sqe.iter().enumerate() {
+            self.sq.write::<u32>(base + 4 * i, *dw);
+        }
+        self.tail = (self.tail + 1) % self.depth;
+        // The entry must be in memory before the controller is told to fetch it.
+        hal::dma_wmb();
+        regs.write32(regs::sq_tail(self.qid, dstrd), self.tail as u32);
     }
 }
 
@@ -255,6 +361,8 @@ pub(crate) enum Outcome {
     Status(u16, bool),
     Timeout,
     Fatal,
+    /// Every CID of the queue is taken (commands started with `start_rw`).
+    Full,
 }
 
 impl<R: RegisterAccess, D: Delay> Controller<R, D> {
@@ -310,22 +418,22 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
         Ok(())
     }
 
-    /// Writes `sqe` (CID filled in) to `q`, rings its doorbell and polls for the
-    /// completion, the controller's status and the clock.
-    pub(crate) fn run(&self, q: &mut Queue, mut sqe: [u32; 16]) -> Outcome {
-        let cid = q.next_cid;
-        q.next_cid = q.next_cid.wrapping_add(1);
-        q.cq.arm(cid);
-        sqe[0] = (sqe[0] & 0xffff) | (cid as u32) << 16;
-        let base = q.tail as usize * 64;
-        for (i, dw) in sqe.iter().enumerate() {
-            q.sq.write::<u32>(base + 4 * i, *dw);
-        }
-        q.tail = (q.tail + 1) % q.depth;
-        // The entry must be in memory before the controller is told to fetch it.
-        hal::dma_wmb();
-        self.regs
-            .write32(regs::sq_tail(q.qid, self.dstrd), q.tail as u32);
+    /// Writes `sqe` (CID filled in) to `q`, rings its doorbell and waits for its
+    /// completion (by interrupt, or polling), the controller's status and the clock.
+    /// Other commands of `q` (started by [`Controller::start_rw`]) may be in flight:
+    /// this one takes its own CID and waits for that only; theirs stay in their slots.
+    pub(crate) fn run(&self, q: &mut Queue, sqe: [u32; 16]) -> Outcome {
+        let Some(cid) = q.alloc_cid() else {
+            return Outcome::Full;
+        };
+        q.submit(&self.regs, self.dstrd, cid, sqe);
+        let out = self.wait_cid(q, cid);
+        q.cq.disarm(cid);
+        q.free_cid(cid);
+        out
+    }
+
+    fn wait_cid(&self, q: &Queue, cid: u16) -> Outcome {
         let us = self.cfg.command_timeout_ms.saturating_mul(1000);
         let mut waited = 0u32;
         let mut polled = !self.irq_mode;
@@ -333,7 +441,7 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
             if polled {
                 q.cq.reap(&self.regs, false);
             }
-            if let Some((dw0, dw3)) = q.cq.take() {
+            if let Some((dw0, dw3)) = q.cq.take(cid) {
                 let st = ((dw3 >> 17) & 0x7ff) as u16;
                 return if st == 0 {
                     Outcome::Done(dw0)
@@ -343,14 +451,13 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
             }
             let csts = self.regs.read32(regs::CSTS);
             if csts == u32::MAX || csts & regs::CSTS_CFS != 0 {
-                q.cq.disarm();
                 return Outcome::Fatal;
             }
             if waited >= us {
                 if !polled {
                     // A last look: a completion whose interrupt was lost.
                     let found = q.cq.reap(&self.regs, false) > 0;
-                    if q.cq.is_ready() {
+                    if q.cq.is_ready(cid) {
                         if found {
                             log::warn!(
                                 "{}: queue {} completed cid {cid} without an interrupt",
@@ -361,23 +468,24 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
                         continue;
                     }
                 }
-                q.cq.disarm();
                 return Outcome::Timeout;
             }
             let slept = if polled {
                 None
             } else {
                 let cq = &q.cq;
-                self.delay.wait_interrupt(us - waited, &|| cq.is_ready())
+                self.delay.wait_interrupt(us - waited, &|| cq.is_ready(cid))
             };
-            match slept {
-                Some(t) => waited = waited.saturating_add(t.max(1)),
+            let t = match slept {
+                Some(t) => t.max(1),
                 None => {
                     polled = true;
                     self.delay.delay_us(POLL_US);
-                    waited = waited.saturating_add(POLL_US);
+                    POLL_US
                 }
-            }
+            };
+            waited = waited.saturating_add(t);
+            self.tick(t);
         }
     }
 }

@@ -925,3 +925,5 @@ fn interrupts_cannot_be_enabled_without_vectors() {
     assert_eq!(md.interrupts_sent(1), 0);
     assert_eq!(c.cq_stats()[1].completed_by_poll, 1);
 }
+
+mod queued;

@@ -15,8 +15,11 @@
 //! unmasks them; once the controller is up, [`start`] hands its completion queues to
 //! the handler and turns waiting by interrupt on. The handler consumes CQ entries by
 //! their phase tag and rings the CQ head doorbell; the waiter sleeps in `hlt`, with
-//! the crate's per-command timeout. With `nvme.poll=1`, or without MSI-X, INTMS
-//! masks every vector and completions are found by **polling** the phase tag.
+//! the crate's per-command timeout. Several reads may be in flight (`blkbench --qd`,
+//! through the block layer's `start`/`complete`): the handler puts each completion
+//! in its command's slot and the waiter takes whichever ended. With `nvme.poll=1`,
+//! or without MSI-X, INTMS masks every vector and completions are found by
+//! **polling** the phase tag.
 //! `lsblk` says which, with counts.
 
 use alloc::string::String;

@@ -80,6 +80,13 @@ impl<B: DmaBus> NvmeModel<B> {
                 self.s.borrow_mut().log.push(log);
                 continue;
             }
+            if qid != 0 && self.s.borrow().deferred {
+                let mut s = self.s.borrow_mut();
+                let at = s.log.len();
+                s.log.push(log);
+                s.held.push((qid, cqid, at));
+                continue;
+            }
             let (st, dw0) = if qid == 0 {
                 self.admin(&mut log)
             } else {
@@ -127,6 +134,77 @@ impl<B: DmaBus> NvmeModel<B> {
             let mut s = self.s.borrow_mut();
             s.msix_pending |= 1 << v;
             s.msix_sent[v as usize] += 1;
+        }
+    }
+
+    /// Defers I/O commands from now on (or not): fetched and logged, run only by
+    /// [`NvmeModel::complete_deferred`]. Commands already deferred stay so.
+    pub fn set_deferred(&self, on: bool) {
+        self.s.borrow_mut().deferred = on;
+    }
+
+    /// The CIDs of the deferred commands not run yet, in fetch order.
+    pub fn deferred(&self) -> Vec<u16> {
+        let s = self.s.borrow();
+        s.held.iter().map(|&(_, _, i)| s.log[i].cid).collect()
+    }
+
+    /// Runs the deferred commands with these CIDs in this order (moving their data and
+    /// posting their completions, with MSI-X messages); returns how many ran. A CID
+    /// not deferred is skipped; nothing runs on a disabled or fatal controller.
+    pub fn complete_deferred(&self, cids: &[u16]) -> usize {
+        let mut ran = 0;
+        for &cid in cids {
+            let found = {
+                let mut s = self.s.borrow_mut();
+                if s.fatal || s.csts & CSTS_RDY == 0 {
+                    return ran;
+                }
+                let log = &s.log;
+                let pos = s.held.iter().position(|&(_, _, i)| log[i].cid == cid);
+                pos.map(|p| s.held.remove(p))
+            };
+            let Some((sqid, cqid, at)) = found else {
+                continue;
+            };
+            let mut log = self.s.borrow().log[at].clone();
+            let (st, dw0) = self.io(&mut log);
+            log.status = Some(st);
+            self.s.borrow_mut().log[at] = log;
+            self.complete(sqid, cqid, cid, st, dw0);
+            ran += 1;
+        }
+        ran
+    }
+
+    /// Posts a completion for `cid` with status `st` (SCT << 8 | SC) to I/O queue pair
+    /// `qid`'s CQ whether or not such a command is outstanding: a late completion of a
+    /// command the driver gave up on, or a stray one.
+    pub fn post_cqe(&self, qid: u16, cid: u16, st: u16) {
+        let cqid = {
+            let s = self.s.borrow();
+            match s.sqs.get(qid as usize).copied().flatten() {
+                Some(q) => q.cqid,
+                None => return,
+            }
+        };
+        self.complete(qid as usize, cqid, cid, st, 0);
+    }
+
+    /// Deferred commands move their data when CC.EN is cleared (their completions
+    /// are dropped with the queues), or not.
+    pub fn set_dma_until_disabled(&self, on: bool) {
+        self.s.borrow_mut().dma_until_disabled = on;
+    }
+
+    /// The deferred commands' data transfers, without completions (CC.EN 1 → 0).
+    pub(super) fn finish_transfers(&self) {
+        let held = core::mem::take(&mut self.s.borrow_mut().held);
+        for (_, _, at) in held {
+            let mut log = self.s.borrow().log[at].clone();
+            let (st, _) = self.io(&mut log);
+            log.status = Some(st);
+            self.s.borrow_mut().log[at] = log;
         }
     }
 }
