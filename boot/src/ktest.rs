@@ -1705,13 +1705,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
 /// computed here from the NVMe image: `count` reads of `bs` bytes, sequential or at
 /// blkbench's pseudo-random slots.
 fn blkbench_nvme_image_sum(count: u64, bs: u64, random: bool) -> u64 {
-    fn mix(mut z: u64) -> u64 {
-        z ^= z >> 30;
-        z = z.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z ^= z >> 27;
-        z = z.wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
+    use block::pattern::mix;
     let ss = 512u64;
     let per = bs / ss;
     let slots = 65536 / per;

@@ -11,7 +11,9 @@
 const PHI: u64 = 0x9E37_79B9_7F4A_7C15;
 const K: u64 = 0xBF58_476D_1CE4_E5B9;
 
-fn mix(mut z: u64) -> u64 {
+/// The finaliser of Vigna's SplitMix64: a bijective mix of all 64 bits (also
+/// blkbench's checksum, which the host recomputes from the images).
+pub fn mix(mut z: u64) -> u64 {
     z ^= z >> 30;
     z = z.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z ^= z >> 27;

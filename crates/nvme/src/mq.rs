@@ -243,20 +243,7 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
                 return;
             }
             let left = u32::try_from(deadline - now).unwrap_or(u32::MAX);
-            let slept = if polled {
-                None
-            } else {
-                self.delay.wait_interrupt(left, &|| cq.any_ready(mask))
-            };
-            let t = match slept {
-                Some(t) => t.max(1),
-                None => {
-                    polled = true;
-                    self.delay.delay_us(POLL_US);
-                    POLL_US
-                }
-            };
-            self.tick(t);
+            self.wait_step(&mut polled, left, &|| cq.any_ready(mask));
         }
     }
 

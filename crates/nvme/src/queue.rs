@@ -470,22 +470,30 @@ impl<R: RegisterAccess, D: Delay> Controller<R, D> {
                 }
                 return Outcome::Timeout;
             }
-            let slept = if polled {
-                None
-            } else {
-                let cq = &q.cq;
-                self.delay.wait_interrupt(us - waited, &|| cq.is_ready(cid))
-            };
-            let t = match slept {
-                Some(t) => t.max(1),
-                None => {
-                    polled = true;
-                    self.delay.delay_us(POLL_US);
-                    POLL_US
-                }
-            };
+            let cq = &q.cq;
+            let t = self.wait_step(&mut polled, us - waited, &|| cq.is_ready(cid));
             waited = waited.saturating_add(t);
-            self.tick(t);
         }
+    }
+
+    /// One wait of a command's loop: for the interrupt (at most `left` µs, until
+    /// `done`), or, once polling (no interrupts, or none usable), [`POLL_US`].
+    /// Advances the timeout clock by the time waited and returns it.
+    pub(crate) fn wait_step(&self, polled: &mut bool, left: u32, done: &dyn Fn() -> bool) -> u32 {
+        let slept = if *polled {
+            None
+        } else {
+            self.delay.wait_interrupt(left, done)
+        };
+        let t = match slept {
+            Some(t) => t.max(1),
+            None => {
+                *polled = true;
+                self.delay.delay_us(POLL_US);
+                POLL_US
+            }
+        };
+        self.tick(t);
+        t
     }
 }

@@ -9,6 +9,7 @@ use core::ops::Range;
 use super::super::{with_blk, BlkError};
 use super::BenchError;
 use crate::arch::tsc;
+use block::pattern::mix;
 
 /// What to read: the same for every mode and round.
 pub(super) struct Plan<'a> {
@@ -69,14 +70,6 @@ impl Sample {
         self.bytes += o.bytes;
         self.sum = self.sum.wrapping_add(o.sum);
     }
-}
-
-fn mix(mut z: u64) -> u64 {
-    z ^= z >> 30;
-    z = z.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z ^= z >> 27;
-    z = z.wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// One request's share of the checksum: three words of every sector (its start,
