@@ -1558,6 +1558,8 @@ pub const SHELL_CASES: &[ShellCase] = &[
         contains: &[
             "sdb      0000:00:1f.2 ahci   1     65536       32.0 MiB",
             "65536       32.0 MiB   QEMU NVMe Ctrl",
+            "sdb: queue depth 32 (NCQ tags)",
+            "nvme0n1: queue depth 32 (command IDs on one I/O queue pair)",
             "nvme0n1: verified: 8 sectors match pattern 7 from LBA 100",
             "sdb: verified: 8 sectors match pattern 7 from LBA 100",
             "restored: nvme0n1 on 0000:00:04.0 nvme in domain",

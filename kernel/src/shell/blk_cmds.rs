@@ -82,6 +82,21 @@ pub fn lsblk(cmd: &Command, args: &[&str]) -> CmdResult {
         );
     }
     irq_lines();
+    // How many requests each disk's driver keeps in flight (blkbench --qd).
+    let names = ahci::disks()
+        .into_iter()
+        .map(|(_, _, d)| d.name)
+        .chain(nvme::disks().into_iter().map(|(_, name, _, _)| name));
+    for name in names {
+        if let Ok(depth) = with_blk(&name, |d, _| d.queue_depth()) {
+            let how = match depth {
+                1 => "one request at a time",
+                _ if name.starts_with("nvme") => "command IDs on one I/O queue pair",
+                _ => "NCQ tags",
+            };
+            kprintln!("{name}: queue depth {depth} ({how})");
+        }
+    }
     Ok(())
 }
 
