@@ -190,6 +190,8 @@ impl Machine {
         }
     }
 
+    // The signature is the `acpi` crate's `Handler` trait's.
+    #[allow(clippy::too_many_arguments)]
     fn pci_write(&self, seg: u16, bus: u8, dev: u8, func: u8, off: u16, width: u32, value: u32) {
         let Some((access, bdf)) = self.pci(seg, bus, dev, func) else {
             log::warn!("aml: PCI config write before PCI is up; dropped");

@@ -15,8 +15,10 @@ use crate::arch::apic::{self, GsiError, SharedHandler};
 use crate::sync::IrqSpinLock;
 
 /// Each function with an interrupt pin, and where the pin goes (or why not).
-static ROUTES: IrqSpinLock<Vec<(Bdf, u8, Result<IntxRoute, IntxRouteError>)>> =
-    IrqSpinLock::new(Vec::new());
+/// (function, interrupt pin, where the pin goes or why not).
+type PinRoute = (Bdf, u8, Result<IntxRoute, IntxRouteError>);
+
+static ROUTES: IrqSpinLock<Vec<PinRoute>> = IrqSpinLock::new(Vec::new());
 
 /// Works out the route of every function that has a pin. `topology` gives the
 /// bridges above each function; `root_bus` is the bus the host bridge decodes.

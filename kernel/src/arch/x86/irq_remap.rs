@@ -35,11 +35,14 @@ impl core::fmt::Display for RemapError {
     }
 }
 
+/// A remappable MSI: (address, data, IRTE index).
+pub type RemappedMsi = (u64, u32, u16);
+
 /// What the IOMMU offers once interrupt remapping is on.
 pub struct Remapper {
     /// A present IRTE delivering `vector` to this CPU that only `requester`
     /// may use; returns the remappable MSI (address, data) and the entry's index.
-    pub msi: fn(requester: Bdf, vector: u8) -> Result<(u64, u32, u16), RemapError>,
+    pub msi: fn(requester: Bdf, vector: u8) -> Result<RemappedMsi, RemapError>,
     /// The same for IO-APIC `ioapic_id`'s line: returns the IRTE index for a
     /// remappable redirection entry.
     pub ioapic: fn(ioapic_id: u8, vector: u8, level: bool) -> Result<u16, RemapError>,

@@ -14,8 +14,10 @@ use crate::sync::IrqSpinLock;
 
 /// dmaengine device per edu function, once registered, with the driver object its
 /// provider drives (kept across unbind: a rebind reuses it, so BAR0 has one owner).
-static BY_BDF: IrqSpinLock<Vec<(pci::Bdf, usize, Arc<hw::Edu<IoMem>>)>> =
-    IrqSpinLock::new(Vec::new());
+/// (function, dmaengine device index, driver object).
+type Registered = (pci::Bdf, usize, Arc<hw::Edu<IoMem>>);
+
+static BY_BDF: IrqSpinLock<Vec<Registered>> = IrqSpinLock::new(Vec::new());
 
 /// The driver object the provider of `bdf` drives, if the function had one.
 pub fn driver_object(bdf: pci::Bdf) -> Option<Arc<hw::Edu<IoMem>>> {

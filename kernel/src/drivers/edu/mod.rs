@@ -107,6 +107,8 @@ impl Edu {
     }
 
     /// Copies `len` bytes of edu's buffer into a mapping of this device.
+    // Named for the DMA direction (Linux's DMA_FROM_DEVICE), not a conversion.
+    #[allow(clippy::wrong_self_convention)]
     pub fn from_device<D: DeviceWrites>(
         &self,
         dst: &DmaStream<D>,

@@ -267,7 +267,7 @@ impl PlatformDriver for Idma64Driver {
         ctx.dma
             .set_mask_and_coherent(64)
             .map_err(ProbeError::DmaMask)?;
-        ctx.dma.max_segment_size = idma64::regs::MAX_BLOCK as usize;
+        ctx.dma.max_segment_size = idma64::regs::MAX_BLOCK;
         let simulated = sim::is_sim(parent);
         let backend = if simulated {
             dma::DmaBackend::Direct

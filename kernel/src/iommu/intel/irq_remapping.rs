@@ -21,7 +21,7 @@ use spin::{Mutex, Once};
 
 use super::dmar::{dma_aliases, resolve, unit_for};
 use super::{get, with_unit, Iommu};
-use crate::arch::irq_remap::{self, RemapError, Remapper};
+use crate::arch::irq_remap::{self, RemapError, RemappedMsi, Remapper};
 use crate::arch::{apic, ioapic};
 
 /// What was given an IRTE, for reuse and for the `iommu ir` view.
@@ -228,7 +228,7 @@ fn give(
 
 /// The remapper's MSI half: an IRTE in the unit covering `requester`, owned by
 /// the requester ID its messages carry (a bridge's, behind a PCIe-to-PCI bridge).
-fn remap_msi(requester: pci::Bdf, vector: u8) -> Result<(u64, u32, u16), RemapError> {
+fn remap_msi(requester: pci::Bdf, vector: u8) -> Result<RemappedMsi, RemapError> {
     let st = IR.get().ok_or(RemapError::NoUnit)?;
     let ui = unit_for(requester, None)
         .filter(|u| st.units.contains(u))
