@@ -651,6 +651,9 @@ fn check_blkbench_turns(header: &str, after: &[&str]) -> Result<(), String> {
         .iter()
         .take_while(|l| !l.starts_with("mode "))
         .filter_map(|l| l.split_once(" [blkbench ")?.1.split_once(']'))
+        // The probe line only ("...]: AHCI 1.0 ..."): the DMA layer's own
+        // warnings name the device too.
+        .filter(|(_, rest)| rest.starts_with(": AHCI "))
         .map(|(mode, _)| mode)
         .collect();
     if turns.is_empty() {
@@ -1701,12 +1704,32 @@ pub const SHELL_CASES: &[ShellCase] = &[
         line_counts: &[("error:", 0), ("warning:", 0), ("swiotlb ", 2)],
         verify: Some(verify_blkbench_sums_of_the_nvme_image),
     },
+    // More reads in flight than the bounce pool can hold (32 x 512 KiB against 4
+    // MiB): a start that finds the pool full waits for a completion and is tried
+    // again (Linux's BLK_STS_RESOURCE) instead of failing, and with the AHCI
+    // driver's NCQ tags ending several at a time, a tag is not given out again
+    // before its completion has been returned.
+    ShellCase {
+        name: "storage_blkbench_qd32_waits_for_bounce_space",
+        profile: "storage",
+        cmdline: "",
+        input: b"blkbench sdb --bs 512k --count 24 --qd 32 --rounds 1\nblkbench nvme0n1 --bs 512k --count 24 --qd 32 --rounds 1\npoweroff\n",
+        end: End::Exited(0),
+        contains: &[
+            "qd 32 (32 reads kept in flight through the ahci driver)",
+            "qd 32 (32 reads kept in flight through the nvme driver)",
+            "restored: sdb on 0000:00:1f.2 ahci in domain",
+            "restored: nvme0n1 on 0000:00:04.0 nvme in domain",
+        ],
+        line_counts: &[("error:", 0)],
+        verify: Some(verify_bounce_pool_pressure),
+    },
 ];
 
 /// blkbench's checksum (`request_sum` in kernel/src/shell/blk_cmds/bench/run.rs),
-/// computed here from the NVMe image: `count` reads of `bs` bytes, sequential or at
-/// blkbench's pseudo-random slots.
-fn blkbench_nvme_image_sum(count: u64, bs: u64, random: bool) -> u64 {
+/// computed here from a storage profile's 32 MiB image: `count` reads of `bs` bytes,
+/// sequential or at blkbench's pseudo-random slots.
+fn blkbench_image_sum(disk: crate::profile::StorageDisk, count: u64, bs: u64, random: bool) -> u64 {
     use block::pattern::mix;
     let ss = 512u64;
     let per = bs / ss;
@@ -1720,7 +1743,7 @@ fn blkbench_nvme_image_sum(count: u64, bs: u64, random: bool) -> u64 {
         };
         let lba = slot * per;
         for s in 0..per {
-            let sector = crate::profile::StorageDisk::Nvme.sector((lba + s) as usize);
+            let sector = disk.sector((lba + s) as usize);
             for (k, off) in [0, ss / 2, ss - 8].into_iter().enumerate() {
                 let o = off as usize;
                 let w = u64::from_le_bytes(sector[o..o + 8].try_into().unwrap_or([0; 8]));
@@ -1736,10 +1759,21 @@ fn blkbench_nvme_image_sum(count: u64, bs: u64, random: bool) -> u64 {
 /// each mode's checksum equal to the one computed from the image.
 fn verify_blkbench_sums_of_the_nvme_image(text: &str) -> Result<(), String> {
     check_blkbench_tables(text)?;
+    check_blkbench_sums(text, "nvme0n1", crate::profile::StorageDisk::Nvme)
+}
+
+/// Each `blkbench <dev>` table's rows with figures carry the checksum the host
+/// computes from `disk`'s image, and there is a table for every such command.
+fn check_blkbench_sums(
+    text: &str,
+    dev: &str,
+    disk: crate::profile::StorageDisk,
+) -> Result<(), String> {
     let lines: Vec<&str> = text.lines().collect();
+    let header = format!("blkbench {dev}: ");
     let mut checked = 0;
     for (i, l) in lines.iter().enumerate() {
-        let Some(rest) = l.strip_prefix("blkbench nvme0n1: ") else {
+        let Some(rest) = l.strip_prefix(header.as_str()) else {
             continue;
         };
         let w: Vec<&str> = rest.split_whitespace().collect();
@@ -1750,7 +1784,7 @@ fn verify_blkbench_sums_of_the_nvme_image(text: &str) -> Result<(), String> {
             return Err(format!("blkbench header does not parse: {l:?}"));
         };
         let random = rest.contains(" random reads");
-        let want = format!("({:016x})", blkbench_nvme_image_sum(count, bs, random));
+        let want = format!("({:016x})", blkbench_image_sum(disk, count, bs, random));
         // The table's four mode rows (as `check_blkbench_tables` finds them), those
         // with figures (not "n/a").
         let rows: Vec<&str> = lines[i + 1..]
@@ -1771,12 +1805,31 @@ fn verify_blkbench_sums_of_the_nvme_image(text: &str) -> Result<(), String> {
         }
         checked += 1;
     }
-    let want = text
-        .lines()
-        .filter(|l| l.contains("> blkbench nvme0n1 "))
-        .count();
+    let typed = format!("> blkbench {dev} ");
+    let want = text.lines().filter(|l| l.contains(typed.as_str())).count();
     if checked != want {
-        return Err(format!("{checked} blkbench nvme0n1 tables for {want} runs"));
+        return Err(format!("{checked} blkbench {dev} tables for {want} runs"));
+    }
+    Ok(())
+}
+
+/// 32 reads of 512 KiB in flight need 16 MiB of bounce slots and the swiotlb pool
+/// holds 4 MiB: both disks' tables are whole, every mode (swiotlb included) read
+/// the image's data, and each table says how many starts waited for bounce space.
+fn verify_bounce_pool_pressure(text: &str) -> Result<(), String> {
+    use crate::profile::StorageDisk;
+    check_blkbench_tables(text)?;
+    check_blkbench_sums(text, "sdb", StorageDisk::Ahci)?;
+    check_blkbench_sums(text, "nvme0n1", StorageDisk::Nvme)?;
+    let waited: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with("swiotlb: "))
+        .map(|l| count_after(l, "swiotlb: ", "start(s) waited"))
+        .collect::<Result<_, _>>()?;
+    if waited.len() != 2 || waited.contains(&0) {
+        return Err(format!(
+            "expected a count of waiting starts for each disk's swiotlb row, got {waited:?}"
+        ));
     }
     Ok(())
 }

@@ -387,6 +387,19 @@ impl<R: RegisterAccess, D: Delay> AhciDisk<'_, R, D> {
 
     /// The block layer's own words for "not queued", "queue full", "nothing in
     /// flight"; anything else is a device error.
+    /// `start`'s error: a mapping that ran short of shared DMA resources is
+    /// [`BlockError::Busy`] (retry after a completion), the rest as `queue_error`.
+    fn start_error(&self, lba: u64, e: AhciError) -> BlockError {
+        match e {
+            AhciError::Dma(d) if d.is_resource_shortage() => BlockError::Busy {
+                disk: self.hba.ports[self.disk].name.clone(),
+                lba,
+                detail: alloc::format!("{d}"),
+            },
+            e => self.queue_error(lba, e),
+        }
+    }
+
     fn queue_error(&self, lba: u64, e: AhciError) -> BlockError {
         match e {
             AhciError::NotQueued(_) => BlockError::NotQueued {
@@ -450,7 +463,7 @@ impl<R: RegisterAccess, D: Delay> BlockDevice for AhciDisk<'_, R, D> {
         let lba = req.lba;
         self.hba
             .start(self.disk, op, lba, req.sg)
-            .map_err(|e| self.queue_error(lba, e))
+            .map_err(|e| self.start_error(lba, e))
     }
 
     fn complete(&mut self) -> Result<(Tag, Result<SgTable, BlockError>), BlockError> {

@@ -76,6 +76,14 @@ impl Queue {
             .filter(|(_, s)| s.is_some())
             .fold(0, |m, (t, _)| m | 1 << t)
     }
+
+    /// The lowest tag that is neither at the HBA nor ended with its completion
+    /// still waiting for `complete`: a tag is the caller's name for its request
+    /// until `complete` returns it, so it is not handed out again before.
+    fn free_tag(&self) -> Option<usize> {
+        let unreported = self.done.iter().fold(0u64, |m, e| m | 1 << e.tag.0);
+        (0..self.slots.len()).find(|&t| self.slots[t].is_none() && unreported & 1 << t == 0)
+    }
 }
 
 /// A started command that ended: its tag, first sector, and its scatter list or
@@ -170,7 +178,7 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
         if port.failed.load(Ordering::Relaxed) {
             return Err(AhciError::PortFailed(p));
         }
-        let Some(tag) = q.slots.iter().position(|s| s.is_none()) else {
+        let Some(tag) = q.free_tag() else {
             return Err(AhciError::QueueFull {
                 port: p,
                 depth: q.depth,

@@ -88,6 +88,18 @@ pub enum BlockError {
         /// The depth reached.
         depth: usize,
     },
+    /// [`BlockDevice::start`] could not get DMA resources that requests in flight
+    /// hold (bounce slots, IOVA space, pages): nothing was handed to the device.
+    /// Retry once a request in flight completes (Linux's `BLK_STS_RESOURCE`); with
+    /// none in flight the request does not fit at all.
+    Busy {
+        /// Disk name.
+        disk: String,
+        /// First sector of the request.
+        lba: u64,
+        /// What the DMA API said.
+        detail: String,
+    },
     /// The device failed the request (the driver's own error, rendered).
     Device {
         /// Disk name.
@@ -131,6 +143,10 @@ impl fmt::Display for BlockError {
             BlockError::QueueFull { depth } => {
                 write!(f, "{depth} requests already in flight (the queue depth)")
             }
+            BlockError::Busy { disk, lba, detail } => write!(
+                f,
+                "{disk}: no DMA resources for the request at sector {lba} now ({detail}); retry after a request in flight completes"
+            ),
             BlockError::Device { disk, lba, detail } => {
                 write!(f, "{disk}: I/O error at sector {lba}: {detail}")
             }
@@ -492,6 +508,9 @@ pub trait BlockDevice {
     /// Hands one request that fits [`limits`](Self::limits) to the device without
     /// waiting for it. The memory in `req.sg` must stay allocated until
     /// [`complete`](Self::complete) returns this request's tag.
+    /// [`BlockError::Busy`] when the DMA mapping ran short of what requests in
+    /// flight hold: nothing was started, and the same request can be started
+    /// again after a [`complete`](Self::complete).
     fn start(&mut self, op: Op, req: Request) -> Result<Tag, BlockError> {
         let _ = (op, req);
         Err(BlockError::NotQueued {

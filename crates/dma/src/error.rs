@@ -139,6 +139,23 @@ pub enum DmaError {
     },
 }
 
+impl DmaError {
+    /// True when the mapping failed for want of a shared resource that other
+    /// mappings hold (bounce slots, IOVA space, pages): the same call can succeed
+    /// once some of them are unmapped. Linux's block drivers turn these into
+    /// `BLK_STS_RESOURCE` and retry the request after one in flight completes;
+    /// every other error is a property of the request or the device and a retry
+    /// would fail the same way.
+    pub fn is_resource_shortage(&self) -> bool {
+        matches!(
+            self,
+            DmaError::SwiotlbFull { .. }
+                | DmaError::IovaExhausted { .. }
+                | DmaError::OutOfMemory { .. }
+        )
+    }
+}
+
 impl fmt::Display for DmaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -76,7 +76,16 @@ impl<R: RegisterAccess, D: Delay> BlockDevice for NvmeDisk<'_, R, D> {
         self.ctrl
             .start_rw(lba, req.sg, op == Op::Write)
             .map(|cid| Tag(cid as u32))
-            .map_err(|e| self.block_error(lba, e))
+            .map_err(|e| match e {
+                // Short of bounce slots, IOVA space or pages that requests in
+                // flight hold: retry after a completion.
+                NvmeError::Dma(d) if d.is_resource_shortage() => BlockError::Busy {
+                    disk: self.ctrl.name.clone(),
+                    lba,
+                    detail: alloc::format!("{d}"),
+                },
+                e => self.block_error(lba, e),
+            })
     }
 
     fn complete(&mut self) -> Result<(Tag, Result<SgTable, BlockError>), BlockError> {

@@ -418,3 +418,88 @@ fn a_32_bit_hba_queues_high_buffers_through_swiotlb_and_copies_back_at_the_end()
     }
     assert_eq!(pool.stats().used_slots, 0, "bounce slots released");
 }
+
+#[test]
+fn a_full_bounce_pool_is_busy_not_an_io_error_and_the_request_starts_after_a_completion() {
+    let mc = machine();
+    let md = model(Direct(mc), false, &[0]);
+    md.set_ncq_order(0, NcqOrder::Hold);
+    let clock = Clock::default();
+    // Room for two one-page bounces only (4 slots of 2 KiB).
+    // SAFETY: the fake machine's swiotlb region, reserved for this pool alone.
+    let pool = Arc::new(unsafe { Swiotlb::new(mc, PhysAddr::new(SWIOTLB_BASE), 8192) }.unwrap());
+    let dev = device(mc, DmaBackend::Swiotlb(pool.clone()));
+    let mut h = probe(&md, dev.clone(), &clock);
+    let b = bufs(mc, 3);
+    let mut d = h.disk(0).unwrap();
+    d.start(Op::Read, req(lba_of(0), &[b[0]])).unwrap();
+    d.start(Op::Read, req(lba_of(1), &[b[1]])).unwrap();
+    let third = req(lba_of(2), &[b[2]]);
+    match d.start(Op::Read, third.clone()) {
+        Err(BlockError::Busy { disk, lba, detail }) => {
+            assert_eq!((disk.as_str(), lba), ("sda", lba_of(2)));
+            assert!(detail.contains("swiotlb buffer is full"), "{detail}");
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    // Nothing of the refused request reached the HBA or stayed mapped.
+    assert_eq!(md.ncq_queued(0), vec![0, 1]);
+    assert_eq!(data_mappings(&dev), 2);
+    assert!(md.ncq_complete(0, 0));
+    let (t, r) = d.complete().unwrap();
+    assert_eq!(t, Tag(0));
+    r.unwrap();
+    // A completion gave its slots back: the same request now starts.
+    let t2 = d.start(Op::Read, third).unwrap();
+    for tag in [1, t2.0 as usize] {
+        assert!(md.ncq_complete(0, tag));
+        assert_eq!(d.complete().unwrap().0, Tag(tag as u32));
+    }
+    for (k, &(a, l)) in b.iter().enumerate() {
+        let want = md.disk_bytes(0, lba_of(k) as usize * 512, l);
+        assert_eq!(mc.bytes(a, l), want, "request {k}");
+    }
+    assert_eq!(pool.stats().used_slots, 0, "bounce slots released");
+}
+
+#[test]
+fn a_tag_is_not_given_out_again_before_its_completion_is_returned() {
+    let mc = machine();
+    let md = model(Direct(mc), true, &[0]);
+    md.set_ncq_order(0, NcqOrder::Hold);
+    let clock = Clock::default();
+    let dev = device(mc, DmaBackend::Direct);
+    let mut h = probe(&md, dev.clone(), &clock);
+    let b = bufs(mc, 5);
+    let mut d = h.disk(0).unwrap();
+    for (k, &e) in b.iter().take(3).enumerate() {
+        assert_eq!(
+            d.start(Op::Read, req(lba_of(k), &[e])).unwrap(),
+            Tag(k as u32)
+        );
+    }
+    // Tags 0 and 1 end together; the caller hears of tag 0 first.
+    assert!(md.ncq_complete(0, 0));
+    assert!(md.ncq_complete(0, 1));
+    assert_eq!(d.complete().unwrap().0, Tag(0));
+    // Tag 1 has ended at the HBA but its completion is still to be returned: two
+    // new requests must not get it, or the caller would take tag 1's completion
+    // for the second one's.
+    let t3 = d.start(Op::Read, req(lba_of(3), &[b[3]])).unwrap();
+    let t4 = d.start(Op::Read, req(lba_of(4), &[b[4]])).unwrap();
+    assert_eq!(t3, Tag(0));
+    assert_ne!(
+        t4,
+        Tag(1),
+        "tag 1 handed out before its completion was returned"
+    );
+    assert_eq!(d.complete().unwrap().0, Tag(1));
+    for tag in [2, 0, t4.0 as usize] {
+        assert!(md.ncq_complete(0, tag));
+        assert_eq!(d.complete().unwrap().0, Tag(tag as u32));
+    }
+    for (k, &(a, l)) in b.iter().enumerate() {
+        let want = md.disk_bytes(0, lba_of(k) as usize * 512, l);
+        assert_eq!(mc.bytes(a, l), want, "request {k}");
+    }
+}

@@ -615,3 +615,51 @@ fn of_the_commands_that_ended_the_oldest_is_returned_first() {
         .collect();
     assert_eq!(got, started);
 }
+
+#[test]
+fn a_full_bounce_pool_is_busy_and_the_request_starts_after_a_completion() {
+    let mc = machine();
+    let md = model(Direct(mc), opts());
+    let clock = Clock::default();
+    // Room for two one-page bounces only (4 slots of 2 KiB).
+    // SAFETY: the fake machine's swiotlb region, reserved for this pool alone.
+    let pool = Arc::new(unsafe { Swiotlb::new(mc, PhysAddr::new(SWIOTLB_BASE), 8192) }.unwrap());
+    let dev = device(mc, DmaBackend::Swiotlb(pool.clone()));
+    dev.set_force_bounce(true);
+    let mut c = probe(&md, dev.clone(), &clock);
+    let p = pages(mc, 3);
+    let one = |i: usize| req(lba_of(i), &[(p[i], 4096)]);
+    md.set_deferred(true);
+    let mut d = c.disk().unwrap();
+    let t0 = d.start(Op::Read, one(0)).unwrap();
+    d.start(Op::Read, one(1)).unwrap();
+    match d.start(Op::Read, one(2)) {
+        Err(BlockError::Busy { disk, lba, detail }) => {
+            assert_eq!((disk.as_str(), lba), ("nvme0n1", lba_of(2)));
+            assert!(detail.contains("swiotlb buffer is full"), "{detail}");
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    // The refused read never reached the controller and holds no CID or mapping.
+    assert_eq!(md.deferred().len(), 2);
+    assert_eq!(sg_maps(&dev), 2);
+    md.complete_deferred(&[t0.0 as u16]);
+    let (t, r) = d.complete().unwrap();
+    assert_eq!(t, t0);
+    r.unwrap();
+    // Its slots are back: the same read now starts, and every read lands.
+    d.start(Op::Read, one(2)).unwrap();
+    md.complete_deferred(&md.deferred());
+    for _ in 0..2 {
+        d.complete().unwrap().1.unwrap();
+    }
+    for (i, &a) in p.iter().enumerate() {
+        assert_eq!(
+            mc.bytes(a, 4096),
+            md.disk_bytes(lba_of(i) as usize * 512, 4096),
+            "read {i}"
+        );
+    }
+    assert_eq!(d.complete(), Err(BlockError::NothingInFlight));
+    assert_eq!(pool.stats().used_slots, 0, "bounce slots released");
+}

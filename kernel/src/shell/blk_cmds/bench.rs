@@ -409,6 +409,8 @@ fn print_table(
     let mut direct_sum: Option<u64> = None;
     // (mode, DMA API median, request median): printed after the table.
     let mut split: Vec<(&str, u64, u64)> = Vec::new();
+    // (mode, starts that waited for DMA resources): printed after the table.
+    let mut waited: Vec<(&str, u64)> = Vec::new();
     for mode in BenchMode::ALL {
         if let Some((_, why)) = unavailable.iter().find(|(m, _)| *m == mode) {
             kprintln!("{:<8} n/a ({why})", mode.name());
@@ -432,6 +434,9 @@ fn print_table(
             .unwrap_or(0);
         let dma = median(&mut s.dma_ns);
         split.push((mode.name(), dma, med));
+        if s.waited > 0 {
+            waited.push((mode.name(), s.waited));
+        }
         // MB/s (10^6 bytes) times 10^8, so two decimals survive integer maths.
         let rate_x100 = (s.bytes as u128 * 100_000_000_000 / busy as u128) as u64;
         let base = *direct_rate.get_or_insert(rate_x100);
@@ -455,6 +460,11 @@ fn print_table(
             } else {
                 alloc::format!("DIFFERS from direct ({:016x})", s.sum)
             }
+        );
+    }
+    for (mode, n) in &waited {
+        kprintln!(
+            "{mode}: {n} start(s) waited for a completion: the DMA mapping ran short of what the reads in flight held (Linux: BLK_STS_RESOURCE, requeued)"
         );
     }
     if let Some(&(_, direct_dma, direct_req)) = split.first() {

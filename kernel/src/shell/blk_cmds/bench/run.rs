@@ -60,6 +60,9 @@ pub(super) struct Sample {
     /// The request's scatter list mapped and unmapped on the mode's DMA device,
     /// no I/O: the DMA API's share of a request.
     pub dma_ns: Vec<u64>,
+    /// qd > 1: starts refused for want of DMA resources that reads in flight held
+    /// (bounce slots, IOVA space), each retried after the next completion.
+    pub waited: u64,
 }
 
 impl Sample {
@@ -68,6 +71,7 @@ impl Sample {
         self.dma_ns.extend(o.dma_ns);
         self.busy_ns += o.busy_ns;
         self.bytes += o.bytes;
+        self.waited += o.waited;
         self.sum = self.sum.wrapping_add(o.sum);
     }
 }
@@ -165,7 +169,10 @@ fn run_sync(
 
 /// Keeps `bufs.len()` reads in flight: starts reads while a buffer is free, then
 /// waits for whichever ends next; with `check`, each read's words are summed as it
-/// ends. On any error it still waits for every started read before returning (the
+/// ends. A start refused as busy (the DMA API short of bounce slots or IOVA space
+/// that reads in flight hold) is retried after the next completion, as Linux
+/// requeues a request on `BLK_STS_RESOURCE`; with nothing in flight it is an error.
+/// On any error it still waits for every started read before returning (the
 /// buffers are freed after), and reports the first error.
 fn run_queued(
     p: &Plan<'_>,
@@ -206,6 +213,11 @@ fn run_queued(
                     Ok(tag) => {
                         inflight.insert(tag, (b, lba, t0));
                         next += 1;
+                    }
+                    Err(block::BlockError::Busy { .. }) if !inflight.is_empty() => {
+                        free.push(b);
+                        s.waited += 1;
+                        break;
                     }
                     Err(e) => {
                         free.push(b);
