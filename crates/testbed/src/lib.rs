@@ -154,6 +154,18 @@ pub fn table(entries: &[(u64, usize)]) -> dma::SgTable {
     unsafe { dma::SgTable::from_entries(entries) }
 }
 
+/// A block-layer request for the pieces `entries` (512-byte sectors) from `lba`,
+/// a segment per piece.
+pub fn request(lba: u64, entries: &[(u64, usize)]) -> block::Request {
+    let len: usize = entries.iter().map(|e| e.1).sum();
+    block::Request {
+        lba,
+        sectors: (len / 512) as u64,
+        sg: table(entries),
+        segments: entries.len(),
+    }
+}
+
 /// The bytes of the pieces, in order.
 pub fn gather(m: &Machine, entries: &[(u64, usize)]) -> Vec<u8> {
     entries.iter().flat_map(|&(p, l)| m.bytes(p, l)).collect()

@@ -2,18 +2,10 @@
 //! failing, one never ending, a full queue.
 
 use super::*;
-use block::{Op, Request, Tag};
+use block::{Op, Tag};
 use devmodels::ahci::NcqOrder;
 
-fn req(lba: u64, e: &[(u64, usize)]) -> Request {
-    let len: usize = e.iter().map(|x| x.1).sum();
-    Request {
-        lba,
-        sectors: (len / 512) as u64,
-        sg: table(e),
-        segments: e.len(),
-    }
-}
+use testbed::request as req;
 
 /// Streaming (scatter-list) mappings still live: the requests' data. The port page
 /// and the pool's chunks (one per table in use at once) stay.

@@ -2,18 +2,10 @@
 //! `start` / `complete`) against the model deferring and reordering completions.
 
 use super::*;
-use block::{BlockError, Request, Tag};
+use block::{BlockError, Tag};
 use std::collections::BTreeMap;
 
-fn req(lba: u64, e: &[(u64, usize)]) -> Request {
-    let bytes: usize = e.iter().map(|p| p.1).sum();
-    Request {
-        lba,
-        sectors: (bytes / 512) as u64,
-        sg: table(e),
-        segments: e.len(),
-    }
-}
+use testbed::request as req;
 
 /// Eight buffers of four scattered pages each (25 sectors, a PRP list each).
 fn buffers(mc: &'static Machine, n: usize) -> Vec<Vec<(u64, usize)>> {
@@ -32,6 +24,60 @@ fn lba_of(i: usize) -> u64 {
     100 * i as u64 + 3
 }
 
+/// A fresh machine, a model holding the disk pattern, a clock, and a device
+/// mapping directly: the parts most tests probe a controller from.
+fn rig() -> (&'static Machine, NvmeModel<Direct>, Clock, Arc<DmaDevice>) {
+    let mc = machine();
+    let md = model(Direct(mc), opts());
+    let dev = device(mc, DmaBackend::Direct);
+    (mc, md, Clock::default(), dev)
+}
+
+/// [`rig`] with the controller (00:04.0) behind the VT-d model, in a translated
+/// domain.
+fn vtd_rig() -> (
+    &'static Machine,
+    testbed::vtd::Shared,
+    NvmeModel<testbed::vtd::Translated>,
+    Clock,
+    Arc<DmaDevice>,
+) {
+    let mc = machine();
+    let dom = testbed::vtd::setup(mc, hal::Bdf::b(0, 4, 0));
+    let md = model(testbed::vtd::Translated(dom.clone()), opts());
+    let shared: dma::SharedDomain = dom.clone();
+    let dev = device(mc, DmaBackend::Iommu(shared));
+    (mc, dom, md, Clock::default(), dev)
+}
+
+/// Starts a read of each buffer (buffer i at `lba_of(i)`); their CIDs in order.
+fn start_reads<R: RegisterAccess, D: crate::Delay>(
+    c: &mut Controller<R, D>,
+    bufs: &[Vec<(u64, usize)>],
+) -> Vec<u16> {
+    bufs.iter()
+        .enumerate()
+        .map(|(i, b)| c.start_rw(lba_of(i), table(b), false).unwrap())
+        .collect()
+}
+
+/// After whatever went before (a reset, a fatal status), a read of `buf` at `lba`
+/// completes under its own tag with the disk's bytes.
+fn a_read_works<R: RegisterAccess>(
+    c: &mut Controller<R, Clock>,
+    md: &NvmeModel<Direct>,
+    mc: &'static Machine,
+    buf: &[(u64, usize)],
+    lba: u64,
+) {
+    let t = c.start_rw(lba, table(buf), false).unwrap();
+    let done = c.complete_next().unwrap();
+    assert_eq!(done.tag, t);
+    done.result.unwrap();
+    let len: usize = buf.iter().map(|e| e.1).sum();
+    assert_eq!(gather(mc, buf), md.disk_bytes(lba as usize * 512, len));
+}
+
 fn probe_depth<R: RegisterAccess>(
     regs: R,
     dev: Arc<DmaDevice>,
@@ -43,10 +89,7 @@ fn probe_depth<R: RegisterAccess>(
 
 #[test]
 fn qd8_reads_of_distinct_lbas_land_in_their_own_buffers() {
-    let mc = machine();
-    let md = model(Direct(mc), opts());
-    let clock = Clock::default();
-    let dev = device(mc, DmaBackend::Direct);
+    let (mc, md, clock, dev) = rig();
     let mut c = probe(&md, dev.clone(), &clock);
     assert_eq!(c.queue_depth(), 32, "min(io depth 64 - 2, 32)");
     let bufs = buffers(mc, 8);
@@ -90,10 +133,8 @@ fn qd8_reads_of_distinct_lbas_land_in_their_own_buffers() {
 
 #[test]
 fn completions_out_of_order_go_to_their_tags() {
-    let mc = machine();
-    let md = model(Direct(mc), opts());
-    let clock = Clock::default();
-    let mut c = probe(&md, device(mc, DmaBackend::Direct), &clock);
+    let (mc, md, clock, dev) = rig();
+    let mut c = probe(&md, dev, &clock);
     let bufs = buffers(mc, 8);
     md.set_deferred(true);
     let mut d = c.disk().unwrap();
@@ -125,11 +166,7 @@ fn under_interrupts_out_of_order_completions_go_to_their_tags() {
     let (mut c, clock) = probe_irq(&md, dev.clone(), 64);
     let bufs = buffers(mc, 8);
     md.set_deferred(true);
-    let started: Vec<u16> = bufs
-        .iter()
-        .enumerate()
-        .map(|(i, b)| c.start_rw(lba_of(i), table(b), false).unwrap())
-        .collect();
+    let started = start_reads(&mut c, &bufs);
     let cids = md.deferred();
     // Reversed, all posted before the driver looks: one message each.
     let rev: Vec<u16> = cids.iter().rev().copied().collect();
@@ -155,10 +192,7 @@ fn under_interrupts_out_of_order_completions_go_to_their_tags() {
 
 #[test]
 fn a_command_that_never_completes_ends_every_one_in_flight_in_a_timeout() {
-    let mc = machine();
-    let md = model(Direct(mc), opts());
-    let clock = Clock::default();
-    let dev = device(mc, DmaBackend::Direct);
+    let (mc, md, clock, dev) = rig();
     let mut c = probe(&md, dev.clone(), &clock);
     let bufs = buffers(mc, 8);
     md.set_hung(true);
@@ -201,17 +235,11 @@ fn a_command_that_never_completes_ends_every_one_in_flight_in_a_timeout() {
 
 #[test]
 fn only_the_commands_that_do_not_complete_time_out() {
-    let mc = machine();
-    let md = model(Direct(mc), opts());
-    let clock = Clock::default();
-    let mut c = probe(&md, device(mc, DmaBackend::Direct), &clock);
+    let (mc, md, clock, dev) = rig();
+    let mut c = probe(&md, dev, &clock);
     let bufs = buffers(mc, 4);
     md.set_deferred(true);
-    let tags: Vec<u16> = bufs
-        .iter()
-        .enumerate()
-        .map(|(i, b)| c.start_rw(lba_of(i), table(b), false).unwrap())
-        .collect();
+    let tags = start_reads(&mut c, &bufs);
     let cids = md.deferred();
     md.complete_deferred(&[cids[3], cids[1]]);
     let mut ok = Vec::new();
@@ -235,10 +263,8 @@ fn only_the_commands_that_do_not_complete_time_out() {
 
 #[test]
 fn a_stale_completion_of_an_old_generation_does_not_complete_a_new_command() {
-    let mc = machine();
-    let md = model(Direct(mc), opts());
-    let clock = Clock::default();
-    let mut c = probe(&md, device(mc, DmaBackend::Direct), &clock);
+    let (mc, md, clock, dev) = rig();
+    let mut c = probe(&md, dev, &clock);
     let p = pages(mc, 1);
     // CID 0 times out (the controller is reset).
     md.set_hung(true);
@@ -306,10 +332,7 @@ fn queue_full_when_the_depth_is_reached() {
 
 #[test]
 fn controller_fatal_status_ends_every_command_in_flight() {
-    let mc = machine();
-    let md = model(Direct(mc), opts());
-    let clock = Clock::default();
-    let dev = device(mc, DmaBackend::Direct);
+    let (mc, md, clock, dev) = rig();
     let mut c = probe(&md, dev.clone(), &clock);
     let bufs = buffers(mc, 4);
     md.set_deferred(true);
@@ -330,19 +353,13 @@ fn controller_fatal_status_ends_every_command_in_flight() {
     assert_eq!(md.resets(), 1);
     assert_eq!((sg_maps(&dev), c.prp_lists_in_use()), (0, 0));
     md.set_deferred(false);
-    let t = c.start_rw(11, table(&bufs[0]), false).unwrap();
-    let done = c.complete_next().unwrap();
-    assert_eq!(done.tag, t);
-    done.result.unwrap();
-    assert_eq!(gather(mc, &bufs[0]), md.disk_bytes(11 * 512, 0x3200));
+    a_read_works(&mut c, &md, mc, &bufs[0], 11);
 }
 
 #[test]
 fn a_waited_read_takes_its_own_cid_beside_commands_in_flight() {
-    let mc = machine();
-    let md = model(Direct(mc), opts());
-    let clock = Clock::default();
-    let mut c = probe(&md, device(mc, DmaBackend::Direct), &clock);
+    let (mc, md, clock, dev) = rig();
+    let mut c = probe(&md, dev, &clock);
     let bufs = buffers(mc, 4);
     // Three started (the model completes them at once; nobody has reaped yet).
     let tags: Vec<u16> = (0..3)
@@ -376,10 +393,7 @@ fn a_waited_read_takes_its_own_cid_beside_commands_in_flight() {
 
 #[test]
 fn a_reset_ends_started_commands_as_aborted() {
-    let mc = machine();
-    let md = model(Direct(mc), opts());
-    let clock = Clock::default();
-    let dev = device(mc, DmaBackend::Direct);
+    let (mc, md, clock, dev) = rig();
     let mut c = probe(&md, dev.clone(), &clock);
     let bufs = buffers(mc, 2);
     md.set_deferred(true);
@@ -409,20 +423,11 @@ fn a_reset_ends_started_commands_as_aborted() {
 
 #[test]
 fn qd8_under_vtd_each_request_loses_its_iovas_when_it_completes() {
-    let mc = machine();
-    let dom = testbed::vtd::setup(mc, hal::Bdf::b(0, 4, 0));
-    let md = model(testbed::vtd::Translated(dom.clone()), opts());
-    let clock = Clock::default();
-    let shared: dma::SharedDomain = dom.clone();
-    let dev = device(mc, DmaBackend::Iommu(shared));
+    let (mc, dom, md, clock, dev) = vtd_rig();
     let mut c = probe(&md, dev.clone(), &clock);
     let bufs = buffers(mc, 8);
     md.set_deferred(true);
-    let tags: Vec<u16> = bufs
-        .iter()
-        .enumerate()
-        .map(|(i, b)| c.start_rw(lba_of(i), table(b), false).unwrap())
-        .collect();
+    let tags = start_reads(&mut c, &bufs);
     let cids = md.deferred();
     md.complete_deferred(&cids);
     let logs: Vec<CmdLog> = md.commands().into_iter().filter(|l| l.qid == 1).collect();
@@ -445,10 +450,7 @@ fn qd8_under_vtd_each_request_loses_its_iovas_when_it_completes() {
 
 #[test]
 fn a_media_error_fails_only_its_own_command_in_flight() {
-    let mc = machine();
-    let md = model(Direct(mc), opts());
-    let clock = Clock::default();
-    let dev = device(mc, DmaBackend::Direct);
+    let (mc, md, clock, dev) = rig();
     let mut c = probe(&md, dev.clone(), &clock);
     let bufs = buffers(mc, 3);
     md.set_media_error(lba_of(1) + 4);
@@ -487,10 +489,7 @@ fn a_media_error_fails_only_its_own_command_in_flight() {
 
 #[test]
 fn requests_left_in_flight_are_drained_by_the_disk_and_unmapped_by_the_controller() {
-    let mc = machine();
-    let md = model(Direct(mc), opts());
-    let clock = Clock::default();
-    let dev = device(mc, DmaBackend::Direct);
+    let (mc, md, clock, dev) = rig();
     let mut c = probe(&md, dev.clone(), &clock);
     let bufs = buffers(mc, 2);
     // A caller that drops the disk with requests in flight: they are waited for.
@@ -510,10 +509,7 @@ fn requests_left_in_flight_are_drained_by_the_disk_and_unmapped_by_the_controlle
 
 #[test]
 fn a_waited_command_timing_out_ends_the_started_ones_too() {
-    let mc = machine();
-    let md = model(Direct(mc), opts());
-    let clock = Clock::default();
-    let dev = device(mc, DmaBackend::Direct);
+    let (mc, md, clock, dev) = rig();
     let mut c = probe(&md, dev.clone(), &clock);
     let bufs = buffers(mc, 3);
     md.set_deferred(true);
@@ -542,11 +538,7 @@ fn a_waited_command_timing_out_ends_the_started_ones_too() {
         );
     }
     md.set_deferred(false);
-    let t = c.start_rw(5, table(&bufs[0]), false).unwrap();
-    let done = c.complete_next().unwrap();
-    assert_eq!(done.tag, t);
-    done.result.unwrap();
-    assert_eq!(gather(mc, &bufs[0]), md.disk_bytes(5 * 512, 0x3200));
+    a_read_works(&mut c, &md, mc, &bufs[0], 5);
 }
 
 #[test]
@@ -554,12 +546,7 @@ fn under_vtd_commands_ended_by_a_reset_are_unmapped_only_after_the_controller_st
     // The controller still moves the data of the commands it holds when CC.EN is
     // cleared: had the driver unmapped them before disabling it, those writes would
     // hit unmapped IOVAs and fault.
-    let mc = machine();
-    let dom = testbed::vtd::setup(mc, hal::Bdf::b(0, 4, 0));
-    let md = model(testbed::vtd::Translated(dom.clone()), opts());
-    let clock = Clock::default();
-    let shared: dma::SharedDomain = dom.clone();
-    let dev = device(mc, DmaBackend::Iommu(shared));
+    let (mc, _dom, md, clock, dev) = vtd_rig();
     let mut c = probe(&md, dev.clone(), &clock);
     let bufs = buffers(mc, 4);
     md.set_deferred(true);
@@ -588,21 +575,15 @@ fn under_vtd_commands_ended_by_a_reset_are_unmapped_only_after_the_controller_st
 fn of_the_commands_that_ended_the_oldest_is_returned_first() {
     // CIDs 60..67 sit in slots 60..63 and then 0..3: when all have ended, they come
     // back in the order they were started, not by slot.
-    let mc = machine();
-    let md = model(Direct(mc), opts());
-    let clock = Clock::default();
-    let mut c = probe(&md, device(mc, DmaBackend::Direct), &clock);
+    let (mc, md, clock, dev) = rig();
+    let mut c = probe(&md, dev, &clock);
     let p = pages(mc, 1);
     for lba in 0..60 {
         c.read(lba, &table(&[(p[0], 512)])).unwrap();
     }
     let bufs = buffers(mc, 8);
     md.set_deferred(true);
-    let started: Vec<u16> = bufs
-        .iter()
-        .enumerate()
-        .map(|(i, b)| c.start_rw(lba_of(i), table(b), false).unwrap())
-        .collect();
+    let started = start_reads(&mut c, &bufs);
     assert_eq!(started, (60..68).collect::<Vec<u16>>());
     let rev: Vec<u16> = md.deferred().into_iter().rev().collect();
     md.complete_deferred(&rev);
