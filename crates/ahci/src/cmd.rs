@@ -219,6 +219,55 @@ impl<R: RegisterAccess, D: Delay> Hba<R, D> {
         r
     }
 
+    /// Reads `count` sectors from `lba` of disk number `disk` to the bus addresses in
+    /// `segs` exactly as given: nothing is mapped or checked against a mapping. It
+    /// exists to show what an IOMMU does with a device that writes where it was not
+    /// told to (`blk stray`); every other read goes through [`read`](Self::read).
+    ///
+    /// # Safety
+    /// The HBA writes the sectors to every address in `segs`. Unless each one is a
+    /// live mapping of this HBA's DMA device with room for its length, or an IOVA
+    /// the device's IOMMU domain leaves unmapped (so the write faults), the HBA
+    /// overwrites whatever memory it reaches there.
+    // The crate's one unsafe item: a contract, no unsafe operation inside.
+    #[allow(unsafe_code)]
+    pub unsafe fn read_to_bus(
+        &mut self,
+        disk: usize,
+        lba: u64,
+        count: u16,
+        segs: &[DmaSegment],
+    ) -> Result<(), AhciError> {
+        let i = self.disk_index(disk)?;
+        let port = &self.ports[i];
+        let Some(id) = &port.id else {
+            return Err(AhciError::NoDisk(i));
+        };
+        let total: usize = segs.iter().map(|s| s.len).sum();
+        let bad = |reason| AhciError::BadRequest {
+            port: port.index,
+            reason,
+        };
+        if count == 0 || total != count as usize * id.sector_size {
+            return Err(bad("the segments do not hold the sectors asked for"));
+        }
+        if lba
+            .checked_add(count as u64)
+            .is_none_or(|end| end > id.sectors)
+        {
+            return Err(bad("beyond the end of the disk"));
+        }
+        // The PRD rules are checked where the table is written (`prepare`).
+        self.exec_recover(
+            i,
+            regs::ATA_READ_DMA_EXT,
+            lba,
+            count,
+            false,
+            Data::Segments(segs),
+        )
+    }
+
     /// Checks a read or write of `sg` at `lba` against disk `i` and one command;
     /// returns its sector count.
     pub(crate) fn check_rw(&self, i: usize, lba: u64, sg: &SgTable) -> Result<u64, AhciError> {

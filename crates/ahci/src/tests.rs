@@ -489,6 +489,59 @@ mod vtd {
     fn reads_and_writes_through_vtd_with_a_32_bit_hba() {
         run(false);
     }
+
+    /// `blk stray` on the host: a read whose second sector goes to an IOVA the
+    /// domain reserved and never mapped. The model's VT-d refuses that write and
+    /// records a fault naming the HBA, the command ends in an error (no hang), the
+    /// mapped sector got its data, and the next read works.
+    #[test]
+    fn a_read_to_an_unmapped_iova_faults_at_the_iommu_and_fails() {
+        let mc = machine();
+        let dom = setup(mc);
+        let md = model(Translated(dom.clone()), true, &[0]);
+        let clock = Clock::default();
+        let shared: dma::SharedDomain = dom.clone();
+        let dev = device(mc, DmaBackend::Iommu(shared.clone()));
+        let mut h = probe(&md, dev.clone(), &clock);
+        dom.lock().unit.take_faults();
+        let p = pages(mc, 2, u64::MAX);
+        let m = dev
+            .map_sg(table(&[(p[0], 512)]), dma::DmaDirection::FromDevice)
+            .unwrap();
+        let good = m.segments()[0];
+        let stray = shared.lock().alloc_iova(4096, u64::MAX).unwrap();
+        let segs = [
+            good,
+            dma::DmaSegment {
+                addr: stray,
+                len: 512,
+            },
+        ];
+        // SAFETY: the first segment is a live mapping of the HBA's device with room
+        // for a sector; the second an IOVA the domain reserved and left unmapped.
+        let r = unsafe { h.read_to_bus(0, 40, 2, &segs) };
+        assert!(
+            r.is_err(),
+            "a write to an unmapped IOVA must fail the command"
+        );
+        let faults = dom.lock().unit.take_faults();
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.source == AHCI && f.write && f.addr == stray.as_u64() & !0xfff),
+            "{faults:?}"
+        );
+        drop(m.unmap());
+        shared.lock().free_iova(stray, 4096);
+        assert_eq!(mc.bytes(p[0], 512), md.disk_bytes(0, 40 * 512, 512));
+        // Sizes that do not add up are refused before anything is issued.
+        // SAFETY: refused before the HBA sees it.
+        let r = unsafe { h.read_to_bus(0, 40, 3, &segs) };
+        assert!(matches!(r, Err(AhciError::BadRequest { .. })), "{r:?}");
+        let q = [(p[1], 4096)];
+        h.read(0, 8, &table(&q)).unwrap();
+        assert_eq!(gather(mc, &q), md.disk_bytes(0, 8 * 512, 4096));
+    }
 }
 
 /// A clock that plays the CPU's part for the HBA's interrupt: while the driver sleeps

@@ -344,6 +344,22 @@ pub fn with_disk<R>(
     })
 }
 
+/// Runs `f` with the HBA that has the disk called `name` and the disk's number
+/// on it (`blk stray`, which needs the HBA's unchecked read).
+pub fn with_hba_of<R>(
+    name: &str,
+    f: impl FnOnce(&mut Hba<IoMem, TscDelay>, usize) -> R,
+) -> Result<R, BindError> {
+    with_hbas(|h| {
+        for c in h.iter_mut() {
+            if let Some(i) = c.hba.disks().iter().position(|d| d.name == name) {
+                return Ok(f(&mut c.hba, i));
+            }
+        }
+        Err(BindError::NoSuchDisk(name.into()))
+    })
+}
+
 pub struct AhciDriver;
 
 /// Puts the driver in the bus's table (`drivers::register_pci_drivers`).

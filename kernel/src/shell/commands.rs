@@ -108,9 +108,9 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "blk",
-        usage: "read <dev> <lba> [count] | read <dev> <lba> <count> --show-sg [--first N] [--mask BITS] | write <dev> <lba> <count> --pattern <seed> | verify <dev> <lba> <count> --pattern <seed> | aer <nvme…>",
-        summary: "read sectors from a disk by DMA through the block layer and hex-dump them; write a seeded pattern (then FLUSH) or check one; aer: an NVMe command QEMU never completes (timeout, reset)",
-        examples: &["blk read sda 0          # the boot disk's first sector", "blk read sda 2048 4", "blk read nvme0n1 0 2    # nvme profile", "blk write nvme0n1 100 8 --pattern 42", "blk verify nvme0n1 100 8 --pattern 42   # 'verified: 8 sectors match'", "blk read sdb 0 16 --show-sg   # scattered buffer: segments, PRDT (Lab 08)"],
+        usage: "read <dev> <lba> [count] | read <dev> <lba> <count> --show-sg [--first N] [--mask BITS] | write <dev> <lba> <count> --pattern <seed> | verify <dev> <lba> <count> --pattern <seed> | aer <nvme…> | stray <sd…>",
+        summary: "read sectors from a disk by DMA through the block layer and hex-dump them; write a seeded pattern (then FLUSH) or check one; aer: an NVMe command QEMU never completes (timeout, reset); stray: an AHCI read whose second sector goes to an unmapped IOVA (VT-d fault, timeout, reset)",
+        examples: &["blk read sda 0          # the boot disk's first sector", "blk read sda 2048 4", "blk read nvme0n1 0 2    # nvme profile", "blk write nvme0n1 100 8 --pattern 42", "blk verify nvme0n1 100 8 --pattern 42   # 'verified: 8 sectors match'", "blk read sdb 0 16 --show-sg   # scattered buffer: segments, PRDT (Lab 08)", "blk stray sdb           # storage profile: the IOMMU stops a stray disk write"],
         run: super::blk_cmds::blk,
     },
     Command {

@@ -62,7 +62,7 @@ pub use debugfs::{attachment_of, domain_of, translate};
 pub use default_domain::Unclaimed;
 pub use dma_iommu::{flush_lazy_queues, iommu_error_of};
 pub use dmar::dma_aliases;
-pub use fault::{collect_faults, fault_count, fault_history, fault_vector};
+pub use fault::{collect_faults, fault_count, fault_entries, fault_history, fault_vector};
 pub use iommu::{attach_dma_domain, init};
 
 use alloc::sync::Arc;
