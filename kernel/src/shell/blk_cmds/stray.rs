@@ -13,10 +13,12 @@ const STRAY_LBA: u64 = 100;
 /// is told to read two sectors, the first to a live mapping of one page, the
 /// second to an IOVA reserved in the HBA's own domain and never mapped (the
 /// driver's unchecked `read_to_bus`, as a buggy or hostile driver would). Under
-/// VT-d that write is blocked and recorded as a fault; QEMU 7.2's AHCI then waits
-/// for a mapping that never comes, so the command ends in the driver's timeout and
-/// a COMRESET, after which the disk reads again. Refused unless the HBA is in a
-/// translated domain: without one the address is physical memory.
+/// VT-d that write is blocked and recorded as a fault. QEMU 7.2's AHCI still ends
+/// the command with good status (a DMA write is posted: nothing tells the device),
+/// so the verdict comes from the fault log, read right after the command. A
+/// command that fails instead (a device that does hear of it) is reported too.
+/// Refused unless a walk of the unit's tables for the stray IOVA fails: without
+/// translation (iommu=off, pass-through) the address is physical memory.
 pub(super) fn stray(cmd: &Command, dev: &str) -> CmdResult {
     let fail = |e: &dyn core::fmt::Display| CmdError::Failed(alloc::format!("blk stray: {e}"));
     let Some((bdf, dmadev)) = ahci::controller_of(dev) else {
