@@ -385,8 +385,6 @@ impl<R: RegisterAccess, D: Delay> AhciDisk<'_, R, D> {
         }
     }
 
-    /// The block layer's own words for "not queued", "queue full", "nothing in
-    /// flight"; anything else is a device error.
     /// `start`'s error: a mapping that ran short of shared DMA resources is
     /// [`BlockError::Busy`] (retry after a completion), the rest as `queue_error`.
     fn start_error(&self, lba: u64, e: AhciError) -> BlockError {
@@ -400,6 +398,8 @@ impl<R: RegisterAccess, D: Delay> AhciDisk<'_, R, D> {
         }
     }
 
+    /// The block layer's own words for "not queued", "queue full", "nothing in
+    /// flight"; anything else is a device error.
     fn queue_error(&self, lba: u64, e: AhciError) -> BlockError {
         match e {
             AhciError::NotQueued(_) => BlockError::NotQueued {
