@@ -1718,7 +1718,7 @@ pub const SHELL_CASES: &[ShellCase] = &[
         name: "storage_a_stray_disk_write_is_stopped_by_vtd_and_reported",
         profile: "storage",
         cmdline: "",
-        input: b"blk stray sdb\niommu faults\nblk read sdb 100 2\npoweroff\n",
+        input: b"blk stray sdb\niommu faults\nblk read sdb 100 2\nblk stray nvme0n1\nblk stray nosuch\npoweroff\n",
         end: End::Exited(0),
         contains: &[
             "sdb: READ DMA EXT of sectors 100-101: sector 100 to 0x",
@@ -1729,8 +1729,11 @@ pub const SHELL_CASES: &[ShellCase] = &[
             "DMAR fault: 00:1f.2 write at 0x",
             "sdb: 2 sector(s) of 512 bytes from LBA 100, read by 0000:00:1f.2 ahci",
             "0000c800: 42 55 53 4d 41 53 54 45 52 20 41 48 43 49 20 4c |BUSMASTER AHCI L|",
+            // Only AHCI disks: anything else is named and refused.
+            "error: blk: blk stray: 'nvme0n1' is not an AHCI disk (see lsblk)",
+            "error: blk: blk stray: 'nosuch' is not an AHCI disk (see lsblk)",
         ],
-        line_counts: &[("blk stray: ", 0)],
+        line_counts: &[("error: blk: blk stray: ", 2), ("error:", 2)],
         verify: Some(verify_stray_fault_address),
     },
     // More reads in flight than the bounce pool can hold (32 x 512 KiB against 4
