@@ -258,12 +258,49 @@ pub struct Transcript {
     pub first_prompt: Option<Duration>,
 }
 
+/// QEMU's stdout (the serial console) and stderr (its own warnings) merged into
+/// one text without a stderr chunk landing inside a console line: the two pipes
+/// are read by separate threads, so a warning QEMU printed after a line could
+/// otherwise arrive in the middle of it. Stderr waits for the line to end.
+#[derive(Default)]
+struct Merged {
+    text: Vec<u8>,
+    held: Vec<u8>,
+}
+
+impl Merged {
+    fn stdout(&mut self, b: &[u8]) {
+        match b.iter().position(|&c| c == b'\n') {
+            Some(i) if !self.held.is_empty() => {
+                self.text.extend_from_slice(&b[..=i]);
+                self.text.append(&mut self.held);
+                self.text.extend_from_slice(&b[i + 1..]);
+            }
+            _ => self.text.extend_from_slice(b),
+        }
+    }
+
+    fn stderr(&mut self, b: &[u8]) {
+        if self.text.is_empty() || self.text.ends_with(b"\n") {
+            self.text.extend_from_slice(b);
+        } else {
+            self.held.extend_from_slice(b);
+        }
+    }
+
+    /// Everything, what is held last.
+    fn finish(mut self) -> Vec<u8> {
+        self.text.append(&mut self.held);
+        self.text
+    }
+}
+
 /// Drives a session until QEMU exits or a limit is hit. Input is held back
 /// until the shell prints its first prompt: bytes sent earlier would be eaten
 /// by the firmware or dropped when the kernel resets the UART FIFO.
 pub fn drive(mut s: Session, limits: &Limits, echo: bool) -> Transcript {
     let start = Instant::now();
-    let mut text = Vec::new();
+    let mut merged = Merged::default();
     let mut prompts = PromptCounter::default();
     let mut first_prompt = None;
     let mut pending: Vec<u8> = Vec::new();
@@ -282,14 +319,14 @@ pub fn drive(mut s: Session, limits: &Limits, echo: bool) -> Transcript {
                 if prompts.feed(&b) > 0 && first_prompt.is_none() {
                     first_prompt = Some(start.elapsed());
                 }
-                text.extend_from_slice(&b);
+                merged.stdout(&b);
                 last_output = Instant::now();
             }
             Ok(Event::Stderr(b)) => {
                 if echo {
                     let _ = std::io::stderr().write_all(&b);
                 }
-                text.extend_from_slice(&b);
+                merged.stderr(&b);
                 last_output = Instant::now();
             }
             Ok(Event::Input(b)) => pending.extend_from_slice(&b),
@@ -304,11 +341,20 @@ pub fn drive(mut s: Session, limits: &Limits, echo: bool) -> Transcript {
         if let Some(status) = s.try_wait() {
             // Collect what the pipes still hold.
             while let Ok(ev) = s.rx.recv_timeout(Duration::from_millis(100)) {
-                if let Event::Stdout(b) | Event::Stderr(b) = ev {
-                    if echo {
-                        let _ = std::io::stdout().write_all(&b);
+                match ev {
+                    Event::Stdout(b) => {
+                        if echo {
+                            let _ = std::io::stdout().write_all(&b);
+                        }
+                        merged.stdout(&b);
                     }
-                    text.extend_from_slice(&b);
+                    Event::Stderr(b) => {
+                        if echo {
+                            let _ = std::io::stdout().write_all(&b);
+                        }
+                        merged.stderr(&b);
+                    }
+                    _ => {}
                 }
             }
             break End::Exited(status);
@@ -322,7 +368,7 @@ pub fn drive(mut s: Session, limits: &Limits, echo: bool) -> Transcript {
         if eof
             && pending.is_empty()
             && prompts.count > lines_sent
-            && ((text.ends_with(PROMPT) && quiet > Duration::from_millis(300))
+            && ((merged.text.ends_with(PROMPT) && quiet > Duration::from_millis(300))
                 || quiet > Duration::from_secs(3))
         {
             s.kill();
@@ -330,7 +376,7 @@ pub fn drive(mut s: Session, limits: &Limits, echo: bool) -> Transcript {
         }
         let idle_limit = match limits.idle_after {
             Some(marker) if !armed => {
-                armed = String::from_utf8_lossy(&text).contains(marker);
+                armed = String::from_utf8_lossy(&merged.text).contains(marker);
                 BOOT_IDLE
             }
             _ => limits.idle,
@@ -348,7 +394,7 @@ pub fn drive(mut s: Session, limits: &Limits, echo: bool) -> Transcript {
         let _ = std::io::stdout().flush();
     }
     Transcript {
-        text: String::from_utf8_lossy(&text).into_owned(),
+        text: String::from_utf8_lossy(&merged.finish()).into_owned(),
         end,
         elapsed: start.elapsed(),
         first_prompt,
@@ -493,6 +539,23 @@ pub fn monitor_command(socket: &std::path::Path, command: &str) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qemu_warnings_never_split_a_console_line() {
+        let mut m = Merged::default();
+        m.stdout(b"boot\nsdb: sector 101 to 0x7fff");
+        m.stderr(b"qemu-system-x86_64: vtd_iova_to_slpte: detected slpte permission error\n");
+        m.stdout(b"fa000 (reserved)\nnext ");
+        m.stderr(b"late\n");
+        m.stdout(b"line\n");
+        m.stderr(b"at a line end\n");
+        assert_eq!(
+            String::from_utf8(m.finish()).unwrap(),
+            "boot\nsdb: sector 101 to 0x7ffffa000 (reserved)\n\
+             qemu-system-x86_64: vtd_iova_to_slpte: detected slpte permission error\n\
+             next line\nlate\nat a line end\n"
+        );
+    }
 
     #[test]
     fn prompt_found_across_chunk_boundaries() {
