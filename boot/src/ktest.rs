@@ -2302,7 +2302,13 @@ fn run_shell_case(
     for (prefix, n) in case.line_counts {
         let got = t.text.lines().filter(|l| l.starts_with(prefix)).count();
         if got != *n {
-            return Err(format!("{got} lines start with {prefix:?}, expected {n}"));
+            // Lines holding the prefix anywhere: a count off by an
+            // interleaved line shows here.
+            let near: Vec<&str> = t.text.lines().filter(|l| l.contains(prefix)).collect();
+            return Err(format!(
+                "{got} lines start with {prefix:?}, expected {n}; lines holding it:\n{}",
+                near.join("\n")
+            ));
         }
     }
     if let Some(line) = clamp_line(&t.text) {

@@ -259,9 +259,12 @@ pub struct Transcript {
 }
 
 /// QEMU's stdout (the serial console) and stderr (its own warnings) merged into
-/// one text without a stderr chunk landing inside a console line: the two pipes
-/// are read by separate threads, so a warning QEMU printed after a line could
-/// otherwise arrive in the middle of it. Stderr waits for the line to end.
+/// one text in which every stderr line stands whole on a line of its own: the
+/// two pipes are read by separate threads, so a warning could otherwise land
+/// inside a console line, and QEMU writes its `qemu-system-x86_64:` prefix and
+/// the message as separate chunks, so a console line could land after the
+/// prefix. Stderr is held until it has whole lines and the console is at a
+/// line start; the console itself is never held (the prompt has no newline).
 #[derive(Default)]
 struct Merged {
     text: Vec<u8>,
@@ -270,26 +273,31 @@ struct Merged {
 
 impl Merged {
     fn stdout(&mut self, b: &[u8]) {
-        match b.iter().position(|&c| c == b'\n') {
-            Some(i) if !self.held.is_empty() => {
-                self.text.extend_from_slice(&b[..=i]);
-                self.text.append(&mut self.held);
-                self.text.extend_from_slice(&b[i + 1..]);
-            }
-            _ => self.text.extend_from_slice(b),
+        for seg in b.split_inclusive(|&c| c == b'\n') {
+            self.text.extend_from_slice(seg);
+            self.place_held();
         }
     }
 
     fn stderr(&mut self, b: &[u8]) {
-        if self.text.is_empty() || self.text.ends_with(b"\n") {
-            self.text.extend_from_slice(b);
-        } else {
-            self.held.extend_from_slice(b);
+        self.held.extend_from_slice(b);
+        self.place_held();
+    }
+
+    /// Moves the held whole stderr lines into the text if the console is at
+    /// a line start; a partial stderr line stays held.
+    fn place_held(&mut self) {
+        let at_line_start = self.text.is_empty() || self.text.ends_with(b"\n");
+        if let (true, Some(last)) = (at_line_start, self.held.iter().rposition(|&c| c == b'\n')) {
+            self.text.extend(self.held.drain(..=last));
         }
     }
 
-    /// Everything, what is held last.
+    /// Everything, what is held last (on a line of its own).
     fn finish(mut self) -> Vec<u8> {
+        if !self.held.is_empty() && !(self.text.is_empty() || self.text.ends_with(b"\n")) {
+            self.text.push(b'\n');
+        }
         self.text.append(&mut self.held);
         self.text
     }
@@ -555,6 +563,39 @@ mod tests {
              qemu-system-x86_64: vtd_iova_to_slpte: detected slpte permission error\n\
              next line\nlate\nat a line end\n"
         );
+    }
+
+    #[test]
+    fn a_console_line_never_lands_after_a_partial_qemu_warning() {
+        // QEMU writes its program-name prefix and the message separately; a
+        // console line read between the two must not follow the prefix.
+        let mut m = Merged::default();
+        m.stdout(b"busmaster> ");
+        m.stdout(b"blk read nvme0n1 199 2\n");
+        m.stderr(b"qemu-system-x86_64:");
+        m.stdout(b"error: blk: nvme0n1: I/O error at sector 199\nbusmaster> ");
+        m.stderr(b" blkdebug: injected error\nsecond ");
+        m.stdout(b"poweroff\n");
+        m.stderr(b"warning\nunfinished");
+        let text = String::from_utf8(m.finish()).unwrap();
+        assert_eq!(
+            text,
+            "busmaster> blk read nvme0n1 199 2\n\
+             error: blk: nvme0n1: I/O error at sector 199\n\
+             busmaster> poweroff\n\
+             qemu-system-x86_64: blkdebug: injected error\nsecond warning\nunfinished"
+        );
+        assert_eq!(text.lines().filter(|l| l.starts_with("error:")).count(), 1);
+    }
+
+    #[test]
+    fn the_prompt_is_seen_at_once_while_a_warning_is_partial() {
+        let mut m = Merged::default();
+        m.stderr(b"qemu-system-x86_64:");
+        m.stdout(b"ok\nbusmaster> ");
+        assert!(m.text.ends_with(b"busmaster> "));
+        let text = String::from_utf8(m.finish()).unwrap();
+        assert_eq!(text, "ok\nbusmaster> \nqemu-system-x86_64:");
     }
 
     #[test]
