@@ -437,6 +437,59 @@ fn devices_are_isolated_and_faults_name_the_culprit() {
 }
 
 #[test]
+fn the_read_and_write_walks_name_the_reason_the_unit_records() {
+    with_unit(QEMU_CAP, QEMU_ECAP, cfg(InvalMode::Queued), |m, u| {
+        let d = u.create_domain(DomainKind::Translated).unwrap();
+        u.attach(EDU, d).unwrap();
+        u.enable_translation().unwrap();
+        u.map(d, 0x10_0000, PhysAddr::new(0x1000), 0x1000, Perm::READ)
+            .unwrap();
+        u.map(
+            d,
+            0x20_0000,
+            PhysAddr::new(0x2000),
+            0x1000,
+            Perm::READ | Perm::WRITE,
+        )
+        .unwrap();
+        // (iova, write): the model's recorded reason must match the walk's.
+        for (iova, write) in [
+            (0x30_0000u64, true),
+            (0x30_0000, false),
+            (0x10_0010, true),
+            (0x10_0010, false),
+            (0x20_0010, true),
+        ] {
+            let walk = if write {
+                u.translate_write(EDU, iova)
+            } else {
+                u.translate(EDU, iova)
+            };
+            match m.dma(0, EDU.devfn(), iova, 4, write) {
+                Ok(pa) => assert_eq!(walk.map(|t| t.pa), Ok(pa), "{iova:#x} write={write}"),
+                Err(f) => {
+                    assert_eq!(
+                        walk.map(|t| t.pa),
+                        Err(FaultReason(f.reason)),
+                        "{iova:#x} write={write}"
+                    );
+                    u.take_faults();
+                }
+            }
+        }
+        assert_eq!(
+            u.translate_write(EDU, 0x30_0000),
+            Err(FaultReason::WRITE_DENIED)
+        );
+        assert_eq!(
+            u.translate_write(EDU, 0x10_0000),
+            Err(FaultReason::WRITE_DENIED)
+        );
+        assert_eq!(u.translate(EDU, 0x30_0000), Err(FaultReason::READ_DENIED));
+    });
+}
+
+#[test]
 fn drain_faults_hands_records_over_and_reports_overflow() {
     with_unit(QEMU_CAP, QEMU_ECAP, cfg(InvalMode::Register), |m, u| {
         let a = u.create_domain(DomainKind::Translated).unwrap();

@@ -146,6 +146,9 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
     /// `iova` from `bus:devfn` land? Mirrors the hardware walk of §3.4-§3.7 and reports
     /// what would fault with the fault reason the unit would record. (Tests use the
     /// device model's independent walk as the oracle, not this.)
+    ///
+    /// An entry with neither permission fails as a read would (reason 0x6); use
+    /// [`Self::translate_write`] for what a write would see.
     pub fn translate(&self, bdf: Bdf, iova: u64) -> Result<Translation, FaultReason> {
         let re = self.mem.read_u64(self.root + bdf.bus as u64 * 16);
         if re & tables::ROOT_P == 0 {
@@ -203,6 +206,17 @@ impl<R: RegisterAccess, M: PhysMemory, A: FrameAlloc> RemappingUnit<R, M, A> {
             }
             table = e & tables::ADDR_MASK;
             level -= 1;
+        }
+    }
+
+    /// The walk for a DMA write: where a read faults for lack of permission, or
+    /// lands on a page without write permission, a write faults with reason 0x5
+    /// (write denied), as the unit records it; other faults are the same.
+    pub fn translate_write(&self, bdf: Bdf, iova: u64) -> Result<Translation, FaultReason> {
+        match self.translate(bdf, iova) {
+            Err(FaultReason::READ_DENIED) => Err(FaultReason::WRITE_DENIED),
+            Ok(t) if !t.perm.contains(Perm::WRITE) => Err(FaultReason::WRITE_DENIED),
+            other => other,
         }
     }
 }

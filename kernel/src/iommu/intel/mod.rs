@@ -58,7 +58,7 @@ pub mod namespace;
 pub use bench::{
     bench_attach, bench_domain, bench_domain_for, bench_domain_id, why_no_translation, BenchTarget,
 };
-pub use debugfs::{attachment_of, domain_of, translate};
+pub use debugfs::{attachment_of, domain_of, translate, translate_write};
 pub use default_domain::Unclaimed;
 pub use dma_iommu::{flush_lazy_queues, iommu_error_of};
 pub use dmar::dma_aliases;

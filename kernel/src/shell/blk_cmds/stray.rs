@@ -53,7 +53,7 @@ pub(super) fn stray(cmd: &Command, dev: &str) -> CmdResult {
     // What the unit's tables say about the stray address as the HBA will present
     // it: only a failed walk makes the experiment safe (a pass-through context, or
     // a translation that exists, would let the write reach memory).
-    let walk = match crate::iommu::translate(bdf, stray.as_u64()) {
+    let walk = match crate::iommu::translate_write(bdf, stray.as_u64()) {
         Err(crate::iommu::Error::Walk(reason)) => reason,
         other => {
             drop(map.unmap());
@@ -69,7 +69,7 @@ pub(super) fn stray(cmd: &Command, dev: &str) -> CmdResult {
         }
     };
     kprintln!(
-        "{dev}: READ DMA EXT of sectors {STRAY_LBA}-{}: sector {STRAY_LBA} to {:#x} (mapped, phys {:#x}), sector {} to {:#x} (reserved in the domain, never mapped: the walk says {walk})",
+        "{dev}: READ DMA EXT of sectors {STRAY_LBA}-{}: sector {STRAY_LBA} to {:#x} (mapped, phys {:#x}), sector {} to {:#x} (reserved in the domain, never mapped: a write there faults with reason {walk})",
         STRAY_LBA + 1,
         good.addr.as_u64(),
         buf.phys().as_u64(),
