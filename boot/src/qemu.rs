@@ -272,6 +272,32 @@ struct Merged {
 }
 
 impl Merged {
+    /// Adds QEMU's output (input events are ignored), echoed to our own
+    /// stdout or stderr as it came when `echo`.
+    fn take(&mut self, ev: &Event, echo: bool) {
+        match ev {
+            Event::Stdout(b) => {
+                if echo {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(b);
+                    let _ = out.flush();
+                }
+                self.stdout(b);
+            }
+            Event::Stderr(b) => {
+                if echo {
+                    let _ = std::io::stderr().write_all(b);
+                }
+                self.stderr(b);
+            }
+            Event::Input(_) | Event::InputEof => {}
+        }
+    }
+
+    fn at_line_start(&self) -> bool {
+        self.text.is_empty() || self.text.ends_with(b"\n")
+    }
+
     fn stdout(&mut self, b: &[u8]) {
         for seg in b.split_inclusive(|&c| c == b'\n') {
             self.text.extend_from_slice(seg);
@@ -287,15 +313,17 @@ impl Merged {
     /// Moves the held whole stderr lines into the text if the console is at
     /// a line start; a partial stderr line stays held.
     fn place_held(&mut self) {
-        let at_line_start = self.text.is_empty() || self.text.ends_with(b"\n");
-        if let (true, Some(last)) = (at_line_start, self.held.iter().rposition(|&c| c == b'\n')) {
+        if let (true, Some(last)) = (
+            self.at_line_start(),
+            self.held.iter().rposition(|&c| c == b'\n'),
+        ) {
             self.text.extend(self.held.drain(..=last));
         }
     }
 
     /// Everything, what is held last (on a line of its own).
     fn finish(mut self) -> Vec<u8> {
-        if !self.held.is_empty() && !(self.text.is_empty() || self.text.ends_with(b"\n")) {
+        if !self.held.is_empty() && !self.at_line_start() {
             self.text.push(b'\n');
         }
         self.text.append(&mut self.held);
@@ -318,23 +346,13 @@ pub fn drive(mut s: Session, limits: &Limits, echo: bool) -> Transcript {
     let mut armed = false;
     let end = loop {
         match s.rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Event::Stdout(b)) => {
-                if echo {
-                    let mut out = std::io::stdout().lock();
-                    let _ = out.write_all(&b);
-                    let _ = out.flush();
+            Ok(ev @ (Event::Stdout(_) | Event::Stderr(_))) => {
+                if let Event::Stdout(b) = &ev {
+                    if prompts.feed(b) > 0 && first_prompt.is_none() {
+                        first_prompt = Some(start.elapsed());
+                    }
                 }
-                if prompts.feed(&b) > 0 && first_prompt.is_none() {
-                    first_prompt = Some(start.elapsed());
-                }
-                merged.stdout(&b);
-                last_output = Instant::now();
-            }
-            Ok(Event::Stderr(b)) => {
-                if echo {
-                    let _ = std::io::stderr().write_all(&b);
-                }
-                merged.stderr(&b);
+                merged.take(&ev, echo);
                 last_output = Instant::now();
             }
             Ok(Event::Input(b)) => pending.extend_from_slice(&b),
@@ -349,21 +367,7 @@ pub fn drive(mut s: Session, limits: &Limits, echo: bool) -> Transcript {
         if let Some(status) = s.try_wait() {
             // Collect what the pipes still hold.
             while let Ok(ev) = s.rx.recv_timeout(Duration::from_millis(100)) {
-                match ev {
-                    Event::Stdout(b) => {
-                        if echo {
-                            let _ = std::io::stdout().write_all(&b);
-                        }
-                        merged.stdout(&b);
-                    }
-                    Event::Stderr(b) => {
-                        if echo {
-                            let _ = std::io::stdout().write_all(&b);
-                        }
-                        merged.stderr(&b);
-                    }
-                    _ => {}
-                }
+                merged.take(&ev, echo);
             }
             break End::Exited(status);
         }
